@@ -1,0 +1,424 @@
+"""Residual networks (ResNet-18, ResNet-50) in NHWC layout.
+
+He, Zhang, Ren and Sun, "Deep residual learning for image recognition",
+CVPR 2016. The layout follows torchvision's ResNet ("v1.5": in a bottleneck
+block the stride sits on the 3×3 convolution), with the same explicit
+paddings and mirrored submodule names (torchvision's ``layer1.0.conv1`` is
+``layer1_0/conv1`` here, ``downsample.0``/``downsample.1`` are
+``downsample_conv``/``downsample_bn``), so torchvision ImageNet weights map
+onto these modules one to one (kernels transposed from OIHW to HWIO; BatchNorm
+``weight`` is ``scale``, ``running_mean``/``running_var`` are ``mean``/``var``):
+
+* stem: ``conv1`` and ``bn1``; then, with ``stem="imagenet"``, a 7×7 stride-2
+  convolution followed by a 3×3 stride-2 max pool (for 224×224 inputs), or
+  with ``stem="small"`` a 3×3 stride-1 convolution and no pooling (the
+  CIFAR-style stem, for 8×8 to 32×32 inputs);
+* four stages of residual blocks, ``layer{stage}_{index}`` (e.g.
+  ``backbone/layer1_0/conv1``), with 64, 128, 256 and 512 base channels,
+  stride 2 at the start of stages 2–4; a block whose input and output shapes
+  differ has a projection shortcut ``downsample_conv`` (1×1) +
+  ``downsample_bn`` (option B of the paper);
+* global average pooling, giving 512 (basic blocks) or 2048 (bottleneck
+  blocks) backbone features.
+
+Convolutions have no bias (BatchNorm follows each), are initialised with He
+normal initialisation in fan-out mode as in torchvision, and BatchNorm uses
+PyTorch's defaults (momentum 0.1, i.e. flax ``momentum=0.9``; epsilon 1e-5).
+The last BatchNorm scale of each residual block is initialised to one by
+default; ``zero_init_residual=True`` initialises it to zero so each block
+starts as the identity (Goyal et al., "Accurate, large minibatch SGD", 2017),
+which helps large-batch training from scratch but matters little when
+fine-tuning pretrained weights.
+
+Parameter counts of the backbone (convolutions and BatchNorm scale/bias, the
+torchvision totals minus the 1000-way ``fc``) with 3 input channels and the
+ImageNet stem: ResNet-18 11,176,512; ResNet-50 23,508,032.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from tljax.models.classifier import Classifier, Dtype
+
+__all__ = [
+  "BasicBlock",
+  "BottleneckBlock",
+  "ResNet",
+  "ResNetBackbone",
+  "resnet18",
+  "resnet50",
+]
+
+Stem = Literal["imagenet", "small"]
+
+_STAGE_WIDTHS = (64, 128, 256, 512)
+_conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def _conv(in_channels, out_channels, kernel_size, stride, padding, layer_kwargs):
+  return nnx.Conv(
+    in_channels,
+    out_channels,
+    (kernel_size, kernel_size),
+    strides=(stride, stride),
+    padding=((padding, padding), (padding, padding)),
+    use_bias=False,
+    kernel_init=_conv_init,
+    **layer_kwargs,
+  )
+
+
+def _batch_norm(channels, momentum, layer_kwargs, *, zero_scale=False):
+  return nnx.BatchNorm(
+    channels,
+    momentum=momentum,
+    epsilon=1e-5,
+    scale_init=nnx.initializers.zeros if zero_scale else nnx.initializers.ones,
+    **layer_kwargs,
+  )
+
+
+class BasicBlock(nnx.Module):
+  """Two 3×3 convolutions with a residual connection (ResNet-18/34).
+
+  ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``; ``conv1`` carries
+  the stride, and ``shortcut`` is ``downsample_bn(downsample_conv(x))`` when
+  the stride or the channel count changes, else the identity.
+  """
+
+  expansion = 1
+
+  def __init__(
+    self,
+    in_channels: int,
+    channels: int,
+    stride: int,
+    *,
+    batch_norm_momentum: float,
+    zero_init_residual: bool,
+    dtype: Dtype,
+    param_dtype: Dtype,
+    rngs: nnx.Rngs,
+  ):
+    """Builds the block; it outputs ``channels`` channels."""
+    layer = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    out_channels = channels * self.expansion
+    self.conv1 = _conv(in_channels, channels, 3, stride, 1, layer)
+    self.bn1 = _batch_norm(channels, batch_norm_momentum, layer)
+    self.conv2 = _conv(channels, channels, 3, 1, 1, layer)
+    self.bn2 = _batch_norm(
+      channels, batch_norm_momentum, layer, zero_scale=zero_init_residual
+    )
+    projection = stride != 1 or in_channels != out_channels
+    self.downsample_conv = (
+      _conv(in_channels, out_channels, 1, stride, 0, layer) if projection else None
+    )
+    self.downsample_bn = (
+      _batch_norm(out_channels, batch_norm_momentum, layer) if projection else None
+    )
+
+  def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
+    use_running_average = not train
+    x = nnx.relu(self.bn1(self.conv1(inputs), use_running_average=use_running_average))
+    x = self.bn2(self.conv2(x), use_running_average=use_running_average)
+    shortcut = inputs
+    if self.downsample_conv is not None:
+      shortcut = self.downsample_bn(
+        self.downsample_conv(inputs), use_running_average=use_running_average
+      )
+    return nnx.relu(x + shortcut)
+
+
+class BottleneckBlock(nnx.Module):
+  """1×1 reduce → 3×3 → 1×1 expand (×4) with a residual connection (ResNet-50).
+
+  ``relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x))``;
+  the stride sits on ``conv2`` (torchvision's "v1.5"), and ``shortcut`` is
+  ``downsample_bn(downsample_conv(x))`` when the stride or the channel count
+  changes, else the identity.
+  """
+
+  expansion = 4
+
+  def __init__(
+    self,
+    in_channels: int,
+    channels: int,
+    stride: int,
+    *,
+    batch_norm_momentum: float,
+    zero_init_residual: bool,
+    dtype: Dtype,
+    param_dtype: Dtype,
+    rngs: nnx.Rngs,
+  ):
+    """Builds the block; it outputs ``4 * channels`` channels."""
+    layer = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    out_channels = channels * self.expansion
+    self.conv1 = _conv(in_channels, channels, 1, 1, 0, layer)
+    self.bn1 = _batch_norm(channels, batch_norm_momentum, layer)
+    self.conv2 = _conv(channels, channels, 3, stride, 1, layer)
+    self.bn2 = _batch_norm(channels, batch_norm_momentum, layer)
+    self.conv3 = _conv(channels, out_channels, 1, 1, 0, layer)
+    self.bn3 = _batch_norm(
+      out_channels, batch_norm_momentum, layer, zero_scale=zero_init_residual
+    )
+    projection = stride != 1 or in_channels != out_channels
+    self.downsample_conv = (
+      _conv(in_channels, out_channels, 1, stride, 0, layer) if projection else None
+    )
+    self.downsample_bn = (
+      _batch_norm(out_channels, batch_norm_momentum, layer) if projection else None
+    )
+
+  def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
+    use_running_average = not train
+    x = nnx.relu(self.bn1(self.conv1(inputs), use_running_average=use_running_average))
+    x = nnx.relu(self.bn2(self.conv2(x), use_running_average=use_running_average))
+    x = self.bn3(self.conv3(x), use_running_average=use_running_average)
+    shortcut = inputs
+    if self.downsample_conv is not None:
+      shortcut = self.downsample_bn(
+        self.downsample_conv(inputs), use_running_average=use_running_average
+      )
+    return nnx.relu(x + shortcut)
+
+
+class ResNetBackbone(nnx.Module):
+  """ResNet feature extractor: stem, four residual stages, global average pool.
+
+  Submodules: ``conv1``, ``bn1`` (stem) and ``layer{stage}_{index}`` blocks,
+  ``stage`` in 1..4 and ``index`` from 0.
+
+  Attributes:
+    stem: ``"imagenet"`` or ``"small"``.
+    features_dim: ``512 * block.expansion``.
+  """
+
+  def __init__(
+    self,
+    in_channels: int,
+    *,
+    block: type[BasicBlock] | type[BottleneckBlock],
+    stage_sizes: Sequence[int],
+    stem: Stem = "imagenet",
+    batch_norm_momentum: float = 0.9,
+    zero_init_residual: bool = False,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    """Builds the backbone.
+
+    Args:
+      in_channels: number of input image channels.
+      block: :class:`BasicBlock` or :class:`BottleneckBlock`.
+      stage_sizes: number of blocks in each of the four stages, e.g.
+        ``(2, 2, 2, 2)`` for ResNet-18, ``(3, 4, 6, 3)`` for ResNet-50.
+      stem: ``"imagenet"`` (7×7/2 conv + 3×3/2 max pool) or ``"small"``
+        (3×3/1 conv, no pooling).
+      batch_norm_momentum: running-average momentum (flax convention).
+      zero_init_residual: zero-initialise the last BatchNorm scale of each
+        block.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+      rngs: random streams used for parameter initialisation.
+    """
+    if stem not in ("imagenet", "small"):
+      raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}.")
+    if len(stage_sizes) != len(_STAGE_WIDTHS) or any(n < 1 for n in stage_sizes):
+      raise ValueError(
+        f"stage_sizes must be four positive block counts, got {tuple(stage_sizes)}."
+      )
+    layer = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.stem = stem
+    if stem == "imagenet":
+      self.conv1 = _conv(in_channels, 64, 7, 2, 3, layer)
+    else:
+      self.conv1 = _conv(in_channels, 64, 3, 1, 1, layer)
+    self.bn1 = _batch_norm(64, batch_norm_momentum, layer)
+    block_names = []
+    channels_in = 64
+    for stage, (width, num_blocks) in enumerate(
+      zip(_STAGE_WIDTHS, stage_sizes, strict=True)
+    ):
+      for index in range(num_blocks):
+        stride = 2 if stage > 0 and index == 0 else 1
+        name = f"layer{stage + 1}_{index}"
+        setattr(
+          self,
+          name,
+          block(
+            channels_in,
+            width,
+            stride,
+            batch_norm_momentum=batch_norm_momentum,
+            zero_init_residual=zero_init_residual,
+            **layer,
+          ),
+        )
+        block_names.append(name)
+        channels_in = width * block.expansion
+    self.block_names = tuple(block_names)
+    self.features_dim = channels_in
+
+  def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
+    """Maps ``(batch, H, W, C)`` images to ``(batch, features_dim)`` features."""
+    x = nnx.relu(self.bn1(self.conv1(inputs), use_running_average=not train))
+    if self.stem == "imagenet":
+      x = nnx.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for name in self.block_names:
+      x = getattr(self, name)(x, train=train)
+    return jnp.mean(x, axis=(1, 2))
+
+
+class ResNet(Classifier):
+  """ResNet backbone → bottleneck → head (see :class:`Classifier`).
+
+  ``ResNet(..., block=BasicBlock, stage_sizes=(2, 2, 2, 2))`` is ResNet-18,
+  ``ResNet(..., block=BottleneckBlock, stage_sizes=(3, 4, 6, 3))`` ResNet-50.
+  """
+
+  def __init__(
+    self,
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    block: type[BasicBlock] | type[BottleneckBlock],
+    stage_sizes: Sequence[int],
+    stem: Stem = "imagenet",
+    zero_init_residual: bool = False,
+    bottleneck_dim: int | None = 256,
+    bottleneck_batch_norm: bool = True,
+    bottleneck_dropout: float = 0.0,
+    batch_norm_momentum: float = 0.9,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    """Builds the ResNet classifier.
+
+    Args:
+      input_shape: per-example ``(height, width, channels)``.
+      num_classes: number of classes.
+      block: :class:`BasicBlock` or :class:`BottleneckBlock`.
+      stage_sizes: blocks per stage.
+      stem: ``"imagenet"`` for 224×224-like inputs, ``"small"`` for 8×8 to
+        32×32 inputs.
+      zero_init_residual: zero-initialise the last BatchNorm scale of each
+        residual block.
+      bottleneck_dim: bottleneck width (256, the default of the
+        Transfer-Learning-Library's ``ImageClassifier``); None for the
+        identity.
+      bottleneck_batch_norm: BatchNorm in the bottleneck.
+      bottleneck_dropout: dropout rate at the end of the bottleneck.
+      batch_norm_momentum: running-average momentum (flax convention) of
+        every BatchNorm.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+      rngs: random streams used for parameter initialisation.
+    """
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or any(size < 1 for size in input_shape):
+      raise ValueError(
+        f"input_shape must be (height, width, channels) for ResNet, got {input_shape}."
+      )
+    backbone = ResNetBackbone(
+      input_shape[-1],
+      block=block,
+      stage_sizes=stage_sizes,
+      stem=stem,
+      batch_norm_momentum=batch_norm_momentum,
+      zero_init_residual=zero_init_residual,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      rngs=rngs,
+    )
+    super().__init__(
+      backbone,
+      backbone.features_dim,
+      num_classes,
+      bottleneck_dim=bottleneck_dim,
+      bottleneck_batch_norm=bottleneck_batch_norm,
+      bottleneck_dropout=bottleneck_dropout,
+      batch_norm_momentum=batch_norm_momentum,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      rngs=rngs,
+    )
+
+
+def resnet18(
+  input_shape: Sequence[int],
+  num_classes: int,
+  *,
+  stem: Stem = "imagenet",
+  zero_init_residual: bool = False,
+  bottleneck_dim: int | None = 256,
+  bottleneck_batch_norm: bool = True,
+  bottleneck_dropout: float = 0.0,
+  batch_norm_momentum: float = 0.9,
+  dtype: Dtype = jnp.float32,
+  param_dtype: Dtype = jnp.float32,
+  rngs: nnx.Rngs,
+) -> ResNet:
+  """ResNet-18: basic blocks, stages ``(2, 2, 2, 2)``, 512 backbone features.
+
+  Arguments as for :class:`ResNet`.
+  """
+  return ResNet(
+    input_shape,
+    num_classes,
+    block=BasicBlock,
+    stage_sizes=(2, 2, 2, 2),
+    stem=stem,
+    zero_init_residual=zero_init_residual,
+    bottleneck_dim=bottleneck_dim,
+    bottleneck_batch_norm=bottleneck_batch_norm,
+    bottleneck_dropout=bottleneck_dropout,
+    batch_norm_momentum=batch_norm_momentum,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    rngs=rngs,
+  )
+
+
+def resnet50(
+  input_shape: Sequence[int],
+  num_classes: int,
+  *,
+  stem: Stem = "imagenet",
+  zero_init_residual: bool = False,
+  bottleneck_dim: int | None = 256,
+  bottleneck_batch_norm: bool = True,
+  bottleneck_dropout: float = 0.0,
+  batch_norm_momentum: float = 0.9,
+  dtype: Dtype = jnp.float32,
+  param_dtype: Dtype = jnp.float32,
+  rngs: nnx.Rngs,
+) -> ResNet:
+  """ResNet-50: bottleneck blocks, stages ``(3, 4, 6, 3)``, 2048 backbone features.
+
+  Arguments as for :class:`ResNet`.
+  """
+  return ResNet(
+    input_shape,
+    num_classes,
+    block=BottleneckBlock,
+    stage_sizes=(3, 4, 6, 3),
+    stem=stem,
+    zero_init_residual=zero_init_residual,
+    bottleneck_dim=bottleneck_dim,
+    bottleneck_batch_norm=bottleneck_batch_norm,
+    bottleneck_dropout=bottleneck_dropout,
+    batch_norm_momentum=batch_norm_momentum,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    rngs=rngs,
+  )
