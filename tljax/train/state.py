@@ -1,0 +1,57 @@
+"""The train state: step, trainable and frozen trees, optimizer and model state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from tljax import params as params_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a training step reads and writes, as one pytree.
+
+  Attributes:
+    step: number of updates applied so far (int32 scalar).
+    trainable: parameters the step differentiates and updates.
+    frozen: parameters the model uses but the step never touches; they have no
+      gradient and no optimizer state.
+    opt_state: optimizer state, for the ``trainable`` leaves only.
+    model_state: non-parameter model variables (BatchNorm statistics).
+  """
+  step: jax.Array
+  trainable: Any
+  frozen: Any
+  opt_state: Any
+  model_state: Any
+
+  @property
+  def params(self) -> dict:
+    """The full parameter tree the model sees."""
+    return params_lib.merge(self.trainable, self.frozen)
+
+
+def create_train_state(params, model_state, optimizer: optax.GradientTransformation,
+                       rules=((".*", 1.0),)) -> TrainState:
+  """Splits ``params`` by ``rules`` and initialises the optimizer on the trainable part.
+
+  Args:
+    params: nested dict of arrays, the full parameter tree.
+    model_state: nested dict of non-parameter variables ({} if none).
+    optimizer: an optax transformation; it is initialised on the trainable
+      leaves only.
+    rules: ordered ``(regex, value)`` rules (see :func:`tljax.params.split`);
+      the default trains everything.
+  """
+  trainable, frozen = params_lib.split(params, rules)
+  if not params_lib.flatten(trainable):
+    raise ValueError(
+        f"rules {list(rules)} freeze every parameter; nothing would be trained")
+  return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
+                    frozen=frozen, opt_state=optimizer.init(trainable),
+                    model_state=model_state)
