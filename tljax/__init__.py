@@ -1,0 +1,11 @@
+"""tljax: transfer learning in JAX.
+
+Subpackages mirror what is transferred (see DESIGN.md): ``tljax.params``
+(parameter transfer), and the shared machinery ``tljax.data``,
+``tljax.models``, ``tljax.train`` and ``tljax.methods``.
+"""
+
+from tljax import data, methods, models, params, train
+
+__version__ = "0.1.0"
+__all__ = ["data", "methods", "models", "params", "train"]

