@@ -2,8 +2,13 @@
 
 from tljax.params.tree import (FROZEN, flatten, is_frozen, match_rules, merge,
                                path_name, split, unflatten)
+from tljax.params.lr_rules import (depths, learning_rate_multipliers,
+                                   scale_by_multipliers,
+                                   with_learning_rate_multipliers)
 from tljax.params.restore import load_pretrained, resolve_checkpoint_dir
 
-__all__ = ["FROZEN", "flatten", "is_frozen", "match_rules", "merge",
+__all__ = ["FROZEN", "depths", "flatten", "is_frozen",
+           "learning_rate_multipliers", "match_rules", "merge",
+           "scale_by_multipliers", "with_learning_rate_multipliers",
            "load_pretrained", "path_name", "resolve_checkpoint_dir", "split",
            "unflatten"]

@@ -1,0 +1,116 @@
+"""Per-group learning rates from rules, and layer-wise learning-rate decay.
+
+The same ordered ``(regex, value)`` rules that freeze parameters (``None``)
+give every trainable parameter a learning-rate *multiplier* (its rule's value,
+a positive number), in the style of big_vision's ``lr_mults``. Layer-wise
+learning-rate decay (LLRD; Howard & Ruder, ACL 2018, "discriminative
+fine-tuning"; Clark et al., ICLR 2020 for the geometric form) multiplies the
+learning rate of a parameter at depth ``d`` by ``decay ** (max_depth - d)``, so
+layers near the input, which hold the most general features, move least. The
+depth of a parameter is itself given by rules, ``(regex, depth)``, first match
+wins.
+
+:func:`scale_by_multipliers` applies the multipliers to the updates of any
+optax optimizer with ``optax.partition``: parameters are grouped by their
+multiplier and each group's update is scaled by it, which for SGD, momentum,
+Adam and coupled weight decay is exactly a per-group learning rate (all of them
+are linear in the learning rate).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import optax
+
+from tljax.params.tree import Rules, flatten, is_frozen, match_rules, unflatten
+
+
+def _multiplier(name: str, value) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise ValueError(
+        f"rules give parameter {name!r} the value {value!r}; a trainable "
+        "parameter's value is its learning-rate multiplier, a positive number "
+        "(None freezes it)")
+  if not math.isfinite(value) or value <= 0:
+    raise ValueError(f"rules give parameter {name!r} the learning-rate "
+                     f"multiplier {value!r}; it must be a positive number")
+  return float(value)
+
+
+def depths(params: Mapping, depth_rules: Rules) -> dict[str, int]:
+  """``{name: depth}`` for every leaf of ``params`` from ``(regex, depth)`` rules."""
+  values = match_rules(params, depth_rules)
+  for name, depth in values.items():
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+      raise ValueError(f"depth_rules give parameter {name!r} the depth "
+                       f"{depth!r}; depths are non-negative integers")
+  return values
+
+
+def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
+                              layer_decay: float | None = None,
+                              depth_rules: Rules = ()) -> dict:
+  """The learning-rate multiplier of every trainable leaf, as a tree like ``trainable``.
+
+  Args:
+    trainable: the trainable parameter tree (after :func:`tljax.params.split`).
+    rules: the ``(regex, value)`` rules; a trainable leaf's value is its
+      multiplier.
+    layer_decay: if given, in (0, 1]: also multiply by ``layer_decay **
+      (max_depth - depth)``, the depth coming from ``depth_rules``.
+    depth_rules: ``(regex, depth)`` rules, required with ``layer_decay``.
+  """
+  values = match_rules(trainable, rules)
+  frozen = [name for name, value in values.items() if is_frozen(value)]
+  if frozen:
+    raise ValueError(f"trainable holds parameters {frozen} that rules freeze; "
+                     "split the parameters with the same rules first")
+  multipliers = {name: _multiplier(name, value) for name, value in values.items()}
+  if layer_decay is not None:
+    if not 0 < layer_decay <= 1:
+      raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+    if not depth_rules:
+      raise ValueError("layer_decay needs depth_rules, (regex, depth) pairs "
+                       "giving each parameter's depth")
+    layer_depths = depths(trainable, depth_rules)
+    max_depth = max(layer_depths.values())
+    multipliers = {name: value * layer_decay ** (max_depth - layer_depths[name])
+                   for name, value in multipliers.items()}
+  return unflatten(multipliers)
+
+
+def _label(multiplier: float) -> str:
+  return f"lr_x{multiplier!r}"
+
+
+def scale_by_multipliers(multipliers: Mapping) -> optax.GradientTransformation:
+  """Scales each leaf's update by its multiplier (chain it after an optimizer).
+
+  Built on ``optax.partition``: one ``optax.scale`` per distinct multiplier;
+  a multiplier of 1 leaves its group untouched.
+  """
+  flat = flatten(multipliers)
+  labels = unflatten({name: _label(value) for name, value in flat.items()})
+  transforms = {_label(value): (optax.identity() if value == 1.0
+                                else optax.scale(value))
+                for value in set(flat.values())}
+  return optax.partition(transforms, labels)
+
+
+def with_learning_rate_multipliers(optimizer: optax.GradientTransformation,
+                                   trainable: Mapping, rules: Rules, *,
+                                   layer_decay: float | None = None,
+                                   depth_rules: Rules = ()
+                                   ) -> optax.GradientTransformation:
+  """``optimizer`` with per-parameter learning rates from ``rules`` (and LLRD).
+
+  Returns ``optimizer`` itself when every multiplier is 1.
+  """
+  multipliers = learning_rate_multipliers(trainable, rules,
+                                          layer_decay=layer_decay,
+                                          depth_rules=depth_rules)
+  if all(value == 1.0 for value in flatten(multipliers).values()):
+    return optimizer
+  return optax.chain(optimizer, scale_by_multipliers(multipliers))
