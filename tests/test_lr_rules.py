@@ -20,8 +20,8 @@ def init_params():
           "head": {"kernel": jnp.asarray(rng.normal(size=(4, 2)), jnp.float32)}}
 
 
-def linear_loss(params, model_state, batch, key):
-  del key
+def linear_loss(params, model_state, batch, key, extras=None):
+  del key, extras
   hidden = batch["x"] @ params["backbone"]["conv1"]["kernel"]
   hidden = jnp.tanh(hidden @ params["backbone"]["conv2"]["kernel"])
   loss = jnp.mean((hidden @ params["head"]["kernel"] - batch["y"]) ** 2)

@@ -243,6 +243,43 @@ def test_output_shapes(name, input_shape, kwargs, backbone_dim, features_dim, tr
 
 
 @pytest.mark.parametrize(
+  "name, input_shape, kwargs, feature_maps_shape",
+  [
+    ("lenet", (8, 8, 1), {}, (5, 2, 2, 50)),  # two 2x2 poolings: 8 -> 4 -> 2
+    ("lenet", (28, 28, 1), {"bottleneck_dim": None}, (5, 7, 7, 50)),
+    ("resnet18", (8, 8, 1), {"stem": "small"}, (5, 1, 1, 512)),  # 8 -> 8, 4, 2, 1
+    ("resnet18", (32, 32, 3), {"stem": "small"}, (5, 4, 4, 512)),
+    ("resnet18", (64, 64, 3), {"stem": "imagenet"}, (5, 2, 2, 512)),  # 64 / 32
+    ("resnet50", (8, 8, 1), {"stem": "small"}, (5, 1, 1, 2048)),
+    ("mlp", (8, 8, 1), {"bottleneck_dim": 16}, None),
+  ],
+)
+@pytest.mark.parametrize("train", [False, True])
+def test_feature_maps_shapes(name, input_shape, kwargs, feature_maps_shape, train):
+  model = models.create_model(name, num_classes=7, input_shape=input_shape, **kwargs)
+  outputs, _ = abstract_apply(model, 5, train=train)
+  if feature_maps_shape is None:
+    assert outputs.feature_maps is None
+  else:
+    assert outputs.feature_maps.shape == feature_maps_shape
+    assert outputs.feature_maps.dtype == outputs.backbone_features.dtype
+
+
+def test_model_output_positional_fields():
+  # feature_maps is appended with a default: three-field construction and
+  # positional access keep working.
+  outputs = models.ModelOutput("backbone", "features", "logits")
+  assert outputs.feature_maps is None
+  assert outputs[:3] == ("backbone", "features", "logits")
+  assert models.ModelOutput._fields == (
+    "backbone_features",
+    "features",
+    "logits",
+    "feature_maps",
+  )
+
+
+@pytest.mark.parametrize(
   "name, input_shape, kwargs, backbone_dim, features_dim", SHAPE_CASES
 )
 def test_param_paths_start_with_backbone_bottleneck_head(
@@ -333,6 +370,7 @@ def test_mlp_matches_numpy(mlp_setup, train):
   )
   np.testing.assert_allclose(outputs.features, features, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(outputs.logits, logits, rtol=1e-4, atol=1e-5)
+  assert outputs.feature_maps is None  # no spatial map in an MLP
   for statistic in ("mean", "var"):
     np.testing.assert_allclose(
       new_state["bottleneck"]["batch_norm"][statistic],
@@ -408,6 +446,7 @@ def test_lenet_matches_numpy():
     np.maximum(numpy_conv_same(x, p["conv2"]["kernel"], p["conv2"]["bias"]), 0)
   )
   assert x.shape == (3, 2, 2, 50)
+  np.testing.assert_allclose(outputs.feature_maps, x, rtol=1e-4, atol=1e-4)
   features = np.maximum(x.reshape(3, -1) @ p["fc"]["kernel"] + p["fc"]["bias"], 0)
   logits = features @ np.asarray(params["head"]["kernel"]) + np.asarray(
     params["head"]["bias"]
@@ -454,6 +493,26 @@ def test_resnet18_batch_norm_train_and_eval():
   eval_first, _ = apply(params, new_state, inputs[:1], train=False)
   np.testing.assert_allclose(
     eval_first.logits, eval_outputs.logits[:1], rtol=1e-4, atol=1e-4
+  )
+
+
+def test_resnet_feature_maps_pool_to_backbone_features():
+  model = models.create_model(
+    "resnet18", num_classes=10, input_shape=(16, 16, 1), stem="small"
+  )
+  params, model_state = numpy_params(model, seed=11)
+  inputs = np.random.default_rng(12).uniform(size=(2, 16, 16, 1)).astype(np.float32)
+  outputs, _ = jax.jit(model.apply, static_argnames="train")(
+    params, model_state, inputs, train=False
+  )
+  assert outputs.feature_maps.shape == (2, 2, 2, 512)
+  assert np.all(np.asarray(outputs.feature_maps) >= 0)  # after the last ReLU
+  # The backbone features are the global average pool of the last stage.
+  np.testing.assert_allclose(
+    np.mean(np.asarray(outputs.feature_maps, np.float64), axis=(1, 2)),
+    outputs.backbone_features,
+    rtol=1e-5,
+    atol=1e-5,
   )
 
 

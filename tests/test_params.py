@@ -120,3 +120,15 @@ def test_load_pretrained_names_every_kind_of_mismatch(tmp_path):
     params_lib.load_pretrained(wrong_dtype, tmp_path)
   with pytest.raises(FileNotFoundError):
     params_lib.load_pretrained(make_params(), tmp_path / "absent")
+
+
+def test_dont_load_patterns_must_match_something(tmp_path):
+  _save_run(tmp_path, make_params())
+  with pytest.raises(ValueError, match=r"dont_load patterns \['haed/.\*'\]"):
+    params_lib.load_pretrained(make_params(), tmp_path, dont_load=("haed/.*",))
+
+
+def test_transferred_names_are_those_outside_dont_load():
+  assert params_lib.transferred_names(make_params(), ("head/.*",)) == {
+      "backbone/conv1/kernel", "backbone/conv1/bias", "backbone/bn1/scale",
+      "bottleneck/kernel"}

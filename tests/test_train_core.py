@@ -24,8 +24,8 @@ def init_params():
                    "bias": jnp.zeros(2, jnp.float32)}}
 
 
-def squared_error_loss(params, model_state, batch, key):
-  del key
+def squared_error_loss(params, model_state, batch, key, extras=None):
+  del key, extras
   hidden = jnp.tanh(batch["x"] @ params["backbone"]["kernel"] +
                     params["backbone"]["bias"])
   prediction = hidden @ params["head"]["kernel"] + params["head"]["bias"]
@@ -145,7 +145,7 @@ def test_weight_decay_never_touches_frozen_parameters():
   optimizer = make_optimizer({"name": "sgd", "learning_rate": 0.1,
                               "weight_decay": 0.5, "momentum": 0.0}, 10)
 
-  def zero_loss(params, model_state, batch, key):
+  def zero_loss(params, model_state, batch, key, extras):
     return 0.0 * squared_error_loss(params, model_state, batch, key)[0], (
         model_state, {})
 
@@ -197,3 +197,21 @@ def test_checkpointer_keeps_the_newest_n(tmp_path):
     assert checkpointer.all_steps() == [6, 7]
   with pytest.raises(FileNotFoundError):
     Checkpointer(tmp_path / "empty").restore(state)
+
+
+def test_extras_reach_the_loss_and_stay_constant():
+  optimizer = optax.sgd(0.5)
+
+  def pull_to_anchor(params, model_state, batch, key, extras):
+    del batch, key
+    loss = 0.5 * jnp.sum((params["head"]["bias"] - extras["anchor"]) ** 2)
+    return loss, (model_state, {})
+
+  anchor = jnp.array([1.0, -2.0])
+  state = create_train_state(init_params(), {}, optimizer, RULES,
+                             extras={"anchor": anchor})
+  step = make_train_step(pull_to_anchor, optimizer)
+  state, _ = step(state, make_batch(0), jax.random.key(0))
+  # bias starts at 0: one SGD step of lr 0.5 on 0.5||b - a||^2 gives 0.5 a.
+  np.testing.assert_allclose(state.trainable["head"]["bias"], [0.5, -1.0])
+  np.testing.assert_array_equal(state.extras["anchor"], [1.0, -2.0])

@@ -48,7 +48,8 @@ _NON_NEGATIVE_INTS = ("eval_every",)
 def _domain(name: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "name": name, "train_split": "train", "test_split": "test",
-      "in_memory": True, "kwargs": ml_collections.ConfigDict()})
+      "in_memory": True, "labels_per_class": config_dict.placeholder(int),
+      "validation_per_class": 0, "kwargs": ml_collections.ConfigDict()})
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -65,7 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
       "name": "sgd", "learning_rate": 0.01, "momentum": 0.9,
       "nesterov": True, "weight_decay": 5e-4, "schedule": "cosine",
       "warmup_steps": 0, "grad_clip_norm": config_dict.placeholder(float),
-      "inv_alpha": 10.0, "inv_beta": 0.75})
+      "inv_alpha": 10.0, "inv_beta": 0.75,
+      "layer_decay": config_dict.placeholder(float), "depth_rules": ()})
   config.steps = 1000
   config.batch_size = 64
   config.eval_every = 0

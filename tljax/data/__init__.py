@@ -45,10 +45,13 @@ from tljax.data.sources import (
     default_data_dir,
     get_source,
 )
+from tljax.data.subsets import labeled_subsets, per_class_indices
 from tljax.data.toy import gaussian_shift, rotation_matrix, two_moons
 
 __all__ = [
     "ArraySource",
+    "labeled_subsets",
+    "per_class_indices",
     "PrefetchIterator",
     "Source",
     "TfdsSource",

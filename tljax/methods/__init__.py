@@ -5,10 +5,11 @@ A recipe is a loss function plus the domains it trains on (see
 :func:`register_method` and an import below.
 """
 
-from tljax.methods.base import Method, cross_entropy_loss, supervised_on
+from tljax.methods.base import (Method, TransferContext, cross_entropy_loss,
+                                supervised_on)
 from tljax.methods.registry import (available_methods, build_method, get_method,
                                     register_method)
 from tljax.methods import finetune, source_only, target_only  # registers
 
-__all__ = ["Method", "available_methods", "build_method", "cross_entropy_loss",
+__all__ = ["Method", "TransferContext", "available_methods", "build_method", "cross_entropy_loss",
            "get_method", "register_method", "supervised_on"]

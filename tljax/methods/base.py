@@ -22,8 +22,8 @@ class Method:
 
   Attributes:
     name: the registry name.
-    loss_fn: ``loss_fn(params, model_state, batch, key) -> (loss, (model_state,
-      metrics))`` where ``batch`` maps each domain in ``domains`` to a dict with
+    loss_fn: ``loss_fn(params, model_state, batch, key, extras) -> (loss,
+      (model_state, metrics))`` where ``batch`` maps each domain in ``domains`` to a dict with
       ``"input"`` (and ``"label"`` where labels are used).
     domains: which training domains the step consumes, e.g. ``("source",)``.
     labeled: the domains whose training labels the method may see. The loop
@@ -32,6 +32,14 @@ class Method:
     setting: ``"inductive"``, ``"transductive"`` or ``"unsupervised"``.
     pretrain: a method whose final parameters initialise this one when the
       config gives no ``init_from`` (``finetune`` starts from ``source_only``).
+    pretrain_dont_load: the ``dont_load`` patterns used when starting from the
+      pretrain run (default ``config.init_from.dont_load``); LP-FT keeps the
+      probe's head with ``()``.
+    trainable_rules: the method's own ``(regex, value)`` rules (linear probing
+      freezes the backbone); default: ``config.trainable_rules``.
+    init_extras: ``init_extras(context) -> extras``, run once on the host
+      before training (a :class:`TransferContext`); the result is stored in the
+      train state and passed to every ``loss_fn`` call.
   """
   name: str
   loss_fn: LossFn
@@ -39,6 +47,9 @@ class Method:
   labeled: tuple[str, ...]
   setting: str
   pretrain: str | None = None
+  pretrain_dont_load: tuple[str, ...] | None = None
+  trainable_rules: tuple | None = None
+  init_extras: Callable[["TransferContext"], Any] | None = None
 
   def __post_init__(self):
     for field in ("domains", "labeled"):
@@ -51,6 +62,30 @@ class Method:
     if self.setting not in SETTINGS:
       raise ValueError(f"Method.setting {self.setting!r} is unknown; allowed: "
                        f"{list(SETTINGS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferContext:
+  """What a method's ``init_extras`` may read before training starts.
+
+  Attributes:
+    params: the initial parameters (restored from the source run where
+      transferred).
+    model_state: the initial model state (BatchNorm statistics).
+    transferred: names (``a/b/c``) of the parameters restored from a source
+      checkpoint; empty when training from scratch.
+    model: the :class:`tljax.models.Model`.
+    domains: the data, ``{domain: {split: source}}``.
+    config: the experiment config.
+    seed: the run's seed.
+  """
+  params: Any
+  model_state: Any
+  transferred: frozenset
+  model: Any
+  domains: Any
+  config: Any
+  seed: int
 
 
 MethodBuilder = Callable[[Any, Any], Method]
@@ -81,7 +116,8 @@ def supervised_on(domain: str):
   def build(config, model) -> LossFn:
     smoothing = float(config.get("label_smoothing", 0.0) or 0.0)
 
-    def loss_fn(params, model_state, batch, key):
+    def loss_fn(params, model_state, batch, key, extras):
+      del extras
       loss, model_state, _, metrics = cross_entropy_loss(
           model, params, model_state, batch[domain], key,
           label_smoothing=smoothing)

@@ -49,11 +49,19 @@ class ModelOutput(NamedTuple):
       ``backbone_features`` when the bottleneck is the identity); the features
       feature-alignment methods act on.
     logits: ``(batch, num_classes)`` head output.
+    feature_maps: ``(batch, height, width, channels)``: the backbone's last
+      spatial feature map (NHWC), before it is flattened or globally pooled
+      into ``backbone_features`` (LeNet: conv2 → ReLU → max pool; ResNet: the
+      last stage's output); what feature-map regularisers such as DELTA act
+      on. None for backbones without a spatial map (MLP). Last field, with a
+      default, so ``ModelOutput(backbone_features, features, logits)`` keeps
+      working.
   """
 
   backbone_features: jax.Array
   features: jax.Array
   logits: jax.Array
+  feature_maps: jax.Array | None = None
 
 
 class Bottleneck(nnx.Module):
@@ -161,7 +169,12 @@ class Classifier(nnx.Module):
   The architectures (:class:`~tljax.models.MLP`, :class:`~tljax.models.LeNet`,
   :class:`~tljax.models.ResNet`) subclass this and only build their backbone.
   A backbone is any ``nnx.Module`` whose ``__call__(inputs, *, train)``
-  returns ``(batch, backbone_dim)`` features.
+  returns ``(batch, backbone_dim)`` features. A backbone may also define
+  ``forward_with_feature_maps(inputs, *, train)`` returning ``(features,
+  feature_maps)``, its features together with its last spatial feature map
+  (or None); the classifier then calls that instead of ``__call__`` and
+  returns the map as :attr:`ModelOutput.feature_maps` (None for a backbone
+  without the method).
 
   Attributes:
     backbone: the feature extractor.
@@ -239,9 +252,16 @@ class Classifier(nnx.Module):
     Returns:
       A :class:`ModelOutput`.
     """
-    backbone_features = self.backbone(inputs, train=train)
+    forward = getattr(self.backbone, "forward_with_feature_maps", None)
+    if forward is None:
+      backbone_features, feature_maps = self.backbone(inputs, train=train), None
+    else:
+      backbone_features, feature_maps = forward(inputs, train=train)
     features = self.bottleneck(backbone_features, train=train, rngs=rngs)
     logits = self.head(features)
     return ModelOutput(
-      backbone_features=backbone_features, features=features, logits=logits
+      backbone_features=backbone_features,
+      features=features,
+      logits=logits,
+      feature_maps=feature_maps,
     )

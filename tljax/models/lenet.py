@@ -9,7 +9,8 @@ of sigmoid, max pooling instead of subsampling, 20 and 50 feature maps and a
 after the second convolution is left out; the bottleneck offers dropout.
 
 Backbone (NHWC): ``conv1`` 5×5×20 → ReLU → 2×2 max pool → ``conv2`` 5×5×50 →
-ReLU → 2×2 max pool → flatten → ``fc`` Linear(500) → ReLU. The convolutions
+ReLU → 2×2 max pool (the ``feature_maps`` of the model's output) → flatten →
+``fc`` Linear(500) → ReLU. The convolutions
 use 'SAME' padding, so the 8×8×1 digit domains of tljax (and 28×28 or 32×32
 images) all work: the spatial size after the two poolings is
 ``(H // 2 // 2) × (W // 2 // 2)``, giving ``fc`` ``(H//4)·(W//4)·50`` inputs
@@ -76,17 +77,28 @@ class LeNetBackbone(nnx.Module):
     self.fc = nnx.Linear((height // 4) * (width // 4) * 50, 500, **layer)
     self.features_dim = 500
 
-  def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
-    """Maps ``(batch, H, W, C)`` images to ``(batch, 500)`` features.
+  def forward_with_feature_maps(
+    self, inputs: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, jax.Array]:
+    """Maps ``(batch, H, W, C)`` images to features and feature maps.
 
     ``train`` is accepted for the common backbone interface; this backbone
     behaves identically in both modes.
+
+    Returns:
+      ``(features, feature_maps)``: the ``(batch, 500)`` features and the
+      ``(batch, H // 4, W // 4, 50)`` output of conv2 → ReLU → max pool, the
+      map that is flattened into ``fc``.
     """
     del train
     x = nnx.max_pool(nnx.relu(self.conv1(inputs)), **_POOL)
-    x = nnx.max_pool(nnx.relu(self.conv2(x)), **_POOL)
-    x = x.reshape(x.shape[0], -1)
-    return nnx.relu(self.fc(x))
+    feature_maps = nnx.max_pool(nnx.relu(self.conv2(x)), **_POOL)
+    x = feature_maps.reshape(feature_maps.shape[0], -1)
+    return nnx.relu(self.fc(x)), feature_maps
+
+  def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
+    """Maps ``(batch, H, W, C)`` images to ``(batch, 500)`` features."""
+    return self.forward_with_feature_maps(inputs, train=train)[0]
 
 
 class LeNet(Classifier):

@@ -268,14 +268,27 @@ class ResNetBackbone(nnx.Module):
     self.block_names = tuple(block_names)
     self.features_dim = channels_in
 
-  def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
-    """Maps ``(batch, H, W, C)`` images to ``(batch, features_dim)`` features."""
+  def forward_with_feature_maps(
+    self, inputs: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, jax.Array]:
+    """Maps ``(batch, H, W, C)`` images to features and feature maps.
+
+    Returns:
+      ``(features, feature_maps)``: the ``(batch, features_dim)`` features
+      and the last stage's ``(batch, H', W', features_dim)`` output, whose
+      spatial mean the features are (``H' = ceil(H / 32)`` with the ImageNet
+      stem, ``ceil(H / 8)`` with the small one).
+    """
     x = nnx.relu(self.bn1(self.conv1(inputs), use_running_average=not train))
     if self.stem == "imagenet":
       x = nnx.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for name in self.block_names:
       x = getattr(self, name)(x, train=train)
-    return jnp.mean(x, axis=(1, 2))
+    return jnp.mean(x, axis=(1, 2)), x
+
+  def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
+    """Maps ``(batch, H, W, C)`` images to ``(batch, features_dim)`` features."""
+    return self.forward_with_feature_maps(inputs, train=train)[0]
 
 
 class ResNet(Classifier):

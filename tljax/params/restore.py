@@ -68,6 +68,13 @@ def _merge_tree(init: Mapping, loaded: Mapping, dont_load: list[re.Pattern],
   return unflatten(merged)
 
 
+def transferred_names(params: Mapping, dont_load: Sequence[str]) -> frozenset:
+  """Names of the parameters :func:`load_pretrained` restores (not in ``dont_load``)."""
+  patterns = _compile(dont_load, "dont_load")
+  return frozenset(name for name in flatten(params)
+                   if not _matches(name, patterns))
+
+
 def resolve_checkpoint_dir(path: str | os.PathLike) -> str:
   """A run's work dir or its ``checkpoints`` dir -> the checkpoints dir."""
   path = os.fspath(path)
@@ -116,6 +123,15 @@ def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
   finally:
     checkpointer.close()
   loaded_params = merge(raw.get("trainable") or {}, raw.get("frozen") or {})
+  names = (set(flatten(init_params)) | set(flatten(loaded_params))
+           | set(flatten(init_model_state or {}))
+           | set(flatten(raw.get("model_state") or {})))
+  unused = [pattern.pattern for pattern in dont_load_patterns
+            if not any(pattern.fullmatch(name) for name in names)]
+  if unused:
+    raise ValueError(f"dont_load patterns {unused} match no parameter of the "
+                     "model or the checkpoint (a typo would silently load what "
+                     "it meant to skip)")
   params = _merge_tree(init_params, loaded_params, dont_load_patterns,
                        "parameter")
   if zero_patterns:

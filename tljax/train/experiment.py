@@ -55,8 +55,11 @@ def run_experiment(config, workdir: str) -> dict:
     init_from = None
     if method.pretrain and not config.init_from.get("workdir"):
       run(method.pretrain, seed)
+      dont_load = (config.init_from.dont_load
+                   if method.pretrain_dont_load is None
+                   else method.pretrain_dont_load)
       init_from = {"workdir": run_dir(workdir, method.pretrain, seed),
-                   "dont_load": list(config.init_from.dont_load),
+                   "dont_load": list(dont_load),
                    "zero_init": list(config.init_from.zero_init)}
     summaries[(name, seed)] = train_and_evaluate(
         config, run_dir(workdir, name, seed), method_name=name, seed=seed,
@@ -79,7 +82,9 @@ def run_experiment(config, workdir: str) -> dict:
 def aggregate(name: str, setting: str, summaries: list[dict]) -> dict:
   """Mean and sample standard deviation of the test accuracies over seeds."""
   row = {"method": name, "setting": setting, "seeds": len(summaries)}
-  for split in ("source_test", "target_test"):
+  for split in ("source_test", "target_validation", "target_test"):
+    if split not in summaries[0]:
+      continue
     accuracies = np.array([summary[split]["accuracy"] for summary in summaries])
     row[f"{split}_accuracy_mean"] = float(accuracies.mean())
     row[f"{split}_accuracy_std"] = (float(accuracies.std(ddof=1))

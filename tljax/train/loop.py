@@ -34,7 +34,6 @@ RUN_CONFIG_FILE = "run_config.json"
 TRAIN_EVERYTHING = ((".*", 1.0),)
 
 
-
 def load_domains(config) -> dict[str, dict[str, Any]]:
   """The train and test splits of both domains: ``{domain: {"train", "test"}}``."""
   domains = {}
@@ -61,6 +60,31 @@ def load_domains(config) -> dict[str, dict[str, Any]]:
   return domains
 
 
+def select_target_labels(domains, config, seed: int) -> dict:
+  """The target splits a run with ``seed`` uses, given the few-label settings.
+
+  With ``config.target.labels_per_class`` (k) or
+  ``config.target.validation_per_class`` set, the target training split is
+  divided per seed into a validation set (``validation``) and k labeled
+  examples per class (``train``); all training inputs stay available,
+  unlabeled, as ``unlabeled``. The test split is never touched.
+  """
+  spec = config.target
+  labels_per_class = spec.get("labels_per_class")
+  validation_per_class = spec.get("validation_per_class") or 0
+  target = dict(domains["target"])
+  target["unlabeled"] = domains["target"]["train"]
+  if labels_per_class is None and not validation_per_class:
+    return {**domains, "target": target}
+  labeled, validation = data_lib.labeled_subsets(
+      domains["target"]["train"], labels_per_class=labels_per_class,
+      validation_per_class=validation_per_class, seed=seed)
+  target["train"] = labeled
+  if validation is not None:
+    target["validation"] = validation
+  return {**domains, "target": target}
+
+
 def build_model(config, domains) -> models_lib.Model:
   """The config's model for the domains' input shape and number of classes."""
   kwargs = {key: value for key, value in config.model.items() if key != "name"}
@@ -70,9 +94,9 @@ def build_model(config, domains) -> models_lib.Model:
                                  input_shape=tuple(train.input_shape), **kwargs)
 
 
-def _domain_seed(seed: int, domain: str) -> int:
-  index = methods_lib.base.DOMAINS.index(domain)
-  return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+def _stream_seed(seed: int, domain: str) -> int:
+  # The same streams as data.paired_batches(source, target, seed=seed).
+  return seed if domain == "source" else data_lib.target_stream_seed(seed)
 
 
 def training_batches(method, domains, *, batch_size: int, seed: int,
@@ -82,11 +106,15 @@ def training_batches(method, domains, *, batch_size: int, seed: int,
   Every stream is a pure function of (seed, step), so a resumed run sees the
   batches an uninterrupted one would have.
   """
-  streams = {domain: data_lib.batches(domains[domain]["train"],
-                                      batch_size=batch_size,
-                                      seed=_domain_seed(seed, domain),
-                                      start_step=start_step)
-             for domain in method.domains}
+  streams = {}
+  for domain in method.domains:
+    # A domain the method may not label reads its whole training split.
+    split = ("train" if domain in method.labeled
+             else "unlabeled" if "unlabeled" in domains[domain] else "train")
+    streams[domain] = data_lib.batches(domains[domain][split],
+                                       batch_size=batch_size,
+                                       seed=_stream_seed(seed, domain),
+                                       start_step=start_step)
   while True:
     batch = {}
     for domain, stream in streams.items():
@@ -99,9 +127,14 @@ def training_batches(method, domains, *, batch_size: int, seed: int,
 
 def _evaluate_domains(model, state, domains, batch_size) -> dict:
   params = state.params
-  return {f"{domain}_test": evaluate(model, params, state.model_state,
-                                     splits["test"], batch_size=batch_size)
-          for domain, splits in domains.items()}
+  results = {}
+  for domain, splits in domains.items():
+    for split in ("validation", "test"):
+      if split in splits:
+        results[f"{domain}_{split}"] = evaluate(
+            model, params, state.model_state, splits[split],
+            batch_size=batch_size)
+  return results
 
 
 def _claim_workdir(workdir: str, run_config: dict) -> None:
@@ -154,27 +187,41 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
       "init_from": dict(init_from) if init_from is not None else None})
   start_time = time.perf_counter()
 
-  # --- Data: both domains, train and test splits --------------------------
-  domains = domains or load_domains(config)
+  # --- Data: both domains; the target's labeled subset for this seed -------
+  domains = select_target_labels(domains or load_domains(config), config, seed)
 
   # --- Model, method and optimizer ------------------------------------------
   model = build_model(config, domains)
   method = methods_lib.build_method(method_name, config, model)
   init_key, train_key = jax.random.split(jax.random.key(seed))
   params, model_state = jax.jit(model.init)(init_key)
+  transferred = frozenset()
   if init_from is not None:
+    dont_load = tuple(init_from.get("dont_load") or ())
     params, model_state = params_lib.load_pretrained(
-        params, init_from["workdir"],
-        dont_load=tuple(init_from.get("dont_load") or ()),
+        params, init_from["workdir"], dont_load=dont_load,
         zero_init=tuple(init_from.get("zero_init") or ()),
         init_model_state=model_state)
-  optimizer = make_optimizer(config.optimizer, config.steps)
+    transferred = params_lib.transferred_names(params, dont_load)
+  # Rules: the method's own, else the config's for the experiment's method;
+  # the references train everything.
+  rules = method.trainable_rules or (
+      config.trainable_rules if method_name == config.method
+      else TRAIN_EVERYTHING)
+  rules = [tuple(rule) for rule in rules]
+  trainable, _ = params_lib.split(params, rules)
+  optimizer = params_lib.with_learning_rate_multipliers(
+      make_optimizer(config.optimizer, config.steps), trainable, rules,
+      layer_decay=config.optimizer.get("layer_decay"),
+      depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules])
   schedule = make_schedule(config.optimizer, config.steps)
-  # The rules shape the experiment's method; references train everything.
-  rules = (config.trainable_rules if method_name == config.method
-           else TRAIN_EVERYTHING)
-  state = create_train_state(params, model_state, optimizer,
-                             rules=[tuple(rule) for rule in rules])
+  extras = None
+  if method.init_extras is not None:
+    extras = method.init_extras(methods_lib.TransferContext(
+        params=params, model_state=model_state, transferred=transferred,
+        model=model, domains=domains, config=config, seed=seed))
+  state = create_train_state(params, model_state, optimizer, rules=rules,
+                             extras=extras)
 
   # --- The update step: one jitted pure function, state donated -------------
   train_step = make_train_step(method.loss_fn, optimizer)

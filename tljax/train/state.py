@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import dataclasses
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -23,12 +25,16 @@ class TrainState:
       gradient and no optimizer state.
     opt_state: optimizer state, for the ``trainable`` leaves only.
     model_state: non-parameter model variables (BatchNorm statistics).
+    extras: constant trees the loss reads and the step never changes, set up
+      once by a method before training: the source model's parameters for
+      L2-SP or DELTA, a class relationship for Co-Tuning ({} if none).
   """
   step: jax.Array
   trainable: Any
   frozen: Any
   opt_state: Any
   model_state: Any
+  extras: Any = dataclasses.field(default_factory=dict)
 
   @property
   def params(self) -> dict:
@@ -37,7 +43,7 @@ class TrainState:
 
 
 def create_train_state(params, model_state, optimizer: optax.GradientTransformation,
-                       rules=((".*", 1.0),)) -> TrainState:
+                       rules=((".*", 1.0),), extras=None) -> TrainState:
   """Splits ``params`` by ``rules`` and initialises the optimizer on the trainable part.
 
   Args:
@@ -47,6 +53,7 @@ def create_train_state(params, model_state, optimizer: optax.GradientTransformat
       leaves only.
     rules: ordered ``(regex, value)`` rules (see :func:`tljax.params.split`);
       the default trains everything.
+    extras: constant trees for the loss (see :class:`TrainState`).
   """
   trainable, frozen = params_lib.split(params, rules)
   if not params_lib.flatten(trainable):
@@ -54,4 +61,5 @@ def create_train_state(params, model_state, optimizer: optax.GradientTransformat
         f"rules {list(rules)} freeze every parameter; nothing would be trained")
   return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
                     frozen=frozen, opt_state=optimizer.init(trainable),
-                    model_state=model_state)
+                    model_state=model_state,
+                    extras={} if extras is None else extras)

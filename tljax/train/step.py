@@ -2,12 +2,14 @@
 
 A method supplies only a loss function with the signature::
 
-    loss_fn(params, model_state, batch, key) -> (loss, (model_state, metrics))
+    loss_fn(params, model_state, batch, key, extras)
+        -> (loss, (model_state, metrics))
 
 where ``params`` is the full (merged) parameter tree, ``model_state`` the
 non-parameter variables (BatchNorm statistics) to be threaded through, ``batch``
-a pytree of arrays and ``key`` a PRNG key for this step. ``metrics`` is a dict of
-scalars to log.
+a pytree of arrays, ``key`` a PRNG key for this step and ``extras`` the state's
+constant trees (the source model for L2-SP, a teacher, ...; ``{}`` if none).
+``metrics`` is a dict of scalars to log.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import optax
 from tljax import params as params_lib
 from tljax.train.state import TrainState
 
-LossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, tuple[Any, dict]]]
+LossFn = Callable[[Any, Any, Any, jax.Array, Any],
+                  tuple[jax.Array, tuple[Any, dict]]]
 
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
@@ -42,7 +45,7 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
   def step(state: TrainState, batch, key) -> tuple[TrainState, dict]:
     def objective(trainable):
       merged = params_lib.merge(trainable, state.frozen)
-      return loss_fn(merged, state.model_state, batch, key)
+      return loss_fn(merged, state.model_state, batch, key, state.extras)
 
     (loss, (model_state, metrics)), grads = jax.value_and_grad(
         objective, has_aux=True)(state.trainable)
