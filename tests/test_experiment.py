@@ -196,3 +196,74 @@ def test_train_script_names_bad_config_keys_and_values(tmp_path, flag, message):
   assert result.returncode == 2
   assert "Traceback" not in result.stderr
   assert __import__("re").search(message, result.stderr), result.stderr
+
+
+def test_lp_ft_chain_probe_keeps_features_fixed_then_fine_tunes_from_it(
+    tmp_path, data_dir):
+  config = tiny_config(data_dir, method="lp_ft")
+  config.model.bottleneck_dim = 16  # a BatchNorm whose statistics must not move
+  results = run_experiment(config, str(tmp_path))
+  source = restored_params(os.path.join(tmp_path, "source_only", "seed_0"))
+  probe = restored_params(os.path.join(tmp_path, "linear_probe", "seed_0"))
+  # The probe trains the head only, with the network in inference mode.
+  assert set(probe["trainable"]) == {"head"}
+  chex.assert_trees_all_equal(probe["frozen"]["backbone"],
+                              source["trainable"]["backbone"])
+  chex.assert_trees_all_equal(probe["model_state"], source["model_state"])
+  lp_ft = results["runs"][-1]
+  assert lp_ft["method"] == "lp_ft"
+  assert lp_ft["init_from"]["dont_load"] == []  # keeps the probe's head
+  assert lp_ft["init_from"]["workdir"].endswith(
+      os.path.join("linear_probe", "seed_0"))
+
+
+def test_shared_source_run_replaces_the_pretrain_step(tmp_path, data_dir):
+  source = run_experiment(tiny_config(data_dir, steps=10),
+                          str(tmp_path / "source"))
+  assert source["table"][0]["method"] == "source_only"
+  config = tiny_config(data_dir, method="surgical", steps=10)
+  config.surgical_blocks = ("backbone/conv9/.*",)
+  config.init_from.workdir = str(tmp_path / "source" / "source_only" /
+                                 "seed_{seed}")
+  with pytest.raises(ValueError, match=r"surgical_blocks \['backbone/conv9"):
+    run_experiment(config, str(tmp_path / "typo"))
+  config.surgical_blocks = ("backbone/dense1/.*",)
+  config.baselines = ("target_only",)
+  config.init_from.workdir = str(tmp_path / "source" / "source_only" /
+                                 "seed_{seed}")
+  results = run_experiment(config, str(tmp_path / "surgical"))
+  runs = {run["method"]: run for run in results["runs"]}
+  assert set(runs) == {"surgical", "target_only"}  # no source run retrained
+  assert runs["surgical"]["init_from"]["workdir"].endswith("seed_0")
+  assert runs["target_only"]["init_from"] is None  # references start fresh
+  surgical = restored_params(str(tmp_path / "surgical" / "surgical" / "seed_0"))
+  assert set(params_flat(surgical["trainable"])) == {
+      "backbone/dense1/kernel", "backbone/dense1/bias", "head/kernel",
+      "head/bias"}
+
+
+def params_flat(tree):
+  from tljax.params import flatten
+  return flatten(tree)
+
+
+def test_k_labels_per_class_and_a_disjoint_validation_split(data_dir):
+  from tljax.train.loop import select_target_labels
+  config = tiny_config(data_dir)
+  config.target.labels_per_class = 3
+  config.target.validation_per_class = 2
+  domains = load_domains(config)
+  first = select_target_labels(domains, config, seed=0)
+  second = select_target_labels(domains, config, seed=1)
+  target = first["target"]
+  assert np.bincount(target["train"].labels, minlength=10).tolist() == [3] * 10
+  assert np.bincount(target["validation"].labels,
+                     minlength=10).tolist() == [2] * 10
+  train_rows = {row.tobytes() for row in target["train"].inputs}
+  validation_rows = {row.tobytes() for row in target["validation"].inputs}
+  test_rows = {row.tobytes() for row in target["test"].inputs}
+  assert not train_rows & validation_rows
+  assert not (train_rows | validation_rows) & test_rows
+  assert len(target["unlabeled"]) == 1347
+  assert not np.array_equal(second["target"]["train"].inputs,
+                            target["train"].inputs)

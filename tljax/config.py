@@ -26,9 +26,20 @@ Fields (defaults in :func:`base_config`):
 * ``trainable_rules``: ordered ``(regex, value)`` rules; ``None`` freezes.
   They apply to ``method``; the baselines and a pretrain run (the source run a
   ``finetune`` starts from) train every parameter.
-* ``init_from``: ``workdir`` of a source run to start from, ``dont_load`` and
-  ``zero_init`` patterns (see :func:`tljax.params.load_pretrained`).
+* ``init_from``: ``workdir`` of the source run that transfer methods (those
+  with a pretrain step, e.g. ``finetune``) start from instead of training
+  ``source_only`` first (``{seed}`` in it is replaced by the run's seed), and
+  the ``dont_load`` and ``zero_init`` patterns (see
+  :func:`tljax.params.load_pretrained`).
 * ``label_smoothing`` for the cross-entropy losses.
+* ``surgical_blocks``: regexes of the blocks ``surgical`` fine-tunes.
+* ``target.labels_per_class`` (k labeled target examples per class, drawn per
+  seed; ``None``: all) and ``target.validation_per_class`` (a target
+  validation set drawn from the training split, disjoint from the labeled
+  examples, for choosing hyper-parameters; 0: none).
+* ``optimizer.layer_decay`` and ``optimizer.depth_rules``: layer-wise
+  learning-rate decay (see :mod:`tljax.params.lr_rules`); ``trainable_rules``
+  values are per-group learning-rate multipliers.
 """
 
 from __future__ import annotations
@@ -82,6 +93,7 @@ def base_config() -> ml_collections.ConfigDict:
       "workdir": config_dict.placeholder(str), "dont_load": ("head/.*",),
       "zero_init": ()})
   config.label_smoothing = 0.0
+  config.surgical_blocks = ("backbone/conv1/.*",)
   return config
 
 

@@ -92,14 +92,18 @@ MethodBuilder = Callable[[Any, Any], Method]
 
 
 def cross_entropy_loss(model, params, model_state, batch, key, *,
-                       label_smoothing: float = 0.0):
-  """Mean softmax cross-entropy of ``model`` on one labeled batch (train mode).
+                       label_smoothing: float = 0.0, train: bool = True):
+  """Mean softmax cross-entropy of ``model`` on one labeled batch.
+
+  ``train=False`` runs the model in inference mode (BatchNorm running
+  statistics, no dropout), so the features are those of the fixed network, as
+  linear probing needs.
 
   Returns ``(loss, model_state, outputs, metrics)`` where metrics holds the batch
   ``accuracy``.
   """
   outputs, model_state = model.apply(params, model_state, batch["input"],
-                                     train=True, key=key)
+                                     train=train, key=key)
   logits = outputs.logits.astype(jnp.float32)
   num_classes = logits.shape[-1]
   targets = jax.nn.one_hot(batch["label"], num_classes)
@@ -110,7 +114,7 @@ def cross_entropy_loss(model, params, model_state, batch, key, *,
   return loss, model_state, outputs, {"accuracy": accuracy}
 
 
-def supervised_on(domain: str):
+def supervised_on(domain: str, *, train: bool = True):
   """A loss function: cross-entropy on the labeled batch of one ``domain``."""
 
   def build(config, model) -> LossFn:
@@ -120,7 +124,7 @@ def supervised_on(domain: str):
       del extras
       loss, model_state, _, metrics = cross_entropy_loss(
           model, params, model_state, batch[domain], key,
-          label_smoothing=smoothing)
+          label_smoothing=smoothing, train=train)
       return loss, (model_state, {f"{domain}_{k}": v for k, v in metrics.items()})
 
     return loss_fn

@@ -29,9 +29,13 @@ def run_dir(workdir: str, method_name: str, seed: int) -> str:
 def run_experiment(config, workdir: str) -> dict:
   """Trains ``config.method`` and ``config.baselines`` for every seed; returns the results.
 
-  A method with a ``pretrain`` method (``finetune``) and no ``config.init_from``
-  starts from the same seed's run of its pretrain method, trained first if it
-  is not part of the experiment already. Existing runs in ``workdir`` resume.
+  A method with a ``pretrain`` method (``finetune`` and the other transfer
+  recipes) starts from the same seed's run of its pretrain method, trained
+  first if it is not part of the experiment already; ``config.init_from.workdir``
+  (``{seed}`` is replaced by the seed) replaces the ``source_only`` pretrain
+  run, e.g. a source run shared by several experiments. Methods without a
+  pretrain (``source_only``, ``target_only``) train from scratch. Existing runs
+  in ``workdir`` resume.
 
   Returns:
     ``{"runs": [summary, ...], "table": [row, ...]}``, each row aggregating one
@@ -53,13 +57,17 @@ def run_experiment(config, workdir: str) -> dict:
       return summaries[(name, seed)]
     method = methods.get(name) or methods_lib.build_method(name, config, model)
     init_from = None
-    if method.pretrain and not config.init_from.get("workdir"):
-      run(method.pretrain, seed)
+    if method.pretrain:
       dont_load = (config.init_from.dont_load
                    if method.pretrain_dont_load is None
                    else method.pretrain_dont_load)
-      init_from = {"workdir": run_dir(workdir, method.pretrain, seed),
-                   "dont_load": list(dont_load),
+      if method.pretrain == "source_only" and config.init_from.get("workdir"):
+        # config.init_from stands in for the source run.
+        source_dir = config.init_from.workdir.format(seed=seed)
+      else:
+        run(method.pretrain, seed)
+        source_dir = run_dir(workdir, method.pretrain, seed)
+      init_from = {"workdir": source_dir, "dont_load": list(dont_load),
                    "zero_init": list(config.init_from.zero_init)}
     summaries[(name, seed)] = train_and_evaluate(
         config, run_dir(workdir, name, seed), method_name=name, seed=seed,

@@ -176,12 +176,12 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
     method_name: which registered method to train (default ``config.method``).
     seed: the run's seed; it fixes initialisation, data order and step keys.
     init_from: ``{"workdir", "dont_load", "zero_init"}`` to start from a source
-      run's parameters (default ``config.init_from`` when its workdir is set).
+      run's parameters (see :func:`tljax.params.load_pretrained`); ``None``
+      trains from scratch. :func:`tljax.train.experiment.run_experiment`
+      decides it from the method's ``pretrain`` and ``config.init_from``.
     domains: pre-loaded data (from :func:`load_domains`), to share between runs.
   """
   method_name = method_name or config.method
-  if init_from is None and config.init_from.get("workdir"):
-    init_from = config.init_from
   _claim_workdir(workdir, {
       "config": config.to_dict(), "method": method_name, "seed": seed,
       "init_from": dict(init_from) if init_from is not None else None})
