@@ -40,6 +40,13 @@ class Method:
     init_extras: ``init_extras(context) -> extras``, run once on the host
       before training (a :class:`TransferContext`); the result is stored in the
       train state and passed to every ``loss_fn`` call.
+    init_params: ``init_params(context) -> dict`` of extra *trainable*
+      parameter subtrees the method adds next to the model's (e.g. the source
+      head Co-Tuning keeps), under top-level names the model does not use;
+      ``loss_fn`` separates them from the model's before ``model.apply``.
+    replaces_weight_decay: the method's loss holds its own weight penalty
+      (L2-SP pulls towards the start, not zero), so the optimizer's weight
+      decay is switched off for it.
   """
   name: str
   loss_fn: LossFn
@@ -50,6 +57,8 @@ class Method:
   pretrain_dont_load: tuple[str, ...] | None = None
   trainable_rules: tuple | None = None
   init_extras: Callable[["TransferContext"], Any] | None = None
+  init_params: Callable[["TransferContext"], dict] | None = None
+  replaces_weight_decay: bool = False
 
   def __post_init__(self):
     for field in ("domains", "labeled"):
@@ -74,6 +83,9 @@ class TransferContext:
     model_state: the initial model state (BatchNorm statistics).
     transferred: names (``a/b/c``) of the parameters restored from a source
       checkpoint; empty when training from scratch.
+    source_params: the source checkpoint's full parameters as saved (its own
+      head included), or ``None`` when training from scratch.
+    source_model_state: the source checkpoint's model state, or ``None``.
     model: the :class:`tljax.models.Model`.
     domains: the data, ``{domain: {split: source}}``.
     config: the experiment config.
@@ -82,6 +94,8 @@ class TransferContext:
   params: Any
   model_state: Any
   transferred: frozenset
+  source_params: Any
+  source_model_state: Any
   model: Any
   domains: Any
   config: Any

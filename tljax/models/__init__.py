@@ -3,10 +3,11 @@
 Every architecture is a Flax NNX :class:`Classifier` whose top-level
 submodules are ``backbone``, ``bottleneck`` and ``head``, so parameter paths
 start with ``backbone/``, ``bottleneck/`` or ``head/`` and any transfer method
-can reach the backbone features, the bottleneck features and the logits
-(:class:`ModelOutput`). The rest of tljax uses them through
-:func:`create_model`, which returns a :class:`Model` with pure ``init`` and
-``apply`` functions over plain nested dicts of arrays.
+can reach the backbone features, the bottleneck features, the logits and, for
+convolutional backbones, the last spatial feature map (:class:`ModelOutput`).
+The rest of tljax uses them through :func:`create_model`, which returns a
+:class:`Model` with pure ``init`` and ``apply`` functions over plain nested
+dicts of arrays.
 
 Architectures: ``mlp`` (:class:`MLP`), ``lenet`` (:class:`LeNet`; LeCun et al.,
 1998), ``resnet18`` and ``resnet50`` (:class:`ResNet`; He et al., 2016).

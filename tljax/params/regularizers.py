@@ -35,6 +35,7 @@ Conventions shared by every penalty here:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -58,10 +59,12 @@ __all__ = [
 
 # The grid of inverse regularisation strengths the Co-Tuning code searches
 # for its reverse approach (thuml/CoTuning, module/relationship_learning.py).
+# fmt: off
 COTUNING_INVERSE_REGULARIZATIONS = (
   1e4, 3e3, 1e3, 3e2, 1e2, 3e1, 1e1, 3.0, 1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3,
   1e-3, 3e-4, 1e-4,
 )
+# fmt: on
 
 
 # --- Argument checks ---------------------------------------------------------
@@ -125,6 +128,8 @@ def _check_labels(
   labels: Any, argument: str, *, num_classes: int, length: int, length_of: str
 ) -> jax.Array:
   """Integer labels of shape ``(length,)``, in range when concrete."""
+  # Values are read before the conversion, which may narrow int64 to int32.
+  values = None if _is_traced(labels) else np.asarray(labels)
   labels = jnp.asarray(labels)
   if labels.shape != (length,):
     raise ValueError(
@@ -133,8 +138,7 @@ def _check_labels(
     )
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise ValueError(f"{argument} must hold integers, got dtype {labels.dtype}.")
-  if not _is_traced(labels) and length:
-    values = np.asarray(labels)
+  if values is not None:
     bad = values[(values < 0) | (values >= num_classes)]
     if bad.size:
       raise ValueError(
@@ -196,12 +200,12 @@ def l2_sp(
   Defaults: ``alpha=0.1``, ``beta=0.01``, the values of the authors' released
   run script (holyseven/TransferLearningClassification,
   ``run_classification/train.sh``: ``--weight_decay_rate 0.1
-  --weight_decay_rate2 0.01`` with ResNet-101 on Stanford Dogs); the paper
-  selects both by cross-validation. That code penalises only the
-  convolution and linear kernels (its ``weights`` variables), not biases or
-  BatchNorm parameters; to do the same, pass only the kernel leaves in
-  ``params`` and ``start_params`` (e.g. split them off with
-  :func:`tljax.params.split` and a rule such as ``(".*/kernel", 1.0)``).
+  --weight_decay_rate2 0.01`` with ResNet-101 on Stanford Dogs). That code
+  penalises only the convolution and linear kernels (its ``weights``
+  variables), not biases or BatchNorm parameters; here every leaf of
+  ``params`` is penalised, so to do the same pass only the kernels, e.g.
+  ``kernels, _ = tljax.params.split(params, [(".*/kernel", 1.0), (".*",
+  None)])`` and likewise for ``start_params``.
 
   DELTA's second term, ``β/2 ‖w_S̄‖²`` on the new parameters alone, is
   ``l2_sp(params, start_params, alpha=0.0, beta=0.01)``.
@@ -396,11 +400,11 @@ def delta_channel_attention(
   kernel and bias for a channel zeroes that channel of the map::
 
     def loss_fn(mask):
-      masked = jax.tree.map(lambda a: a, params)
       conv2 = params["backbone"]["conv2"]
-      masked["backbone"]["conv2"] = {"kernel": conv2["kernel"] * mask,
-                                     "bias": conv2["bias"] * mask}
-      outputs, _ = model.apply(masked, model_state, images, train=False)
+      backbone = dict(params["backbone"], conv2={
+          "kernel": conv2["kernel"] * mask, "bias": conv2["bias"] * mask})
+      outputs, _ = model.apply(dict(params, backbone=backbone), model_state,
+                               images, train=False)
       return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
           outputs.logits, labels))
 
@@ -478,8 +482,9 @@ def batch_spectral_shrinkage(
   values carry the spectral components that transfer worst; shrinking them
   limits negative transfer. Defaults ``k=1``, ``η=0.001`` as in the authors'
   code (thuml/Batch-Spectral-Shrinkage, ``BSS.py``: ``0.001*BSS`` with one
-  singular value) and the paper's experiments, applied there to the pooled
-  backbone features (``ModelOutput.backbone_features``).
+  singular value; also the Transfer-Learning-Library's defaults), which
+  applies it to the pooled backbone features of each batch (in tljax,
+  ``ModelOutput.backbone_features``).
 
   The singular values come from ``jnp.linalg.svd(..., compute_uv=False)``,
   whose derivative ``dσ_i = u_iᵀ dF v_i`` is well defined even when singular
@@ -564,7 +569,9 @@ def cotuning_relationship(
       (value checks run on concrete arrays, not under ``jax.jit``).
   """
   num_target_classes = _check_int(num_target_classes, "num_target_classes", minimum=1)
-  source_probabilities = _check_probabilities(source_probabilities, "source_probabilities")
+  source_probabilities = _check_probabilities(
+    source_probabilities, "source_probabilities"
+  )
   target_labels = _check_labels(
     target_labels,
     "target_labels",
@@ -656,7 +663,9 @@ def cotuning_reverse_relationship(
   """
   num_target_classes = _check_int(num_target_classes, "num_target_classes", minimum=1)
   max_iterations = _check_int(max_iterations, "max_iterations", minimum=1)
-  source_probabilities = _check_probabilities(source_probabilities, "source_probabilities")
+  source_probabilities = _check_probabilities(
+    source_probabilities, "source_probabilities"
+  )
   validation_probabilities = _check_probabilities(
     validation_probabilities, "validation_probabilities"
   )
@@ -681,9 +690,11 @@ def cotuning_reverse_relationship(
     length_of="validation_probabilities",
   )
   _check_every_class_present(target_labels, num_target_classes)
-  if isinstance(inverse_regularizations, (str, bytes)) or not isinstance(
-    inverse_regularizations, Sequence
-  ) or not inverse_regularizations:
+  if (
+    isinstance(inverse_regularizations, (str, bytes))
+    or not isinstance(inverse_regularizations, Sequence)
+    or not inverse_regularizations
+  ):
     raise ValueError(
       "inverse_regularizations must be a non-empty sequence of positive numbers, "
       f"got {inverse_regularizations!r}."
@@ -692,10 +703,23 @@ def cotuning_reverse_relationship(
     _check_positive(strength, "inverse_regularizations")
 
   train = _as_float(source_probabilities)
-  validation = _as_float(validation_probabilities)
-  train_targets = jax.nn.one_hot(target_labels, num_target_classes, dtype=train.dtype)
+  return _reverse_relationship(
+    train,
+    jax.nn.one_hot(target_labels, num_target_classes, dtype=train.dtype),
+    _as_float(validation_probabilities),
+    validation_labels,
+    jnp.asarray(inverse_regularizations, train.dtype),
+    max_iterations=max_iterations,
+  )
+
+
+@functools.partial(jax.jit, static_argnames="max_iterations")
+def _reverse_relationship(
+  train, train_targets, validation, validation_labels, strengths, *, max_iterations
+):
+  """The computation of :func:`cotuning_reverse_relationship`, compiled once."""
   validation_targets = jax.nn.one_hot(
-    validation_labels, num_target_classes, dtype=train.dtype
+    validation_labels, train_targets.shape[1], dtype=train.dtype
   )
 
   def fit(strength):
@@ -703,7 +727,6 @@ def cotuning_reverse_relationship(
       train, train_targets, strength, max_iterations=max_iterations
     )
 
-  strengths = jnp.asarray(inverse_regularizations, train.dtype)
   coefficients = jax.vmap(fit)(strengths)  # (num_strengths, C_s, C_t)
   validation_logits = jnp.einsum("ms,kst->kmt", validation, coefficients)
   accuracies = jnp.mean(
@@ -752,7 +775,9 @@ def _fit_logistic_regression(inputs, targets, strength, *, max_iterations):
   num_examples = inputs.shape[0]
 
   def objective(coefficients):
-    cross_entropy = jnp.mean(optax.softmax_cross_entropy(inputs @ coefficients, targets))
+    cross_entropy = jnp.mean(
+      optax.softmax_cross_entropy(inputs @ coefficients, targets)
+    )
     penalty = jnp.sum(jnp.square(coefficients)) / (2 * strength * num_examples)
     return cross_entropy + penalty
 

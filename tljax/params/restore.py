@@ -82,6 +82,28 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> str:
   return nested if os.path.isdir(nested) else path
 
 
+def read_checkpoint(checkpoint_dir: str | os.PathLike, *,
+                    step: int | None = None) -> tuple[dict, dict]:
+  """The full ``(params, model_state)`` of a tljax run's checkpoint, as saved.
+
+  Args:
+    checkpoint_dir: a tljax run's work dir or its ``checkpoints`` dir.
+    step: which checkpoint (default: the latest).
+  """
+  from tljax.train.checkpoint import Checkpointer  # the train core imports params
+
+  directory = resolve_checkpoint_dir(checkpoint_dir)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"checkpoint_dir {directory!r} does not exist")
+  checkpointer = Checkpointer(directory, max_to_keep=None)
+  try:
+    raw = checkpointer.restore_raw(step)
+  finally:
+    checkpointer.close()
+  params = merge(raw.get("trainable") or {}, raw.get("frozen") or {})
+  return params, dict(raw.get("model_state") or {})
+
+
 def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
                     dont_load: Sequence[str] = ("head/.*",),
                     init_model_state: Mapping | None = None,
@@ -110,22 +132,12 @@ def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
       ``dont_load``.
     FileNotFoundError: if there is no checkpoint.
   """
-  from tljax.train.checkpoint import Checkpointer  # the train core imports params
-
-  directory = resolve_checkpoint_dir(checkpoint_dir)
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"checkpoint_dir {directory!r} does not exist")
   dont_load_patterns = _compile(dont_load, "dont_load")
   zero_patterns = _compile(zero_init, "zero_init")
-  checkpointer = Checkpointer(directory, max_to_keep=None)
-  try:
-    raw = checkpointer.restore_raw(step)
-  finally:
-    checkpointer.close()
-  loaded_params = merge(raw.get("trainable") or {}, raw.get("frozen") or {})
+  loaded_params, loaded_model_state = read_checkpoint(checkpoint_dir, step=step)
   names = (set(flatten(init_params)) | set(flatten(loaded_params))
            | set(flatten(init_model_state or {}))
-           | set(flatten(raw.get("model_state") or {})))
+           | set(flatten(loaded_model_state)))
   unused = [pattern.pattern for pattern in dont_load_patterns
             if not any(pattern.fullmatch(name) for name in names)]
   if unused:
@@ -140,6 +152,6 @@ def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
         for name, value in flatten(params).items()})
   if init_model_state is None:
     return params
-  model_state = _merge_tree(init_model_state, raw.get("model_state") or {},
+  model_state = _merge_tree(init_model_state, loaded_model_state,
                             dont_load_patterns, "model state entry")
   return params, model_state

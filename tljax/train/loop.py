@@ -125,8 +125,11 @@ def training_batches(method, domains, *, batch_size: int, seed: int,
     yield batch
 
 
-def _evaluate_domains(model, state, domains, batch_size) -> dict:
-  params = state.params
+def _evaluate_domains(model, state, domains, batch_size, model_keys) -> dict:
+  # Parameters a method added next to the model's (model_keys) are not the
+  # model's to read.
+  params = {key: value for key, value in state.params.items()
+            if key in model_keys}
   results = {}
   for domain, splits in domains.items():
     for split in ("validation", "test"):
@@ -195,7 +198,7 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   method = methods_lib.build_method(method_name, config, model)
   init_key, train_key = jax.random.split(jax.random.key(seed))
   params, model_state = jax.jit(model.init)(init_key)
-  transferred = frozenset()
+  transferred, source_params, source_model_state = frozenset(), None, None
   if init_from is not None:
     dont_load = tuple(init_from.get("dont_load") or ())
     params, model_state = params_lib.load_pretrained(
@@ -203,6 +206,21 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
         zero_init=tuple(init_from.get("zero_init") or ()),
         init_model_state=model_state)
     transferred = params_lib.transferred_names(params, dont_load)
+    source_params, source_model_state = params_lib.read_checkpoint(
+        init_from["workdir"])
+  context = methods_lib.TransferContext(
+      params=params, model_state=model_state, transferred=transferred,
+      source_params=source_params, source_model_state=source_model_state,
+      model=model, domains=domains, config=config, seed=seed)
+  model_keys = frozenset(params)
+  if method.init_params is not None:
+    added = method.init_params(context)
+    clash = sorted(set(added) & set(params))
+    if clash:
+      raise ValueError(f"method {method_name!r} adds parameters {clash} that "
+                       "the model already has")
+    params = {**params, **added}
+  extras = method.init_extras(context) if method.init_extras else None
   # Rules: the method's own, else the config's for the experiment's method;
   # the references train everything.
   rules = method.trainable_rules or (
@@ -210,16 +228,14 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
       else TRAIN_EVERYTHING)
   rules = [tuple(rule) for rule in rules]
   trainable, _ = params_lib.split(params, rules)
+  optimizer_config = dict(config.optimizer)
+  if method.replaces_weight_decay:
+    optimizer_config["weight_decay"] = 0.0
   optimizer = params_lib.with_learning_rate_multipliers(
-      make_optimizer(config.optimizer, config.steps), trainable, rules,
+      make_optimizer(optimizer_config, config.steps), trainable, rules,
       layer_decay=config.optimizer.get("layer_decay"),
       depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules])
   schedule = make_schedule(config.optimizer, config.steps)
-  extras = None
-  if method.init_extras is not None:
-    extras = method.init_extras(methods_lib.TransferContext(
-        params=params, model_state=model_state, transferred=transferred,
-        model=model, domains=domains, config=config, seed=seed))
   state = create_train_state(params, model_state, optimizer, rules=rules,
                              extras=extras)
 
@@ -263,7 +279,7 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
         window_start, window_steps = time.perf_counter(), 0
       if config.eval_every and done % config.eval_every == 0:
         evaluation = _evaluate_domains(model, state, domains,
-                                       config.eval_batch_size)
+                                       config.eval_batch_size, model_keys)
         writer.write(done, {f"{name}/{key}": value
                             for name, result in evaluation.items()
                             for key, value in result.items()})
@@ -274,7 +290,8 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
     checkpointer.close()
 
   # --- Final evaluation and summary (the last step: nothing picked on test) ---
-  evaluation = _evaluate_domains(model, state, domains, config.eval_batch_size)
+  evaluation = _evaluate_domains(model, state, domains, config.eval_batch_size,
+                                 model_keys)
   summary = {
       "method": method_name, "setting": method.setting, "seed": seed,
       "steps": int(state.step), "resumed_from_step": start_step,
