@@ -33,6 +33,10 @@ Fields (defaults in :func:`base_config`):
   :func:`tljax.params.load_pretrained`).
 * ``label_smoothing`` for the cross-entropy losses.
 * ``surgical_blocks``: regexes of the blocks ``surgical`` fine-tunes.
+* ``regularization``: the weights of the fine-tuning regularizers (defaults:
+  the authors' released code, see :mod:`tljax.params.regularizers`) and, for
+  ``delta``, the layer whose output channels the attention removes
+  (``delta_layer``) and whether to use attention at all (uniform otherwise).
 * ``target.labels_per_class`` (k labeled target examples per class, drawn per
   seed; ``None``: all) and ``target.validation_per_class`` (a target
   validation set drawn from the training split, disjoint from the labeled
@@ -94,6 +98,10 @@ def base_config() -> ml_collections.ConfigDict:
       "zero_init": ()})
   config.label_smoothing = 0.0
   config.surgical_blocks = ("backbone/conv1/.*",)
+  config.regularization = ml_collections.ConfigDict({
+      "l2_sp_alpha": 0.1, "l2_sp_beta": 0.01, "bss_eta": 0.001, "bss_k": 1,
+      "delta_alpha": 0.01, "delta_beta": 0.01, "delta_layer": "backbone/conv2",
+      "delta_attention": True, "cotuning_trade_off": 2.3})
   return config
 
 

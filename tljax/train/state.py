@@ -62,4 +62,6 @@ def create_train_state(params, model_state, optimizer: optax.GradientTransformat
   return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
                     frozen=frozen, opt_state=optimizer.init(trainable),
                     model_state=model_state,
-                    extras={} if extras is None else extras)
+                    # A copy: extras often hold the starting parameters, and
+                    # the step donates the state, which must not alias itself.
+                    extras=jax.tree.map(jnp.copy, extras or {}))

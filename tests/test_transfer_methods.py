@@ -1,0 +1,121 @@
+"""The inductive-transfer recipes end to end on the digits, from a shared source run."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from tljax.config import base_config
+from tljax.params import flatten, read_checkpoint
+from tljax.train import read_metrics
+from tljax.train.experiment import run_experiment
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  workdir = str(tmp_path_factory.mktemp("source"))
+  config = small_config(data_dir, steps=40)
+  run_experiment(config, workdir)
+  return data_dir, os.path.join(workdir, "source_only", "seed_{seed}")
+
+
+def small_config(data_dir, **overrides):
+  config = base_config()
+  config.data_dir = data_dir
+  config.model.name = "lenet"
+  config.model.bottleneck_dim = 32
+  config.steps = 10
+  config.batch_size = 20
+  config.optimizer.learning_rate = 0.05
+  config.log_every = 5
+  config.eval_every = 0
+  config.checkpoint_every = 10
+  config.progress_bar = False
+  config.seeds = (0,)
+  config.baselines = ()
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def transfer(source_run, method, tmp_path, **overrides):
+  data_dir, source_dir = source_run
+  config = small_config(data_dir, method=method, **overrides)
+  config.target.labels_per_class = 2
+  config.target.validation_per_class = 2
+  config.init_from.workdir = source_dir
+  results = run_experiment(config, str(tmp_path))
+  run_dir = os.path.join(tmp_path, method, "seed_0")
+  return results["runs"][-1], run_dir
+
+
+@pytest.mark.parametrize("method, penalty", [
+    ("l2_sp", "l2_sp"), ("bss", "bss"), ("delta", "delta"),
+    ("co_tuning", "co_tuning")])
+def test_regularized_recipes_train_and_log_their_penalty(source_run, tmp_path,
+                                                        method, penalty):
+  summary, run_dir = transfer(source_run, method, tmp_path)
+  assert summary["steps"] == 10
+  assert summary["target_validation"]["num_examples"] == 20
+  logged = [record for record in read_metrics(run_dir) if "loss" in record]
+  assert all(np.isfinite(record[penalty]) and record[penalty] >= 0
+             for record in logged)
+  assert any(record[penalty] > 0 for record in logged)
+
+
+def test_l2_sp_start_point_is_the_source_run_without_the_new_head(source_run,
+                                                                 tmp_path):
+  _, run_dir = transfer(source_run, "l2_sp", tmp_path)
+  from tljax.train import Checkpointer
+  with Checkpointer(os.path.join(run_dir, "checkpoints")) as checkpointer:
+    raw = checkpointer.restore_raw()
+  source_params, _ = read_checkpoint(source_run[1].format(seed=0))
+  start = flatten(raw["extras"]["start"])
+  assert not any(name.startswith("head/") for name in start)
+  source_flat = flatten(source_params)
+  for name, value in start.items():
+    np.testing.assert_array_equal(value, source_flat[name])
+
+
+def test_co_tuning_keeps_and_trains_the_source_head(source_run, tmp_path):
+  _, run_dir = transfer(source_run, "co_tuning", tmp_path)
+  params, _ = read_checkpoint(run_dir)
+  source_params, _ = read_checkpoint(source_run[1].format(seed=0))
+  assert set(params["source_head"]) == {"kernel", "bias"}
+  assert not np.array_equal(params["source_head"]["kernel"],
+                            source_params["head"]["kernel"])
+  from tljax.train import Checkpointer
+  with Checkpointer(os.path.join(run_dir, "checkpoints")) as checkpointer:
+    relationship = np.asarray(checkpointer.restore_raw()["extras"][
+        "relationship"])
+  assert relationship.shape == (10, 10)
+  np.testing.assert_allclose(relationship.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_delta_attention_is_a_distribution_over_conv2_channels(source_run,
+                                                              tmp_path):
+  _, run_dir = transfer(source_run, "delta", tmp_path)
+  from tljax.train import Checkpointer
+  with Checkpointer(os.path.join(run_dir, "checkpoints")) as checkpointer:
+    weights = np.asarray(checkpointer.restore_raw()["extras"][
+        "channel_weights"])
+  assert weights.shape == (50,)
+  np.testing.assert_allclose(weights.sum(), 1.0, rtol=1e-5)
+  assert weights.std() > 0  # channels matter unequally
+
+
+def test_regularizers_need_a_source_model(source_run, tmp_path):
+  data_dir, _ = source_run
+  from tljax.methods import build_method, TransferContext
+  from tljax.models import create_model
+  model = create_model("lenet", num_classes=10, input_shape=(8, 8, 1))
+  method = build_method("l2_sp", small_config(data_dir), model)
+  params, model_state = model.init(jax.random.key(0))
+  context = TransferContext(params=params, model_state=model_state,
+                            transferred=frozenset(), source_params=None,
+                            source_model_state=None, model=model, domains={},
+                            config=small_config(data_dir), seed=0)
+  with pytest.raises(ValueError, match="needs a source run"):
+    method.init_extras(context)
