@@ -1,9 +1,7 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples run as written, in order, as one session."""
 
 import os
 import re
-
-import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -13,14 +11,13 @@ def python_blocks():
     return re.findall(r"```python\n(.*?)```", stream.read(), flags=re.S)
 
 
-def test_readme_has_python_examples():
-  assert len(python_blocks()) >= 2
-
-
-@pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_readme_example_runs(index, tmp_path, monkeypatch):
+def test_readme_examples_run_in_order(tmp_path, monkeypatch):
   monkeypatch.setenv("TLJAX_DATA_DIR", str(tmp_path))
+  blocks = python_blocks()
+  assert len(blocks) >= 3
   namespace = {}
-  exec(compile(python_blocks()[index], f"README.md[python {index}]", "exec"),
-       namespace)
-  assert namespace  # the block defined its names
+  for index, block in enumerate(blocks):
+    exec(compile(block, f"README.md[python {index}]", "exec"), namespace)
+  # The rules example really froze conv1 and scaled the rest.
+  assert "conv1" not in namespace["trainable"]["backbone"]
+  assert set(namespace["frozen"]["backbone"]) == {"conv1"}

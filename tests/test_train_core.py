@@ -7,7 +7,6 @@ import numpy as np
 import optax
 import pytest
 
-from tljax import params as params_lib
 from tljax.train.checkpoint import Checkpointer
 from tljax.train.optim import make_optimizer, make_schedule
 from tljax.train.state import create_train_state

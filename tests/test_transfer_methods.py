@@ -119,3 +119,38 @@ def test_regularizers_need_a_source_model(source_run, tmp_path):
                             config=small_config(data_dir), seed=0)
   with pytest.raises(ValueError, match="needs a source run"):
     method.init_extras(context)
+
+
+def test_real_checkpoint_restores_into_a_new_head_bit_exactly(source_run):
+  from tljax.models import create_model
+  from tljax.params import load_pretrained
+  source_dir = source_run[1].format(seed=0)
+  source_params, source_state = read_checkpoint(source_dir)
+  # A target task with 4 classes: same backbone and bottleneck, new head.
+  model = create_model("lenet", num_classes=4, input_shape=(8, 8, 1),
+                       bottleneck_dim=32)
+  init_params, init_state = model.init(jax.random.key(7))
+  params, model_state = load_pretrained(init_params, source_dir,
+                                        dont_load=("head/.*",),
+                                        init_model_state=init_state)
+  restored, source_flat = flatten(params), flatten(source_params)
+  for name, value in restored.items():
+    if name.startswith("head/"):
+      np.testing.assert_array_equal(value, flatten(init_params)[name])
+    else:
+      np.testing.assert_array_equal(value, source_flat[name])
+  for name, value in flatten(model_state).items():  # BatchNorm statistics
+    np.testing.assert_array_equal(value, flatten(source_state)[name])
+  assert restored["head/kernel"].shape == (32, 4)
+  with pytest.raises(ValueError, match=r"'head/(bias|kernel)' has shape \(.*"
+                     r"in the checkpoint"):
+    load_pretrained(init_params, source_dir, dont_load=())
+
+
+def test_restoring_another_architecture_names_the_first_mismatch(source_run):
+  from tljax.models import create_model
+  from tljax.params import load_pretrained
+  model = create_model("mlp", num_classes=10, input_shape=(8, 8, 1))
+  init_params, _ = model.init(jax.random.key(0))
+  with pytest.raises(ValueError, match="'backbone/dense1/bias' is missing"):
+    load_pretrained(init_params, source_run[1].format(seed=0))

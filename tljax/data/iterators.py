@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator
 import jax
 import numpy as np
 
-from tljax.data._checks import check_int
+from tljax.checks import check_int
 from tljax.data.sources import Source
 
 Batch = dict[str, np.ndarray]

@@ -28,7 +28,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from tljax.data import digits
-from tljax.data._checks import check_int
+from tljax.checks import check_int
 
 SPLITS = ("train", "test")
 TFDS_PREFIX = "tfds:"

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tljax.data._checks import check_int
+from tljax.checks import check_int
 from tljax.data.sources import SPLITS, ArraySource
 
 # Centre of symmetry of the noise-free moons: outer x = cos t, y = sin t and

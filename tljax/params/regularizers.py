@@ -36,7 +36,6 @@ Conventions shared by every penalty here:
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -45,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tljax.checks import (check_int, check_non_negative, check_positive,
+                          is_traced)
 from tljax.params.tree import flatten
 
 __all__ = [
@@ -70,54 +71,6 @@ COTUNING_INVERSE_REGULARIZATIONS = (
 # --- Argument checks ---------------------------------------------------------
 
 
-def _is_traced(value: Any) -> bool:
-  return isinstance(value, jax.core.Tracer)
-
-
-def _check_non_negative(value: Any, argument: str) -> Any:
-  """A finite number >= 0; a traced value (a vmapped sweep) passes as is."""
-  if _is_traced(value):
-    return value
-  if isinstance(value, bool) or not _is_real_scalar(value):
-    raise ValueError(f"{argument} must be a non-negative number, got {value!r}.")
-  number = float(value)
-  if not math.isfinite(number) or number < 0:
-    raise ValueError(f"{argument} must be a finite number >= 0, got {number}.")
-  return value
-
-
-def _check_positive(value: Any, argument: str) -> Any:
-  """A finite number > 0; a traced value passes as is."""
-  if _is_traced(value):
-    return value
-  if isinstance(value, bool) or not _is_real_scalar(value):
-    raise ValueError(f"{argument} must be a positive number, got {value!r}.")
-  number = float(value)
-  if not math.isfinite(number) or number <= 0:
-    raise ValueError(f"{argument} must be a finite number > 0, got {number}.")
-  return value
-
-
-def _is_real_scalar(value: Any) -> bool:
-  try:
-    array = np.asarray(value)
-  except (TypeError, ValueError):
-    return False
-  return array.ndim == 0 and (
-    np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-  )
-
-
-def _check_int(value: Any, argument: str, *, minimum: int) -> int:
-  if (
-    isinstance(value, bool)
-    or not isinstance(value, (int, np.integer))
-    or value < minimum
-  ):
-    raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}.")
-  return int(value)
-
-
 def _as_float(array: Any) -> jax.Array:
   """The array in float32, or wider if it already is (float64 under x64)."""
   array = jnp.asarray(array)
@@ -129,7 +82,7 @@ def _check_labels(
 ) -> jax.Array:
   """Integer labels of shape ``(length,)``, in range when concrete."""
   # Values are read before the conversion, which may narrow int64 to int32.
-  values = None if _is_traced(labels) else np.asarray(labels)
+  values = None if is_traced(labels) else np.asarray(labels)
   labels = jnp.asarray(labels)
   if labels.shape != (length,):
     raise ValueError(
@@ -157,7 +110,7 @@ def _check_probabilities(probabilities: Any, argument: str) -> jax.Array:
     )
   if not jnp.issubdtype(probabilities.dtype, jnp.floating):
     raise ValueError(f"{argument} must hold floats, got dtype {probabilities.dtype}.")
-  if not _is_traced(probabilities):
+  if not is_traced(probabilities):
     values = np.asarray(probabilities, np.float64)
     if not np.all(np.isfinite(values)) or np.any(values < 0):
       raise ValueError(f"{argument} must be finite and non-negative.")
@@ -227,8 +180,8 @@ def l2_sp(
       whose shape differs (the message names the path), or if ``alpha`` or
       ``beta`` is negative or not finite.
   """
-  _check_non_negative(alpha, "alpha")
-  _check_non_negative(beta, "beta")
+  check_non_negative(alpha, "alpha")
+  check_non_negative(beta, "beta")
   for argument, tree in (("params", params), ("start_params", start_params)):
     if not isinstance(tree, Mapping):
       raise ValueError(
@@ -327,7 +280,7 @@ def delta(
     ValueError: if ``feature_maps`` is None or not rank 4, shapes differ,
       ``channel_weights`` has the wrong shape, or ``alpha`` is negative.
   """
-  _check_non_negative(alpha, "alpha")
+  check_non_negative(alpha, "alpha")
   if feature_maps is None:
     raise ValueError(
       "feature_maps is None: the model exposes no spatial feature map (an MLP "
@@ -433,10 +386,10 @@ def delta_channel_attention(
   """
   if not callable(loss_fn):
     raise ValueError(f"loss_fn must be callable, got {loss_fn!r}.")
-  num_channels = _check_int(num_channels, "num_channels", minimum=1)
-  _check_positive(temperature, "temperature")
+  num_channels = check_int(num_channels, "num_channels", minimum=1)
+  check_positive(temperature, "temperature")
   if batch_size is not None:
-    batch_size = _check_int(batch_size, "batch_size", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
   full_loss = jnp.asarray(loss_fn(jnp.ones((num_channels,), jnp.float32)))
   if full_loss.ndim > 1:
     raise ValueError(
@@ -512,13 +465,13 @@ def batch_spectral_shrinkage(
       f"features must have shape (batch, dim) with both sizes positive, got "
       f"shape {shape}."
     )
-  k = _check_int(k, "k", minimum=1)
+  k = check_int(k, "k", minimum=1)
   if k > min(shape):
     raise ValueError(
       f"k must be at most min(batch, dim) = {min(shape)} (the number of "
       f"singular values of features with shape {shape}), got {k}."
     )
-  _check_non_negative(eta, "eta")
+  check_non_negative(eta, "eta")
   singular_values = jnp.linalg.svd(_as_float(features), compute_uv=False)
   return eta * jnp.sum(jnp.square(singular_values[-k:]))  # sorted descending
 
@@ -568,7 +521,7 @@ def cotuning_relationship(
       distributions, labels out of range, or a target class without examples
       (value checks run on concrete arrays, not under ``jax.jit``).
   """
-  num_target_classes = _check_int(num_target_classes, "num_target_classes", minimum=1)
+  num_target_classes = check_int(num_target_classes, "num_target_classes", minimum=1)
   source_probabilities = _check_probabilities(
     source_probabilities, "source_probabilities"
   )
@@ -587,7 +540,7 @@ def cotuning_relationship(
 
 
 def _check_every_class_present(target_labels: jax.Array, num_target_classes: int):
-  if _is_traced(target_labels):
+  if is_traced(target_labels):
     return
   counts = np.bincount(np.asarray(target_labels), minlength=num_target_classes)
   empty = np.flatnonzero(counts == 0).tolist()
@@ -661,8 +614,8 @@ def cotuning_reverse_relationship(
     ValueError: on shape mismatches, invalid probabilities or labels, an
       empty target class, or a non-positive regularisation strength.
   """
-  num_target_classes = _check_int(num_target_classes, "num_target_classes", minimum=1)
-  max_iterations = _check_int(max_iterations, "max_iterations", minimum=1)
+  num_target_classes = check_int(num_target_classes, "num_target_classes", minimum=1)
+  max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
   source_probabilities = _check_probabilities(
     source_probabilities, "source_probabilities"
   )
@@ -700,7 +653,7 @@ def cotuning_reverse_relationship(
       f"got {inverse_regularizations!r}."
     )
   for strength in inverse_regularizations:
-    _check_positive(strength, "inverse_regularizations")
+    check_positive(strength, "inverse_regularizations")
 
   train = _as_float(source_probabilities)
   return _reverse_relationship(
@@ -835,7 +788,7 @@ def cotuning_loss(
     ValueError: on shape mismatches, labels out of range or a negative
       ``trade_off``.
   """
-  _check_non_negative(trade_off, "trade_off")
+  check_non_negative(trade_off, "trade_off")
   logits_shape = tuple(jnp.shape(source_logits))
   if len(logits_shape) != 2 or 0 in logits_shape:
     raise ValueError(

@@ -101,14 +101,25 @@ def aggregate(name: str, setting: str, summaries: list[dict]) -> dict:
 
 
 def format_table(table: list[dict]) -> str:
-  """A markdown table of accuracies in percent, mean ± std over seeds."""
-  lines = ["| method | setting | source test acc (%) | target test acc (%) | seeds |",
-           "| --- | --- | --- | --- | --- |"]
+  """A markdown table of accuracies in percent, mean ± std over seeds.
+
+  A target validation column appears when the runs had a validation split.
+  """
+  splits = ["source_test", "target_test"]
+  headers = ["source test acc (%)", "target test acc (%)"]
+  if any("target_validation_accuracy_mean" in row for row in table):
+    splits.insert(1, "target_validation")
+    headers.insert(1, "target val acc (%)")
+  lines = ["| method | setting | " + " | ".join(headers) + " | seeds |",
+           "| --- | --- | " + " | ".join("---" for _ in headers) + " | --- |"]
   for row in table:
     cells = [row["method"], row["setting"]]
-    for split in ("source_test", "target_test"):
-      cells.append(f"{100 * row[f'{split}_accuracy_mean']:.1f} ± "
-                   f"{100 * row[f'{split}_accuracy_std']:.1f}")
+    for split in splits:
+      if f"{split}_accuracy_mean" in row:
+        cells.append(f"{100 * row[f'{split}_accuracy_mean']:.1f} ± "
+                     f"{100 * row[f'{split}_accuracy_std']:.1f}")
+      else:
+        cells.append("")
     cells.append(str(row["seeds"]))
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""Argument checks shared across tljax: each raises a ValueError naming the argument.
+
+Hyper-parameter checks let a traced value through, so functions stay usable
+under ``jax.vmap`` sweeps over their hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_traced(value: Any) -> bool:
+  return isinstance(value, jax.core.Tracer)
+
+
+def check_non_negative(value: Any, argument: str) -> Any:
+  """A finite number >= 0; a traced value (a vmapped sweep) passes as is."""
+  if is_traced(value):
+    return value
+  if isinstance(value, bool) or not _is_real_scalar(value):
+    raise ValueError(f"{argument} must be a non-negative number, got {value!r}.")
+  number = float(value)
+  if not math.isfinite(number) or number < 0:
+    raise ValueError(f"{argument} must be a finite number >= 0, got {number}.")
+  return value
+
+
+def check_positive(value: Any, argument: str) -> Any:
+  """A finite number > 0; a traced value passes as is."""
+  if is_traced(value):
+    return value
+  if isinstance(value, bool) or not _is_real_scalar(value):
+    raise ValueError(f"{argument} must be a positive number, got {value!r}.")
+  number = float(value)
+  if not math.isfinite(number) or number <= 0:
+    raise ValueError(f"{argument} must be a finite number > 0, got {number}.")
+  return value
+
+
+def _is_real_scalar(value: Any) -> bool:
+  try:
+    array = np.asarray(value)
+  except (TypeError, ValueError):
+    return False
+  return array.ndim == 0 and (
+    np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+  )
+
+
+def check_int(value: Any, argument: str, *, minimum: int) -> int:
+  """``int(value)`` if ``value`` is an integer ``>= minimum`` (bools are not)."""
+  if (
+    isinstance(value, bool)
+    or not isinstance(value, (int, np.integer))
+    or value < minimum
+  ):
+    raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}.")
+  return int(value)
