@@ -74,6 +74,18 @@ def test_layer_wise_decay_follows_depth_rules():
                   "backbone/conv2/kernel": 2.0 * 0.5, "head/kernel": 2.0}
 
 
+def test_layer_wise_decay_from_a_depth_function():
+  def depth(name):  # stem 0, later blocks deeper, head deepest
+    return {"conv1": 0, "conv2": 1}.get(name.split("/")[1], 2)
+
+  multipliers = params_lib.learning_rate_multipliers(
+      init_params(), [(".*", 1.0)], layer_decay=0.1, depth_rules=depth)
+  np.testing.assert_allclose(
+      [params_lib.flatten(multipliers)[name] for name in
+       ("backbone/conv1/kernel", "backbone/conv2/kernel", "head/kernel")],
+      [0.01, 0.1, 1.0], rtol=1e-12)
+
+
 def test_all_ones_leaves_the_optimizer_unchanged():
   optimizer = optax.sgd(0.1)
   assert params_lib.with_learning_rate_multipliers(

@@ -7,8 +7,8 @@ learning-rate decay (LLRD; Howard & Ruder, ACL 2018, "discriminative
 fine-tuning"; Clark et al., ICLR 2020 for the geometric form) multiplies the
 learning rate of a parameter at depth ``d`` by ``decay ** (max_depth - d)``, so
 layers near the input, which hold the most general features, move least. The
-depth of a parameter is itself given by rules, ``(regex, depth)``, first match
-wins.
+depth of a parameter comes from a depth function ``name -> depth`` or, as
+config data, from rules ``(regex, depth)``, first match wins.
 
 :func:`scale_by_multipliers` applies the multipliers to the updates of any
 optax optimizer with ``optax.partition``: parameters are grouped by their
@@ -20,7 +20,7 @@ are linear in the learning rate).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import optax
 
@@ -39,9 +39,17 @@ def _multiplier(name: str, value) -> float:
   return float(value)
 
 
-def depths(params: Mapping, depth_rules: Rules) -> dict[str, int]:
-  """``{name: depth}`` for every leaf of ``params`` from ``(regex, depth)`` rules."""
-  values = match_rules(params, depth_rules)
+def depths(params: Mapping, depth_rules: Rules | Callable[[str], int]
+           ) -> dict[str, int]:
+  """``{name: depth}`` for every leaf of ``params``.
+
+  ``depth_rules`` is either ``(regex, depth)`` rules (first full match wins)
+  or a depth function ``name -> depth``.
+  """
+  if callable(depth_rules):
+    values = {name: depth_rules(name) for name in flatten(params)}
+  else:
+    values = match_rules(params, depth_rules)
   for name, depth in values.items():
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
       raise ValueError(f"depth_rules give parameter {name!r} the depth "
@@ -51,7 +59,8 @@ def depths(params: Mapping, depth_rules: Rules) -> dict[str, int]:
 
 def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
                               layer_decay: float | None = None,
-                              depth_rules: Rules = ()) -> dict:
+                              depth_rules: Rules | Callable[[str], int] = ()
+                              ) -> dict:
   """The learning-rate multiplier of every trainable leaf, as a tree like ``trainable``.
 
   Args:
@@ -60,7 +69,8 @@ def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
       multiplier.
     layer_decay: if given, in (0, 1]: also multiply by ``layer_decay **
       (max_depth - depth)``, the depth coming from ``depth_rules``.
-    depth_rules: ``(regex, depth)`` rules, required with ``layer_decay``.
+    depth_rules: ``(regex, depth)`` rules or a function ``name -> depth``,
+      required with ``layer_decay``.
   """
   values = match_rules(trainable, rules)
   frozen = [name for name, value in values.items() if is_frozen(value)]
@@ -71,7 +81,7 @@ def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
   if layer_decay is not None:
     if not 0 < layer_decay <= 1:
       raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
-    if not depth_rules:
+    if not callable(depth_rules) and not depth_rules:
       raise ValueError("layer_decay needs depth_rules, (regex, depth) pairs "
                        "giving each parameter's depth")
     layer_depths = depths(trainable, depth_rules)
@@ -102,7 +112,7 @@ def scale_by_multipliers(multipliers: Mapping) -> optax.GradientTransformation:
 def with_learning_rate_multipliers(optimizer: optax.GradientTransformation,
                                    trainable: Mapping, rules: Rules, *,
                                    layer_decay: float | None = None,
-                                   depth_rules: Rules = ()
+                                   depth_rules: Rules | Callable[[str], int] = ()
                                    ) -> optax.GradientTransformation:
   """``optimizer`` with per-parameter learning rates from ``rules`` (and LLRD).
 
