@@ -5,7 +5,7 @@ Subpackages mirror what is transferred (see DESIGN.md): ``tljax.params``
 ``tljax.models``, ``tljax.train`` and ``tljax.methods``.
 """
 
-from tljax import data, methods, models, params, train
+from tljax import align, data, methods, models, params, train
 
 __version__ = "0.1.0"
-__all__ = ["data", "methods", "models", "params", "train"]
+__all__ = ["align", "data", "methods", "models", "params", "train"]
