@@ -1,8 +1,9 @@
 """tljax: transfer learning in JAX.
 
 Subpackages mirror what is transferred (see DESIGN.md): ``tljax.params``
-(parameter transfer), and the shared machinery ``tljax.data``,
-``tljax.models``, ``tljax.train`` and ``tljax.methods``.
+(parameter transfer), ``tljax.align`` (feature-representation transfer), and
+the shared machinery ``tljax.data``, ``tljax.models``, ``tljax.train`` and
+``tljax.methods``.
 """
 
 from tljax import align, data, methods, models, params, train
