@@ -1,12 +1,13 @@
 """tljax: transfer learning in JAX.
 
 Subpackages mirror what is transferred (see DESIGN.md): ``tljax.params``
-(parameter transfer), ``tljax.align`` (feature-representation transfer), and
+(parameter transfer), ``tljax.align`` (feature-representation transfer), ``tljax.select`` (what
+and whether to transfer: transferability scores), and
 the shared machinery ``tljax.data``, ``tljax.models``, ``tljax.train`` and
 ``tljax.methods``.
 """
 
-from tljax import align, data, methods, models, params, train
+from tljax import align, data, methods, models, params, select, train
 
 __version__ = "0.1.0"
-__all__ = ["align", "data", "methods", "models", "params", "train"]
+__all__ = ["align", "data", "methods", "models", "params", "select", "train"]

@@ -1,0 +1,39 @@
+"""What and whether to transfer: transferability scores.
+
+Each score rates how well a pretrained model's outputs on target examples
+suit the target task, without fine-tuning: rank candidate source models (or
+layers) by it and fine-tune the best. All are pure functions of arrays.
+
+* :func:`logme` — log maximum evidence of a Bayesian linear model on the
+  features (You et al., ICML 2021).
+* :func:`leep` — log expected empirical prediction from the source head's
+  probabilities (Nguyen et al., ICML 2020).
+* :func:`nce` — negative conditional entropy of target given source labels
+  (Tran et al., ICCV 2019).
+* :func:`h_score` — between-class over total feature covariance (Bao et al.,
+  ICIP 2019), and :func:`shrinkage_h_score`, its Ledoit-Wolf-regularised
+  form (Ibrahim et al.).
+* :func:`gbc` — Bhattacharyya overlap of Gaussian class fits (Pándy et al.,
+  CVPR 2022).
+* :func:`transrate` — coding-rate mutual information of features and labels
+  (Huang et al., ICML 2022).
+* :func:`proxy_a_distance` — how well a linear classifier tells two feature
+  distributions apart (Ben-David et al., NeurIPS 2007).
+
+For all but the proxy A-distance, higher means a better expected transfer.
+Shapes are checked always; values (finiteness, label ranges, probability
+rows) when the arrays are concrete, i.e. outside ``jax.jit``. Under
+``jax.jit`` pass the number of classes (``num_classes=...``), which sets
+array shapes.
+"""
+
+from tljax.select.a_distance import proxy_a_distance
+from tljax.select.gbc import gbc
+from tljax.select.hscore import h_score, shrinkage_h_score
+from tljax.select.leep import leep
+from tljax.select.logme import logme
+from tljax.select.nce import nce
+from tljax.select.transrate import transrate
+
+__all__ = ["gbc", "h_score", "leep", "logme", "nce", "proxy_a_distance",
+           "shrinkage_h_score", "transrate"]
