@@ -60,3 +60,23 @@ def check_int(value: Any, argument: str, *, minimum: int) -> int:
   ):
     raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}.")
   return int(value)
+
+
+def check_probability_rows(probabilities: Any, argument: str) -> None:
+  """Rows of a concrete ``(batch, classes)`` array are distributions (traced: skipped).
+
+  Raises:
+    ValueError: naming ``argument`` if a value is negative or non-finite or a
+      row does not sum to 1 (to 1e-3).
+  """
+  if is_traced(probabilities):
+    return
+  values = np.asarray(probabilities, np.float64)
+  if not np.all(np.isfinite(values)) or np.any(values < 0):
+    raise ValueError(f"{argument} must be finite and non-negative.")
+  sums = values.sum(axis=1)
+  if not np.allclose(sums, 1.0, atol=1e-3):
+    worst = int(np.argmax(np.abs(sums - 1.0)))
+    raise ValueError(
+        f"{argument} rows must sum to 1 (probabilities, e.g. "
+        f"jax.nn.softmax(logits)); row {worst} sums to {sums[worst]:.6g}.")

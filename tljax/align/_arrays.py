@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.checks import is_traced
+from tljax.checks import check_probability_rows, is_traced
 
 
 def as_float(array: Any) -> jax.Array:
@@ -141,17 +141,7 @@ def check_probabilities(
   probabilities = check_matrix(
     probabilities, argument, columns="num_classes", min_rows=min_rows
   )
-  if not is_traced(probabilities):
-    values = np.asarray(probabilities, np.float64)
-    if not np.all(np.isfinite(values)) or np.any(values < 0):
-      raise ValueError(f"{argument} must be finite and non-negative.")
-    sums = values.sum(axis=1)
-    if not np.allclose(sums, 1.0, atol=1e-3):
-      worst = int(np.argmax(np.abs(sums - 1.0)))
-      raise ValueError(
-        f"{argument} rows must sum to 1 (probabilities, e.g. "
-        f"jax.nn.softmax(logits)); row {worst} sums to {sums[worst]:.6g}."
-      )
+  check_probability_rows(probabilities, argument)
   return probabilities
 
 

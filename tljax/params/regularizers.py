@@ -45,8 +45,9 @@ import numpy as np
 import optax
 
 from tljax.checks import (check_int, check_non_negative, check_positive,
-                          is_traced)
+                          check_probability_rows, is_traced)
 from tljax.params.tree import flatten
+from tljax.solvers import minimize_lbfgs
 
 __all__ = [
   "batch_spectral_shrinkage",
@@ -110,17 +111,7 @@ def _check_probabilities(probabilities: Any, argument: str) -> jax.Array:
     )
   if not jnp.issubdtype(probabilities.dtype, jnp.floating):
     raise ValueError(f"{argument} must hold floats, got dtype {probabilities.dtype}.")
-  if not is_traced(probabilities):
-    values = np.asarray(probabilities, np.float64)
-    if not np.all(np.isfinite(values)) or np.any(values < 0):
-      raise ValueError(f"{argument} must be finite and non-negative.")
-    sums = values.sum(axis=1)
-    if not np.allclose(sums, 1.0, atol=1e-3):
-      worst = int(np.argmax(np.abs(sums - 1.0)))
-      raise ValueError(
-        f"{argument} rows must sum to 1 (probabilities, e.g. "
-        f"jax.nn.softmax(source_logits)); row {worst} sums to {sums[worst]:.6g}."
-      )
+  check_probability_rows(probabilities, argument)
   return probabilities
 
 
@@ -696,29 +687,6 @@ def _reverse_relationship(
   return joint / jnp.sum(joint, axis=1, keepdims=True)
 
 
-def _minimize(objective, initial, *, max_iterations: int, tolerance: float):
-  """Minimises a smooth convex ``objective`` with L-BFGS from ``initial``."""
-  solver = optax.lbfgs()
-  value_and_grad = optax.value_and_grad_from_state(objective)
-
-  def step(carry):
-    parameters, state = carry
-    value, grad = value_and_grad(parameters, state=state)
-    updates, state = solver.update(
-      grad, state, parameters, value=value, grad=grad, value_fn=objective
-    )
-    return optax.apply_updates(parameters, updates), state
-
-  def running(carry):
-    _, state = carry
-    count = optax.tree.get(state, "count")
-    gradient_norm = optax.tree.norm(optax.tree.get(state, "grad"))
-    return (count == 0) | ((count < max_iterations) & (gradient_norm >= tolerance))
-
-  parameters, _ = jax.lax.while_loop(running, step, (initial, solver.init(initial)))
-  return parameters
-
-
 def _fit_logistic_regression(inputs, targets, strength, *, max_iterations):
   """``argmin_V strength Σ_i CE(x_i V, t_i) + ½ ‖V‖²``, no intercept.
 
@@ -735,7 +703,7 @@ def _fit_logistic_regression(inputs, targets, strength, *, max_iterations):
     return cross_entropy + penalty
 
   initial = jnp.zeros((inputs.shape[1], targets.shape[1]), inputs.dtype)
-  return _minimize(objective, initial, max_iterations=max_iterations, tolerance=1e-6)
+  return minimize_lbfgs(objective, initial, max_iterations=max_iterations, tolerance=1e-6)
 
 
 def _calibrate_temperature(logits, targets, *, max_iterations):
@@ -744,7 +712,7 @@ def _calibrate_temperature(logits, targets, *, max_iterations):
   def objective(scale):
     return jnp.mean(optax.softmax_cross_entropy(logits * scale, targets))
 
-  return _minimize(
+  return minimize_lbfgs(
     objective, jnp.ones((), logits.dtype), max_iterations=max_iterations, tolerance=1e-7
   )
 

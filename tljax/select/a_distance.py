@@ -11,6 +11,7 @@ import optax
 
 from tljax.checks import check_int, check_positive
 from tljax.select._checks import check_features
+from tljax.solvers import minimize_lbfgs
 
 __all__ = ["proxy_a_distance"]
 
@@ -127,31 +128,8 @@ def _proxy_a_distance(source_features, target_features, key, l2_regularization, 
     return loss + 0.5 * l2_regularization * jnp.sum(jnp.square(weight))
 
   initial = (jnp.zeros(inputs.shape[1], inputs.dtype), jnp.zeros((), inputs.dtype))
-  weight, bias = _minimize(objective, initial, max_iterations=max_iterations)
+  weight, bias = minimize_lbfgs(objective, initial, max_iterations=max_iterations)
   source_error = jnp.mean(standardise(source_test) @ weight + bias > 0)
   target_error = jnp.mean(standardise(target_test) @ weight + bias <= 0)
   error = 0.5 * (source_error + target_error)
   return (2 * (1 - 2 * error)).astype(inputs.dtype)
-
-
-def _minimize(objective, initial, *, max_iterations):
-  """Minimises a smooth convex ``objective`` with L-BFGS from ``initial``."""
-  solver = optax.lbfgs()
-  value_and_grad = optax.value_and_grad_from_state(objective)
-
-  def step(carry):
-    parameters, state = carry
-    value, grad = value_and_grad(parameters, state=state)
-    updates, state = solver.update(
-      grad, state, parameters, value=value, grad=grad, value_fn=objective
-    )
-    return optax.apply_updates(parameters, updates), state
-
-  def running(carry):
-    _, state = carry
-    count = optax.tree.get(state, "count")
-    gradient_norm = optax.tree.norm(optax.tree.get(state, "grad"))
-    return (count == 0) | ((count < max_iterations) & (gradient_norm >= 1e-6))
-
-  parameters, _ = jax.lax.while_loop(running, step, (initial, solver.init(initial)))
-  return parameters
