@@ -132,9 +132,26 @@ def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
       ``dont_load``.
     FileNotFoundError: if there is no checkpoint.
   """
+  loaded_params, loaded_model_state = read_checkpoint(checkpoint_dir, step=step)
+  return merge_pretrained(init_params, loaded_params, dont_load=dont_load,
+                          init_model_state=init_model_state,
+                          loaded_model_state=loaded_model_state,
+                          zero_init=zero_init)
+
+
+def merge_pretrained(init_params: Mapping, loaded_params: Mapping, *,
+                     dont_load: Sequence[str] = ("head/.*",),
+                     init_model_state: Mapping | None = None,
+                     loaded_model_state: Mapping | None = None,
+                     zero_init: Sequence[str] = ()):
+  """:func:`load_pretrained` on a checkpoint already read (:func:`read_checkpoint`).
+
+  Same arguments, rules, errors and return value, with the checkpoint's
+  ``loaded_params`` and ``loaded_model_state`` given instead of its directory.
+  """
   dont_load_patterns = _compile(dont_load, "dont_load")
   zero_patterns = _compile(zero_init, "zero_init")
-  loaded_params, loaded_model_state = read_checkpoint(checkpoint_dir, step=step)
+  loaded_model_state = loaded_model_state or {}
   names = (set(flatten(init_params)) | set(flatten(loaded_params))
            | set(flatten(init_model_state or {}))
            | set(flatten(loaded_model_state)))

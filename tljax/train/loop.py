@@ -200,13 +200,13 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   transferred, source_params, source_model_state = frozenset(), None, None
   if init_from is not None:
     dont_load = tuple(init_from.get("dont_load") or ())
-    params, model_state = params_lib.load_pretrained(
-        params, init_from["workdir"], dont_load=dont_load,
-        zero_init=tuple(init_from.get("zero_init") or ()),
-        init_model_state=model_state)
-    transferred = params_lib.transferred_names(params, dont_load)
     source_params, source_model_state = params_lib.read_checkpoint(
         init_from["workdir"])
+    params, model_state = params_lib.merge_pretrained(
+        params, source_params, dont_load=dont_load,
+        zero_init=tuple(init_from.get("zero_init") or ()),
+        init_model_state=model_state, loaded_model_state=source_model_state)
+    transferred = params_lib.transferred_names(params, dont_load)
   context = methods_lib.TransferContext(
       params=params, model_state=model_state, transferred=transferred,
       source_params=source_params, source_model_state=source_model_state,
