@@ -32,6 +32,8 @@ Fields (defaults in :func:`base_config`):
   the ``dont_load`` and ``zero_init`` patterns (see
   :func:`tljax.params.load_pretrained`).
 * ``label_smoothing`` for the cross-entropy losses.
+* ``adaptation``: the domain-adaptation recipes' trade-off λ, the domain
+  discriminator's hidden width and CDAN's randomized-map dimension.
 * ``surgical_blocks``: regexes of the blocks ``surgical`` fine-tunes.
 * ``regularization``: the weights of the fine-tuning regularizers (defaults:
   the authors' released code, see :mod:`tljax.params.regularizers`) and, for
@@ -102,6 +104,8 @@ def base_config() -> ml_collections.ConfigDict:
       "l2_sp_alpha": 0.1, "l2_sp_beta": 0.01, "bss_eta": 0.001, "bss_k": 1,
       "delta_alpha": 0.01, "delta_beta": 0.01, "delta_layer": "backbone/conv2",
       "delta_attention": True, "cotuning_trade_off": 2.3})
+  config.adaptation = ml_collections.ConfigDict({
+      "trade_off": 1.0, "hidden_dim": 500, "random_map_dim": 1024})
   return config
 
 

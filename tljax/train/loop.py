@@ -8,6 +8,7 @@ The sections below follow the life of a run in order.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import tqdm
 
 from tljax import data as data_lib
@@ -102,6 +104,8 @@ def training_batches(method, domains, *, batch_size: int, seed: int,
                      start_step: int) -> Iterator[dict]:
   """Batches for ``method``: one stream per domain it trains on, labels only where allowed.
 
+  Each batch is ``{"step": int32, domain: {"input"[, "label"]}, ...}``.
+
   Every stream is a pure function of (seed, step), so a resumed run sees the
   batches an uninterrupted one would have.
   """
@@ -114,8 +118,9 @@ def training_batches(method, domains, *, batch_size: int, seed: int,
                                        batch_size=batch_size,
                                        seed=_stream_seed(seed, domain),
                                        start_step=start_step)
-  while True:
-    batch = {}
+  for step in itertools.count(start_step):
+    # The step lets a loss follow the training progress (DANN's warm-up).
+    batch = {"step": np.int32(step)}
     for domain, stream in streams.items():
       examples = next(stream)
       if domain not in method.labeled:
