@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tljax import align
-from tljax.config import base_config
+from conftest import small_config
 from tljax.methods import TransferContext, build_method
 from tljax.methods.adaptation import apply_discriminator, init_discriminator
 from tljax.models import create_model
@@ -16,26 +16,10 @@ from tljax.train.experiment import run_experiment
 
 
 def tiny_config(data_dir, method):
-  config = base_config()
-  config.data_dir = data_dir
-  config.method = method
-  config.baselines = ()
-  config.model.name = "lenet"
-  config.model.bottleneck_dim = 16
-  config.steps = 8
-  config.batch_size = 16
-  config.log_every = 4
-  config.eval_every = 0
-  config.checkpoint_every = 8
-  config.progress_bar = False
-  config.seeds = (0,)
-  config.adaptation.hidden_dim = 32
-  return config
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+  return small_config(data_dir, method=method, model__name="lenet",
+                      model__bottleneck_dim=16, steps=8, batch_size=16,
+                      log_every=4, checkpoint_every=8,
+                      adaptation__hidden_dim=32)
 
 
 @pytest.mark.parametrize("method, term", [

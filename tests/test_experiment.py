@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tljax import methods
-from tljax.config import base_config
+from conftest import small_config
 from tljax.data import ArraySource
 from tljax.train import Checkpointer, read_metrics
 from tljax.train.experiment import format_table, run_experiment
@@ -20,29 +20,11 @@ from tljax.train.loop import load_domains, train_and_evaluate, training_batches
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
-
-
 def tiny_config(data_dir, **overrides):
-  config = base_config()
-  config.data_dir = data_dir
-  config.model.name = "mlp"
-  config.model.hidden_dims = (32,)
-  config.steps = 30
-  config.batch_size = 16
-  config.optimizer.learning_rate = 0.1
-  config.log_every = 10
-  config.eval_every = 15
-  config.checkpoint_every = 10
-  config.keep_checkpoints = 5
-  config.progress_bar = False
-  config.seeds = (0,)
-  config.baselines = ()
-  for key, value in overrides.items():
-    config[key] = value
-  return config
+  defaults = dict(model__name="mlp", model__hidden_dims=(32,), steps=30,
+                  batch_size=16, optimizer__learning_rate=0.1, log_every=10,
+                  eval_every=15, checkpoint_every=10, keep_checkpoints=5)
+  return small_config(data_dir, **{**defaults, **overrides})
 
 
 def restored_params(workdir):

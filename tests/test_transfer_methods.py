@@ -6,43 +6,30 @@ import jax
 import numpy as np
 import pytest
 
-from tljax.config import base_config
+from conftest import small_config
 from tljax.params import flatten, read_checkpoint
 from tljax.train import read_metrics
 from tljax.train.experiment import run_experiment
 
 
 @pytest.fixture(scope="module")
-def source_run(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
+def source_run(tmp_path_factory, data_dir):
   workdir = str(tmp_path_factory.mktemp("source"))
-  config = small_config(data_dir, steps=40)
+  config = lenet_config(data_dir, steps=40)
   run_experiment(config, workdir)
   return data_dir, os.path.join(workdir, "source_only", "seed_{seed}")
 
 
-def small_config(data_dir, **overrides):
-  config = base_config()
-  config.data_dir = data_dir
-  config.model.name = "lenet"
-  config.model.bottleneck_dim = 32
-  config.steps = 10
-  config.batch_size = 20
-  config.optimizer.learning_rate = 0.05
-  config.log_every = 5
-  config.eval_every = 0
-  config.checkpoint_every = 10
-  config.progress_bar = False
-  config.seeds = (0,)
-  config.baselines = ()
-  for key, value in overrides.items():
-    config[key] = value
-  return config
+def lenet_config(data_dir, **overrides):
+  defaults = dict(model__name="lenet", model__bottleneck_dim=32, steps=10,
+                  batch_size=20, optimizer__learning_rate=0.05, log_every=5,
+                  checkpoint_every=10)
+  return small_config(data_dir, **{**defaults, **overrides})
 
 
 def transfer(source_run, method, tmp_path, **overrides):
   data_dir, source_dir = source_run
-  config = small_config(data_dir, method=method, **overrides)
+  config = lenet_config(data_dir, method=method, **overrides)
   config.target.labels_per_class = 2
   config.target.validation_per_class = 2
   config.init_from.workdir = source_dir
@@ -111,12 +98,12 @@ def test_regularizers_need_a_source_model(source_run, tmp_path):
   from tljax.methods import build_method, TransferContext
   from tljax.models import create_model
   model = create_model("lenet", num_classes=10, input_shape=(8, 8, 1))
-  method = build_method("l2_sp", small_config(data_dir), model)
+  method = build_method("l2_sp", lenet_config(data_dir), model)
   params, model_state = model.init(jax.random.key(0))
   context = TransferContext(params=params, model_state=model_state,
                             transferred=frozenset(), source_params=None,
                             source_model_state=None, model=model, domains={},
-                            config=small_config(data_dir), seed=0)
+                            config=lenet_config(data_dir), seed=0)
   with pytest.raises(ValueError, match="needs a source run"):
     method.init_extras(context)
 
