@@ -367,71 +367,47 @@ class ResNet(Classifier):
     )
 
 
-def resnet18(
-  input_shape: Sequence[int],
-  num_classes: int,
-  *,
-  stem: Stem = "imagenet",
-  zero_init_residual: bool = False,
-  bottleneck_dim: int | None = 256,
-  bottleneck_batch_norm: bool = True,
-  bottleneck_dropout: float = 0.0,
-  batch_norm_momentum: float = 0.9,
-  dtype: Dtype = jnp.float32,
-  param_dtype: Dtype = jnp.float32,
-  rngs: nnx.Rngs,
-) -> ResNet:
-  """ResNet-18: basic blocks, stages ``(2, 2, 2, 2)``, 512 backbone features.
+def _standard_resnet(name: str, block, stage_sizes: tuple[int, ...],
+                     features_dim: int):
+  """A builder of the standard ResNet ``name`` (fixed block and stage sizes)."""
 
-  Arguments as for :class:`ResNet`.
-  """
-  return ResNet(
-    input_shape,
-    num_classes,
-    block=BasicBlock,
-    stage_sizes=(2, 2, 2, 2),
-    stem=stem,
-    zero_init_residual=zero_init_residual,
-    bottleneck_dim=bottleneck_dim,
-    bottleneck_batch_norm=bottleneck_batch_norm,
-    bottleneck_dropout=bottleneck_dropout,
-    batch_norm_momentum=batch_norm_momentum,
-    dtype=dtype,
-    param_dtype=param_dtype,
-    rngs=rngs,
+  def build(
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    stem: Stem = "imagenet",
+    zero_init_residual: bool = False,
+    bottleneck_dim: int | None = 256,
+    bottleneck_batch_norm: bool = True,
+    bottleneck_dropout: float = 0.0,
+    batch_norm_momentum: float = 0.9,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    rngs: nnx.Rngs,
+  ) -> ResNet:
+    return ResNet(
+      input_shape,
+      num_classes,
+      block=block,
+      stage_sizes=stage_sizes,
+      stem=stem,
+      zero_init_residual=zero_init_residual,
+      bottleneck_dim=bottleneck_dim,
+      bottleneck_batch_norm=bottleneck_batch_norm,
+      bottleneck_dropout=bottleneck_dropout,
+      batch_norm_momentum=batch_norm_momentum,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      rngs=rngs,
+    )
+
+  build.__name__ = build.__qualname__ = name
+  build.__doc__ = (
+    f"{name}: {block.__name__} blocks, stages ``{stage_sizes}``, "
+    f"{features_dim} backbone features.\n\n  Arguments as for :class:`ResNet`."
   )
+  return build
 
 
-def resnet50(
-  input_shape: Sequence[int],
-  num_classes: int,
-  *,
-  stem: Stem = "imagenet",
-  zero_init_residual: bool = False,
-  bottleneck_dim: int | None = 256,
-  bottleneck_batch_norm: bool = True,
-  bottleneck_dropout: float = 0.0,
-  batch_norm_momentum: float = 0.9,
-  dtype: Dtype = jnp.float32,
-  param_dtype: Dtype = jnp.float32,
-  rngs: nnx.Rngs,
-) -> ResNet:
-  """ResNet-50: bottleneck blocks, stages ``(3, 4, 6, 3)``, 2048 backbone features.
-
-  Arguments as for :class:`ResNet`.
-  """
-  return ResNet(
-    input_shape,
-    num_classes,
-    block=BottleneckBlock,
-    stage_sizes=(3, 4, 6, 3),
-    stem=stem,
-    zero_init_residual=zero_init_residual,
-    bottleneck_dim=bottleneck_dim,
-    bottleneck_batch_norm=bottleneck_batch_norm,
-    bottleneck_dropout=bottleneck_dropout,
-    batch_norm_momentum=batch_norm_momentum,
-    dtype=dtype,
-    param_dtype=param_dtype,
-    rngs=rngs,
-  )
+resnet18 = _standard_resnet("resnet18", BasicBlock, (2, 2, 2, 2), 512)
+resnet50 = _standard_resnet("resnet50", BottleneckBlock, (3, 4, 6, 3), 2048)
