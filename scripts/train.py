@@ -18,7 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from tljax.config import base_config, check_config
-from tljax.train.experiment import format_table, run_experiment
+from tljax.train.experiment import format_gaps, format_table, run_experiment
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIG_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
@@ -90,6 +90,9 @@ def main(argv):
   results = run_experiment(load_config(), _WORKDIR.value)
   print()
   print(format_table(results["table"]))
+  if results["negative_transfer"]:
+    print()
+    print(format_gaps(results["negative_transfer"]))
   print(f"\nresults in {os.path.abspath(_WORKDIR.value)}")
 
 

@@ -19,6 +19,8 @@ layers) by it and fine-tune the best. All are pure functions of arrays.
   (Huang et al., ICML 2022).
 * :func:`proxy_a_distance` — how well a linear classifier tells two feature
   distributions apart (Ben-David et al., NeurIPS 2007).
+* :func:`negative_transfer_gap` — after training: ε(transfer) − ε(target
+  only) over paired seeds with a confidence interval (Wang et al., CVPR 2019).
 
 For all but the proxy A-distance, higher means a better expected transfer.
 Shapes are checked always; values (finiteness, label ranges, probability
@@ -28,6 +30,7 @@ array shapes.
 """
 
 from tljax.select.a_distance import proxy_a_distance
+from tljax.select.negative_transfer import TransferGap, negative_transfer_gap
 from tljax.select.gbc import gbc
 from tljax.select.hscore import h_score, shrinkage_h_score
 from tljax.select.leep import leep
@@ -35,5 +38,15 @@ from tljax.select.logme import logme
 from tljax.select.nce import nce
 from tljax.select.transrate import transrate
 
-__all__ = ["gbc", "h_score", "leep", "logme", "nce", "proxy_a_distance",
-           "shrinkage_h_score", "transrate"]
+__all__ = [
+  "TransferGap",
+  "gbc",
+  "h_score",
+  "leep",
+  "logme",
+  "nce",
+  "negative_transfer_gap",
+  "proxy_a_distance",
+  "shrinkage_h_score",
+  "transrate",
+]

@@ -15,6 +15,7 @@ import numpy as np
 
 from tljax import methods as methods_lib
 from tljax.config import check_config
+from tljax.select import negative_transfer_gap
 from tljax.train import metrics as metrics_lib
 from tljax.train.loop import build_model, load_domains, train_and_evaluate
 
@@ -80,11 +81,56 @@ def run_experiment(config, workdir: str) -> dict:
   table = [aggregate(name, methods[name].setting,
                      [summaries[(name, int(seed))] for seed in config.seeds])
            for name in names]
-  results = {"runs": list(summaries.values()), "table": table}
+  gaps = transfer_gaps(names, {name: method.setting
+                               for name, method in methods.items()},
+                       summaries, [int(seed) for seed in config.seeds])
+  results = {"runs": list(summaries.values()), "table": table,
+             "negative_transfer": gaps}
   metrics_lib.write_json_atomically(os.path.join(workdir, RESULTS_JSON), results)
   with open(os.path.join(workdir, RESULTS_MARKDOWN), "w", encoding="utf-8") as f:
     f.write(format_table(table) + "\n")
+    if gaps:
+      f.write("\n" + format_gaps(gaps) + "\n")
   return results
+
+
+def transfer_gaps(names: list[str], settings: dict[str, str], summaries: dict,
+                  seeds: list[int]) -> list:
+  """ε(method) − ε(target_only) on the target test split, per inductive method.
+
+  Only methods in the inductive setting are compared: they see the same target
+  labels as ``target_only``, so a positive gap means the source made the
+  target worse (negative transfer). A transductive method sees no target
+  label, and its distance to the target-only oracle is not negative transfer.
+  Empty unless ``target_only`` ran; see
+  :func:`tljax.select.negative_transfer_gap`.
+  """
+  if "target_only" not in names:
+    return []
+  reference = [1 - summaries[("target_only", seed)]["target_test"]["accuracy"]
+               for seed in seeds]
+  gaps = []
+  for name in names:
+    if name == "target_only" or settings[name] != "inductive":
+      continue
+    errors = [1 - summaries[(name, seed)]["target_test"]["accuracy"]
+              for seed in seeds]
+    gap = negative_transfer_gap(errors, reference)
+    gaps.append({"method": name, "gap": gap.gap, "low": gap.low,
+                 "high": gap.high, "seeds": gap.num_seeds,
+                 "verdict": gap.verdict})
+  return gaps
+
+
+def format_gaps(gaps: list[dict]) -> str:
+  """The negative-transfer gaps as a markdown table, in points of error."""
+  lines = ["| method | ε(method) − ε(target_only) (points) | 95% CI | verdict |",
+           "| --- | --- | --- | --- |"]
+  for row in gaps:
+    lines.append(f"| {row['method']} | {100 * row['gap']:+.1f} | "
+                 f"[{100 * row['low']:+.1f}, {100 * row['high']:+.1f}] | "
+                 f"{row['verdict']} |")
+  return "\n".join(lines)
 
 
 def aggregate(name: str, setting: str, summaries: list[dict]) -> dict:

@@ -1,0 +1,76 @@
+"""Negative transfer: does transferring make the target worse than not transferring?
+
+Following Wang et al. (CVPR 2019, "Characterizing and avoiding negative
+transfer"), the negative-transfer gap of a transfer method is
+
+    gap = ε(transfer) − ε(target only)
+
+the target test error of the transferred model minus that of the same model
+trained on the target data alone; a positive gap is negative transfer. Over
+seeds (paired: the same seed draws the same labeled target examples and
+initialisation for both), the mean gap comes with a Student-t confidence
+interval on the paired differences; an interval entirely above zero is
+evidence of negative transfer, one entirely below zero of positive transfer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats
+
+
+class TransferGap(NamedTuple):
+  """``gap`` = mean ε(transfer) − ε(target only), with its confidence interval."""
+  gap: float
+  low: float
+  high: float
+  num_seeds: int
+
+  @property
+  def verdict(self) -> str:
+    """``"negative transfer"``, ``"positive transfer"`` or ``"inconclusive"``."""
+    if self.low > 0:
+      return "negative transfer"
+    if self.high < 0:
+      return "positive transfer"
+    return "inconclusive"
+
+
+def negative_transfer_gap(transfer_errors: Sequence[float],
+                          target_only_errors: Sequence[float], *,
+                          confidence: float = 0.95) -> TransferGap:
+  """The gap ε(transfer) − ε(target only) over paired seeds, with a t interval.
+
+  Args:
+    transfer_errors: target test errors of the transfer method, one per seed.
+    target_only_errors: target test errors of target-only training for the
+      same seeds, in the same order.
+    confidence: the interval's coverage, in (0, 1).
+
+  Returns:
+    A :class:`TransferGap`; with a single seed the interval is the point.
+  """
+  transfer = np.asarray(transfer_errors, np.float64)
+  reference = np.asarray(target_only_errors, np.float64)
+  if transfer.ndim != 1 or transfer.size == 0:
+    raise ValueError(f"transfer_errors must be a non-empty 1-D sequence, got "
+                     f"shape {transfer.shape}")
+  if reference.shape != transfer.shape:
+    raise ValueError(f"target_only_errors must pair with transfer_errors "
+                     f"(shape {transfer.shape}), got shape {reference.shape}")
+  for name, values in (("transfer_errors", transfer),
+                       ("target_only_errors", reference)):
+    if not np.all(np.isfinite(values)) or np.any((values < 0) | (values > 1)):
+      raise ValueError(f"{name} must be error rates in [0, 1], got {values}")
+  if not 0 < confidence < 1:
+    raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+  differences = transfer - reference
+  gap = float(differences.mean())
+  if differences.size == 1:
+    return TransferGap(gap, gap, gap, 1)
+  half_width = float(stats.t.ppf(0.5 + confidence / 2, differences.size - 1)
+                     * differences.std(ddof=1) / np.sqrt(differences.size))
+  return TransferGap(gap, gap - half_width, gap + half_width, differences.size)
