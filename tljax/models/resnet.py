@@ -84,6 +84,23 @@ def _batch_norm(channels, momentum, layer_kwargs, *, zero_scale=False):
   )
 
 
+def _projection(in_channels, out_channels, stride, batch_norm_momentum, layer):
+  """The shortcut's 1×1 conv and BatchNorm when the shape changes, else Nones."""
+  if stride == 1 and in_channels == out_channels:
+    return None, None
+  return (
+    _conv(in_channels, out_channels, 1, stride, 0, layer),
+    _batch_norm(out_channels, batch_norm_momentum, layer),
+  )
+
+
+def _shortcut(downsample_conv, downsample_bn, inputs, use_running_average):
+  """The residual branch's shortcut: identity or the projection."""
+  if downsample_conv is None:
+    return inputs
+  return downsample_bn(downsample_conv(inputs), use_running_average=use_running_average)
+
+
 class BasicBlock(nnx.Module):
   """Two 3×3 convolutions with a residual connection (ResNet-18/34).
 
@@ -115,23 +132,17 @@ class BasicBlock(nnx.Module):
     self.bn2 = _batch_norm(
       channels, batch_norm_momentum, layer, zero_scale=zero_init_residual
     )
-    projection = stride != 1 or in_channels != out_channels
-    self.downsample_conv = (
-      _conv(in_channels, out_channels, 1, stride, 0, layer) if projection else None
-    )
-    self.downsample_bn = (
-      _batch_norm(out_channels, batch_norm_momentum, layer) if projection else None
+    self.downsample_conv, self.downsample_bn = _projection(
+      in_channels, out_channels, stride, batch_norm_momentum, layer
     )
 
   def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
     use_running_average = not train
     x = nnx.relu(self.bn1(self.conv1(inputs), use_running_average=use_running_average))
     x = self.bn2(self.conv2(x), use_running_average=use_running_average)
-    shortcut = inputs
-    if self.downsample_conv is not None:
-      shortcut = self.downsample_bn(
-        self.downsample_conv(inputs), use_running_average=use_running_average
-      )
+    shortcut = _shortcut(
+      self.downsample_conv, self.downsample_bn, inputs, use_running_average
+    )
     return nnx.relu(x + shortcut)
 
 
@@ -169,12 +180,8 @@ class BottleneckBlock(nnx.Module):
     self.bn3 = _batch_norm(
       out_channels, batch_norm_momentum, layer, zero_scale=zero_init_residual
     )
-    projection = stride != 1 or in_channels != out_channels
-    self.downsample_conv = (
-      _conv(in_channels, out_channels, 1, stride, 0, layer) if projection else None
-    )
-    self.downsample_bn = (
-      _batch_norm(out_channels, batch_norm_momentum, layer) if projection else None
+    self.downsample_conv, self.downsample_bn = _projection(
+      in_channels, out_channels, stride, batch_norm_momentum, layer
     )
 
   def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
@@ -182,11 +189,9 @@ class BottleneckBlock(nnx.Module):
     x = nnx.relu(self.bn1(self.conv1(inputs), use_running_average=use_running_average))
     x = nnx.relu(self.bn2(self.conv2(x), use_running_average=use_running_average))
     x = self.bn3(self.conv3(x), use_running_average=use_running_average)
-    shortcut = inputs
-    if self.downsample_conv is not None:
-      shortcut = self.downsample_bn(
-        self.downsample_conv(inputs), use_running_average=use_running_average
-      )
+    shortcut = _shortcut(
+      self.downsample_conv, self.downsample_bn, inputs, use_running_average
+    )
     return nnx.relu(x + shortcut)
 
 
