@@ -19,10 +19,17 @@ layers) by it and fine-tune the best. All are pure functions of arrays.
   (Huang et al., ICML 2022).
 * :func:`proxy_a_distance` — how well a linear classifier tells two feature
   distributions apart (Ben-David et al., NeurIPS 2007).
+* label-free validators, to choose checkpoints and hyper-parameters of
+  domain adaptation without target labels: :func:`prediction_entropy`,
+  :func:`information_maximization`, :func:`soft_neighborhood_density`
+  (Saito et al., ICCV 2021), and the source-validation risks
+  :func:`importance_weighted_validation` (Sugiyama et al., JMLR 2007) and
+  :func:`deep_embedded_validation` (You et al., ICML 2019), weighted by
+  :func:`domain_density_ratios`.
 * :func:`negative_transfer_gap` — after training: ε(transfer) − ε(target
   only) over paired seeds with a confidence interval (Wang et al., CVPR 2019).
 
-For all but the proxy A-distance, higher means a better expected transfer.
+For all but the proxy A-distance and the two validation risks, higher means a better expected transfer.
 Shapes are checked always; values (finiteness, label ranges, probability
 rows) when the arrays are concrete, i.e. outside ``jax.jit``. Under
 ``jax.jit`` pass the number of classes (``num_classes=...``), which sets
@@ -37,9 +44,21 @@ from tljax.select.leep import leep
 from tljax.select.logme import logme
 from tljax.select.nce import nce
 from tljax.select.transrate import transrate
+from tljax.select.validators import (deep_embedded_validation,
+                                     domain_density_ratios,
+                                     importance_weighted_validation,
+                                     information_maximization,
+                                     prediction_entropy,
+                                     soft_neighborhood_density)
 
 __all__ = [
   "TransferGap",
+  "deep_embedded_validation",
+  "domain_density_ratios",
+  "importance_weighted_validation",
+  "information_maximization",
+  "prediction_entropy",
+  "soft_neighborhood_density",
   "gbc",
   "h_score",
   "leep",
