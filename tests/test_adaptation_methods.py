@@ -3,12 +3,15 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from tljax import align
 from conftest import small_config
 from tljax.methods import TransferContext, build_method
-from tljax.methods.adaptation import apply_discriminator, init_discriminator
+from tljax import train
+from tljax.methods.adaptation import (apply_discriminator, apply_mlp,
+                                     init_discriminator)
 from tljax.models import create_model
 from tljax.params import read_checkpoint
 from tljax.train import read_metrics
@@ -24,7 +27,9 @@ def tiny_config(data_dir, method):
 
 @pytest.mark.parametrize("method, term", [
     ("dan", "dan"), ("deep_coral", "deep_coral"), ("dann", "domain_loss"),
-    ("cdan", "domain_loss"), ("cdan_e", "domain_loss")])
+    ("cdan", "domain_loss"), ("cdan_e", "domain_loss"), ("jan", "jmmd"),
+    ("afn", "feature_norm_loss"), ("mcc", "mcc"), ("mdd", "disparity"),
+    ("mcd", "b/discrepancy")])
 def test_adaptation_recipes_train_on_unlabeled_target(tmp_path, data_dir,
                                                       method, term):
   results = run_experiment(tiny_config(data_dir, method), str(tmp_path))
@@ -43,6 +48,17 @@ def test_adaptation_recipes_train_on_unlabeled_target(tmp_path, data_dir,
                                  rtol=1e-5)
     params, _ = read_checkpoint(str(tmp_path / method / "seed_0"))
     assert set(params["discriminator"]) == {"dense1", "dense2", "dense3"}
+  if method == "mdd":
+    # TLlib's warm start: 0.1 (2 / (1 + exp(-i / 1000)) - 1) at step i.
+    for record in records:
+      step = record["step"] - 1
+      np.testing.assert_allclose(record["reversal_coefficient"],
+                                 0.1 * (2 / (1 + np.exp(-step / 1000)) - 1),
+                                 rtol=1e-4, atol=1e-8)
+  if method == "mcd":
+    params, _ = read_checkpoint(str(tmp_path / method / "seed_0"))
+    assert params["head2"]["kernel"].shape == params["head"]["kernel"].shape
+    assert not np.allclose(params["head2"]["kernel"], params["head"]["kernel"])
 
 
 def test_dann_trains_the_discriminator_and_reverses_the_features(data_dir):
@@ -109,3 +125,140 @@ def test_discriminator_matches_a_numpy_mlp():
   expected = (hidden @ params["dense3"]["kernel"] + params["dense3"]["bias"])[:, 0]
   np.testing.assert_allclose(apply_discriminator(params, inputs), expected,
                              rtol=1e-5, atol=1e-6)
+
+
+def test_staged_step_matches_sequential_updates():
+  """MCD's three stages in one jitted step = the updates done one by one."""
+  rng = np.random.default_rng(0)
+  params = {"generator": {"kernel": rng.normal(size=(3, 4)).astype(np.float32)},
+            "head": {"kernel": rng.normal(size=(4, 2)).astype(np.float32)},
+            "head2": {"kernel": rng.normal(size=(4, 2)).astype(np.float32)}}
+  batch = {"x": rng.normal(size=(5, 3)).astype(np.float32),
+           "t": rng.normal(size=(6, 3)).astype(np.float32)}
+
+  def fit(p):
+    features = jnp.tanh(batch["x"] @ p["generator"]["kernel"])
+    return (jnp.mean((features @ p["head"]["kernel"] - 1.0) ** 2)
+            + jnp.mean((features @ p["head2"]["kernel"] + 1.0) ** 2))
+
+  def disagreement(p):
+    features = jnp.tanh(batch["t"] @ p["generator"]["kernel"])
+    return jnp.mean(jnp.abs(features @ p["head"]["kernel"]
+                            - features @ p["head2"]["kernel"]))
+
+  def as_loss(function):
+    return lambda p, state, b, key, extras: (function(p), (state, {}))
+
+  learning_rate, num_k = 0.1, 3
+  stages = (train.Stage("a", as_loss(fit), ("generator", "classifiers")),
+            train.Stage("b", as_loss(lambda p: fit(p) - disagreement(p)),
+                        ("classifiers",)),
+            train.Stage("c", as_loss(disagreement), ("generator",),
+                        repeat=num_k))
+  rules = (("head.*", "classifiers"), (".*", "generator"))
+  optimizer = train.GroupedOptimizer(
+      {"generator": optax.sgd(learning_rate),
+       "classifiers": optax.sgd(learning_rate)}, rules)
+  state = train.create_train_state(params, {}, optimizer)
+  step = train.make_staged_train_step(stages, optimizer)
+  state, metrics = step(state, batch, jax.random.key(0))
+
+  def descend(p, function, names):
+    grads = jax.grad(function)(p)
+    return {name: (jax.tree.map(lambda w, g: w - learning_rate * g, p[name],
+                                grads[name]) if name in names else p[name])
+            for name in p}
+
+  want = descend(params, fit, ("generator", "head", "head2"))
+  want = descend(want, lambda p: fit(p) - disagreement(p), ("head", "head2"))
+  for _ in range(num_k):
+    want = descend(want, disagreement, ("generator",))
+  for name in params:
+    np.testing.assert_allclose(state.trainable[name]["kernel"],
+                               want[name]["kernel"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(metrics["loss"], fit(params), rtol=1e-6)
+  assert int(state.step) == 1
+  assert train.updates_per_step(stages, "generator") == 1 + num_k
+  assert train.updates_per_step(stages, "classifiers") == 2
+
+
+def test_grouped_optimizer_rejects_unknown_groups():
+  with pytest.raises(ValueError, match="no optimizer"):
+    train.GroupedOptimizer({"a": optax.sgd(0.1)}, ((".*", "b"),))
+  optimizer = train.GroupedOptimizer({"a": optax.sgd(0.1)}, ((".*", "a"),))
+  with pytest.raises(ValueError, match="does not know"):
+    train.make_staged_train_step(
+        (train.Stage("x", lambda *args: None, ("b",)),), optimizer)
+  with pytest.raises(ValueError, match="repeat"):
+    train.Stage("x", lambda *args: None, ("a",), repeat=0)
+
+
+def test_mdd_gradients_have_the_adversarial_signs(data_dir):
+  """The adversarial head ascends D_γ; the features descend it (reversal)."""
+  config = tiny_config(data_dir, "mdd")
+  model = create_model("lenet", num_classes=10, input_shape=(8, 8, 1),
+                       bottleneck_dim=16)
+  method = build_method("mdd", config, model)
+  params, model_state = model.init(jax.random.key(0))
+
+  class Train:
+    inputs = np.zeros((2, 8, 8, 1), np.float32)
+
+  context = TransferContext(params=params, model_state=model_state,
+                            transferred=frozenset(), source_params=None,
+                            source_model_state=None, model=model,
+                            domains={"source": {"train": Train}},
+                            config=config, seed=0)
+  params = {**params, **method.init_params(context)}
+  rng = np.random.default_rng(1)
+  inputs = jnp.asarray(rng.random((6, 8, 8, 1)).astype(np.float32))
+  labels = jnp.array([1, 2, 3])
+  step = 500
+  batch = {"step": np.int32(step), "source": {"input": inputs[:3],
+                                              "label": labels},
+           "target": {"input": inputs[3:]}}
+  key = jax.random.key(2)
+  grads = jax.grad(lambda p: method.loss_fn(p, model_state, batch, key,
+                                            {})[0])(params)
+  model_params = {k: v for k, v in params.items() if k != "adversarial_head"}
+
+  def pieces(model_params, adversarial):
+    outputs, _ = model.apply(model_params, model_state, inputs, train=True,
+                             key=key)
+    logits = outputs.logits
+    cross_entropy = -jnp.mean(
+        jax.nn.log_softmax(logits[:3])[jnp.arange(3), labels])
+    adversarial_logits = apply_mlp(adversarial, outputs.features)
+    disparity = align.margin_disparity_discrepancy(
+        logits[:3], adversarial_logits[:3], logits[3:], adversarial_logits[3:])
+    return cross_entropy, disparity
+
+  d_head = jax.grad(lambda a: pieces(model_params, a)[1])(
+      params["adversarial_head"])
+  for got, want in zip(jax.tree.leaves(grads["adversarial_head"]),
+                       jax.tree.leaves(d_head)):
+    np.testing.assert_allclose(got, -np.asarray(want), rtol=2e-4, atol=1e-7)
+  coeff = 0.1 * (2 / (1 + np.exp(-step / 1000)) - 1)
+  d_ce = jax.grad(lambda m: pieces(m, params["adversarial_head"])[0])(
+      model_params)
+  d_disparity = jax.grad(lambda m: pieces(m, params["adversarial_head"])[1])(
+      model_params)
+  got = grads["backbone"]["conv1"]["kernel"]
+  want = (d_ce["backbone"]["conv1"]["kernel"]
+          + coeff * d_disparity["backbone"]["conv1"]["kernel"])
+  np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6)
+
+
+def test_adaptation_trade_off_defaults_and_errors(data_dir):
+  from tljax.methods.adaptation import trade_off
+  config = tiny_config(data_dir, "afn")
+  assert trade_off(config, "afn") == 0.05 and trade_off(config, "dann") == 1.0
+  config.adaptation.trade_off = 0.3
+  assert trade_off(config, "afn") == 0.3
+  config.adaptation.trade_off = -1.0
+  with pytest.raises(ValueError, match="adaptation.trade_off"):
+    build_method("dan", config, None)
+  config = tiny_config(data_dir, "mcd")
+  config.adaptation.mcd_num_k = 0
+  with pytest.raises(ValueError, match="mcd_num_k"):
+    build_method("mcd", config, None)

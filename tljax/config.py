@@ -32,8 +32,12 @@ Fields (defaults in :func:`base_config`):
   the ``dont_load`` and ``zero_init`` patterns (see
   :func:`tljax.params.load_pretrained`).
 * ``label_smoothing`` for the cross-entropy losses.
-* ``adaptation``: the domain-adaptation recipes' trade-off λ, the domain
-  discriminator's hidden width and CDAN's randomized-map dimension.
+* ``adaptation``: the domain-adaptation recipes' trade-off λ (unset: each
+  recipe's published default), the domain discriminator's (and MDD's
+  adversarial head's) hidden width, CDAN's randomized-map dimension, the BSP
+  weight added to adversarial recipes, MCD's generator steps ``mcd_num_k``,
+  MDD's margin and reversal warm-up, AFN's ``Δr`` and MCC's temperature (see
+  :mod:`tljax.methods.adaptation`).
 * ``surgical_blocks``: regexes of the blocks ``surgical`` fine-tunes.
 * ``regularization``: the weights of the fine-tuning regularizers (defaults:
   the authors' released code, see :mod:`tljax.params.regularizers`) and, for
@@ -105,7 +109,11 @@ def base_config() -> ml_collections.ConfigDict:
       "delta_alpha": 0.01, "delta_beta": 0.01, "delta_layer": "backbone/conv2",
       "delta_attention": True, "cotuning_trade_off": 2.3})
   config.adaptation = ml_collections.ConfigDict({
-      "trade_off": 1.0, "hidden_dim": 500, "random_map_dim": 1024})
+      "trade_off": config_dict.placeholder(float), "hidden_dim": 500,
+      "random_map_dim": 1024, "bsp_weight": 0.0, "mcd_num_k": 4,
+      "mdd_margin": 4.0, "mdd_max_coefficient": 0.1,
+      "mdd_warmup_iters": 1000.0, "afn_delta_r": 1.0,
+      "mcc_temperature": 2.5})
   return config
 
 

@@ -15,12 +15,30 @@ these losses: the loop strips them.
   the multilinear map of features and predictions (randomized above 4,096
   dimensions), with entropy conditioning for ``cdan_e``.
 
+* ``jan`` (Long et al., ICML 2017): + λ · JMMD²((f_s, ŷ_s), (f_t, ŷ_t)) over the
+  features and the softmax predictions (the predictions with one fixed kernel
+  σ = 0.92, as the Transfer-Learning-Library).
+* ``mcd`` (Saito et al., CVPR 2018): two classifier heads and a generator
+  updated in the paper's three steps per batch (see :func:`build_mcd`).
+* ``mdd`` (Zhang et al., ICML 2019): + λ · the margin disparity discrepancy
+  with an adversarial head behind a warm-started gradient reversal.
+* ``afn`` (Xu et al., ICCV 2019): + λ · stepwise adaptive feature norm of
+  both domains (λ = 0.05 by default, the paper's).
+* ``mcc`` (Jin et al., ECCV 2020): + λ · minimum class confusion of the
+  target predictions.
+
+``config.adaptation.bsp_weight > 0`` adds batch spectral penalization (Chen
+et al., ICML 2019; the paper's weight is 1e-4) to the adversarial recipes
+(``dann``, ``cdan``, ``cdan_e``, ``mdd``).
+
 The domain discriminator is a small MLP (``config.adaptation.hidden_dim``
 units, two hidden ReLU layers, as the Transfer-Learning-Library's
 ``DomainDiscriminator`` but without its BatchNorm layers) whose parameters are
 added next to the model's as ``discriminator/...`` and trained by the same
 step: the reversal makes one minimisation train the discriminator and fool it.
-Weights: ``config.adaptation.trade_off`` (λ, default 1).
+Weights: ``config.adaptation.trade_off`` (λ); unset, each recipe uses its
+paper's (:data:`DEFAULT_TRADE_OFFS`). Hyper-parameters are fixed before
+training (no target labels choose them).
 """
 
 from __future__ import annotations
@@ -32,14 +50,38 @@ import optax
 from tljax import align
 from tljax.methods.base import Method, cross_entropy_loss
 from tljax.methods.registry import register_method
+from tljax.train.step import Stage
 
 DISCRIMINATOR = "discriminator"
 RANDOMIZED_ABOVE = 4096  # CDAN uses the randomized map for larger outer products
+SECOND_HEAD = "head2"  # MCD's second classifier
+ADVERSARIAL_HEAD = "adversarial_head"  # MDD's auxiliary classifier
+DEFAULT_TRADE_OFFS = {"dan": 1.0, "jan": 1.0, "deep_coral": 1.0, "dann": 1.0,
+                      "cdan": 1.0, "cdan_e": 1.0, "mdd": 1.0, "afn": 0.05,
+                      "mcc": 1.0}
 
 
-def init_discriminator(key, input_dim: int, hidden_dim: int) -> dict:
-  """Glorot-uniform MLP ``input_dim → hidden → hidden → 1`` as a parameter dict."""
-  sizes = [input_dim, hidden_dim, hidden_dim, 1]
+def trade_off(config, name: str) -> float:
+  """λ of recipe ``name``: ``config.adaptation.trade_off`` or the paper's."""
+  value = config.adaptation.get("trade_off")
+  value = DEFAULT_TRADE_OFFS[name] if value is None else float(value)
+  if not value >= 0:
+    raise ValueError(f"adaptation.trade_off must be >= 0, got {value}")
+  return value
+
+
+def _spectral_penalty(config, source_features, target_features):
+  weight = float(config.adaptation.get("bsp_weight") or 0.0)
+  if weight < 0:
+    raise ValueError(f"adaptation.bsp_weight must be >= 0, got {weight}")
+  if not weight:
+    return 0.0, {}
+  penalty = align.batch_spectral_penalization(source_features, target_features)
+  return weight * penalty, {"bsp": penalty}
+
+
+def init_mlp(key, sizes) -> dict:
+  """Glorot-uniform MLP with layer widths ``sizes`` as ``{"dense<i>": ...}``."""
   keys = jax.random.split(key, len(sizes) - 1)
   initializer = jax.nn.initializers.glorot_uniform()
   return {f"dense{index + 1}": {
@@ -49,21 +91,30 @@ def init_discriminator(key, input_dim: int, hidden_dim: int) -> dict:
           for index in range(len(sizes) - 1)}
 
 
-def apply_discriminator(params: dict, inputs: jax.Array) -> jax.Array:
-  """Domain logits ``(N,)`` (source = 1) of the MLP on ``(N, dim)`` inputs."""
+def apply_mlp(params: dict, inputs: jax.Array) -> jax.Array:
+  """The MLP of :func:`init_mlp` (ReLU between layers) on ``(N, dim)`` inputs."""
   hidden = inputs.astype(jnp.float32)
   for index in range(1, len(params) + 1):
     layer = params[f"dense{index}"]
     hidden = hidden @ layer["kernel"] + layer["bias"]
     if index < len(params):
       hidden = jax.nn.relu(hidden)
-  return hidden[:, 0]
+  return hidden
 
 
-def _split_params(params):
-  model_params = {name: value for name, value in params.items()
-                  if name != DISCRIMINATOR}
-  return model_params, params.get(DISCRIMINATOR)
+def init_discriminator(key, input_dim: int, hidden_dim: int) -> dict:
+  """Glorot-uniform MLP ``input_dim → hidden → hidden → 1`` as a parameter dict."""
+  return init_mlp(key, [input_dim, hidden_dim, hidden_dim, 1])
+
+
+def apply_discriminator(params: dict, inputs: jax.Array) -> jax.Array:
+  """Domain logits ``(N,)`` (source = 1) of the MLP on ``(N, dim)`` inputs."""
+  return apply_mlp(params, inputs)[:, 0]
+
+
+def _split_params(params, name: str = DISCRIMINATOR):
+  model_params = {key: value for key, value in params.items() if key != name}
+  return model_params, params.get(name)
 
 
 def _joint_forward(model, params, model_state, batch, key):
@@ -88,14 +139,14 @@ def _progress(batch, config):
 
 
 def _discrepancy_method(name: str, discrepancy, config, model) -> Method:
-  trade_off = float(config.adaptation.trade_off)
+  weight = trade_off(config, name)
 
   def loss_fn(params, model_state, batch, key, extras):
     del extras
     (loss, model_state, source_features, target_features, _, _,
      metrics) = _joint_forward(model, params, model_state, batch, key)
     term = discrepancy(source_features, target_features)
-    return loss + trade_off * term, (model_state, {**metrics, name: term})
+    return loss + weight * term, (model_state, {**metrics, name: term})
 
   return Method(name=name, loss_fn=loss_fn, domains=("source", "target"),
                 labeled=("source",), setting="transductive")
@@ -122,6 +173,7 @@ def _feature_dim(context) -> tuple[int, int]:
 @register_method("dann")
 def build_dann(config, model) -> Method:
   settings = config.adaptation
+  weight = trade_off(config, "dann")
 
   def init_params(context):
     feature_dim, _ = _feature_dim(context)
@@ -140,8 +192,10 @@ def build_dann(config, model) -> Method:
     domain_loss = align.domain_adversarial_loss(
         apply_discriminator(discriminator, reversed_source),
         apply_discriminator(discriminator, reversed_target))
-    return loss + settings.trade_off * domain_loss, (
-        model_state, {**metrics, "domain_loss": domain_loss,
+    penalty, penalty_metrics = _spectral_penalty(config, source_features,
+                                                 target_features)
+    return loss + weight * domain_loss + penalty, (
+        model_state, {**metrics, **penalty_metrics, "domain_loss": domain_loss,
                       "reversal_coefficient": coeff})
 
   return Method(name="dann", loss_fn=loss_fn, domains=("source", "target"),
@@ -151,6 +205,7 @@ def build_dann(config, model) -> Method:
 
 def _build_cdan(name: str, entropy_conditioning: bool, config, model) -> Method:
   settings = config.adaptation
+  weight = trade_off(config, name)
 
   def map_dim(context):
     feature_dim, num_classes = _feature_dim(context)
@@ -181,8 +236,10 @@ def _build_cdan(name: str, entropy_conditioning: bool, config, model) -> Method:
         source_features, source_logits, target_features, target_logits,
         coeff=coeff, entropy_conditioning=entropy_conditioning,
         random_matrices=extras.get("random_matrices"))
-    return loss + settings.trade_off * domain_loss, (
-        model_state, {**metrics, "domain_loss": domain_loss,
+    penalty, penalty_metrics = _spectral_penalty(config, source_features,
+                                                 target_features)
+    return loss + weight * domain_loss + penalty, (
+        model_state, {**metrics, **penalty_metrics, "domain_loss": domain_loss,
                       "reversal_coefficient": coeff})
 
   return Method(name=name, loss_fn=loss_fn, domains=("source", "target"),
@@ -198,3 +255,204 @@ def build_cdan(config, model) -> Method:
 @register_method("cdan_e")
 def build_cdan_e(config, model) -> Method:
   return _build_cdan("cdan_e", True, config, model)
+
+
+@register_method("jan")
+def build_jan(config, model) -> Method:
+  """JAN: joint MMD of the features and the softmax predictions."""
+  weight = trade_off(config, "jan")
+
+  def loss_fn(params, model_state, batch, key, extras):
+    del extras
+    (loss, model_state, source_features, target_features, source_logits,
+     target_logits, metrics) = _joint_forward(model, params, model_state,
+                                              batch, key)
+    term = align.jmmd(
+        [source_features, jax.nn.softmax(source_logits)],
+        [target_features, jax.nn.softmax(target_logits)],
+        kernel_bandwidths=[None, [JAN_PREDICTION_SIGMA ** 2]])
+    return loss + weight * term, (model_state, {**metrics, "jmmd": term})
+
+  return Method(name="jan", loss_fn=loss_fn, domains=("source", "target"),
+                labeled=("source",), setting="transductive")
+
+
+JAN_PREDICTION_SIGMA = 0.92
+
+
+@register_method("afn")
+def build_afn(config, model) -> Method:
+  """Stepwise AFN on the bottleneck features of both domains."""
+  weight = trade_off(config, "afn")
+  delta_r = float(config.adaptation.afn_delta_r)
+
+  def loss_fn(params, model_state, batch, key, extras):
+    del extras
+    (loss, model_state, source_features, target_features, _, _,
+     metrics) = _joint_forward(model, params, model_state, batch, key)
+    term = (align.stepwise_adaptive_feature_norm(source_features,
+                                                 delta_r=delta_r)
+            + align.stepwise_adaptive_feature_norm(target_features,
+                                                   delta_r=delta_r))
+    norm = jnp.mean(jnp.linalg.norm(jnp.concatenate(
+        [source_features, target_features]), axis=-1))
+    return loss + weight * term, (model_state, {
+        **metrics, "feature_norm_loss": term, "feature_norm": norm})
+
+  return Method(name="afn", loss_fn=loss_fn, domains=("source", "target"),
+                labeled=("source",), setting="transductive")
+
+
+@register_method("mcc")
+def build_mcc(config, model) -> Method:
+  """Minimum class confusion of the target predictions."""
+  weight = trade_off(config, "mcc")
+  temperature = float(config.adaptation.mcc_temperature)
+
+  def loss_fn(params, model_state, batch, key, extras):
+    del extras
+    (loss, model_state, _, _, _, target_logits,
+     metrics) = _joint_forward(model, params, model_state, batch, key)
+    term = align.minimum_class_confusion(target_logits,
+                                         temperature=temperature)
+    return loss + weight * term, (model_state, {**metrics, "mcc": term})
+
+  return Method(name="mcc", loss_fn=loss_fn, domains=("source", "target"),
+                labeled=("source",), setting="transductive")
+
+
+def _fresh_head(context, salt: int) -> dict:
+  """The model's head initialised anew (same shapes and initializer)."""
+  key = jax.random.fold_in(jax.random.key(context.seed), salt)
+  params, _ = context.model.init(key)
+  return params["head"]
+
+
+def apply_head(head: dict, features: jax.Array) -> jax.Array:
+  """A linear head ``{"kernel", "bias"}`` on ``(N, dim)`` features."""
+  return (features.astype(jnp.float32) @ head["kernel"].astype(jnp.float32)
+          + head["bias"].astype(jnp.float32))
+
+
+@register_method("mcd")
+def build_mcd(config, model) -> Method:
+  """Maximum Classifier Discrepancy (Saito et al., CVPR 2018), three steps per batch.
+
+  The generator ``G`` is the backbone and bottleneck, ``F1`` the model's
+  head and ``F2`` a second head of the same shape (``head2/...``,
+  initialised independently). Each training step runs, in one compiled
+  function, with one optimizer state for ``G`` and one for ``F1, F2`` (as
+  the authors' two optimizers):
+
+  A. ``G, F1, F2`` ← minimise CE(F1) + CE(F2) on the source batch;
+  B. ``F1, F2`` ← minimise CE(F1) + CE(F2) − d(F1, F2) on target;
+  C. ``G`` ← minimise d(F1, F2) on target, ``adaptation.mcd_num_k`` times
+     (4, the authors').
+
+  with ``d`` :func:`tljax.align.classifier_discrepancy`. Every forward pass
+  runs on the concatenated source and target batch. Evaluation uses ``F1``.
+  Deviations: the classifiers are the model's linear head (the paper's
+  digit networks use three-layer fully-connected classifiers after a
+  convolutional generator; here ``G`` includes the bottleneck layer); and
+  the learning-rate schedule of each group runs over its own number of
+  updates (``G`` is updated ``1 + num_k`` times per step).
+  """
+  num_k = int(config.adaptation.mcd_num_k)
+  if num_k < 1:
+    raise ValueError(f"adaptation.mcd_num_k must be >= 1, got {num_k}")
+
+  def init_params(context):
+    return {SECOND_HEAD: _fresh_head(context, 0x3CD)}
+
+  def forward(params, model_state, batch, key):
+    model_params, second = _split_params(params, SECOND_HEAD)
+    (loss_1, model_state, source_features, target_features, source_logits,
+     target_logits, metrics) = _joint_forward(model, model_params, model_state,
+                                              batch, key)
+    source_logits_2 = apply_head(second, source_features)
+    loss_2 = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+        source_logits_2, batch["source"]["label"]))
+    discrepancy = align.classifier_discrepancy(
+        jax.nn.softmax(target_logits),
+        jax.nn.softmax(apply_head(second, target_features)))
+    return loss_1 + loss_2, discrepancy, model_state, metrics
+
+  def step_a(params, model_state, batch, key, extras):
+    del extras
+    loss, _, model_state, metrics = forward(params, model_state, batch, key)
+    return loss, (model_state, metrics)
+
+  def step_b(params, model_state, batch, key, extras):
+    del extras
+    loss, discrepancy, model_state, metrics = forward(params, model_state,
+                                                      batch, key)
+    return loss - discrepancy, (model_state, {**metrics,
+                                              "discrepancy": discrepancy})
+
+  def step_c(params, model_state, batch, key, extras):
+    del extras
+    _, discrepancy, model_state, _ = forward(params, model_state, batch, key)
+    return discrepancy, (model_state, {"discrepancy": discrepancy})
+
+  stages = (Stage("a", step_a, ("generator", "classifiers")),
+            Stage("b", step_b, ("classifiers",)),
+            Stage("c", step_c, ("generator",), repeat=num_k))
+  return Method(name="mcd", loss_fn=step_a, domains=("source", "target"),
+                labeled=("source",), setting="transductive",
+                init_params=init_params, stages=stages,
+                param_groups=((f"(head|{SECOND_HEAD})/.*", "classifiers"),
+                              (".*", "generator")))
+
+
+@register_method("mdd")
+def build_mdd(config, model) -> Method:
+  """Margin Disparity Discrepancy with an adversarial head (Zhang et al. 2019).
+
+  loss = CE(f(G(x_s)), y_s) − λ · D_γ, where D_γ
+  (:func:`tljax.align.margin_disparity_discrepancy`, margin
+  ``adaptation.mdd_margin`` = 4) compares the main head ``f`` with an
+  adversarial head ``f'`` (an MLP ``bottleneck → hidden_dim → classes``,
+  ``adversarial_head/...``) that reads the features through a gradient
+  reversal. The reversal coefficient warms up as the
+  Transfer-Learning-Library's ``WarmStartGradientReverseLayer``:
+  ``0.1 · (2 / (1 + exp(−i / 1000)) − 1)`` at step ``i``
+  (``adaptation.mdd_max_coefficient``, ``adaptation.mdd_warmup_iters``).
+  """
+  settings = config.adaptation
+  weight = trade_off(config, "mdd")
+  margin = float(settings.mdd_margin)
+  high = float(settings.mdd_max_coefficient)
+  warmup_iters = float(settings.mdd_warmup_iters)
+  if not warmup_iters > 0:
+    raise ValueError(f"adaptation.mdd_warmup_iters must be > 0, got "
+                     f"{warmup_iters}")
+
+  def init_params(context):
+    feature_dim, num_classes = _feature_dim(context)
+    key = jax.random.fold_in(jax.random.key(context.seed), 0x3DD)
+    return {ADVERSARIAL_HEAD: init_mlp(
+        key, [feature_dim, settings.hidden_dim, num_classes])}
+
+  def loss_fn(params, model_state, batch, key, extras):
+    del extras
+    model_params, adversarial = _split_params(params, ADVERSARIAL_HEAD)
+    (loss, model_state, source_features, target_features, source_logits,
+     target_logits, metrics) = _joint_forward(model, model_params, model_state,
+                                              batch, key)
+    coeff = align.dann_coefficient(
+        batch["step"].astype(jnp.float32) / warmup_iters, gamma=1.0, high=high)
+    disparity = align.margin_disparity_discrepancy(
+        source_logits,
+        apply_mlp(adversarial, align.gradient_reversal(source_features, coeff)),
+        target_logits,
+        apply_mlp(adversarial, align.gradient_reversal(target_features, coeff)),
+        margin=margin)
+    penalty, penalty_metrics = _spectral_penalty(config, source_features,
+                                                 target_features)
+    return loss - weight * disparity + penalty, (model_state, {
+        **metrics, **penalty_metrics, "disparity": disparity,
+        "reversal_coefficient": coeff})
+
+  return Method(name="mdd", loss_fn=loss_fn, domains=("source", "target"),
+                labeled=("source",), setting="transductive",
+                init_params=init_params)

@@ -47,6 +47,12 @@ class Method:
     replaces_weight_decay: the method's loss holds its own weight penalty
       (L2-SP pulls towards the start, not zero), so the optimizer's weight
       decay is switched off for it.
+    stages: for recipes with several players updated in turn (MCD), the
+      :class:`tljax.train.Stage` updates one step runs in order, each on its
+      parameter groups with their own optimizer state; ``loss_fn`` is then
+      the first stage's loss (kept for callers that evaluate one loss).
+    param_groups: ``(regex, group)`` rules assigning every trainable
+      parameter to a group named by ``stages`` (first full match wins).
   """
   name: str
   loss_fn: LossFn
@@ -59,8 +65,12 @@ class Method:
   init_extras: Callable[["TransferContext"], Any] | None = None
   init_params: Callable[["TransferContext"], dict] | None = None
   replaces_weight_decay: bool = False
+  stages: tuple | None = None
+  param_groups: tuple | None = None
 
   def __post_init__(self):
+    if (self.stages is None) != (self.param_groups is None):
+      raise ValueError("Method.stages and Method.param_groups go together")
     for field in ("domains", "labeled"):
       unknown = set(getattr(self, field)) - set(DOMAINS)
       if unknown:

@@ -29,7 +29,9 @@ from tljax.train.checkpoint import Checkpointer
 from tljax.train.evaluate import evaluate
 from tljax.train.optim import make_optimizer, make_schedule
 from tljax.train.state import create_train_state
-from tljax.train.step import make_train_step
+from tljax.train.step import (GroupedOptimizer, make_staged_train_step,
+                              make_train_step, split_groups,
+                              updates_per_step)
 
 RUN_CONFIG_FILE = "run_config.json"
 TRAIN_EVERYTHING = ((".*", 1.0),)
@@ -235,16 +237,40 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   optimizer_config = dict(config.optimizer)
   if method.replaces_weight_decay:
     optimizer_config["weight_decay"] = 0.0
-  optimizer = params_lib.with_learning_rate_multipliers(
-      make_optimizer(optimizer_config, config.steps), trainable, rules,
-      layer_decay=config.optimizer.get("layer_decay"),
-      depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules])
+
+  def build_optimizer(subtree, updates: int = 1):
+    # A group updated k times per step runs its schedule over k * steps
+    # updates (warm-up scaled alike), so it follows the step-wise schedule.
+    group_config = dict(optimizer_config)
+    group_config["warmup_steps"] = updates * int(
+        optimizer_config.get("warmup_steps") or 0)
+    return params_lib.with_learning_rate_multipliers(
+        make_optimizer(group_config, updates * config.steps), subtree, rules,
+        layer_decay=config.optimizer.get("layer_decay"),
+        depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules])
+
+  if method.stages:
+    names = sorted({group for _, group in method.param_groups})
+    idle = [name for name in names
+            if not updates_per_step(method.stages, name)]
+    if idle:
+      raise ValueError(f"method {method_name!r}: parameter groups {idle} are "
+                       "updated by no stage")
+    optimizer = GroupedOptimizer(
+        {group: build_optimizer(subtree,
+                                updates_per_step(method.stages, group))
+         for group, subtree in split_groups(trainable, method.param_groups,
+                                            names).items()},
+        method.param_groups)
+  else:
+    optimizer = build_optimizer(trainable)
   schedule = make_schedule(config.optimizer, config.steps)
   state = create_train_state(params, model_state, optimizer, rules=rules,
                              extras=extras)
 
   # --- The update step: one jitted pure function, state donated -------------
-  train_step = make_train_step(method.loss_fn, optimizer)
+  train_step = (make_staged_train_step(method.stages, optimizer)
+                if method.stages else make_train_step(method.loss_fn, optimizer))
 
   # --- Checkpoints: resume from the latest complete one ---------------------
   checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR),

@@ -14,6 +14,7 @@ constant trees (the source model for L2-SP, a teacher, ...; ``{}`` if none).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,146 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     trainable = optax.apply_updates(state.trainable, updates)
     metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
                    update_norm=optax.tree.norm(updates))
+    new_state = state.replace(step=state.step + 1, trainable=trainable,
+                              opt_state=opt_state, model_state=model_state)
+    return new_state, metrics
+
+  return jax.jit(step, donate_argnums=0) if jit else step
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One update of a multi-step recipe (MCD's steps A, B and C).
+
+  Attributes:
+    name: prefix of the stage's metrics (``"<name>/loss"``, ...).
+    loss_fn: the stage's loss, with the :data:`LossFn` signature.
+    groups: the parameter groups (see :class:`GroupedOptimizer`) the stage
+      updates; the others enter its loss as constants.
+    repeat: how many times the stage is applied in a row (MCD's ``num_k``).
+  """
+  name: str
+  loss_fn: LossFn
+  groups: tuple[str, ...]
+  repeat: int = 1
+
+  def __post_init__(self):
+    if not self.groups:
+      raise ValueError(f"Stage {self.name!r} must update at least one group")
+    if not isinstance(self.repeat, int) or self.repeat < 1:
+      raise ValueError(f"Stage {self.name!r}: repeat must be an int >= 1, got "
+                       f"{self.repeat!r}")
+
+
+def updates_per_step(stages, group: str) -> int:
+  """How many optimizer updates ``group`` gets in one step of ``stages``."""
+  return sum(stage.repeat for stage in stages if group in stage.groups)
+
+
+def split_groups(tree, rules, groups) -> dict[str, dict]:
+  """``{group: subtree}``: the leaves of ``tree`` each ``(regex, group)`` rule assigns.
+
+  Every leaf must match a rule (first full match wins); groups that get no
+  leaf map to ``{}``.
+  """
+  assignment = params_lib.match_rules(tree, rules)
+  flat = params_lib.flatten(tree)
+  unknown = sorted(set(assignment.values()) - set(groups))
+  if unknown:
+    raise ValueError(f"rules assign parameters to groups {unknown}; known: "
+                     f"{sorted(groups)}")
+  return {group: params_lib.unflatten(
+      {name: leaf for name, leaf in flat.items() if assignment[name] == group})
+          for group in groups}
+
+
+class GroupedOptimizer:
+  """One optimizer state per parameter group, as recipes with several players need.
+
+  MCD trains a feature generator and two classifiers with two optimizers
+  (Saito et al., CVPR 2018): each keeps its own momentum and advances only
+  when its group is updated. ``rules`` are ``(regex, group)`` pairs over the
+  ``a/b/c`` names of the trainable tree (first full match wins, every
+  parameter must match); ``optimizers`` maps each group to its optax
+  transformation. ``init`` gives the ``{group: state}`` optimizer state the
+  train state holds (so checkpoints and resumption need nothing special).
+  """
+
+  def __init__(self, optimizers: dict[str, optax.GradientTransformation],
+               rules):
+    self.optimizers = dict(optimizers)
+    self.rules = tuple(tuple(rule) for rule in rules)
+    unknown = sorted({group for _, group in self.rules} - set(self.optimizers))
+    if unknown:
+      raise ValueError(f"GroupedOptimizer rules name groups {unknown} that "
+                       f"have no optimizer; known: {sorted(self.optimizers)}")
+
+  def split(self, tree) -> dict[str, dict]:
+    """``{group: subtree}`` of ``tree`` (groups without leaves map to ``{}``)."""
+    return split_groups(tree, self.rules, self.optimizers)
+
+  def init(self, trainable) -> dict:
+    return {group: self.optimizers[group].init(subtree)
+            for group, subtree in self.split(trainable).items()}
+
+
+def make_staged_train_step(stages, optimizer: GroupedOptimizer, *,
+                           jit: bool = True):
+  """``step(state, batch, key)`` running ``stages`` one after the other.
+
+  Each stage differentiates its loss with respect to its groups only and
+  updates them with their own optimizer state; a later stage sees the
+  parameters (and model state) the earlier ones produced, all within one
+  compiled function. Metrics: each stage's, prefixed by its name (of its last
+  repeat), plus ``loss`` (the first stage's) and ``grad_norm`` (all stages'
+  gradients of the step, in one global norm).
+  """
+  stages = tuple(stages)
+  if not stages:
+    raise ValueError("stages must not be empty")
+  for stage in stages:
+    unknown = sorted(set(stage.groups) - set(optimizer.optimizers))
+    if unknown:
+      raise ValueError(f"stage {stage.name!r} updates groups {unknown} that "
+                       f"the optimizer does not know: "
+                       f"{sorted(optimizer.optimizers)}")
+
+  def step(state: TrainState, batch, key) -> tuple[TrainState, dict]:
+    groups = optimizer.split(state.trainable)
+    opt_state = dict(state.opt_state)
+    model_state = state.model_state
+    metrics, all_grads, first_loss = {}, [], None
+    for stage_index, stage in enumerate(stages):
+      active = [group for group in stage.groups
+                if params_lib.flatten(groups[group])]
+      for repeat in range(stage.repeat):
+        stage_key = jax.random.fold_in(key, stage_index * 1024 + repeat)
+
+        def objective(updated, stage=stage, model_state=model_state,
+                      stage_key=stage_key):
+          trainable = params_lib.unflatten({
+              name: leaf for group, subtree in {**groups, **updated}.items()
+              for name, leaf in params_lib.flatten(subtree).items()})
+          merged = params_lib.merge(trainable, state.frozen)
+          return stage.loss_fn(merged, model_state, batch, stage_key,
+                               state.extras)
+
+        (loss, (model_state, stage_metrics)), grads = jax.value_and_grad(
+            objective, has_aux=True)({group: groups[group] for group in active})
+        for group in active:
+          updates, opt_state[group] = optimizer.optimizers[group].update(
+              grads[group], opt_state[group], groups[group])
+          groups[group] = optax.apply_updates(groups[group], updates)
+        all_grads.append(grads)
+        if first_loss is None:
+          first_loss = loss
+      metrics.update({f"{stage.name}/{name}": value
+                      for name, value in {**stage_metrics, "loss": loss}.items()})
+    trainable = params_lib.unflatten({
+        name: leaf for subtree in groups.values()
+        for name, leaf in params_lib.flatten(subtree).items()})
+    metrics = dict(metrics, loss=first_loss,
+                   grad_norm=optax.tree.norm(all_grads))
     new_state = state.replace(step=state.step + 1, trainable=trainable,
                               opt_state=opt_state, model_state=model_state)
     return new_state, metrics
