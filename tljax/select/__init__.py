@@ -26,6 +26,10 @@ layers) by it and fine-tune the best. All are pure functions of arrays.
   :func:`importance_weighted_validation` (Sugiyama et al., JMLR 2007) and
   :func:`deep_embedded_validation` (You et al., ICML 2019), weighted by
   :func:`domain_density_ratios`.
+* task grouping for multi-task transfer (Fifty et al., NeurIPS 2021):
+  :func:`lookahead_affinity`, :func:`train_with_affinities`,
+  :func:`group_tasks`, :func:`score_grouping`
+  (:mod:`tljax.select.task_grouping`).
 * :func:`negative_transfer_gap` — after training: ε(transfer) − ε(target
   only) over paired seeds with a confidence interval (Wang et al., CVPR 2019).
 
@@ -43,6 +47,8 @@ from tljax.select.hscore import h_score, shrinkage_h_score
 from tljax.select.leep import leep
 from tljax.select.logme import logme
 from tljax.select.nce import nce
+from tljax.select.task_grouping import (group_tasks, lookahead_affinity,
+                                        score_grouping, train_with_affinities)
 from tljax.select.transrate import transrate
 from tljax.select.validators import (deep_embedded_validation,
                                      domain_density_ratios,
@@ -58,14 +64,18 @@ __all__ = [
   "importance_weighted_validation",
   "information_maximization",
   "prediction_entropy",
+  "score_grouping",
   "soft_neighborhood_density",
   "gbc",
+  "group_tasks",
   "h_score",
   "leep",
   "logme",
+  "lookahead_affinity",
   "nce",
   "negative_transfer_gap",
   "proxy_a_distance",
   "shrinkage_h_score",
+  "train_with_affinities",
   "transrate",
 ]
