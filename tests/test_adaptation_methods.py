@@ -1,5 +1,7 @@
 """Domain-adaptation recipes: unlabeled target, the discriminator, the reversal warm-up."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +18,8 @@ from tljax.models import create_model
 from tljax.params import read_checkpoint
 from tljax.train import read_metrics
 from tljax.train.experiment import run_experiment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(data_dir, method):
@@ -262,3 +266,22 @@ def test_adaptation_trade_off_defaults_and_errors(data_dir):
   config.adaptation.mcd_num_k = 0
   with pytest.raises(ValueError, match="mcd_num_k"):
     build_method("mcd", config, None)
+
+
+def test_dann_beats_source_only_on_moons_rotated_by_30_degrees(tmp_path,
+                                                                 data_dir):
+  """The classic toy check (Ganin et al. 2016, Fig. 2): configs/moons.py."""
+  import sys
+  sys.path.insert(0, os.path.join(REPO, "configs"))
+  import moons
+  config = moons.get_config("method=dann,rotation=30,seeds=3")
+  config.baselines = ("source_only",)
+  config.data_dir = data_dir
+  config.progress_bar = False
+  results = run_experiment(config, str(tmp_path))
+  accuracy = {(run["method"], run["seed"]): run["target_test"]["accuracy"]
+              for run in results["runs"]}
+  dann = np.array([accuracy[("dann", seed)] for seed in range(3)])
+  source_only = np.array([accuracy[("source_only", seed)] for seed in range(3)])
+  assert np.all(dann > source_only), (dann, source_only)
+  assert dann.mean() > source_only.mean() + 0.03, (dann, source_only)
