@@ -34,6 +34,20 @@ def test_adaptation_script_reports_every_method_per_task(tmp_path, data_dir):
                 if line.startswith(f"| {method} |"))
     assert cell in line
   assert "no target label chooses anything" in report
+  # The label-free picks: each validator's choice, per seed, is the run it
+  # scores highest, and its row reports those runs' mean test accuracy.
+  scores = results["validator_scores"]["moons_30"]
+  for row in results["selection"]["moons_30"]:
+    if not row["picks"]:
+      continue
+    for seed, pick in enumerate(row["picks"]):
+      candidates = {method: scores[method][str(seed)][row["validator"]]
+                    for method in ("source_only", "dann", "mcd")}
+      assert pick == max(candidates, key=candidates.get)
+    np.testing.assert_allclose(
+        row["mean"], np.mean([task[pick]["runs"][seed]
+                              for seed, pick in enumerate(row["picks"])]))
+    assert f"| {row['validator']} | {100 * row['mean']:.1f}" in report
 
 
 def test_adaptation_script_rejects_unknown_tasks_and_methods(tmp_path):
