@@ -116,6 +116,35 @@ def test_unlabeled_domains_reach_the_loss_without_labels(data_dir):
   chex.assert_trees_all_equal(resumed, expected)
 
 
+def test_example_indices_point_at_the_batch_examples():
+  rng = np.random.default_rng(1)
+  source = ArraySource(rng.normal(size=(40, 3)).astype(np.float32),
+                       rng.integers(0, 2, 40), num_classes=2)
+  target = ArraySource(rng.normal(size=(30, 3)).astype(np.float32),
+                       rng.integers(0, 2, 30), num_classes=2)
+  domains = {"source": {"train": source}, "target": {"train": target}}
+  method = methods.Method(name="weighted", loss_fn=None,
+                          domains=("source", "target"), labeled=("source",),
+                          setting="transductive",
+                          example_indices=("source", "target"))
+  stream = training_batches(method, domains, batch_size=8, seed=3,
+                            start_step=0)
+  for _ in range(7):  # wraps around both epochs
+    batch = next(stream)
+    assert set(batch["source"]) == {"input", "label", "index"}
+    assert set(batch["target"]) == {"input", "index"}
+    np.testing.assert_array_equal(batch["source"]["input"],
+                                  source.inputs[batch["source"]["index"]])
+    np.testing.assert_array_equal(batch["source"]["label"],
+                                  source.labels[batch["source"]["index"]])
+    np.testing.assert_array_equal(batch["target"]["input"],
+                                  target.inputs[batch["target"]["index"]])
+  with pytest.raises(ValueError, match="example_indices"):
+    methods.Method(name="bad", loss_fn=None, domains=("source",),
+                   labeled=("source",), setting="transductive",
+                   example_indices=("elsewhere",))
+
+
 def test_domains_must_agree_in_shape_and_classes(data_dir):
   config = tiny_config(data_dir)
   config.target.name = "two_moons"

@@ -87,21 +87,27 @@ def batch_indices(
 
 
 def _stream(
-    source: Source, batch_size: int, seed: int, start_step: int
+    source: Source, batch_size: int, seed: int, start_step: int,
+    with_indices: bool = False,
 ) -> Iterator[Batch]:
   for step in itertools.count(start_step):
-    yield source.get_batch(
-        batch_indices(len(source), batch_size, seed=seed, step=step)
-    )
+    indices = batch_indices(len(source), batch_size, seed=seed, step=step)
+    batch = source.get_batch(indices)
+    if with_indices:
+      batch = {**batch, "index": np.asarray(indices, np.int32)}
+    yield batch
 
 
 def batches(
-    source: Source, *, batch_size: int, seed: int, start_step: int = 0
+    source: Source, *, batch_size: int, seed: int, start_step: int = 0,
+    with_indices: bool = False,
 ) -> Iterator[Batch]:
   """Infinite training batches ``{"input", "label"}`` of ``source``.
 
   Batch ``i`` of the iterator is batch ``start_step + i`` of
   :func:`batch_indices`, so ``start_step=k`` resumes a run after ``k`` steps.
+  ``with_indices=True`` adds ``"index"``: the examples' positions in
+  ``source`` (int32), e.g. to look up per-example importance weights.
 
   Raises:
     ValueError: bad ``batch_size``, ``seed`` or ``start_step`` (checked
@@ -110,7 +116,7 @@ def batches(
   batch_size = _check_batch_size(batch_size, len(source))
   seed = check_int(seed, "seed", minimum=0)
   start_step = check_int(start_step, "start_step", minimum=0)
-  return _stream(source, batch_size, seed, start_step)
+  return _stream(source, batch_size, seed, start_step, bool(with_indices))
 
 
 def target_stream_seed(seed: int) -> int:

@@ -53,6 +53,9 @@ class Method:
       the first stage's loss (kept for callers that evaluate one loss).
     param_groups: ``(regex, group)`` rules assigning every trainable
       parameter to a group named by ``stages`` (first full match wins).
+    example_indices: domains whose batches carry ``"index"``, the examples'
+      positions in the training split (importance weighting looks its
+      per-example weights up by it).
   """
   name: str
   loss_fn: LossFn
@@ -67,11 +70,12 @@ class Method:
   replaces_weight_decay: bool = False
   stages: tuple | None = None
   param_groups: tuple | None = None
+  example_indices: tuple[str, ...] = ()
 
   def __post_init__(self):
     if (self.stages is None) != (self.param_groups is None):
       raise ValueError("Method.stages and Method.param_groups go together")
-    for field in ("domains", "labeled"):
+    for field in ("domains", "labeled", "example_indices"):
       unknown = set(getattr(self, field)) - set(DOMAINS)
       if unknown:
         raise ValueError(f"Method.{field} has unknown domains {sorted(unknown)}; "

@@ -106,7 +106,9 @@ def training_batches(method, domains, *, batch_size: int, seed: int,
                      start_step: int) -> Iterator[dict]:
   """Batches for ``method``: one stream per domain it trains on, labels only where allowed.
 
-  Each batch is ``{"step": int32, domain: {"input"[, "label"]}, ...}``.
+  Each batch is ``{"step": int32, domain: {"input"[, "label"][, "index"]},
+  ...}``: ``"index"`` (the examples' positions in the domain's training
+  split) for the domains in ``method.example_indices``.
 
   Every stream is a pure function of (seed, step), so a resumed run sees the
   batches an uninterrupted one would have.
@@ -116,17 +118,18 @@ def training_batches(method, domains, *, batch_size: int, seed: int,
     # A domain the method may not label reads its whole training split.
     split = ("train" if domain in method.labeled
              else "unlabeled" if "unlabeled" in domains[domain] else "train")
-    streams[domain] = data_lib.batches(domains[domain][split],
-                                       batch_size=batch_size,
-                                       seed=_stream_seed(seed, domain),
-                                       start_step=start_step)
+    streams[domain] = data_lib.batches(
+        domains[domain][split], batch_size=batch_size,
+        seed=_stream_seed(seed, domain), start_step=start_step,
+        with_indices=domain in method.example_indices)
   for step in itertools.count(start_step):
     # The step lets a loss follow the training progress (DANN's warm-up).
     batch = {"step": np.int32(step)}
     for domain, stream in streams.items():
       examples = next(stream)
       if domain not in method.labeled:
-        examples = {"input": examples["input"]}
+        examples = {key: examples[key] for key in ("input", "index")
+                    if key in examples}
       batch[domain] = examples
     yield batch
 
