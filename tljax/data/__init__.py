@@ -10,6 +10,10 @@ Domains (see :func:`get_source`):
   (:mod:`.toy`);
 * ``tfds:<catalog_name>``: any TFDS dataset prepared in ArrayRecord format.
 
+Variants of any of them (rotated, inverted, noisy, relabelled; a source zoo
+for transferability experiments): ``get_source(..., transform={...})``, see
+:mod:`.transforms`.
+
 Iterators (:mod:`.iterators`): stateless, resumable training streams
 (:func:`batches`, :func:`paired_batches` for source/target pairs), masked
 evaluation batches (:func:`eval_batches`) and device prefetching
@@ -47,9 +51,21 @@ from tljax.data.sources import (
 )
 from tljax.data.subsets import labeled_subsets, per_class_indices
 from tljax.data.toy import gaussian_shift, rotation_matrix, two_moons
+from tljax.data.transforms import (
+    TRANSFORM_KEYS,
+    check_transform,
+    label_permutation,
+    rotate_images,
+    transform_source,
+)
 
 __all__ = [
     "ArraySource",
+    "TRANSFORM_KEYS",
+    "check_transform",
+    "label_permutation",
+    "rotate_images",
+    "transform_source",
     "labeled_subsets",
     "per_class_indices",
     "PrefetchIterator",

@@ -408,6 +408,14 @@ def get_source(
     accepts TFDS split syntax (``"train[:10%]"``); ``kwargs`` may give
     ``input_key`` / ``label_key`` (default ``"image"`` / ``"label"``).
 
+  Every name also takes ``transform``: a mapping (e.g. ``{"rotation_degrees":
+  90.0}``, keys in :data:`tljax.data.transforms.TRANSFORM_KEYS`: rotation,
+  inversion, seeded noise, a fixed label permutation, random labels) that
+  derives a variant of the source, read into memory, by
+  :func:`tljax.data.transforms.transform_source`; it is validated before the
+  source is opened (``None``: no transform). In a config:
+  ``config.source.kwargs.transform = {...}``.
+
   Args:
     name: one of :func:`available_sources` or ``"tfds:<catalog_name>"``.
     split: ``"train"`` or ``"test"`` (catalog datasets: their own splits).
@@ -423,10 +431,20 @@ def get_source(
 
   Raises:
     ValueError: unknown name or split (the message lists the allowed ones),
-      unexpected ``kwargs`` or a contradictory ``use_tfds``.
+      unexpected ``kwargs``, a bad ``transform`` (naming the key) or a
+      contradictory ``use_tfds``.
     FileNotFoundError: a catalog dataset that is not prepared in ``data_dir``.
     ImportError: ``use_tfds=True`` or a catalog name without tensorflow-datasets.
   """
+  transform = kwargs.pop("transform", None)
+  if transform is not None:
+    # transforms builds ArraySource from this module, hence the import here.
+    from tljax.data import transforms  # pylint: disable=g-import-not-at-top
+
+    options = transforms.check_transform(transform)
+    source = get_source(name, split, data_dir=data_dir, use_tfds=use_tfds,
+                        **kwargs)
+    return transforms.transform_source(source, split=split, **options)
   data_dir = (
       os.path.expanduser(os.fspath(data_dir))
       if data_dir is not None
