@@ -126,8 +126,9 @@ def report_preamble(timings: dict) -> str:
       "evaluated at its last step: no target label chooses anything. "
       "`source_only` trains on source labels only; `target_only` (the oracle) "
       "on target labels. ↓ marks a mean below source-only's (negative "
-      f"transfer for a transductive method). Wall time: {minutes:.0f} min on "
-      "this machine's 2 CPU cores (runs found in the work dir are reused).\n\n")
+      f"transfer for a transductive method). This invocation took "
+      f"{minutes:.0f} min on 2 CPU cores (runs already in the work dir are "
+      "reused, not retrained).\n\n")
 
 
 VALIDATORS = {
