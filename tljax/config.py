@@ -38,6 +38,9 @@ Fields (defaults in :func:`base_config`):
   weight added to adversarial recipes, MCD's generator steps ``mcd_num_k``,
   MDD's margin and reversal warm-up, AFN's ``Δr`` and MCC's temperature (see
   :mod:`tljax.methods.adaptation`).
+* ``reweight``: the importance-weight estimator of the
+  ``importance_weighting`` recipe (a function name of :mod:`tljax.reweight`)
+  and its keyword arguments (see :mod:`tljax.methods.reweighting`).
 * ``surgical_blocks``: regexes of the blocks ``surgical`` fine-tunes.
 * ``regularization``: the weights of the fine-tuning regularizers (defaults:
   the authors' released code, see :mod:`tljax.params.regularizers`) and, for
@@ -60,7 +63,7 @@ import ml_collections
 from ml_collections import config_dict
 
 # Sub-configs whose keys are free (checked by the code they are passed to).
-_FREE_FORM = ("model", "source.kwargs", "target.kwargs")
+_FREE_FORM = ("model", "source.kwargs", "target.kwargs", "reweight.kwargs")
 _POSITIVE_INTS = ("steps", "batch_size", "eval_batch_size", "log_every",
                   "checkpoint_every", "keep_checkpoints", "prefetch")
 _NON_NEGATIVE_INTS = ("eval_every",)
@@ -114,6 +117,8 @@ def base_config() -> ml_collections.ConfigDict:
       "mdd_margin": 4.0, "mdd_max_coefficient": 0.1,
       "mdd_warmup_iters": 1000.0, "afn_delta_r": 1.0,
       "mcc_temperature": 2.5})
+  config.reweight = ml_collections.ConfigDict({
+      "estimator": "kmm", "kwargs": ml_collections.ConfigDict()})
   return config
 
 

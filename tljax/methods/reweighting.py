@@ -1,0 +1,86 @@
+"""Instance transfer: train on the source, each example weighted by how target-like it is.
+
+``importance_weighting`` (transductive: labeled source, unlabeled target)
+minimises the importance-weighted empirical risk of Shimodaira (2000) and
+Sugiyama et al. (2007),
+
+  1/n Σ_i w(x_i) ℓ(f(x_i), y_i),   w(x) ≈ p_target(x) / p_source(x),
+
+with the weights estimated once, before training, by an estimator of
+:mod:`tljax.reweight` (``config.reweight.estimator``: ``kmm``, ``kliep``,
+``ulsif``, ``rulsif``, ``classifier_density_ratio`` or
+``nearest_neighbors_weighting``, with ``config.reweight.kwargs`` passed on)
+on the flattened inputs of the source training split and of the target's
+unlabeled split. The weights are rescaled to mean 1 (so the learning rate
+means the same as for unweighted training), kept in the train state's
+extras, and looked up per batch by the examples' indices.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from tljax.methods.base import Method
+from tljax.methods.registry import register_method
+
+ESTIMATORS = ("kmm", "kliep", "ulsif", "rulsif", "classifier_density_ratio",
+              "nearest_neighbors_weighting")
+
+
+def _flat_inputs(source) -> np.ndarray:
+  inputs = np.asarray(source.inputs, np.float32)
+  return inputs.reshape(inputs.shape[0], -1)
+
+
+def estimate_weights(config, domains) -> np.ndarray:
+  """Mean-1 importance weights of the source training split (see the module doc)."""
+  from tljax import reweight  # the estimators import the select/align checks
+
+  name = config.reweight.estimator
+  if name not in ESTIMATORS:
+    raise ValueError(f"reweight.estimator {name!r} is unknown; allowed: "
+                     f"{list(ESTIMATORS)}")
+  target = domains["target"]
+  target = target["unlabeled"] if "unlabeled" in target else target["train"]
+  result = getattr(reweight, name)(_flat_inputs(domains["source"]["train"]),
+                                   _flat_inputs(target),
+                                   **dict(config.reweight.get("kwargs") or {}))
+  weights = np.asarray(getattr(result, "weights", result), np.float64)
+  if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(
+      weights < 0) or weights.sum() <= 0:
+    raise ValueError(f"reweight.estimator {name!r} returned unusable weights "
+                     f"(shape {weights.shape}, min {weights.min():g}, sum "
+                     f"{weights.sum():g})")
+  return weights / weights.mean()
+
+
+@register_method("importance_weighting")
+def build_importance_weighting(config, model) -> Method:
+  """Importance-weighted cross-entropy on the source (see the module doc)."""
+  if config.reweight.estimator not in ESTIMATORS:
+    raise ValueError(f"reweight.estimator {config.reweight.estimator!r} is "
+                     f"unknown; allowed: {list(ESTIMATORS)}")
+
+  def init_extras(context):
+    return {"weights": jnp.asarray(estimate_weights(context.config,
+                                                    context.domains),
+                                   jnp.float32)}
+
+  def loss_fn(params, model_state, batch, key, extras):
+    from tljax.reweight import weighted_cross_entropy
+
+    source = batch["source"]
+    outputs, model_state = model.apply(params, model_state, source["input"],
+                                       train=True, key=key)
+    logits = outputs.logits.astype(jnp.float32)
+    weights = extras["weights"][source["index"]]
+    loss = weighted_cross_entropy(logits, source["label"], weights)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == source["label"])
+    return loss, (model_state, {"source_accuracy": accuracy,
+                                "batch_weight_mean": jnp.mean(weights)})
+
+  return Method(name="importance_weighting", loss_fn=loss_fn,
+                domains=("source",), labeled=("source",),
+                setting="transductive", init_extras=init_extras,
+                example_indices=("source",))
