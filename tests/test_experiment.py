@@ -176,12 +176,13 @@ def test_train_script_end_to_end_and_resume(tmp_path, data_dir):
            "--config.model.name=mlp", "--config.progress_bar=False"]
   result = run_script(*flags, cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
+  assert "| jan | transductive |" in result.stdout
   assert "| source_only | transductive |" in result.stdout
   assert "| target_only | inductive |" in result.stdout
   with open(os.path.join(workdir, "results.json")) as stream:
     results = json.load(stream)
-  assert [row["method"] for row in results["table"]] == ["source_only",
-                                                         "target_only"]
+  assert [row["method"] for row in results["table"]] == [
+      "jan", "source_only", "target_only"]
   # Run again: everything resumes from the final checkpoints, same numbers.
   again = run_script(*flags, cwd=tmp_path)
   assert again.returncode == 0, again.stderr[-3000:]
