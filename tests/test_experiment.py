@@ -75,6 +75,27 @@ def test_resuming_with_another_config_is_refused(tmp_path, data_dir):
                        method_name="source_only")
 
 
+def test_runs_that_predate_a_new_config_field_resume_only_at_its_default(
+    tmp_path, data_dir):
+  import json
+  train_and_evaluate(tiny_config(data_dir, steps=4, checkpoint_every=4),
+                     str(tmp_path), method_name="source_only")
+  # Pretend the run was started before the `reweight` sub-config existed.
+  path = tmp_path / "run_config.json"
+  stored = json.loads(path.read_text())
+  del stored["config"]["reweight"]
+  path.write_text(json.dumps(stored))
+  summary = train_and_evaluate(tiny_config(data_dir, steps=4,
+                                           checkpoint_every=4),
+                               str(tmp_path), method_name="source_only")
+  assert summary["resumed_from_step"] == 4
+  # A new field set to something else than its default is a different run.
+  config = tiny_config(data_dir, steps=4, checkpoint_every=4)
+  config.reweight.estimator = "kliep"
+  with pytest.raises(ValueError, match="another config.*reweight"):
+    train_and_evaluate(config, str(tmp_path), method_name="source_only")
+
+
 def test_finetune_starts_from_the_source_run_and_freezes_by_rules(tmp_path,
                                                                   data_dir):
   config = tiny_config(data_dir, method="finetune")

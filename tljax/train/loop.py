@@ -23,6 +23,7 @@ from tljax import data as data_lib
 from tljax import methods as methods_lib
 from tljax import models as models_lib
 from tljax import params as params_lib
+from tljax.config import base_config
 from tljax.params.restore import CHECKPOINT_SUBDIR
 from tljax.train import metrics as metrics_lib
 from tljax.train.checkpoint import Checkpointer
@@ -158,13 +159,45 @@ def _claim_workdir(workdir: str, run_config: dict) -> None:
     with open(path, encoding="utf-8") as stream:
       existing = json.load(stream)
     if existing != run_config:
-      changed = sorted(_differences(existing, run_config))
+      changed = sorted(path for path in _differences(existing, run_config)
+                       if not _added_at_default(existing, run_config, path))
+      if not changed:
+        # Only config fields introduced after this run started, at their
+        # defaults: the run did what the current config asks.
+        return
       raise ValueError(
           f"workdir {workdir!r} holds a run with another config (differences "
           f"at {changed[:10]}); resume it with the same config or use a new "
           "--workdir")
     return
   metrics_lib.write_json_atomically(path, run_config)
+
+
+_MISSING = object()
+
+
+def _lookup(tree, path: str):
+  for key in path.split("."):
+    if not isinstance(tree, dict) or key not in tree:
+      return _MISSING
+    tree = tree[key]
+  return tree
+
+
+def _added_at_default(existing: dict, run_config: dict, path: str) -> bool:
+  """Whether ``path`` is a config field the stored run predates, now at its default."""
+  if not path.startswith("config.") or _lookup(existing, path) is not _MISSING:
+    return False
+  # The outermost field the stored config lacks, e.g. the whole new sub-config.
+  parts = path.split(".")
+  for end in range(2, len(parts) + 1):
+    if _lookup(existing, ".".join(parts[:end])) is _MISSING:
+      field = ".".join(parts[1:end])
+      break
+  default = json.loads(json.dumps(metrics_lib.to_python(
+      base_config().to_dict())))
+  return (_lookup(default, field) is not _MISSING
+          and _lookup(default, field) == _lookup(run_config, "config." + field))
 
 
 def _differences(old, new, prefix: str = ""):
