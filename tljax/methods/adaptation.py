@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import optax
 
 from tljax import align
-from tljax.methods.base import Method, cross_entropy_loss
+from tljax.methods.base import Method
 from tljax.methods.registry import register_method
 from tljax.train.step import Stage
 
@@ -56,6 +56,7 @@ DISCRIMINATOR = "discriminator"
 RANDOMIZED_ABOVE = 4096  # CDAN uses the randomized map for larger outer products
 SECOND_HEAD = "head2"  # MCD's second classifier
 ADVERSARIAL_HEAD = "adversarial_head"  # MDD's auxiliary classifier
+JAN_PREDICTION_SIGMA = 0.92  # JAN's fixed kernel on the softmax predictions
 DEFAULT_TRADE_OFFS = {"dan": 1.0, "jan": 1.0, "deep_coral": 1.0, "dann": 1.0,
                       "cdan": 1.0, "cdan_e": 1.0, "mdd": 1.0, "afn": 0.05,
                       "mcc": 1.0}
@@ -275,9 +276,6 @@ def build_jan(config, model) -> Method:
 
   return Method(name="jan", loss_fn=loss_fn, domains=("source", "target"),
                 labeled=("source",), setting="transductive")
-
-
-JAN_PREDICTION_SIGMA = 0.92
 
 
 @register_method("afn")

@@ -24,29 +24,32 @@ import numpy as np
 from tljax.methods.base import Method
 from tljax.methods.registry import register_method
 
-ESTIMATORS = ("kmm", "kliep", "ulsif", "rulsif", "classifier_density_ratio",
-              "nearest_neighbors_weighting")
-
 
 def _flat_inputs(source) -> np.ndarray:
   inputs = np.asarray(source.inputs, np.float32)
   return inputs.reshape(inputs.shape[0], -1)
 
 
+def _check_estimator(name: str) -> None:
+  from tljax.reweight import facade
+
+  allowed = [key for key in facade.ESTIMATORS if key != "uniform"]
+  if name not in allowed:
+    raise ValueError(f"reweight.estimator {name!r} is unknown; allowed: "
+                     f"{allowed}")
+
+
 def estimate_weights(config, domains) -> np.ndarray:
   """Mean-1 importance weights of the source training split (see the module doc)."""
-  from tljax import reweight  # the estimators import the select/align checks
+  from tljax.reweight import facade
 
   name = config.reweight.estimator
-  if name not in ESTIMATORS:
-    raise ValueError(f"reweight.estimator {name!r} is unknown; allowed: "
-                     f"{list(ESTIMATORS)}")
+  _check_estimator(name)
   target = domains["target"]
   target = target["unlabeled"] if "unlabeled" in target else target["train"]
-  result = getattr(reweight, name)(_flat_inputs(domains["source"]["train"]),
-                                   _flat_inputs(target),
-                                   **dict(config.reweight.get("kwargs") or {}))
-  weights = np.asarray(getattr(result, "weights", result), np.float64)
+  weights = facade.estimate_weights(
+      name, _flat_inputs(domains["source"]["train"]), _flat_inputs(target),
+      **dict(config.reweight.get("kwargs") or {}))
   if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(
       weights < 0) or weights.sum() <= 0:
     raise ValueError(f"reweight.estimator {name!r} returned unusable weights "
@@ -58,9 +61,7 @@ def estimate_weights(config, domains) -> np.ndarray:
 @register_method("importance_weighting")
 def build_importance_weighting(config, model) -> Method:
   """Importance-weighted cross-entropy on the source (see the module doc)."""
-  if config.reweight.estimator not in ESTIMATORS:
-    raise ValueError(f"reweight.estimator {config.reweight.estimator!r} is "
-                     f"unknown; allowed: {list(ESTIMATORS)}")
+  _check_estimator(config.reweight.estimator)
 
   def init_extras(context):
     return {"weights": jnp.asarray(estimate_weights(context.config,

@@ -41,6 +41,7 @@ import optax
 from scipy.special import logsumexp
 
 from tljax.checks import check_int, check_positive
+from tljax.reweight._common import check_key
 from tljax.solvers import minimize_lbfgs
 
 __all__ = [
@@ -165,20 +166,6 @@ def _check_choice(value: Any, argument: str, allowed: tuple[str, ...]) -> str:
       f"{argument} must be one of {', '.join(map(repr, allowed))}, got {value!r}."
     )
   return value
-
-
-def _check_key(key: Any) -> jax.Array:
-  if key is None:
-    return jax.random.key(0)
-  if isinstance(key, jax.Array):
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-      return key
-    if key.dtype == jnp.uint32 and key.shape == (2,):
-      return jax.random.wrap_key_data(key)
-  raise ValueError(
-    f"key must be None or a single jax.random key (jax.random.key(seed)), got "
-    f"{key!r}."
-  )
 
 
 def _fit(learner: Any, inputs: np.ndarray, labels: np.ndarray,
@@ -969,7 +956,7 @@ def tradaboost_r2(
     learner = WeightedRidge()
   _check_learner(learner)
   loss = _check_choice(loss, "loss", LOSSES)
-  key = _check_key(key)
+  key = check_key(key)
 
   total = num_source + num_target
   inputs = np.concatenate([source_inputs, target_inputs])
