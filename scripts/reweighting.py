@@ -22,7 +22,6 @@ accuracy) as mean ± std over seeds next to the unweighted fit.
   python scripts/reweighting.py --output docs/reweighting_results.md
 """
 
-import os
 import sys
 import time
 
