@@ -74,12 +74,18 @@ def gaussian_shift(n, seed=0, dim=1):
     (8, 200, 1000.0, None),  # the defaults: neither bound active
     (3, 200, 2.0, 0.02),  # many weights at B, the sum at its lower bound
     (5, 250, 1.5, 0.02),
+    (1, 200, 1000.0, None),  # the sample-selection toy: ill-conditioned K
   ],
 )
 def test_kmm_matches_scipy_qp(dim, n, upper, eps):
-  source, target = gaussian_shift(n, seed=dim, dim=dim)
-  result = reweight.kmm(source, target, B=upper, eps=eps, tolerance=1e-6,
-                        max_iterations=3000)
+  if dim == 1:
+    rng = np.random.default_rng(0)
+    source = rng.normal(0.0, 0.5, (n, 1)).astype(np.float32)
+    target = rng.uniform(-1.5, 1.5, (n, 1)).astype(np.float32)
+  else:
+    source, target = gaussian_shift(n, seed=dim, dim=dim)
+  # The default stopping rule (tolerance 1e-6, at most 10,000 iterations).
+  result = reweight.kmm(source, target, B=upper, eps=eps)
   gamma, eps = float(result.gamma), float(result.eps)
   kernel, kappa = kmm_problem(source, target, gamma)
   reference_weights, reference = slsqp_kmm(kernel, kappa, upper, eps)

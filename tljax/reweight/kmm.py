@@ -63,8 +63,8 @@ def kmm(
   rank: int = 1000,
   materialize_kernel: bool | None = None,
   block_size: int = 128,
-  max_iterations: int = 1000,
-  tolerance: float = 1e-5,
+  max_iterations: int = 10000,
+  tolerance: float = 1e-6,
   power_iterations: int = 30,
   key: jax.Array | None = None,
 ) -> KMMResult:
@@ -103,7 +103,13 @@ def kmm(
   Math. 2015); each step projects exactly onto the feasible set
   (:func:`project_box_slab`). It stops when the projected-gradient step
   ``‖β_{k+1} − y_k‖`` falls below ``tolerance · max(‖β_{k+1}‖, 1)`` or after
-  ``max_iterations`` steps. Deviation from the paper, which calls a generic
+  ``max_iterations`` steps. With the defaults (``1e-6``, 10,000), on 36
+  problems of 200–500 points in 1, 2 and 5 dimensions (``N(0, 0.5²)``
+  source, ``U(−1.5, 1.5)`` target, median-heuristic γ, float32), the
+  objective was within ``2.1e-5`` (relative) of a float64 solve run to
+  ``1e-12``, after 550–5,000 iterations; at the earlier default
+  ``1e-5`` the 1-D, 200-point problem stopped ``2.1e-4`` short. Deviation
+  from the paper, which calls a generic
   QP solver (its ``O(n_s³)`` cost and ``n_s²`` memory do not scale): a
   first-order method whose only access to ``K`` is matrix-vector products.
 
@@ -114,7 +120,8 @@ def kmm(
   but each iteration costs ``n_s²`` kernel evaluations. Measured once on
   the development machine (2 CPU cores shared with other jobs, float32,
   ``n_s = n_t = 50,000`` in 5 dimensions, defaults, by
-  ``scripts/benchmark_reweight.py``): one blocked product takes about
+  ``scripts/benchmark_reweight.py``, with ``tolerance=1e-5``, the default
+  then): one blocked product takes about
   3–3.6 s; the exact solve took 956 s (308 iterations, converged) with a
   peak of 0.45 GiB resident memory; the Nyström solve with 1,000 landmarks
   took 50 s (235 iterations) and 1.6 GiB, and its weights, scored with the
