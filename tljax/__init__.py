@@ -8,8 +8,9 @@ the shared machinery ``tljax.data``, ``tljax.models``, ``tljax.train`` and
 ``tljax.methods``.
 """
 
-from tljax import align, data, methods, models, params, reweight, select, train
+from tljax import (align, data, methods, models, params, relational, reweight,
+                   select, train)
 
 __version__ = "0.1.0"
-__all__ = ["align", "data", "methods", "models", "params", "reweight", "select",
-           "train"]
+__all__ = ["align", "data", "methods", "models", "params", "relational",
+           "reweight", "select", "train"]
