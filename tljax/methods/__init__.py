@@ -10,7 +10,8 @@ from tljax.methods.base import (Method, TransferContext, cross_entropy_loss,
 from tljax.methods.registry import (available_methods, build_method, get_method,
                                     register_method)
 from tljax.methods import (adaptation, finetune, probing,  # registers
-                           regularized, reweighting, source_only, target_only)
+                           regularized, reweighting, source_only, target_only,
+                           unsupervised)
 
 __all__ = ["Method", "TransferContext", "available_methods", "build_method", "cross_entropy_loss",
            "get_method", "register_method", "supervised_on"]
