@@ -41,6 +41,12 @@ Fields (defaults in :func:`base_config`):
 * ``reweight``: the importance-weight estimator of the
   ``importance_weighting`` recipe (a function name of :mod:`tljax.reweight`)
   and its keyword arguments (see :mod:`tljax.methods.reweighting`).
+* ``distill``: the ``distill`` recipe's base recipe, distillation losses
+  (``kd``, ``rkd``, ``sp``) and their weights, the domains whose inputs are
+  distilled, and the teacher: a finished run (``teacher_workdir``, with
+  ``{seed}``) or one trained first with ``teacher_method`` and
+  ``teacher_model`` (empty: the student's model); see
+  :mod:`tljax.methods.distillation`.
 * ``surgical_blocks``: regexes of the blocks ``surgical`` fine-tunes.
 * ``regularization``: the weights of the fine-tuning regularizers (defaults:
   the authors' released code, see :mod:`tljax.params.regularizers`) and, for
@@ -63,7 +69,8 @@ import ml_collections
 from ml_collections import config_dict
 
 # Sub-configs whose keys are free (checked by the code they are passed to).
-_FREE_FORM = ("model", "source.kwargs", "target.kwargs", "reweight.kwargs")
+_FREE_FORM = ("model", "source.kwargs", "target.kwargs", "reweight.kwargs",
+              "distill.teacher_model")
 _POSITIVE_INTS = ("steps", "batch_size", "eval_batch_size", "log_every",
                   "checkpoint_every", "keep_checkpoints", "prefetch")
 _NON_NEGATIVE_INTS = ("eval_every",)
@@ -119,6 +126,13 @@ def base_config() -> ml_collections.ConfigDict:
       "mcc_temperature": 2.5})
   config.reweight = ml_collections.ConfigDict({
       "estimator": "kmm", "kwargs": ml_collections.ConfigDict()})
+  config.distill = ml_collections.ConfigDict({
+      "base": "source_only", "losses": ("kd",), "domains": ("target",),
+      "teacher_workdir": config_dict.placeholder(str),
+      "teacher_method": "source_only",
+      "teacher_model": ml_collections.ConfigDict(),
+      "temperature": 4.0, "kd_weight": 1.0, "rkd_distance_weight": 25.0,
+      "rkd_angle_weight": 50.0, "sp_weight": 3000.0})
   return config
 
 
@@ -201,6 +215,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if name not in available_methods():
       raise ValueError(f"config key {key!r}: method {name!r} is unknown; "
                        f"registered methods: {available_methods()}")
+  distill = config.get("distill") or {}
+  for key in ("base", "teacher_method"):
+    name = distill.get(key)
+    if name is not None and name not in available_methods():
+      raise ValueError(f"config key 'distill.{key}': method {name!r} is "
+                       f"unknown; registered methods: {available_methods()}")
+  teacher = (distill.get("teacher_model") or {}).get("name")
+  if teacher is not None and teacher not in available_models():
+    raise ValueError(f"config key 'distill.teacher_model.name': model "
+                     f"{teacher!r} is unknown; registered models: "
+                     f"{available_models()}")
   if config.model.name not in available_models():
     raise ValueError(f"config key 'model.name': model {config.model.name!r} is "
                      f"unknown; registered models: {available_models()}")

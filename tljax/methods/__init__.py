@@ -9,7 +9,7 @@ from tljax.methods.base import (Method, TransferContext, cross_entropy_loss,
                                 supervised_on)
 from tljax.methods.registry import (available_methods, build_method, get_method,
                                     register_method)
-from tljax.methods import (adaptation, finetune, probing,  # registers
+from tljax.methods import (adaptation, distillation, finetune, probing,  # registers
                            regularized, reweighting, source_only, target_only,
                            unsupervised)
 

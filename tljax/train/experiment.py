@@ -14,13 +14,25 @@ import os
 import numpy as np
 
 from tljax import methods as methods_lib
-from tljax.config import check_config
+from tljax.config import base_config, check_config
 from tljax.select import negative_transfer_gap
 from tljax.train import metrics as metrics_lib
 from tljax.train.loop import build_model, load_domains, train_and_evaluate
 
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
+TEACHER_SUBDIR = "teacher"
+
+
+def teacher_run_config(config):
+  """The config that trains ``distill``'s teacher: its model and method, all parameters trained."""
+  teacher = config.copy_and_resolve_references()
+  teacher.method = config.distill.teacher_method
+  teacher.baselines = ()
+  if len(config.distill.teacher_model):
+    teacher.model = config.distill.teacher_model.copy_and_resolve_references()
+  teacher.trainable_rules = base_config().trainable_rules
+  return teacher
 
 
 def run_dir(workdir: str, method_name: str, seed: int) -> str:
@@ -35,8 +47,11 @@ def run_experiment(config, workdir: str) -> dict:
   first if it is not part of the experiment already; ``config.init_from.workdir``
   (``{seed}`` is replaced by the seed) replaces the ``source_only`` pretrain
   run, e.g. a source run shared by several experiments. Methods without a
-  pretrain (``source_only``, ``target_only``) train from scratch. Existing runs
-  in ``workdir`` resume.
+  pretrain (``source_only``, ``target_only``) train from scratch. ``distill``
+  without ``config.distill.teacher_workdir`` first trains its teacher
+  (``config.distill.teacher_method`` on ``config.distill.teacher_model``)
+  per seed into ``workdir/teacher/<method>/seed_<seed>``. Existing runs in
+  ``workdir`` resume.
 
   Returns:
     ``{"runs": [summary, ...], "table": [row, ...]}``, each row aggregating one
@@ -51,39 +66,54 @@ def run_experiment(config, workdir: str) -> dict:
   names = list(dict.fromkeys([config.method, *config.baselines]))
   methods = {name: methods_lib.build_method(name, config, model)
              for name in names}
-  summaries: dict[tuple[str, int], dict] = {}
+  summaries: dict[tuple[str, str, int], dict] = {}
 
-  def run(name: str, seed: int) -> dict:
-    if (name, seed) in summaries:
-      return summaries[(name, seed)]
-    method = methods.get(name) or methods_lib.build_method(name, config, model)
+  def run(name: str, seed: int, cfg=config, root: str = workdir) -> dict:
+    if (root, name, seed) in summaries:
+      return summaries[(root, name, seed)]
+    if name == "distill" and not cfg.distill.get("teacher_workdir"):
+      # Train the teacher first (its own model and method), then point the
+      # student's config at it.
+      teacher_root = os.path.join(root, TEACHER_SUBDIR)
+      teacher_config = teacher_run_config(cfg)
+      run(teacher_config.method, seed, teacher_config, teacher_root)
+      cfg = cfg.copy_and_resolve_references()
+      cfg.distill.teacher_workdir = os.path.join(
+          teacher_root, teacher_config.method, "seed_{seed}")
+    run_model = model if cfg is config else build_model(cfg, domains)
+    method = (methods.get(name) if cfg is config else None) or \
+        methods_lib.build_method(name, cfg, run_model)
     init_from = None
     if method.pretrain:
-      dont_load = (config.init_from.dont_load
+      dont_load = (cfg.init_from.dont_load
                    if method.pretrain_dont_load is None
                    else method.pretrain_dont_load)
-      if method.pretrain == "source_only" and config.init_from.get("workdir"):
+      if method.pretrain == "source_only" and cfg.init_from.get("workdir"):
         # config.init_from stands in for the source run.
-        source_dir = config.init_from.workdir.format(seed=seed)
+        source_dir = cfg.init_from.workdir.format(seed=seed)
       else:
-        run(method.pretrain, seed)
-        source_dir = run_dir(workdir, method.pretrain, seed)
+        run(method.pretrain, seed, cfg, root)
+        source_dir = run_dir(root, method.pretrain, seed)
       init_from = {"workdir": source_dir, "dont_load": list(dont_load),
-                   "zero_init": list(config.init_from.zero_init)}
-    summaries[(name, seed)] = train_and_evaluate(
-        config, run_dir(workdir, name, seed), method_name=name, seed=seed,
+                   "zero_init": list(cfg.init_from.zero_init)}
+    summaries[(root, name, seed)] = train_and_evaluate(
+        cfg, run_dir(root, name, seed), method_name=name, seed=seed,
         init_from=init_from, domains=domains)
-    return summaries[(name, seed)]
+    return summaries[(root, name, seed)]
 
   for name in names:
     for seed in config.seeds:
       run(name, int(seed))
   table = [aggregate(name, methods[name].setting,
-                     [summaries[(name, int(seed))] for seed in config.seeds])
+                     [summaries[(workdir, name, int(seed))]
+                      for seed in config.seeds])
            for name in names]
   gaps = transfer_gaps(names, {name: method.setting
                                for name, method in methods.items()},
-                       summaries, [int(seed) for seed in config.seeds])
+                       {(name, seed): summary
+                        for (root, name, seed), summary in summaries.items()
+                        if root == workdir},
+                       [int(seed) for seed in config.seeds])
   results = {"runs": list(summaries.values()), "table": table,
              "negative_transfer": gaps}
   metrics_lib.write_json_atomically(os.path.join(workdir, RESULTS_JSON), results)
