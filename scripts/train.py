@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from tljax.config import base_config, check_config
+from tljax.train import parallel
 from tljax.train.experiment import format_gaps, format_table, run_experiment
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,7 +88,10 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     # Orbax logs every step of every checkpoint save at INFO.
     logging.set_verbosity(logging.WARNING)
-  results = run_experiment(load_config(), _WORKDIR.value)
+  config = load_config()
+  # Multi-host: before JAX touches a device (see tljax.train.parallel).
+  parallel.maybe_initialize_distributed(config)
+  results = run_experiment(config, _WORKDIR.value)
   print()
   print(format_table(results["table"]))
   if results["negative_transfer"]:

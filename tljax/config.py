@@ -47,6 +47,12 @@ Fields (defaults in :func:`base_config`):
   ``{seed}``) or one trained first with ``teacher_method`` and
   ``teacher_model`` (empty: the student's model); see
   :mod:`tljax.methods.distillation`.
+* ``parallel``: ``data_parallel`` (a mesh over all devices, the batch split
+  along it; ``batch_size`` is then the global batch and must be divisible by
+  the number of devices), ``param_rules`` (``(regex, spec)`` pairs sharding
+  state leaves instead of replicating them) and ``distributed`` (call
+  ``jax.distributed.initialize`` for multi-host runs); see
+  :mod:`tljax.train.parallel`.
 * ``surgical_blocks``: regexes of the blocks ``surgical`` fine-tunes.
 * ``regularization``: the weights of the fine-tuning regularizers (defaults:
   the authors' released code, see :mod:`tljax.params.regularizers`) and, for
@@ -126,6 +132,8 @@ def base_config() -> ml_collections.ConfigDict:
       "mcc_temperature": 2.5})
   config.reweight = ml_collections.ConfigDict({
       "estimator": "kmm", "kwargs": ml_collections.ConfigDict()})
+  config.parallel = ml_collections.ConfigDict({
+      "data_parallel": False, "param_rules": (), "distributed": False})
   config.distill = ml_collections.ConfigDict({
       "base": "source_only", "losses": ("kd",), "domains": ("target",),
       "teacher_workdir": config_dict.placeholder(str),
@@ -215,6 +223,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if name not in available_methods():
       raise ValueError(f"config key {key!r}: method {name!r} is unknown; "
                        f"registered methods: {available_methods()}")
+  parallel = config.get("parallel")
+  if parallel is not None:
+    from tljax.train.parallel import check_param_rules
+    check_param_rules(parallel.get("param_rules"))
   distill = config.get("distill") or {}
   for key in ("base", "teacher_method"):
     name = distill.get(key)

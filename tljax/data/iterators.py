@@ -332,6 +332,7 @@ def prefetch(
     size: int = 2,
     device_put: bool = True,
     sharding: jax.sharding.Sharding | None = None,
+    transfer: Callable[[Any], Any] | None = None,
 ) -> PrefetchIterator:
   """Prepares up to ``size`` items of ``iterator`` ahead, in a background thread.
 
@@ -353,10 +354,20 @@ def prefetch(
     device_put: transfer items to the devices; False only buffers them.
     sharding: a ``jax.sharding.Sharding`` for every leaf (requires
       ``device_put``).
+    transfer: instead of ``device_put``/``sharding``, any function applied
+      to each item in the thread (e.g.
+      :func:`tljax.train.parallel.batch_transfer`: batch rows split over a
+      mesh, scalars replicated, multi-host aware).
   """
   size = check_int(size, "size", minimum=1)
   if sharding is not None and not device_put:
     raise ValueError("sharding requires device_put=True.")
+  if transfer is not None:
+    if sharding is not None:
+      raise ValueError("pass either transfer or sharding, not both.")
+    if not callable(transfer):
+      raise ValueError(f"transfer must be callable, got {transfer!r}.")
+    return PrefetchIterator(iter(iterator), size, transfer)
   if device_put:
     transfer = functools.partial(jax.device_put, device=sharding)
   else:

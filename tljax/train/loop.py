@@ -26,6 +26,7 @@ from tljax import params as params_lib
 from tljax.config import base_config
 from tljax.params.restore import CHECKPOINT_SUBDIR
 from tljax.train import metrics as metrics_lib
+from tljax.train import parallel
 from tljax.train.checkpoint import Checkpointer
 from tljax.train.evaluate import evaluate
 from tljax.train.optim import make_optimizer, make_schedule
@@ -305,8 +306,20 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
                              extras=extras)
 
   # --- The update step: one jitted pure function, state donated -------------
-  train_step = (make_staged_train_step(method.stages, optimizer)
-                if method.stages else make_train_step(method.loss_fn, optimizer))
+  mesh = (parallel.make_mesh() if config.parallel.data_parallel else None)
+  step_fn = (make_staged_train_step(method.stages, optimizer, jit=False)
+             if method.stages
+             else make_train_step(method.loss_fn, optimizer, jit=False))
+  if mesh is None:
+    train_step = jax.jit(step_fn, donate_argnums=0)
+  else:
+    # The same step, its state placed on the mesh by rule and the batch split
+    # along it; XLA inserts the gradient all-reduce.
+    parallel.check_batch_size(config.batch_size, mesh)
+    shardings = parallel.state_shardings(state, mesh,
+                                         config.parallel.param_rules)
+    train_step = jax.jit(step_fn, donate_argnums=0,
+                         out_shardings=(shardings, parallel.replicated(mesh)))
 
   # --- Checkpoints: resume from the latest complete one ---------------------
   checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR),
@@ -314,6 +327,8 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
                               save_every=config.checkpoint_every)
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state)
+  if mesh is not None:
+    state = parallel.shard_state(state, shardings)
   start_step = int(state.step)
 
   # --- The loop ---------------------------------------------------------------
@@ -321,7 +336,8 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   batches = data_lib.prefetch(
       training_batches(method, domains, batch_size=config.batch_size,
                        seed=seed, start_step=start_step),
-      size=config.prefetch)
+      size=config.prefetch,
+      transfer=parallel.batch_transfer(mesh) if mesh is not None else None)
   examples_per_step = config.batch_size * len(method.domains)
   progress = tqdm.tqdm(range(start_step, config.steps), initial=start_step,
                        total=config.steps, desc=f"{method_name} seed {seed}",
