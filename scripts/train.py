@@ -14,6 +14,7 @@ import os
 import re
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -67,6 +68,9 @@ except _CONFIG_ERRORS as error:
 _WORKDIR = flags.DEFINE_string(
     "workdir", os.path.join("workdirs", "digits"),
     "Where runs, checkpoints and results go; an existing run there resumes.")
+_REPORT = flags.DEFINE_bool(
+    "report", True, "Write pictures and report.md for every run and the "
+    "experiment at the end (tljax.report; --noreport skips them).")
 
 
 def load_config():
@@ -97,6 +101,10 @@ def main(argv):
   if results["negative_transfer"]:
     print()
     print(format_gaps(results["negative_transfer"]))
+  if _REPORT.value and jax.process_index() == 0:
+    from tljax.report import report_experiment  # matplotlib: only when asked
+    report_experiment(_WORKDIR.value)
+    print(f"\nreport: {os.path.join(os.path.abspath(_WORKDIR.value), 'report.md')}")
   print(f"\nresults in {os.path.abspath(_WORKDIR.value)}")
 
 

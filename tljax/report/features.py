@@ -1,0 +1,235 @@
+"""Where a run puts the source and target test examples: its features in 2-D.
+
+The run's model is rebuilt from its stored config (``run_config.json``) and
+final checkpoint, as ``scripts/adaptation.py`` and ``scripts/rank_sources.py``
+do; a random subset of both domains' *test* examples goes through it in
+inference mode, and the features (the bottleneck by default) are projected
+to two dimensions by PCA or t-SNE.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import ml_collections
+import numpy as np
+from matplotlib.lines import Line2D
+
+from tljax.params import read_checkpoint
+from tljax.report import _figure
+from tljax.report.runs import (check_run_dir, has_checkpoint, read_run_config,
+                               sibling_run)
+from tljax.train.loop import build_model, load_domains
+
+PROJECTIONS = ("pca", "tsne")
+LAYERS = ("bottleneck", "backbone")
+DOMAIN_COLOURS = {"source": "tab:blue", "target": "tab:orange"}
+CLASS_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p")
+BASELINE = "source_only"
+
+
+def project(features, *, method: str = "pca", seed: int = 0) -> np.ndarray:
+  """``(N, D)`` features → ``(N, 2)`` points.
+
+  ``"pca"``: the centred features on their top two principal axes (right
+  singular vectors of the centred matrix, by ``numpy.linalg.svd``; a zero
+  second coordinate when ``D == 1``). ``"tsne"``: ``sklearn.manifold.TSNE``
+  (PCA initialisation, perplexity ``min(30, (N − 1) / 3)``, ``random_state
+  = seed``; van der Maaten & Hinton 2008).
+  """
+  if method not in PROJECTIONS:
+    raise ValueError(f"method must be one of {list(PROJECTIONS)}, got "
+                     f"{method!r}")
+  features = np.asarray(features, np.float64)
+  if features.ndim != 2 or features.shape[0] < 3:
+    raise ValueError(f"features must be an (N, D) matrix with N >= 3, got "
+                     f"shape {features.shape}")
+  if not np.all(np.isfinite(features)):
+    raise ValueError("features must be finite")
+  if method == "pca":
+    centred = features - features.mean(axis=0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    points = centred @ axes[:2].T
+    if points.shape[1] < 2:
+      points = np.concatenate([points, np.zeros_like(points)], axis=1)
+    return points
+  from sklearn.manifold import TSNE
+
+  perplexity = min(30.0, (features.shape[0] - 1) / 3)
+  return TSNE(n_components=2, perplexity=perplexity, init="pca",
+              random_state=seed).fit_transform(features)
+
+
+def _check_max_points(max_points) -> int:
+  if isinstance(max_points, bool) or not isinstance(
+      max_points, (int, np.integer)) or max_points < 2:
+    raise ValueError(f"max_points must be an integer >= 2 (examples per "
+                     f"domain), got {max_points!r}")
+  return int(max_points)
+
+
+@functools.lru_cache(maxsize=8)
+def _apply(model):
+  return jax.jit(functools.partial(model.apply, train=False))
+
+
+def run_features(run_dir, *, layer: str = "bottleneck", max_points: int = 500,
+                 seed: int = 0, domains=None) -> dict:
+  """Features of both domains' test examples under a run's final checkpoint.
+
+  Args:
+    run_dir: a finished tljax run directory (``run_config.json`` and a
+      checkpoint).
+    layer: ``"bottleneck"`` (the features alignment methods act on) or
+      ``"backbone"``.
+    max_points: at most this many test examples per domain, drawn without
+      replacement with ``numpy.random.default_rng(seed)`` (the same examples
+      for every run on the same data).
+    seed: the draw's seed.
+    domains: pre-loaded data (:func:`tljax.train.loop.load_domains` of the
+      run's config), to share between runs; loaded when ``None``.
+
+  Returns:
+    ``{"features": (N, D), "domain": (N,) str, "label": (N,), "num_classes"}``.
+  """
+  run_dir = check_run_dir(run_dir)
+  if layer not in LAYERS:
+    raise ValueError(f"layer must be one of {list(LAYERS)}, got {layer!r}")
+  max_points = _check_max_points(max_points)
+  if not has_checkpoint(run_dir):
+    raise ValueError(f"run_dir {run_dir!r} has no checkpoint to compute "
+                     "features with")
+  config = ml_collections.ConfigDict(read_run_config(run_dir)["config"])
+  domains = domains or load_domains(config)
+  model = build_model(config, domains)
+  params, model_state = read_checkpoint(run_dir)
+  # A method's own parameters (a domain discriminator) are not the model's.
+  shapes, state_shapes = jax.eval_shape(model.init, jax.random.key(0))
+  params = {key: value for key, value in params.items() if key in shapes}
+  model_state = {key: value for key, value in model_state.items()
+                 if key in state_shapes}
+  apply = _apply(model)
+  rng = np.random.default_rng(seed)
+  features, names, labels = [], [], []
+  for domain in ("source", "target"):
+    test = domains[domain]["test"]
+    count = min(max_points, len(test))
+    indices = np.sort(rng.choice(len(test), size=count, replace=False))
+    batch = test.get_batch(indices)
+    for start in range(0, count, 512):
+      outputs, _ = apply(params, model_state,
+                         np.asarray(batch["input"][start:start + 512]))
+      chosen = outputs.features if layer == "bottleneck" else \
+          outputs.backbone_features
+      features.append(np.asarray(chosen, np.float32))
+    names += [domain] * count
+    labels.append(np.asarray(batch["label"]))
+  return {"features": np.concatenate(features), "domain": np.array(names),
+          "label": np.concatenate(labels),
+          "num_classes": domains["source"]["train"].num_classes}
+
+
+def before_adaptation_run(run_dir) -> str | None:
+  """The same seed's ``source_only`` run with a checkpoint, for a run that is not one."""
+  baseline = sibling_run(run_dir, BASELINE)
+  return baseline if baseline is not None and has_checkpoint(baseline) else None
+
+
+def _draw(axis, points, domain, labels, num_classes) -> None:
+  for name, colour in DOMAIN_COLOURS.items():
+    in_domain = domain == name
+    if num_classes is None:
+      axis.scatter(*points[in_domain].T, s=10, c=colour, alpha=0.6,
+                   linewidths=0)
+      continue
+    for label in range(num_classes):
+      chosen = in_domain & (labels == label)
+      if chosen.any():
+        axis.scatter(*points[chosen].T, s=14, c=colour, alpha=0.6,
+                     marker=CLASS_MARKERS[label % len(CLASS_MARKERS)],
+                     linewidths=0)
+  axis.set_xticks([])
+  axis.set_yticks([])
+
+
+def _legend_handles(num_classes) -> list:
+  handles = [Line2D([], [], linestyle="", marker="o", color=colour,
+                    label=f"{name} test")
+             for name, colour in DOMAIN_COLOURS.items()]
+  if num_classes is not None and num_classes <= len(CLASS_MARKERS):
+    handles += [Line2D([], [], linestyle="", color="grey",
+                       marker=CLASS_MARKERS[label], label=f"class {label}")
+                for label in range(num_classes)]
+  return handles
+
+
+def plot_features(run_dir, path, *, method: str = "pca",
+                  max_points: int = 500, layer: str = "bottleneck",
+                  compare: bool = True, seed: int = 0, domains=None) -> str:
+  """Source and target test examples in a run's feature space, projected to 2-D.
+
+  Colour is the domain (source blue, target orange), the marker is the class
+  (markers repeat beyond 12 classes). Each run's features are projected on
+  their own (PCA axes or t-SNE embedding of both domains together).
+
+  **Before and after adaptation.** When ``compare`` is true, the run is not
+  itself ``source_only`` and its experiment directory holds a finished
+  ``source_only`` run of the same seed (``<exp>/source_only/seed_<n>``, what
+  :func:`tljax.train.experiment.run_experiment` writes for the baselines),
+  the figure has two panels: the source-only model's features (no
+  adaptation) on the left, this run's on the right, on the same test
+  examples. Aligned domains show as orange and blue points of one class
+  sharing a cluster on the right that were apart on the left.
+
+  Args:
+    run_dir: a finished tljax run directory.
+    path: the ``.png`` file to write (its directory must exist).
+    method: ``"pca"`` or ``"tsne"`` (see :func:`project`).
+    max_points: test examples per domain (at most).
+    layer: ``"bottleneck"`` or ``"backbone"`` features.
+    compare: draw the source-only panel when there is one.
+    seed: which examples are drawn, and t-SNE's seed.
+    domains: pre-loaded data of the run's config (see :func:`run_features`).
+
+  Returns:
+    ``path``.
+
+  Raises:
+    ValueError: naming the argument: no such run directory, no checkpoint,
+      an unknown ``method`` or ``layer``, ``max_points`` < 2, or ``path`` not
+      a ``.png`` file in an existing directory.
+  """
+  run_dir = check_run_dir(run_dir)
+  path = _figure.check_png_path(path)
+  if method not in PROJECTIONS:
+    raise ValueError(f"method must be one of {list(PROJECTIONS)}, got "
+                     f"{method!r}")
+  if layer not in LAYERS:
+    raise ValueError(f"layer must be one of {list(LAYERS)}, got {layer!r}")
+  _check_max_points(max_points)
+  if not has_checkpoint(run_dir):
+    raise ValueError(f"run_dir {run_dir!r} has no checkpoint to compute "
+                     "features with")
+  run_config = read_run_config(run_dir)
+  config = ml_collections.ConfigDict(run_config["config"])
+  domains = domains or load_domains(config)
+  panels = [(run_dir, str(run_config.get("method")))]
+  baseline = before_adaptation_run(run_dir) if compare else None
+  if baseline is not None:
+    panels.insert(0, (baseline, f"{BASELINE} (no adaptation)"))
+  figure, axes = _figure.new_figure(1, len(panels))
+  num_classes = None
+  for axis, (panel_dir, title) in zip(axes.flat, panels):
+    embedding = run_features(panel_dir, layer=layer, max_points=max_points,
+                             seed=seed, domains=domains)
+    num_classes = embedding["num_classes"]
+    points = project(embedding["features"], method=method, seed=seed)
+    _draw(axis, points, embedding["domain"], embedding["label"], num_classes)
+    axis.set_title(title)
+  figure.legend(handles=_legend_handles(num_classes), loc="outside right",
+                fontsize="small")
+  projection = "PCA" if method == "pca" else "t-SNE"
+  figure.suptitle(f"{layer} features of the test examples ({projection}), "
+                  f"seed {run_config.get('seed')}")
+  return _figure.save(figure, path)
