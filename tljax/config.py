@@ -47,6 +47,11 @@ Fields (defaults in :func:`base_config`):
   ``{seed}``) or one trained first with ``teacher_method`` and
   ``teacher_model`` (empty: the student's model); see
   :mod:`tljax.methods.distillation`.
+* ``tensorboard``: also write the metrics as TensorBoard event files (in the
+  run's ``tensorboard/`` directory; no TensorFlow needed).
+* ``sweep``: learning rates and trade-offs λ that :func:`tljax.train.sweep.run_sweep`
+  trains together with the seeds, as one vmapped program (empty: the
+  config's own value).
 * ``parallel``: ``data_parallel`` (a mesh over all devices, the batch split
   along it; ``batch_size`` is then the global batch and must be divisible by
   the number of devices), ``param_rules`` (``(regex, spec)`` pairs sharding
@@ -132,6 +137,9 @@ def base_config() -> ml_collections.ConfigDict:
       "mcc_temperature": 2.5})
   config.reweight = ml_collections.ConfigDict({
       "estimator": "kmm", "kwargs": ml_collections.ConfigDict()})
+  config.tensorboard = False
+  config.sweep = ml_collections.ConfigDict({
+      "learning_rates": (), "trade_offs": ()})
   config.parallel = ml_collections.ConfigDict({
       "data_parallel": False, "param_rules": (), "distributed": False})
   config.distill = ml_collections.ConfigDict({

@@ -71,6 +71,12 @@ def trade_off(config, name: str) -> float:
   return value
 
 
+def swept_trade_off(batch, weight: float):
+  """λ for this step: the batch's ``hparams["trade_off"]`` when a vmapped
+  sweep (:mod:`tljax.train.sweep`) gives each member its own, else ``weight``."""
+  return (batch.get("hparams") or {}).get("trade_off", weight)
+
+
 def _spectral_penalty(config, source_features, target_features):
   weight = float(config.adaptation.get("bsp_weight") or 0.0)
   if weight < 0:
@@ -147,7 +153,7 @@ def _discrepancy_method(name: str, discrepancy, config, model) -> Method:
     (loss, model_state, source_features, target_features, _, _,
      metrics) = _joint_forward(model, params, model_state, batch, key)
     term = discrepancy(source_features, target_features)
-    return loss + weight * term, (model_state, {**metrics, name: term})
+    return loss + swept_trade_off(batch, weight) * term, (model_state, {**metrics, name: term})
 
   return Method(name=name, loss_fn=loss_fn, domains=("source", "target"),
                 labeled=("source",), setting="transductive")
@@ -195,7 +201,7 @@ def build_dann(config, model) -> Method:
         apply_discriminator(discriminator, reversed_target))
     penalty, penalty_metrics = _spectral_penalty(config, source_features,
                                                  target_features)
-    return loss + weight * domain_loss + penalty, (
+    return loss + swept_trade_off(batch, weight) * domain_loss + penalty, (
         model_state, {**metrics, **penalty_metrics, "domain_loss": domain_loss,
                       "reversal_coefficient": coeff})
 
@@ -239,7 +245,7 @@ def _build_cdan(name: str, entropy_conditioning: bool, config, model) -> Method:
         random_matrices=extras.get("random_matrices"))
     penalty, penalty_metrics = _spectral_penalty(config, source_features,
                                                  target_features)
-    return loss + weight * domain_loss + penalty, (
+    return loss + swept_trade_off(batch, weight) * domain_loss + penalty, (
         model_state, {**metrics, **penalty_metrics, "domain_loss": domain_loss,
                       "reversal_coefficient": coeff})
 
@@ -272,7 +278,7 @@ def build_jan(config, model) -> Method:
         [source_features, jax.nn.softmax(source_logits)],
         [target_features, jax.nn.softmax(target_logits)],
         kernel_bandwidths=[None, [JAN_PREDICTION_SIGMA ** 2]])
-    return loss + weight * term, (model_state, {**metrics, "jmmd": term})
+    return loss + swept_trade_off(batch, weight) * term, (model_state, {**metrics, "jmmd": term})
 
   return Method(name="jan", loss_fn=loss_fn, domains=("source", "target"),
                 labeled=("source",), setting="transductive")
@@ -294,7 +300,7 @@ def build_afn(config, model) -> Method:
                                                    delta_r=delta_r))
     norm = jnp.mean(jnp.linalg.norm(jnp.concatenate(
         [source_features, target_features]), axis=-1))
-    return loss + weight * term, (model_state, {
+    return loss + swept_trade_off(batch, weight) * term, (model_state, {
         **metrics, "feature_norm_loss": term, "feature_norm": norm})
 
   return Method(name="afn", loss_fn=loss_fn, domains=("source", "target"),
@@ -313,7 +319,7 @@ def build_mcc(config, model) -> Method:
      metrics) = _joint_forward(model, params, model_state, batch, key)
     term = align.minimum_class_confusion(target_logits,
                                          temperature=temperature)
-    return loss + weight * term, (model_state, {**metrics, "mcc": term})
+    return loss + swept_trade_off(batch, weight) * term, (model_state, {**metrics, "mcc": term})
 
   return Method(name="mcc", loss_fn=loss_fn, domains=("source", "target"),
                 labeled=("source",), setting="transductive")
@@ -447,7 +453,7 @@ def build_mdd(config, model) -> Method:
         margin=margin)
     penalty, penalty_metrics = _spectral_penalty(config, source_features,
                                                  target_features)
-    return loss - weight * disparity + penalty, (model_state, {
+    return loss - swept_trade_off(batch, weight) * disparity + penalty, (model_state, {
         **metrics, **penalty_metrics, "disparity": disparity,
         "reversal_coefficient": coeff})
 

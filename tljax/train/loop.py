@@ -8,15 +8,19 @@ The sections below follow the life of a run in order.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import json
 import os
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import tqdm
 
 from tljax import data as data_lib
@@ -209,30 +213,62 @@ def _differences(old, new, prefix: str = ""):
     yield prefix.rstrip(".")
 
 
-def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
-                       seed: int = 0, init_from: Mapping | None = None,
-                       domains=None) -> dict:
-  """Trains one method with one seed into ``workdir`` and returns its summary.
+@functools.lru_cache(maxsize=16)
+def _jitted_init(model):
+  # One compilation per architecture, however many runs (a sweep's members).
+  return jax.jit(model.init)
 
-  Args:
-    config: the experiment config (see ``configs/digits.py``).
-    workdir: this run's directory (checkpoints, ``metrics.jsonl``,
-      ``summary.json``). An existing run there is resumed from its latest
-      checkpoint.
-    method_name: which registered method to train (default ``config.method``).
-    seed: the run's seed; it fixes initialisation, data order and step keys.
-    init_from: ``{"workdir", "dont_load", "zero_init"}`` to start from a source
-      run's parameters (see :func:`tljax.params.load_pretrained`); ``None``
-      trains from scratch. :func:`tljax.train.experiment.run_experiment`
-      decides it from the method's ``pretrain`` and ``config.init_from``.
-    domains: pre-loaded data (from :func:`load_domains`), to share between runs.
+
+@dataclasses.dataclass(frozen=True)
+class RunSetup:
+  """Everything a run needs before its first step (see :func:`setup_run`)."""
+  domains: dict
+  model: Any
+  method: Any
+  state: Any
+  optimizer: Any
+  step_fn: Any
+  train_key: jax.Array
+  model_keys: frozenset
+  schedule: Any
+
+
+class ScaleState(NamedTuple):
+  inner: Any
+  scale: jax.Array
+
+
+def scale_updates(inner: optax.GradientTransformation
+                  ) -> optax.GradientTransformation:
+  """``inner`` with its updates multiplied by ``scale``, held in the optimizer state (initially 1).
+
+  Every optimizer of :func:`tljax.train.optim.make_optimizer` produces
+  updates proportional to its learning rate (SGD, Adam, AdamW with any
+  schedule, after clipping and weight decay), so setting ``scale = lr′ / lr``
+  trains with learning rate ``lr′``: a vmapped sweep gives each member its own
+  learning rate through its state (:mod:`tljax.train.sweep`).
   """
-  method_name = method_name or config.method
-  _claim_workdir(workdir, {
-      "config": config.to_dict(), "method": method_name, "seed": seed,
-      "init_from": dict(init_from) if init_from is not None else None})
-  start_time = time.perf_counter()
 
+  def init(params):
+    return ScaleState(inner.init(params), jnp.ones((), jnp.float32))
+
+  def update(updates, state, params=None):
+    updates, inner_state = inner.update(updates, state.inner, params)
+    updates = jax.tree.map(lambda u: u * state.scale.astype(u.dtype), updates)
+    return updates, ScaleState(inner_state, state.scale)
+
+  return optax.GradientTransformation(init, update)
+
+
+def setup_run(config, method_name: str, seed: int, *, domains=None,
+              init_from: Mapping | None = None,
+              update_scale: bool = False) -> RunSetup:
+  """Data, model, method, initial train state, optimizer and (unjitted) step of one run.
+
+  The part of :func:`train_and_evaluate` before the loop; a sweep
+  (:func:`tljax.train.sweep.run_sweep`) calls it once per member. With
+  ``update_scale`` the optimizer is wrapped by :func:`scale_updates`.
+  """
   # --- Data: both domains; the target's labeled subset for this seed -------
   domains = select_target_labels(domains or load_domains(config), config, seed)
 
@@ -240,7 +276,7 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   model = build_model(config, domains)
   method = methods_lib.build_method(method_name, config, model)
   init_key, train_key = jax.random.split(jax.random.key(seed))
-  params, model_state = jax.jit(model.init)(init_key)
+  params, model_state = _jitted_init(model)(init_key)
   transferred, source_params, source_model_state = frozenset(), None, None
   if init_from is not None:
     dont_load = tuple(init_from.get("dont_load") or ())
@@ -301,15 +337,53 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
         method.param_groups)
   else:
     optimizer = build_optimizer(trainable)
+  if update_scale:
+    optimizer = scale_updates(optimizer)
   schedule = make_schedule(config.optimizer, config.steps)
   state = create_train_state(params, model_state, optimizer, rules=rules,
                              extras=extras)
-
-  # --- The update step: one jitted pure function, state donated -------------
-  mesh = (parallel.make_mesh() if config.parallel.data_parallel else None)
   step_fn = (make_staged_train_step(method.stages, optimizer, jit=False)
              if method.stages
              else make_train_step(method.loss_fn, optimizer, jit=False))
+  return RunSetup(domains=domains, model=model, method=method, state=state,
+                  optimizer=optimizer, step_fn=step_fn, train_key=train_key,
+                  model_keys=model_keys, schedule=schedule)
+
+
+
+def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
+                       seed: int = 0, init_from: Mapping | None = None,
+                       domains=None) -> dict:
+  """Trains one method with one seed into ``workdir`` and returns its summary.
+
+  Args:
+    config: the experiment config (see ``configs/digits.py``).
+    workdir: this run's directory (checkpoints, ``metrics.jsonl``,
+      ``summary.json``). An existing run there is resumed from its latest
+      checkpoint.
+    method_name: which registered method to train (default ``config.method``).
+    seed: the run's seed; it fixes initialisation, data order and step keys.
+    init_from: ``{"workdir", "dont_load", "zero_init"}`` to start from a source
+      run's parameters (see :func:`tljax.params.load_pretrained`); ``None``
+      trains from scratch. :func:`tljax.train.experiment.run_experiment`
+      decides it from the method's ``pretrain`` and ``config.init_from``.
+    domains: pre-loaded data (from :func:`load_domains`), to share between runs.
+  """
+  method_name = method_name or config.method
+  _claim_workdir(workdir, {
+      "config": config.to_dict(), "method": method_name, "seed": seed,
+      "init_from": dict(init_from) if init_from is not None else None})
+  start_time = time.perf_counter()
+
+  run = setup_run(config, method_name, seed, domains=domains,
+                  init_from=init_from)
+  domains, model, method, state = (run.domains, run.model, run.method,
+                                   run.state)
+  train_key, model_keys, schedule = run.train_key, run.model_keys, run.schedule
+
+  # --- The update step: one jitted pure function, state donated -------------
+  mesh = (parallel.make_mesh() if config.parallel.data_parallel else None)
+  step_fn = run.step_fn
   if mesh is None:
     train_step = jax.jit(step_fn, donate_argnums=0)
   else:
@@ -332,7 +406,8 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   start_step = int(state.step)
 
   # --- The loop ---------------------------------------------------------------
-  writer = metrics_lib.MetricWriter(workdir)
+  writer = metrics_lib.MetricWriter(
+      workdir, tensorboard=bool(config.get("tensorboard")))
   batches = data_lib.prefetch(
       training_batches(method, domains, batch_size=config.batch_size,
                        seed=seed, start_step=start_step),
@@ -370,6 +445,7 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
     progress.close()
     batches.close()
     checkpointer.close()
+    writer.close()
 
   # --- Final evaluation and summary (the last step: nothing picked on test) ---
   evaluation = _evaluate_domains(model, state, domains, config.eval_batch_size,

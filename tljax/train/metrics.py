@@ -1,10 +1,11 @@
-"""Metric writing: JSON lines per run and a final summary JSON."""
+"""Metric writing: JSON lines per run (optionally TensorBoard) and a final summary JSON."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ import jax
 import numpy as np
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_SUBDIR = "tensorboard"
 SUMMARY_FILE = "summary.json"
 
 
@@ -32,16 +34,88 @@ def to_python(value: Any) -> Any:
 
 
 class MetricWriter:
-  """Appends ``{"step": s, **metrics}`` lines to ``workdir/metrics.jsonl``."""
+  """Appends ``{"step": s, **metrics}`` lines to ``workdir/metrics.jsonl``.
 
-  def __init__(self, workdir: str | os.PathLike):
+  With ``tensorboard=True`` every scalar metric is also written, under the
+  same name and step, to TensorBoard event files in ``workdir/tensorboard/``
+  (``tensorboard --logdir WORKDIR`` shows every run of an experiment). They
+  are written with tensorboardX, imported only then: no TensorFlow needed.
+  Nested mappings become ``a/b`` tags; values that are not scalars (lists,
+  strings) stay in ``metrics.jsonl`` only. Events are flushed at every
+  :meth:`write`, so TensorBoard and ``metrics.jsonl`` agree at any time.
+
+  A resumed run appends to ``metrics.jsonl`` and starts a new event file whose
+  first event purges (hides, in TensorBoard) the events the interrupted run
+  logged at or after the first step this writer logs: the loop logs at fixed
+  steps, so those are exactly the steps the resumed run logs again.
+
+  Call :meth:`close` when done (or use the writer as a context manager).
+  """
+
+  def __init__(self, workdir: str | os.PathLike, *, tensorboard: bool = False):
     os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, METRICS_FILE)
+    self.tensorboard_dir = (os.path.join(workdir, TENSORBOARD_SUBDIR)
+                            if tensorboard else None)
+    self._summary_writer_class = None
+    self._summary_writer = None
+    if tensorboard:
+      # Imported here: runs without TensorBoard need not have it installed.
+      try:
+        from tensorboardX import SummaryWriter
+      except ImportError as error:
+        raise ImportError("TensorBoard event files (config.tensorboard) need "
+                          "tensorboardX: pip install tensorboardX") from error
+      self._summary_writer_class = SummaryWriter
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+    """Appends ``metrics`` at ``step`` (and, with TensorBoard, their scalars)."""
     record = {"step": int(step), **to_python(dict(metrics))}
     with open(self.path, "a", encoding="utf-8") as stream:
       stream.write(json.dumps(record) + "\n")
+    if self._summary_writer_class is None:
+      return
+    if self._summary_writer is None:
+      # tensorboardX names files by the second and opens them with "wb": the
+      # suffix keeps a writer started within the same second from
+      # overwriting the last one's file (and sorts after it).
+      self._summary_writer = self._summary_writer_class(
+          self.tensorboard_dir, purge_step=int(step),
+          filename_suffix=f".{time.time_ns()}")
+    for tag, value in _scalars(metrics):
+      self._summary_writer.add_scalar(tag, value, int(step))
+    self._summary_writer.flush()
+
+  def close(self) -> None:
+    """Flushes and closes the TensorBoard event file; safe to call twice.
+
+    A later :meth:`write` starts a new event file.
+    """
+    if self._summary_writer is not None:
+      self._summary_writer.close()
+      self._summary_writer = None
+
+  def __enter__(self) -> MetricWriter:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def _scalars(metrics: Mapping[str, Any], prefix: str = ""):
+  """``(tag, float)`` for every real scalar in ``metrics``, nested keys joined by ``/``."""
+  for key, value in metrics.items():
+    tag = f"{prefix}{key}"
+    if isinstance(value, Mapping):
+      yield from _scalars(value, f"{tag}/")
+      continue
+    if isinstance(value, (str, bytes)):
+      continue
+    array = np.asarray(value)
+    if array.ndim == 0 and (np.issubdtype(array.dtype, np.integer)
+                            or np.issubdtype(array.dtype, np.floating)
+                            or array.dtype == np.bool_):
+      yield tag, float(array)
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:
