@@ -1,0 +1,427 @@
+"""The ``tljax`` command: train, report, rank sources and sweep from a shell.
+
+  tljax train --config configs/moons.py:method=jan --set steps=500
+  tljax report workdirs/moons
+  tljax rank-sources --sources RUN,RUN --labels_per_class 10
+  tljax sweep --config configs/moons.py --set sweep.learning_rates='(1e-3,3e-3)'
+
+``tljax train`` and ``tljax sweep`` read a Python config file (its
+``get_config(arg)``, big_vision style) and override any field with
+``--set key=value``; the value is converted to the field's type. Relative
+config paths are looked up in the current directory first, then in the
+repository tljax is installed from (editable install), so
+``--config configs/moons.py`` works anywhere. ``tljax report`` is
+``scripts/report.py``; ``tljax rank-sources`` runs ``scripts/rank_sources.py``
+with its flags unchanged. ``python -m tljax`` is the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+from ml_collections import ConfigDict
+
+PROG = "tljax"
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join("configs", "digits.py")
+RANK_SOURCES_SCRIPT = os.path.join("scripts", "rank_sources.py")
+_HELP_FLAGS = ("-h", "--help", "--helpshort")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class CommandError(Exception):
+  """A bad command line; its message is printed as ``tljax <command>: error: ...``."""
+
+
+# --- Configs: file, argument, --set overrides ----------------------------------
+
+
+def repository_file(relative_path: str) -> str | None:
+  """``relative_path`` in the checkout tljax is installed from, if it is there."""
+  path = os.path.join(_REPO, relative_path)
+  return path if os.path.isfile(path) else None
+
+
+def _config_path(path: str | None) -> str:
+  if path is None:
+    default = repository_file(DEFAULT_CONFIG)
+    if default is None:
+      raise CommandError(
+          f"no --config given and the default {DEFAULT_CONFIG} is not next to "
+          f"the tljax package (in {_REPO}); install tljax editable from a "
+          "checkout (pip install -e .) or pass --config PATH")
+    return default
+  if os.path.isfile(path):
+    return path
+  found = None if os.path.isabs(path) else repository_file(path)
+  if found is None:
+    raise CommandError(f"config file {path!r} not found (looked in the current "
+                       f"directory and in the repository {_REPO})")
+  return found
+
+
+def load_config_file(spec: str | None) -> ConfigDict:
+  """``get_config(arg)`` of ``PATH[:ARG]`` (no ``:ARG``: ``get_config()``)."""
+  path, argument = spec, None
+  if spec is not None and ".py:" in spec:
+    path, argument = spec.split(".py:", 1)
+    path += ".py"
+  path = _config_path(path)
+  name = "tljax_config_" + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  if module_spec is None:
+    raise CommandError(f"config file {path!r} is not a Python file")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise CommandError(f"config file {path!r} defines no get_config(arg)")
+  try:
+    config = (module.get_config() if argument is None
+              else module.get_config(argument))
+  except ValueError as error:
+    raise CommandError(f"bad config argument {argument!r} for {path}: "
+                       f"{error}") from error
+  if not isinstance(config, ConfigDict):
+    raise CommandError(f"get_config() of {path!r} returned "
+                       f"{type(config).__name__}, not an ml_collections "
+                       "ConfigDict")
+  return config
+
+
+def _literal(text: str):
+  """A Python literal (number, tuple, None, ...) if ``text`` is one, else the string."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def _sequence(text: str) -> tuple:
+  """``(0, 1)``, ``[0, 1]``, ``0,1``, ``0`` or ``""`` (empty) as a tuple."""
+  if not text.strip():
+    return ()
+  value = _literal(text)
+  if isinstance(value, (tuple, list)):
+    return tuple(value)
+  if isinstance(value, str) and "," in value:
+    return tuple(_literal(item.strip()) for item in value.split(","))
+  return (value,)
+
+
+def convert_value(key: str, text: str, field_type: type):
+  """``text`` as a value of ``field_type`` (the field's current type) for config key ``key``."""
+  if text.strip().lower() == "none":
+    return None
+  try:
+    if field_type is bool:
+      if text.lower() in _TRUE:
+        return True
+      if text.lower() in _FALSE:
+        return False
+      raise ValueError(f"expected one of {list(_TRUE + _FALSE)}")
+    if field_type is int:
+      return int(text)
+    if field_type is float:
+      return float(text)
+    if field_type is str:
+      return text
+    if field_type in (tuple, list):
+      return field_type(_sequence(text))
+  except ValueError as error:
+    raise CommandError(f"--set {key}={text}: config key {key!r} takes a "
+                       f"value of type {field_type.__name__}; {error}") from error
+  return _literal(text)
+
+
+def apply_override(config: ConfigDict, item: str) -> None:
+  """Applies one ``--set a.b=value``, converting the value to the field's type.
+
+  A key the config does not have raises naming it; a new key inside an
+  existing group is added (free-form groups such as ``model`` take any key)
+  and left to :func:`tljax.config.check_config` to accept or reject.
+  """
+  key, separator, text = item.partition("=")
+  if not separator or not key:
+    raise CommandError(f"--set {item!r} must look like key=value")
+  *parents, last = key.split(".")
+  node = config
+  for part in parents:
+    if not isinstance(node, ConfigDict) or part not in node:
+      allowed = sorted(node.keys()) if isinstance(node, ConfigDict) else []
+      raise CommandError(f"--set {item}: config key {key!r} is unknown; "
+                         f"allowed keys here: {allowed}")
+    node = node[part]
+  if not isinstance(node, ConfigDict):
+    raise CommandError(f"--set {item}: config key {'.'.join(parents)!r} is a "
+                       "value, not a group of keys")
+  if last in node:
+    if isinstance(node[last], ConfigDict):
+      raise CommandError(f"--set {item}: config key {key!r} is a group; set "
+                         f"one of its keys: {sorted(node[last].keys())}")
+    value = convert_value(key, text, node.get_type(last))
+  else:
+    value = _literal(text)
+  try:
+    node[last] = value
+  except (AttributeError, KeyError, TypeError) as error:
+    raise CommandError(f"--set {item}: {error}") from error
+
+
+def load_config(spec: str | None, overrides=()) -> ConfigDict:
+  """The config file's config with ``overrides`` applied, checked."""
+  from tljax.config import check_config  # imports the registries (and JAX)
+  config = load_config_file(spec)
+  for item in overrides:
+    apply_override(config, item)
+  try:
+    check_config(config)
+  except ValueError as error:
+    raise CommandError(str(error)) from error
+  return config
+
+
+def _default_workdir(spec: str | None, suffix: str = "") -> str:
+  path = (spec or DEFAULT_CONFIG).split(".py:", 1)[0]
+  name = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join("workdirs", name + suffix)
+
+
+def _quiet_logging() -> None:
+  from absl import logging
+  # Orbax logs every step of every checkpoint save at INFO.
+  logging.set_verbosity(logging.WARNING)
+
+
+# --- Subcommands -----------------------------------------------------------------
+
+
+def train(args: argparse.Namespace) -> int:
+  """``tljax train``: the experiment, its table and gaps, then its report."""
+  config = load_config(args.config, args.set)
+  workdir = args.workdir or _default_workdir(args.config)
+  import jax
+  from tljax.train import parallel
+  from tljax.train.experiment import format_gaps, format_table, run_experiment
+  _quiet_logging()
+  # Multi-host: before JAX touches a device (see tljax.train.parallel).
+  parallel.maybe_initialize_distributed(config)
+  results = run_experiment(config, workdir)
+  print()
+  print(format_table(results["table"]))
+  if results["negative_transfer"]:
+    print()
+    print(format_gaps(results["negative_transfer"]))
+  if args.report and jax.process_index() == 0:
+    from tljax.report import report_experiment  # matplotlib: only when asked
+    report_experiment(workdir)
+    print(f"\nreport: {os.path.join(os.path.abspath(workdir), 'report.md')}")
+  print(f"\nresults in {os.path.abspath(workdir)}")
+  return 0
+
+
+def report(args: argparse.Namespace) -> int:
+  """``tljax report``: what ``scripts/report.py`` does."""
+  from tljax.report import command_line
+  return command_line.run(args, prog=f"{PROG} report")
+
+
+def sweep(args: argparse.Namespace) -> int:
+  """``tljax sweep``: the config's sweep grid trained as one vmapped program."""
+  config = load_config(args.config, args.set)
+  workdir = args.workdir or _default_workdir(args.config, "_sweep")
+  from tljax.train import parallel
+  from tljax.train.sweep import format_sweep, run_sweep
+  _quiet_logging()
+  parallel.maybe_initialize_distributed(config)
+  results = run_sweep(config, workdir)
+  print()
+  print(format_sweep(results))
+  print(f"\nresults in {os.path.abspath(workdir)}")
+  return 0
+
+
+_RANK_SOURCES_HELP = f"""\
+usage: {PROG} rank-sources --sources RUN[,RUN...] [FLAGS]
+
+Ranks candidate source runs for a target task by transferability scores
+(LogME, LEEP, NCE, H-score, GBC, TransRate); with --verify also fine-tunes
+from every source and measures how well each score predicted the result.
+
+This runs {RANK_SOURCES_SCRIPT} in a fresh Python process with the flags
+passed through unchanged (its absl flags are process-global, so a subprocess
+keeps them apart from anything else) and exits with its status.
+
+examples:
+  {PROG} rank-sources --sources workdirs/a/source_only/seed_0,workdirs/b/source_only/seed_0 \\
+      --labels_per_class 10
+  {PROG} rank-sources --sources ... --verify --seeds 0,1,2 --workdir workdirs/rank_sources
+  {PROG} report workdirs/rank_sources      # its pictures, after --verify
+
+The script's own help follows.
+"""
+
+
+def rank_sources(argv: list[str]) -> int:
+  """``tljax rank-sources FLAGS``: ``scripts/rank_sources.py FLAGS`` in a subprocess."""
+  script = repository_file(RANK_SOURCES_SCRIPT)
+  if script is None:
+    print(f"{PROG} rank-sources: error: {RANK_SOURCES_SCRIPT} is not next to "
+          f"the tljax package (in {_REPO}); install tljax editable from a "
+          "checkout (pip install -e .)", file=sys.stderr)
+    return 2
+  if any(argument in _HELP_FLAGS for argument in argv):
+    print(_RANK_SOURCES_HELP)
+    sys.stdout.flush()
+    # absl exits 1 after printing its help; this help is not an error.
+    subprocess.run([sys.executable, script, "--helpshort"], check=False)
+    return 0
+  return subprocess.run([sys.executable, script, *argv], check=False).returncode
+
+
+# --- The parser ------------------------------------------------------------------
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+      "--config", metavar="PATH[:ARG]", default=None,
+      help="a Python config file whose get_config(arg) returns the experiment "
+      "config, optionally with its argument after a colon "
+      "(configs/moons.py:method=jan,rotation=50). Relative paths are looked "
+      "up in the current directory, then in the tljax repository. "
+      f"Default: the repository's {DEFAULT_CONFIG}.")
+  parser.add_argument(
+      "--set", action="append", default=[], metavar="KEY=VALUE",
+      help="override a config field (repeatable); dotted keys reach into "
+      "groups (optimizer.learning_rate=0.03) and the value is converted to "
+      "the field's type: numbers, true/false, None, tuples as '(0, 1)' or "
+      "0,1 and '()' for empty. An unknown key is an error naming it.")
+
+
+_TRAIN_EPILOG = f"""\
+examples:
+  {PROG} train                                   # configs/digits.py: JAN, MNIST -> UCI digits
+  {PROG} train --config configs/moons.py:method=dann,rotation=50 --workdir workdirs/dann50
+  {PROG} train --config configs/digits.py:method=finetune --set steps=500 \\
+      --set target.labels_per_class=10 --set seeds='(0, 1)'
+  {PROG} train --config configs/moons.py --set tensorboard=true --noreport
+
+Runs go to WORKDIR/<method>/seed_<n>; the table to WORKDIR/results.md and
+results.json. Running the same command again resumes every run.
+"""
+
+_REPORT_EPILOG = f"""\
+Each WORKDIR may be a run dir (WORKDIR/<method>/seed_<n>), an experiment dir
+(tljax train's --workdir: every run's report and WORKDIR/report.md), or a
+rank-sources work dir (written with --verify). Several experiment dirs, or
+--output, also give one comparison report.
+
+examples:
+  {PROG} report workdirs/digits
+  {PROG} report workdirs/digits/jan/seed_0 --features tsne
+  {PROG} report workdirs/dann workdirs/jan --output comparison.md
+  {PROG} report workdirs/rank_sources
+"""
+
+_SWEEP_EPILOG = f"""\
+The grid is config.seeds x config.sweep.learning_rates x
+config.sweep.trade_offs (empty: the config's own value); every member trains
+in one jitted, vmapped step (tljax.train.sweep).
+
+examples:
+  {PROG} sweep --config configs/moons.py:method=dann \\
+      --set sweep.learning_rates='(1e-3, 3e-3)' --set sweep.trade_offs='(0.3, 1.0)'
+  {PROG} sweep --config configs/moons.py:method=jan,seeds=3 --set steps=500 \\
+      --workdir workdirs/jan_sweep
+"""
+
+
+def _wrap(text: str) -> str:
+  return textwrap.fill(text, width=79)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """The ``tljax`` argument parser, one subparser per command."""
+  formatter = argparse.RawDescriptionHelpFormatter
+  parser = argparse.ArgumentParser(
+      prog=PROG, formatter_class=formatter,
+      description=_wrap("Transfer learning in JAX: train experiments from "
+                        "Python configs, report them, rank source models and "
+                        "sweep hyper-parameters."),
+      epilog=f"Run '{PROG} COMMAND --help' for a command's options and "
+      "examples.")
+  commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                   required=True)
+
+  train_parser = commands.add_parser(
+      "train", formatter_class=formatter, epilog=_TRAIN_EPILOG,
+      help="train a config's method and baselines over seeds; print the table",
+      description=_wrap(
+          "Trains config.method and config.baselines for every seed (as "
+          "scripts/train.py does), prints the results table and the "
+          "negative-transfer gaps, then writes the pictures and report.md."))
+  _add_config_arguments(train_parser)
+  train_parser.add_argument(
+      "--workdir", default=None, metavar="DIR",
+      help="where runs, checkpoints and results go; an existing run there "
+      "resumes (default: workdirs/<config file name>)")
+  train_parser.add_argument(
+      "--noreport", dest="report", action="store_false",
+      help="skip the pictures and report.md at the end")
+  train_parser.set_defaults(run=train)
+
+  report_parser = commands.add_parser(
+      "report", formatter_class=formatter, epilog=_REPORT_EPILOG,
+      help="pictures and markdown reports of finished runs and experiments",
+      description=_wrap(
+          "Pictures (training curves, features, weights, rankings) and "
+          "report.md of finished runs and experiments (as scripts/report.py "
+          "does)."))
+  from tljax.report import command_line
+  command_line.add_arguments(report_parser)
+  report_parser.set_defaults(run=report)
+
+  # Parsed by rank_sources(): its flags go to the script unchanged.
+  commands.add_parser(
+      "rank-sources", add_help=False,
+      help="rank source runs by transferability scores "
+      f"({RANK_SOURCES_SCRIPT}; its flags pass through)")
+
+  sweep_parser = commands.add_parser(
+      "sweep", formatter_class=formatter, epilog=_SWEEP_EPILOG,
+      help="train a grid of seeds, learning rates and trade-offs as one "
+      "vmapped program",
+      description=_wrap(
+          "Trains config.method for every seed, learning rate and trade-off "
+          "(lambda) of the config's sweep grid together "
+          "(tljax.train.sweep.run_sweep) and prints the table."))
+  _add_config_arguments(sweep_parser)
+  sweep_parser.add_argument(
+      "--workdir", default=None, metavar="DIR",
+      help="where the sweep's checkpoints and results go; a rerun resumes "
+      "(default: workdirs/<config file name>_sweep)")
+  sweep_parser.set_defaults(run=sweep)
+  return parser
+
+
+def main(argv=None) -> int:
+  """Runs ``tljax ARGS``; returns the exit status."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if argv and argv[0] == "rank-sources":
+    return rank_sources(argv[1:])
+  args = build_parser().parse_args(argv)
+  try:
+    return args.run(args)
+  except CommandError as error:
+    print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,78 @@
+"""The report command line, shared by ``scripts/report.py`` and ``tljax report``.
+
+:func:`add_arguments` defines the arguments (``WORKDIR...``, ``--features``,
+``--max_points``, ``--output``) on a parser; :func:`run` reports every
+``WORKDIR`` by what it is (:func:`report_one`) and, with several experiment
+directories or ``--output``, writes and prints one comparison report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tljax.report.ranking import RANK_SOURCES_JSON, plot_rank_sources
+from tljax.report.reports import (experiment_report, report_experiment,
+                                  run_report)
+from tljax.report.runs import experiment_runs, is_run_dir
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """Adds the report arguments to ``parser``."""
+  parser.add_argument(
+      "workdirs", nargs="+", metavar="WORKDIR",
+      help="run dirs, experiment dirs, rank_sources.py work dirs or "
+      "rank_sources.json files")
+  parser.add_argument(
+      "--features", choices=("pca", "tsne", "none"), default="pca",
+      help="2-D projection of the feature pictures; 'none' skips them "
+      "(they load the data and the checkpoints). Default: %(default)s.")
+  parser.add_argument(
+      "--max_points", type=int, default=500, metavar="N",
+      help="test examples per domain in the feature pictures "
+      "(default: %(default)s)")
+  parser.add_argument(
+      "--output", default=None, metavar="PATH",
+      help="the comparison report across the experiment dirs (markdown); "
+      "with several experiment dirs it is also printed")
+
+
+def report_one(workdir: str, features: str | None, max_points: int) -> str:
+  """Pictures and report of one directory; returns ``"run"``, ``"experiment"`` or ``"ranking"``."""
+  if os.path.isfile(workdir) or os.path.isfile(
+      os.path.join(workdir, RANK_SOURCES_JSON)):
+    for path in plot_rank_sources(workdir):
+      print(path)
+    return "ranking"
+  if is_run_dir(workdir):
+    print(run_report(workdir, features=features, max_points=max_points))
+    return "run"
+  if os.path.isdir(workdir) and experiment_runs(workdir):
+    print(report_experiment(workdir, features=features, max_points=max_points))
+    return "experiment"
+  raise ValueError(f"WORKDIR {workdir!r} is not a run directory, an "
+                   "experiment directory or a rank_sources.py output")
+
+
+def run(args: argparse.Namespace, prog: str) -> int:
+  """Reports ``args.workdirs``; returns the exit status (2 on bad input, named by ``prog``)."""
+  features = None if args.features == "none" else args.features
+  try:
+    kinds = [report_one(workdir, features, args.max_points)
+             for workdir in args.workdirs]
+    experiments = [workdir for workdir, kind in zip(args.workdirs, kinds)
+                   if kind == "experiment"]
+    if len(experiments) > 1 or (args.output and experiments):
+      markdown = experiment_report(experiments, args.output)
+      print()
+      print(markdown, end="")
+      if args.output:
+        print(f"\ncomparison in {os.path.abspath(args.output)}")
+    elif args.output:
+      raise ValueError("--output needs at least one experiment directory to "
+                       "compare")
+  except ValueError as error:
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    return 2
+  return 0
