@@ -1,8 +1,26 @@
 """Shared fixtures and helpers: one prepared data dir, small run configs."""
 
+import os
+import tempfile
+
+import jax
 import pytest
 
 from tljax.config import base_config
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache for the session and its subprocesses.
+
+  Many tests train the same small models; each run builds new jitted
+  closures, so without it identical programs would compile again and again.
+  """
+  del config
+  cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                                tempfile.mkdtemp(prefix="tljax-xla-cache-"))
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 @pytest.fixture(scope="session")
