@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One short check of tljax on a GPU machine (jax, flax, optax, orbax, chex
+# installed; tensorflow-datasets and PyTorch need not be). Run from the
+# repository root:  bash scripts/gpu_check.sh [OUTDIR]
+# Budget: under 8 minutes including compilation on one H100/H200-class GPU.
+#  1. tljax imports and trains without tensorflow-datasets (in-memory toy data);
+#  2. the tests worth repeating on the device: vmapped sweep
+#     members == single runs, bf16 compute with f32 parameters (on the GPU);
+#  3. the ResNet-50 DANN step (224x224, batch 32+32) throughput in f32 and bf16,
+#     as a fraction of the peak FLOP/s given (H100 SXM: 67 / 989 dense TFLOP/s;
+#     H200: the same chip) -> OUTDIR/gpu_benchmark.md.
+set -euo pipefail
+OUT="${1:-gpu_check_out}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+python - <<'PY'
+import builtins, sys
+real_import = builtins.__import__
+def no_tfds(name, *args, **kwargs):
+  if name.split(".")[0] == "tensorflow_datasets":
+    raise ImportError("tensorflow_datasets is hidden for this check")
+  return real_import(name, *args, **kwargs)
+builtins.__import__ = no_tfds
+import jax, tempfile
+print("devices:", jax.devices())
+sys.path.insert(0, "configs")
+import moons
+from tljax.train.loop import train_and_evaluate
+config = moons.get_config("method=dann,seeds=1")
+config.steps, config.progress_bar = 200, False
+summary = train_and_evaluate(config, tempfile.mkdtemp(), seed=0)
+print("moons dann without tensorflow_datasets:", summary["target_test"])
+PY
+if python -c "import pytest" 2>/dev/null; then
+  timeout 300 python -m pytest -q -p no:cacheprovider tests/test_mixed_precision.py \
+    tests/test_sweep.py 2>&1 | tail -5 | tee "$OUT/gpu_tests.txt" || true
+fi
+timeout 300 python scripts/benchmark.py --sections resnet --no_torch \
+  --peak_tflops_fp32 "${PEAK_TFLOPS_FP32:-67}" --peak_tflops_bf16 "${PEAK_TFLOPS_BF16:-989}" \
+  --note "scripts/gpu_check.sh" --output "$OUT/gpu_benchmark.md"
+cat "$OUT/gpu_benchmark.md"
