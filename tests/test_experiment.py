@@ -183,8 +183,9 @@ def test_results_table_formats_mean_and_std():
 
 
 def run_script(*arguments, cwd):
+  # --noreport: the pictures have their own tests (test_report.py).
   return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "train.py"),
-                         *arguments], cwd=cwd, capture_output=True, text=True,
+                         "--noreport", *arguments], cwd=cwd, capture_output=True, text=True,
                         timeout=600, check=False)
 
 

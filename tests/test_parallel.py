@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
 
     def config(data_parallel, batch_size=64):
       c = moons.get_config("method=dann,seeds=1")
-      c.steps, c.batch_size, c.progress_bar = 10, batch_size, False
+      c.steps, c.batch_size, c.progress_bar = 5, batch_size, False
       # SGD: Adam would turn the rounding noise of the pre-BatchNorm biases'
       # (mathematically zero) gradients into O(lr) steps of either sign.
       c.optimizer.name, c.optimizer.learning_rate = "sgd", 0.05

@@ -119,12 +119,14 @@ def test_scores_are_finite_and_equal_the_select_functions(tiny):
     per_seed = [direct_scores(run.model, run_dir_,
                               tiny["target_data"]["train"][seed])
                 for seed in SEEDS]
+    # float32 features computed in another batching (the script's) move
+    # LogME's fixed point by ~1e-4 relative.
     for score in rank_sources.SCORE_NAMES:
       values = [float(scores[score]) for scores in per_seed]
-      np.testing.assert_allclose(row["per_seed"][score], values, rtol=1e-4,
+      np.testing.assert_allclose(row["per_seed"][score], values, rtol=5e-4,
                                  atol=1e-6, err_msg=score)
       np.testing.assert_allclose(row["scores"][score], np.mean(values),
-                                 rtol=1e-4, atol=1e-6, err_msg=score)
+                                 rtol=5e-4, atol=1e-6, err_msg=score)
 
 
 def test_labeled_examples_are_the_training_runs_draw(tiny):
