@@ -1,9 +1,7 @@
 """A vmapped sweep: each member equals its own single run."""
 
 import json
-import os
 
-import jax
 import numpy as np
 import pytest
 
