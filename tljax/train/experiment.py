@@ -14,10 +14,11 @@ import os
 import numpy as np
 
 from tljax import methods as methods_lib
-from tljax.config import base_config, check_config
+from tljax.config import check_config
 from tljax.select import negative_transfer_gap
 from tljax.train import metrics as metrics_lib
-from tljax.train.loop import build_model, load_domains, train_and_evaluate
+from tljax.train.loop import (TRAIN_EVERYTHING, build_model, load_domains,
+                              train_and_evaluate)
 
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
@@ -31,7 +32,7 @@ def teacher_run_config(config):
   teacher.baselines = ()
   if len(config.distill.teacher_model):
     teacher.model = config.distill.teacher_model.copy_and_resolve_references()
-  teacher.trainable_rules = base_config().trainable_rules
+  teacher.trainable_rules = TRAIN_EVERYTHING
   return teacher
 
 
