@@ -3,6 +3,7 @@
 import os
 import tempfile
 
+import hypothesis
 import jax
 import pytest
 
@@ -21,6 +22,16 @@ def pytest_configure(config):
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+# Property-based tests: a fixed example budget and a derandomized search, so
+# the suite is reproducible and its cost bounded (each new shape compiles).
+hypothesis.settings.register_profile(
+    "tljax", max_examples=20, deadline=None, derandomize=True,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow,
+                           hypothesis.HealthCheck.data_too_large])
+hypothesis.settings.load_profile(
+    os.environ.get("TLJAX_HYPOTHESIS_PROFILE", "tljax"))
 
 
 @pytest.fixture(scope="session")
