@@ -47,6 +47,12 @@ Fields (defaults in :func:`base_config`):
   ``{seed}``) or one trained first with ``teacher_method`` and
   ``teacher_model`` (empty: the student's model); see
   :mod:`tljax.methods.distillation`.
+* ``divergence_policy``: what a training step whose loss, gradients or new
+  parameters are not finite does: ``"stop"`` (default; the state stays the
+  last finite one and the loop raises ``DivergenceError`` naming the step),
+  ``"skip"`` (the update is dropped and counted in ``skipped_steps``) or
+  ``"off"``; see :func:`tljax.train.step.guard_nonfinite`. A checkpoint is
+  never written with non-finite values under any policy.
 * ``tensorboard``: also write the metrics as TensorBoard event files (in the
   run's ``tensorboard/`` directory; no TensorFlow needed).
 * ``sweep``: learning rates and trade-offs λ that :func:`tljax.train.sweep.run_sweep`
@@ -137,6 +143,7 @@ def base_config() -> ml_collections.ConfigDict:
       "mcc_temperature": 2.5})
   config.reweight = ml_collections.ConfigDict({
       "estimator": "kmm", "kwargs": ml_collections.ConfigDict()})
+  config.divergence_policy = "stop"
   config.tensorboard = False
   config.sweep = ml_collections.ConfigDict({
       "learning_rates": (), "trade_offs": ()})
@@ -186,6 +193,49 @@ def _items(config: Mapping, prefix: str = ""):
       yield from _items(value, f"{name}.")
 
 
+def _field_types(config: ml_collections.ConfigDict, prefix: str = ""):
+  """``{dotted key: (type, may be None)}`` of a config's fields."""
+  types = {}
+  for key in config.keys():
+    name = f"{prefix}{key}"
+    field = config._fields[key]  # pylint: disable=protected-access
+    if isinstance(field, config_dict.FieldReference):
+      types[name] = (field.get_type(), True)
+      continue
+    value = config[key]
+    if isinstance(value, ml_collections.ConfigDict):
+      types[name] = (Mapping, False)
+      if name not in _FREE_FORM:
+        types.update(_field_types(value, f"{name}."))
+    else:
+      types[name] = (type(value), value is None)
+  return types
+
+
+def _type_error(name: str, value, expected: type, optional: bool):
+  """The complaint about ``value`` at ``name``, or ``None`` if it fits ``expected``."""
+  if value is None:
+    return None if optional else "must not be None"
+  if expected is Mapping:
+    return None if _is_mapping(value) else "must be a mapping (a sub-config)"
+  if expected is bool:
+    ok = isinstance(value, bool)
+  elif expected is int:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+  elif expected is float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+  elif expected in (tuple, list):
+    ok = isinstance(value, (tuple, list))
+  elif expected is str:
+    ok = isinstance(value, str)
+  else:
+    ok = True
+  if ok:
+    return None
+  return (f"must be of type {expected.__name__}, got {type(value).__name__} "
+          f"{value!r}")
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ValueError`` naming the key for unknown keys, bad types or values."""
   reference = dict(_items(base_config()))
@@ -196,6 +246,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                        if key.rpartition(".")[0] == parent)
       raise ValueError(f"config key {name!r} is unknown; allowed keys here: "
                        f"{allowed}")
+  types = _field_types(base_config())
+  for name, value in _items(config):
+    expected, optional = types[name]
+    problem = _type_error(name, value, expected, optional)
+    if problem:
+      raise ValueError(f"config key {name!r} {problem}")
+  policy = config.get("divergence_policy", "stop")
+  from tljax.train.step import GUARD_POLICIES
+  if policy not in GUARD_POLICIES:
+    raise ValueError(f"config key 'divergence_policy' must be one of "
+                     f"{list(GUARD_POLICIES)}, got {policy!r}")
   for name in ("method", "source.name", "target.name", "model.name"):
     value = config
     for part in name.split("."):

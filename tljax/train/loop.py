@@ -35,9 +35,11 @@ from tljax.train.checkpoint import Checkpointer
 from tljax.train.evaluate import evaluate
 from tljax.train.optim import make_optimizer, make_schedule
 from tljax.train.state import create_train_state
-from tljax.train.step import (GroupedOptimizer, make_staged_train_step,
-                              make_train_step, split_groups,
-                              updates_per_step)
+from tljax.train import provenance
+from tljax.train.interrupt import StopSignals
+from tljax.train.step import (GroupedOptimizer, guard_nonfinite,
+                              make_staged_train_step, make_train_step,
+                              split_groups, updates_per_step)
 
 RUN_CONFIG_FILE = "run_config.json"
 TRAIN_EVERYTHING = ((".*", 1.0),)
@@ -345,10 +347,36 @@ def setup_run(config, method_name: str, seed: int, *, domains=None,
   step_fn = (make_staged_train_step(method.stages, optimizer, jit=False)
              if method.stages
              else make_train_step(method.loss_fn, optimizer, jit=False))
+  step_fn = guard_nonfinite(step_fn, divergence_policy(config))
   return RunSetup(domains=domains, model=model, method=method, state=state,
                   optimizer=optimizer, step_fn=step_fn, train_key=train_key,
                   model_keys=model_keys, schedule=schedule)
 
+
+def divergence_policy(config) -> str:
+  """``config.divergence_policy`` (``"stop"`` when the config predates it)."""
+  return config.get("divergence_policy", "stop")
+
+
+class DivergenceError(RuntimeError):
+  """Training met a non-finite loss, gradient or parameter under policy ``stop``."""
+
+
+def _divergence_message(first_step: int, policy: str,
+                        last_finite: tuple[int, dict] | None) -> str:
+  if last_finite is None:
+    before = "no finite metrics were logged before it"
+  else:
+    step, metrics = last_finite
+    shown = ", ".join(f"{key}={value:.6g}" for key, value in metrics.items()
+                      if isinstance(value, float))
+    before = f"the last finite metrics (step {step}): {shown}"
+  return (f"training stopped (divergence_policy={policy!r}): the loss, "
+          f"gradients or new parameters of step {first_step + 1} were not "
+          f"finite; {before}. The state was not updated from that step on and "
+          "no checkpoint was written after it. Lower the learning rate, clip "
+          "gradients (optimizer.grad_clip_norm) or set "
+          "divergence_policy='skip' to skip such steps.")
 
 
 def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
@@ -405,9 +433,24 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
     state = parallel.shard_state(state, shardings)
   start_step = int(state.step)
 
+  provenance.record_session(workdir, seed=seed, config=config,
+                            start_step=start_step, method=method_name)
+
   # --- The loop ---------------------------------------------------------------
+  policy = divergence_policy(config)
+  last_finite = None
+
+  def check_divergence(state, done):
+    # One scalar read, only at steps that synchronise anyway (logging,
+    # evaluation, checkpoints).
+    if policy == "stop":
+      first = int(jax.device_get(state.first_nonfinite_step))
+      if first >= 0:
+        raise DivergenceError(_divergence_message(first, policy, last_finite))
+
   writer = metrics_lib.MetricWriter(
-      workdir, tensorboard=bool(config.get("tensorboard")))
+      workdir, tensorboard=bool(config.get("tensorboard")),
+      resume_step=start_step)
   batches = data_lib.prefetch(
       training_batches(method, domains, batch_size=config.batch_size,
                        seed=seed, start_step=start_step),
@@ -419,33 +462,53 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
                        disable=not config.progress_bar, mininterval=2.0,
                        dynamic_ncols=True)
   window_start, window_steps = time.perf_counter(), 0
+  signals = StopSignals()
   try:
-    for step in progress:
-      state, step_metrics = train_step(state, next(batches),
-                                       jax.random.fold_in(train_key, step))
-      window_steps += 1
-      done = step + 1
-      if done % config.log_every == 0 or done == config.steps:
-        step_metrics = jax.device_get(step_metrics)
-        elapsed = time.perf_counter() - window_start
-        throughput = window_steps * examples_per_step / max(elapsed, 1e-9)
-        writer.write(done, {**step_metrics, "examples_per_second": throughput,
-                            "learning_rate": schedule(step)})
-        progress.set_postfix(loss=f"{float(step_metrics['loss']):.4f}",
-                             ex_per_s=f"{throughput:,.0f}")
-        window_start, window_steps = time.perf_counter(), 0
-      if config.eval_every and done % config.eval_every == 0:
-        evaluation = _evaluate_domains(model, state, domains,
-                                       config.eval_batch_size, model_keys)
-        writer.write(done, {f"{name}/{key}": value
-                            for name, result in evaluation.items()
-                            for key, value in result.items()})
-      checkpointer.save(done, state, force=done == config.steps)
+    with signals:
+      for step in progress:
+        state, step_metrics = train_step(state, next(batches),
+                                         jax.random.fold_in(train_key, step))
+        window_steps += 1
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+          step_metrics = jax.device_get(step_metrics)
+          elapsed = time.perf_counter() - window_start
+          throughput = window_steps * examples_per_step / max(elapsed, 1e-9)
+          writer.write(done, {**step_metrics,
+                              "examples_per_second": throughput,
+                              "learning_rate": schedule(step)})
+          check_divergence(state, done)
+          if np.isfinite(step_metrics["loss"]):
+            last_finite = (done, {key: float(value) for key, value
+                                  in step_metrics.items()
+                                  if np.ndim(value) == 0})
+          progress.set_postfix(loss=f"{float(step_metrics['loss']):.4f}",
+                               ex_per_s=f"{throughput:,.0f}")
+          window_start, window_steps = time.perf_counter(), 0
+        if config.eval_every and done % config.eval_every == 0:
+          check_divergence(state, done)
+          evaluation = _evaluate_domains(model, state, domains,
+                                         config.eval_batch_size, model_keys)
+          writer.write(done, {f"{name}/{key}": value
+                              for name, result in evaluation.items()
+                              for key, value in result.items()})
+        # SIGTERM/SIGINT: this step is logged; save it, then leave.
+        stopping = signals.received is not None
+        if checkpointer.is_due(done) or done == config.steps or stopping:
+          check_divergence(state, done)
+          checkpointer.save(done, state, force=True)
+        if stopping:
+          break
   finally:
     progress.close()
     batches.close()
     checkpointer.close()
     writer.close()
+  if signals.received is not None:
+    # The checkpoint is on disk: end the way the signal would have.
+    signals.resend()
+    raise KeyboardInterrupt(f"stopped by signal {signals.received} after "
+                            f"step {int(state.step)}; checkpoint saved")
 
   # --- Final evaluation and summary (the last step: nothing picked on test) ---
   evaluation = _evaluate_domains(model, state, domains, config.eval_batch_size,
@@ -453,6 +516,7 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   summary = {
       "method": method_name, "setting": method.setting, "seed": seed,
       "steps": int(state.step), "resumed_from_step": start_step,
+      "skipped_steps": int(state.skipped_steps),
       "init_from": dict(init_from) if init_from is not None else None,
       "wall_seconds": time.perf_counter() - start_time, **evaluation}
   metrics_lib.write_summary(workdir, summary)

@@ -27,8 +27,9 @@ def to_python(value: Any) -> Any:
     return [to_python(item) for item in value]
   if isinstance(value, (jax.Array, np.ndarray, np.generic)):
     array = np.asarray(value)
-    return array.item() if array.ndim == 0 else array.tolist()
+    value = array.item() if array.ndim == 0 else to_python(array.tolist())
   if isinstance(value, float) and not math.isfinite(value):
+    # Strict JSON has no NaN or Infinity: "nan", "inf", "-inf".
     return str(value)
   return value
 
@@ -44,7 +45,12 @@ class MetricWriter:
   strings) stay in ``metrics.jsonl`` only. Events are flushed at every
   :meth:`write`, so TensorBoard and ``metrics.jsonl`` agree at any time.
 
-  A resumed run appends to ``metrics.jsonl`` and starts a new event file whose
+  A resumed run passes ``resume_step``, the step of the checkpoint it
+  resumed from: the records after it (those the interrupted run wrote
+  between its last checkpoint and its end, and a line it may have left half
+  written) are dropped, since the resumed run writes them again. The file
+  then reads as if the run had never stopped. TensorBoard gets a new event
+  file whose
   first event purges (hides, in TensorBoard) the events the interrupted run
   logged at or after the first step this writer logs: the loop logs at fixed
   steps, so those are exactly the steps the resumed run logs again.
@@ -52,9 +58,12 @@ class MetricWriter:
   Call :meth:`close` when done (or use the writer as a context manager).
   """
 
-  def __init__(self, workdir: str | os.PathLike, *, tensorboard: bool = False):
+  def __init__(self, workdir: str | os.PathLike, *, tensorboard: bool = False,
+               resume_step: int | None = None):
     os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, METRICS_FILE)
+    if resume_step is not None and os.path.exists(self.path):
+      self._drop_after(int(resume_step))
     self.tensorboard_dir = (os.path.join(workdir, TENSORBOARD_SUBDIR)
                             if tensorboard else None)
     self._summary_writer_class = None
@@ -67,6 +76,21 @@ class MetricWriter:
         raise ImportError("TensorBoard event files (config.tensorboard) need "
                           "tensorboardX: pip install tensorboardX") from error
       self._summary_writer_class = SummaryWriter
+
+  def _drop_after(self, step: int) -> None:
+    kept = []
+    with open(self.path, encoding="utf-8") as stream:
+      for line in stream:
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:
+          continue  # a line cut short by a crash
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+          kept.append(line if line.endswith("\n") else line + "\n")
+    temporary = f"{self.path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as stream:
+      stream.writelines(kept)
+    os.replace(temporary, self.path)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     """Appends ``metrics`` at ``step`` (and, with TensorBoard, their scalars)."""

@@ -28,6 +28,11 @@ class TrainState:
     extras: constant trees the loss reads and the step never changes, set up
       once by a method before training: the source model's parameters for
       L2-SP or DELTA, a class relationship for Co-Tuning ({} if none).
+    skipped_steps: how many steps the divergence guard did not apply because
+      their loss, gradients or new values were not finite (int32 scalar; see
+      :func:`tljax.train.step.guard_nonfinite`).
+    first_nonfinite_step: the ``step`` of the first such update, ``-1`` if
+      none (int32 scalar).
   """
   step: jax.Array
   trainable: Any
@@ -35,6 +40,10 @@ class TrainState:
   opt_state: Any
   model_state: Any
   extras: Any = dataclasses.field(default_factory=dict)
+  skipped_steps: jax.Array = dataclasses.field(
+      default_factory=lambda: jnp.zeros((), jnp.int32))
+  first_nonfinite_step: jax.Array = dataclasses.field(
+      default_factory=lambda: jnp.full((), -1, jnp.int32))
 
   @property
   def params(self) -> dict:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from tljax import params as params_lib
@@ -200,3 +201,62 @@ def make_staged_train_step(stages, optimizer: GroupedOptimizer, *,
     return new_state, metrics
 
   return jax.jit(step, donate_argnums=0) if jit else step
+
+
+GUARD_POLICIES = ("stop", "skip", "off")
+
+
+def _all_finite(tree) -> jax.Array:
+  flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+           if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+  return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
+
+
+def guard_nonfinite(step, policy: str = "stop"):
+  """Wraps ``step(state, batch, key)`` so that a non-finite update is never applied.
+
+  Inside the compiled step (no host synchronisation), the update counts as
+  non-finite when the loss, the gradient norm, or any new trainable
+  parameter or model-state value (BatchNorm statistics) is NaN or Inf.
+  Then the step keeps the old parameters, optimizer state and model state,
+  advances ``state.step`` (the batch is consumed), adds one to
+  ``state.skipped_steps`` and records ``state.first_nonfinite_step``.
+
+  Policies:
+    * ``"skip"``: later finite steps are applied as usual.
+    * ``"stop"``: no update is applied after the first non-finite one, so the
+      state stays the last finite one until the host sees
+      ``first_nonfinite_step >= 0`` (the training loop checks at its logging
+      and checkpoint steps, and stops with a message).
+    * ``"off"``: ``step`` is returned unwrapped.
+
+  When every value is finite the wrapped step's results are bit-identical
+  to ``step``'s. The metrics gain ``skipped_steps``.
+  """
+  if policy not in GUARD_POLICIES:
+    raise ValueError(f"policy must be one of {GUARD_POLICIES}, got {policy!r}")
+  if policy == "off":
+    return step
+
+  def guarded(state: TrainState, batch, key) -> tuple[TrainState, dict]:
+    new_state, metrics = step(state, batch, key)
+    finite = _all_finite((metrics["loss"], metrics["grad_norm"],
+                          new_state.trainable, new_state.model_state))
+    apply = finite
+    if policy == "stop":
+      apply = finite & (state.first_nonfinite_step < 0)
+
+    def choose(new, old):
+      return jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
+
+    first = jnp.where(~finite & (state.first_nonfinite_step < 0), state.step,
+                      state.first_nonfinite_step)
+    skipped = state.skipped_steps + (~finite).astype(jnp.int32)
+    new_state = new_state.replace(
+        trainable=choose(new_state.trainable, state.trainable),
+        opt_state=choose(new_state.opt_state, state.opt_state),
+        model_state=choose(new_state.model_state, state.model_state),
+        skipped_steps=skipped, first_nonfinite_step=first)
+    return new_state, dict(metrics, skipped_steps=skipped)
+
+  return guarded

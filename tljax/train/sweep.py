@@ -27,7 +27,11 @@ checkpointed in ``workdir/checkpoints`` every ``config.checkpoint_every``
 steps (a rerun resumes), and each member's evaluation is written to
 ``workdir/<member>/summary.json`` plus ``workdir/sweep.json`` and
 ``workdir/sweep.md`` (target test accuracy per learning rate and λ, mean ±
-std over seeds). Not supported: recipes updated in stages (``mcd``) and data
+std over seeds). Each member has its own divergence guard
+(``config.divergence_policy``): a member that meets a non-finite step is
+skipped over or stopped at its last finite state while the others train on,
+and its summary says at which step (``diverged_at_step``). SIGTERM and
+SIGINT save a checkpoint before the sweep exits. Not supported: recipes updated in stages (``mcd``) and data
 parallelism (a sweep is the other way to use devices).
 """
 
@@ -47,6 +51,7 @@ from tljax.methods.adaptation import DEFAULT_TRADE_OFFS
 from tljax.params.restore import CHECKPOINT_SUBDIR
 from tljax.train import metrics as metrics_lib
 from tljax.train.checkpoint import Checkpointer
+from tljax.train.interrupt import StopSignals
 from tljax.train.loop import (_claim_workdir, _evaluate_domains, load_domains,
                               setup_run, training_batches)
 
@@ -155,28 +160,47 @@ def run_sweep(config, workdir: str) -> dict:
       yield batch
 
   batches = data_lib.prefetch(stacked_batches(), size=config.prefetch)
-  writer = metrics_lib.MetricWriter(workdir)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
+  signals = StopSignals()
   try:
-    for index in range(start_step, config.steps):
-      keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, index)
-      state, step_metrics = train_step(state, next(batches), keys)
-      done = index + 1
-      if done % config.log_every == 0 or done == config.steps:
-        step_metrics = jax.device_get(step_metrics)
-        writer.write(done, {f"{member_name(member)}/{key}": float(value[i])
-                            for key, value in step_metrics.items()
-                            for i, member in enumerate(members)})
-      checkpointer.save(done, state, force=done == config.steps)
+    with signals:
+      for index in range(start_step, config.steps):
+        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys,
+                                                               index)
+        state, step_metrics = train_step(state, next(batches), keys)
+        done = index + 1
+        if done % config.log_every == 0 or done == config.steps:
+          step_metrics = jax.device_get(step_metrics)
+          writer.write(done, {f"{member_name(member)}/{key}": float(value[i])
+                              for key, value in step_metrics.items()
+                              for i, member in enumerate(members)})
+        stopping = signals.received is not None  # SIGTERM/SIGINT
+        checkpointer.save(done, state,
+                          force=done == config.steps or stopping)
+        if stopping:
+          break
   finally:
     batches.close()
     checkpointer.close()
+    writer.close()
+  if signals.received is not None:
+    signals.resend()
+    raise KeyboardInterrupt(f"stopped by signal {signals.received} after "
+                            f"step {int(state.step[0])}; checkpoint saved")
 
   summaries = []
   for index, (run, member) in enumerate(zip(runs, members)):
     evaluation = _evaluate_domains(model, _member(state, index), run.domains,
                                    config.eval_batch_size, run.model_keys)
     summary = {"method": config.method, **member, "name": member_name(member),
-               "steps": int(state.step[index]), **evaluation}
+               "steps": int(state.step[index]),
+               "skipped_steps": int(state.skipped_steps[index]),
+               # Under divergence_policy "stop" a diverged member keeps its
+               # last finite state; the others train on.
+               "diverged_at_step": (
+                   int(state.first_nonfinite_step[index]) + 1
+                   if int(state.first_nonfinite_step[index]) >= 0 else None),
+               **evaluation}
     member_dir = os.path.join(workdir, member_name(member))
     os.makedirs(member_dir, exist_ok=True)
     metrics_lib.write_summary(member_dir, summary)

@@ -1,0 +1,59 @@
+"""SIGTERM and SIGINT stop a run at the next step boundary, after a checkpoint.
+
+A scheduler's SIGTERM (pre-emption) or a Ctrl-C must not throw away the work
+since the last periodic checkpoint. :class:`StopSignals` replaces the two
+handlers while a training loop runs: the first signal only sets
+:attr:`StopSignals.received`; the loop finishes its current step, saves a
+checkpoint and leaves; :meth:`StopSignals.resend` then delivers the signal
+again with the handler that was there before, so the process ends the way
+it would have (SIGINT: ``KeyboardInterrupt``; SIGTERM: terminated). A
+second signal while the checkpoint is being written is delivered at once.
+
+Handlers can only be installed from the main thread; elsewhere (a training
+loop in a worker thread) the class does nothing and signals act as usual.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopSignals:
+  """Context manager recording SIGTERM/SIGINT instead of acting on them."""
+
+  def __init__(self, signals=SIGNALS):
+    self.signals = tuple(signals)
+    self.received: int | None = None
+    self._previous: dict[int, object] = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.received is not None:
+      # A second signal: the user insists, act on it now.
+      self._restore()
+      signal.raise_signal(signum)
+      return
+    self.received = signum
+
+  def _restore(self) -> None:
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous = {}
+
+  def __enter__(self) -> StopSignals:
+    if threading.current_thread() is threading.main_thread():
+      for signum in self.signals:
+        self._previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self._restore()
+
+  def resend(self) -> None:
+    """Delivers the recorded signal again (call after leaving the context)."""
+    if self.received is not None:
+      signal.raise_signal(self.received)
