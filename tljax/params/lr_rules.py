@@ -22,21 +22,32 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import optax
 
-from tljax.params.tree import Rules, flatten, is_frozen, match_rules, unflatten
+from tljax.params.tree import (Rules, flatten_tree, is_frozen,
+                               match_named_rules, unflatten)
 
 
-def _multiplier(name: str, value) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _multiplier(name: str, value, argument: str = "rules") -> float:
+  if isinstance(value, (bool, np.bool_)) or not isinstance(
+      value, (int, float, np.integer, np.floating)):
     raise ValueError(
-        f"rules give parameter {name!r} the value {value!r}; a trainable "
+        f"{argument} give parameter {name!r} the value {value!r}; a trainable "
         "parameter's value is its learning-rate multiplier, a positive number "
         "(None freezes it)")
   if not math.isfinite(value) or value <= 0:
-    raise ValueError(f"rules give parameter {name!r} the learning-rate "
+    raise ValueError(f"{argument} give parameter {name!r} the learning-rate "
                      f"multiplier {value!r}; it must be a positive number")
   return float(value)
+
+
+def _check_depth_rules(depth_rules) -> None:
+  if not callable(depth_rules) and (
+      isinstance(depth_rules, (str, bytes, Mapping))
+      or not isinstance(depth_rules, (tuple, list))):
+    raise ValueError("depth_rules must be (regex, depth) pairs or a function "
+                     f"name -> depth, got {depth_rules!r}")
 
 
 def depths(params: Mapping, depth_rules: Rules | Callable[[str], int]
@@ -45,16 +56,33 @@ def depths(params: Mapping, depth_rules: Rules | Callable[[str], int]
 
   ``depth_rules`` is either ``(regex, depth)`` rules (first full match wins)
   or a depth function ``name -> depth``.
+
+  Raises:
+    ValueError: if ``params`` is not a mapping, ``depth_rules`` is neither
+      rules nor callable, a rule is malformed or matches no rule, or a depth
+      is not a non-negative integer.
   """
+  _check_depth_rules(depth_rules)
   if callable(depth_rules):
-    values = {name: depth_rules(name) for name in flatten(params)}
+    values = {name: depth_rules(name)
+              for name in flatten_tree(params, "params")}
   else:
-    values = match_rules(params, depth_rules)
+    values = match_named_rules(params, depth_rules, tree_argument="params",
+                               rules_argument="depth_rules")
   for name, depth in values.items():
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+    if (isinstance(depth, (bool, np.bool_))
+        or not isinstance(depth, (int, np.integer)) or depth < 0):
       raise ValueError(f"depth_rules give parameter {name!r} the depth "
                        f"{depth!r}; depths are non-negative integers")
-  return values
+  return {name: int(depth) for name, depth in values.items()}
+
+
+def _check_layer_decay(layer_decay) -> float:
+  if (isinstance(layer_decay, (bool, np.bool_))
+      or not isinstance(layer_decay, (int, float, np.integer, np.floating))
+      or not 0 < layer_decay <= 1):
+    raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
+  return float(layer_decay)
 
 
 def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
@@ -71,21 +99,34 @@ def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
       (max_depth - depth)``, the depth coming from ``depth_rules``.
     depth_rules: ``(regex, depth)`` rules or a function ``name -> depth``,
       required with ``layer_decay``.
+
+  Raises:
+    ValueError: naming the argument: ``trainable`` not a mapping; malformed
+      or non-matching ``rules``; a rule freezing a leaf of ``trainable`` or
+      giving it a multiplier that is not a positive number; ``layer_decay``
+      outside (0, 1]; missing or invalid ``depth_rules``.
   """
-  values = match_rules(trainable, rules)
-  frozen = [name for name, value in values.items() if is_frozen(value)]
+  values = match_named_rules(trainable, rules, tree_argument="trainable",
+                             rules_argument="rules")
+  frozen = []
+  for name, value in values.items():
+    try:
+      if is_frozen(value):
+        frozen.append(name)
+    except ValueError as error:
+      raise ValueError(f"rules give parameter {name!r} the {error}") from None
   if frozen:
     raise ValueError(f"trainable holds parameters {frozen} that rules freeze; "
                      "split the parameters with the same rules first")
   multipliers = {name: _multiplier(name, value) for name, value in values.items()}
+  _check_depth_rules(depth_rules)
   if layer_decay is not None:
-    if not 0 < layer_decay <= 1:
-      raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+    layer_decay = _check_layer_decay(layer_decay)
     if not callable(depth_rules) and not depth_rules:
       raise ValueError("layer_decay needs depth_rules, (regex, depth) pairs "
                        "giving each parameter's depth")
     layer_depths = depths(trainable, depth_rules)
-    max_depth = max(layer_depths.values())
+    max_depth = max(layer_depths.values(), default=0)
     multipliers = {name: value * layer_decay ** (max_depth - layer_depths[name])
                    for name, value in multipliers.items()}
   return unflatten(multipliers)
@@ -100,8 +141,14 @@ def scale_by_multipliers(multipliers: Mapping) -> optax.GradientTransformation:
 
   Built on ``optax.partition``: one ``optax.scale`` per distinct multiplier;
   a multiplier of 1 leaves its group untouched.
+
+  Raises:
+    ValueError: if ``multipliers`` is not a mapping or a leaf is not a
+      positive finite number (a Python or NumPy scalar, as
+      :func:`learning_rate_multipliers` gives).
   """
-  flat = flatten(multipliers)
+  flat = {name: _multiplier(name, value, "multipliers")
+          for name, value in flatten_tree(multipliers, "multipliers").items()}
   labels = unflatten({name: _label(value) for name, value in flat.items()})
   transforms = {_label(value): (optax.identity() if value == 1.0
                                 else optax.scale(value))
@@ -117,10 +164,19 @@ def with_learning_rate_multipliers(optimizer: optax.GradientTransformation,
   """``optimizer`` with per-parameter learning rates from ``rules`` (and LLRD).
 
   Returns ``optimizer`` itself when every multiplier is 1.
+
+  Raises:
+    ValueError: if ``optimizer`` is not an optax gradient transformation
+      (``init`` and ``update``), or as :func:`learning_rate_multipliers`.
   """
+  if not (callable(getattr(optimizer, "init", None))
+          and callable(getattr(optimizer, "update", None))):
+    raise ValueError("optimizer must be an optax.GradientTransformation "
+                     f"(with init and update), got {optimizer!r}")
   multipliers = learning_rate_multipliers(trainable, rules,
                                           layer_decay=layer_decay,
                                           depth_rules=depth_rules)
-  if all(value == 1.0 for value in flatten(multipliers).values()):
+  if all(value == 1.0 for value in flatten_tree(multipliers,
+                                                "multipliers").values()):
     return optimizer
   return optax.chain(optimizer, scale_by_multipliers(multipliers))

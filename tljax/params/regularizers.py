@@ -46,7 +46,7 @@ import optax
 
 from tljax.checks import (check_int, check_non_negative, check_positive,
                           check_probability_rows, is_traced)
-from tljax.params.tree import flatten
+from tljax.params.tree import flatten_tree
 from tljax.solvers import minimize_lbfgs
 
 __all__ = [
@@ -78,13 +78,45 @@ def _as_float(array: Any) -> jax.Array:
   return array.astype(jnp.promote_types(array.dtype, jnp.float32))
 
 
+def _check_array(array: Any, argument: str) -> jax.Array:
+  """A real (float or integer) array; finite when concrete."""
+  if array is None:
+    raise ValueError(f"{argument} must be an array of numbers, got None.")
+  try:
+    array = jnp.asarray(array)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"{argument} must be an array of numbers: {error}") from None
+  if not (
+    jnp.issubdtype(array.dtype, jnp.floating)
+    or jnp.issubdtype(array.dtype, jnp.integer)
+  ):
+    raise ValueError(f"{argument} must hold real numbers, got dtype {array.dtype}.")
+  _check_finite(array, argument)
+  return array
+
+
+def _check_finite(array: jax.Array, argument: str) -> None:
+  if not is_traced(array) and not bool(np.all(np.isfinite(np.asarray(array)))):
+    raise ValueError(f"{argument} must be finite (it holds NaN or infinity).")
+
+
+def _check_finite_result(value: jax.Array, message: str) -> jax.Array:
+  """``value``; when concrete and not finite (an overflow), a ``ValueError``."""
+  if not is_traced(value) and not bool(jnp.all(jnp.isfinite(value))):
+    raise ValueError(message)
+  return value
+
+
 def _check_labels(
   labels: Any, argument: str, *, num_classes: int, length: int, length_of: str
 ) -> jax.Array:
   """Integer labels of shape ``(length,)``, in range when concrete."""
   # Values are read before the conversion, which may narrow int64 to int32.
-  values = None if is_traced(labels) else np.asarray(labels)
-  labels = jnp.asarray(labels)
+  try:
+    values = None if is_traced(labels) else np.asarray(labels)
+    labels = jnp.asarray(labels)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"{argument} must be an array of integers: {error}") from None
   if labels.shape != (length,):
     raise ValueError(
       f"{argument} must have shape ({length},) (one label per row of "
@@ -103,7 +135,10 @@ def _check_labels(
 
 def _check_probabilities(probabilities: Any, argument: str) -> jax.Array:
   """A ``(batch, classes)`` matrix whose rows are distributions, when concrete."""
-  probabilities = jnp.asarray(probabilities)
+  try:
+    probabilities = jnp.asarray(probabilities)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"{argument} must be an array of numbers: {error}") from None
   if probabilities.ndim != 2 or 0 in probabilities.shape:
     raise ValueError(
       f"{argument} must have shape (num_examples, num_source_classes) with both "
@@ -168,8 +203,9 @@ def l2_sp(
 
   Raises:
     ValueError: if ``start_params`` names a parameter that ``params`` lacks or
-      whose shape differs (the message names the path), or if ``alpha`` or
-      ``beta`` is negative or not finite.
+      whose shape differs (the message names the path), a leaf is not a
+      real array or, when concrete, not finite, if ``alpha`` or ``beta`` is
+      negative or not finite, or if the concrete penalty overflows.
   """
   check_non_negative(alpha, "alpha")
   check_non_negative(beta, "beta")
@@ -178,8 +214,11 @@ def l2_sp(
       raise ValueError(
         f"{argument} must be a nested mapping of arrays, got {type(tree).__name__}."
       )
-  flat_params = flatten(params)
-  flat_start = flatten(start_params)
+  flat_params = flatten_tree(params, "params")
+  flat_start = flatten_tree(start_params, "start_params")
+  for argument, flat in (("params", flat_params), ("start_params", flat_start)):
+    for name, leaf in flat.items():
+      _check_array(leaf, f"{argument} path {name!r}")
   unknown = sorted(set(flat_start) - set(flat_params))
   if unknown:
     raise ValueError(
@@ -202,7 +241,12 @@ def l2_sp(
       new.append(jnp.sum(jnp.square(leaf)))
   transferred_norm = sum(transferred, jnp.zeros((), jnp.float32))
   new_norm = sum(new, jnp.zeros((), jnp.float32))
-  return 0.5 * alpha * transferred_norm + 0.5 * beta * new_norm
+  return _check_finite_result(
+    0.5 * alpha * transferred_norm + 0.5 * beta * new_norm,
+    "l2_sp overflows: the penalty of these params and start_params is not "
+    "finite in float32 (values of order 1e19 or more); rescale them or "
+    "reduce alpha and beta.",
+  )
 
 
 # --- DELTA -------------------------------------------------------------------
@@ -268,8 +312,10 @@ def delta(
     The scalar penalty (float32 or wider).
 
   Raises:
-    ValueError: if ``feature_maps`` is None or not rank 4, shapes differ,
-      ``channel_weights`` has the wrong shape, or ``alpha`` is negative.
+    ValueError: if ``feature_maps`` is None, not rank 4, has an empty axis
+      or is not real, shapes differ, ``channel_weights`` has the wrong shape,
+      or, when concrete, an array is not finite, a channel weight is
+      negative or the penalty overflows; or if ``alpha`` is negative.
   """
   check_non_negative(alpha, "alpha")
   if feature_maps is None:
@@ -277,11 +323,12 @@ def delta(
       "feature_maps is None: the model exposes no spatial feature map (an MLP "
       "backbone); DELTA needs (batch, height, width, channels) maps."
     )
-  shape = tuple(jnp.shape(feature_maps))
-  if len(shape) != 4:
+  feature_maps = _check_array(feature_maps, "feature_maps")
+  shape = tuple(feature_maps.shape)
+  if len(shape) != 4 or 0 in shape:
     raise ValueError(
-      f"feature_maps must have shape (batch, height, width, channels) (NHWC), "
-      f"got shape {shape}."
+      f"feature_maps must have shape (batch, height, width, channels) (NHWC) "
+      f"with no empty axis, got shape {shape}."
     )
   if start_feature_maps is None or tuple(jnp.shape(start_feature_maps)) != shape:
     start_shape = None if start_feature_maps is None else jnp.shape(start_feature_maps)
@@ -289,22 +336,30 @@ def delta(
       f"start_feature_maps must have the shape of feature_maps {shape}, got "
       f"{start_shape}."
     )
+  start_feature_maps = _check_array(start_feature_maps, "start_feature_maps")
   batch, height, width, channels = shape
   if channel_weights is None:
     weights = jnp.full((channels,), 1.0 / channels, jnp.float32)
   else:
-    weights = _as_float(channel_weights)
+    weights = _as_float(_check_array(channel_weights, "channel_weights"))
     if weights.shape not in ((channels,), (batch, channels)):
       raise ValueError(
         f"channel_weights must have shape ({channels},) or ({batch}, {channels}), "
         f"got shape {weights.shape}."
       )
+    if not is_traced(weights) and bool(np.any(np.asarray(weights) < 0)):
+      raise ValueError("channel_weights must be non-negative.")
   difference = _as_float(feature_maps) - jax.lax.stop_gradient(
     _as_float(start_feature_maps)
   )
   # (N, C): the mean over spatial positions of each channel's squared change.
   per_channel = jnp.sum(jnp.square(difference), axis=(1, 2)) / (height * width)
-  return alpha * 0.5 * channels * jnp.sum(weights * per_channel)
+  return _check_finite_result(
+    alpha * 0.5 * channels * jnp.sum(weights * per_channel),
+    "delta overflows: the penalty of these feature_maps and "
+    "start_feature_maps is not finite in float32 (differences of order 1e19 "
+    "or more); rescale them or reduce alpha.",
+  )
 
 
 def delta_channel_attention(
@@ -373,7 +428,8 @@ def delta_channel_attention(
 
   Raises:
     ValueError: if ``loss_fn`` is not callable or returns neither a scalar nor
-      a vector, or the other arguments are out of range.
+      a vector of real numbers, or (when concrete) non-finite losses, or the
+      other arguments are out of range.
   """
   if not callable(loss_fn):
     raise ValueError(f"loss_fn must be callable, got {loss_fn!r}.")
@@ -381,7 +437,10 @@ def delta_channel_attention(
   check_positive(temperature, "temperature")
   if batch_size is not None:
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-  full_loss = jnp.asarray(loss_fn(jnp.ones((num_channels,), jnp.float32)))
+  if not isinstance(standardize, (bool, np.bool_)):
+    raise ValueError(f"standardize must be True or False, got {standardize!r}.")
+  full_loss = _check_array(
+    loss_fn(jnp.ones((num_channels,), jnp.float32)), "loss_fn's loss")
   if full_loss.ndim > 1:
     raise ValueError(
       "loss_fn must return a scalar or per-example losses of shape (batch,), "
@@ -392,7 +451,7 @@ def delta_channel_attention(
     losses = jax.vmap(loss_fn)(one_channel_off)
   else:
     losses = jax.lax.map(loss_fn, one_channel_off, batch_size=batch_size)
-  losses = jnp.asarray(losses)
+  losses = _check_array(losses, "loss_fn's losses with one channel removed")
   if losses.shape != (num_channels, *full_loss.shape):
     raise ValueError(
       f"loss_fn must return the same shape for every mask: {full_loss.shape} "
@@ -400,6 +459,7 @@ def delta_channel_attention(
     )
   # Channels last: (C,) or (N, C).
   drops = jnp.moveaxis(_as_float(losses) - _as_float(full_loss), 0, -1)
+  _check_finite(drops, "loss_fn's loss increases (they overflow)")
   if standardize:
     centred = drops - jnp.mean(drops, axis=-1, keepdims=True)
     spread = jnp.std(drops, axis=-1, keepdims=True)
@@ -447,10 +507,12 @@ def batch_spectral_shrinkage(
     The scalar penalty (float32 or wider).
 
   Raises:
-    ValueError: if ``features`` is not a non-empty matrix, ``k`` is out of
-      range or ``eta`` negative.
+    ValueError: if ``features`` is not a non-empty real matrix or, when
+      concrete, not finite, ``k`` is out of range, ``eta`` negative, or the
+      concrete penalty overflows.
   """
-  shape = tuple(jnp.shape(features))
+  features = _check_array(features, "features")
+  shape = tuple(features.shape)
   if len(shape) != 2 or 0 in shape:
     raise ValueError(
       f"features must have shape (batch, dim) with both sizes positive, got "
@@ -464,7 +526,12 @@ def batch_spectral_shrinkage(
     )
   check_non_negative(eta, "eta")
   singular_values = jnp.linalg.svd(_as_float(features), compute_uv=False)
-  return eta * jnp.sum(jnp.square(singular_values[-k:]))  # sorted descending
+  return _check_finite_result(
+    eta * jnp.sum(jnp.square(singular_values[-k:])),  # sorted descending
+    "batch_spectral_shrinkage overflows: the squared singular values of "
+    "these features are not finite in float32 (features of order 1e19 or "
+    "more); rescale them or reduce eta.",
+  )
 
 
 # --- Co-Tuning ---------------------------------------------------------------
@@ -754,21 +821,27 @@ def cotuning_loss(
 
   Raises:
     ValueError: on shape mismatches, labels out of range or a negative
-      ``trade_off``.
+      ``trade_off``; when concrete, non-finite logits or relationship, a
+      relationship whose rows are not distributions, or a loss that
+      overflows.
   """
   check_non_negative(trade_off, "trade_off")
-  logits_shape = tuple(jnp.shape(source_logits))
+  source_logits = _check_array(source_logits, "source_logits")
+  logits_shape = tuple(source_logits.shape)
   if len(logits_shape) != 2 or 0 in logits_shape:
     raise ValueError(
       f"source_logits must have shape (batch, num_source_classes), got shape "
       f"{logits_shape}."
     )
-  relationship_shape = tuple(jnp.shape(relationship))
-  if len(relationship_shape) != 2 or relationship_shape[1] != logits_shape[1]:
+  relationship = _check_array(relationship, "relationship")
+  relationship_shape = tuple(relationship.shape)
+  if (len(relationship_shape) != 2 or relationship_shape[1] != logits_shape[1]
+      or relationship_shape[0] == 0):
     raise ValueError(
       f"relationship must have shape (num_target_classes, {logits_shape[1]}) to "
       f"match source_logits, got shape {relationship_shape}."
     )
+  check_probability_rows(relationship, "relationship")
   target_labels = _check_labels(
     target_labels,
     "target_labels",
@@ -784,4 +857,12 @@ def cotuning_loss(
     fill_value=jnp.nan,
   )
   log_probabilities = jax.nn.log_softmax(_as_float(source_logits), axis=-1)
-  return trade_off * -jnp.mean(jnp.sum(soft_labels * log_probabilities, axis=-1))
+  # A source class with soft label 0 adds 0, never 0 · ∞ = NaN when its
+  # log-probability underflows to -∞ (logits spread beyond the float range).
+  terms = jnp.where(soft_labels == 0, 0.0, soft_labels * log_probabilities)
+  return _check_finite_result(
+    trade_off * -jnp.mean(jnp.sum(terms, axis=-1)),
+    "cotuning_loss overflows: the cross-entropy of these source_logits "
+    "against the relationship's soft labels is not finite in float32 "
+    "(logits spread by 1e38 or more); rescale the source_logits.",
+  )

@@ -17,31 +17,68 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.params.tree import flatten, merge, unflatten
+from tljax.params.tree import check_tree, flatten_tree, merge, unflatten
 
 CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class CheckpointNotFoundError(FileNotFoundError, ValueError):
+  """No checkpoint directory where one was given.
+
+  A ``FileNotFoundError`` (what a missing file is) and a ``ValueError`` (what
+  every other bad argument of :mod:`tljax.params` raises), naming the
+  argument.
+  """
 
 
 def _compile(patterns: Sequence[str], argument: str) -> list[re.Pattern]:
   if isinstance(patterns, str):
     patterns = (patterns,)
+  if isinstance(patterns, (bytes, Mapping)) or not isinstance(
+      patterns, (Sequence, set, frozenset)):
+    raise ValueError(f"{argument} must be a sequence of regexes, got "
+                     f"{patterns!r}")
   compiled = []
   for pattern in patterns:
+    if not isinstance(pattern, str):
+      raise ValueError(f"{argument} has a pattern {pattern!r} that is not a "
+                       "string")
     try:
       compiled.append(re.compile(pattern))
-    except (re.error, TypeError) as error:
+    except re.error as error:
       raise ValueError(f"{argument} has an invalid pattern {pattern!r}: "
                        f"{error}") from None
   return compiled
+
+
+def _check_step(step) -> int | None:
+  if step is None:
+    return None
+  if isinstance(step, (bool, np.bool_)) or not isinstance(
+      step, (int, np.integer)) or step < 0:
+    raise ValueError(f"step must be None (the latest) or an int >= 0, got "
+                     f"{step!r}")
+  return int(step)
+
+
+def _check_optional_tree(tree, argument: str) -> None:
+  if tree is not None:
+    check_tree(tree, argument)
 
 
 def _matches(name: str, patterns: list[re.Pattern]) -> bool:
   return any(pattern.fullmatch(name) for pattern in patterns)
 
 
+def _dtype(value) -> np.dtype:
+  dtype = getattr(value, "dtype", None)
+  return np.dtype(dtype) if dtype is not None else np.result_type(value)
+
+
 def _merge_tree(init: Mapping, loaded: Mapping, dont_load: list[re.Pattern],
-                what: str) -> dict:
-  init_flat, loaded_flat = flatten(init), flatten(loaded)
+                what: str, argument: str) -> dict:
+  init_flat = flatten_tree(init, f"init_{argument}")
+  loaded_flat = flatten_tree(loaded, f"loaded_{argument}")
   merged = {}
   for name, init_value in init_flat.items():
     if _matches(name, dont_load):
@@ -56,9 +93,9 @@ def _merge_tree(init: Mapping, loaded: Mapping, dont_load: list[re.Pattern],
           f"{what} {name!r} has shape {tuple(np.shape(value))} in the "
           f"checkpoint but {tuple(np.shape(init_value))} in the model; add it "
           "to dont_load to keep its initial value")
-    if np.dtype(value.dtype) != np.dtype(init_value.dtype):
-      raise ValueError(f"{what} {name!r} has dtype {value.dtype} in the "
-                       f"checkpoint but {init_value.dtype} in the model")
+    if _dtype(value) != _dtype(init_value):
+      raise ValueError(f"{what} {name!r} has dtype {_dtype(value)} in the "
+                       f"checkpoint but {_dtype(init_value)} in the model")
     merged[name] = jnp.asarray(value)
   unexpected = [name for name in loaded_flat
                 if name not in init_flat and not _matches(name, dont_load)]
@@ -69,15 +106,34 @@ def _merge_tree(init: Mapping, loaded: Mapping, dont_load: list[re.Pattern],
 
 
 def transferred_names(params: Mapping, dont_load: Sequence[str]) -> frozenset:
-  """Names of the parameters :func:`load_pretrained` restores (not in ``dont_load``)."""
+  """Names of the parameters :func:`load_pretrained` restores (not in ``dont_load``).
+
+  Raises:
+    ValueError: if ``params`` is not a mapping or ``dont_load`` is not a
+      sequence of valid regexes.
+  """
   patterns = _compile(dont_load, "dont_load")
-  return frozenset(name for name in flatten(params)
+  return frozenset(name for name in flatten_tree(params, "params")
                    if not _matches(name, patterns))
 
 
 def resolve_checkpoint_dir(path: str | os.PathLike) -> str:
-  """A run's work dir or its ``checkpoints`` dir -> the checkpoints dir."""
-  path = os.fspath(path)
+  """A run's work dir or its ``checkpoints`` dir -> the checkpoints dir.
+
+  The path need not exist (it is returned as is when it has no
+  ``checkpoints`` sub-directory).
+
+  Raises:
+    ValueError: if ``path`` is not a non-empty string or ``os.PathLike`` of
+      one.
+  """
+  try:
+    path = os.fspath(path)
+  except TypeError:
+    raise ValueError(f"path must be a directory path (str or os.PathLike), "
+                     f"got {type(path).__name__} {path!r}") from None
+  if not isinstance(path, str) or not path:
+    raise ValueError(f"path must be a non-empty str path, got {path!r}")
   nested = os.path.join(path, CHECKPOINT_SUBDIR)
   return nested if os.path.isdir(nested) else path
 
@@ -89,19 +145,38 @@ def read_checkpoint(checkpoint_dir: str | os.PathLike, *,
   Args:
     checkpoint_dir: a tljax run's work dir or its ``checkpoints`` dir.
     step: which checkpoint (default: the latest).
+
+  Raises:
+    CheckpointNotFoundError: (a ``FileNotFoundError`` and a ``ValueError``)
+      if ``checkpoint_dir`` is not an existing directory.
+    ValueError: if ``checkpoint_dir`` is not a path or ``step`` is not None
+      or an int >= 0.
+    FileNotFoundError: if the directory holds no checkpoint.
   """
   from tljax.train.checkpoint import Checkpointer  # the train core imports params
 
-  directory = resolve_checkpoint_dir(checkpoint_dir)
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"checkpoint_dir {directory!r} does not exist")
-  checkpointer = Checkpointer(directory, max_to_keep=None)
+  step = _check_step(step)
+  directory = _checkpoint_directory(checkpoint_dir)
+  checkpointer = Checkpointer(directory, read_only=True)
   try:
     raw = checkpointer.restore_raw(step)
   finally:
     checkpointer.close()
   params = merge(raw.get("trainable") or {}, raw.get("frozen") or {})
   return params, dict(raw.get("model_state") or {})
+
+
+def _checkpoint_directory(checkpoint_dir) -> str:
+  try:
+    directory = resolve_checkpoint_dir(checkpoint_dir)
+  except ValueError:
+    raise ValueError("checkpoint_dir must be a directory path (a non-empty str "
+                     f"or os.PathLike), got {checkpoint_dir!r}") from None
+  if not os.path.isdir(directory):
+    raise CheckpointNotFoundError(
+        f"checkpoint_dir {directory!r} does not exist or is not a directory "
+        "(give a tljax run's work dir or its checkpoints dir)")
+  return directory
 
 
 def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
@@ -129,9 +204,19 @@ def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
 
   Raises:
     ValueError: naming the parameter path on any mismatch not covered by
-      ``dont_load``.
+      ``dont_load``; naming the argument if one is invalid (checked before
+      the checkpoint is read): a tree that is not a mapping, a pattern that
+      is not a valid regex, a ``step`` that is not None or an int >= 0.
+    CheckpointNotFoundError: (also a ``ValueError``) if ``checkpoint_dir``
+      does not exist.
     FileNotFoundError: if there is no checkpoint.
   """
+  check_tree(init_params, "init_params")
+  _check_optional_tree(init_model_state, "init_model_state")
+  _compile(dont_load, "dont_load")
+  _compile(zero_init, "zero_init")
+  step = _check_step(step)
+  _checkpoint_directory(checkpoint_dir)
   loaded_params, loaded_model_state = read_checkpoint(checkpoint_dir, step=step)
   return merge_pretrained(init_params, loaded_params, dont_load=dont_load,
                           init_model_state=init_model_state,
@@ -148,27 +233,42 @@ def merge_pretrained(init_params: Mapping, loaded_params: Mapping, *,
 
   Same arguments, rules, errors and return value, with the checkpoint's
   ``loaded_params`` and ``loaded_model_state`` given instead of its directory.
+  A ``zero_init`` pattern must match a parameter of the model, as a
+  ``dont_load`` one must match a name somewhere: a typo would silently
+  keep what it meant to zero.
   """
+  check_tree(init_params, "init_params")
+  check_tree(loaded_params, "loaded_params")
+  _check_optional_tree(init_model_state, "init_model_state")
+  _check_optional_tree(loaded_model_state, "loaded_model_state")
   dont_load_patterns = _compile(dont_load, "dont_load")
   zero_patterns = _compile(zero_init, "zero_init")
   loaded_model_state = loaded_model_state or {}
-  names = (set(flatten(init_params)) | set(flatten(loaded_params))
-           | set(flatten(init_model_state or {}))
-           | set(flatten(loaded_model_state)))
+  init_names = set(flatten_tree(init_params, "init_params"))
+  names = (init_names | set(flatten_tree(loaded_params, "loaded_params"))
+           | set(flatten_tree(init_model_state or {}, "init_model_state"))
+           | set(flatten_tree(loaded_model_state, "loaded_model_state")))
   unused = [pattern.pattern for pattern in dont_load_patterns
             if not any(pattern.fullmatch(name) for name in names)]
   if unused:
     raise ValueError(f"dont_load patterns {unused} match no parameter of the "
                      "model or the checkpoint (a typo would silently load what "
                      "it meant to skip)")
+  unused = [pattern.pattern for pattern in zero_patterns
+            if not any(pattern.fullmatch(name) for name in init_names)]
+  if unused:
+    raise ValueError(f"zero_init patterns {unused} match no parameter of the "
+                     "model (a typo would silently keep what it meant to "
+                     "zero)")
   params = _merge_tree(init_params, loaded_params, dont_load_patterns,
-                       "parameter")
+                       "parameter", "params")
   if zero_patterns:
     params = unflatten({
         name: jnp.zeros_like(value) if _matches(name, zero_patterns) else value
-        for name, value in flatten(params).items()})
+        for name, value in flatten_tree(params, "params").items()})
   if init_model_state is None:
     return params
   model_state = _merge_tree(init_model_state, loaded_model_state,
-                            dont_load_patterns, "model state entry")
+                            dont_load_patterns, "model state entry",
+                            "model_state")
   return params, model_state

@@ -35,43 +35,111 @@ def _key_name(key) -> str:
 
 
 def path_name(path) -> str:
-  """The ``a/b/c`` name of a ``jax.tree_util`` key path."""
+  """The ``a/b/c`` name of a ``jax.tree_util`` key path.
+
+  Raises:
+    ValueError: if ``path`` is not a tuple or list of keys (a string would be
+      split into characters).
+  """
+  if not isinstance(path, (tuple, list)):
+    raise ValueError(
+        f"path must be a jax.tree_util key path (a tuple of keys), got "
+        f"{type(path).__name__} {path!r}")
   return "/".join(_key_name(key) for key in path)
 
 
+def check_tree(tree, argument: str) -> None:
+  """A ``ValueError`` naming ``argument`` unless ``tree`` is a mapping."""
+  if not isinstance(tree, Mapping):
+    raise ValueError(f"{argument} must be a nested mapping (dict) of arrays, "
+                     f"got {type(tree).__name__}")
+
+
+def flatten_tree(tree: Mapping, argument: str) -> dict[str, Any]:
+  """:func:`flatten` with errors naming ``argument``."""
+  check_tree(tree, argument)
+  try:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  except TypeError as error:  # e.g. keys of mixed types, which cannot be sorted
+    raise ValueError(f"{argument} cannot be flattened: {error}") from None
+  flat = {}
+  for path, leaf in leaves:
+    slashed = [_key_name(key) for key in path if "/" in _key_name(key)]
+    if slashed:
+      raise ValueError(
+          f"{argument} has a key {slashed[0]!r} containing '/', the separator "
+          "of parameter names, so its name would be ambiguous")
+    name = path_name(path)
+    if name in flat:
+      raise ValueError(f"{argument} has two leaves named {name!r} (keys of "
+                       "different types with the same text)")
+    flat[name] = leaf
+  return flat
+
+
 def flatten(tree: Mapping) -> dict[str, Any]:
-  """Nested dict -> ``{"a/b/c": leaf}`` in tree order."""
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {path_name(path): leaf for path, leaf in leaves}
+  """Nested dict -> ``{"a/b/c": leaf}`` in tree order.
+
+  ``None`` leaves and empty sub-dicts have no leaf, so they vanish.
+
+  Raises:
+    ValueError: if ``tree`` is not a mapping, or a key contains ``/`` (its
+      name would be ambiguous) or two keys give the same name.
+  """
+  return flatten_tree(tree, "tree")
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict:
-  """``{"a/b/c": leaf}`` -> nested dict (inverse of :func:`flatten`)."""
+  """``{"a/b/c": leaf}`` -> nested dict (inverse of :func:`flatten`).
+
+  Raises:
+    ValueError: if ``flat`` is not a mapping with string keys, or a name is
+      both a leaf and the parent of another name (``"a"`` and ``"a/b"``).
+  """
+  return unflatten_names(flat, "flat")
+
+
+def unflatten_names(flat: Mapping[str, Any], argument: str) -> dict:
+  """:func:`unflatten` with errors naming ``argument``."""
+  check_tree(flat, argument)
   tree: dict = {}
+  leaf_names = set()
   for name, leaf in flat.items():
+    if not isinstance(name, str):
+      raise ValueError(f"{argument} must have string keys (a/b/c names), got "
+                       f"{name!r}")
     *parents, last = name.split("/")
     node = tree
-    for key in parents:
+    for depth, key in enumerate(parents):
+      prefix = "/".join(parents[:depth + 1])
+      if prefix in leaf_names:
+        raise ValueError(f"{argument} names {prefix!r} both as a leaf and as "
+                         f"the parent of {name!r}")
       node = node.setdefault(key, {})
+    if last in node:
+      raise ValueError(f"{argument} names {name!r} both as a leaf and as the "
+                       "parent of other names")
     node[last] = leaf
+    leaf_names.add(name)
   return tree
 
 
-def _check_rules(rules: Rules) -> list[tuple[re.Pattern, Any]]:
+def _check_rules(rules: Rules, argument: str = "rules"
+                 ) -> list[tuple[re.Pattern, Any]]:
   if isinstance(rules, (str, bytes)) or not isinstance(rules, Sequence):
     raise ValueError(
-        f"rules must be a sequence of (regex, value) pairs, got {rules!r}")
+        f"{argument} must be a sequence of (regex, value) pairs, got {rules!r}")
   compiled = []
   for index, rule in enumerate(rules):
-    if not isinstance(rule, Sequence) or len(rule) != 2 or not isinstance(
-        rule[0], str):
+    if (isinstance(rule, (str, bytes)) or not isinstance(rule, Sequence)
+        or len(rule) != 2 or not isinstance(rule[0], str)):
       raise ValueError(
-          f"rules[{index}] must be a (regex, value) pair, got {rule!r}")
+          f"{argument}[{index}] must be a (regex, value) pair, got {rule!r}")
     try:
       compiled.append((re.compile(rule[0]), rule[1]))
     except re.error as error:
-      raise ValueError(
-          f"rules[{index}] has an invalid regex {rule[0]!r}: {error}") from None
+      raise ValueError(f"{argument}[{index}] has an invalid regex "
+                       f"{rule[0]!r}: {error}") from None
   return compiled
 
 
@@ -79,12 +147,21 @@ def match_rules(tree: Mapping, rules: Rules) -> dict[str, Any]:
   """Maps every leaf name of ``tree`` to the value of its first matching rule.
 
   Raises:
-    ValueError: if a rule is malformed, or if some names match no rule (all of
-      them are listed).
+    ValueError: if ``tree`` is not a mapping, a rule is malformed (not a
+      ``(regex, value)`` pair, or an invalid regex), or some names match no
+      rule (all of them are listed).
   """
-  compiled = _check_rules(rules)
+  return match_named_rules(tree, rules, tree_argument="tree",
+                           rules_argument="rules")
+
+
+def match_named_rules(tree: Mapping, rules: Rules, *, tree_argument: str,
+                      rules_argument: str) -> dict[str, Any]:
+  """:func:`match_rules` with errors naming the caller's arguments."""
+  flat = flatten_tree(tree, tree_argument)
+  compiled = _check_rules(rules, rules_argument)
   values, unmatched = {}, []
-  for name in flatten(tree):
+  for name in flat:
     for pattern, value in compiled:
       if pattern.fullmatch(name):
         values[name] = value
@@ -93,15 +170,39 @@ def match_rules(tree: Mapping, rules: Rules) -> dict[str, Any]:
       unmatched.append(name)
   if unmatched:
     raise ValueError(
-        f"rules match no rule for parameters {unmatched}; every parameter must "
-        f"match one of the patterns {[rule[0] for rule in rules]} (add a "
-        "catch-all rule such as ('.*', None) to freeze the rest)")
+        f"{rules_argument} match no rule for parameters {unmatched}; every "
+        f"parameter must match one of the patterns "
+        f"{[rule[0] for rule in rules]} (add a catch-all rule such as "
+        "('.*', None) to freeze the rest)")
   return values
 
 
+# Strings that look meant to freeze a parameter but are not FROZEN: a typo
+# would silently make the parameter trainable.
+_NEAR_FROZEN = frozenset({"frozen", "freeze", "none", "null"})
+
+
 def is_frozen(value) -> bool:
-  """Whether a rule value marks a parameter as frozen."""
-  return value is None or (isinstance(value, str) and value == FROZEN)
+  """Whether a rule value marks a parameter as frozen.
+
+  ``None`` and the string ``"frozen"`` freeze; any other value means
+  trainable.
+
+  Raises:
+    ValueError: for a string that looks meant to freeze but is not exactly
+      ``"frozen"`` (``"Frozen"``, ``"freeze"``, ``"None"``, ``" frozen"``...),
+      which would otherwise silently train the parameter.
+  """
+  if value is None:
+    return True
+  if isinstance(value, str):
+    if value == FROZEN:
+      return True
+    if value.strip().lower() in _NEAR_FROZEN:
+      raise ValueError(
+          f"value {value!r} is not a frozen marker: freeze with None or "
+          f"exactly {FROZEN!r}")
+  return False
 
 
 def split(params: Mapping, rules: Rules) -> tuple[dict, dict]:
@@ -115,22 +216,44 @@ def split(params: Mapping, rules: Rules) -> tuple[dict, dict]:
   Returns:
     Two nested dicts holding only their own leaves (empty sub-dicts pruned), so
     ``merge(*split(params, rules)) == params``.
+
+  Raises:
+    ValueError: if ``params`` is not a mapping, a rule is malformed, a
+      parameter matches no rule, or a rule's value is a near miss of
+      ``"frozen"`` (see :func:`is_frozen`).
   """
-  values = match_rules(params, rules)
-  flat = flatten(params)
+  values = match_named_rules(params, rules, tree_argument="params",
+                             rules_argument="rules")
+  flat = flatten_tree(params, "params")
+  frozen_names = set()
+  for name, value in values.items():
+    try:
+      if is_frozen(value):
+        frozen_names.add(name)
+    except ValueError as error:
+      raise ValueError(f"rules give parameter {name!r} the {error}") from None
   trainable = {name: leaf for name, leaf in flat.items()
-               if not is_frozen(values[name])}
-  frozen = {name: leaf for name, leaf in flat.items()
-            if is_frozen(values[name])}
+               if name not in frozen_names}
+  frozen = {name: leaf for name, leaf in flat.items() if name in frozen_names}
   return unflatten(trainable), unflatten(frozen)
 
 
 def merge(trainable: Mapping, frozen: Mapping) -> dict:
-  """Deep union of two disjoint parameter trees (inverse of :func:`split`)."""
-  flat_trainable, flat_frozen = flatten(trainable), flatten(frozen)
+  """Deep union of two disjoint parameter trees (inverse of :func:`split`).
+
+  Raises:
+    ValueError: if either is not a mapping, they share a parameter, or a
+      parameter of one is a sub-tree of the other (``a`` and ``a/b``).
+  """
+  flat_trainable = flatten_tree(trainable, "trainable")
+  flat_frozen = flatten_tree(frozen, "frozen")
   overlap = sorted(set(flat_trainable) & set(flat_frozen))
   if overlap:
     raise ValueError(
         f"trainable and frozen share parameters {overlap}; they must be "
         "disjoint")
-  return unflatten({**flat_trainable, **flat_frozen})
+  try:
+    return unflatten({**flat_trainable, **flat_frozen})
+  except ValueError as error:
+    raise ValueError(f"trainable and frozen do not fit together: "
+                     f"{error}") from None

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from tljax.align._arrays import check_finite, check_matrix
+from tljax.checks import is_traced
 
 
 def check_features(
@@ -71,6 +72,50 @@ def safe_normalize(vectors: jax.Array) -> jax.Array:
   norms = safe_norm(vectors)[..., None]
   positive = norms > 0
   return jnp.where(positive, vectors / jnp.where(positive, norms, 1.0), 0.0)
+
+
+def rescale(features: jax.Array) -> jax.Array:
+  """``features`` divided by their largest absolute value (a constant).
+
+  For the scale-invariant potentials only (RKD's distances and angles, SP's
+  row-normalised Gram matrix): the loss does not change, but squares and
+  products no longer overflow float32 for features of order 1e20 and more
+  (nor underflow to 0 for order 1e-20 and less). As the loss is invariant
+  to the scale, stopping the scale's gradient leaves the gradient exact.
+  All-zero features are returned as they are.
+  """
+  largest = jax.lax.stop_gradient(jnp.max(jnp.abs(features)))
+  return features / jnp.where(largest > 0, largest, 1.0)
+
+
+def scaled_differences(features: jax.Array) -> jax.Array:
+  """``x_i − x_j`` at ``[j, i]`` (``(b, b, dim)``), divided by their largest |value|.
+
+  For the scale-invariant potentials of RKD, which are unchanged by the
+  division (a constant for the gradient, so the gradient is exact too); it
+  keeps the squared distances finite for features of order 1e20 and more
+  and non-zero for order 1e-20 and less. The features are halved first (an
+  exact operation) so a difference cannot overflow, and the differences are
+  taken before dividing, so that a pair of equal rows (the diagonal, or two
+  coinciding examples) gives exactly 0 however the compiler arranges the
+  computation.
+  """
+  half = 0.5 * features
+  differences = half[None, :, :] - half[:, None, :]
+  largest = jax.lax.stop_gradient(jnp.max(jnp.abs(differences)))
+  return differences / jnp.where(largest > 0, largest, 1.0)
+
+
+def check_finite_result(value: jax.Array, message: str) -> jax.Array:
+  """``value``, or a ``ValueError`` with ``message`` if concrete and not finite.
+
+  For losses whose true value can exceed the float range for finite inputs
+  (e.g. logits of order 1e38): the overflow is reported instead of returning
+  infinity or NaN. A traced value (under ``jax.jit``/``jax.grad``) passes.
+  """
+  if not is_traced(value) and not bool(jnp.all(jnp.isfinite(value))):
+    raise ValueError(message)
+  return value
 
 
 def huber(residuals: jax.Array) -> jax.Array:

@@ -31,7 +31,12 @@ exactly 0.
 
 ``ψ_D`` is invariant to scaling, rotating and translating the features, and
 ``ψ_A`` too; neither needs the student's and the teacher's dimensions to
-agree. Cost: ``O(b² d)`` memory for the pairwise differences and ``O(b³)``
+agree. Numerics: each side's differences ``x_i − x_j`` are divided by their
+largest absolute value (a constant for the gradient), which by that
+invariance changes neither the loss nor its gradient but keeps the squared
+distances from overflowing float32 for features of order 1e20 and more (or
+underflowing to 0 for order 1e-20 and less, which would make distinct
+examples coincide). Cost: ``O(b² d)`` memory for the pairwise differences and ``O(b³)``
 for the angles.
 """
 
@@ -42,7 +47,8 @@ import jax.numpy as jnp
 
 from tljax.checks import check_non_negative
 from tljax.relational._checks import (check_features, check_same_batch, huber,
-                                      safe_norm, safe_normalize)
+                                      safe_norm, safe_normalize,
+                                      scaled_differences)
 
 __all__ = ["rkd", "rkd_angle", "rkd_distance"]
 
@@ -149,7 +155,7 @@ def _check_pair(student, teacher, *, min_examples, why):
 def _normalized_distances(features):
   """``‖x_i − x_j‖`` over the mean off-diagonal distance (``(b, b)``)."""
   batch = features.shape[0]
-  distances = safe_norm(features[:, None, :] - features[None, :, :])
+  distances = safe_norm(scaled_differences(features))
   mean = jnp.sum(distances) / (batch * (batch - 1))
   # All examples at one point: every distance is 0 and stays 0.
   return distances / jnp.where(mean > 0, mean, 1.0)
@@ -158,7 +164,7 @@ def _normalized_distances(features):
 def _cosines(features):
   """``⟨e_ij, e_kj⟩`` at index ``[j, i, k]`` (``(b, b, b)``)."""
   # unit[j, i] = e_ij, the unit vector from x_j towards x_i.
-  unit = safe_normalize(features[None, :, :] - features[:, None, :])
+  unit = safe_normalize(scaled_differences(features))
   return jnp.einsum("jid,jkd->jik", unit, unit)
 
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from tljax.relational._checks import (check_features, check_same_batch,
-                                      safe_normalize)
+                                      rescale, safe_normalize)
 
 __all__ = ["similarity_preserving"]
 
@@ -24,7 +24,11 @@ def similarity_preserving(student: jax.Array, teacher: jax.Array) -> jax.Array:
   examples of the batch, so the student's and the teacher's feature maps
   may have any, different shapes beyond the batch axis. A row of zeros (an
   all-zero activation) stays zero, with zero gradient. The loss is
-  invariant to scaling either side's features. The paper sums it over
+  invariant to scaling either side's features, which the computation uses:
+  each side is divided by its largest absolute value (a constant for the
+  gradient) before ``A Aᵀ``, so activations of order 1e20 do not overflow
+  float32 (nor order 1e-20 underflow to 0); loss and gradient are those of
+  the formula. The paper sums it over
   pairs of layers and adds it to the cross-entropy with a weight ``γ``
   (3000 on CIFAR-10); the teacher's gradient is stopped here.
 
@@ -47,6 +51,9 @@ def similarity_preserving(student: jax.Array, teacher: jax.Array) -> jax.Array:
 
 
 def _normalized_gram(features):
+  # Dividing by the largest |value| leaves the row-normalised Gram matrix as
+  # it is but keeps A Aᵀ finite (and non-zero) for huge (tiny) activations.
+  features = rescale(features)
   return safe_normalize(features @ features.T)
 
 

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 
 from tljax.align._arrays import check_same_columns
 from tljax.checks import check_positive
-from tljax.relational._checks import check_features, check_same_batch
+from tljax.relational._checks import (check_features, check_finite_result,
+                                      check_same_batch)
 
 __all__ = ["knowledge_distillation"]
 
@@ -49,12 +50,22 @@ def knowledge_distillation(
     temperature: the softmax temperature ``T`` > 0 (4 by default, the value
       RKD's released code uses on CIFAR); a traced value passes unchecked.
 
+  Numerics: the logits are shifted by their row maximum before the division
+  by ``T`` (the softmax does not change), so a small ``T`` does not overflow
+  ``z / T``, and a class whose teacher probability underflows to 0 adds 0
+  to the divergence. When the true loss is beyond the float range (logits
+  of order 1e38, ``T²`` overflowing, or a student probability of exactly 0
+  where the teacher's is positive) a concrete call raises instead of
+  returning infinity or NaN; a traced one returns it.
+
   Returns:
     The scalar loss (float32 or wider), ``>= 0``.
 
   Raises:
     ValueError: on non-matrix or, when concrete, non-finite logits; different
-      batch sizes or numbers of classes; a temperature that is not > 0.
+      batch sizes or numbers of classes; a temperature that is not > 0; a
+      concrete loss that overflows (the message names the logits and the
+      temperature).
   """
   check_positive(temperature, "temperature")
   student = check_features(student_logits, "student_logits",
@@ -64,19 +75,39 @@ def knowledge_distillation(
   check_same_batch(student, teacher, "student_logits", "teacher_logits")
   check_same_columns(student, teacher, "student_logits", "teacher_logits",
                      what="number of classes")
-  return _knowledge_distillation(student, teacher, temperature)
+  return check_finite_result(
+    _knowledge_distillation(student, teacher, temperature),
+    "knowledge_distillation overflows: the loss of these student_logits and "
+    "teacher_logits at this temperature is not finite in "
+    f"{jnp.result_type(student.dtype, teacher.dtype)} (logits of order "
+    "1e38, a temperature whose square overflows, or a student probability "
+    "that underflows to 0 where the teacher's is not); rescale the logits "
+    "or choose a temperature nearer 1.",
+  )
 
 
 @jax.jit
 def _knowledge_distillation(student, teacher, temperature):
   teacher = jax.lax.stop_gradient(teacher)
-  student_log_probabilities = jax.nn.log_softmax(student / temperature, axis=1)
-  teacher_log_probabilities = jax.nn.log_softmax(teacher / temperature, axis=1)
-  # exp(log p) is 0 where the teacher's probability underflows, so such a
-  # class adds 0 (never 0 · ∞) to the divergence.
+  student_log_probabilities = _tempered_log_softmax(student, temperature)
+  teacher_log_probabilities = _tempered_log_softmax(teacher, temperature)
+  teacher_probabilities = jnp.exp(teacher_log_probabilities)
+  # A class whose teacher probability underflows to 0 adds 0 (the limit of
+  # p log p), never 0 · ∞ = NaN when a log-probability is -∞.
   divergence = jnp.sum(
-    jnp.exp(teacher_log_probabilities)
-    * (teacher_log_probabilities - student_log_probabilities),
+    jnp.where(
+      teacher_probabilities > 0,
+      teacher_probabilities
+      * (teacher_log_probabilities - student_log_probabilities),
+      0.0,
+    ),
     axis=1,
   )
   return temperature**2 * jnp.mean(divergence)
+
+
+def _tempered_log_softmax(logits, temperature):
+  """``log_softmax(logits / T)``, shifting before dividing so a small ``T``
+  cannot overflow ``logits / T`` (the shift does not change the result)."""
+  top = jax.lax.stop_gradient(jnp.max(logits, axis=1, keepdims=True))
+  return jax.nn.log_softmax((logits - top) / temperature, axis=1)
