@@ -37,7 +37,10 @@ For all but the proxy A-distance and the two validation risks, higher means a be
 Shapes are checked always; values (finiteness, label ranges, probability
 rows) when the arrays are concrete, i.e. outside ``jax.jit``. Under
 ``jax.jit`` pass the number of classes (``num_classes=...``), which sets
-array shapes.
+array shapes. Every failure is a ``ValueError`` that names the argument;
+a result that comes out non-finite from concrete inputs raises one too,
+while the scores are computed on rescaled features, so that magnitudes
+from 1e-30 to 1e30 give finite results.
 """
 
 from tljax.select.a_distance import proxy_a_distance

@@ -17,6 +17,104 @@ import numpy as np
 from tljax.checks import check_int, check_probability_rows, is_traced
 
 
+def to_array(value: Any, argument: str) -> Any:
+  """``value`` as an array (a jax array or tracer as is, anything else via NumPy).
+
+  Raises:
+    ValueError: naming ``argument`` if ``value`` is not an array of numbers
+      (ragged nesting, strings, objects, ``None``).
+  """
+  if isinstance(value, jax.Array):  # also tracers
+    return value
+  try:
+    array = np.asarray(value)
+  except (TypeError, ValueError) as error:
+    raise ValueError(
+      f"{argument} must be an array of numbers, got {type(value).__name__} ({error})."
+    ) from None
+  if array.dtype.kind not in "biufc" and not jnp.issubdtype(array.dtype, jnp.floating):
+    # (ml_dtypes such as bfloat16 have NumPy kind "V" but are floats.)
+    raise ValueError(
+      f"{argument} must be an array of numbers, got dtype {array.dtype} "
+      f"({type(value).__name__})."
+    )
+  return array
+
+
+def as_jax_array(array: Any) -> jax.Array:
+  """``jnp.asarray(array)``, without NumPy's overflow warning on a narrowing cast.
+
+  (Values past the float32 range become infinite; :func:`check_finite`
+  reports them, naming the argument.)
+  """
+  with np.errstate(over="ignore"):
+    return jnp.asarray(array)
+
+
+def check_finite(array: Any, original: Any, argument: str) -> None:
+  """Concrete ``original`` holds no NaN or infinity, also once cast to ``array``'s dtype.
+
+  ``array`` is ``original`` converted for the computation (e.g. float64 to
+  float32 when x64 is off); the check runs on ``original`` in NumPy, so it
+  works while tracing other arguments.
+  """
+  if is_traced(original):
+    return
+  values = np.asarray(original)
+  if not np.all(np.isfinite(values)):
+    raise ValueError(f"{argument} must be finite (no NaN or infinity).")
+  dtype = np.dtype(array.dtype)
+  with np.errstate(over="ignore"):
+    if not np.all(np.isfinite(values.astype(dtype))):
+      raise ValueError(
+        f"{argument} must be finite, but overflows {dtype} (largest magnitude "
+        f"{np.max(np.abs(values)):.6g}); rescale it."
+      )
+
+
+def check_finite_result(result: jax.Array, message: str) -> jax.Array:
+  """A concrete ``result`` must be finite; else ``ValueError(message)``.
+
+  Traced results (under ``jax.jit`` / ``jax.vmap``) pass unchecked, so jitted
+  code never waits on this check.
+  """
+  if not is_traced(result) and not np.all(np.isfinite(np.asarray(result))):
+    raise ValueError(message)
+  return result
+
+
+def as_parameter(value: Any, dtype: Any, argument: str) -> jax.Array:
+  """A checked hyper-parameter (finite, >= 0) as a scalar of the computation's dtype.
+
+  Raises:
+    ValueError: naming ``argument`` if a concrete positive ``value`` rounds
+      to 0 or to infinity in ``dtype`` (e.g. 1e-60 or 1e60 in float32).
+  """
+  if is_traced(value):
+    return jnp.asarray(value, dtype)
+  number = float(np.asarray(value))
+  with np.errstate(over="ignore", under="ignore"):
+    converted = np.asarray(number, np.dtype(dtype))
+  if not np.isfinite(converted) or (number > 0 and converted == 0):
+    info = np.finfo(np.dtype(dtype))
+    raise ValueError(
+      f"{argument} must be representable in {np.dtype(dtype).name} (between "
+      f"{float(info.tiny):.3g} and {float(info.max):.3g}), got {number}."
+    )
+  return jnp.asarray(converted)
+
+
+def max_abs_scale(array: jax.Array) -> jax.Array:
+  """``max |array|``, or 1 where that is 0 or subnormal: a safe divisor.
+
+  Dividing by it brings the entries into ``[-1, 1]``, so that squares and
+  Gram matrices neither overflow (features of magnitude 1e30 in float32) nor
+  underflow (1e-30).
+  """
+  largest = jnp.max(jnp.abs(array))
+  return jnp.where(largest >= jnp.finfo(array.dtype).tiny, largest, 1.0).astype(array.dtype)
+
+
 def as_float(array: Any) -> jax.Array:
   """The array in float32, or wider if it already is (float64 under x64)."""
   array = jnp.asarray(array)
@@ -34,16 +132,18 @@ def check_real_dtype(array: jax.Array, argument: str) -> None:
 def check_features(features: Any, argument: str, *, min_rows: int = 2) -> jax.Array:
   """A real ``(num_examples, feature_dim)`` matrix, finite when concrete."""
   traced = is_traced(features)
-  features = jnp.asarray(features)
+  original = to_array(features, argument)
+  features = as_jax_array(original)
   if features.ndim != 2 or features.shape[0] < min_rows or features.shape[1] < 1:
     raise ValueError(
       f"{argument} must have shape (num_examples, feature_dim) with at least "
       f"{min_rows} rows and 1 column, got shape {features.shape}."
     )
   check_real_dtype(features, argument)
-  if not traced and not np.all(np.isfinite(np.asarray(features))):
-    raise ValueError(f"{argument} must be finite (no NaN or infinity).")
-  return as_float(features)
+  features = as_float(features)
+  if not traced:
+    check_finite(features, original, argument)
+  return features
 
 
 def check_labels(
@@ -63,6 +163,7 @@ def check_labels(
   must lie in ``[0, num_classes)`` and at least ``min_present`` distinct
   classes must occur.
   """
+  labels = to_array(labels, argument)
   values = None if is_traced(labels) else np.asarray(labels)
   labels = jnp.asarray(labels)
   if labels.shape != (length,):
@@ -81,7 +182,12 @@ def check_labels(
     negative = values[values < 0]
     if negative.size:
       raise ValueError(f"{argument} must be >= 0, got {sorted(set(negative.tolist()))}.")
-    num_classes = int(values.max()) + 1
+    largest = int(values.max())
+    if largest >= np.iinfo(np.int32).max:
+      raise ValueError(
+        f"{argument} must be < {np.iinfo(np.int32).max} (class indices), got {largest}."
+      )
+    num_classes = largest + 1
   else:
     num_classes = check_int(num_classes, num_classes_argument, minimum=min_present)
   if values is not None:
@@ -103,7 +209,7 @@ def check_labels(
 def check_probabilities(probabilities: Any, argument: str) -> jax.Array:
   """A ``(num_examples, num_classes)`` matrix whose rows are distributions."""
   traced = is_traced(probabilities)
-  probabilities = jnp.asarray(probabilities)
+  probabilities = jnp.asarray(to_array(probabilities, argument))
   if probabilities.ndim != 2 or 0 in probabilities.shape:
     raise ValueError(
       f"{argument} must have shape (num_examples, num_source_classes) with both "

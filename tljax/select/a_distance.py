@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from tljax.checks import check_int, check_positive
-from tljax.select._checks import check_features
+from tljax.select._checks import as_parameter, check_features, max_abs_scale
 from tljax.solvers import minimize_lbfgs
 
 __all__ = ["proxy_a_distance"]
@@ -45,7 +45,10 @@ def proxy_a_distance(
   each domain gets half the total weight ``ω`` in training, and ``ε`` is the
   balanced error (the mean of the two domains' error rates), so that unequal
   sample sizes do not make identical distributions look distinguishable; with
-  equal sizes it is the plain error.
+  equal sizes it is the plain error. Before standardising, the features are
+  divided by their largest magnitude (no change to the result), so that
+  features of magnitude 1e30 or 1e-30 do not overflow or underflow the
+  standard deviation.
 
   Args:
     source_features: ``(N_s, D)`` features of source examples, ``N_s >= 2``.
@@ -75,7 +78,8 @@ def proxy_a_distance(
   dtype = jnp.promote_types(source_features.dtype, target_features.dtype)
   return _proxy_a_distance(
     source_features.astype(dtype), target_features.astype(dtype), key,
-    jnp.asarray(l2_regularization, dtype), max_iterations=max_iterations,
+    as_parameter(l2_regularization, dtype, "l2_regularization"),
+    max_iterations=max_iterations,
   )
 
 
@@ -100,6 +104,10 @@ def _split(features, key):
 @functools.partial(jax.jit, static_argnames=("max_iterations",))
 def _proxy_a_distance(source_features, target_features, key, l2_regularization, *,
                       max_iterations):
+  # Standardisation makes the result independent of the feature scale;
+  # dividing by max |x| first keeps its squares in range (1e30, 1e-30).
+  scale = max_abs_scale(jnp.concatenate([source_features, target_features]))
+  source_features, target_features = source_features / scale, target_features / scale
   source_key, target_key = jax.random.split(key)
   source_train, source_test = _split(source_features, source_key)
   target_train, target_test = _split(target_features, target_key)

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from tljax.checks import check_non_negative
-from tljax.select._checks import (check_features, check_labels, class_statistics,
-                                  dot)
+from tljax.select._checks import (as_parameter, check_features, check_labels,
+                                  class_statistics, dot, max_abs_scale)
 
 __all__ = ["gbc"]
 
@@ -51,6 +51,16 @@ def gbc(
   is left to the caller. Classes absent from ``labels`` (possible with an
   explicit ``num_classes``) have no Gaussian and are left out.
 
+  Numerics: GBC does not change when the features are translated, or scaled
+  by ``s`` together with ``variance_floor`` by ``s²``; the features are
+  centred and scaled to ``max |f| = 1`` that way (only the floor, capped at
+  ``1/eps²`` relative to the at most unit variances, is changed where that
+  makes no difference in floating point), so features of any magnitude work.
+  With ``variance_floor=0`` a class may have zero variance in a dimension:
+  the distance is then the limit for equal variances → 0: no contribution
+  where both classes are the same point, infinite (coefficient 0) where they
+  are different points or only one of them is a point.
+
   Args:
     features: ``(N, D)`` features of the target examples.
     labels: ``(N,)`` integer labels in ``[0, num_classes)``, at least two
@@ -68,7 +78,7 @@ def gbc(
   Raises:
     ValueError: on a malformed argument; the message names it.
   """
-  if covariance not in _COVARIANCES:
+  if not isinstance(covariance, str) or covariance not in _COVARIANCES:
     raise ValueError(f"covariance must be one of {_COVARIANCES}, got {covariance!r}.")
   check_non_negative(variance_floor, "variance_floor")
   features = check_features(features, "features")
@@ -76,12 +86,27 @@ def gbc(
     labels, "labels", length=features.shape[0], length_of="features",
     num_classes=num_classes, num_classes_argument="num_classes", min_present=2,
   )
-  return _gbc(features, labels, jnp.asarray(variance_floor, features.dtype),
+  variance_floor = as_parameter(variance_floor, features.dtype, "variance_floor")
+  return _gbc(features, labels, variance_floor,
               num_classes=num_classes, spherical=covariance == "spherical")
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "spherical"))
 def _gbc(features, labels, variance_floor, *, num_classes, spherical):
+  # GBC is unchanged by translating the features and by scaling them by s
+  # together with the variance floor by s²: bring them to max |f| = 1, so
+  # that squares neither overflow nor underflow.
+  first = max_abs_scale(features)
+  features = features / first
+  features = features - jnp.mean(features, axis=0)
+  second = max_abs_scale(features)
+  features = features / second
+  # A floor this large relative to the (at most 1) variances sets them all
+  # equal; capped, it stays finite without changing the result in float.
+  variance_floor = jnp.minimum(
+    variance_floor / first / first / second / second,
+    1 / jnp.square(jnp.finfo(features.dtype).eps),
+  )
   counts, means = class_statistics(features, labels, num_classes)
   deviations = features - means[labels]
   one_hot = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)
@@ -98,9 +123,21 @@ def _gbc(features, labels, variance_floor, *, num_classes, spherical):
     """Bhattacharyya coefficients of one class against every class."""
     mean, variance, log_variance = inputs
     average = (variance + variances) / 2
-    distance = jnp.sum(jnp.square(mean - means) / average, axis=1) / 8 + 0.5 * jnp.sum(
-      jnp.log(average) - 0.5 * (log_variance + log_variances), axis=1
+    # Zero variances (variance_floor=0): the limits of equal variances → 0,
+    # i.e. no distance from a dimension where both classes are the same
+    # point, an infinite one where they are different points (or only one
+    # of them is a point: the log-determinant term is then +inf).
+    positive = average > 0
+    squared = jnp.square(mean - means)
+    mahalanobis = jnp.where(
+      positive, squared / jnp.where(positive, average, 1.0),
+      jnp.where(squared > 0, jnp.inf, 0.0),
     )
+    log_ratio = jnp.where(
+      positive, jnp.log(jnp.where(positive, average, 1.0))
+      - 0.5 * (log_variance + log_variances), 0.0,
+    )
+    distance = jnp.sum(mahalanobis, axis=1) / 8 + 0.5 * jnp.sum(log_ratio, axis=1)
     return jnp.exp(-distance)
 
   coefficients = jax.lax.map(row, (means, variances, log_variances))

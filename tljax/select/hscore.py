@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from tljax.select._checks import (check_features, check_labels, class_statistics,
-                                  dot)
+                                  dot, max_abs_scale)
 
 __all__ = ["h_score", "shrinkage_h_score"]
 
@@ -32,7 +32,9 @@ def h_score(features: Any, labels: Any, *, num_classes: int | None = None) -> ja
   Both covariances use the same normalisation (the score does not depend on
   which). Eigenvalues of ``cov(f)`` below ``10 · D · eps`` times the largest
   count as zero (``jnp.linalg.pinv``'s default), where the authors' NumPy code
-  uses ``rcond=1e-15`` in float64.
+  uses ``rcond=1e-15`` in float64. The features are scaled to ``max |f| = 1``
+  before and after centring (the score is invariant), so that features of
+  any magnitude (1e30, 1e-30) neither overflow nor underflow the covariance.
 
   Args:
     features: ``(N, D)`` features of the target examples.
@@ -79,7 +81,9 @@ def shrinkage_h_score(
   ``cov`` implies. thuml/Transfer-Learning-Library's ``regularized_h_score``
   pairs scikit-learn's ``1/N`` Ledoit-Wolf covariance with a ``1/(N − 1)``
   ``np.cov`` of the class means, so its values are ``N / (N − 1)`` times
-  these.
+  these. As for :func:`h_score`, the features are first scaled to
+  ``max |f| = 1`` (both the Ledoit-Wolf coefficient and the score are
+  scale-invariant), so that any feature magnitude works.
 
   Args:
     features: ``(N, D)`` features of the target examples.
@@ -108,8 +112,15 @@ def _check(features, labels, num_classes):
 
 
 def _covariances(features, labels, num_classes):
-  """Centred features, their covariance, and that of the class means (1/N)."""
+  """Centred features, their covariance, and that of the class means (1/N).
+
+  The features are scaled to ``max |f| = 1`` before and after centring, which
+  both scores are invariant to and which keeps the covariances from
+  overflowing or underflowing (features of magnitude 1e30 or 1e-30).
+  """
+  features = features / max_abs_scale(features)
   centred = features - jnp.mean(features, axis=0)
+  centred = centred / max_abs_scale(centred)
   counts, means = class_statistics(centred, labels, num_classes)
   num_examples = features.shape[0]
   feature_covariance = dot(centred.T, centred) / num_examples

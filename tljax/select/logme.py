@@ -11,8 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from tljax.checks import check_int, check_positive, is_traced
-from tljax.select._checks import (as_float, check_features, check_labels,
-                                  check_real_dtype, dot)
+from tljax.select._checks import (as_float, as_jax_array, as_parameter,
+                                  check_features, check_finite,
+                                  check_finite_result, check_labels,
+                                  check_real_dtype, dot, max_abs_scale,
+                                  to_array)
 
 __all__ = ["logme"]
 
@@ -80,6 +83,19 @@ def logme(
   ``labels`` (possible with an explicit ``num_classes``) are left out of the
   average instead of producing NaN.
 
+  Numerical robustness (exact, or at the float limit): the features are first
+  divided by ``max |F|`` (the evidence is invariant, see (2)), so features of
+  any magnitude (1e30, 1e-30) give the same score; each regression target
+  column is divided by ``s = max |y|`` and ``log s`` subtracted from its
+  score, exactly the change of the per-example log evidence,
+  ``p(s y) = p(y) / s^N``; when ``y`` is orthogonal to the features
+  (``‖m‖² = 0``) the evidence increases towards its finite ``α → ∞`` limit
+  and ``α/β`` is capped at ``1/eps`` (with ``σ_max = 1``), where the score
+  has reached that limit in floating point. A score that still comes out
+  non-finite from concrete inputs (labels exactly in the span of the
+  features when ``N > D``, a noise-free fit whose evidence is unbounded)
+  raises a ValueError.
+
   Args:
     features: ``(N, D)`` features of the target examples, e.g. a pretrained
       backbone's penultimate activations.
@@ -96,7 +112,8 @@ def logme(
     The scalar LogME score (float32, or float64 for float64 features).
 
   Raises:
-    ValueError: on a malformed argument; the message names it.
+    ValueError: on a malformed argument; the message names it. Also when
+      the evidence of concrete inputs is not finite (see above).
   """
   if not isinstance(regression, bool):
     raise ValueError(f"regression must be a bool, got {regression!r}.")
@@ -116,13 +133,21 @@ def logme(
     )
     targets = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)
     present = jnp.any(targets > 0, axis=0)
-  return _logme(features, targets.astype(features.dtype), present,
-                jnp.asarray(tolerance, features.dtype), max_iterations=max_iterations)
+  tolerance = as_parameter(tolerance, features.dtype, "tolerance")
+  score = _logme(features, targets.astype(features.dtype), present, tolerance,
+                 max_iterations=max_iterations)
+  return check_finite_result(
+    score,
+    "logme: the evidence is not finite for these features and labels; the labels "
+    "(targets) may lie exactly in the span of the features, a noise-free fit whose "
+    "evidence has no maximum.",
+  )
 
 
 def _check_regression_targets(labels: Any, num_examples: int) -> jax.Array:
   traced = is_traced(labels)
-  targets = jnp.asarray(labels)
+  original = to_array(labels, "labels")
+  targets = as_jax_array(original)
   if targets.ndim == 1:
     targets = targets[:, None]
   if targets.ndim != 2 or targets.shape[0] != num_examples or targets.shape[1] < 1:
@@ -131,23 +156,34 @@ def _check_regression_targets(labels: Any, num_examples: int) -> jax.Array:
       f"for regression (one row per row of features), got shape {jnp.shape(labels)}."
     )
   check_real_dtype(targets, "labels")
+  targets = as_float(targets)
   if not traced:
-    values = np.asarray(targets, np.float64)
-    if not np.all(np.isfinite(values)):
-      raise ValueError("labels must be finite (no NaN or infinity).")
+    check_finite(targets, original, "labels")
+    values = np.asarray(original, np.float64)
+    if values.ndim == 1:
+      values = values[:, None]
     zero = np.flatnonzero(~np.any(values != 0, axis=0)).tolist()
     if zero:
       raise ValueError(
         f"labels target columns {zero} are identically zero; their evidence "
         "has no maximum."
       )
-  return as_float(targets)
+  return targets
 
 
 @functools.partial(jax.jit, static_argnames=("max_iterations",))
 def _logme(features, targets, present, tolerance, *, max_iterations):
   num_examples, dim = features.shape
   eps = jnp.finfo(features.dtype).eps
+  # Exact rescalings (see the docstring) that keep Gram matrices and squared
+  # norms in range: features to max |F| = 1, each target column to
+  # max |y_c| = 1, its evidence then shifted by −log of that scale.
+  features = features / max_abs_scale(features)
+  target_scales = jnp.max(jnp.abs(targets), axis=0)
+  target_scales = jnp.where(
+    target_scales >= jnp.finfo(targets.dtype).tiny, target_scales, 1.0
+  )
+  targets = targets / target_scales
   if dim <= num_examples:
     eigenvalues, eigenvectors = jnp.linalg.eigh(dot(features.T, features))
   else:
@@ -193,8 +229,12 @@ def _logme(features, targets, present, tolerance, *, max_iterations):
   def step(state):
     alpha, beta, previous, done, iteration = state
     evidence, gamma, effective_noise, weight_norm, residual = evaluate(alpha, beta)
-    new_alpha = gamma / weight_norm
     new_beta = effective_noise / residual
+    # ‖m‖² = 0 (y orthogonal to the features' span): the evidence grows
+    # towards its finite α → ∞ limit; α/β is capped at 1/eps (σ_max = 1).
+    positive = weight_norm > 0
+    new_alpha = jnp.where(positive, gamma / jnp.where(positive, weight_norm, 1.0), jnp.inf)
+    new_alpha = jnp.minimum(new_alpha, new_beta / eps)
     ratio = alpha / beta
     converged = (jnp.abs(new_alpha / new_beta - ratio) <= tolerance * ratio) | (
       jnp.abs(evidence - previous) <= tolerance
@@ -210,6 +250,6 @@ def _logme(features, targets, present, tolerance, *, max_iterations):
   ones = jnp.ones(targets.shape[1], features.dtype)
   start = (ones, ones, jnp.full_like(ones, jnp.inf), ~present, 0)
   alpha, beta, *_ = jax.lax.while_loop(running, step, start)
-  evidence = evaluate(alpha, beta)[0]
+  evidence = evaluate(alpha, beta)[0] - jnp.log(target_scales)
   evidence = jnp.where(present, evidence, 0.0)
   return jnp.sum(evidence) / jnp.sum(present)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special
 
-from tljax.select._checks import check_labels
+from tljax.select._checks import check_labels, to_array
 
 __all__ = ["nce"]
 
@@ -46,6 +46,8 @@ def nce(
   Raises:
     ValueError: on a malformed argument; the message names it.
   """
+  source_labels = to_array(source_labels, "source_labels")
+  target_labels = to_array(target_labels, "target_labels")
   shape = jnp.shape(source_labels)
   if len(shape) != 1 or shape[0] < 1:
     raise ValueError(

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -110,12 +110,23 @@ def lookahead_affinity(
 
   Raises:
     ValueError: ``task_losses`` is not callable or does not return a 1-D
-      float array, ``learning_rate`` is not a positive number, or (when
-      concrete) the losses are not finite and positive.
+      float array, ``shared_params`` holds no float arrays,
+      ``learning_rate`` is not a positive number, or (when concrete) the
+      losses are not finite and positive, before or after the lookahead
+      step (a step too large for the float range).
   """
   if not callable(task_losses):
     raise ValueError(f"task_losses must be callable, got {task_losses!r}.")
   check_positive(learning_rate, "learning_rate")
+  leaves = jax.tree.leaves(shared_params)
+  if not leaves:
+    raise ValueError("shared_params must hold at least one array (the shared parameters).")
+  for leaf in leaves:
+    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+      raise ValueError(
+        f"shared_params must hold float arrays (they are differentiated), got dtype "
+        f"{jnp.result_type(leaf)}."
+      )
 
   def losses_at(shared):
     return task_losses(shared, task_params, batch)
@@ -147,7 +158,13 @@ def lookahead_affinity(
     return losses_at(moved)
 
   after = jax.vmap(lookahead)(gradients)  # [i, j] = L_j(θ_{s|i}, θ_j)
-  return 1.0 - after / losses[None, :]
+  affinity = 1.0 - after / losses[None, :]
+  if not is_traced(affinity) and not np.all(np.isfinite(np.asarray(affinity))):
+    raise ValueError(
+      "lookahead_affinity: the losses after the lookahead step are not finite; "
+      "lower learning_rate."
+    )
+  return affinity
 
 
 # --- A small multi-task model and its training -----------------------------------
@@ -287,9 +304,25 @@ def _train(params, inputs, labels, indices, learning_rate, *, optimizer, affinit
   return params, losses, affinities
 
 
+def _concrete_array(value: Any, argument: str) -> np.ndarray:
+  """``value`` as a NumPy array; a ValueError naming ``argument`` if traced or not numbers."""
+  if is_traced(value):
+    raise ValueError(
+      f"{argument} must be concrete (this function runs NumPy code and cannot be "
+      "traced by jax.jit or jax.vmap)."
+    )
+  try:
+    array = np.asarray(value)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"{argument} must be an array of numbers ({error}).") from None
+  if array.dtype.kind not in "biufc":
+    raise ValueError(f"{argument} must be an array of numbers, got dtype {array.dtype}.")
+  return array
+
+
 def _check_labels(labels: Any, num_examples: int,
                   num_classes: Sequence[int] | None) -> tuple[np.ndarray, tuple[int, ...]]:
-  labels = np.asarray(labels)
+  labels = _concrete_array(labels, "labels")
   if labels.ndim == 1:
     labels = labels[:, None]
   if labels.ndim != 2 or labels.shape[0] != num_examples or labels.shape[1] < 1:
@@ -305,6 +338,10 @@ def _check_labels(labels: Any, num_examples: int,
       raise ValueError("labels must be >= 0.")
     num_classes = tuple(max(int(labels[:, task].max()) + 1, 2) for task in range(num_tasks))
   else:
+    if isinstance(num_classes, (str, bytes)) or not isinstance(num_classes, Sequence):
+      raise ValueError(
+        f"num_classes must be a sequence of class counts, one per task, got {num_classes!r}."
+      )
     num_classes = tuple(num_classes)
     if len(num_classes) != num_tasks:
       raise ValueError(
@@ -365,9 +402,10 @@ def train_with_affinities(
     A :class:`MultiTaskRun`.
 
   Raises:
-    ValueError: on a malformed argument; the message names it.
+    ValueError: on a malformed argument; the message names it. Also when
+      training diverges (a non-finite loss), naming ``learning_rate``.
   """
-  inputs = np.asarray(inputs)
+  inputs = _concrete_array(inputs, "inputs")
   if inputs.ndim < 2 or inputs.shape[0] < 1 or math.prod(inputs.shape[1:]) < 1:
     raise ValueError(
       f"inputs must have shape (num_examples, ...) with at least one example and "
@@ -380,6 +418,8 @@ def train_with_affinities(
     raise ValueError("inputs must be finite (no NaN or infinity).")
   num_examples = inputs.shape[0]
   labels, num_classes = _check_labels(labels, num_examples, num_classes)
+  if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Sequence):
+    raise ValueError(f"hidden_dims must be a sequence of layer widths, got {hidden_dims!r}.")
   hidden_dims = tuple(hidden_dims)
   if not hidden_dims:
     raise ValueError("hidden_dims must name at least one hidden layer (the shared trunk).")
@@ -402,13 +442,26 @@ def train_with_affinities(
   epochs = -(-steps * batch_size // num_examples)
   order = np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])
   indices = order[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
-  flat_inputs = inputs.reshape(num_examples, -1).astype(np.float32)
+  with np.errstate(over="ignore"):
+    flat_inputs = inputs.reshape(num_examples, -1).astype(np.float32)
+  if not np.all(np.isfinite(flat_inputs)):
+    raise ValueError(
+      "inputs must fit in float32 (the model's dtype), got magnitudes up to "
+      f"{np.max(np.abs(inputs)):.6g}; rescale them."
+    )
   params = _init_params(jax.random.key(seed), flat_inputs.shape[1], hidden_dims, num_classes)
   params, losses, affinities = _train(
     params, jnp.asarray(flat_inputs), jnp.asarray(labels), jnp.asarray(indices),
     jnp.float32(learning_rate), optimizer=optimizer, affinity_every=affinity_every,
   )
   num_tasks = labels.shape[1]
+  losses = np.asarray(losses)
+  if not np.all(np.isfinite(losses)):
+    step = int(np.argmax(~np.all(np.isfinite(losses), axis=1)))
+    raise ValueError(
+      f"train_with_affinities: training diverged (non-finite losses from step {step}); "
+      "lower learning_rate (or change optimizer)."
+    )
   if affinity_every:
     recorded = np.arange(0, steps, affinity_every)
     history = np.asarray(affinities, np.float64)[recorded]
@@ -417,7 +470,7 @@ def train_with_affinities(
     recorded = np.zeros((0,), np.int64)
     history = np.zeros((0, num_tasks, num_tasks))
     affinity = None
-  return MultiTaskRun(params, affinity, history, recorded, np.asarray(losses))
+  return MultiTaskRun(params, affinity, history, recorded, losses)
 
 
 # --- Choosing the groups -----------------------------------------------------------
@@ -447,7 +500,7 @@ def _check_affinity(affinity: Any) -> np.ndarray:
       "affinity must be concrete: the grouping is a search in NumPy and cannot "
       "run under jax.jit."
     )
-  affinity = np.asarray(affinity)
+  affinity = _concrete_array(affinity, "affinity")
   if affinity.ndim != 2 or affinity.shape[0] != affinity.shape[1] or affinity.shape[0] < 1:
     raise ValueError(
       f"affinity must be a square (num_tasks, num_tasks) matrix, got shape {affinity.shape}."
@@ -494,8 +547,12 @@ def score_grouping(affinity: Any, groups: Sequence[Sequence[int]]) -> TaskGroupi
   """
   affinity = _check_affinity(affinity)
   num_tasks = affinity.shape[0]
+  if isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable):
+    raise ValueError(f"groups must be a sequence of groups of task indices, got {groups!r}.")
   normalised = set()
   for group in groups:
+    if isinstance(group, (str, bytes)) or not isinstance(group, Iterable):
+      raise ValueError(f"groups must hold sequences of task indices, got the group {group!r}.")
     members = tuple(sorted(set(check_int(task, "groups", minimum=0) for task in group)))
     if not members:
       raise ValueError("groups must not contain an empty group.")

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from tljax.checks import check_positive
-from tljax.select._checks import check_features, check_labels, dot
+from tljax.select._checks import (as_parameter, check_features, check_labels, dot,
+                                  max_abs_scale)
 
 __all__ = ["transrate"]
 
@@ -44,7 +45,13 @@ def transrate(
 
   Each log-determinant is taken on the smaller side, ``D × D`` or ``n × n``
   (``det(I + ZᵀZ/s) = det(I + ZZᵀ/s)``), by a Cholesky factorisation; one
-  class at a time, so memory stays at one such matrix.
+  class at a time, so memory stays at one such matrix. The features are
+  scaled to ``max |z| = 1`` and the scale carried in log space, and where
+  the factorisation fails (``ZᵀZ / (n ε)`` beyond the float range, or
+  rounded to indefinite: huge features with a small ``ε``) the
+  log-determinant comes from the eigenvalues instead, as
+  ``Σ_i log(1 + exp(log t + log μ_i))``; so any feature magnitude gives a
+  finite score.
 
   Args:
     features: ``(N, D)`` features of the target examples.
@@ -66,23 +73,47 @@ def transrate(
     labels, "labels", length=features.shape[0], length_of="features",
     num_classes=num_classes, num_classes_argument="num_classes", min_present=2,
   )
-  return _transrate(features, labels, jnp.asarray(eps, features.dtype),
+  return _transrate(features, labels, as_parameter(eps, features.dtype, "eps"),
                     num_classes=num_classes)
 
 
-def _half_log_det_identity_plus(matrix):
-  """``1/2 log det(I + matrix)`` for a positive semi-definite ``matrix``."""
-  factor = jnp.linalg.cholesky(matrix + jnp.eye(matrix.shape[0], dtype=matrix.dtype))
-  return jnp.sum(jnp.log(jnp.diagonal(factor)))
+def _half_log_det_identity_plus(gram, log_scale):
+  """``1/2 log det(I + t G)`` for a positive semi-definite ``G``, ``log t = log_scale``.
+
+  By a Cholesky factorisation; where that fails (``t G`` overflows, or its
+  rounding leaves ``I + t G`` numerically indefinite), from the eigenvalues
+  ``μ_i ≥ 0`` of ``G`` as ``1/2 Σ_i log(1 + exp(log t + log μ_i))``, which
+  stays finite for any ``t``.
+  """
+  identity = jnp.eye(gram.shape[0], dtype=gram.dtype)
+  factor = jnp.linalg.cholesky(identity + gram * jnp.exp(log_scale))
+  value = jnp.sum(jnp.log(jnp.diagonal(factor)))
+
+  def from_eigenvalues():
+    eigenvalues = jnp.linalg.eigvalsh(gram)
+    positive = eigenvalues > 0
+    log_eigenvalues = jnp.where(
+      positive, jnp.log(jnp.where(positive, eigenvalues, 1.0)), -jnp.inf
+    )
+    return 0.5 * jnp.sum(jnp.logaddexp(0.0, log_scale + log_eigenvalues))
+
+  return jax.lax.cond(jnp.isfinite(value), lambda: value, from_eigenvalues)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _transrate(features, labels, eps, *, num_classes):
   num_examples, dim = features.shape
-  centred = features - jnp.mean(features, axis=0)
+  # Z = s Z' with max |Z'| = 1, so that Z'ᵀZ' neither overflows nor
+  # underflows; ZᵀZ / (n ε) = Z'ᵀZ' · exp(2 log s − log(n ε)).
+  first = max_abs_scale(features)
+  centred = features / first
+  centred = centred - jnp.mean(centred, axis=0)
+  second = max_abs_scale(centred)
+  centred = centred / second
+  log_scale = 2 * (jnp.log(first) + jnp.log(second)) - jnp.log(eps)
   small_side = dim <= num_examples
   gram = dot(centred.T, centred) if small_side else dot(centred, centred.T)
-  rate = _half_log_det_identity_plus(gram / (num_examples * eps))
+  rate = _half_log_det_identity_plus(gram, log_scale - jnp.log(num_examples))
 
   def weighted_class_rate(label):
     """(n_c / n) R(Z_c, ε); the rows of other classes are zeroed."""
@@ -92,8 +123,8 @@ def _transrate(features, labels, eps, *, num_classes):
       class_gram = dot(centred.T, centred * member[:, None])
     else:
       class_gram = gram * member[:, None] * member[None, :]
-    scale = jnp.maximum(count, 1) * eps
-    return count / num_examples * _half_log_det_identity_plus(class_gram / scale)
+    class_scale = log_scale - jnp.log(jnp.maximum(count, 1))
+    return count / num_examples * _half_log_det_identity_plus(class_gram, class_scale)
 
   class_rates = jax.lax.map(weighted_class_rate, jnp.arange(num_classes))
   return rate - jnp.sum(class_rates)

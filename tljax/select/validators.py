@@ -44,7 +44,10 @@ import numpy as np
 import optax
 
 from tljax.checks import check_int, check_positive, is_traced
-from tljax.select._checks import as_float, check_features, check_real_dtype, dot
+from tljax.select._checks import (as_float, as_jax_array, as_parameter,
+                                  check_features, check_finite,
+                                  check_finite_result, check_real_dtype, dot,
+                                  max_abs_scale, to_array)
 from tljax.solvers import minimize_lbfgs
 
 __all__ = [
@@ -63,31 +66,35 @@ __all__ = [
 def _check_logits(logits: Any, argument: str) -> jax.Array:
   """A real ``(num_examples, num_classes)`` matrix, >= 2 rows, finite when concrete."""
   traced = is_traced(logits)
-  logits = jnp.asarray(logits)
+  original = to_array(logits, argument)
+  logits = as_jax_array(original)
   if logits.ndim != 2 or logits.shape[0] < 2 or logits.shape[1] < 1:
     raise ValueError(
       f"{argument} must have shape (num_examples, num_classes) with at least 2 "
       f"rows and 1 column, got shape {logits.shape}."
     )
   check_real_dtype(logits, argument)
-  if not traced and not np.all(np.isfinite(np.asarray(logits))):
-    raise ValueError(f"{argument} must be finite (no NaN or infinity).")
-  return as_float(logits)
+  logits = as_float(logits)
+  if not traced:
+    check_finite(logits, original, argument)
+  return logits
 
 
 def _check_vector(values: Any, argument: str) -> jax.Array:
   """A real ``(num_examples,)`` vector, >= 2 entries, finite when concrete."""
   traced = is_traced(values)
-  values = jnp.asarray(values)
+  original = to_array(values, argument)
+  values = as_jax_array(original)
   if values.ndim != 1 or values.shape[0] < 2:
     raise ValueError(
       f"{argument} must have shape (num_examples,) with at least 2 examples, got "
       f"shape {values.shape}."
     )
   check_real_dtype(values, argument)
-  if not traced and not np.all(np.isfinite(np.asarray(values))):
-    raise ValueError(f"{argument} must be finite (no NaN or infinity).")
-  return as_float(values)
+  values = as_float(values)
+  if not traced:
+    check_finite(values, original, argument)
+  return values
 
 
 def _check_losses_and_ratios(
@@ -104,7 +111,7 @@ def _check_losses_and_ratios(
       f"{ratios.shape[0]}."
     )
   if not ratios_traced:
-    values = np.asarray(ratios)
+    values = np.asarray(density_ratios, np.float64)
     if np.any(values < 0):
       raise ValueError(
         f"density_ratios must be >= 0 (importance weights), got minimum "
@@ -183,9 +190,16 @@ def information_maximization(target_logits: Any) -> jax.Array:
 
 
 def _entropies(logits: jax.Array) -> jax.Array:
-  """``H(softmax(logits_i))`` per row, from log-probabilities (exact at 0)."""
+  """``H(softmax(logits_i))`` per row, from log-probabilities (exact at 0).
+
+  ``0 · log 0 = 0`` also where a log-probability is ``-inf`` (logits that
+  differ by more than the float range).
+  """
   log_probabilities = jax.nn.log_softmax(logits, axis=1)
-  return -jnp.sum(jnp.exp(log_probabilities) * log_probabilities, axis=1)
+  probabilities = jnp.exp(log_probabilities)
+  return -jnp.sum(
+    jnp.where(probabilities > 0, probabilities * log_probabilities, 0.0), axis=1
+  )
 
 
 @jax.jit
@@ -221,7 +235,12 @@ def soft_neighborhood_density(
   Deviation from the authors' code: the self-similarity is excluded exactly
   (``P_ii = 0``), where the code sets it to the minimum cosine, ``−1/τ``, and
   the entropy is exact, where the code adds ``1e-5`` inside the logarithm. A
-  zero row stays zero after normalisation (norms are floored at ``1e-12``).
+  zero row stays zero after normalisation (norms are floored at ``1e-12``);
+  each row is first divided by its largest magnitude, so rows of any
+  magnitude (1e30, 1e-30) normalise exactly, and the similarities are
+  shifted by their row maximum before dividing by ``τ``, so that a tiny
+  ``τ`` concentrates each distribution on the nearest neighbour instead of
+  overflowing.
   The ``N × N`` similarity matrix is formed at once: memory grows as ``N²``.
 
   Args:
@@ -240,20 +259,31 @@ def soft_neighborhood_density(
   features = check_features(
     target_features_or_probabilities, "target_features_or_probabilities"
   )
-  return _soft_neighborhood_density(features, jnp.asarray(temperature, features.dtype))
+  temperature = as_parameter(temperature, features.dtype, "temperature")
+  return _soft_neighborhood_density(features, temperature)
 
 
 @jax.jit
 def _soft_neighborhood_density(features, temperature):
+  # Each row scaled to max |f_i| = 1 first (the cosine does not change), so
+  # that its squared norm neither overflows nor underflows.
+  largest = jnp.max(jnp.abs(features), axis=1, keepdims=True)
+  features = features / jnp.where(largest >= jnp.finfo(features.dtype).tiny, largest, 1.0)
   norms = jnp.linalg.norm(features, axis=1, keepdims=True)
   normalised = features / jnp.maximum(norms, 1e-12)
-  similarities = dot(normalised, normalised.T) / temperature
+  similarities = dot(normalised, normalised.T)
   others = ~jnp.eye(features.shape[0], dtype=bool)
+  similarities = jnp.where(others, similarities, -jnp.inf)
+  # Shifted by the row maximum before dividing by τ: a tiny τ then sends the
+  # non-maximal similarities to -inf instead of the maximal ones to +inf.
+  shifted = similarities - jnp.max(similarities, axis=1, keepdims=True)
   log_neighbours = jax.nn.log_softmax(
-    jnp.where(others, similarities, -jnp.inf), axis=1
+    jnp.where(others, shifted / temperature, -jnp.inf), axis=1
   )
-  log_neighbours = jnp.where(others, log_neighbours, 0.0)  # 0 · log 0 = 0
-  entropies = -jnp.sum(jnp.exp(log_neighbours) * log_neighbours, axis=1)
+  neighbours = jnp.exp(log_neighbours)
+  entropies = -jnp.sum(  # 0 · log 0 = 0
+    jnp.where(neighbours > 0, neighbours * log_neighbours, 0.0), axis=1
+  )
   return jnp.mean(entropies)
 
 
@@ -284,12 +314,35 @@ def importance_weighted_validation(source_val_losses: Any, density_ratios: Any) 
 
   Returns:
     The scalar estimated target risk (float32, or float64 for float64 inputs).
+    Computed on losses and ratios scaled to a maximum of 1, so an
+    intermediate sum overflows only if the result does.
 
   Raises:
-    ValueError: on a malformed argument; the message names it.
+    ValueError: on a malformed argument; the message names it. Also when
+      the risk of concrete inputs overflows the float range.
   """
   losses, ratios = _check_losses_and_ratios(source_val_losses, density_ratios)
-  return jnp.mean(ratios * losses)
+  return check_finite_result(_importance_weighted_validation(losses, ratios),
+                             _OVERFLOW.format("importance-weighted loss"))
+
+
+_OVERFLOW = (
+  "The {} overflows: source_val_losses times density_ratios exceed the float "
+  "range; rescale the losses or check the density ratios."
+)
+
+
+def _scaled(losses, ratios):
+  """Losses and ratios scaled to max 1, and the two scales."""
+  loss_scale, ratio_scale = max_abs_scale(losses), max_abs_scale(ratios)
+  return losses / loss_scale, ratios / ratio_scale, loss_scale, ratio_scale
+
+
+@jax.jit
+def _importance_weighted_validation(losses, ratios):
+  # On scaled values, so that the sum overflows only if the mean does.
+  losses, ratios, loss_scale, ratio_scale = _scaled(losses, ratios)
+  return jnp.mean(ratios * losses) * loss_scale * ratio_scale
 
 
 def deep_embedded_validation(source_val_losses: Any, density_ratios: Any) -> jax.Array:
@@ -320,17 +373,24 @@ def deep_embedded_validation(source_val_losses: Any, density_ratios: Any) -> jax
       on the model's features (:func:`domain_density_ratios`).
 
   Returns:
-    The scalar DEV risk (float32, or float64 for float64 inputs).
+    The scalar DEV risk (float32, or float64 for float64 inputs). Computed on
+    losses and ratios scaled to a maximum of 1 (``η`` scales with the
+    losses), so no intermediate product overflows on its own.
 
   Raises:
-    ValueError: on a malformed argument; the message names it.
+    ValueError: on a malformed argument; the message names it. Also when
+      the risk of concrete inputs overflows the float range.
   """
   losses, ratios = _check_losses_and_ratios(source_val_losses, density_ratios)
-  return _deep_embedded_validation(losses, ratios)
+  return check_finite_result(_deep_embedded_validation(losses, ratios),
+                             _OVERFLOW.format("DEV risk"))
 
 
 @jax.jit
 def _deep_embedded_validation(losses, ratios):
+  # With l = a l', w = b w': η = a η' (η' from l', w'), and DEV = a (b mean(L')
+  # + η' (b mean(w') − 1)); on the scaled values no intermediate overflows.
+  losses, ratios, loss_scale, ratio_scale = _scaled(losses, ratios)
   num_examples = losses.shape[0]
   weighted = ratios * losses
   weighted_mean = jnp.mean(weighted)
@@ -342,7 +402,8 @@ def _deep_embedded_validation(losses, ratios):
   # can leave a tiny variance; test the weights themselves.
   constant = jnp.all(ratios == ratios[0]) | (variance <= 0)
   eta = jnp.where(constant, 0.0, -covariance / jnp.where(constant, 1.0, variance))
-  return weighted_mean + eta * (ratio_mean - 1)  # = mean(L) + η mean(w) − η
+  # = mean(L) + η mean(w) − η, unscaled.
+  return loss_scale * (ratio_scale * weighted_mean + eta * (ratio_scale * ratio_mean - 1))
 
 
 def domain_density_ratios(
@@ -376,9 +437,13 @@ def domain_density_ratios(
   deviation, fitted by L-BFGS. Deviation from DEV's code, which fits small
   MLPs and picks their weight decay on a held-out split: a linear classifier
   with a fixed ``λ``, which is exact when the log density ratio is linear in
-  the features (e.g. Gaussians that differ in their means). The ratios are
-  not clipped: domains that are (nearly) separable give huge ratios (``inf``
-  in float32 past about ``e^88``), a sign that the estimate is unreliable.
+  the features (e.g. Gaussians that differ in their means). The features are
+  divided by the fitting features' largest magnitude before standardising
+  (no change to the ratios), so any feature magnitude works. The ratios are
+  not clipped: domains that are (nearly) separable give huge ratios; past the
+  float range (about ``e^88`` in float32) a ValueError says so for concrete
+  inputs (under ``jax.jit`` they come back as ``inf``), a sign that the
+  estimate is unreliable.
 
   Args:
     source_features: ``(n_s, D)`` source features for fitting, ``n_s >= 2``.
@@ -394,7 +459,8 @@ def domain_density_ratios(
     for float64 features).
 
   Raises:
-    ValueError: on a malformed argument; the message names it.
+    ValueError: on a malformed argument; the message names it. Also when
+      concrete inputs give ratios past the float range.
   """
   check_positive(l2_regularization, "l2_regularization")
   max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
@@ -418,10 +484,18 @@ def domain_density_ratios(
     jnp.promote_types(source_features.dtype, target_features.dtype),
     evaluation_features.dtype,
   )
-  return _domain_density_ratios(
+  ratios = _domain_density_ratios(
     source_features.astype(dtype), target_features.astype(dtype),
-    evaluation_features.astype(dtype), jnp.asarray(l2_regularization, dtype),
+    evaluation_features.astype(dtype),
+    as_parameter(l2_regularization, dtype, "l2_regularization"),
     max_iterations=max_iterations,
+  )
+  return check_finite_result(
+    ratios,
+    "domain_density_ratios: the ratios overflow (exp of the domain logit exceeds "
+    f"the {jnp.dtype(dtype).name} range): source_features and target_features are "
+    "(nearly) separable, or evaluation_features lie far outside them; raise "
+    "l2_regularization or use fewer features.",
   )
 
 
@@ -430,6 +504,10 @@ def _domain_density_ratios(source_features, target_features, evaluation_features
                            l2_regularization, *, max_iterations):
   num_source, num_target = source_features.shape[0], target_features.shape[0]
   inputs = jnp.concatenate([source_features, target_features])
+  # Standardisation makes the ratios independent of the feature scale;
+  # dividing by max |x| first keeps its squares in range (1e30, 1e-30).
+  scale = max_abs_scale(inputs)
+  inputs, evaluation_features = inputs / scale, evaluation_features / scale
   domains = jnp.concatenate([
     jnp.zeros(num_source, inputs.dtype), jnp.ones(num_target, inputs.dtype)
   ])
