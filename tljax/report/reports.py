@@ -131,7 +131,8 @@ def _importance_weights(run_dir: str):
   from tljax.params import resolve_checkpoint_dir
   from tljax.train.checkpoint import Checkpointer
 
-  checkpointer = Checkpointer(resolve_checkpoint_dir(run_dir), max_to_keep=None)
+  checkpointer = Checkpointer(resolve_checkpoint_dir(run_dir),
+                              read_only=True)
   try:
     raw = checkpointer.restore_raw()
   finally:

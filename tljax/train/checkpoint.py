@@ -107,10 +107,11 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=not read_only,
-            read_only=read_only,
+            max_to_keep=None if read_only else max_to_keep,
+            create=not read_only,
             # Temporary directories of saves a crash interrupted.
             cleanup_tmp_directories=not read_only))
+    self.read_only = read_only
 
   def latest_step(self) -> int | None:
     """The step of the newest complete checkpoint, or ``None``."""
@@ -136,6 +137,8 @@ class Checkpointer:
         (nothing is written).
     """
     step = int(step)
+    if self.read_only:
+      raise ValueError(f"this Checkpointer of {self.directory} is read_only")
     if step in self._manager.all_steps():
       return False
     if not force and step % self.save_every:
