@@ -2,7 +2,6 @@
 refuse bad checkpoints, record what reproduces them."""
 
 import glob
-import json
 import os
 import pickle
 import random
