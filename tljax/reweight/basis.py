@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from tljax.reweight._common import check_points, gaussian_basis
+from tljax.reweight._common import check_points, gaussian_basis, normalize
 
 __all__ = ["DensityRatioFit"]
 
@@ -42,12 +42,19 @@ class DensityRatioFit(NamedTuple):
   def ratio(self, points: Any) -> jax.Array:
     """The fitted ratio ``r̂`` at ``(m, d)`` ``points``, shape ``(m,)``.
 
+    Evaluated, like the fit, on ``points`` and ``centers`` translated and
+    scaled by a power of two (``σ`` scaled to match), so that data at
+    ``1e30`` or ``1e-30`` do not overflow or underflow the squared distances.
+
     Raises:
       ValueError: on non-matrix or non-finite points, or a feature dimension
         other than the fitted data's.
     """
-    points = check_points(points, "points", self.centers.shape[1], self.centers.dtype)
-    return _evaluate(points, self.centers, self.sigma, self.alpha)
+    dtype = self.centers.dtype
+    points = check_points(points, "points", self.centers.shape[1], dtype)
+    normalization, (points, centers) = normalize(points, self.centers)
+    sigma = jnp.asarray(normalization.length(self.sigma, dtype), dtype)
+    return _evaluate(points, centers, sigma, self.alpha)
 
 
 @jax.jit

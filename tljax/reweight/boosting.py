@@ -41,7 +41,7 @@ import optax
 from scipy.special import logsumexp
 
 from tljax.checks import check_int, check_positive
-from tljax.reweight._common import check_key
+from tljax.reweight._common import check_key, power_of_two_exponent
 from tljax.solvers import minimize_lbfgs
 
 __all__ = [
@@ -246,6 +246,14 @@ def _padded(inputs: np.ndarray, labels: np.ndarray, weights: np.ndarray, label_d
           jnp.asarray(np.pad(weights, (0, padding)), dtype))
 
 
+def _check_fitted(learner: Any) -> None:
+  if not hasattr(learner, "coef_"):
+    raise ValueError(
+      f"X: {type(learner).__name__} must be fitted (call fit(X, y)) before it "
+      "predicts."
+    )
+
+
 def _check_predict_inputs(inputs: Any, num_features: int, argument: str = "X"):
   inputs = _check_inputs(inputs, argument, "num_examples")
   if inputs.shape[1] != num_features:
@@ -268,7 +276,11 @@ class WeightedLogisticRegression(_Params):
   logit (sigmoid); more classes use one weight vector per class (softmax).
   This is scikit-learn's ``LogisticRegression(C=1 / (λ Σ_i s_i))`` objective
   (binary, or ``multinomial`` for more classes). Features are not
-  standardised. Computation in float32 (float64 under ``jax_enable_x64``).
+  standardised. Computation in float32 (float64 under ``jax_enable_x64``):
+  with features at extreme scales (``1e30``) L-BFGS may stop at a poor but
+  finite fit, and a fit that diverges to NaN raises a ``ValueError``
+  naming ``X``; standardise such features. ``predict`` and friends before
+  ``fit`` raise a ``ValueError`` too.
 
   Args:
     l2_regularization: ``λ > 0``.
@@ -316,18 +328,26 @@ class WeightedLogisticRegression(_Params):
         jnp.asarray(self.tolerance, inputs.dtype),
         num_classes=num_classes, max_iterations=int(self.max_iterations),
       )
-    self.coef_ = np.asarray(coef)
-    self.intercept_ = np.asarray(intercept)
+    coef, intercept = np.asarray(coef), np.asarray(intercept)
+    if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
+      raise ValueError(
+        "X: the logistic-regression fit diverged to NaN or infinity (features "
+        f"too large for {coef.dtype}?); standardise X or raise l2_regularization."
+      )
+    self.coef_ = coef
+    self.intercept_ = intercept
     return self
 
   def decision_function(self, X: Any) -> np.ndarray:  # noqa: N803
     """Logits: ``(n,)`` for two classes, ``(n, K)`` otherwise."""
+    _check_fitted(self)
     inputs = _check_predict_inputs(X, self.coef_.shape[1])
     logits = inputs @ self.coef_.T.astype(np.float64) + self.intercept_
     return logits[:, 0] if len(self.classes_) == 2 else logits
 
   def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
     """``(n, K)`` class probabilities, columns in the order of ``classes_``."""
+    _check_fitted(self)
     logits = self.decision_function(X)
     if len(self.classes_) == 1:
       return np.ones((logits.shape[0], 1))
@@ -339,6 +359,7 @@ class WeightedLogisticRegression(_Params):
 
   def predict(self, X: Any) -> np.ndarray:  # noqa: N803
     """The most probable class (a label from ``classes_``)."""
+    _check_fitted(self)
     return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
@@ -375,7 +396,14 @@ class WeightedRidge(_Params):
   (the intercept is not penalised): with the weighted means ``x̄, ȳ``,
   ``w = (X̃ᵀ P̃ X̃ + λ I)⁻¹ X̃ᵀ P̃ ỹ`` on the centred data and ``b = ȳ − w·x̄``.
   This is scikit-learn's ``Ridge(alpha=λ Σ_i s_i)`` objective. Computation in
-  float32 (float64 under ``jax_enable_x64``).
+  float32 (float64 under ``jax_enable_x64``), on data centred in float64 and
+  scaled per feature (and the targets) by a power of two, the penalty
+  scaled to match, so that features or targets at ``1e30`` or ``1e-30``
+  give the solution of the same data at scale 1. Deviation, where the
+  penalty is below rounding level: the scaled penalty is kept within
+  ``[tiny, √max]`` of the dtype and at least ``eps`` times the largest
+  diagonal entry of the scaled Gram matrix, so that collinear or constant
+  features leave a solvable system (the ``λ → 0`` ridge limit).
 
   Args:
     l2_regularization: ``λ > 0``.
@@ -402,27 +430,57 @@ class WeightedRidge(_Params):
         message names it.
     """
     inputs, targets, weights = _check_fit_data(X, y, sample_weight, integer=False)
-    inputs, targets, weights = _padded(inputs, targets, weights, None)
-    coef, intercept = _fit_ridge(inputs, targets, weights,
-                                 jnp.asarray(self.l2_regularization, inputs.dtype))
-    self.coef_ = np.asarray(coef)
-    self.intercept_ = float(intercept)
+    # Centre with the weighted means and scale each feature and the targets
+    # by a power of two, in float64: w_j = (B / A_j) ω_j solves the same
+    # problem with the penalty λ / A_j² on ω_j, so the solution is unchanged
+    # while data at 1e30 no longer overflow the float32 Gram matrix.
+    input_mean = weights @ inputs
+    target_mean = float(weights @ targets)
+    centred = inputs - input_mean
+    input_exponents = np.array([power_of_two_exponent(v)
+                                for v in np.max(np.abs(centred), axis=0)])
+    target_exponent = power_of_two_exponent(
+      float(np.max(np.abs(targets - target_mean))))
+    scaled_inputs = np.ldexp(centred, -input_exponents)
+    scaled_targets = np.ldexp(targets - target_mean, -target_exponent)
+    dtype = jnp.promote_types(jnp.float32, jnp.asarray(inputs).dtype)
+    finfo = jnp.finfo(dtype)
+    with np.errstate(over="ignore"):
+      penalties = np.ldexp(float(self.l2_regularization), -2 * input_exponents)
+    # Beyond these bounds the penalty is lost to rounding (too small) or
+    # forces ω_j to rounding level anyway (too large).
+    penalties = np.clip(penalties, finfo.tiny, math.sqrt(finfo.max))
+    scaled_inputs, scaled_targets, weights = _padded(
+      scaled_inputs, scaled_targets, weights, None)
+    coef = np.asarray(_fit_ridge(scaled_inputs, scaled_targets, weights,
+                                 jnp.asarray(penalties, dtype)), np.float64)
+    self.coef_ = np.ldexp(coef, target_exponent - input_exponents)
+    self.intercept_ = float(target_mean - input_mean @ self.coef_)
+    if not (np.all(np.isfinite(self.coef_)) and math.isfinite(self.intercept_)):
+      raise ValueError(
+        "X and y: the ridge fit overflowed float64 (features or targets near "
+        "1e308); rescale them."
+      )
     return self
 
   def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+    _check_fitted(self)
     inputs = _check_predict_inputs(X, self.coef_.shape[0])
     return inputs @ self.coef_.astype(np.float64) + self.intercept_
 
 
 @jax.jit
-def _fit_ridge(inputs, targets, weights, l2_regularization):
+def _fit_ridge(inputs, targets, weights, penalties):
+  # The data come centred; centring again removes the rounding of that.
   input_mean = weights @ inputs
   target_mean = weights @ targets
   centred = inputs - input_mean
   gram = centred.T @ (weights[:, None] * centred)
-  gram = gram + l2_regularization * jnp.eye(inputs.shape[1], dtype=inputs.dtype)
-  coef = jnp.linalg.solve(gram, centred.T @ (weights * (targets - target_mean)))
-  return coef, target_mean - input_mean @ coef
+  # A penalty below rounding level of the Gram matrix cannot regularise it
+  # (collinear features would leave it singular): at least eps · max diag.
+  floor = jnp.finfo(gram.dtype).eps * jnp.max(jnp.diag(gram))
+  gram = gram + jnp.diag(jnp.maximum(penalties, floor))
+  return jnp.linalg.solve(gram, centred.T @ (weights * (targets - target_mean)))
 
 
 # ---------------------------------------------------------------------------

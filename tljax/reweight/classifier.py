@@ -7,7 +7,8 @@ from typing import Any
 import jax
 
 from tljax.checks import check_int, check_positive
-from tljax.reweight._common import check_domains, check_points
+from tljax.reweight._common import (check_domains, check_finite_result,
+                                    check_points, normalize)
 from tljax.select.validators import domain_density_ratios
 
 __all__ = ["classifier_density_ratio"]
@@ -38,7 +39,12 @@ def classifier_density_ratio(
   when the log ratio is linear (e.g. Gaussians with a shared covariance);
   for other shifts pass a feature map of ``x`` (e.g. with squares, which
   makes it exact for any two Gaussians). The ratios are not clipped: nearly
-  separable domains give huge weights.
+  separable domains give huge weights, and a ratio that overflows the dtype
+  (``e^88`` in float32) raises a ``ValueError`` naming
+  ``l2_regularization`` rather than returning infinity. The data are
+  translated and scaled by a power of two before the classifier's own
+  standardisation (which makes no difference but keeps data at ``1e30``
+  or ``1e-30`` from overflowing or underflowing the standard deviations).
 
   Args:
     source: ``(n_s, d)`` source examples, ``n_s >= 2``.
@@ -53,8 +59,8 @@ def classifier_density_ratio(
 
   Raises:
     ValueError: on fewer than 2 examples in a domain, different feature
-      dimensions, non-finite values, ``λ <= 0`` or a malformed argument; the
-      message names it.
+      dimensions, non-finite values, ``λ <= 0``, a malformed argument or
+      ratios that overflow the dtype; the message names it.
   """
   source, target = check_domains(
     source, target, min_rows=2, why="the classifier needs examples of each domain"
@@ -63,7 +69,20 @@ def classifier_density_ratio(
     evaluation = check_points(evaluation, "evaluation", source.shape[1], source.dtype)
   check_positive(l2_regularization, "l2_regularization")
   max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
-  return domain_density_ratios(
+  # The classifier standardises its features, so a common translation and
+  # power-of-two scaling changes nothing but keeps data at 1e30 (whose
+  # squares overflow float32) or 1e-30 (whose squares underflow) exact.
+  normalization, (source, target) = normalize(source, target)
+  if evaluation is not None:
+    evaluation = normalization(evaluation)
+  ratios = domain_density_ratios(
     source, target, evaluation_features=evaluation,
     l2_regularization=l2_regularization, max_iterations=max_iterations,
   )
+  check_finite_result(
+    ratios, "l2_regularization",
+    f"the density ratios overflow {ratios.dtype}: the domains are (nearly) "
+    "separable or the evaluation points lie far from the data; use a larger "
+    "l2_regularization",
+  )
+  return ratios

@@ -15,11 +15,13 @@ estimator whose ``fit`` takes ``sample_weight`` (it is cloned).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 
 from tljax.reweight import boosting
+from tljax.reweight._common import check_domains
 from tljax.reweight.classifier import classifier_density_ratio
 from tljax.reweight.kliep import kliep
 from tljax.reweight.kmm import kmm
@@ -49,19 +51,31 @@ def estimate_weights(estimator: str, source: Any, target: Any,
 
   Raises:
     ValueError: an unknown ``estimator`` (the message lists the known ones),
-      or what the estimator raises for its arguments.
+      a keyword argument it does not take (named), malformed ``source`` or
+      ``target`` (also for ``"uniform"``), or what the estimator raises for
+      its arguments.
   """
-  if estimator not in ESTIMATORS:
-    raise ValueError(f"estimator {estimator!r} is unknown; allowed: "
-                     f"{sorted(ESTIMATORS)}")
-  source = np.asarray(source)
+  _check_estimator(estimator, kwargs)
   if estimator == "uniform":
-    if source.ndim != 2 or not len(source):
-      raise ValueError(f"source must be a non-empty (n, d) matrix, got shape "
-                       f"{source.shape}")
-    return np.ones(len(source))
+    source, _ = check_domains(source, target)
+    return np.ones(source.shape[0])
   result = ESTIMATORS[estimator](source, target, **kwargs)
   return np.asarray(getattr(result, "weights", result), np.float64)
+
+
+def _check_estimator(estimator: Any, kwargs: dict) -> None:
+  """A known estimator name, and keyword arguments that it takes."""
+  if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+    raise ValueError(f"estimator {estimator!r} is unknown; allowed: "
+                     f"{sorted(ESTIMATORS)}")
+  function = ESTIMATORS[estimator]
+  allowed = [] if function is None else [
+      name for name, parameter in inspect.signature(function).parameters.items()
+      if parameter.kind is inspect.Parameter.KEYWORD_ONLY]
+  for name in kwargs:
+    if name not in allowed:
+      raise ValueError(f"{name} is not an argument of estimator {estimator!r}; "
+                       f"allowed: {allowed}")
 
 
 class _ImportanceWeighted:
@@ -69,9 +83,9 @@ class _ImportanceWeighted:
 
   def __init__(self, estimator: str = "kmm", learner: Any = None,
                **estimator_kwargs):
-    if estimator not in ESTIMATORS:
-      raise ValueError(f"estimator {estimator!r} is unknown; allowed: "
-                       f"{sorted(ESTIMATORS)}")
+    _check_estimator(estimator, estimator_kwargs)
+    if learner is not None:
+      boosting._check_learner(learner)  # pylint: disable=protected-access
     self.estimator = estimator
     self.learner = learner
     self.estimator_kwargs = estimator_kwargs
@@ -82,15 +96,31 @@ class _ImportanceWeighted:
             **self.estimator_kwargs}
 
   def fit(self, source_inputs, source_labels, target_inputs):
-    """Estimates ``weights_`` from both domains' inputs, then fits the learner."""
+    """Estimates ``weights_`` from both domains' inputs, then fits the learner.
+
+    Raises:
+      ValueError: on ``source_labels`` of the wrong length or not finite
+        numbers, malformed inputs (named by the estimator), or weights that
+        are all zero (e.g. uLSIF's when its fit is 0 at every source
+        example), naming ``estimator``.
+    """
     source_inputs = np.asarray(source_inputs)
     source_labels = np.asarray(source_labels)
     if source_labels.shape[:1] != source_inputs.shape[:1]:
       raise ValueError(f"source_labels must have one entry per row of "
                        f"source_inputs ({source_inputs.shape[:1]}), got shape "
                        f"{source_labels.shape}")
+    if not _is_real(source_labels) or not np.all(
+        np.isfinite(source_labels.astype(np.float64))):
+      raise ValueError("source_labels must be finite numbers.")
     self.weights_ = estimate_weights(self.estimator, source_inputs,
                                      target_inputs, **self.estimator_kwargs)
+    if not (np.all(np.isfinite(self.weights_)) and np.all(self.weights_ >= 0)
+            and self.weights_.sum() > 0):
+      raise ValueError(
+          f"estimator {self.estimator!r} gave unusable weights (min "
+          f"{self.weights_.min():g}, sum {self.weights_.sum():g}): all zero or "
+          "not finite; try another estimator or its arguments")
     if self.learner is None:
       self.learner_ = self._default_learner()
     else:
@@ -124,7 +154,9 @@ class ImportanceWeightedClassifier(_ImportanceWeighted):
 
   def score(self, inputs, labels) -> float:
     """Accuracy on ``(inputs, labels)``."""
-    return float(np.mean(self.predict(inputs) == np.asarray(labels)))
+    predictions = self.predict(inputs)
+    return float(np.mean(predictions == _check_score_labels(
+        labels, "labels", predictions.shape)))
 
 
 class ImportanceWeightedRegressor(_ImportanceWeighted):
@@ -136,4 +168,21 @@ class ImportanceWeightedRegressor(_ImportanceWeighted):
 
   def score(self, inputs, targets) -> float:
     """Mean squared error on ``(inputs, targets)`` (lower is better)."""
-    return float(np.mean((self.predict(inputs) - np.asarray(targets)) ** 2))
+    predictions = self.predict(inputs)
+    targets = _check_score_labels(targets, "targets", predictions.shape)
+    return float(np.mean((predictions - targets.astype(np.float64)) ** 2))
+
+
+def _is_real(array: np.ndarray) -> bool:
+  return (np.issubdtype(array.dtype, np.floating)
+          or np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_)
+
+
+def _check_score_labels(labels: Any, argument: str, shape: tuple) -> np.ndarray:
+  labels = np.asarray(labels)
+  if labels.shape != shape:
+    raise ValueError(f"{argument} must have shape {shape} (one per row of "
+                     f"inputs), got {labels.shape}")
+  if not _is_real(labels) or not np.all(np.isfinite(labels.astype(np.float64))):
+    raise ValueError(f"{argument} must be finite numbers.")
+  return labels

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from tljax.checks import check_int
-from tljax.reweight._common import (argbest, check_domains, check_key,
+from tljax.reweight._common import (DEFAULT_WIDTH_MULTIPLIERS, argbest,
+                                    check_domains, check_grid, check_key,
                                     choose_centers, gaussian_basis, matmul,
-                                    width_grid)
+                                    normalize, width_grid)
 from tljax.reweight.basis import DensityRatioFit
 
 __all__ = ["kliep"]
@@ -72,6 +73,13 @@ def kliep(
   :func:`kmm`), evenly spaced in log scale; a single ``σ`` skips the
   cross-validation.
 
+  Degenerate data, as in :func:`kmm`: the fit runs on the data translated
+  and scaled by a power of two (the widths scaled to match), so data at
+  ``1e30`` or ``1e-30`` give the fit of the same data at scale 1, and the
+  default widths of duplicated points or constant features fall back as in
+  :func:`kmm` instead of ``σ = 0``. ``ratio`` and the returned ``centers``
+  and ``sigma`` are in the data's units.
+
   Scale: the fit holds ``n_t × b`` and ``n_s × b`` basis matrices, never an
   ``n × n`` one; each ascent step costs ``O(n_t b)``.
 
@@ -93,9 +101,11 @@ def kliep(
 
   Raises:
     ValueError: on an empty, non-matrix or non-finite ``source`` or
-      ``target``, different feature dimensions, a width ``<= 0``, fewer
-      target examples than folds, or another malformed argument; the
-      message names it.
+      ``target``, different feature dimensions, a width ``<= 0`` or beyond
+      the data's dtype, fewer target examples than folds, another malformed
+      argument, or (naming ``sigmas``) a width at which every basis
+      function vanishes at the source examples, so that the constraint
+      cannot be met and the fit is NaN; the message names it.
   """
   source, target = check_domains(source, target)
   num_centers = check_int(num_centers, "num_centers", minimum=1)
@@ -103,17 +113,23 @@ def kliep(
   max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
   key = check_key(key)
   median_key, center_key, fold_key = jax.random.split(key, 3)
-  widths = width_grid(sigmas, source, target, median_key)
   num_target = target.shape[0]
-  if widths.size > 1 and num_target < num_folds:
+  checked = check_grid(sigmas, "sigmas")
+  num_widths = len(DEFAULT_WIDTH_MULTIPLIERS) if checked is None else checked.size
+  if num_widths > 1 and num_target < num_folds:
     raise ValueError(
       f"target must have at least num_folds={num_folds} examples for the "
       f"cross-validation over sigmas, got {num_target}."
     )
+  original_target = target
+  normalization, (source, target) = normalize(source, target)
+  widths, scaled_widths = width_grid(sigmas, source, target, median_key,
+                                     normalization)
   dtype = source.dtype
   center_rows = choose_centers(target, num_centers, center_key)
   centers = target[center_rows]
   steps = jnp.asarray(STEP_SIZES, dtype)
+  scaled_widths = jnp.asarray(scaled_widths, dtype)
 
   if widths.size > 1:
     order = jax.random.permutation(fold_key, num_target)
@@ -121,19 +137,27 @@ def kliep(
       jnp.arange(num_target, dtype=jnp.int32) % num_folds
     )
     scores = np.asarray(_lcv_scores(
-      source, target, centers, center_rows, jnp.asarray(widths, dtype), folds,
+      source, target, centers, center_rows, scaled_widths, folds,
       steps, num_folds=num_folds, max_iterations=max_iterations,
     ))
     (best,) = argbest(scores, maximize=True)
   else:
     scores = np.full(1, np.nan)
     best = 0
-  sigma = jnp.asarray(widths[best], dtype)
   alpha, weights = _kliep_final(
-    source, target, centers, sigma, steps, max_iterations=max_iterations
+    source, target, centers, scaled_widths[best], steps,
+    max_iterations=max_iterations,
   )
+  values = np.asarray(weights)
+  if not (np.all(np.isfinite(values)) and np.any(values > 0)):
+    raise ValueError(
+      f"sigmas: at sigma={float(widths[best]):.4g} the Gaussian basis functions "
+      "vanish (in floating point) at every source example, so no ratio can "
+      "average 1 over the source; use wider sigmas."
+    )
   return DensityRatioFit(
-    weights=weights, alpha=alpha, centers=centers, sigma=sigma,
+    weights=weights, alpha=alpha, centers=original_target[center_rows],
+    sigma=jnp.asarray(widths[best], dtype),
     regularization=jnp.zeros((), dtype), cv_scores=jnp.asarray(scores, dtype),
   )
 

@@ -13,9 +13,11 @@ import numpy as np
 from tljax.align._arrays import check_choice
 from tljax.checks import check_int, check_non_negative, check_positive
 from tljax.reweight._common import (blocked_rows, check_domains,
+                                    check_finite_result,
                                     check_finite_values, check_key,
-                                    gaussian_kernel, matmul,
-                                    median_squared_distance)
+                                    check_representable, gaussian_kernel,
+                                    matmul, median_squared_distance,
+                                    normalize)
 
 __all__ = ["KERNEL_APPROXIMATIONS", "KMMResult", "kmm", "project_box_slab"]
 
@@ -142,12 +144,24 @@ def kmm(
   0.995 in those runs). More landmarks are needed in high dimension or
   with a narrow kernel.
 
+  Degenerate data (see :mod:`tljax.reweight._common`): the kernels are
+  evaluated on the data translated by their pooled mean and scaled by a
+  power of two (``γ`` scaled to match), so that data at ``1e30`` or
+  ``1e-30`` give the weights of the same data at scale 1; duplicated points
+  and constant features get the median heuristic's fallback (the median of
+  the positive squared distances, or ``σ² = 1`` in the rescaled units when
+  all points coincide) instead of ``σ = 0``. ``KMMResult.gamma`` is in the
+  data's units, rounded to their dtype (``0`` if it underflows, clipped at
+  the largest finite number).
+
   Args:
     source: ``(n_s, d)`` source examples (to be weighted).
     target: ``(n_t, d)`` target examples.
-    gamma: the Gaussian kernel's ``γ > 0``; ``None`` for the median heuristic.
+    gamma: the Gaussian kernel's ``γ > 0`` (finite in the data's dtype);
+      ``None`` for the median heuristic.
     B: the upper bound ``B > 0`` on each weight; with ``ε`` it must leave a
-      feasible point, ``B >= 1 − ε``.
+      feasible point, ``B >= 1 − ε``, and ``n_s · B`` must be finite in the
+      data's dtype.
     eps: ``ε`` in ``[0, 1)``; ``None`` for ``(√n_s − 1) / √n_s``.
     kernel_approximation: ``'exact'`` or ``'nystroem'``.
     rank: the number of Nyström landmarks, ``1 <= rank <= n_s + n_t``; only
@@ -168,14 +182,19 @@ def kmm(
   Raises:
     ValueError: on an empty, non-matrix or non-finite ``source`` or
       ``target``, different feature dimensions, ``gamma <= 0``, ``B <= 0``,
-      ``eps`` outside ``[0, 1)``, ``B < 1 − eps`` (no feasible weights), or
-      another malformed argument; the message names it.
+      ``eps`` outside ``[0, 1)``, ``B < 1 − eps`` (no feasible weights), a
+      hyper-parameter beyond the data's dtype, another malformed argument,
+      or (naming ``gamma``) a kernel so degenerate that the solve gives NaN;
+      the message names it.
   """
   source, target = check_domains(source, target)
   num_source = source.shape[0]
+  dtype = source.dtype
   if gamma is not None:
     check_positive(gamma, "gamma")
+    check_representable(gamma, "gamma", dtype)
   check_positive(B, "B")
+  check_representable(B, "B", dtype, factor=num_source)
   if eps is None:
     eps = (math.sqrt(num_source) - 1.0) / math.sqrt(num_source)
   else:
@@ -205,13 +224,20 @@ def kmm(
   block_size = check_int(block_size, "block_size", minimum=1)
   max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
   check_positive(tolerance, "tolerance")
+  check_representable(tolerance, "tolerance", dtype)
   power_iterations = check_int(power_iterations, "power_iterations", minimum=1)
   key = check_key(key)
   median_key, landmark_key = jax.random.split(key)
 
-  dtype = source.dtype
+  # Fit on translated and rescaled data (see tljax.reweight._common): the
+  # kernel, hence the weights, are unchanged, and γ is scaled to match.
+  normalization, (source, target) = normalize(source, target)
   if gamma is None:
-    gamma = 1.0 / (2.0 * median_squared_distance(source, target, median_key))
+    scaled_gamma = 1.0 / (2.0 * float(median_squared_distance(source, target,
+                                                                median_key)))
+    gamma = normalization.inverse_gamma(scaled_gamma, dtype)
+  else:
+    scaled_gamma = normalization.gamma(gamma, dtype)
   gamma = jnp.asarray(gamma, dtype)
   if kernel_approximation == "nystroem":
     mode = "nystroem"
@@ -220,11 +246,14 @@ def kmm(
   else:
     mode = "dense" if materialize_kernel else "blocked"
   weights, objective, iterations, converged = _kmm(
-    source, target, gamma, jnp.asarray(B, dtype), jnp.asarray(eps, dtype),
+    source, target, jnp.asarray(scaled_gamma, dtype), jnp.asarray(B, dtype),
+    jnp.asarray(eps, dtype),
     jnp.asarray(tolerance, dtype), landmark_key,
     mode=mode, block_size=min(block_size, num_source), rank=rank,
     max_iterations=max_iterations, power_iterations=power_iterations,
   )
+  check_finite_result(weights, "gamma", "the kernel is numerically degenerate; "
+                      "try the median-heuristic gamma=None or more landmarks")
   return KMMResult(
     weights, objective, gamma, jnp.asarray(eps, dtype), iterations, converged
   )
@@ -246,26 +275,33 @@ def project_box_slab(
   projection is exact to rounding.
 
   Args:
-    values: the ``(n,)`` point ``v`` to project.
-    upper: the box's upper bound, > 0.
+    values: the ``(n,)`` point ``v`` to project; ``max |v| + upper`` at
+      most half the dtype's largest number.
+    upper: the box's upper bound, > 0, with ``n · upper`` finite in the
+      dtype of ``values`` (float32 at least).
     lower_sum: the least sum, ``0 <= lower_sum <= n · upper``.
-    upper_sum: the largest sum, ``>= lower_sum``.
+    upper_sum: the largest sum, ``>= lower_sum``, finite in that dtype.
 
   Returns:
     The ``(n,)`` projection.
 
   Raises:
-    ValueError: on a non-vector or non-finite ``values``, or bounds that
-      leave the set empty; the message names the argument.
+    ValueError: on a non-vector or non-finite ``values``, bounds that
+      leave the set empty or overflow the dtype; the message names the
+      argument.
   """
-  array = jnp.asarray(values)
-  if array.ndim != 1 or array.shape[0] == 0 or not (
+  try:
+    array = values if isinstance(values, jax.Array) else np.asarray(values)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"values must be an array of real numbers: {error}") from None
+  if array.ndim != 1 or array.shape[0] == 0 or array.dtype == bool or not (
     jnp.issubdtype(array.dtype, jnp.floating) or jnp.issubdtype(array.dtype, jnp.integer)
   ):
     raise ValueError(
       f"values must be a non-empty 1-D array of real numbers, got shape "
       f"{array.shape} and dtype {array.dtype}."
     )
+  array = jnp.asarray(array)
   check_finite_values(array, "values")
   check_positive(upper, "upper")
   check_non_negative(lower_sum, "lower_sum")
@@ -281,6 +317,16 @@ def project_box_slab(
     )
   array = array.astype(jnp.promote_types(array.dtype, jnp.float32))
   dtype = array.dtype
+  # The clipped sums reach n · upper; they must not overflow.
+  check_representable(upper, "upper", dtype, factor=array.shape[0])
+  check_representable(upper_sum, "upper_sum", dtype)
+  # The bisection brackets reach min(v) − upper and max(v).
+  reach = float(np.max(np.abs(np.asarray(array, np.float64)))) + float(upper)
+  if not reach <= 0.5 * float(jnp.finfo(dtype).max):
+    raise ValueError(
+      f"values must satisfy max|values| + upper <= {0.5 * float(jnp.finfo(dtype).max):.4g} "
+      f"(half the largest {np.dtype(dtype).name} number), got {reach:.4g}."
+    )
   return _project_box_slab(
     array, jnp.asarray(upper, dtype), jnp.asarray(lower_sum, dtype),
     jnp.asarray(upper_sum, dtype),
@@ -385,13 +431,18 @@ def _kmm(source, target, gamma, upper, eps, tolerance, key, *, mode, block_size,
     vector, _ = state
     product = matvec(vector)
     estimate = jnp.vdot(vector, product)
-    return product / jnp.linalg.norm(product), estimate
+    norm = jnp.linalg.norm(product)
+    return jnp.where(norm > 0, product / jnp.where(norm > 0, norm, 1.0), vector), estimate
 
   start = jnp.full((num_source,), 1.0 / math.sqrt(num_source), dtype)
   _, largest = jax.lax.fori_loop(
     0, power_iterations, power_step, (start, jnp.zeros((), dtype))
   )
-  step = 1.0 / (LIPSCHITZ_SAFETY * jnp.maximum(largest, jnp.finfo(dtype).tiny))
+  # The exact kernel has K_ii = 1, hence λ_max >= 1 (a floor that only bites
+  # when a huge γ rounds the diagonal of K to 0); the Nyström kernel's may be
+  # smaller.
+  floor = jnp.finfo(dtype).tiny if mode == "nystroem" else 1.0
+  step = 1.0 / (LIPSCHITZ_SAFETY * jnp.maximum(largest, floor))
 
   lower_sum = num_source * (1.0 - eps)
   upper_sum = num_source * (1.0 + eps)

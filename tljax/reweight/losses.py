@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from tljax.align._arrays import (as_float, check_example_weights,
                                  check_finite, check_matrix,
                                  check_same_shape)
+from tljax.checks import is_traced
 from tljax.select._checks import check_labels, check_real_dtype
 
 __all__ = ["weighted_cross_entropy", "weighted_squared_error"]
@@ -48,7 +49,8 @@ def weighted_cross_entropy(logits: Any, labels: Any, weights: Any) -> jax.Array:
 
   Raises:
     ValueError: on malformed shapes, non-finite logits, labels out of range
-      or negative or non-finite weights (values checked when concrete); the
+      or negative or non-finite weights (values checked when concrete), or
+      (naming ``weights``) a concrete loss that overflows the dtype; the
       message names the argument.
   """
   logits = check_matrix(logits, "logits", columns="num_classes")
@@ -63,7 +65,7 @@ def weighted_cross_entropy(logits: Any, labels: Any, weights: Any) -> jax.Array:
   ).astype(logits.dtype)
   log_probabilities = jax.nn.log_softmax(logits, axis=1)
   losses = -jnp.take_along_axis(log_probabilities, labels[:, None], axis=1)[:, 0]
-  return jnp.mean(weights * losses)
+  return _check_finite_loss(jnp.mean(weights * losses), "weights")
 
 
 def weighted_squared_error(predictions: Any, targets: Any, weights: Any) -> jax.Array:
@@ -82,8 +84,9 @@ def weighted_squared_error(predictions: Any, targets: Any, weights: Any) -> jax.
 
   Raises:
     ValueError: on malformed or mismatched shapes, non-finite values or
-      negative weights (values checked when concrete); the message names the
-      argument.
+      negative weights (values checked when concrete), or (naming
+      ``predictions``) a concrete loss that overflows the dtype; the message
+      names the argument.
   """
   predictions = _check_regression(predictions, "predictions")
   targets = _check_regression(targets, "targets")
@@ -96,7 +99,18 @@ def weighted_squared_error(predictions: Any, targets: Any, weights: Any) -> jax.
                             weights.dtype)
   differences = predictions.astype(dtype) - targets.astype(dtype)
   squared = jnp.square(differences).reshape(num_examples, -1).sum(axis=1)
-  return jnp.mean(weights.astype(dtype) * squared)
+  return _check_finite_loss(jnp.mean(weights.astype(dtype) * squared), "predictions")
+
+
+def _check_finite_loss(loss: jax.Array, argument: str) -> jax.Array:
+  """A concrete loss that overflowed its dtype raises (a traced one passes)."""
+  if not is_traced(loss) and not bool(jnp.isfinite(loss)):
+    raise ValueError(
+      f"{argument}: the loss overflows {loss.dtype} (the inputs are finite but "
+      "their weighted squared or log-probability terms are too large); rescale "
+      "the weights or the values."
+    )
+  return loss
 
 
 def _check_regression(values: Any, argument: str) -> jax.Array:

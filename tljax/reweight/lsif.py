@@ -11,9 +11,11 @@ import jax.scipy.linalg
 import numpy as np
 
 from tljax.checks import check_int, check_non_negative
-from tljax.reweight._common import (argbest, check_domains, check_grid,
-                                    check_key, choose_centers,
-                                    gaussian_basis, matmul, width_grid)
+from tljax.reweight._common import (argbest, check_domains,
+                                    check_finite_result, check_grid,
+                                    check_key, check_representable,
+                                    choose_centers, gaussian_basis, matmul,
+                                    normalize, width_grid)
 from tljax.reweight.basis import DensityRatioFit
 
 __all__ = ["DEFAULT_LAMBDAS", "rulsif", "ulsif"]
@@ -62,6 +64,12 @@ def ulsif(
   positive (the authors allow 0, which leaves ``Ĥ`` singular when the basis
   functions are linearly dependent on the data).
 
+  Degenerate data: as in :func:`kliep` (the fit runs on translated and
+  rescaled data; the default widths of duplicated points or constant
+  features fall back instead of ``σ = 0``); a leave-one-out score that is
+  not finite (a rounding breakdown of the Woodbury update) counts as the
+  worst.
+
   Scale: ``n × b`` basis matrices and ``b × b`` solves per candidate, never
   an ``n × n`` matrix.
 
@@ -84,7 +92,9 @@ def ulsif(
   Raises:
     ValueError: on a malformed argument (fewer than 2 examples in a domain,
       different feature dimensions, non-finite values, a width or ``λ``
-      ``<= 0``); the message names it.
+      ``<= 0`` or beyond the data's dtype), or (naming ``lambdas``) a
+      regularised system so ill-conditioned that the solve gives NaN; the
+      message names it.
   """
   return _least_squares_fit(source, target, 0.0, sigmas, lambdas, num_centers, key)
 
@@ -155,30 +165,43 @@ def _least_squares_fit(source, target, relative, sigmas, lambdas, num_centers, k
   source, target = check_domains(
     source, target, min_rows=2, why="leave-one-out removes one of each"
   )
+  dtype = source.dtype
   lambda_grid = check_grid(lambdas, "lambdas")
   if lambda_grid is None:
     lambda_grid = np.asarray(DEFAULT_LAMBDAS)
+  check_representable(lambda_grid, "lambdas", dtype)
   num_centers = check_int(num_centers, "num_centers", minimum=1)
   key = check_key(key)
   median_key, center_key = jax.random.split(key)
-  widths = width_grid(sigmas, source, target, median_key)
-  dtype = source.dtype
-  centers = target[choose_centers(target, num_centers, center_key)]
+  original_target = target
+  normalization, (source, target) = normalize(source, target)
+  widths, scaled_widths = width_grid(sigmas, source, target, median_key,
+                                     normalization)
+  center_rows = choose_centers(target, num_centers, center_key)
+  centers = target[center_rows]
+  scaled_widths = jnp.asarray(scaled_widths, dtype)
   relative = jnp.asarray(relative, dtype)
   if widths.size * lambda_grid.size > 1:
     scores = np.asarray(_loo_scores(
-      source, target, centers, jnp.asarray(widths, dtype),
+      source, target, centers, scaled_widths,
       jnp.asarray(lambda_grid, dtype), relative,
     ))
     best_sigma, best_lambda = argbest(scores, maximize=False)
   else:
     scores = np.full((1, 1), np.nan)
     best_sigma = best_lambda = 0
-  sigma = jnp.asarray(widths[best_sigma], dtype)
   regularization = jnp.asarray(lambda_grid[best_lambda], dtype)
-  coefficients, weights = _fit(source, target, centers, sigma, regularization, relative)
+  coefficients, weights = _fit(source, target, centers, scaled_widths[best_sigma],
+                               regularization, relative)
+  check_finite_result(
+    weights, "lambdas",
+    f"the regularised system at sigma={float(widths[best_sigma]):.4g} and "
+    f"lambda={float(lambda_grid[best_lambda]):.4g} is numerically singular; "
+    "use larger lambdas",
+  )
   return DensityRatioFit(
-    weights=weights, alpha=coefficients, centers=centers, sigma=sigma,
+    weights=weights, alpha=coefficients, centers=original_target[center_rows],
+    sigma=jnp.asarray(widths[best_sigma], dtype),
     regularization=regularization, cv_scores=jnp.asarray(scores, dtype),
   )
 

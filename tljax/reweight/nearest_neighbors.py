@@ -7,9 +7,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tljax.checks import check_int, check_non_negative
-from tljax.reweight._common import blocked_rows, check_domains, matmul
+from tljax.reweight._common import (blocked_rows, check_domains, matmul,
+                                    normalize)
 
 __all__ = ["nearest_neighbor_counts", "nearest_neighbors_weighting"]
 
@@ -34,6 +36,11 @@ def nearest_neighbors_weighting(
   which is ``n_s N_i / n_t`` for ``s = 0`` (the scale does not change an
   importance-weighted fit up to its regularisation trade-off).
 
+  The weights are computed as ``(N_i + s) / (n_t / n_s + s)``, which does
+  not overflow for any finite ``s``; distances are compared on the data
+  translated and scaled by a power of two (which changes no nearest
+  neighbour, but keeps data at ``1e30`` from overflowing their squares).
+
   The nearest neighbours are found in blocks of ``block_size`` target
   examples at a time, so memory is ``O(block_size · n_s)``, never
   ``n_t × n_s``.
@@ -54,9 +61,12 @@ def nearest_neighbors_weighting(
   """
   check_non_negative(smoothing, "smoothing")
   counts = nearest_neighbor_counts(source, target, block_size=block_size)
-  num_source, num_target = counts.shape[0], jnp.sum(counts)
-  smoothing = jnp.asarray(smoothing, counts.dtype)
-  return num_source * (counts + smoothing) / (num_target + num_source * smoothing)
+  # w_i = (N_i + s) / (n_t / n_s + s), in float64: no overflow for any
+  # finite s (n_s · s would overflow float32 past 3.4e38 / n_s).
+  values = np.asarray(counts, np.float64)
+  smoothing = float(smoothing)
+  weights = (values + smoothing) / (values.sum() / values.shape[0] + smoothing)
+  return jnp.asarray(weights, counts.dtype)
 
 
 def nearest_neighbor_counts(
@@ -66,9 +76,17 @@ def nearest_neighbor_counts(
 
   See :func:`nearest_neighbors_weighting`. Returns the ``(n_s,)`` counts as
   floats (they sum to ``n_t``).
+
+  Raises:
+    ValueError: on an empty, non-matrix or non-finite ``source`` or
+      ``target``, different feature dimensions or ``block_size < 1``; the
+      message names it.
   """
   source, target = check_domains(source, target)
   block_size = check_int(block_size, "block_size", minimum=1)
+  # Nearest neighbours do not change under a translation and a positive
+  # scaling; this one (a power of two) keeps ‖x‖² of data at 1e30 finite.
+  _, (source, target) = normalize(source, target)
   return _counts(source, target, block_size=min(block_size, target.shape[0]))
 
 
