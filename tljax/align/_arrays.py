@@ -1,8 +1,10 @@
 """Array checks shared by the losses of :mod:`tljax.align`.
 
-Each check raises a ``ValueError`` naming the argument. Shapes are checked
-when traced (they are static); values (non-negative weights, probability
-rows) only when the array is concrete, i.e. outside ``jax.jit``/``jax.grad``.
+Each check raises a ``ValueError`` naming the argument. Shapes and dtypes
+are checked when traced (they are static); values (finiteness, non-negative
+weights, probability rows, the range of hyper-parameters) only when the array
+or number is concrete, i.e. outside ``jax.jit``/``jax.grad``/``jax.vmap``, so
+the checks add nothing to a compiled step.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.checks import check_probability_rows, is_traced
+from tljax.checks import (check_non_negative, check_positive,
+                          check_probability_rows, is_traced)
 
 
 def as_float(array: Any) -> jax.Array:
@@ -23,10 +26,15 @@ def as_float(array: Any) -> jax.Array:
   return array.astype(jnp.promote_types(array.dtype, jnp.float32))
 
 
+def compute_dtype() -> np.dtype:
+  """The dtype Python floats are computed in: float32, or float64 under x64."""
+  return np.dtype(jnp.asarray(1.0).dtype)
+
+
 def _check_real(array: Any, argument: str) -> jax.Array:
   try:
     array = jnp.asarray(array)
-  except TypeError as error:
+  except (TypeError, ValueError) as error:
     raise ValueError(f"{argument} must be an array of numbers: {error}") from None
   if not (
     jnp.issubdtype(array.dtype, jnp.floating)
@@ -46,8 +54,13 @@ def check_matrix(
   columns: str = "dim",
   min_rows: int = 1,
   why: str = "",
+  finite: bool = False,
 ) -> jax.Array:
-  """A ``(rows, columns)`` real matrix with both sizes positive, as float."""
+  """A ``(rows, columns)`` real matrix with both sizes positive, as float.
+
+  With ``finite``, its values (after the conversion to float) must also be
+  finite, checked when concrete.
+  """
   array = _check_real(array, argument)
   if array.ndim != 2 or 0 in array.shape:
     raise ValueError(
@@ -60,7 +73,10 @@ def check_matrix(
       f"{argument} must have at least {min_rows} rows{reason}, got "
       f"{array.shape[0]}."
     )
-  return as_float(array)
+  array = as_float(array)
+  if finite:
+    check_finite(array, argument)
+  return array
 
 
 def check_same_columns(
@@ -114,7 +130,9 @@ def check_domain_logits(logits: Any, argument: str) -> jax.Array:
       f"{argument} must have shape (batch,) or (batch, 1) with batch > 0 (one "
       f"domain logit per example), got shape {logits.shape}."
     )
-  return as_float(logits).reshape(-1)
+  logits = as_float(logits).reshape(-1)
+  check_finite(logits, argument)
+  return logits
 
 
 def check_example_weights(
@@ -127,11 +145,12 @@ def check_example_weights(
       f"{argument} must have shape ({length},) (one weight per example of "
       f"{length_of}), got shape {weights.shape}."
     )
+  weights = as_float(weights)
   if not is_traced(weights):
     values = np.asarray(weights, np.float64)
     if not np.all(np.isfinite(values)) or np.any(values < 0):
       raise ValueError(f"{argument} must be finite and non-negative.")
-  return as_float(weights)
+  return weights
 
 
 def check_probabilities(
@@ -139,21 +158,95 @@ def check_probabilities(
 ) -> jax.Array:
   """A ``(batch, classes)`` matrix of probability rows (checked when concrete)."""
   probabilities = check_matrix(
-    probabilities, argument, columns="num_classes", min_rows=min_rows
+    probabilities, argument, columns="num_classes", min_rows=min_rows,
+    finite=True,
   )
   check_probability_rows(probabilities, argument)
   return probabilities
 
 
 def check_finite(array: jax.Array, argument: str) -> None:
-  """Finite values, checked when concrete (for the closed-form methods)."""
+  """Finite values, checked when concrete (a traced array passes)."""
   if not is_traced(array) and not bool(np.all(np.isfinite(np.asarray(array)))):
-    raise ValueError(f"{argument} must be finite (it holds NaN or infinity).")
+    raise ValueError(
+      f"{argument} must be finite (it holds NaN or infinity, or values too "
+      f"large for {np.asarray(array).dtype})."
+    )
+
+
+def check_hyperparameter(
+  value: Any, argument: str, *, positive: bool = False
+) -> Any:
+  """A finite number ``>= 0`` (``> 0`` with ``positive``), representable in float.
+
+  A concrete value must be a real scalar that stays finite (and, if
+  ``positive``, non-zero) once converted to :func:`compute_dtype`; a traced
+  one (a ``jax.vmap`` sweep, a value computed inside ``jax.jit``) must be a
+  real scalar, and its value is not checked.
+  """
+  if is_traced(value):
+    if jnp.ndim(value) != 0 or not (
+      jnp.issubdtype(value.dtype, jnp.floating)
+      or jnp.issubdtype(value.dtype, jnp.integer)
+    ):
+      raise ValueError(
+        f"{argument} must be a real scalar, got a traced value of shape "
+        f"{jnp.shape(value)} and dtype {value.dtype}."
+      )
+    return value
+  (check_positive if positive else check_non_negative)(value, argument)
+  number = float(value)
+  info = np.finfo(compute_dtype())
+  if number > float(info.max):
+    raise ValueError(
+      f"{argument} must be at most {float(info.max):.4g} (it overflows "
+      f"{info.dtype}), got {number}."
+    )
+  if positive and number < float(info.tiny):
+    raise ValueError(
+      f"{argument} must be at least {float(info.tiny):.4g} (the smallest "
+      f"normal {info.dtype} number), got {number}."
+    )
+  return value
+
+
+def check_finite_result(result: Any, message: str) -> Any:
+  """``result`` (an array or a tuple of arrays) if it is finite or traced.
+
+  The last line of defence of each function: where finite inputs make a
+  result that is not representable (e.g. a loss of order ``x⁴`` for
+  features ``x`` of order 1e30 in float32), a concrete result raises a
+  ``ValueError`` with ``message`` instead of returning NaN or infinity.
+  """
+  for leaf in jax.tree.leaves(result):
+    if not is_traced(leaf) and not bool(np.all(np.isfinite(np.asarray(leaf)))):
+      raise ValueError(message)
+  return result
+
+
+def power_of_two_scale(array: jax.Array, axis: Any = None) -> jax.Array:
+  """A power of two ``s`` with ``max |array| / s`` in ``[1, 2)`` (constant).
+
+  The maximum is over ``axis`` (all entries by default); ``s = 1`` where it
+  is 0. Dividing by ``s`` is exact, so a computation on ``array / s`` rounds
+  as one on ``array`` would, but cannot overflow or underflow (for squares
+  of entries of order 1e30 in float32, say). Its gradient is stopped.
+  """
+  magnitude = jax.lax.stop_gradient(jnp.max(jnp.abs(array), axis=axis))
+  _, exponent = jnp.frexp(magnitude)  # magnitude = m 2^e, m in [0.5, 1)
+  scale = jnp.ldexp(jnp.ones_like(magnitude), exponent - 1)
+  return jnp.where((magnitude > 0) & jnp.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
 def covariance(features: jax.Array) -> jax.Array:
-  """The unbiased ``(dim, dim)`` covariance of the rows of ``features`` (>= 2 rows)."""
-  centred = features - jnp.mean(features, axis=0)
+  """The unbiased ``(dim, dim)`` covariance of the rows of ``features`` (>= 2 rows).
+
+  The rows are first shifted by the first one (covariance is
+  shift-invariant), so a constant feature has a variance of exactly 0 rather
+  than the rounding error of its mean, squared.
+  """
+  shifted = features - jax.lax.stop_gradient(features[0])
+  centred = shifted - jnp.mean(shifted, axis=0)
   return centred.T @ centred / (features.shape[0] - 1)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import check_matrix
+from tljax.align._arrays import (check_finite_result, check_hyperparameter,
+                                 check_matrix)
 from tljax.align.entropy import entropy_weights
-from tljax.checks import check_positive
 
 __all__ = ["minimum_class_confusion"]
 
@@ -37,6 +37,12 @@ def minimum_class_confusion(
   loss. ``T = 2.5`` as in the paper's experiments. MCC is added to the source
   classification loss alone or on top of another method's.
 
+  Numerics: the logits are shifted by their row maximum before the division
+  by ``T``, so a small ``T`` or large logits cannot overflow the softmax; and
+  a class that no example predicts (its probabilities all rounded to 0,
+  hence a zero row of ``C``) contributes no confusion, where the library's
+  ``0 / 0`` gives NaN.
+
   Args:
     target_logits: ``(n, K)`` classifier logits on target examples.
     temperature: ``T > 0``.
@@ -45,19 +51,27 @@ def minimum_class_confusion(
     The scalar loss, in ``[0, (K − 1)/K]``.
 
   Raises:
-    ValueError: if ``target_logits`` is not a non-empty matrix or
-      ``temperature`` is not positive.
+    ValueError: if ``target_logits`` is not a non-empty finite matrix or
+      ``temperature`` is not a positive (float-representable) number.
   """
-  check_positive(temperature, "temperature")
-  logits = check_matrix(target_logits, "target_logits", columns="num_classes")
-  return _minimum_class_confusion(logits, temperature)
+  check_hyperparameter(temperature, "temperature", positive=True)
+  logits = check_matrix(target_logits, "target_logits", columns="num_classes",
+                        finite=True)
+  return check_finite_result(
+    _minimum_class_confusion(logits, temperature),
+    "minimum_class_confusion is not finite for these target_logits and "
+    "temperature.",
+  )
 
 
 @jax.jit
 def _minimum_class_confusion(logits, temperature):
   num_classes = logits.shape[1]
-  predictions = jax.nn.softmax(logits / temperature, axis=1)
+  shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=1, keepdims=True))
+  predictions = jax.nn.softmax(shifted / temperature, axis=1)
   weights = entropy_weights(predictions)
   confusion = (predictions * weights[:, None]).T @ predictions
-  confusion = confusion / jnp.sum(confusion, axis=1, keepdims=True)
+  sums = jnp.sum(confusion, axis=1, keepdims=True)
+  positive = sums > 0
+  confusion = jnp.where(positive, confusion / jnp.where(positive, sums, 1.0), 0.0)
   return (jnp.sum(confusion) - jnp.trace(confusion)) / num_classes

@@ -5,8 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_matrix, check_probabilities,
+from tljax.align._arrays import (check_finite_result, check_matrix,
                                  check_same_shape)
+from tljax.checks import check_probability_rows
 
 __all__ = ["classifier_discrepancy"]
 
@@ -44,16 +45,21 @@ def classifier_discrepancy(
     The scalar discrepancy, in ``[0, 2/K]``.
 
   Raises:
-    ValueError: if the inputs are not probability matrices of one shape.
+    ValueError: if the inputs are not probability matrices (finite,
+      non-negative, rows summing to 1; checked when concrete) of one shape.
   """
-  check_same_shape(
-    check_matrix(probabilities_1, "probabilities_1", columns="num_classes"),
-    check_matrix(probabilities_2, "probabilities_2", columns="num_classes"),
-    "probabilities_1", "probabilities_2",
-  )
-  return _classifier_discrepancy(
-    check_probabilities(probabilities_1, "probabilities_1"),
-    check_probabilities(probabilities_2, "probabilities_2"),
+  probabilities_1 = check_matrix(probabilities_1, "probabilities_1",
+                                 columns="num_classes")
+  probabilities_2 = check_matrix(probabilities_2, "probabilities_2",
+                                 columns="num_classes")
+  check_same_shape(probabilities_1, probabilities_2, "probabilities_1",
+                   "probabilities_2")
+  check_probability_rows(probabilities_1, "probabilities_1")
+  check_probability_rows(probabilities_2, "probabilities_2")
+  return check_finite_result(
+    _classifier_discrepancy(probabilities_1, probabilities_2),
+    "classifier_discrepancy is not finite for these probabilities_1 and "
+    "probabilities_2.",
   )
 
 

@@ -22,10 +22,11 @@ import jax
 import jax.numpy as jnp
 
 from tljax.align._arrays import (check_bool, check_domain_logits,
+                                 check_finite_result, check_hyperparameter,
                                  check_matrix, check_same_columns)
 from tljax.align.entropy import entropy_weights
 from tljax.align.gradient_reversal import gradient_reversal
-from tljax.checks import check_int, check_non_negative
+from tljax.checks import check_int
 
 __all__ = [
   "conditional_adversarial_loss",
@@ -51,9 +52,14 @@ def multilinear_map(features: jax.Array, predictions: jax.Array) -> jax.Array:
     ``(n, num_classes * dim)`` conditioned features.
 
   Raises:
-    ValueError: on non-matrix inputs or different batch sizes.
+    ValueError: on non-matrix or non-finite inputs, different batch sizes,
+      or (when concrete) products too large for the float type.
   """
-  return _multilinear_map(*_check_map_inputs(features, predictions))
+  return check_finite_result(
+    _multilinear_map(*_check_map_inputs(features, predictions)),
+    "multilinear_map is not finite: features times predictions overflows the "
+    "float type.",
+  )
 
 
 def random_multilinear_matrices(
@@ -78,8 +84,10 @@ def random_multilinear_matrices(
     ``(R_f, R_g)``, float32.
 
   Raises:
-    ValueError: if a dimension is not a positive int.
+    ValueError: if ``key`` is not a ``jax.random`` key or a dimension is not
+      a positive int.
   """
+  _check_key(key)
   features_dim = check_int(features_dim, "features_dim", minimum=1)
   num_classes = check_int(num_classes, "num_classes", minimum=1)
   output_dim = check_int(output_dim, "output_dim", minimum=1)
@@ -113,13 +121,19 @@ def randomized_multilinear_map(
     ``(n, d)`` conditioned features.
 
   Raises:
-    ValueError: on non-matrix inputs, different batch sizes, or random
-      matrices whose shapes do not fit.
+    ValueError: on non-matrix or non-finite inputs, different batch sizes,
+      random matrices whose shapes do not fit, or (when concrete) a result
+      too large for the float type.
   """
   features, predictions = _check_map_inputs(features, predictions)
-  return _randomized_multilinear_map(
-    features, predictions,
-    _check_random_matrices(random_matrices, features.shape[1], predictions.shape[1]),
+  return check_finite_result(
+    _randomized_multilinear_map(
+      features, predictions,
+      _check_random_matrices(random_matrices, features.shape[1],
+                             predictions.shape[1]),
+    ),
+    "randomized_multilinear_map is not finite: features, predictions and "
+    "random_matrices overflow the float type.",
   )
 
 
@@ -178,21 +192,28 @@ def conditional_adversarial_loss(
     The scalar loss.
 
   Raises:
-    ValueError: on inputs of the wrong shapes (mismatched batch sizes,
-      feature dimensions or class counts between the domains), a negative
-      ``coeff``, a non-bool ``entropy_conditioning``, or a discriminator
-      output that is not one logit per example.
+    ValueError: on a ``discriminator`` that is not callable, non-finite
+      inputs or inputs of the wrong shapes (mismatched batch sizes, feature
+      dimensions or class counts between the domains), a negative ``coeff``,
+      a non-bool ``entropy_conditioning``, a discriminator output that is not
+      one (finite, when concrete) logit per example, or (when concrete) a
+      loss too large for the float type.
   """
-  check_non_negative(coeff, "coeff")
+  if not callable(discriminator):
+    raise ValueError(
+      f"discriminator must be callable (conditioned features to domain "
+      f"logits), got {type(discriminator).__name__}."
+    )
+  check_hyperparameter(coeff, "coeff")
   entropy_conditioning = check_bool(entropy_conditioning, "entropy_conditioning")
-  source_features = check_matrix(source_features, "source_features")
-  target_features = check_matrix(target_features, "target_features")
+  source_features = check_matrix(source_features, "source_features", finite=True)
+  target_features = check_matrix(target_features, "target_features", finite=True)
   check_same_columns(source_features, target_features, "source_features",
                      "target_features")
   source_logits = check_matrix(source_logits, "source_logits",
-                               columns="num_classes")
+                               columns="num_classes", finite=True)
   target_logits = check_matrix(target_logits, "target_logits",
-                               columns="num_classes")
+                               columns="num_classes", finite=True)
   check_same_columns(source_logits, target_logits, "source_logits",
                      "target_logits", what="number of classes")
   for argument, logits, features, features_argument in (
@@ -219,9 +240,13 @@ def conditional_adversarial_loss(
       f"discriminator must return one logit per example, shape ({total},) or "
       f"({total}, 1), got {jnp.shape(domain_logits)}."
     )
-  return _conditional_domain_loss(
-    check_domain_logits(domain_logits, "discriminator output"), predictions,
-    source_features.shape[0], entropy_conditioning,
+  return check_finite_result(
+    _conditional_domain_loss(
+      check_domain_logits(domain_logits, "discriminator output"), predictions,
+      source_features.shape[0], entropy_conditioning,
+    ),
+    "conditional_adversarial_loss is not finite: the discriminator's logits "
+    "are too large for the float type.",
   )
 
 
@@ -270,9 +295,24 @@ def _conditional_domain_loss(domain_logits, predictions, num_source,
   return jnp.mean(losses)
 
 
+def _check_key(key):
+  """A typed ``jax.random`` key (shape ``()``) or a raw ``uint32`` key of shape ``(2,)``."""
+  dtype = getattr(key, "dtype", None)
+  shape = getattr(key, "shape", None)
+  typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+  raw = dtype == jnp.uint32 and shape == (2,)
+  if not ((typed and shape == ()) or raw):
+    raise ValueError(
+      "key must be a single jax.random key, e.g. jax.random.key(0), got "
+      + (f"dtype {dtype} and shape {shape}." if dtype is not None
+         else f"{type(key).__name__}.")
+    )
+
+
 def _check_map_inputs(features, predictions):
-  features = check_matrix(features, "features")
-  predictions = check_matrix(predictions, "predictions", columns="num_classes")
+  features = check_matrix(features, "features", finite=True)
+  predictions = check_matrix(predictions, "predictions", columns="num_classes",
+                             finite=True)
   if predictions.shape[0] != features.shape[0]:
     raise ValueError(
       f"predictions must have one row per row of features "
@@ -288,11 +328,12 @@ def _check_random_matrices(random_matrices, features_dim, num_classes):
       f"random_multilinear_matrices, got {type(random_matrices).__name__}."
     )
   features_matrix = check_matrix(
-    random_matrices[0], "random_matrices[0]", rows="dim", columns="output_dim"
+    random_matrices[0], "random_matrices[0]", rows="dim", columns="output_dim",
+    finite=True,
   )
   predictions_matrix = check_matrix(
     random_matrices[1], "random_matrices[1]", rows="num_classes",
-    columns="output_dim",
+    columns="output_dim", finite=True,
   )
   if features_matrix.shape[0] != features_dim:
     raise ValueError(

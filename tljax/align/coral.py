@@ -13,9 +13,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_finite, check_matrix,
-                                 check_same_columns, covariance)
-from tljax.checks import check_non_negative
+from tljax.align._arrays import (check_finite_result, check_hyperparameter,
+                                 check_matrix, check_same_columns, covariance,
+                                 power_of_two_scale)
 
 __all__ = ["coral", "coral_recolor"]
 
@@ -37,15 +37,29 @@ def coral(source_features: jax.Array, target_features: jax.Array) -> jax.Array:
     source_features: ``(n_S, d)`` source features, ``n_S >= 2``.
     target_features: ``(n_T, d)`` target features, ``n_T >= 2``.
 
+  The features are divided by a power of two (exactly) before the
+  covariances are taken and the loss multiplied back, and each batch is
+  shifted by its first row, so constant features have a covariance of
+  exactly 0 at any scale (not the rounding error of their mean, which the
+  4th power would blow up). Otherwise, for features beyond about 1e10 in
+  float32 even the rounding error of the covariances overflows the loss,
+  which then raises.
+
   Returns:
     The scalar loss (float32 or wider).
 
   Raises:
-    ValueError: on non-matrix features, fewer than 2 examples in either
-      domain, or different feature dimensions.
+    ValueError: on non-matrix or non-finite features, fewer than 2 examples
+      in either domain, different feature dimensions, or (when concrete) a
+      loss too large for the float type (it grows as the 4th power of the
+      features' scale).
   """
   source, target = _check_pair(source_features, target_features)
-  return _coral(source, target)
+  return check_finite_result(
+    _coral(source, target),
+    "coral is not finite: source_features and target_features are too large "
+    "(the loss grows as their 4th power); rescale them.",
+  )
 
 
 def coral_recolor(
@@ -68,8 +82,21 @@ def coral_recolor(
   The regulariser makes the covariance of the result
   ``C_T^{1/2} C_S^{−1/2} cov(D_S) C_S^{−1/2} C_T^{1/2}
   = C_T − λ C_T^{1/2} C_S^{−1} C_T^{1/2}``, which is ``cov(D_T)`` exactly
-  when ``λ = 0`` (then both covariances must be full rank: more examples
-  than dimensions and no constant feature).
+  when ``λ = 0`` and both covariances are full rank (more examples than
+  dimensions and no constant feature).
+
+  Numerics (deviations from Algorithm 1 only where it has no finite answer):
+  ``C_S^{−1/2}`` is the pseudo-inverse square root, i.e. eigenvalues below
+  ``d · ε · λ_max`` (``ε`` the float's resolution) count as 0; it equals the
+  inverse square root whenever ``C_S`` is well conditioned, and keeps the
+  result finite when ``λ = 0`` and ``C_S`` is singular (then the result's
+  covariance is ``cov(D_T)`` only on the source's non-degenerate
+  directions). And each domain is divided by a power of two ``s`` (with
+  ``λ / s²``; the result is multiplied back by the target's), which is
+  exact: ``s = 1`` unless the domain's features exceed 1 in magnitude (or
+  ``λ = 0``, for which the map is scale-equivariant), so features of order
+  1e30 (or 1e-30 with ``λ = 0``) in float32 neither overflow nor underflow
+  the covariances.
 
   Args:
     source: ``(n_S, d)`` source features, ``n_S >= 2``.
@@ -81,31 +108,50 @@ def coral_recolor(
 
   Raises:
     ValueError: on non-matrix or non-finite features, fewer than 2 examples
-      in either domain, different feature dimensions, or a negative ``eps``.
+      in either domain, different feature dimensions, a negative (or
+      non-finite) ``eps``, or (when concrete) a result too large for the
+      float type.
   """
-  check_non_negative(eps, "eps")
+  check_hyperparameter(eps, "eps")
   source, target = _check_pair(source, target, source_argument="source",
                                target_argument="target")
-  check_finite(source, "source")
-  check_finite(target, "target")
-  return _coral_recolor(source, target, eps)
+  return check_finite_result(
+    _coral_recolor(source, target, eps),
+    "coral_recolor is not finite: source and target are too large for the "
+    "float type; rescale them.",
+  )
 
 
 @jax.jit
 def _coral(source, target):
   dim = source.shape[1]
-  difference = covariance(source) - covariance(target)
-  return jnp.sum(jnp.square(difference)) / (4.0 * dim * dim)
+  scale = power_of_two_scale(jnp.concatenate([source, target]))
+  difference = covariance(source / scale) - covariance(target / scale)
+  loss = jnp.sum(jnp.square(difference)) / (4.0 * dim * dim)
+  # A zero loss stays 0 even where scale⁴ overflows (0 · ∞ would be NaN).
+  return jnp.where(loss > 0, loss * scale * scale * scale * scale, 0.0)
 
 
 @jax.jit
 def _coral_recolor(source, target, eps):
   identity = jnp.eye(source.shape[1], dtype=source.dtype)
-  source_covariance = covariance(source) + eps * identity
-  target_covariance = covariance(target) + eps * identity
+
+  def scaled_covariance(features):
+    """``X / s`` and ``cov(X / s) + λ / s² I``: ``(C + λ I) / s²``."""
+    data_scale = power_of_two_scale(features)
+    # λ / s² must not overflow: only scale down (s >= 1) unless λ = 0.
+    scale = jnp.where(eps > 0, jnp.maximum(data_scale, 1.0), data_scale)
+    features = features / scale
+    # s >= 1 where λ > 0, so s² cannot underflow to 0 (for λ = 0 it may).
+    scaled_eps = jnp.where(eps > 0, eps / (scale * scale), 0.0)
+    return features, covariance(features) + scaled_eps * identity, scale
+
+  # D_S (C_S + λI)^{−1/2} (C_T + λI)^{1/2} = s_T D_S' (C_S' + λ/s_S²)^{−1/2} (…)^{1/2}
+  source, source_covariance, _ = scaled_covariance(source)
+  _, target_covariance, target_scale = scaled_covariance(target)
   whitening = _symmetric_power(source_covariance, -0.5)
   colouring = _symmetric_power(target_covariance, 0.5)
-  return source @ whitening @ colouring
+  return (source @ whitening @ colouring) * target_scale
 
 
 def _check_pair(
@@ -113,15 +159,30 @@ def _check_pair(
   target_argument="target_features"
 ):
   why = "a covariance needs two examples"
-  source = check_matrix(source, source_argument, min_rows=2, why=why)
-  target = check_matrix(target, target_argument, min_rows=2, why=why)
+  source = check_matrix(source, source_argument, min_rows=2, why=why,
+                        finite=True)
+  target = check_matrix(target, target_argument, min_rows=2, why=why,
+                        finite=True)
   check_same_columns(source, target, source_argument, target_argument)
   return source, target
 
 
 def _symmetric_power(matrix: jax.Array, power: float) -> jax.Array:
-  """``V diag(λ^power) Vᵀ`` of a symmetric positive (semi-)definite matrix."""
+  """``V diag(λ^power) Vᵀ`` of a symmetric positive (semi-)definite matrix.
+
+  For a negative power, eigenvalues below ``d · ε · λ_max`` (zero up to
+  rounding) get 0, as a pseudo-inverse: a singular matrix gives a finite
+  result.
+  """
   eigenvalues, eigenvectors = jnp.linalg.eigh((matrix + matrix.T) / 2)
   # Rounding can leave a zero eigenvalue slightly negative.
   eigenvalues = jnp.maximum(eigenvalues, 0.0)
-  return (eigenvectors * eigenvalues**power) @ eigenvectors.T
+  if power < 0:
+    cutoff = (
+      matrix.shape[0] * jnp.finfo(matrix.dtype).eps * jnp.max(eigenvalues)
+    )
+    kept = eigenvalues > cutoff
+    powers = jnp.where(kept, jnp.where(kept, eigenvalues, 1.0) ** power, 0.0)
+  else:
+    powers = eigenvalues**power
+  return (eigenvectors * powers) @ eigenvectors.T

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import check_domain_logits, check_example_weights
+from tljax.align._arrays import (check_domain_logits, check_example_weights,
+                                 check_finite_result)
 
 __all__ = ["domain_adversarial_loss"]
 
@@ -48,8 +49,9 @@ def domain_adversarial_loss(
     The scalar loss (``log 2`` for a classifier that outputs 0 everywhere).
 
   Raises:
-    ValueError: on logits of the wrong shape or an empty batch, or weights
-      of the wrong shape or with negative entries.
+    ValueError: on non-finite logits, logits of the wrong shape or an empty
+      batch, weights of the wrong shape or with negative or non-finite
+      entries, or (when concrete) a loss too large for the float type.
   """
   source = check_domain_logits(source_domain_logits, "source_domain_logits")
   target = check_domain_logits(target_domain_logits, "target_domain_logits")
@@ -63,7 +65,11 @@ def domain_adversarial_loss(
       target_weights, "target_weights", length=target.shape[0],
       length_of="target_domain_logits",
     )
-  return _domain_adversarial_loss(source, target, source_weights, target_weights)
+  return check_finite_result(
+    _domain_adversarial_loss(source, target, source_weights, target_weights),
+    "domain_adversarial_loss is not finite: the domain logits (times their "
+    "weights) are too large for the float type.",
+  )
 
 
 @jax.jit

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
-from tljax.align._arrays import check_matrix, check_probabilities
+from tljax.align._arrays import (check_finite_result, check_matrix,
+                                 check_probabilities)
 
 __all__ = ["entropy", "entropy_weights"]
 
@@ -23,7 +24,8 @@ def entropy(logits: jax.Array) -> jax.Array:
   learning by entropy minimization", NeurIPS 2004; the target entropy term of
   Long et al., "Unsupervised domain adaptation with residual transfer
   networks", NeurIPS 2016, and of AFN's recipe). Computed from
-  ``log_softmax``, so it is exact and finite for any finite logits (the
+  ``log_softmax``, with ``0 log 0 = 0`` (also where a logit gap overflows
+  to ``−∞``), so it is exact and finite for any finite logits (the
   Transfer-Learning-Library's ``entropy`` adds ``1e-5`` inside the log).
 
   Args:
@@ -33,9 +35,12 @@ def entropy(logits: jax.Array) -> jax.Array:
     The scalar mean entropy, in nats.
 
   Raises:
-    ValueError: if ``logits`` is not a non-empty matrix.
+    ValueError: if ``logits`` is not a non-empty finite matrix.
   """
-  return _entropy(check_matrix(logits, "logits", columns="num_classes"))
+  return check_finite_result(
+    _entropy(check_matrix(logits, "logits", columns="num_classes", finite=True)),
+    "entropy is not finite for these logits.",
+  )
 
 
 def entropy_weights(predictions: jax.Array) -> jax.Array:
@@ -62,15 +67,21 @@ def entropy_weights(predictions: jax.Array) -> jax.Array:
 
   Raises:
     ValueError: if ``predictions`` is not a non-empty matrix of probability
-      rows.
+      rows (finite, non-negative, summing to 1; checked when concrete).
   """
-  return _entropy_weights(check_probabilities(predictions, "predictions"))
+  return check_finite_result(
+    _entropy_weights(check_probabilities(predictions, "predictions")),
+    "entropy_weights are not finite for these predictions.",
+  )
 
 
 @jax.jit
 def _entropy(logits):
   log_probabilities = jax.nn.log_softmax(logits, axis=1)
-  return -jnp.mean(jnp.sum(jnp.exp(log_probabilities) * log_probabilities, axis=1))
+  probabilities = jnp.exp(log_probabilities)
+  # 0 log 0 = 0, also where log p = −∞ (a gap beyond the float range).
+  log_probabilities = jnp.where(probabilities > 0, log_probabilities, 0.0)
+  return -jnp.mean(jnp.sum(probabilities * log_probabilities, axis=1))
 
 
 @jax.jit

@@ -11,7 +11,9 @@ the source and the target batch, to the classification loss with a weight
 ``λ``.
 
 Norms are computed so that an all-zero feature row has norm 0 and gradient
-0 (rather than NaN).
+0 (rather than NaN), and on each row divided by a power of two (exactly),
+so that squares of entries of order 1e30 (or 1e-30) in float32 neither
+overflow nor underflow.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import check_matrix
-from tljax.checks import check_non_negative
+from tljax.align._arrays import (check_finite_result, check_hyperparameter,
+                                 check_matrix, power_of_two_scale)
 
 __all__ = ["adaptive_feature_norm", "stepwise_adaptive_feature_norm"]
 
@@ -38,7 +40,9 @@ def stepwise_adaptive_feature_norm(
   current norm *with its gradient stopped* plus ``Δr``. The value is always
   ``Δr²``; the gradient, ``−2Δr/n · h_i/‖h_i‖``, grows every norm by a step
   each iteration. ``Δr = 1`` as in the Transfer-Learning-Library's
-  ``AdaptiveFeatureNorm``.
+  ``AdaptiveFeatureNorm``. The residual ``‖h_i(θ)‖ − ‖h_i(θ₀)‖`` is formed
+  on the scaled norms before ``Δr`` is subtracted, so the value is ``Δr²``
+  even where ``‖h‖ + Δr`` would round to ``‖h‖``.
 
   Args:
     features: ``(n, dim)`` features ``h``.
@@ -48,11 +52,17 @@ def stepwise_adaptive_feature_norm(
     The scalar loss.
 
   Raises:
-    ValueError: if ``features`` is not a non-empty matrix or ``delta_r`` is
-      negative.
+    ValueError: if ``features`` is not a non-empty finite matrix, ``delta_r``
+      is negative, or (when concrete) ``Δr²`` overflows the float type.
   """
-  check_non_negative(delta_r, "delta_r")
-  return _stepwise_adaptive_feature_norm(check_matrix(features, "features"), delta_r)
+  check_hyperparameter(delta_r, "delta_r")
+  return check_finite_result(
+    _stepwise_adaptive_feature_norm(
+      check_matrix(features, "features", finite=True), delta_r
+    ),
+    "stepwise_adaptive_feature_norm is not finite: delta_r squared overflows "
+    "the float type.",
+  )
 
 
 def adaptive_feature_norm(features: jax.Array, *, radius: float) -> jax.Array:
@@ -74,26 +84,36 @@ def adaptive_feature_norm(features: jax.Array, *, radius: float) -> jax.Array:
     The scalar loss.
 
   Raises:
-    ValueError: if ``features`` is not a non-empty matrix or ``radius`` is
-      negative.
+    ValueError: if ``features`` is not a non-empty finite matrix, ``radius``
+      is negative, or (when concrete) the loss overflows the float type.
   """
-  check_non_negative(radius, "radius")
-  return _adaptive_feature_norm(check_matrix(features, "features"), radius)
+  check_hyperparameter(radius, "radius")
+  return check_finite_result(
+    _adaptive_feature_norm(check_matrix(features, "features", finite=True),
+                           radius),
+    "adaptive_feature_norm is not finite: the gap between the norms of "
+    "features and radius is too large (its square overflows the float "
+    "type).",
+  )
 
 
 @jax.jit
 def _stepwise_adaptive_feature_norm(features, delta_r):
-  norms = _row_norms(features)
-  radius = jax.lax.stop_gradient(norms) + delta_r
-  return jnp.mean(jnp.square(norms - radius))
+  scaled_norms, scales = _scaled_row_norms(features)
+  growth = (scaled_norms - jax.lax.stop_gradient(scaled_norms)) * scales
+  return jnp.mean(jnp.square(growth - delta_r))
 
 
 @jax.jit
 def _adaptive_feature_norm(features, radius):
-  return jnp.square(jnp.mean(_row_norms(features)) - radius)
+  scaled_norms, scales = _scaled_row_norms(features)
+  return jnp.square(jnp.mean(scaled_norms * scales) - radius)
 
 
-def _row_norms(features: jax.Array) -> jax.Array:
-  squared = jnp.sum(jnp.square(features), axis=1)
+def _scaled_row_norms(features: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(‖h_i / s_i‖, s_i)``: row norms ``‖h_i‖ = ‖h_i / s_i‖ s_i``, ``s_i`` constant."""
+  scales = power_of_two_scale(features, axis=1)
+  squared = jnp.sum(jnp.square(features / scales[:, None]), axis=1)
   positive = squared > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+  norms = jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+  return norms, scales

@@ -19,9 +19,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from tljax.checks import check_non_negative, is_traced
+from tljax.align._arrays import (check_finite, check_finite_result,
+                                 check_hyperparameter)
+from tljax.checks import is_traced
 
 __all__ = ["dann_coefficient", "gradient_reversal"]
 
@@ -41,7 +42,8 @@ def gradient_reversal(x: Any, coeff: float | jax.Array = 1.0) -> Any:
   gets a zero gradient: it is a schedule, not a parameter.
 
   Args:
-    x: an array or a pytree of arrays.
+    x: an array or a pytree of arrays (of real or bool dtype; finite, when
+      concrete and floating).
     coeff: the reversal strength ``λ >= 0``; may be a traced scalar (e.g.
       computed from the step inside ``jax.jit``).
 
@@ -49,11 +51,28 @@ def gradient_reversal(x: Any, coeff: float | jax.Array = 1.0) -> Any:
     ``x`` unchanged.
 
   Raises:
-    ValueError: if ``coeff`` is a negative or non-finite number.
+    ValueError: if ``x`` holds a leaf that is not a real (or bool) array or,
+      when concrete, is not finite; or if ``coeff`` is not a scalar, or is a
+      negative or non-finite number.
   """
-  check_non_negative(coeff, "coeff")
-  if not is_traced(coeff) and np.ndim(coeff) != 0:
-    raise ValueError(f"coeff must be a scalar, got shape {np.shape(coeff)}.")
+  check_hyperparameter(coeff, "coeff")
+  leaves, _ = jax.tree.flatten(x)
+  for index, leaf in enumerate(leaves):
+    argument = "x" if len(leaves) == 1 and leaf is x else f"x (leaf {index})"
+    try:
+      if isinstance(leaf, (str, bytes)):
+        raise TypeError(leaf)
+      dtype = jnp.result_type(leaf)
+    except (TypeError, ValueError):
+      raise ValueError(
+        f"{argument} must be an array (or pytree of arrays) of numbers, got "
+        f"{type(leaf).__name__}."
+      ) from None
+    if not (jnp.issubdtype(dtype, jnp.floating)
+            or jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
+      raise ValueError(f"{argument} must hold real numbers, got dtype {dtype}.")
+    if jnp.issubdtype(dtype, jnp.floating):
+      check_finite(leaf, argument)
   return _reverse(x, jnp.asarray(coeff, dtype=jnp.float32))
 
 
@@ -106,19 +125,23 @@ def dann_coefficient(
     ``λ_p`` as a float32 scalar array.
 
   Raises:
-    ValueError: if ``progress`` is a number outside ``[0, 1]``, or
-      ``gamma``, ``high`` or ``low`` is negative or not finite.
+    ValueError: if ``progress`` is not a scalar or is a number outside
+      ``[0, 1]``, or ``gamma``, ``high`` or ``low`` is not a scalar, or is
+      negative or not finite.
   """
-  check_non_negative(progress, "progress")
+  check_hyperparameter(progress, "progress")
   if not is_traced(progress) and float(progress) > 1.0:
     raise ValueError(
       f"progress must lie in [0, 1] (the fraction of training done), got "
       f"{float(progress)}."
     )
-  check_non_negative(gamma, "gamma")
-  check_non_negative(high, "high")
-  check_non_negative(low, "low")
-  return _dann_coefficient(progress, gamma, high, low)
+  check_hyperparameter(gamma, "gamma")
+  check_hyperparameter(high, "high")
+  check_hyperparameter(low, "low")
+  return check_finite_result(
+    _dann_coefficient(progress, gamma, high, low),
+    "dann_coefficient is not finite: high - low overflows the float type.",
+  )
 
 
 @jax.jit

@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_example_weights, check_matrix,
+from tljax.align._arrays import (check_example_weights, check_finite_result,
+                                 check_hyperparameter, check_matrix,
                                  check_same_columns, check_same_shape)
-from tljax.checks import check_non_negative
 
 __all__ = ["margin_disparity_discrepancy"]
 
@@ -67,10 +67,12 @@ def margin_disparity_discrepancy(
     The scalar ``D_γ`` (<= 0).
 
   Raises:
-    ValueError: on logits of mismatched shapes, fewer than 2 classes, a
-      negative ``margin``, or weights of the wrong shape or sign.
+    ValueError: on non-finite logits, logits of mismatched shapes, fewer
+      than 2 classes, a negative ``margin``, weights of the wrong shape or
+      sign, or (when concrete) a value too large for the float type (log
+      probabilities below about −3e38 in float32).
   """
-  check_non_negative(margin, "margin")
+  check_hyperparameter(margin, "margin")
   arrays = {}
   for argument, logits in (
     ("source_logits", source_logits),
@@ -78,7 +80,8 @@ def margin_disparity_discrepancy(
     ("target_logits", target_logits),
     ("target_adversarial_logits", target_adversarial_logits),
   ):
-    arrays[argument] = check_matrix(logits, argument, columns="num_classes")
+    arrays[argument] = check_matrix(logits, argument, columns="num_classes",
+                                    finite=True)
     if arrays[argument].shape[1] < 2:
       raise ValueError(
         f"{argument} must have at least 2 classes, got shape "
@@ -101,8 +104,12 @@ def margin_disparity_discrepancy(
       target_weights, "target_weights", length=arrays["target_logits"].shape[0],
       length_of="target_logits",
     )
-  return _margin_disparity_discrepancy(
-    *arrays.values(), margin, source_weights, target_weights
+  return check_finite_result(
+    _margin_disparity_discrepancy(
+      *arrays.values(), margin, source_weights, target_weights
+    ),
+    "margin_disparity_discrepancy is not finite: the adversarial logits (or "
+    "margin, or the weights) are too large for the float type.",
   )
 
 

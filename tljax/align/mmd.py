@@ -45,6 +45,14 @@ Estimators, for ``m`` source and ``n`` target examples:
   unbiased with ``O(m)`` kernel evaluations; needs ``m = n >= 2`` (an odd
   last example is left out).
 
+Numerics. Each layer is divided by a constant power of two (the largest
+magnitude of its pooled batch) before distances are taken: exact, so the
+estimate is unchanged, but squared distances of features of order 1e30 (or
+1e-30) in float32 neither overflow nor underflow; with the heuristic the
+kernel is scale-invariant, so the estimate is finite for any finite features.
+Heuristic bandwidths are floored at the smallest normal float, so identical
+points (``σ² = 0``) give ``k = Σ_u 1``, not NaN.
+
 Deviation from the Transfer-Learning-Library: its non-linear DAN/JAN loss
 is the U-statistic plus a constant ``2/(m−1)`` (which does not change the
 gradient), and its linear version sums over the ``m`` overlapping cyclic
@@ -55,6 +63,7 @@ estimate is Gretton et al.'s and DAN's paper's disjoint one.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,8 +71,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.align._arrays import (as_float, check_choice, check_matrix,
-                                 check_same_columns, median,
+from tljax.align._arrays import (as_float, check_choice, check_finite_result,
+                                 check_matrix, check_same_columns, median,
+                                 power_of_two_scale,
                                  squared_distances)
 from tljax.checks import is_traced
 
@@ -116,10 +126,11 @@ def mmd(
     The scalar estimate of ``MMD²`` (float32 or wider).
 
   Raises:
-    ValueError: on non-matrix or empty features, different feature
-      dimensions, too few examples for the estimator (``'unbiased'`` needs 2
-      per domain; ``'linear'`` equal batch sizes >= 2), an unknown estimator
-      or heuristic, or non-positive bandwidths or multipliers.
+    ValueError: on non-matrix, empty or non-finite features (checked when
+      concrete), different feature dimensions, too few examples for the
+      estimator (``'unbiased'`` needs 2 per domain; ``'linear'`` equal batch
+      sizes >= 2), an unknown estimator or heuristic, or bandwidths or
+      multipliers that are not positive normal numbers of the float type.
   """
   estimator, heuristic, multipliers = _check_options(
     estimator, bandwidth_heuristic, bandwidth_multipliers, kernel_bandwidths
@@ -132,7 +143,11 @@ def mmd(
     None if kernel_bandwidths is None
     else _check_bandwidths(kernel_bandwidths, "kernel_bandwidths")
   )
-  return _estimate([(source, target, bandwidths)], multipliers, heuristic, estimator)
+  return check_finite_result(
+    _estimate([(source, target, bandwidths)], multipliers, heuristic, estimator),
+    "mmd is not finite: source_features and target_features overflow the "
+    "kernel computation.",
+  )
 
 
 def jmmd(
@@ -224,7 +239,11 @@ def jmmd(
     if bandwidths is not None:
       bandwidths = _check_bandwidths(bandwidths, f"kernel_bandwidths[{index}]")
     layers.append((source, target, bandwidths))
-  return _estimate(layers, multipliers, heuristic, estimator)
+  return check_finite_result(
+    _estimate(layers, multipliers, heuristic, estimator),
+    "jmmd is not finite: source_list and target_list overflow the kernel "
+    "computation.",
+  )
 
 
 # --- Checks ------------------------------------------------------------------
@@ -249,8 +268,10 @@ def _check_layer(source, target, source_argument, target_argument, estimator):
     "biased": (1, ""),
     "linear": (2, "the linear estimator needs a pair per domain"),
   }[estimator]
-  source = check_matrix(source, source_argument, min_rows=min_rows, why=why)
-  target = check_matrix(target, target_argument, min_rows=min_rows, why=why)
+  source = check_matrix(source, source_argument, min_rows=min_rows, why=why,
+                        finite=True)
+  target = check_matrix(target, target_argument, min_rows=min_rows, why=why,
+                        finite=True)
   check_same_columns(source, target, source_argument, target_argument)
   if estimator == "linear" and source.shape[0] != target.shape[0]:
     raise ValueError(
@@ -268,7 +289,9 @@ def _check_bandwidths(values: Any, argument: str) -> jax.Array:
       f"{argument} must be a sequence of positive numbers, got {values!r}."
     )
   try:
-    array = jnp.asarray(values)
+    with warnings.catch_warnings():  # a float32 overflow is reported below
+      warnings.simplefilter("ignore", RuntimeWarning)
+      array = jnp.asarray(values)
   except (TypeError, ValueError):
     raise ValueError(
       f"{argument} must be a sequence of positive numbers, got {values!r}."
@@ -284,10 +307,16 @@ def _check_bandwidths(values: Any, argument: str) -> jax.Array:
       f"{values!r}."
     )
   if not is_traced(array):
-    numbers = np.asarray(array, np.float64)
+    numbers = np.asarray(values, np.float64)
     if not np.all(np.isfinite(numbers)) or np.any(numbers <= 0):
       raise ValueError(
         f"{argument} must be finite and > 0, got {numbers.tolist()}."
+      )
+    info = np.finfo(as_float(array).dtype)
+    if np.any(numbers > info.max) or np.any(numbers < info.tiny):
+      raise ValueError(
+        f"{argument} must lie in [{float(info.tiny):.4g}, {float(info.max):.4g}] "
+        f"(normal {info.dtype} numbers), got {numbers.tolist()}."
       )
   return as_float(array)
 
@@ -295,8 +324,17 @@ def _check_bandwidths(values: Any, argument: str) -> jax.Array:
 # --- Estimation --------------------------------------------------------------
 
 
-def _kernel_sum(distances: jax.Array, bandwidths: jax.Array) -> jax.Array:
-  """``Σ_u exp(−d / (2 σ_u²))`` for squared distances ``d`` of any shape."""
+def _kernel_sum(
+  scaled_distances: jax.Array, bandwidths: jax.Array, scale: jax.Array
+) -> jax.Array:
+  """``Σ_u exp(−d / (2 σ_u²))`` with ``d = scaled_distances · scale²``, any shape.
+
+  ``d`` may overflow to infinity (a kernel value of 0, its limit); it stays
+  0 for ``d' = 0`` even where ``s²`` overflows.
+  """
+  distances = jnp.where(
+    scaled_distances > 0, scaled_distances * scale * scale, 0.0
+  )
   return jnp.sum(jnp.exp(-distances[..., None] / (2.0 * bandwidths)), axis=-1)
 
 
@@ -310,11 +348,33 @@ def _heuristic_variance(source_distances, target_distances, cross_distances, heu
     cross_distances.ravel(),
   ]))
   if heuristic == "median":
-    variance = median(pair_distances)
-  else:
-    variance = jnp.mean(pair_distances)
+    return median(pair_distances)
+  return jnp.mean(pair_distances)
+
+
+def _layer_scale(source, target, bandwidths, multipliers, heuristic):
+  """The layer divided by its power-of-two scale, and its kernel bandwidths.
+
+  Returns ``(source', target', bandwidths', scale')``: ``d = d' scale'²``
+  for the squared distances ``d'`` of the scaled features. With the
+  heuristic, bandwidths are in scaled units (``scale' = 1``: the kernel is
+  scale-invariant); fixed bandwidths are in the original units.
+  """
+  scale = power_of_two_scale(jnp.concatenate([source, target]))
+  source, target = source / scale, target / scale
+  if bandwidths is not None:
+    return source, target, bandwidths.astype(source.dtype), scale
+  variance = _heuristic_variance(
+    *_pooled_distances(
+      jax.lax.stop_gradient(source), jax.lax.stop_gradient(target)
+    ),
+    heuristic,
+  )
   # Identical points have σ² = 0; the smallest normal keeps 0/σ² at 0, not NaN.
-  return jnp.maximum(variance, jnp.finfo(variance.dtype).tiny)
+  bandwidths = jnp.maximum(
+    (multipliers * variance).astype(source.dtype), jnp.finfo(source.dtype).tiny
+  )
+  return source, target, bandwidths, jnp.ones((), source.dtype)
 
 
 def _pooled_distances(source, target):
@@ -329,24 +389,19 @@ def _pooled_distances(source, target):
 def _estimate(layers, multipliers, heuristic, estimator):
   """The estimate with the product over layers of per-layer kernel sums."""
   num_source, num_target = layers[0][0].shape[0], layers[0][1].shape[0]
+  layers = [
+    _layer_scale(source, target, bandwidths, multipliers, heuristic)
+    for source, target, bandwidths in layers
+  ]
   if estimator == "linear":
     num_pairs = num_source // 2
     same_first = same_second = cross_first = cross_second = 1.0
-    for source, target, bandwidths in layers:
-      if bandwidths is None:
-        variance = _heuristic_variance(
-          *_pooled_distances(
-            jax.lax.stop_gradient(source), jax.lax.stop_gradient(target)
-          ),
-          heuristic,
-        )
-        bandwidths = multipliers * variance
-      bandwidths = bandwidths.astype(source.dtype)
+    for source, target, bandwidths, scale in layers:
       x, x_next = source[0:2 * num_pairs:2], source[1:2 * num_pairs:2]
       y, y_next = target[0:2 * num_pairs:2], target[1:2 * num_pairs:2]
 
-      def kernel(a, b, bandwidths=bandwidths):
-        return _kernel_sum(jnp.sum(jnp.square(a - b), axis=1), bandwidths)
+      def kernel(a, b, bandwidths=bandwidths, scale=scale):
+        return _kernel_sum(jnp.sum(jnp.square(a - b), axis=1), bandwidths, scale)
 
       same_first = same_first * kernel(x, x_next)
       same_second = same_second * kernel(y, y_next)
@@ -355,15 +410,13 @@ def _estimate(layers, multipliers, heuristic, estimator):
     return jnp.mean(same_first + same_second - cross_first - cross_second)
 
   source_kernel = target_kernel = cross_kernel = 1.0
-  for source, target, bandwidths in layers:
-    distances = _pooled_distances(source, target)
-    if bandwidths is None:
-      bandwidths = multipliers * _heuristic_variance(*distances, heuristic)
-    bandwidths = bandwidths.astype(source.dtype)
-    source_distances, target_distances, cross_distances = distances
-    source_kernel = source_kernel * _kernel_sum(source_distances, bandwidths)
-    target_kernel = target_kernel * _kernel_sum(target_distances, bandwidths)
-    cross_kernel = cross_kernel * _kernel_sum(cross_distances, bandwidths)
+  for source, target, bandwidths, scale in layers:
+    source_distances, target_distances, cross_distances = _pooled_distances(
+      source, target
+    )
+    source_kernel = source_kernel * _kernel_sum(source_distances, bandwidths, scale)
+    target_kernel = target_kernel * _kernel_sum(target_distances, bandwidths, scale)
+    cross_kernel = cross_kernel * _kernel_sum(cross_distances, bandwidths, scale)
   if estimator == "biased":
     return (
       jnp.mean(source_kernel) + jnp.mean(target_kernel) - 2.0 * jnp.mean(cross_kernel)

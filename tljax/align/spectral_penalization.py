@@ -7,7 +7,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import check_matrix, check_same_columns
+from tljax.align._arrays import (check_finite_result, check_matrix,
+                                 check_same_columns, power_of_two_scale)
 from tljax.checks import check_int
 
 __all__ = ["batch_spectral_penalization"]
@@ -31,7 +32,10 @@ def batch_spectral_penalization(
   (DANN, CDAN) with weight ``1e-4`` and ``k = 1`` (the
   Transfer-Learning-Library's ``BatchSpectralPenalizationLoss`` computes
   the ``k = 1`` case). Singular values come from
-  ``jnp.linalg.svd(..., compute_uv=False)``.
+  ``jnp.linalg.svd(..., compute_uv=False)`` of each matrix divided by a power
+  of two (exactly; ``σ(X) = s σ(X / s)``), so extreme scales do not overflow
+  inside the SVD; a penalty that is itself too large for the float type
+  (features of order 1e20 in float32) raises.
 
   Args:
     source_features: ``(n_S, dim)`` source features.
@@ -43,11 +47,12 @@ def batch_spectral_penalization(
     The scalar penalty (unweighted).
 
   Raises:
-    ValueError: on non-matrix or empty features, different feature
-      dimensions, or ``k`` out of range.
+    ValueError: on non-matrix, empty or non-finite features, different
+      feature dimensions, ``k`` out of range, or (when concrete) a penalty
+      too large for the float type.
   """
-  source = check_matrix(source_features, "source_features")
-  target = check_matrix(target_features, "target_features")
+  source = check_matrix(source_features, "source_features", finite=True)
+  target = check_matrix(target_features, "target_features", finite=True)
   check_same_columns(source, target, "source_features", "target_features")
   k = check_int(k, "k", minimum=1)
   limit = min(min(source.shape), min(target.shape))
@@ -57,13 +62,19 @@ def batch_spectral_penalization(
       f"smaller feature matrix (shapes {source.shape} and {target.shape}), "
       f"got {k}."
     )
-  return _batch_spectral_penalization(source, target, k)
+  return check_finite_result(
+    _batch_spectral_penalization(source, target, k),
+    "batch_spectral_penalization is not finite: source_features or "
+    "target_features are too large (the penalty grows as their square); "
+    "rescale them.",
+  )
 
 
 @functools.partial(jax.jit, static_argnames="k")
 def _batch_spectral_penalization(source, target, k):
-  source_values = jnp.linalg.svd(source, compute_uv=False)  # sorted descending
-  target_values = jnp.linalg.svd(target, compute_uv=False)
-  return jnp.sum(jnp.square(source_values[:k])) + jnp.sum(
-    jnp.square(target_values[:k])
-  )
+  def top_squares(features):
+    scale = power_of_two_scale(features)
+    values = jnp.linalg.svd(features / scale, compute_uv=False)  # descending
+    return jnp.sum(jnp.square(values[:k])) * scale * scale
+
+  return top_squares(source) + top_squares(target)

@@ -7,8 +7,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_finite, check_matrix,
-                                 check_same_columns, covariance)
+from tljax.align._arrays import (check_finite_result, check_matrix,
+                                 check_same_columns, covariance,
+                                 power_of_two_scale)
 from tljax.checks import check_int
 
 __all__ = ["subspace_alignment"]
@@ -37,7 +38,12 @@ def subspace_alignment(
   z-normalises the features beforehand, which is left to the caller. The
   bases come from ``jnp.linalg.eigh`` of the unbiased covariances; the
   signs of their columns are arbitrary, and both outputs flip together with
-  ``P_T``'s, so source and target stay comparable.
+  ``P_T``'s, so source and target stay comparable. Each domain is divided by
+  a power of two (exactly) before its covariance is taken and its output
+  multiplied back, so features of order 1e30 (or 1e-30) in float32 neither
+  overflow nor underflow; a rank-deficient covariance (e.g. ``n <= dim`` or
+  constant features) gives an arbitrary, finite, orthonormal completion of
+  the basis.
 
   Args:
     source: ``(n_S, D)`` source features, ``n_S >= 2``.
@@ -50,31 +56,36 @@ def subspace_alignment(
 
   Raises:
     ValueError: on non-matrix or non-finite features, fewer than 2 examples
-      in either domain, different feature dimensions, or ``dim`` out of
-      range.
+      in either domain, different feature dimensions, ``dim`` out of range,
+      or (when concrete) a result too large for the float type.
   """
   why = "principal components need a covariance"
-  source = check_matrix(source, "source", min_rows=2, why=why)
-  target = check_matrix(target, "target", min_rows=2, why=why)
+  source = check_matrix(source, "source", min_rows=2, why=why, finite=True)
+  target = check_matrix(target, "target", min_rows=2, why=why, finite=True)
   check_same_columns(source, target, "source", "target")
-  check_finite(source, "source")
-  check_finite(target, "target")
   dim = check_int(dim, "dim", minimum=1)
   if dim > source.shape[1]:
     raise ValueError(
       f"dim must be at most the feature dimension {source.shape[1]}, got {dim}."
     )
-  return _subspace_alignment(source, target, dim)
+  return check_finite_result(
+    _subspace_alignment(source, target, dim),
+    "subspace_alignment is not finite: source and target are too large for "
+    "the float type; rescale them.",
+  )
 
 
 @functools.partial(jax.jit, static_argnames="dim")
 def _subspace_alignment(source, target, dim):
+  source_scale = power_of_two_scale(source)
+  target_scale = power_of_two_scale(target)
+  source, target = source / source_scale, target / target_scale
   source_basis = _principal_basis(source, dim)
   target_basis = _principal_basis(target, dim)
   alignment = source_basis.T @ target_basis
   aligned_source = (source - jnp.mean(source, axis=0)) @ source_basis @ alignment
   projected_target = (target - jnp.mean(target, axis=0)) @ target_basis
-  return aligned_source, projected_target
+  return aligned_source * source_scale, projected_target * target_scale
 
 
 def _principal_basis(features: jax.Array, dim: int) -> jax.Array:
