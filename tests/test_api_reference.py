@@ -47,7 +47,7 @@ def test_signatures_and_docstrings_are_rendered(tmp_path):
   assert "mmd(source_features: jax.Array, target_features: jax.Array, *," \
       in markdown
   assert "class MetricWriter(workdir: str | os.PathLike, *, tensorboard: " \
-      "bool = False)" in markdown
+      "bool = False, resume_step: int | None = None)" in markdown
   assert "- `MetricWriter.close() -> None`:" in markdown
   assert ":func:`" not in markdown
   assert script.main(["--output", str(output), "--check"]) == 0
