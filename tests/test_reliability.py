@@ -5,6 +5,7 @@ import glob
 import os
 import pickle
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -322,11 +323,21 @@ def checkpoint_files(workdir, step):
   return sorted(files, key=os.path.getsize)
 
 
-@pytest.fixture()
-def finished_run(tmp_path, data_dir):
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory, data_dir):
+  workdir = str(tmp_path_factory.mktemp("finished"))
   config = tiny(data_dir, steps=8)
-  loop.train_and_evaluate(config, str(tmp_path), method_name="dann")
-  return str(tmp_path), config
+  loop.train_and_evaluate(config, workdir, method_name="dann")
+  return workdir, config
+
+
+@pytest.fixture()
+def finished_run(trained_once, tmp_path):
+  """A copy of one finished 8-step run (checkpoints at steps 4 and 8)."""
+  source, config = trained_once
+  workdir = str(tmp_path / "run")
+  shutil.copytree(source, workdir)
+  return workdir, config
 
 
 def test_truncated_checkpoint_is_refused_with_a_clear_message(finished_run):

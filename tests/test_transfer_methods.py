@@ -38,12 +38,26 @@ def transfer(source_run, method, tmp_path, **overrides):
   return results["runs"][-1], run_dir
 
 
+@pytest.fixture(scope="module")
+def transferred(source_run, tmp_path_factory):
+  """``transferred(method)``: one run of ``method`` per module, shared by its tests."""
+  runs = {}
+
+  def get(method):
+    if method not in runs:
+      runs[method] = transfer(source_run, method,
+                              tmp_path_factory.mktemp(method))
+    return runs[method]
+
+  return get
+
+
 @pytest.mark.parametrize("method, penalty", [
     ("l2_sp", "l2_sp"), ("bss", "bss"), ("delta", "delta"),
     ("co_tuning", "co_tuning")])
-def test_regularized_recipes_train_and_log_their_penalty(source_run, tmp_path,
-                                                        method, penalty):
-  summary, run_dir = transfer(source_run, method, tmp_path)
+def test_regularized_recipes_train_and_log_their_penalty(transferred, method,
+                                                        penalty):
+  summary, run_dir = transferred(method)
   assert summary["steps"] == 10
   assert summary["target_validation"]["num_examples"] == 20
   logged = [record for record in read_metrics(run_dir) if "loss" in record]
@@ -53,8 +67,8 @@ def test_regularized_recipes_train_and_log_their_penalty(source_run, tmp_path,
 
 
 def test_l2_sp_start_point_is_the_source_run_without_the_new_head(source_run,
-                                                                 tmp_path):
-  _, run_dir = transfer(source_run, "l2_sp", tmp_path)
+                                                                 transferred):
+  _, run_dir = transferred("l2_sp")
   from tljax.train import Checkpointer
   with Checkpointer(os.path.join(run_dir, "checkpoints")) as checkpointer:
     raw = checkpointer.restore_raw()
@@ -66,8 +80,8 @@ def test_l2_sp_start_point_is_the_source_run_without_the_new_head(source_run,
     np.testing.assert_array_equal(value, source_flat[name])
 
 
-def test_co_tuning_keeps_and_trains_the_source_head(source_run, tmp_path):
-  _, run_dir = transfer(source_run, "co_tuning", tmp_path)
+def test_co_tuning_keeps_and_trains_the_source_head(source_run, transferred):
+  _, run_dir = transferred("co_tuning")
   params, _ = read_checkpoint(run_dir)
   source_params, _ = read_checkpoint(source_run[1].format(seed=0))
   assert set(params["source_head"]) == {"kernel", "bias"}
@@ -81,9 +95,8 @@ def test_co_tuning_keeps_and_trains_the_source_head(source_run, tmp_path):
   np.testing.assert_allclose(relationship.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_delta_attention_is_a_distribution_over_conv2_channels(source_run,
-                                                              tmp_path):
-  _, run_dir = transfer(source_run, "delta", tmp_path)
+def test_delta_attention_is_a_distribution_over_conv2_channels(transferred):
+  _, run_dir = transferred("delta")
   from tljax.train import Checkpointer
   with Checkpointer(os.path.join(run_dir, "checkpoints")) as checkpointer:
     weights = np.asarray(checkpointer.restore_raw()["extras"][
