@@ -71,8 +71,8 @@ def test_adaptation_recipes_train_on_unlabeled_target(tmp_path, data_dir,
 
 def test_dann_trains_the_discriminator_and_reverses_the_features(data_dir):
   config = tiny_config(data_dir, "dann")
-  model = create_model("lenet", num_classes=10, input_shape=(8, 8, 1),
-                       bottleneck_dim=16)
+  model = create_model("mlp", num_classes=10, input_shape=(8, 8, 1),
+                       hidden_dims=(32,), bottleneck_dim=16)
   method = build_method("dann", config, model)
   params, model_state = model.init(jax.random.key(0))
   rng = np.random.default_rng(0)
@@ -118,7 +118,7 @@ def test_dann_trains_the_discriminator_and_reverses_the_features(data_dir):
                        jax.tree.leaves(domain_discriminator)):
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
   # ... while the features ascend it, scaled by the reversal coefficient.
-  kernel = ("backbone", "conv1", "kernel")
+  kernel = ("backbone", "dense1", "kernel")
   got = grads[kernel[0]][kernel[1]][kernel[2]]
   want = (classification_model[kernel[0]][kernel[1]][kernel[2]]
           - coeff * domain_model[kernel[0]][kernel[1]][kernel[2]])
@@ -204,8 +204,8 @@ def test_grouped_optimizer_rejects_unknown_groups():
 def test_mdd_gradients_have_the_adversarial_signs(data_dir):
   """The adversarial head ascends D_γ; the features descend it (reversal)."""
   config = tiny_config(data_dir, "mdd")
-  model = create_model("lenet", num_classes=10, input_shape=(8, 8, 1),
-                       bottleneck_dim=16)
+  model = create_model("mlp", num_classes=10, input_shape=(8, 8, 1),
+                       hidden_dims=(32,), bottleneck_dim=16)
   method = build_method("mdd", config, model)
   params, model_state = model.init(jax.random.key(0))
 
@@ -251,9 +251,9 @@ def test_mdd_gradients_have_the_adversarial_signs(data_dir):
       model_params)
   d_disparity = jax.grad(lambda m: pieces(m, params["adversarial_head"])[1])(
       model_params)
-  got = grads["backbone"]["conv1"]["kernel"]
-  want = (d_ce["backbone"]["conv1"]["kernel"]
-          + coeff * d_disparity["backbone"]["conv1"]["kernel"])
+  got = grads["backbone"]["dense1"]["kernel"]
+  want = (d_ce["backbone"]["dense1"]["kernel"]
+          + coeff * d_disparity["backbone"]["dense1"]["kernel"])
   np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6)
 
 
