@@ -92,6 +92,8 @@ def wait_for(condition, process, timeout=120.0):
 
 
 def latest_checkpoint(workdir):
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    return None, []
   with Checkpointer(os.path.join(workdir, "checkpoints"),
                     read_only=True) as checkpointer:
     return checkpointer.latest_step(), checkpointer.all_steps()
