@@ -89,3 +89,33 @@ def test_method_registry_lists_methods_and_rejects_unknown_names():
     methods.get_method("nope")
   with pytest.raises(ValueError, match="already registered"):
     methods.register_method("source_only")(lambda config, model: None)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("steps", 1.5, "'steps' must be of type int, got float"),
+    ("optimizer.learning_rate", "fast",
+     "'optimizer.learning_rate' must be of type float, got str"),
+    ("progress_bar", 1, "'progress_bar' must be of type bool, got int"),
+    ("trainable_rules", "backbone", "'trainable_rules' must be of type tuple"),
+    ("method", None, "'method' must not be None"),
+    ("adaptation.trade_off", "high",
+     "'adaptation.trade_off' must be of type float"),
+    ("model", 3, "'model' must be a mapping"),
+    ("divergence_policy", "ignore",
+     "'divergence_policy' must be one of \\['stop', 'skip', 'off'\\]"),
+])
+def test_wrong_types_are_named_before_anything_compiles(key, value, message):
+  import ml_collections
+  config = base_config().to_dict()
+  *parents, last = key.split(".")
+  node = config
+  for parent in parents:
+    node = node[parent]
+  node[last] = value
+  with pytest.raises(ValueError, match=message):
+    check_config(ml_collections.ConfigDict(config))
+  # The same config with the default value is valid, and an unset optional
+  # field (None) is allowed.
+  reference = base_config()
+  reference.adaptation.trade_off = None
+  check_config(reference)
