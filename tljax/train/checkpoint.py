@@ -70,16 +70,6 @@ def _digest(array: np.ndarray) -> str:
   return hashlib.sha256(header + array.tobytes()).hexdigest()
 
 
-def nonfinite_leaves(tree) -> list[str]:
-  """Names of the floating leaves of ``tree`` holding a NaN or an Inf."""
-  names = []
-  for name, leaf in zip(_leaf_names(tree), _host_leaves(tree)):
-    if (leaf is not None and np.issubdtype(leaf.dtype, np.inexact)
-        and not np.all(np.isfinite(leaf))):
-      names.append(name)
-  return names
-
-
 class Checkpointer:
   """Saves and restores train states of one run.
 

@@ -53,7 +53,15 @@ class StopSignals:
   def __exit__(self, *exc_info) -> None:
     self._restore()
 
-  def resend(self) -> None:
-    """Delivers the recorded signal again (call after leaving the context)."""
-    if self.received is not None:
-      signal.raise_signal(self.received)
+  def resend(self, step: int) -> None:
+    """Delivers the recorded signal again (call after leaving the context).
+
+    If the previous handler returns (SIGINT's raises ``KeyboardInterrupt``
+    itself; SIGTERM's default ends the process), raises
+    ``KeyboardInterrupt`` so that the caller never goes on as if finished.
+    """
+    if self.received is None:
+      return
+    signal.raise_signal(self.received)
+    raise KeyboardInterrupt(f"stopped by signal {self.received} after step "
+                            f"{step}; checkpoint saved")

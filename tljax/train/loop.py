@@ -506,9 +506,7 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
     writer.close()
   if signals.received is not None:
     # The checkpoint is on disk: end the way the signal would have.
-    signals.resend()
-    raise KeyboardInterrupt(f"stopped by signal {signals.received} after "
-                            f"step {int(state.step)}; checkpoint saved")
+    signals.resend(int(state.step))
 
   # --- Final evaluation and summary (the last step: nothing picked on test) ---
   evaluation = _evaluate_domains(model, state, domains, config.eval_batch_size,

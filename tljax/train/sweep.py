@@ -184,9 +184,7 @@ def run_sweep(config, workdir: str) -> dict:
     checkpointer.close()
     writer.close()
   if signals.received is not None:
-    signals.resend()
-    raise KeyboardInterrupt(f"stopped by signal {signals.received} after "
-                            f"step {int(state.step[0])}; checkpoint saved")
+    signals.resend(int(state.step[0]))
 
   summaries = []
   for index, (run, member) in enumerate(zip(runs, members)):
