@@ -456,6 +456,41 @@ def test_lenet_matches_numpy():
   np.testing.assert_allclose(outputs.logits, logits, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+  "input_shape",
+  [
+    (8, 8, 1),  # both convolutions by the dense matrix (8x8, then 4x4)
+    (11, 9, 2),  # conv1 by im2col (99 pixels), conv2 dense (5x4), odd sizes
+  ],
+)
+def test_lenet_matmul_convolutions_match_xla(input_shape):
+  """conv_impl="matmul" (the default) against lax.conv_general_dilated.
+
+  Same parameters, so the outputs and every gradient must agree to float32
+  rounding; the two differ only in the order of summation.
+  """
+  x = np.random.default_rng(6).uniform(size=(3, *input_shape)).astype(np.float32)
+  results = {}
+  for impl in ("matmul", "xla"):
+    model = models.create_model("lenet", num_classes=4, input_shape=input_shape,
+                                bottleneck_dim=None, conv_impl=impl)
+    params, _ = model.init(jax.random.key(2))
+
+    def loss(params, model=model):
+      outputs, _ = model.apply(params, {}, x, train=True)
+      return jnp.sum(outputs.logits**2), outputs.feature_maps
+
+    results[impl] = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+  (value, maps), grads = results["matmul"]
+  (ref_value, ref_maps), ref_grads = results["xla"]
+  np.testing.assert_allclose(maps, ref_maps, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+    scale = float(np.max(np.abs(want)))
+    assert scale > 0
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * scale)
+
+
 def test_resnet18_batch_norm_train_and_eval():
   model = models.create_model(
     "resnet18", num_classes=10, input_shape=(8, 8, 1), stem="small"
@@ -706,6 +741,7 @@ def test_unknown_keyword_arguments():
   [
     ("lenet", (64,), {}, "input_shape"),
     ("lenet", (2, 2, 1), {}, "input_shape"),
+    ("lenet", (8, 8, 1), {"conv_impl": "cudnn"}, "conv_impl"),
     ("resnet18", (8, 8), {}, "input_shape"),
     ("resnet18", (8, 8, 1), {"stem": "cifar"}, "stem"),
     ("mlp", (0, 2), {}, "input_shape"),
