@@ -194,11 +194,13 @@ def build_dann(config, model) -> Method:
     (loss, model_state, source_features, target_features, _, _,
      metrics) = _joint_forward(model, model_params, model_state, batch, key)
     coeff = align.dann_coefficient(_progress(batch, config))
-    reversed_source = align.gradient_reversal(source_features, coeff)
-    reversed_target = align.gradient_reversal(target_features, coeff)
-    domain_loss = align.domain_adversarial_loss(
-        apply_discriminator(discriminator, reversed_source),
-        apply_discriminator(discriminator, reversed_target))
+    # One discriminator pass over both domains (as TLlib's
+    # DomainAdversarialLoss): the same logits, in larger matrix products.
+    num_source = source_features.shape[0]
+    domain_logits = apply_discriminator(discriminator, align.gradient_reversal(
+        jnp.concatenate([source_features, target_features]), coeff))
+    domain_loss = align.domain_adversarial_loss(domain_logits[:num_source],
+                                                domain_logits[num_source:])
     penalty, penalty_metrics = _spectral_penalty(config, source_features,
                                                  target_features)
     return loss + swept_trade_off(batch, weight) * domain_loss + penalty, (
