@@ -110,6 +110,10 @@ def test_pure_jax_sections_at_toy_size_without_torch(benchmark, tmp_path,
   # images/s = steps/s x (4 + 4), to the printed precision.
   assert float(tljax_row[5].replace(",", "")) == pytest.approx(
       8 * steps_per_second, rel=0.01)
+  # The same step with XLA's convolutions: tljax's images/s over its own.
+  xla_rate = float(by_name[benchmark.XLA_CONV_ROW][5].replace(",", ""))
+  assert float(by_name[benchmark.XLA_CONV_ROW][6].rstrip("×")) == pytest.approx(
+      float(tljax_row[5].replace(",", "")) / xla_rate, rel=0.02)
   assert by_name["PyTorch eager (TLlib style)"][6] == "n/a (torch not installed)"
   assert "n/a (torch not installed)" in mmd[-1][-1]
   assert [row[0] for row in logme[2:]] == ["40"]
