@@ -93,7 +93,10 @@ def _tap_selector(height: int, width: int, kh: int, kw: int) -> np.ndarray:
 
 
 def _conv_same(conv: nnx.Conv, inputs: jax.Array) -> jax.Array:
-  """``conv(inputs)`` (stride 1, 'SAME') as one matrix product; see module doc."""
+  """``conv(inputs)`` (stride 1, 'SAME') as one matrix product with the inputs.
+
+  See the module docstring for the two forms (dense matrix, im2col).
+  """
   kernel, bias = conv.kernel[...], conv.bias[...]
   dtype = conv.dtype or jnp.result_type(inputs, kernel)
   inputs, kernel, bias = (inputs.astype(dtype), kernel.astype(dtype),
@@ -200,15 +203,14 @@ class LeNetBackbone(nnx.Module):
       map that is flattened into ``fc``.
     """
     del train
-    if self.conv_impl == "xla":
-      conv1, conv2 = self.conv1, self.conv2
-    else:
-      conv1 = lambda x: _conv_same(self.conv1, x)  # noqa: E731
-      conv2 = lambda x: _conv_same(self.conv2, x)  # noqa: E731
-    x = _max_pool_2x2(nnx.relu(conv1(inputs)))
-    feature_maps = _max_pool_2x2(nnx.relu(conv2(x)))
+    x = _max_pool_2x2(nnx.relu(self._conv(self.conv1, inputs)))
+    feature_maps = _max_pool_2x2(nnx.relu(self._conv(self.conv2, x)))
     x = feature_maps.reshape(feature_maps.shape[0], -1)
     return nnx.relu(self.fc(x)), feature_maps
+
+  def _conv(self, layer: nnx.Conv, inputs: jax.Array) -> jax.Array:
+    """``layer(inputs)``, computed as ``conv_impl`` says."""
+    return layer(inputs) if self.conv_impl == "xla" else _conv_same(layer, inputs)
 
   def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
     """Maps ``(batch, H, W, C)`` images to ``(batch, 500)`` features."""
