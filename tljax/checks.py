@@ -17,6 +17,20 @@ def is_traced(value: Any) -> bool:
   return isinstance(value, jax.core.Tracer)
 
 
+def check_finite_result(result: Any, message: str) -> Any:
+  """``result`` (an array or a pytree of arrays) if it is finite or traced.
+
+  The last line of defence of a function whose finite inputs can still give
+  a result beyond its dtype: a concrete leaf holding NaN or infinity raises
+  ``ValueError(message)``. Traced leaves (under ``jax.jit`` / ``jax.vmap``)
+  pass unchecked, so jitted code never waits on this check.
+  """
+  for leaf in jax.tree.leaves(result):
+    if not is_traced(leaf) and not bool(np.all(np.isfinite(np.asarray(leaf)))):
+      raise ValueError(message)
+  return result
+
+
 def check_non_negative(value: Any, argument: str) -> Any:
   """A finite number >= 0; a traced value (a vmapped sweep) passes as is."""
   if is_traced(value):

@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.checks import (check_non_negative, check_positive,
-                          check_probability_rows, is_traced)
+# check_finite_result is shared with the other packages (re-exported here).
+from tljax.checks import (check_finite_result, check_non_negative,  # noqa: F401
+                          check_positive, check_probability_rows, is_traced)
 
 
 def as_float(array: Any) -> jax.Array:
@@ -208,20 +209,6 @@ def check_hyperparameter(
       f"normal {info.dtype} number), got {number}."
     )
   return value
-
-
-def check_finite_result(result: Any, message: str) -> Any:
-  """``result`` (an array or a tuple of arrays) if it is finite or traced.
-
-  The last line of defence of each function: where finite inputs make a
-  result that is not representable (e.g. a loss of order ``x⁴`` for
-  features ``x`` of order 1e30 in float32), a concrete result raises a
-  ``ValueError`` with ``message`` instead of returning NaN or infinity.
-  """
-  for leaf in jax.tree.leaves(result):
-    if not is_traced(leaf) and not bool(np.all(np.isfinite(np.asarray(leaf)))):
-      raise ValueError(message)
-  return result
 
 
 def power_of_two_scale(array: jax.Array, axis: Any = None) -> jax.Array:

@@ -134,16 +134,6 @@ def check_representable(value: Any, argument: str, dtype, *, factor: float = 1.0
     )
 
 
-def check_finite_result(values: Any, argument: str, advice: str) -> None:
-  """A fit whose concrete output is not finite raises a ValueError naming ``argument``."""
-  if is_traced(values):
-    return
-  if not bool(np.all(np.isfinite(np.asarray(values)))):
-    raise ValueError(
-      f"{argument}: the fit produced NaN or infinity ({advice})."
-    )
-
-
 # --- Normalisation -------------------------------------------------------------
 
 

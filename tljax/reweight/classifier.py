@@ -7,8 +7,7 @@ from typing import Any
 import jax
 
 from tljax.checks import check_int, check_positive
-from tljax.reweight._common import (check_domains, check_finite_result,
-                                    check_points, normalize)
+from tljax.reweight._common import check_domains, check_points
 from tljax.select.validators import domain_density_ratios
 
 __all__ = ["classifier_density_ratio"]
@@ -42,7 +41,7 @@ def classifier_density_ratio(
   separable domains give huge weights, and a ratio that overflows the dtype
   (``e^88`` in float32) raises a ``ValueError`` naming
   ``l2_regularization`` rather than returning infinity. The data are
-  translated and scaled by a power of two before the classifier's own
+  divided by their largest magnitude before the classifier's own
   standardisation (which makes no difference but keeps data at ``1e30``
   or ``1e-30`` from overflowing or underflowing the standard deviations).
 
@@ -69,20 +68,10 @@ def classifier_density_ratio(
     evaluation = check_points(evaluation, "evaluation", source.shape[1], source.dtype)
   check_positive(l2_regularization, "l2_regularization")
   max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
-  # The classifier standardises its features, so a common translation and
-  # power-of-two scaling changes nothing but keeps data at 1e30 (whose
-  # squares overflow float32) or 1e-30 (whose squares underflow) exact.
-  normalization, (source, target) = normalize(source, target)
-  if evaluation is not None:
-    evaluation = normalization(evaluation)
-  ratios = domain_density_ratios(
+  # domain_density_ratios divides the data by its largest magnitude before
+  # standardising it (so data at 1e30 or 1e-30 stays in range) and raises,
+  # naming l2_regularization, when the ratios overflow.
+  return domain_density_ratios(
     source, target, evaluation_features=evaluation,
     l2_regularization=l2_regularization, max_iterations=max_iterations,
   )
-  check_finite_result(
-    ratios, "l2_regularization",
-    f"the density ratios overflow {ratios.dtype}: the domains are (nearly) "
-    "separable or the evaluation points lie far from the data; use a larger "
-    "l2_regularization",
-  )
-  return ratios

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from tljax.align._arrays import check_choice
-from tljax.checks import check_int, check_non_negative, check_positive
+from tljax.checks import (check_finite_result, check_int, check_non_negative,
+                          check_positive)
 from tljax.reweight._common import (blocked_rows, check_domains,
-                                    check_finite_result,
                                     check_finite_values, check_key,
                                     check_representable, gaussian_kernel,
                                     matmul, median_squared_distance,
@@ -252,8 +252,9 @@ def kmm(
     mode=mode, block_size=min(block_size, num_source), rank=rank,
     max_iterations=max_iterations, power_iterations=power_iterations,
   )
-  check_finite_result(weights, "gamma", "the kernel is numerically degenerate; "
-                      "try the median-heuristic gamma=None or more landmarks")
+  check_finite_result(weights, "gamma: the fit produced NaN or infinity (the "
+                      "kernel is numerically degenerate; try the "
+                      "median-heuristic gamma=None or more landmarks).")
   return KMMResult(
     weights, objective, gamma, jnp.asarray(eps, dtype), iterations, converged
   )

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from tljax.align._arrays import (as_float, check_example_weights,
                                  check_finite, check_matrix,
                                  check_same_shape)
-from tljax.checks import is_traced
+from tljax.checks import check_finite_result
 from tljax.select._checks import check_labels, check_real_dtype
 
 __all__ = ["weighted_cross_entropy", "weighted_squared_error"]
@@ -104,13 +104,10 @@ def weighted_squared_error(predictions: Any, targets: Any, weights: Any) -> jax.
 
 def _check_finite_loss(loss: jax.Array, argument: str) -> jax.Array:
   """A concrete loss that overflowed its dtype raises (a traced one passes)."""
-  if not is_traced(loss) and not bool(jnp.isfinite(loss)):
-    raise ValueError(
-      f"{argument}: the loss overflows {loss.dtype} (the inputs are finite but "
-      "their weighted squared or log-probability terms are too large); rescale "
-      "the weights or the values."
-    )
-  return loss
+  return check_finite_result(
+    loss, f"{argument}: the loss overflows {loss.dtype} (the inputs are finite "
+    "but their weighted squared or log-probability terms are too large); "
+    "rescale the weights or the values.")
 
 
 def _check_regression(values: Any, argument: str) -> jax.Array:

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import jax.scipy.linalg
 import numpy as np
 
-from tljax.checks import check_int, check_non_negative
+from tljax.checks import check_finite_result, check_int, check_non_negative
 from tljax.reweight._common import (argbest, check_domains,
-                                    check_finite_result, check_grid,
+                                    check_grid,
                                     check_key, check_representable,
                                     choose_centers, gaussian_basis, matmul,
                                     normalize, width_grid)
@@ -194,10 +194,11 @@ def _least_squares_fit(source, target, relative, sigmas, lambdas, num_centers, k
   coefficients, weights = _fit(source, target, centers, scaled_widths[best_sigma],
                                regularization, relative)
   check_finite_result(
-    weights, "lambdas",
-    f"the regularised system at sigma={float(widths[best_sigma]):.4g} and "
+    weights,
+    "lambdas: the fit produced NaN or infinity (the regularised system at "
+    f"sigma={float(widths[best_sigma]):.4g} and "
     f"lambda={float(lambda_grid[best_lambda]):.4g} is numerically singular; "
-    "use larger lambdas",
+    "use larger lambdas).",
   )
   return DensityRatioFit(
     weights=weights, alpha=coefficients, centers=original_target[center_rows],

@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.checks import check_int, check_probability_rows, is_traced
+# check_finite_result is shared with the other packages (re-exported here).
+from tljax.checks import (check_finite_result, check_int,  # noqa: F401
+                          check_probability_rows, is_traced)
 
 
 def to_array(value: Any, argument: str) -> Any:
@@ -70,17 +72,6 @@ def check_finite(array: Any, original: Any, argument: str) -> None:
         f"{argument} must be finite, but overflows {dtype} (largest magnitude "
         f"{np.max(np.abs(values)):.6g}); rescale it."
       )
-
-
-def check_finite_result(result: jax.Array, message: str) -> jax.Array:
-  """A concrete ``result`` must be finite; else ``ValueError(message)``.
-
-  Traced results (under ``jax.jit`` / ``jax.vmap``) pass unchecked, so jitted
-  code never waits on this check.
-  """
-  if not is_traced(result) and not np.all(np.isfinite(np.asarray(result))):
-    raise ValueError(message)
-  return result
 
 
 def as_parameter(value: Any, dtype: Any, argument: str) -> jax.Array:
