@@ -352,29 +352,32 @@ def _heuristic_variance(source_distances, target_distances, cross_distances, heu
   return jnp.mean(pair_distances)
 
 
-def _layer_scale(source, target, bandwidths, multipliers, heuristic):
-  """The layer divided by its power-of-two scale, and its kernel bandwidths.
+def _layer_scale(source, target):
+  """The layer divided by its power-of-two scale: ``(source', target', scale)``.
 
-  Returns ``(source', target', bandwidths', scale')``: ``d = d' scale'²``
-  for the squared distances ``d'`` of the scaled features. With the
-  heuristic, bandwidths are in scaled units (``scale' = 1``: the kernel is
-  scale-invariant); fixed bandwidths are in the original units.
+  ``d = d' scale²`` for the squared distances ``d'`` of the scaled features.
   """
   scale = power_of_two_scale(jnp.concatenate([source, target]))
-  source, target = source / scale, target / scale
+  return source / scale, target / scale, scale
+
+
+def _layer_bandwidths(distances, bandwidths, scale, multipliers, heuristic):
+  """``(bandwidths', scale')`` of a layer whose scaled features have ``distances``.
+
+  ``distances`` are the layer's pooled squared distances (read only by the
+  heuristic; None with fixed bandwidths). Fixed bandwidths are in the
+  original units (so ``scale' = scale``); heuristic ones are in scaled units
+  (``scale' = 1``: the kernel is scale-invariant).
+  """
+  dtype = scale.dtype
   if bandwidths is not None:
-    return source, target, bandwidths.astype(source.dtype), scale
-  variance = _heuristic_variance(
-    *_pooled_distances(
-      jax.lax.stop_gradient(source), jax.lax.stop_gradient(target)
-    ),
-    heuristic,
-  )
+    return bandwidths.astype(dtype), scale
+  variance = _heuristic_variance(*distances, heuristic)
   # Identical points have σ² = 0; the smallest normal keeps 0/σ² at 0, not NaN.
   bandwidths = jnp.maximum(
-    (multipliers * variance).astype(source.dtype), jnp.finfo(source.dtype).tiny
+    (multipliers * variance).astype(dtype), jnp.finfo(dtype).tiny
   )
-  return source, target, bandwidths, jnp.ones((), source.dtype)
+  return bandwidths, jnp.ones((), dtype)
 
 
 def _pooled_distances(source, target):
@@ -389,14 +392,17 @@ def _pooled_distances(source, target):
 def _estimate(layers, multipliers, heuristic, estimator):
   """The estimate with the product over layers of per-layer kernel sums."""
   num_source, num_target = layers[0][0].shape[0], layers[0][1].shape[0]
-  layers = [
-    _layer_scale(source, target, bandwidths, multipliers, heuristic)
-    for source, target, bandwidths in layers
-  ]
+  layers = [(*_layer_scale(source, target), bandwidths)
+            for source, target, bandwidths in layers]
   if estimator == "linear":
     num_pairs = num_source // 2
     same_first = same_second = cross_first = cross_second = 1.0
-    for source, target, bandwidths, scale in layers:
+    for source, target, scale, bandwidths in layers:
+      # The heuristic needs all pairs; the estimate itself reads n/2.
+      distances = (_pooled_distances(source, target) if bandwidths is None
+                   else None)
+      bandwidths, scale = _layer_bandwidths(distances, bandwidths, scale,
+                                            multipliers, heuristic)
       x, x_next = source[0:2 * num_pairs:2], source[1:2 * num_pairs:2]
       y, y_next = target[0:2 * num_pairs:2], target[1:2 * num_pairs:2]
 
@@ -410,10 +416,11 @@ def _estimate(layers, multipliers, heuristic, estimator):
     return jnp.mean(same_first + same_second - cross_first - cross_second)
 
   source_kernel = target_kernel = cross_kernel = 1.0
-  for source, target, bandwidths, scale in layers:
-    source_distances, target_distances, cross_distances = _pooled_distances(
-      source, target
-    )
+  for source, target, scale, bandwidths in layers:
+    distances = _pooled_distances(source, target)
+    bandwidths, scale = _layer_bandwidths(distances, bandwidths, scale,
+                                          multipliers, heuristic)
+    source_distances, target_distances, cross_distances = distances
     source_kernel = source_kernel * _kernel_sum(source_distances, bandwidths, scale)
     target_kernel = target_kernel * _kernel_sum(target_distances, bandwidths, scale)
     cross_kernel = cross_kernel * _kernel_sum(cross_distances, bandwidths, scale)
