@@ -19,7 +19,7 @@ the rounding of the translation.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -356,6 +356,38 @@ def choose_centers(target: jax.Array, num_centers: int, key: jax.Array) -> jax.A
   """The sorted rows of ``min(num_centers, n_t)`` target examples drawn without replacement."""
   count = min(num_centers, target.shape[0])
   return jnp.sort(jax.random.choice(key, target.shape[0], (count,), replace=False))
+
+
+class BasisSetup(NamedTuple):
+  """What a Gaussian-basis ratio fit (KLIEP, uLSIF, RuLSIF) starts from.
+
+  ``source``, ``target`` and ``centers`` are in the normalised units of
+  :func:`normalize`; ``widths`` are the candidate widths in the original
+  units and ``scaled_widths`` the same in the normalised ones (in the data's
+  dtype); ``original_centers`` are the chosen target rows as given.
+  """
+  source: jax.Array
+  target: jax.Array
+  widths: np.ndarray
+  scaled_widths: jax.Array
+  center_rows: jax.Array
+  centers: jax.Array
+  original_centers: jax.Array
+
+
+def prepare_basis(source: jax.Array, target: jax.Array, sigmas: Any,
+                  num_centers: int, median_key: jax.Array,
+                  center_key: jax.Array) -> BasisSetup:
+  """Normalises checked data and picks the candidate widths and the centres."""
+  normalization, (scaled_source, scaled_target) = normalize(source, target)
+  widths, scaled_widths = width_grid(sigmas, scaled_source, scaled_target,
+                                     median_key, normalization)
+  center_rows = choose_centers(scaled_target, num_centers, center_key)
+  return BasisSetup(
+    scaled_source, scaled_target, widths,
+    jnp.asarray(scaled_widths, scaled_source.dtype), center_rows,
+    scaled_target[center_rows], target[center_rows],
+  )
 
 
 def argbest(scores: np.ndarray, *, maximize: bool) -> tuple[int, ...]:

@@ -12,8 +12,7 @@ import numpy as np
 from tljax.checks import check_int
 from tljax.reweight._common import (DEFAULT_WIDTH_MULTIPLIERS, argbest,
                                     check_domains, check_grid, check_key,
-                                    choose_centers, gaussian_basis, matmul,
-                                    normalize, width_grid)
+                                    gaussian_basis, matmul, prepare_basis)
 from tljax.reweight.basis import DensityRatioFit
 
 __all__ = ["kliep"]
@@ -121,15 +120,13 @@ def kliep(
       f"target must have at least num_folds={num_folds} examples for the "
       f"cross-validation over sigmas, got {num_target}."
     )
-  original_target = target
-  normalization, (source, target) = normalize(source, target)
-  widths, scaled_widths = width_grid(sigmas, source, target, median_key,
-                                     normalization)
+  basis = prepare_basis(source, target, sigmas, num_centers, median_key,
+                        center_key)
+  source, target, centers, center_rows = (basis.source, basis.target,
+                                          basis.centers, basis.center_rows)
+  widths, scaled_widths = basis.widths, basis.scaled_widths
   dtype = source.dtype
-  center_rows = choose_centers(target, num_centers, center_key)
-  centers = target[center_rows]
   steps = jnp.asarray(STEP_SIZES, dtype)
-  scaled_widths = jnp.asarray(scaled_widths, dtype)
 
   if widths.size > 1:
     order = jax.random.permutation(fold_key, num_target)
@@ -156,7 +153,7 @@ def kliep(
       "average 1 over the source; use wider sigmas."
     )
   return DensityRatioFit(
-    weights=weights, alpha=alpha, centers=original_target[center_rows],
+    weights=weights, alpha=alpha, centers=basis.original_centers,
     sigma=jnp.asarray(widths[best], dtype),
     regularization=jnp.zeros((), dtype), cv_scores=jnp.asarray(scores, dtype),
   )

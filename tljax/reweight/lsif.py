@@ -12,10 +12,9 @@ import numpy as np
 
 from tljax.checks import check_finite_result, check_int, check_non_negative
 from tljax.reweight._common import (argbest, check_domains,
-                                    check_grid,
-                                    check_key, check_representable,
-                                    choose_centers, gaussian_basis, matmul,
-                                    normalize, width_grid)
+                                    check_grid, check_key,
+                                    check_representable, gaussian_basis,
+                                    matmul, prepare_basis)
 from tljax.reweight.basis import DensityRatioFit
 
 __all__ = ["DEFAULT_LAMBDAS", "rulsif", "ulsif"]
@@ -173,13 +172,10 @@ def _least_squares_fit(source, target, relative, sigmas, lambdas, num_centers, k
   num_centers = check_int(num_centers, "num_centers", minimum=1)
   key = check_key(key)
   median_key, center_key = jax.random.split(key)
-  original_target = target
-  normalization, (source, target) = normalize(source, target)
-  widths, scaled_widths = width_grid(sigmas, source, target, median_key,
-                                     normalization)
-  center_rows = choose_centers(target, num_centers, center_key)
-  centers = target[center_rows]
-  scaled_widths = jnp.asarray(scaled_widths, dtype)
+  basis = prepare_basis(source, target, sigmas, num_centers, median_key,
+                        center_key)
+  source, target, centers = basis.source, basis.target, basis.centers
+  widths, scaled_widths = basis.widths, basis.scaled_widths
   relative = jnp.asarray(relative, dtype)
   if widths.size * lambda_grid.size > 1:
     scores = np.asarray(_loo_scores(
@@ -201,7 +197,7 @@ def _least_squares_fit(source, target, relative, sigmas, lambdas, num_centers, k
     "use larger lambdas).",
   )
   return DensityRatioFit(
-    weights=weights, alpha=coefficients, centers=original_target[center_rows],
+    weights=weights, alpha=coefficients, centers=basis.original_centers,
     sigma=jnp.asarray(widths[best_sigma], dtype),
     regularization=regularization, cv_scores=jnp.asarray(scores, dtype),
   )
