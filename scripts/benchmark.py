@@ -286,9 +286,9 @@ def tljax_dann(*, model_name: str, image_shape, batch_size: int, dtype,
   discriminator), the optimizer of the config (wrapped for learning-rate
   multipliers as the loop does), the train state, ``make_train_step``.
   Returns ``(run, lower)``: ``run(n)`` executes ``n`` steps the way the loop
-  calls them (a host step counter in the batch, a per-step key) and returns
-  the seconds until the last finishes; ``lower()`` gives the step lowered
-  for the current state and batch.
+  calls them (a host step counter in the batch, the key folded from it in
+  the step) and returns the seconds until the last finishes; ``lower()``
+  gives the step lowered for the current state and batch.
   """
   import jax
   import jax.numpy as jnp
@@ -297,7 +297,7 @@ def tljax_dann(*, model_name: str, image_shape, batch_size: int, dtype,
   from tljax import models as models_lib
   from tljax import params as params_lib
   from tljax.config import base_config
-  from tljax.train import create_train_state, make_train_step
+  from tljax.train import create_train_state, keyed_by_step, make_train_step
   from tljax.train.optim import make_optimizer
 
   config = base_config()  # the fields of configs/digits.py that matter here
@@ -338,7 +338,11 @@ def tljax_dann(*, model_name: str, image_shape, batch_size: int, dtype,
       depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules])
   state = jax.jit(lambda params, model_state: create_train_state(
       params, model_state, optimizer, rules=rules))(params, model_state)
-  step = make_train_step(method.loss_fn, optimizer)
+  # As the loop jits it: the per-step key fold_in(train_key, step) is made
+  # inside the step from the batch's step counter.
+  step = jax.jit(keyed_by_step(make_train_step(method.loss_fn, optimizer,
+                                               jit=False)),
+                 donate_argnums=0)
 
   source = jnp.asarray(rng.random((batch_size, *image_shape), dtype=np.float32))
   target = jnp.asarray(rng.random((batch_size, *image_shape), dtype=np.float32))
@@ -355,16 +359,14 @@ def tljax_dann(*, model_name: str, image_shape, batch_size: int, dtype,
     state, metrics = holder["state"], None
     for _ in range(num_steps):
       counter = holder["counter"]
-      state, metrics = step(state, batch_for(counter),
-                            jax.random.fold_in(train_key, counter))
+      state, metrics = step(state, batch_for(counter), train_key)
       holder["counter"] = counter + 1
     jax.block_until_ready((state, metrics))
     holder["state"] = state
     return time.perf_counter() - start
 
   def lower():
-    return step.lower(holder["state"], batch_for(0), jax.random.fold_in(
-        train_key, 0))
+    return step.lower(holder["state"], batch_for(0), train_key)
 
   return run, lower
 
@@ -672,7 +674,8 @@ def section_dann(args, ctx) -> Section:
       "(`config.adaptation.hidden_dim`), `make_optimizer` (SGD, lr 0.01, "
       "momentum 0.9 Nesterov, weight decay 5e-4, cosine schedule), "
       "`make_train_step` (jit, state donated), called as the loop calls it "
-      "(host step counter in the batch, `fold_in` key per step); metrics are "
+      "(host step counter in the batch, the key folded from it inside the "
+      "step by `keyed_by_step`); metrics are "
       "not fetched. (The one-off set-up — the method's `init_params` and "
       "`create_train_state` — is jitted here so that it compiles once rather "
       "than op by op; the step is untouched.)",

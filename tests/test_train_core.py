@@ -10,7 +10,7 @@ import pytest
 from tljax.train.checkpoint import Checkpointer
 from tljax.train.optim import make_optimizer, make_schedule
 from tljax.train.state import create_train_state
-from tljax.train.step import make_train_step
+from tljax.train.step import keyed_by_step, make_train_step
 
 RULES = [("backbone/.*", None), (".*", 1.0)]
 
@@ -98,6 +98,31 @@ def test_step_is_traced_once_over_many_calls():
   for index in range(10):
     state, _ = step(state, make_batch(index), jax.random.key(index))
   chex.clear_trace_counter()
+
+
+def test_keyed_by_step_folds_the_batch_step_into_the_key_inside_the_step():
+  # The loop's step makes fold_in(train_key, step) itself; the dropout-like
+  # noise a loss draws must be the one the host-side key would give.
+  def noisy_loss(params, model_state, batch, key, extras=None):
+    loss, aux = squared_error_loss(params, model_state, batch, key, extras)
+    noise = jax.random.uniform(key, (3,))
+    return loss + 1e-3 * jnp.sum(noise), (aux[0], {"noise": noise})
+
+  optimizer = optax.sgd(0.1)
+  keyed = jax.jit(keyed_by_step(make_train_step(noisy_loss, optimizer,
+                                                jit=False)))
+  plain = make_train_step(noisy_loss, optimizer)
+  train_key = jax.random.key(7)
+  state_keyed = create_train_state(init_params(), {}, optimizer, RULES)
+  state_plain = create_train_state(init_params(), {}, optimizer, RULES)
+  for index in (0, 1, 5):
+    batch = dict(make_batch(index), step=np.int32(index))
+    state_keyed, got = keyed(state_keyed, batch, train_key)
+    state_plain, want = plain(state_plain, batch,
+                              jax.random.fold_in(train_key, index))
+    np.testing.assert_array_equal(got["noise"], want["noise"])
+  chex.assert_trees_all_equal(state_keyed.trainable, state_plain.trainable)
+  assert not np.array_equal(got["noise"], jax.random.uniform(train_key, (3,)))
 
 
 def test_step_donates_the_state():

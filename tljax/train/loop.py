@@ -38,8 +38,8 @@ from tljax.train.state import create_train_state
 from tljax.train import provenance
 from tljax.train.interrupt import StopSignals
 from tljax.train.step import (GroupedOptimizer, guard_nonfinite,
-                              make_staged_train_step, make_train_step,
-                              split_groups, updates_per_step)
+                              keyed_by_step, make_staged_train_step,
+                              make_train_step, split_groups, updates_per_step)
 
 RUN_CONFIG_FILE = "run_config.json"
 TRAIN_EVERYTHING = ((".*", 1.0),)
@@ -411,7 +411,8 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
 
   # --- The update step: one jitted pure function, state donated -------------
   mesh = (parallel.make_mesh() if config.parallel.data_parallel else None)
-  step_fn = run.step_fn
+  # The per-step key fold_in(train_key, step) is made inside the step.
+  step_fn = keyed_by_step(run.step_fn)
   if mesh is None:
     train_step = jax.jit(step_fn, donate_argnums=0)
   else:
@@ -466,8 +467,7 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   try:
     with signals:
       for step in progress:
-        state, step_metrics = train_step(state, next(batches),
-                                         jax.random.fold_in(train_key, step))
+        state, step_metrics = train_step(state, next(batches), train_key)
         window_steps += 1
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:

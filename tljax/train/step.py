@@ -63,6 +63,25 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
   return jax.jit(step, donate_argnums=0) if jit else step
 
 
+def keyed_by_step(step_fn):
+  """``step_fn`` with its key derived from the batch's step counter.
+
+  Returns ``step(state, batch, train_key) -> (state, metrics)`` that calls
+  ``step_fn(state, batch, jax.random.fold_in(train_key, batch["step"]))``.
+  The key is the one a host loop would make with ``fold_in(train_key, step)``,
+  but it is made inside the compiled step: the loop then dispatches one
+  program per step instead of two (the per-step ``fold_in`` on the host cost
+  about 0.5 ms of Python and dispatch on a 2-core CPU, 3% of a LeNet DANN
+  step). Jit the result, not ``step_fn``.
+  """
+
+  def step(state: TrainState, batch, train_key: jax.Array):
+    return step_fn(state, batch,
+                   jax.random.fold_in(train_key, batch["step"]))
+
+  return step
+
+
 @dataclasses.dataclass(frozen=True)
 class Stage:
   """One update of a multi-step recipe (MCD's steps A, B and C).

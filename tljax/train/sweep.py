@@ -54,6 +54,7 @@ from tljax.train.checkpoint import Checkpointer
 from tljax.train.interrupt import StopSignals
 from tljax.train.loop import (_claim_workdir, _evaluate_domains, load_domains,
                               setup_run, training_batches)
+from tljax.train.step import keyed_by_step
 
 SWEEP_JSON = "sweep.json"
 SWEEP_MARKDOWN = "sweep.md"
@@ -136,8 +137,9 @@ def run_sweep(config, workdir: str) -> dict:
   hparams = (None if trade_offs[0] is None
              else {"trade_off": jnp.asarray(trade_offs, jnp.float32)})
 
-  def step(state, batch, keys):
-    return jax.vmap(runs[0].step_fn)(state, batch, keys)
+  def step(state, batch, train_keys):
+    # Each member's key is fold_in(its train key, step), made in the step.
+    return jax.vmap(keyed_by_step(runs[0].step_fn))(state, batch, train_keys)
 
   train_step = jax.jit(step, donate_argnums=0)
   checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR),
@@ -165,9 +167,7 @@ def run_sweep(config, workdir: str) -> dict:
   try:
     with signals:
       for index in range(start_step, config.steps):
-        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys,
-                                                               index)
-        state, step_metrics = train_step(state, next(batches), keys)
+        state, step_metrics = train_step(state, next(batches), train_keys)
         done = index + 1
         if done % config.log_every == 0 or done == config.steps:
           step_metrics = jax.device_get(step_metrics)
