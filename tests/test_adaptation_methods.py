@@ -255,6 +255,12 @@ def test_mdd_gradients_have_the_adversarial_signs(data_dir):
   want = (d_ce["backbone"]["dense1"]["kernel"]
           + coeff * d_disparity["backbone"]["dense1"]["kernel"])
   np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6)
+  # TLlib's warm start is unbounded in step / 1000: past step 1000 the eager
+  # loss (jax.disable_jit, debugging) works as the jitted one does.
+  _, (_, metrics) = method.loss_fn(params, model_state,
+                                   dict(batch, step=np.int32(3000)), key, {})
+  np.testing.assert_allclose(metrics["reversal_coefficient"],
+                             0.1 * (2 / (1 + np.exp(-3.0)) - 1), rtol=1e-6)
 
 
 def test_adaptation_trade_off_defaults_and_errors(data_dir):

@@ -283,6 +283,11 @@ def test_dann_coefficient_values():
     align.dann_coefficient(0.1, gamma=1.0, high=0.1, low=0.02),
     formula(0.1, 1.0, 0.1, 0.02), rtol=1e-6,
   )
+  # TLlib's unbounded warm start (p = step / 1000).
+  np.testing.assert_allclose(
+    align.dann_coefficient(3.0, gamma=1.0, high=0.1, max_progress=None),
+    formula(3.0, 1.0, 0.1), rtol=1e-6,
+  )
   progress = jnp.linspace(0.0, 1.0, 5)
   np.testing.assert_allclose(jax.vmap(align.dann_coefficient)(progress),
                              formula(np.asarray(progress)), rtol=1e-5, atol=1e-7)

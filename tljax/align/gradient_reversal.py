@@ -103,6 +103,7 @@ def dann_coefficient(
   gamma: float = 10.0,
   high: float = 1.0,
   low: float = 0.0,
+  max_progress: float | None = 1.0,
 ) -> jax.Array:
   r"""DANN's schedule for the reversal coefficient, from ``low`` to ``high``.
 
@@ -113,28 +114,33 @@ def dann_coefficient(
   where ``p ∈ [0, 1]`` is the training progress (step / total steps) and
   ``γ = 10``. It suppresses the noisy domain signal early in training.
   (The Transfer-Learning-Library's ``WarmStartGradientReverseLayer`` uses the
-  same curve with ``γ = 1`` and ``p = step / 1000``, unbounded.)
+  same curve with ``γ = 1`` and ``p = step / 1000``, unbounded: pass
+  ``max_progress=None`` for it.)
 
   Args:
-    progress: ``p``, a number in ``[0, 1]`` or a traced scalar.
+    progress: ``p``, a number in ``[0, max_progress]`` or a traced scalar.
     gamma: the steepness ``γ >= 0``.
     high: the final coefficient, >= 0.
     low: the initial coefficient, >= 0.
+    max_progress: the largest ``progress`` accepted (1: the fraction of
+      training done); ``None`` accepts any ``progress >= 0``.
 
   Returns:
     ``λ_p`` as a float32 scalar array.
 
   Raises:
     ValueError: if ``progress`` is not a scalar or is a number outside
-      ``[0, 1]``, or ``gamma``, ``high`` or ``low`` is not a scalar, or is
+      ``[0, max_progress]``, or ``gamma``, ``high`` or ``low`` is not a scalar, or is
       negative or not finite.
   """
   check_hyperparameter(progress, "progress")
-  if not is_traced(progress) and float(progress) > 1.0:
-    raise ValueError(
-      f"progress must lie in [0, 1] (the fraction of training done), got "
-      f"{float(progress)}."
-    )
+  if max_progress is not None:
+    check_hyperparameter(max_progress, "max_progress")
+    if not is_traced(progress) and float(progress) > max_progress:
+      raise ValueError(
+        f"progress must lie in [0, {max_progress:g}] (the fraction of training "
+        f"done), got {float(progress)}."
+      )
   check_hyperparameter(gamma, "gamma")
   check_hyperparameter(high, "high")
   check_hyperparameter(low, "low")

@@ -445,8 +445,10 @@ def build_mdd(config, model) -> Method:
     (loss, model_state, source_features, target_features, source_logits,
      target_logits, metrics) = _joint_forward(model, model_params, model_state,
                                               batch, key)
+    # TLlib's warm start: step / warmup_iters grows past 1 (unbounded).
     coeff = align.dann_coefficient(
-        batch["step"].astype(jnp.float32) / warmup_iters, gamma=1.0, high=high)
+        batch["step"].astype(jnp.float32) / warmup_iters, gamma=1.0, high=high,
+        max_progress=None)
     disparity = align.margin_disparity_discrepancy(
         source_logits,
         apply_mlp(adversarial, align.gradient_reversal(source_features, coeff)),
