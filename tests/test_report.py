@@ -123,6 +123,13 @@ def test_training_curves_cover_losses_accuracies_coefficient_and_rate(
   assert report.curves.panel_of("reversal_coefficient") == "coefficient"
   assert report.curves.panel_of("target_test/accuracy") == "accuracy"
   assert report.curves.panel_of("domain_loss") == "loss"
+  # Evaluations are drawn as dashed markers; a stage's metrics are not ones.
+  evaluations = {key for key in logged if report.curves.is_evaluation(key)}
+  assert evaluations and all(key.split("/")[0].endswith(("_validation", "_test"))
+                             for key in evaluations)
+  assert not report.curves.is_evaluation("c/discrepancy")
+  assert not report.curves.is_evaluation("loss")
+  assert report.curves.panel_of("c/discrepancy") == "loss"
 
 
 def test_tsne_feature_picture(experiment, tmp_path):

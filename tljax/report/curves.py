@@ -7,6 +7,7 @@ import os
 
 from tljax.report import _figure
 from tljax.report.runs import check_dir, read_json, RUN_CONFIG_FILE
+from tljax.train.loop import EVALUATED_SPLITS
 from tljax.train.metrics import METRICS_FILE, read_metrics
 
 # Logged values that are bookkeeping, not training signals.
@@ -21,11 +22,24 @@ PANEL_TITLES = {
 }
 
 
+def is_evaluation(key: str) -> bool:
+  """Whether ``key`` is a periodic evaluation (``target_test/accuracy``).
+
+  Evaluations are logged as ``<domain>_<split>/<metric>`` with split
+  ``validation`` or ``test``; other keys with a ``/`` are training-step
+  metrics of a stage (MCD's ``a/loss``, ``c/discrepancy``).
+  """
+  prefix, slash, _ = key.rpartition("/")
+  return bool(slash) and prefix.endswith(
+      tuple(f"_{split}" for split in EVALUATED_SPLITS))
+
+
 def panel_of(key: str) -> str | None:
   """Which panel a logged key goes to (``None``: not plotted).
 
-  Keys with a ``/`` are periodic evaluations (``target_test/accuracy``);
-  every other key is a training-step metric. Accuracies (``accuracy``,
+  Keys ``<domain>_<split>/<metric>`` are periodic evaluations
+  (``target_test/accuracy``, see :func:`is_evaluation`); every other key is
+  a training-step metric (a stage's ``c/discrepancy`` too). Accuracies (``accuracy``,
   ``source_accuracy``, ``<split>/accuracy``), adaptation coefficients
   (``reversal_coefficient``), the learning rate and norms (``grad_norm``,
   ``feature_norm``) get their own panels; means of per-example quantities
@@ -119,7 +133,7 @@ def plot_training_curves(run_dir, path) -> str:
   for axis, kind in zip(axes.flat, kinds):
     for key in panels[kind]:
       steps, values = series[key]
-      if "/" in key:  # a periodic evaluation
+      if is_evaluation(key):
         axis.plot(steps, values, "--o", markersize=4, label=key)
       else:
         axis.plot(steps, values, "-", marker="." if len(steps) < 30 else None,

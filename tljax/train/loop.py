@@ -42,6 +42,9 @@ from tljax.train.step import (GroupedOptimizer, guard_nonfinite,
                               make_train_step, split_groups, updates_per_step)
 
 RUN_CONFIG_FILE = "run_config.json"
+# The splits evaluated during and after training, logged as
+# "<domain>_<split>/<metric>".
+EVALUATED_SPLITS = ("validation", "test")
 TRAIN_EVERYTHING = ((".*", 1.0),)
 
 
@@ -149,7 +152,7 @@ def _evaluate_domains(model, state, domains, batch_size, model_keys) -> dict:
             if key in model_keys}
   results = {}
   for domain, splits in domains.items():
-    for split in ("validation", "test"):
+    for split in EVALUATED_SPLITS:
       if split in splits:
         results[f"{domain}_{split}"] = evaluate(
             model, params, state.model_state, splits[split],
