@@ -25,6 +25,7 @@ def test_gap_and_interval_match_a_paired_t_interval():
       "inconclusive")
   single = negative_transfer_gap([0.2], [0.1])
   assert single.low == single.high == pytest.approx(0.1)
+  assert single.verdict == "inconclusive"  # one seed: no spread, no evidence
 
 
 @pytest.mark.parametrize("transfer, reference, confidence, message", [

@@ -41,7 +41,7 @@ def nce(
     num_target_classes: likewise for the target labels.
 
   Returns:
-    The scalar NCE score (float32), in nats.
+    The scalar NCE score (float32; float64 with ``jax_enable_x64``), in nats.
 
   Raises:
     ValueError: on a malformed argument; the message names it.

@@ -62,7 +62,13 @@ class TransferGap(_TransferGapFields):
 
   @property
   def verdict(self) -> str:
-    """``"negative transfer"``, ``"positive transfer"`` or ``"inconclusive"``."""
+    """``"negative transfer"``, ``"positive transfer"`` or ``"inconclusive"``.
+
+    A single seed is always ``"inconclusive"``: its interval is the point
+    (there is no spread to estimate), which is no evidence either way.
+    """
+    if self.num_seeds < 2:
+      return "inconclusive"
     if self.low > 0:
       return "negative transfer"
     if self.high < 0:
@@ -82,7 +88,8 @@ def negative_transfer_gap(transfer_errors: Sequence[float],
     confidence: the interval's coverage, in (0, 1).
 
   Returns:
-    A :class:`TransferGap`; with a single seed the interval is the point.
+    A :class:`TransferGap`; with a single seed the interval is the point
+    and the verdict ``"inconclusive"``.
 
   Raises:
     ValueError: on a malformed argument (not a non-empty 1-D sequence of
