@@ -53,11 +53,20 @@ kernel is scale-invariant, so the estimate is finite for any finite features.
 Heuristic bandwidths are floored at the smallest normal float, so identical
 points (``σ² = 0``) give ``k = Σ_u 1``, not NaN.
 
-Deviation from the Transfer-Learning-Library: its non-linear DAN/JAN loss
-is the U-statistic plus a constant ``2/(m−1)`` (which does not change the
-gradient), and its linear version sums over the ``m`` overlapping cyclic
-quad-tuples ``(i, i+1 mod m)``; here the constant is left out and the linear
-estimate is Gretton et al.'s and DAN's paper's disjoint one.
+Deviations from the Transfer-Learning-Library:
+
+* its non-linear DAN/JAN loss is the U-statistic plus a constant
+  ``2/(m−1)`` (which does not change the gradient), and its linear version
+  sums over the ``m`` overlapping cyclic quad-tuples ``(i, i+1 mod m)``; here
+  the constant is left out and the linear estimate is Gretton et al.'s and
+  DAN's paper's disjoint one;
+* its DAN example uses the linear estimator by default (``--non-linear``
+  selects the other) and the bandwidths ``{2⁻³, …, 2¹}`` × the mean; here
+  the default is the unbiased estimator (which the ``dan`` recipe uses) and
+  ``{2⁻², …, 2²}`` × the median. TLlib's choice is
+  ``estimator='linear'`` (or ``'unbiased'``) with
+  ``bandwidth_heuristic='mean'`` and ``bandwidth_multipliers`` ``2^k (N−1)/N``,
+  ``k = −3 … 1`` (the ``(N−1)/N`` for its mean over the zero diagonal too).
 """
 
 from __future__ import annotations

@@ -4,7 +4,11 @@
 (``config.distill.base``: ``source_only``, ``target_only`` or any
 domain-adaptation recipe such as ``dann`` or ``jan``) plus distillation terms
 that make the student reproduce what a frozen *teacher* network does on the
-unlabeled inputs of ``config.distill.domains`` (the target by default):
+inputs of ``config.distill.domains`` (the target by default) in each batch.
+Those are the domain's unlabeled inputs (its whole training split) when the
+base recipe may not label it; with a base that labels it (``target_only`` on
+the target) the domain's stream is its labeled examples, so distillation
+then sees only those (the loop keeps one stream per domain):
 
 * ``"kd"`` — Hinton et al.'s soft targets at temperature ``T``
   (:func:`tljax.relational.knowledge_distillation`, ``T²`` included),
