@@ -379,6 +379,35 @@ def test_scores_are_jittable_with_num_classes():
   np.testing.assert_allclose(float(jitted(labels, (labels + 1) % 3)), 0.0, atol=1e-6)
 
 
+
+def test_jitted_scores_are_nan_for_labels_out_of_range():
+  # Outside jit such labels raise (test_bad_inputs_...); inside, their values
+  # are unknown while tracing, so the score must not be a silently wrong
+  # number (a one-hot of label 5 with 3 classes is a zero row).
+  features, labels = class_data(0, 30, 4)
+  features = f32(features)
+  probabilities = jax.nn.softmax(features)
+  calls = {
+    "logme": lambda y: select.logme(features, y, num_classes=3),
+    "leep": lambda y: select.leep(probabilities, y, num_target_classes=3),
+    "nce": lambda y: select.nce(y % 2, y, num_source_classes=2,
+                                num_target_classes=3),
+    "h_score": lambda y: select.h_score(features, y, num_classes=3),
+    "shrinkage_h_score": lambda y: select.shrinkage_h_score(features, y,
+                                                            num_classes=3),
+    "gbc": lambda y: select.gbc(features, y, num_classes=3),
+    "transrate": lambda y: select.transrate(features, y, num_classes=3),
+  }
+  outside = np.asarray(labels).copy()
+  outside[0] = 5
+  negative = np.asarray(labels).copy()
+  negative[1] = -1
+  for name, call in calls.items():
+    jitted = jax.jit(call)
+    assert np.isfinite(float(jitted(labels))), name
+    assert np.isnan(float(jitted(outside))), name
+    assert np.isnan(float(jitted(negative))), name
+
 # --- Proxy A-distance ----------------------------------------------------------
 
 

@@ -197,6 +197,21 @@ def check_labels(
   return labels, num_classes
 
 
+
+def nan_if_out_of_range(score: Any, labels: Any, num_classes: int) -> Any:
+  """``score``, or NaN where traced ``labels`` leave ``[0, num_classes)``.
+
+  :func:`check_labels` raises on concrete labels out of range; under
+  ``jax.jit`` their values are unknown while tracing, so such a label makes
+  the score NaN instead of a silently wrong number (a one-hot of an
+  out-of-range label is a zero row: the example would count for no class).
+  """
+  if not is_traced(labels):
+    return score
+  outside = jnp.any((labels < 0) | (labels >= num_classes))
+  return jnp.where(outside, jnp.nan, score)
+
+
 def check_probabilities(probabilities: Any, argument: str) -> jax.Array:
   """A ``(num_examples, num_classes)`` matrix whose rows are distributions."""
   traced = is_traced(probabilities)

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 
 from tljax.checks import check_non_negative
 from tljax.select._checks import (as_parameter, check_features, check_labels,
-                                  class_statistics, dot, max_abs_scale)
+                                  class_statistics, dot, max_abs_scale,
+                                  nan_if_out_of_range)
 
 __all__ = ["gbc"]
 
@@ -70,7 +71,8 @@ def gbc(
     variance_floor: lower bound on each variance, >= 0 (the authors' 1e-4);
       it is in squared feature units, so rescale it with the features.
     num_classes: the number of classes; ``None`` takes ``max(labels) + 1``.
-      Needed under ``jax.jit``.
+      Needed under ``jax.jit``, where a label out of range makes the score
+      NaN.
 
   Returns:
     The scalar GBC score (float32, or float64 for float64 features).
@@ -87,8 +89,9 @@ def gbc(
     num_classes=num_classes, num_classes_argument="num_classes", min_present=2,
   )
   variance_floor = as_parameter(variance_floor, features.dtype, "variance_floor")
-  return _gbc(features, labels, variance_floor,
-              num_classes=num_classes, spherical=covariance == "spherical")
+  score = _gbc(features, labels, variance_floor, num_classes=num_classes,
+               spherical=covariance == "spherical")
+  return nan_if_out_of_range(score, labels, num_classes)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "spherical"))

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from tljax.select._checks import (check_features, check_labels, class_statistics,
-                                  dot, max_abs_scale)
+                                  dot, max_abs_scale, nan_if_out_of_range)
 
 __all__ = ["h_score", "shrinkage_h_score"]
 
@@ -41,7 +41,8 @@ def h_score(features: Any, labels: Any, *, num_classes: int | None = None) -> ja
     labels: ``(N,)`` integer labels in ``[0, num_classes)``, at least two
       distinct classes.
     num_classes: the number of classes; ``None`` takes ``max(labels) + 1``.
-      Needed under ``jax.jit``.
+      Needed under ``jax.jit``, where a label out of range makes the score
+      NaN.
 
   Returns:
     The scalar H-score (float32, or float64 for float64 features).
@@ -50,7 +51,8 @@ def h_score(features: Any, labels: Any, *, num_classes: int | None = None) -> ja
     ValueError: on a malformed argument; the message names it.
   """
   features, labels, num_classes = _check(features, labels, num_classes)
-  return _h_score(features, labels, num_classes=num_classes)
+  return nan_if_out_of_range(
+    _h_score(features, labels, num_classes=num_classes), labels, num_classes)
 
 
 def shrinkage_h_score(
@@ -90,7 +92,8 @@ def shrinkage_h_score(
     labels: ``(N,)`` integer labels in ``[0, num_classes)``, at least two
       distinct classes.
     num_classes: the number of classes; ``None`` takes ``max(labels) + 1``.
-      Needed under ``jax.jit``.
+      Needed under ``jax.jit``, where a label out of range makes the score
+      NaN.
 
   Returns:
     The scalar shrinkage H-score (float32, or float64 for float64 features).
@@ -99,7 +102,9 @@ def shrinkage_h_score(
     ValueError: on a malformed argument; the message names it.
   """
   features, labels, num_classes = _check(features, labels, num_classes)
-  return _shrinkage_h_score(features, labels, num_classes=num_classes)
+  return nan_if_out_of_range(
+    _shrinkage_h_score(features, labels, num_classes=num_classes), labels,
+    num_classes)
 
 
 def _check(features, labels, num_classes):

@@ -8,7 +8,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from tljax.select._checks import check_labels, check_probabilities, dot
+from tljax.select._checks import (check_labels, check_probabilities, dot,
+                                  nan_if_out_of_range)
 
 __all__ = ["leep"]
 
@@ -39,7 +40,8 @@ def leep(
       the source head), rows summing to 1.
     target_labels: ``(N,)`` integer target labels in ``[0, num_target_classes)``.
     num_target_classes: the number of target classes; ``None`` takes
-      ``max(target_labels) + 1``. Needed under ``jax.jit``.
+      ``max(target_labels) + 1``. Needed under ``jax.jit``, where a label
+      out of range makes the score NaN.
 
   Returns:
     The scalar LEEP score (float32, or float64 for float64 inputs).
@@ -53,7 +55,9 @@ def leep(
     length_of="source_probabilities", num_classes=num_target_classes,
     num_classes_argument="num_target_classes", min_present=1,
   )
-  return _leep(source_probabilities, target_labels, num_target_classes=num_target_classes)
+  score = _leep(source_probabilities, target_labels,
+                num_target_classes=num_target_classes)
+  return nan_if_out_of_range(score, target_labels, num_target_classes)
 
 
 @functools.partial(jax.jit, static_argnames=("num_target_classes",))

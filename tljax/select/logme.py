@@ -15,7 +15,7 @@ from tljax.select._checks import (as_float, as_jax_array, as_parameter,
                                   check_features, check_finite,
                                   check_finite_result, check_labels,
                                   check_real_dtype, dot, max_abs_scale,
-                                  to_array)
+                                  nan_if_out_of_range, to_array)
 
 __all__ = ["logme"]
 
@@ -103,7 +103,8 @@ def logme(
       two distinct classes; regression: ``(N,)`` or ``(N, C)`` real targets.
     regression: whether ``labels`` are regression targets.
     num_classes: the number of classes ``C`` (classification); ``None`` takes
-      ``max(labels) + 1``. Needed under ``jax.jit``.
+      ``max(labels) + 1``. Needed under ``jax.jit``, where a label out of
+      range makes the score NaN.
     max_iterations: cap on the fixed-point steps, >= 1.
     tolerance: relative change of ``α/β``, or absolute change of ``L/N``
       (nats per example), that stops the iteration, > 0.
@@ -136,6 +137,8 @@ def logme(
   tolerance = as_parameter(tolerance, features.dtype, "tolerance")
   score = _logme(features, targets.astype(features.dtype), present, tolerance,
                  max_iterations=max_iterations)
+  if not regression:
+    score = nan_if_out_of_range(score, labels, num_classes)
   return check_finite_result(
     score,
     "logme: the evidence is not finite for these features and labels; the labels "

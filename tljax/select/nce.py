@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special
 
-from tljax.select._checks import check_labels, to_array
+from tljax.select._checks import check_labels, nan_if_out_of_range, to_array
 
 __all__ = ["nce"]
 
@@ -37,7 +37,8 @@ def nce(
     source_labels: ``(N,)`` integer source labels in ``[0, num_source_classes)``.
     target_labels: ``(N,)`` integer target labels in ``[0, num_target_classes)``.
     num_source_classes: the number of source classes; ``None`` takes
-      ``max(source_labels) + 1``. Needed under ``jax.jit``.
+      ``max(source_labels) + 1``. Needed under ``jax.jit``, where a label
+      out of range makes the score NaN.
     num_target_classes: likewise for the target labels.
 
   Returns:
@@ -65,8 +66,11 @@ def nce(
     num_classes=num_target_classes, num_classes_argument="num_target_classes",
     min_present=1,
   )
-  return _nce(source_labels, target_labels, num_source_classes=num_source_classes,
-              num_target_classes=num_target_classes)
+  score = _nce(source_labels, target_labels,
+               num_source_classes=num_source_classes,
+               num_target_classes=num_target_classes)
+  score = nan_if_out_of_range(score, source_labels, num_source_classes)
+  return nan_if_out_of_range(score, target_labels, num_target_classes)
 
 
 @functools.partial(jax.jit, static_argnames=("num_source_classes", "num_target_classes"))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from tljax.checks import check_positive
 from tljax.select._checks import (as_parameter, check_features, check_labels, dot,
-                                  max_abs_scale)
+                                  max_abs_scale, nan_if_out_of_range)
 
 __all__ = ["transrate"]
 
@@ -59,7 +59,8 @@ def transrate(
       distinct classes.
     eps: the distortion ``ε`` > 0.
     num_classes: the number of classes; ``None`` takes ``max(labels) + 1``.
-      Needed under ``jax.jit``.
+      Needed under ``jax.jit``, where a label out of range makes the score
+      NaN.
 
   Returns:
     The scalar TransRate (float32, or float64 for float64 features), in nats.
@@ -73,8 +74,9 @@ def transrate(
     labels, "labels", length=features.shape[0], length_of="features",
     num_classes=num_classes, num_classes_argument="num_classes", min_present=2,
   )
-  return _transrate(features, labels, as_parameter(eps, features.dtype, "eps"),
-                    num_classes=num_classes)
+  score = _transrate(features, labels, as_parameter(eps, features.dtype, "eps"),
+                     num_classes=num_classes)
+  return nan_if_out_of_range(score, labels, num_classes)
 
 
 def _half_log_det_identity_plus(gram, log_scale):
