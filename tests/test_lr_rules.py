@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from configs import moons
 from tljax import params as params_lib
 from tljax.train.state import create_train_state
 from tljax.train.step import make_train_step
@@ -72,6 +73,53 @@ def test_layer_wise_decay_follows_depth_rules():
   flat = params_lib.flatten(multipliers)
   assert flat == {"backbone/conv1/kernel": 2.0 * 0.25,
                   "backbone/conv2/kernel": 2.0 * 0.5, "head/kernel": 2.0}
+
+  # One part of the model (a staged recipe's parameter group) decays from
+  # the whole model's top when given its max_depth, not from its own.
+  backbone = {"backbone": init_params()["backbone"]}
+  part = params_lib.flatten(params_lib.learning_rate_multipliers(
+      backbone, [(".*", 2.0)], layer_decay=0.5, depth_rules=depth_rules,
+      max_depth=2))
+  assert part == {"backbone/conv1/kernel": 2.0 * 0.25,
+                  "backbone/conv2/kernel": 2.0 * 0.5}
+  alone = params_lib.flatten(params_lib.learning_rate_multipliers(
+      backbone, [(".*", 2.0)], layer_decay=0.5, depth_rules=depth_rules))
+  assert alone["backbone/conv2/kernel"] == 2.0
+  with pytest.raises(ValueError, match="max_depth must be an integer >= "):
+    params_lib.learning_rate_multipliers(
+        init_params(), [(".*", 2.0)], layer_decay=0.5,
+        depth_rules=depth_rules, max_depth=1)
+
+
+
+def test_staged_recipe_groups_decay_like_the_whole_model():
+  # MCD splits the model into a generator and a classifiers group, each with
+  # its own optimizer; layer-wise decay must still count from the model's top.
+  from tljax.train.loop import setup_run
+  depth_rules = [("backbone/dense1/.*", 0), ("backbone/dense2/.*", 1),
+                 ("bottleneck/.*", 2), ("head2?/.*", 3)]
+  rates = {}
+  for method in ("source_only", "mcd"):
+    config = moons.get_config(f"method={method},seeds=1")
+    config.optimizer.update(name="sgd", momentum=0.0, learning_rate=1.0,
+                            schedule="constant", weight_decay=0.0,
+                            layer_decay=0.5, depth_rules=depth_rules)
+    run = setup_run(config, method, 0)
+    optimizer, trainable = run.optimizer, run.state.trainable
+    ones = jax.tree.map(jnp.ones_like, trainable)
+    if hasattr(optimizer, "optimizers"):
+      parts = [optimizer.optimizers[group].update(
+                   subtree, optimizer.optimizers[group].init(subtree),
+                   subtree)[0]
+               for group, subtree in optimizer.split(ones).items()]
+    else:
+      parts = [optimizer.update(ones, optimizer.init(trainable), trainable)[0]]
+    rates[method] = {name: -float(np.ravel(value)[0])
+                     for part in parts
+                     for name, value in params_lib.flatten(part).items()
+                     if name.endswith("kernel") and name != "head2/kernel"}
+  assert rates["mcd"] == rates["source_only"]
+  assert rates["mcd"]["backbone/dense1/kernel"] == 0.125
 
 
 def test_layer_wise_decay_from_a_depth_function():

@@ -87,8 +87,8 @@ def _check_layer_decay(layer_decay) -> float:
 
 def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
                               layer_decay: float | None = None,
-                              depth_rules: Rules | Callable[[str], int] = ()
-                              ) -> dict:
+                              depth_rules: Rules | Callable[[str], int] = (),
+                              max_depth: int | None = None) -> dict:
   """The learning-rate multiplier of every trainable leaf, as a tree like ``trainable``.
 
   Args:
@@ -99,12 +99,17 @@ def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
       (max_depth - depth)``, the depth coming from ``depth_rules``.
     depth_rules: ``(regex, depth)`` rules or a function ``name -> depth``,
       required with ``layer_decay``.
+    max_depth: the depth whose multiplier is undecayed; ``None`` takes the
+      deepest leaf of ``trainable``. Pass the whole model's when
+      ``trainable`` is one part of it (one parameter group of a staged
+      recipe), so that every part decays from the same top.
 
   Raises:
     ValueError: naming the argument: ``trainable`` not a mapping; malformed
       or non-matching ``rules``; a rule freezing a leaf of ``trainable`` or
       giving it a multiplier that is not a positive number; ``layer_decay``
-      outside (0, 1]; missing or invalid ``depth_rules``.
+      outside (0, 1]; missing or invalid ``depth_rules``; ``max_depth`` not
+      an integer at least every leaf's depth.
   """
   values = match_named_rules(trainable, rules, tree_argument="trainable",
                              rules_argument="rules")
@@ -126,7 +131,14 @@ def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
       raise ValueError("layer_decay needs depth_rules, (regex, depth) pairs "
                        "giving each parameter's depth")
     layer_depths = depths(trainable, depth_rules)
-    max_depth = max(layer_depths.values(), default=0)
+    deepest = max(layer_depths.values(), default=0)
+    if max_depth is None:
+      max_depth = deepest
+    elif (isinstance(max_depth, (bool, np.bool_))
+          or not isinstance(max_depth, (int, np.integer))
+          or max_depth < deepest):
+      raise ValueError(f"max_depth must be an integer >= the deepest "
+                       f"parameter's depth ({deepest}), got {max_depth!r}")
     multipliers = {name: value * layer_decay ** (max_depth - layer_depths[name])
                    for name, value in multipliers.items()}
   return unflatten(multipliers)
@@ -159,7 +171,8 @@ def scale_by_multipliers(multipliers: Mapping) -> optax.GradientTransformation:
 def with_learning_rate_multipliers(optimizer: optax.GradientTransformation,
                                    trainable: Mapping, rules: Rules, *,
                                    layer_decay: float | None = None,
-                                   depth_rules: Rules | Callable[[str], int] = ()
+                                   depth_rules: Rules | Callable[[str], int] = (),
+                                   max_depth: int | None = None
                                    ) -> optax.GradientTransformation:
   """``optimizer`` with per-parameter learning rates from ``rules`` (and LLRD).
 
@@ -175,7 +188,8 @@ def with_learning_rate_multipliers(optimizer: optax.GradientTransformation,
                      f"(with init and update), got {optimizer!r}")
   multipliers = learning_rate_multipliers(trainable, rules,
                                           layer_decay=layer_decay,
-                                          depth_rules=depth_rules)
+                                          depth_rules=depth_rules,
+                                          max_depth=max_depth)
   if all(value == 1.0 for value in flatten_tree(multipliers,
                                                 "multipliers").values()):
     return optimizer

@@ -316,6 +316,14 @@ def setup_run(config, method_name: str, seed: int, *, domains=None,
   if method.replaces_weight_decay:
     optimizer_config["weight_decay"] = 0.0
 
+  layer_decay = config.optimizer.get("layer_decay")
+  depth_rules = [tuple(rule) for rule in config.optimizer.depth_rules]
+  # Layer-wise decay counts from the deepest trainable parameter of the whole
+  # model, also for a recipe that splits it into groups (MCD).
+  max_depth = (max(params_lib.depths(trainable, depth_rules).values(),
+                   default=0)
+               if layer_decay is not None and depth_rules else None)
+
   def build_optimizer(subtree, updates: int = 1):
     # A group updated k times per step runs its schedule over k * steps
     # updates (warm-up scaled alike), so it follows the step-wise schedule.
@@ -324,8 +332,7 @@ def setup_run(config, method_name: str, seed: int, *, domains=None,
         optimizer_config.get("warmup_steps") or 0)
     return params_lib.with_learning_rate_multipliers(
         make_optimizer(group_config, updates * config.steps), subtree, rules,
-        layer_decay=config.optimizer.get("layer_decay"),
-        depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules])
+        layer_decay=layer_decay, depth_rules=depth_rules, max_depth=max_depth)
 
   if method.stages:
     names = sorted({group for _, group in method.param_groups})
