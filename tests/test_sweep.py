@@ -68,12 +68,24 @@ def test_each_member_equals_its_single_run(tmp_path):
 @pytest.mark.parametrize("field, value, match", [
     ("learning_rates", (0.0,), r"sweep\.learning_rates"),
     ("trade_offs", (-1.0,), r"sweep\.trade_offs"),
+    # Members are named by their values: repeats would share a summary.
+    ("learning_rates", (1e-3, 0.05, 1e-3), r"sweep\.learning_rates.*repeated"),
+    ("trade_offs", (0.3, 0.30000000001), r"sweep\.trade_offs.*repeated"),
 ])
 def test_bad_sweep_values_name_the_key(field, value, match):
   config = sweep_config()
   config.sweep[field] = value
   with pytest.raises(ValueError, match=match):
     sweep_members(config)
+
+
+def test_transfer_recipe_needs_the_source_run_to_start_from(tmp_path):
+  # finetune starts from a source run; a sweep must not train it from
+  # scratch in silence.
+  config = sweep_config()
+  config.method, config.sweep.trade_offs = "finetune", ()
+  with pytest.raises(ValueError, match=r"init_from\.workdir.*finetune"):
+    run_sweep(config, str(tmp_path / "sweep"))
 
 
 def test_trade_off_needs_a_recipe_with_one():

@@ -31,8 +31,12 @@ std over seeds). Each member has its own divergence guard
 (``config.divergence_policy``): a member that meets a non-finite step is
 skipped over or stopped at its last finite state while the others train on,
 and its summary says at which step (``diverged_at_step``). SIGTERM and
-SIGINT save a checkpoint before the sweep exits. Not supported: recipes updated in stages (``mcd``) and data
-parallelism (a sweep is the other way to use devices).
+SIGINT save a checkpoint before the sweep exits. A recipe that starts from
+a source run (``finetune``, ``linear_probe``, ...) starts every member from
+``config.init_from.workdir`` (``{seed}`` replaced by the member's seed); a
+sweep does not train that run itself. Not supported: recipes updated in
+stages (``mcd``) and data parallelism (a sweep is the other way to use
+devices).
 """
 
 from __future__ import annotations
@@ -46,18 +50,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from tljax import data as data_lib
+from tljax import methods as methods_lib
 from tljax.config import check_config
 from tljax.methods.adaptation import DEFAULT_TRADE_OFFS
 from tljax.params.restore import CHECKPOINT_SUBDIR
 from tljax.train import metrics as metrics_lib
 from tljax.train.checkpoint import Checkpointer
 from tljax.train.interrupt import StopSignals
-from tljax.train.loop import (_claim_workdir, _evaluate_domains, load_domains,
-                              setup_run, training_batches)
+from tljax.train.loop import (_claim_workdir, _evaluate_domains, build_model,
+                              load_domains, setup_run, training_batches)
 from tljax.train.step import keyed_by_step
 
 SWEEP_JSON = "sweep.json"
 SWEEP_MARKDOWN = "sweep.md"
+# Significant digits of a swept value in member names (1e-3 → "0.001").
+NAME_DIGITS = 10
 
 
 def sweep_members(config) -> list[dict]:
@@ -71,6 +78,10 @@ def sweep_members(config) -> list[dict]:
         bound = "> 0" if name == "learning_rates" else ">= 0"
         raise ValueError(f"config key 'sweep.{name}' must hold finite numbers "
                          f"{bound}, got {given!r}")
+    if len({member_value(float(v)) for v in given}) != len(given):
+      # Members are named (and their summaries stored) by these values.
+      raise ValueError(f"config key 'sweep.{name}' has repeated values (to "
+                       f"{NAME_DIGITS} significant digits): {given!r}")
     return tuple(float(v) for v in given) or (default,)
 
   learning_rates = values("learning_rates",
@@ -85,10 +96,40 @@ def sweep_members(config) -> list[dict]:
               config.seeds, learning_rates, trade_offs)]
 
 
+def _source_run(config, domains) -> dict | None:
+  """``init_from`` (workdir still with ``{seed}``) for a recipe that starts from a source run.
+
+  As :func:`tljax.train.experiment.run_experiment` does with
+  ``config.init_from.workdir``; a sweep does not train the pretrain run
+  itself, so a transfer recipe without it is an error rather than a silent
+  training from scratch. ``None`` for recipes that train from scratch.
+  """
+  method = methods_lib.build_method(config.method, config,
+                                    build_model(config, domains))
+  if not method.pretrain:
+    return None
+  workdir = config.init_from.get("workdir")
+  if method.pretrain != "source_only" or not workdir:
+    raise ValueError(
+        f"config key 'init_from.workdir': method {config.method!r} starts "
+        f"from a {method.pretrain!r} run, which a sweep does not train; "
+        "train it first (tljax train) and set init_from.workdir to its run "
+        "directory ({seed} is replaced by each member's seed)")
+  dont_load = (config.init_from.dont_load if method.pretrain_dont_load is None
+               else method.pretrain_dont_load)
+  return {"workdir": workdir, "dont_load": list(dont_load),
+          "zero_init": list(config.init_from.zero_init)}
+
+
+def member_value(value: float) -> str:
+  """A swept value as it appears in a member's name."""
+  return f"{value:.{NAME_DIGITS}g}"
+
+
 def member_name(member: dict) -> str:
-  name = f"seed_{member['seed']}_lr_{member['learning_rate']:g}"
+  name = f"seed_{member['seed']}_lr_{member_value(member['learning_rate'])}"
   if member["trade_off"] is not None:
-    name += f"_lambda_{member['trade_off']:g}"
+    name += f"_lambda_{member_value(member['trade_off'])}"
   return name
 
 
@@ -114,13 +155,17 @@ def run_sweep(config, workdir: str) -> dict:
     raise ValueError("config key 'parallel.data_parallel': a sweep runs on one "
                      "device; use one or the other")
   members = sweep_members(config)
-  _claim_workdir(workdir, {"config": config.to_dict(), "sweep": members})
   start_time = time.perf_counter()
   base_domains = load_domains(config)
+  source = _source_run(config, base_domains)  # before the work dir is claimed
+  _claim_workdir(workdir, {"config": config.to_dict(), "sweep": members})
   base_rate = float(config.optimizer.learning_rate)
 
   runs = [setup_run(config, config.method, member["seed"],
-                    domains=base_domains, update_scale=True)
+                    domains=base_domains, update_scale=True,
+                    init_from=None if source is None else dict(
+                        source, workdir=source["workdir"].format(
+                            seed=member["seed"])))
           for member in members]
   method, model = runs[0].method, runs[0].model
   if method.stages:
