@@ -163,6 +163,18 @@ def test_optimizer_config_errors_name_the_field():
     make_optimizer({"name": "sgd", "learning_rate": -1.0}, 10)
   with pytest.raises(ValueError, match="optimizer.momentum"):
     make_optimizer({"name": "sgd", "learning_rate": 0.1, "momentum": 1.5}, 10)
+  with pytest.raises(ValueError, match="optimizer.learning_rate"):
+    make_optimizer({"name": "sgd", "learning_rate": float("nan")}, 10)
+  # inv's lr / (1 + α p)^β: a negative α gives NaN mid-run, a negative β a
+  # growing rate; a fractional warm-up was silently truncated.
+  for key, value in (("inv_alpha", -2.0), ("inv_beta", -1.0),
+                     ("inv_alpha", float("inf"))):
+    with pytest.raises(ValueError, match=f"optimizer.{key}"):
+      make_schedule({"learning_rate": 0.1, "schedule": "inv", key: value}, 10)
+  with pytest.raises(ValueError, match="optimizer.warmup_steps must be a whole"):
+    make_schedule({"learning_rate": 0.1, "warmup_steps": 2.7}, 10)
+  assert float(make_schedule({"learning_rate": 0.1, "warmup_steps": 2.0},
+                             10)(2)) == pytest.approx(0.1)
 
 
 def test_weight_decay_never_touches_frozen_parameters():

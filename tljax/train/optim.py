@@ -19,10 +19,12 @@ in the trainable tree, so they are never decayed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -37,9 +39,16 @@ def make_schedule(config: Mapping[str, Any], total_steps: int) -> optax.Schedule
   """The learning-rate schedule of ``config`` (see the module docstring)."""
   name = _get(config, "schedule", "constant")
   learning_rate = float(config["learning_rate"])
-  warmup_steps = int(_get(config, "warmup_steps", 0))
-  if learning_rate <= 0:
-    raise ValueError(f"optimizer.learning_rate must be > 0, got {learning_rate}")
+  warmup_steps = _get(config, "warmup_steps", 0)
+  if (isinstance(warmup_steps, (bool, np.bool_))
+      or not isinstance(warmup_steps, (int, float, np.integer, np.floating))
+      or warmup_steps != int(warmup_steps)):
+    raise ValueError(f"optimizer.warmup_steps must be a whole number of "
+                     f"steps, got {warmup_steps!r}")
+  warmup_steps = int(warmup_steps)
+  if not (math.isfinite(learning_rate) and learning_rate > 0):
+    raise ValueError(f"optimizer.learning_rate must be a finite number > 0, "
+                     f"got {learning_rate}")
   if total_steps <= 0:
     raise ValueError(f"steps must be > 0, got {total_steps}")
   if not 0 <= warmup_steps < max(total_steps, 1):
@@ -53,6 +62,12 @@ def make_schedule(config: Mapping[str, Any], total_steps: int) -> optax.Schedule
   elif name == "inv":
     alpha = float(_get(config, "inv_alpha", 10.0))
     beta = float(_get(config, "inv_beta", 0.75))
+    for key, value in (("inv_alpha", alpha), ("inv_beta", beta)):
+      # lr / (1 + α p)^β decays for α, β >= 0; a negative α makes the base
+      # negative (NaN), a negative β makes the rate grow.
+      if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"optimizer.{key} must be a finite number >= 0, "
+                         f"got {value}")
     decay_steps = total_steps - warmup_steps
 
     def schedule(count):
