@@ -122,6 +122,20 @@ def test_staged_recipe_groups_decay_like_the_whole_model():
   assert rates["mcd"]["backbone/dense1/kernel"] == 0.125
 
 
+
+def test_config_rules_reach_lp_ft_but_not_linear_probe():
+  from tljax.train.loop import setup_run
+  rules = (("head/.*", None), (".*", 0.1))
+  for method in ("lp_ft", "linear_probe"):
+    config = moons.get_config(f"method={method},seeds=1")
+    config.trainable_rules = rules
+    trainable = params_lib.flatten(setup_run(config, method, 0).state.trainable)
+    if method == "lp_ft":  # its fine-tuning phase follows the config
+      assert not any(name.startswith("head/") for name in trainable)
+    else:  # a linear probe trains the head, whatever the config says
+      assert all(name.startswith("head/") for name in trainable)
+
+
 def test_layer_wise_decay_from_a_depth_function():
   def depth(name):  # stem 0, later blocks deeper, head deepest
     return {"conv1": 0, "conv2": 1}.get(name.split("/")[1], 2)

@@ -42,8 +42,7 @@ def build_linear_probe(config, model) -> Method:
 def build_lp_ft(config, model) -> Method:
   return Method(name="lp_ft", loss_fn=supervised_on("target")(config, model),
                 domains=("target",), labeled=("target",), setting="inductive",
-                pretrain="linear_probe", pretrain_dont_load=(),
-                trainable_rules=((".*", 1.0),))
+                pretrain="linear_probe", pretrain_dont_load=())
 
 
 @register_method("surgical")
