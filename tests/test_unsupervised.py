@@ -142,6 +142,17 @@ def test_kmeans_recovers_well_separated_blobs_and_handles_duplicates():
   result = unsupervised.kmeans(duplicates, 4, key=jax.random.key(1))
   assert np.all(np.isfinite(result.centroids))
   assert float(result.inertia) == pytest.approx(0.0, abs=1e-6)
+  # A large offset shared by all points (float32): distances are taken after
+  # centring, so every point still sits with its nearest centroid and the
+  # inertia is scikit-learn's (float64).
+  offset = (1000 + 0.01 * rng.normal(size=(40, 2))).astype(np.float32)
+  result = unsupervised.kmeans(offset, 4, key=jax.random.key(0))
+  nearest = ((offset[:, None] - np.asarray(result.centroids)[None]) ** 2
+             ).sum(-1).argmin(1)
+  assert np.array_equal(nearest, np.asarray(result.assignments))
+  reference = KMeans(4, n_init=10, random_state=0).fit(
+      offset.astype(np.float64))
+  assert float(result.inertia) == pytest.approx(reference.inertia_, rel=1e-2)
 
 
 def test_kmeans_inertia_matches_scikit_learn(digits):
@@ -204,6 +215,10 @@ def test_nt_xent_matches_a_loop_reference_and_rejects_bad_input():
   orthogonal = np.eye(6, 4, dtype=np.float32)
   orthogonal[4:] = -orthogonal[:2]
   assert loss(orthogonal, orthogonal, 0.5) < loss(first, second, 0.5)
+  # Cosine similarities: invariant to the embeddings' scale, tiny or huge.
+  for scale in (1e-13, 1e-25, 1e20):
+    np.testing.assert_allclose(loss(scale * first, scale * second, 0.5),
+                               loss(first, second, 0.5), rtol=1e-5)
   grads = jax.jit(jax.grad(unsupervised.nt_xent_loss))(jnp.zeros((6, 4)),
                                                        jnp.ones((6, 4)))
   assert np.all(np.isfinite(grads))
@@ -236,6 +251,10 @@ def test_denoising_loss_matches_numpy_and_corruption_destroys_fixed_counts():
   corrupt = jax.jit(unsupervised.corrupt, static_argnames="corruption")
   masked = np.asarray(corrupt(ones, jax.random.key(0)))
   assert np.all((masked == 0).reshape(6, -1).sum(1) == 16)  # 25 % of 64
+  # ⌊ν d⌉ rounds a half up: ν = 0.5 of 5 components destroys 3, not 2.
+  halves = np.asarray(corrupt(np.ones((4, 5), np.float32), jax.random.key(2),
+                              level=0.5))
+  assert np.all((halves == 0).sum(1) == 3)
   assert len({tuple(row) for row in (masked == 0).reshape(6, -1)}) == 6
   assert np.array_equal(corrupt(ones, jax.random.key(0), level=0.0), ones)
   noisy = corrupt(np.zeros((400, 50)), jax.random.key(1),

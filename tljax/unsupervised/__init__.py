@@ -14,8 +14,11 @@ target's classes (which nothing else sees). The pieces, as pure functions:
 * clustering metrics on the host: NMI, ARI and Hungarian accuracy
   (:mod:`.metrics`).
 
-Every function checks its inputs and raises a ``ValueError`` naming the
-argument.
+Every function checks its inputs' shapes, dtypes and hyper-parameters and
+raises a ``ValueError`` naming the argument; :func:`kmeans` also rejects
+non-finite points. The losses and :func:`augment_digits` do not
+read their inputs' values (they run inside jitted training steps), so a NaN
+input gives a NaN result.
 """
 
 from tljax.unsupervised.augment import augment_digits

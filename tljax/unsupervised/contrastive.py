@@ -58,9 +58,18 @@ def nt_xent_loss(first_embeddings: Any, second_embeddings: Any, *,
   check_positive(temperature, "temperature")
   num_examples = first.shape[0]
   embeddings = jnp.concatenate([first, second])
-  # rsqrt of the clamped squared norm: no NaN gradient at a zero row.
+  # Cosine similarities. Each row is first divided by its largest |value| (a
+  # constant: exact, as the loss is invariant to each row's scale), so its
+  # squared norm neither underflows nor overflows; a zero row stays zero
+  # with a zero, not NaN, gradient.
+  largest = jax.lax.stop_gradient(
+      jnp.max(jnp.abs(embeddings), axis=1, keepdims=True))
+  nonzero = largest > 0
+  embeddings = embeddings / jnp.where(nonzero, largest, 1.0)
   squared_norms = jnp.sum(jnp.square(embeddings), axis=1, keepdims=True)
-  embeddings = embeddings * jax.lax.rsqrt(jnp.maximum(squared_norms, 1e-24))
+  embeddings = jnp.where(
+      nonzero, embeddings * jax.lax.rsqrt(jnp.where(nonzero, squared_norms,
+                                                    1.0)), 0.0)
   logits = embeddings @ embeddings.T / temperature
   views = 2 * num_examples
   logits = jnp.where(jnp.eye(views, dtype=bool), -jnp.inf, logits)

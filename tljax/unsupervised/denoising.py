@@ -91,7 +91,8 @@ def corrupt(inputs: Any, key: jax.Array, *, corruption: str = "masking",
   # A random rank per component; the ⌊ν d⌉ lowest ranked are destroyed.
   ranks = jnp.argsort(jnp.argsort(
       jax.random.uniform(key, (batch, components)), axis=1), axis=1)
-  destroyed = ranks < jnp.round(level * components)
+  # ⌊ν d⌉ rounds halves up (jnp.round would round them to even).
+  destroyed = ranks < jnp.floor(level * components + 0.5)
   return jnp.where(destroyed.reshape(inputs.shape), 0.0, inputs)
 
 

@@ -129,11 +129,15 @@ def _single_start(key, features, num_clusters, num_local_trials, max_iters,
 def _kmeans(features, key, tol, *, num_clusters, num_init, max_iters,
             num_local_trials):
   tolerance = tol * jnp.mean(jnp.var(features, axis=0))
+  # Distances are ‖a‖² + ‖b‖² − 2 a·b: centred first (as scikit-learn does),
+  # so that a large offset shared by all points does not cancel them away.
+  mean = jnp.mean(features, axis=0)
+  centred = features - mean
   starts = jax.vmap(lambda start_key: _single_start(
-      start_key, features, num_clusters, num_local_trials, max_iters,
+      start_key, centred, num_clusters, num_local_trials, max_iters,
       tolerance))(jax.random.split(key, num_init))
-  best = jnp.argmin(starts.inertia)
-  return jax.tree.map(lambda leaf: leaf[best], starts)
+  best = jax.tree.map(lambda leaf: leaf[jnp.argmin(starts.inertia)], starts)
+  return best._replace(centroids=best.centroids + mean)
 
 
 def kmeans(features: Any, num_clusters: int, *, key: jax.Array,
