@@ -34,9 +34,10 @@ and its summary says at which step (``diverged_at_step``). SIGTERM and
 SIGINT save a checkpoint before the sweep exits. A recipe that starts from
 a source run (``finetune``, ``linear_probe``, ...) starts every member from
 ``config.init_from.workdir`` (``{seed}`` replaced by the member's seed); a
-sweep does not train that run itself. Not supported: recipes updated in
-stages (``mcd``) and data parallelism (a sweep is the other way to use
-devices).
+sweep does not train that run itself. Members are evaluated once, at the
+end (``config.eval_every`` and ``config.tensorboard`` apply to single runs).
+Not supported: recipes updated in stages (``mcd``) and data parallelism (a
+sweep is the other way to use devices).
 """
 
 from __future__ import annotations
