@@ -45,7 +45,7 @@ def test_adaptation_recipes_train_on_unlabeled_target(tmp_path, data_dir,
   assert summary["setting"] == "transductive" and summary["steps"] == 8
   records = [r for r in read_metrics(str(tmp_path / method / "seed_0"))
              if "loss" in r]
-  assert all(np.isfinite(r[term]) for r in records)
+  assert records and all(np.isfinite(r[term]) for r in records)
   if term == "domain_loss":
     # Warm-up of the reversal: 2/(1+exp(-10 p)) - 1 at the logged steps
     # (the batch of step s carries p = s / steps).
@@ -67,6 +67,61 @@ def test_adaptation_recipes_train_on_unlabeled_target(tmp_path, data_dir,
     params, _ = read_checkpoint(str(tmp_path / method / "seed_0"))
     assert params["head2"]["kernel"].shape == params["head"]["kernel"].shape
     assert not np.allclose(params["head2"]["kernel"], params["head"]["kernel"])
+
+
+
+# The alignment term of each discrepancy recipe, rebuilt from the model's
+# outputs on the pooled batch with the tljax.align function the paper names
+# (the align functions have their own NumPy references in test_align.py).
+ALIGNMENT_TERMS = {
+    "dan": ("dan", lambda fs, ft, ls, lt, c: align.mmd(fs, ft)),
+    "deep_coral": ("deep_coral", lambda fs, ft, ls, lt, c: align.coral(fs, ft)),
+    "jan": ("jmmd", lambda fs, ft, ls, lt, c: align.jmmd(
+        [fs, jax.nn.softmax(ls)], [ft, jax.nn.softmax(lt)],
+        kernel_bandwidths=[None, [0.92 ** 2]])),
+    "afn": ("feature_norm_loss", lambda fs, ft, ls, lt, c: (
+        align.stepwise_adaptive_feature_norm(
+            fs, delta_r=c.adaptation.afn_delta_r)
+        + align.stepwise_adaptive_feature_norm(
+            ft, delta_r=c.adaptation.afn_delta_r))),
+    "mcc": ("mcc", lambda fs, ft, ls, lt, c: align.minimum_class_confusion(
+        lt, temperature=c.adaptation.mcc_temperature)),
+}
+
+
+@pytest.mark.parametrize("method", sorted(ALIGNMENT_TERMS))
+def test_discrepancy_recipes_add_their_weighted_term_to_the_source_loss(
+    data_dir, method):
+  """loss = CE(source) + λ · term(source and target outputs), term logged."""
+  config = tiny_config(data_dir, method)
+  config.adaptation.trade_off = 0.7
+  model = create_model("mlp", num_classes=10, input_shape=(8, 8, 1),
+                       hidden_dims=(32,), bottleneck_dim=16)
+  recipe = build_method(method, config, model)
+  params, model_state = model.init(jax.random.key(0))
+  rng = np.random.default_rng(5)
+  inputs = rng.random((8, 8, 8, 1)).astype(np.float32)
+  inputs[4:] += 0.5  # a shifted target
+  labels = jnp.array([0, 3, 3, 7])
+  batch = {"step": np.int32(3), "source": {"input": inputs[:4],
+                                           "label": labels},
+           "target": {"input": inputs[4:]}}
+  key = jax.random.key(1)
+  loss, (_, metrics) = recipe.loss_fn(params, model_state, batch, key, {})
+
+  outputs, _ = model.apply(params, model_state, jnp.asarray(inputs),
+                           train=True, key=key)
+  logits, features = outputs.logits, outputs.features
+  cross_entropy = -np.mean(np.asarray(
+      jax.nn.log_softmax(logits[:4]))[np.arange(4), np.asarray(labels)])
+  name, term_fn = ALIGNMENT_TERMS[method]
+  term = float(term_fn(features[:4], features[4:], logits[:4], logits[4:],
+                       config))
+  assert abs(term) > 1e-3  # the term is not trivially zero here
+  np.testing.assert_allclose(float(metrics[name]), term, rtol=1e-4,
+                             atol=1e-7)
+  np.testing.assert_allclose(float(loss), cross_entropy + 0.7 * term,
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_dann_trains_the_discriminator_and_reverses_the_features(data_dir):

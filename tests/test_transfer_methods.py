@@ -74,8 +74,10 @@ def test_l2_sp_start_point_is_the_source_run_without_the_new_head(source_run,
     raw = checkpointer.restore_raw()
   source_params, _ = read_checkpoint(source_run[1].format(seed=0))
   start = flatten(raw["extras"]["start"])
-  assert not any(name.startswith("head/") for name in start)
   source_flat = flatten(source_params)
+  # Every source parameter but the new head's, and nothing else.
+  assert start and set(start) == {name for name in source_flat
+                                  if not name.startswith("head/")}
   for name, value in start.items():
     np.testing.assert_array_equal(value, source_flat[name])
 
