@@ -34,11 +34,28 @@ def _fail(message: str) -> None:
 def _override_error(error: Exception) -> None:
   """Names the unknown ``--config.a.b`` key and the keys allowed at its level."""
   reference = base_config()
+  model_keys = set(reference.model)
+  try:  # the model group is free-form: its keys are the config file's
+    from tljax.cli import load_config_file
+    spec = os.path.join(_REPO, "configs", "digits.py")
+    for index, argument in enumerate(sys.argv[1:], start=1):
+      if argument.startswith("--config="):
+        spec = argument.split("=", 1)[1]
+      elif argument == "--config" and index + 1 < len(sys.argv):
+        spec = sys.argv[index + 1]
+    model_keys |= set(load_config_file(spec).model)
+  except Exception:  # pylint: disable=broad-except  (the message only)
+    pass
   for argument in sys.argv[1:]:
     match = re.match(r"--config\.([\w.]+)=", argument)
     if not match:
       continue
     node, path = reference, match.group(1).split(".")
+    if path[0] == "model" and len(path) == 2 and path[1] not in model_keys:
+      _fail(f"--config.{match.group(1)}: the config file sets no "
+            f"'model.{path[1]}', and --config can only change keys the file "
+            f"has; add it to the file, or run `tljax train --set "
+            f"model.{path[1]}=...`, which can add model options")
     for depth, key in enumerate(path):
       if not hasattr(node, "keys") or path[0] == "model":
         break
@@ -95,7 +112,10 @@ def main(argv):
   config = load_config()
   # Multi-host: before JAX touches a device (see tljax.train.parallel).
   parallel.maybe_initialize_distributed(config)
-  results = run_experiment(config, _WORKDIR.value)
+  try:
+    results = run_experiment(config, _WORKDIR.value)
+  except ValueError as error:  # a value checked where it is used (a model
+    _fail(str(error))           # option, an optimizer setting): one line
   print()
   print(format_table(results["table"]))
   if results["negative_transfer"]:

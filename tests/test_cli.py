@@ -106,7 +106,7 @@ def test_bad_overrides_are_errors_naming_the_key(item, message):
     cli.apply_override(base_config(), item)
 
 
-def test_train_with_an_unknown_key_fails_naming_it(capsys):
+def test_train_with_an_unknown_key_fails_naming_it(capsys, tmp_path):
   status, _, err = run_main(["train", "--config", "configs/moons.py",
                              "--set", "no.such=1"], capsys)
   assert status == 2
@@ -115,6 +115,19 @@ def test_train_with_an_unknown_key_fails_naming_it(capsys):
   status, _, err = run_main(["train", "--config", "configs/moons.py",
                              "--set", "optimizer.lr=1"], capsys)
   assert status == 2 and "'optimizer.lr' is unknown" in err
+  # Values checked where they are used (the model's options, the optimizer's
+  # settings) are one-line errors too, not tracebacks.
+  for item, message in (("model.no_such_option=1", "no_such_option"),
+                        ("optimizer.name=bogus", "optimizer.name 'bogus'")):
+    workdir = tmp_path / item.split("=")[0]
+    status, _, err = run_main(["train", "--config", "configs/moons.py",
+                               "--set", item, "--set", "steps=2",
+                               "--workdir", str(workdir)], capsys)
+    assert status == 2, err
+    assert "tljax train: error:" in err and message in err
+    assert "Traceback" not in err
+    # No run was claimed there: the corrected config can use the work dir.
+    assert not list(workdir.glob("*/seed_*/run_config.json"))
 
 
 def test_config_argument_and_missing_config_are_errors(capsys, tmp_path):

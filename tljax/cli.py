@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -187,6 +188,21 @@ def load_config(spec: str | None, overrides=()) -> ConfigDict:
   return config
 
 
+@contextlib.contextmanager
+def config_errors():
+  """A ``ValueError`` raised while running becomes a :class:`CommandError`.
+
+  Some values are checked only where they are used (a model option by the
+  model, an optimizer setting by its builder), after the run has started;
+  tljax raises a ``ValueError`` naming the key for them, which the command
+  prints as one line with exit status 2 like the checks made up front.
+  """
+  try:
+    yield
+  except ValueError as error:
+    raise CommandError(str(error)) from error
+
+
 def _default_workdir(spec: str | None, suffix: str = "") -> str:
   path = (spec or DEFAULT_CONFIG).split(".py:", 1)[0]
   name = os.path.splitext(os.path.basename(path))[0]
@@ -212,7 +228,8 @@ def train(args: argparse.Namespace) -> int:
   _quiet_logging()
   # Multi-host: before JAX touches a device (see tljax.train.parallel).
   parallel.maybe_initialize_distributed(config)
-  results = run_experiment(config, workdir)
+  with config_errors():
+    results = run_experiment(config, workdir)
   print()
   print(format_table(results["table"]))
   if results["negative_transfer"]:
@@ -240,7 +257,8 @@ def sweep(args: argparse.Namespace) -> int:
   from tljax.train.sweep import format_sweep, run_sweep
   _quiet_logging()
   parallel.maybe_initialize_distributed(config)
-  results = run_sweep(config, workdir)
+  with config_errors():
+    results = run_sweep(config, workdir)
   print()
   print(format_sweep(results))
   print(f"\nresults in {os.path.abspath(workdir)}")

@@ -408,13 +408,15 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
     domains: pre-loaded data (from :func:`load_domains`), to share between runs.
   """
   method_name = method_name or config.method
+  start_time = time.perf_counter()
+  # Set up first: a value checked where it is used (a model option, an
+  # optimizer setting) then raises before the work dir is claimed, so the
+  # corrected config can run there.
+  run = setup_run(config, method_name, seed, domains=domains,
+                  init_from=init_from)
   _claim_workdir(workdir, {
       "config": config.to_dict(), "method": method_name, "seed": seed,
       "init_from": dict(init_from) if init_from is not None else None})
-  start_time = time.perf_counter()
-
-  run = setup_run(config, method_name, seed, domains=domains,
-                  init_from=init_from)
   domains, model, method, state = (run.domains, run.model, run.method,
                                    run.state)
   train_key, model_keys, schedule = run.train_key, run.model_keys, run.schedule

@@ -158,8 +158,7 @@ def run_sweep(config, workdir: str) -> dict:
   members = sweep_members(config)
   start_time = time.perf_counter()
   base_domains = load_domains(config)
-  source = _source_run(config, base_domains)  # before the work dir is claimed
-  _claim_workdir(workdir, {"config": config.to_dict(), "sweep": members})
+  source = _source_run(config, base_domains)
   base_rate = float(config.optimizer.learning_rate)
 
   runs = [setup_run(config, config.method, member["seed"],
@@ -172,6 +171,8 @@ def run_sweep(config, workdir: str) -> dict:
   if method.stages:
     raise ValueError(f"config key 'method': {config.method!r} updates in "
                      "stages; sweeps support single-update recipes")
+  # Claimed once the set-up has checked every value it uses.
+  _claim_workdir(workdir, {"config": config.to_dict(), "sweep": members})
   states = []
   for run, member in zip(runs, members):
     scale = jnp.asarray(member["learning_rate"] / base_rate, jnp.float32)
