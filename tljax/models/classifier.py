@@ -28,6 +28,7 @@ use one graph definition for both.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -37,6 +38,21 @@ from flax import nnx
 __all__ = ["Bottleneck", "Classifier", "ModelOutput"]
 
 Dtype = Any
+
+
+def check_batch_norm_momentum(momentum: Any) -> float:
+  """A number in ``[0, 1]`` (flax's convention: the weight of the old average).
+
+  Outside it the running statistics extrapolate away from the batches
+  instead of averaging them.
+  """
+  if (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
+      or not 0.0 <= momentum <= 1.0):
+    raise ValueError(
+      f"batch_norm_momentum must be a number in [0, 1] (the weight of the old "
+      f"running average), got {momentum!r}."
+    )
+  return float(momentum)
 
 
 class ModelOutput(NamedTuple):
@@ -114,10 +130,14 @@ class Bottleneck(nnx.Module):
       param_dtype: parameter dtype.
       rngs: random streams used for parameter initialisation only.
     """
-    if out_features is not None and out_features < 1:
+    if out_features is not None and (
+        isinstance(out_features, bool)
+        or not isinstance(out_features, numbers.Integral) or out_features < 1):
       raise ValueError(
-        f"bottleneck_dim must be a positive integer or None, got {out_features}."
+        f"bottleneck_dim must be a positive integer or None, got "
+        f"{out_features!r}."
       )
+    check_batch_norm_momentum(batch_norm_momentum)
     if not 0.0 <= dropout_rate < 1.0:
       raise ValueError(f"bottleneck_dropout must lie in [0, 1), got {dropout_rate}.")
     if out_features is None and dropout_rate > 0.0:

@@ -44,7 +44,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tljax.models.classifier import Classifier, Dtype
+from tljax.models.classifier import (Classifier, Dtype,
+                                     check_batch_norm_momentum)
 
 __all__ = [
   "BasicBlock",
@@ -237,6 +238,7 @@ class ResNetBackbone(nnx.Module):
     """
     if stem not in ("imagenet", "small"):
       raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}.")
+    check_batch_norm_momentum(batch_norm_momentum)
     if len(stage_sizes) != len(_STAGE_WIDTHS) or any(n < 1 for n in stage_sizes):
       raise ValueError(
         f"stage_sizes must be four positive block counts, got {tuple(stage_sizes)}."
