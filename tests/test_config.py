@@ -119,3 +119,16 @@ def test_wrong_types_are_named_before_anything_compiles(key, value, message):
   reference = base_config()
   reference.adaptation.trade_off = None
   check_config(reference)
+
+
+@pytest.mark.parametrize("method", ["source_only", "finetune"])
+def test_label_smoothing_outside_zero_one_is_an_error_naming_it(method):
+  from tljax.models import create_model
+  model = create_model("mlp", num_classes=3, input_shape=(4,))
+  config = base_config()
+  for value in (-5.0, 1.0):
+    config.label_smoothing = value
+    with pytest.raises(ValueError, match="'label_smoothing' must lie in"):
+      methods.build_method(method, config, model)
+  config.label_smoothing = 0.1
+  methods.build_method(method, config, model)

@@ -142,11 +142,20 @@ def cross_entropy_loss(model, params, model_state, batch, key, *,
   return loss, model_state, outputs, {"accuracy": accuracy}
 
 
+def label_smoothing(config) -> float:
+  """``config.label_smoothing``: a number in ``[0, 1)`` (0 when unset)."""
+  value = float(config.get("label_smoothing", 0.0) or 0.0)
+  if not 0.0 <= value < 1.0:
+    raise ValueError(f"config key 'label_smoothing' must lie in [0, 1), got "
+                     f"{value}")
+  return value
+
+
 def supervised_on(domain: str, *, train: bool = True):
   """A loss function: cross-entropy on the labeled batch of one ``domain``."""
 
   def build(config, model) -> LossFn:
-    smoothing = float(config.get("label_smoothing", 0.0) or 0.0)
+    smoothing = label_smoothing(config)
 
     def loss_fn(params, model_state, batch, key, extras):
       del extras

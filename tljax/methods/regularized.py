@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tljax.methods.base import Method, cross_entropy_loss
+from tljax.methods.base import Method, cross_entropy_loss, label_smoothing
 from tljax.methods.registry import register_method
 from tljax.params import flatten, regularizers
 from tljax.params.tree import unflatten
@@ -46,7 +46,7 @@ def _require_source(context, method: str) -> None:
 
 
 def _target_loss(model, config):
-  smoothing = float(config.get("label_smoothing", 0.0) or 0.0)
+  smoothing = label_smoothing(config)
 
   def loss(params, model_state, batch, key):
     return cross_entropy_loss(model, params, model_state, batch["target"], key,
