@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tljax import reweight
-from tljax.reweight import boosting
 
 # Data kinds: "random" as drawn, "constant" (every row the first one),
 # "duplicated" (every row but the last equal to the first), "constant_feature"
