@@ -9,10 +9,6 @@ import pytest
 
 from tljax import select
 
-# Its module-scoped fixtures are expensive (trained runs, prepared data):
-# keep the module on one xdist worker so that each is built once.
-pytestmark = pytest.mark.xdist_group("benchmark_script")
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -13,10 +13,6 @@ from ml_collections import ConfigDict
 from tljax import cli
 from tljax.config import base_config
 
-# Its module-scoped fixtures are expensive (trained runs, prepared data):
-# keep the module on one xdist worker so that each is built once.
-pytestmark = pytest.mark.xdist_group("cli")
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -16,10 +16,6 @@ from sklearn.datasets import load_digits
 from tljax import data
 from tljax.data import digits, toy
 
-# Its module-scoped fixtures are expensive (trained runs, prepared data):
-# keep the module on one xdist worker so that each is built once.
-pytestmark = pytest.mark.xdist_group("data")
-
 # The library runs without tensorflow-datasets; so do the unmarked tests.
 try:
   import tensorflow_datasets as tfds

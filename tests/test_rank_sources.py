@@ -18,10 +18,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import rank_sources  # noqa: E402
 
-# Its module-scoped fixtures are expensive (trained runs, prepared data):
-# keep the module on one xdist worker so that each is built once.
-pytestmark = pytest.mark.xdist_group("rank_sources")
-
 SEEDS = (0, 1)
 
 

@@ -26,10 +26,6 @@ from tljax.train.checkpoint import CheckpointError, Checkpointer
 from tljax.train.state import create_train_state
 from tljax.train.step import guard_nonfinite, make_train_step
 
-# Its module-scoped fixtures are expensive (trained runs, prepared data):
-# keep the module on one xdist worker so that each is built once.
-pytestmark = pytest.mark.xdist_group("reliability")
-
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                       "reliability_driver.py")
 # Per-step and per-record fields that measure time, not training.

@@ -14,10 +14,6 @@ from threadpoolctl import threadpool_limits
 from tljax import report
 from tljax.train.experiment import run_experiment
 
-# Its module-scoped fixtures are expensive (trained runs, prepared data):
-# keep the module on one xdist worker so that each is built once.
-pytestmark = pytest.mark.xdist_group("report")
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

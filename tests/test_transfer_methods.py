@@ -11,10 +11,6 @@ from tljax.params import flatten, read_checkpoint
 from tljax.train import read_metrics
 from tljax.train.experiment import run_experiment
 
-# Its module-scoped fixtures are expensive (trained runs, prepared data):
-# keep the module on one xdist worker so that each is built once.
-pytestmark = pytest.mark.xdist_group("transfer_methods")
-
 
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory, data_dir):

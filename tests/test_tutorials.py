@@ -12,10 +12,6 @@ import sys
 
 import pytest
 
-# Its module-scoped fixtures are expensive (trained runs, prepared data):
-# keep the module on one xdist worker so that each is built once.
-pytestmark = pytest.mark.xdist_group("tutorials")
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUTORIALS = os.path.join(REPO, "docs", "tutorials")
 NAMES = ("parameters", "features", "instances", "relations",
