@@ -197,7 +197,6 @@ def check_labels(
   return labels, num_classes
 
 
-
 def nan_if_out_of_range(score: Any, labels: Any, num_classes: int) -> Any:
   """``score``, or NaN where traced ``labels`` leave ``[0, num_classes)``.
 

@@ -18,7 +18,7 @@ from tljax.config import check_config
 from tljax.select import negative_transfer_gap
 from tljax.train import metrics as metrics_lib
 from tljax.train.loop import (TRAIN_EVERYTHING, build_model, load_domains,
-                              train_and_evaluate)
+                              pretrain_init_from, train_and_evaluate)
 
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
@@ -86,17 +86,13 @@ def run_experiment(config, workdir: str) -> dict:
         methods_lib.build_method(name, cfg, run_model)
     init_from = None
     if method.pretrain:
-      dont_load = (cfg.init_from.dont_load
-                   if method.pretrain_dont_load is None
-                   else method.pretrain_dont_load)
       if method.pretrain == "source_only" and cfg.init_from.get("workdir"):
         # config.init_from stands in for the source run.
         source_dir = cfg.init_from.workdir.format(seed=seed)
       else:
         run(method.pretrain, seed, cfg, root)
         source_dir = run_dir(root, method.pretrain, seed)
-      init_from = {"workdir": source_dir, "dont_load": list(dont_load),
-                   "zero_init": list(cfg.init_from.zero_init)}
+      init_from = pretrain_init_from(method, cfg, source_dir)
     summaries[(root, name, seed)] = train_and_evaluate(
         cfg, run_dir(root, name, seed), method_name=name, seed=seed,
         init_from=init_from, domains=domains)

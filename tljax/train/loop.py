@@ -108,6 +108,18 @@ def build_model(config, domains) -> models_lib.Model:
                                  input_shape=tuple(train.input_shape), **kwargs)
 
 
+def pretrain_init_from(method, config, source_dir: str) -> dict:
+  """``init_from`` for ``method`` started from the pretrain run in ``source_dir``.
+
+  The method's own ``pretrain_dont_load`` rules, else the config's
+  ``init_from.dont_load``; the config's ``init_from.zero_init``.
+  """
+  dont_load = (config.init_from.dont_load if method.pretrain_dont_load is None
+               else method.pretrain_dont_load)
+  return {"workdir": source_dir, "dont_load": list(dont_load),
+          "zero_init": list(config.init_from.zero_init)}
+
+
 def _stream_seed(seed: int, domain: str) -> int:
   # The same streams as data.paired_batches(source, target, seed=seed).
   return seed if domain == "source" else data_lib.target_stream_seed(seed)

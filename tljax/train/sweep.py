@@ -59,7 +59,8 @@ from tljax.train import metrics as metrics_lib
 from tljax.train.checkpoint import Checkpointer
 from tljax.train.interrupt import StopSignals
 from tljax.train.loop import (_claim_workdir, _evaluate_domains, build_model,
-                              load_domains, setup_run, training_batches)
+                              load_domains, pretrain_init_from, setup_run,
+                              training_batches)
 from tljax.train.step import keyed_by_step
 
 SWEEP_JSON = "sweep.json"
@@ -101,9 +102,10 @@ def _source_run(config, domains) -> dict | None:
   """``init_from`` (workdir still with ``{seed}``) for a recipe that starts from a source run.
 
   As :func:`tljax.train.experiment.run_experiment` does with
-  ``config.init_from.workdir``; a sweep does not train the pretrain run
-  itself, so a transfer recipe without it is an error rather than a silent
-  training from scratch. ``None`` for recipes that train from scratch.
+  ``config.init_from.workdir`` (:func:`tljax.train.loop.pretrain_init_from`);
+  a sweep does not train the pretrain run itself, so a transfer recipe
+  without it is an error rather than a silent training from scratch.
+  ``None`` for recipes that train from scratch.
   """
   method = methods_lib.build_method(config.method, config,
                                     build_model(config, domains))
@@ -116,10 +118,7 @@ def _source_run(config, domains) -> dict | None:
         f"from a {method.pretrain!r} run, which a sweep does not train; "
         "train it first (tljax train) and set init_from.workdir to its run "
         "directory ({seed} is replaced by each member's seed)")
-  dont_load = (config.init_from.dont_load if method.pretrain_dont_load is None
-               else method.pretrain_dont_load)
-  return {"workdir": workdir, "dont_load": list(dont_load),
-          "zero_init": list(config.init_from.zero_init)}
+  return pretrain_init_from(method, config, workdir)
 
 
 def member_value(value: float) -> str:
