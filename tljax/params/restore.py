@@ -17,18 +17,10 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from tljax.errors import CheckpointNotFoundError
 from tljax.params.tree import check_tree, flatten_tree, merge, unflatten
 
 CHECKPOINT_SUBDIR = "checkpoints"
-
-
-class CheckpointNotFoundError(FileNotFoundError, ValueError):
-  """No checkpoint directory where one was given.
-
-  A ``FileNotFoundError`` (what a missing file is) and a ``ValueError`` (what
-  every other bad argument of :mod:`tljax.params` raises), naming the
-  argument.
-  """
 
 
 def _compile(patterns: Sequence[str], argument: str) -> list[re.Pattern]:
@@ -139,19 +131,24 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> str:
 
 
 def read_checkpoint(checkpoint_dir: str | os.PathLike, *,
-                    step: int | None = None) -> tuple[dict, dict]:
+                    step: int | None = None,
+                    allow_unverified: bool = False) -> tuple[dict, dict]:
   """The full ``(params, model_state)`` of a tljax run's checkpoint, as saved.
 
   Args:
     checkpoint_dir: a tljax run's work dir or its ``checkpoints`` dir.
     step: which checkpoint (default: the latest).
+    allow_unverified: accept a checkpoint without its integrity record (one
+      tljax did not write); its values are then not verified.
 
   Raises:
     CheckpointNotFoundError: (a ``FileNotFoundError`` and a ``ValueError``)
-      if ``checkpoint_dir`` is not an existing directory.
+      if ``checkpoint_dir`` is not an existing directory, holds no
+      checkpoint, or none at ``step`` (the message lists the steps there).
     ValueError: if ``checkpoint_dir`` is not a path or ``step`` is not None
       or an int >= 0.
-    FileNotFoundError: if the directory holds no checkpoint.
+    CheckpointError: (a ``ValueError``) if the checkpoint is truncated,
+      corrupted, or has no integrity record (without ``allow_unverified``).
   """
   from tljax.train.checkpoint import Checkpointer  # the train core imports params
 
@@ -159,7 +156,7 @@ def read_checkpoint(checkpoint_dir: str | os.PathLike, *,
   directory = _checkpoint_directory(checkpoint_dir)
   checkpointer = Checkpointer(directory, read_only=True)
   try:
-    raw = checkpointer.restore_raw(step)
+    raw = checkpointer.restore_raw(step, allow_unverified=allow_unverified)
   finally:
     checkpointer.close()
   params = merge(raw.get("trainable") or {}, raw.get("frozen") or {})
@@ -182,7 +179,8 @@ def _checkpoint_directory(checkpoint_dir) -> str:
 def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
                     dont_load: Sequence[str] = ("head/.*",),
                     init_model_state: Mapping | None = None,
-                    zero_init: Sequence[str] = (), step: int | None = None):
+                    zero_init: Sequence[str] = (), step: int | None = None,
+                    allow_unverified: bool = False):
   """Restores a tljax checkpoint into freshly initialised parameters.
 
   Args:
@@ -197,6 +195,8 @@ def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
     zero_init: regexes of parameters set to zero after loading, e.g.
       ``("head/.*",)`` for the zero-initialised head of big_vision.
     step: which checkpoint (default: the latest).
+    allow_unverified: accept a checkpoint without its integrity record (see
+      :func:`read_checkpoint`).
 
   Returns:
     The restored parameters, or ``(params, model_state)`` when
@@ -208,8 +208,9 @@ def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
       the checkpoint is read): a tree that is not a mapping, a pattern that
       is not a valid regex, a ``step`` that is not None or an int >= 0.
     CheckpointNotFoundError: (also a ``ValueError``) if ``checkpoint_dir``
-      does not exist.
-    FileNotFoundError: if there is no checkpoint.
+      does not exist, holds no checkpoint, or none at ``step``.
+    CheckpointError: (also a ``ValueError``) if the checkpoint cannot be
+      trusted (see :func:`read_checkpoint`).
   """
   check_tree(init_params, "init_params")
   _check_optional_tree(init_model_state, "init_model_state")
@@ -217,7 +218,8 @@ def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
   _compile(zero_init, "zero_init")
   step = _check_step(step)
   _checkpoint_directory(checkpoint_dir)
-  loaded_params, loaded_model_state = read_checkpoint(checkpoint_dir, step=step)
+  loaded_params, loaded_model_state = read_checkpoint(
+      checkpoint_dir, step=step, allow_unverified=allow_unverified)
   return merge_pretrained(init_params, loaded_params, dont_load=dont_load,
                           init_model_state=init_model_state,
                           loaded_model_state=loaded_model_state,
