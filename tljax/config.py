@@ -53,6 +53,9 @@ Fields (defaults in :func:`base_config`):
   ``"skip"`` (the update is dropped and counted in ``skipped_steps``) or
   ``"off"``; see :func:`tljax.train.step.guard_nonfinite`. A checkpoint is
   never written with non-finite values under any policy.
+  ``max_skipped_fraction`` (default 0.05): a run that skipped more than this
+  fraction of its steps gets a ``SkippedStepsWarning`` and is marked in the
+  results table.
 * ``tensorboard``: also write the metrics as TensorBoard event files (in the
   run's ``tensorboard/`` directory; no TensorFlow needed).
 * ``sweep``: learning rates and trade-offs λ that :func:`tljax.train.sweep.run_sweep`
@@ -128,7 +131,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.trainable_rules = ((".*", 1.0),)
   config.init_from = ml_collections.ConfigDict({
       "workdir": config_dict.placeholder(str), "dont_load": ("head/.*",),
-      "zero_init": ()})
+      "zero_init": (), "allow_unverified": False})
   config.label_smoothing = 0.0
   config.surgical_blocks = ("backbone/conv1/.*",)
   config.regularization = ml_collections.ConfigDict({
@@ -144,6 +147,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.reweight = ml_collections.ConfigDict({
       "estimator": "kmm", "kwargs": ml_collections.ConfigDict()})
   config.divergence_policy = "stop"
+  config.max_skipped_fraction = 0.05
   config.tensorboard = False
   config.sweep = ml_collections.ConfigDict({
       "learning_rates": (), "trade_offs": ()})
@@ -257,6 +261,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if policy not in GUARD_POLICIES:
     raise ValueError(f"config key 'divergence_policy' must be one of "
                      f"{list(GUARD_POLICIES)}, got {policy!r}")
+  limit = config.get("max_skipped_fraction", 0.05)
+  if not 0 <= limit <= 1:
+    raise ValueError(f"config key 'max_skipped_fraction' must lie in [0, 1], "
+                     f"got {limit!r}")
   for name in ("method", "source.name", "target.name", "model.name"):
     value = config
     for part in name.split("."):

@@ -17,9 +17,11 @@ from tljax import methods as methods_lib
 from tljax.config import check_config
 from tljax.select import negative_transfer_gap
 from tljax.train import metrics as metrics_lib
+from tljax.train import workdir as workdir_lib
 from tljax.train.loop import (TRAIN_EVERYTHING, build_model, load_domains,
                               pretrain_init_from, train_and_evaluate)
 
+CONFIG_JSON = "config.json"
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
 TEACHER_SUBDIR = "teacher"
@@ -57,11 +59,24 @@ def run_experiment(config, workdir: str) -> dict:
   Returns:
     ``{"runs": [summary, ...], "table": [row, ...]}``, each row aggregating one
     method over seeds (mean and standard deviation of the test accuracies).
+
+  Raises:
+    WorkdirBusyError: another process is writing ``workdir``.
+    ValueError: a bad config, or ``workdir`` holds an experiment (one whose
+      runs completed a step) with another config: refused before anything
+      is written, naming the keys that differ.
   """
   check_config(config)
-  os.makedirs(workdir, exist_ok=True)
-  metrics_lib.write_json_atomically(os.path.join(workdir, "config.json"),
-                                    config.to_dict())
+  with workdir_lib.WorkdirLock(workdir):
+    # The experiment's config binds once one of its runs completed a step.
+    workdir_lib.claim(os.path.join(workdir, CONFIG_JSON), config.to_dict(),
+                      what="an experiment", config_key=None,
+                      binding=workdir_lib.completed_a_step(workdir))
+    return _run_experiment(config, workdir)
+
+
+def _run_experiment(config, workdir: str) -> dict:
+  """The body of :func:`run_experiment`, with the work dir locked."""
   domains = load_domains(config)
   model = build_model(config, domains)
   names = list(dict.fromkeys([config.method, *config.baselines]))
@@ -163,6 +178,13 @@ def format_gaps(gaps: list[dict]) -> str:
 def aggregate(name: str, setting: str, summaries: list[dict]) -> dict:
   """Mean and sample standard deviation of the test accuracies over seeds."""
   row = {"method": name, "setting": setting, "seeds": len(summaries)}
+  flagged = [summary for summary in summaries
+             if summary.get("skipped_too_many")]
+  if flagged:
+    # divergence_policy="skip" dropped most updates of these seeds.
+    row["skipped_steps"] = {str(summary["seed"]): [summary["skipped_steps"],
+                                                   summary["steps"]]
+                            for summary in flagged}
   for split in ("source_test", "target_validation", "target_test"):
     if split not in summaries[0]:
       continue
@@ -177,6 +199,8 @@ def format_table(table: list[dict]) -> str:
   """A markdown table of accuracies in percent, mean ± std over seeds.
 
   A target validation column appears when the runs had a validation split.
+  A method some of whose seeds skipped more than ``max_skipped_fraction``
+  of their steps is marked ⚠ and explained under the table.
   """
   splits = ["source_test", "target_test"]
   headers = ["source test acc (%)", "target test acc (%)"]
@@ -185,8 +209,16 @@ def format_table(table: list[dict]) -> str:
     headers.insert(1, "target val acc (%)")
   lines = ["| method | setting | " + " | ".join(headers) + " | seeds |",
            "| --- | --- | " + " | ".join("---" for _ in headers) + " | --- |"]
+  notes = []
   for row in table:
     cells = [row["method"], row["setting"]]
+    if row.get("skipped_steps"):
+      cells[0] += " ⚠"
+      seeds = ", ".join(f"seed {seed}: {skipped} of {steps}" for seed, (
+          skipped, steps) in row["skipped_steps"].items())
+      notes.append(f"⚠ {row['method']}: steps skipped as non-finite "
+                   f"(divergence_policy='skip') — {seeds}; these numbers are "
+                   "not those of trained models")
     for split in splits:
       if f"{split}_accuracy_mean" in row:
         cells.append(f"{100 * row[f'{split}_accuracy_mean']:.1f} ± "
@@ -195,4 +227,6 @@ def format_table(table: list[dict]) -> str:
         cells.append("")
     cells.append(str(row["seeds"]))
     lines.append("| " + " | ".join(cells) + " |")
+  if notes:
+    lines += ["", *notes]
   return "\n".join(lines)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -27,7 +27,7 @@ from tljax import data as data_lib
 from tljax import methods as methods_lib
 from tljax import models as models_lib
 from tljax import params as params_lib
-from tljax.config import base_config
+from tljax.errors import DivergenceError
 from tljax.params.restore import CHECKPOINT_SUBDIR
 from tljax.train import metrics as metrics_lib
 from tljax.train import parallel
@@ -36,12 +36,13 @@ from tljax.train.evaluate import evaluate
 from tljax.train.optim import make_optimizer, make_schedule
 from tljax.train.state import create_train_state
 from tljax.train import provenance
+from tljax.train import workdir as workdir_lib
+from tljax.train.workdir import RUN_CONFIG_FILE
 from tljax.train.interrupt import StopSignals
 from tljax.train.step import (GroupedOptimizer, guard_nonfinite,
                               keyed_by_step, make_staged_train_step,
                               make_train_step, split_groups, updates_per_step)
 
-RUN_CONFIG_FILE = "run_config.json"
 # The splits evaluated during and after training, logged as
 # "<domain>_<split>/<metric>".
 EVALUATED_SPLITS = ("validation", "test")
@@ -112,12 +113,17 @@ def pretrain_init_from(method, config, source_dir: str) -> dict:
   """``init_from`` for ``method`` started from the pretrain run in ``source_dir``.
 
   The method's own ``pretrain_dont_load`` rules, else the config's
-  ``init_from.dont_load``; the config's ``init_from.zero_init``.
+  ``init_from.dont_load``; the config's ``init_from.zero_init`` and
+  ``init_from.allow_unverified``.
   """
   dont_load = (config.init_from.dont_load if method.pretrain_dont_load is None
                else method.pretrain_dont_load)
-  return {"workdir": source_dir, "dont_load": list(dont_load),
-          "zero_init": list(config.init_from.zero_init)}
+  init_from = {"workdir": source_dir, "dont_load": list(dont_load),
+               "zero_init": list(config.init_from.zero_init)}
+  if config.init_from.get("allow_unverified"):
+    # Only when asked: a run's record of init_from stays as it was otherwise.
+    init_from["allow_unverified"] = True
+  return init_from
 
 
 def _stream_seed(seed: int, domain: str) -> int:
@@ -170,64 +176,6 @@ def _evaluate_domains(model, state, domains, batch_size, model_keys) -> dict:
             model, params, state.model_state, splits[split],
             batch_size=batch_size)
   return results
-
-
-def _claim_workdir(workdir: str, run_config: dict) -> None:
-  """Records what runs in ``workdir``; refuses to resume a different run there."""
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, RUN_CONFIG_FILE)
-  run_config = json.loads(json.dumps(metrics_lib.to_python(run_config)))
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as stream:
-      existing = json.load(stream)
-    if existing != run_config:
-      changed = sorted(path for path in _differences(existing, run_config)
-                       if not _added_at_default(existing, run_config, path))
-      if not changed:
-        # Only config fields introduced after this run started, at their
-        # defaults: the run did what the current config asks.
-        return
-      raise ValueError(
-          f"workdir {workdir!r} holds a run with another config (differences "
-          f"at {changed[:10]}); resume it with the same config or use a new "
-          "--workdir")
-    return
-  metrics_lib.write_json_atomically(path, run_config)
-
-
-_MISSING = object()
-
-
-def _lookup(tree, path: str):
-  for key in path.split("."):
-    if not isinstance(tree, dict) or key not in tree:
-      return _MISSING
-    tree = tree[key]
-  return tree
-
-
-def _added_at_default(existing: dict, run_config: dict, path: str) -> bool:
-  """Whether ``path`` is a config field the stored run predates, now at its default."""
-  if not path.startswith("config.") or _lookup(existing, path) is not _MISSING:
-    return False
-  # The outermost field the stored config lacks, e.g. the whole new sub-config.
-  parts = path.split(".")
-  for end in range(2, len(parts) + 1):
-    if _lookup(existing, ".".join(parts[:end])) is _MISSING:
-      field = ".".join(parts[1:end])
-      break
-  default = json.loads(json.dumps(metrics_lib.to_python(
-      base_config().to_dict())))
-  return (_lookup(default, field) is not _MISSING
-          and _lookup(default, field) == _lookup(run_config, "config." + field))
-
-
-def _differences(old, new, prefix: str = ""):
-  if isinstance(old, dict) and isinstance(new, dict):
-    for key in set(old) | set(new):
-      yield from _differences(old.get(key), new.get(key), f"{prefix}{key}.")
-  elif old != new:
-    yield prefix.rstrip(".")
 
 
 @functools.lru_cache(maxsize=16)
@@ -298,7 +246,8 @@ def setup_run(config, method_name: str, seed: int, *, domains=None,
   if init_from is not None:
     dont_load = tuple(init_from.get("dont_load") or ())
     source_params, source_model_state = params_lib.read_checkpoint(
-        init_from["workdir"])
+        init_from["workdir"],
+        allow_unverified=bool(init_from.get("allow_unverified")))
     params, model_state = params_lib.merge_pretrained(
         params, source_params, dont_load=dont_load,
         zero_init=tuple(init_from.get("zero_init") or ()),
@@ -380,10 +329,6 @@ def divergence_policy(config) -> str:
   return config.get("divergence_policy", "stop")
 
 
-class DivergenceError(RuntimeError):
-  """Training met a non-finite loss, gradient or parameter under policy ``stop``."""
-
-
 def _divergence_message(first_step: int, policy: str,
                         last_finite: tuple[int, dict] | None) -> str:
   if last_finite is None:
@@ -401,6 +346,25 @@ def _divergence_message(first_step: int, policy: str,
           "divergence_policy='skip' to skip such steps.")
 
 
+def skipped_fraction_limit(config) -> float:
+  """``config.max_skipped_fraction`` (0.05 when the config predates it)."""
+  return float(config.get("max_skipped_fraction", 0.05))
+
+
+class SkippedStepsWarning(UserWarning):
+  """A run skipped more of its steps than ``config.max_skipped_fraction``."""
+
+
+def skipped_steps_message(method_name: str, seed: int, skipped: int,
+                          steps: int, limit: float) -> str:
+  return (f"{method_name} seed {seed} skipped {skipped} of its {steps} steps "
+          f"({100 * skipped / max(steps, 1):.0f}%, more than "
+          f"max_skipped_fraction={limit:g}) as non-finite under "
+          "divergence_policy='skip'; its results are not those of a trained "
+          "model. Lower the learning rate or clip gradients "
+          "(optimizer.grad_clip_norm)")
+
+
 def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
                        seed: int = 0, init_from: Mapping | None = None,
                        domains=None) -> dict:
@@ -410,25 +374,48 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
     config: the experiment config (see ``configs/digits.py``).
     workdir: this run's directory (checkpoints, ``metrics.jsonl``,
       ``summary.json``). An existing run there is resumed from its latest
-      checkpoint.
+      checkpoint. The run holds the work dir's lock while it runs
+      (:mod:`tljax.train.workdir`): a second writer is refused.
     method_name: which registered method to train (default ``config.method``).
     seed: the run's seed; it fixes initialisation, data order and step keys.
-    init_from: ``{"workdir", "dont_load", "zero_init"}`` to start from a source
-      run's parameters (see :func:`tljax.params.load_pretrained`); ``None``
-      trains from scratch. :func:`tljax.train.experiment.run_experiment`
-      decides it from the method's ``pretrain`` and ``config.init_from``.
+    init_from: ``{"workdir", "dont_load", "zero_init"[, "allow_unverified"]}``
+      to start from a source run's parameters (see
+      :func:`tljax.params.load_pretrained`); ``None`` trains from scratch.
+      :func:`tljax.train.experiment.run_experiment` decides it from the
+      method's ``pretrain`` and ``config.init_from``.
     domains: pre-loaded data (from :func:`load_domains`), to share between runs.
+
+  Raises:
+    WorkdirBusyError: another process is writing ``workdir``.
+    ValueError: a bad config value, or ``workdir`` holds a run (one that
+      completed a step) with another config; nothing is written then.
+    DivergenceError: a non-finite step under ``divergence_policy="stop"``.
+    CheckpointError: the checkpoint to resume from cannot be trusted.
   """
   method_name = method_name or config.method
   start_time = time.perf_counter()
   # Set up first: a value checked where it is used (a model option, an
-  # optimizer setting) then raises before the work dir is claimed, so the
-  # corrected config can run there.
+  # optimizer setting) then raises before the work dir is touched.
   run = setup_run(config, method_name, seed, domains=domains,
                   init_from=init_from)
-  _claim_workdir(workdir, {
-      "config": config.to_dict(), "method": method_name, "seed": seed,
-      "init_from": dict(init_from) if init_from is not None else None})
+  with workdir_lib.WorkdirLock(workdir):
+    return _train_and_evaluate(config, workdir, run, method_name, seed,
+                               init_from, start_time)
+
+
+def _train_and_evaluate(config, workdir: str, run: RunSetup, method_name: str,
+                        seed: int, init_from, start_time: float) -> dict:
+  """The body of :func:`train_and_evaluate`, with the work dir locked."""
+  checkpoint_dir = os.path.join(workdir, CHECKPOINT_SUBDIR)
+  # A run that has a checkpoint owns the work dir: a different config is
+  # refused before anything is written. Without one, any stored record is
+  # that of a run which never completed a step, and is replaced.
+  claimed = workdir_lib.has_checkpoint(checkpoint_dir)
+  workdir_lib.claim(
+      os.path.join(workdir, RUN_CONFIG_FILE),
+      {"config": config.to_dict(), "method": method_name, "seed": seed,
+       "init_from": dict(init_from) if init_from is not None else None},
+      what="a run", binding=claimed)
   domains, model, method, state = (run.domains, run.model, run.method,
                                    run.state)
   train_key, model_keys, schedule = run.train_key, run.model_keys, run.schedule
@@ -449,7 +436,7 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
                          out_shardings=(shardings, parallel.replicated(mesh)))
 
   # --- Checkpoints: resume from the latest complete one ---------------------
-  checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR),
+  checkpointer = Checkpointer(checkpoint_dir,
                               max_to_keep=config.keep_checkpoints,
                               save_every=config.checkpoint_every)
   if checkpointer.latest_step() is not None:
@@ -459,7 +446,8 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   start_step = int(state.step)
 
   provenance.record_session(workdir, seed=seed, config=config,
-                            start_step=start_step, method=method_name)
+                            start_step=start_step, claimed=claimed,
+                            method=method_name)
 
   # --- The loop ---------------------------------------------------------------
   policy = divergence_policy(config)
@@ -535,11 +523,18 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   # --- Final evaluation and summary (the last step: nothing picked on test) ---
   evaluation = _evaluate_domains(model, state, domains, config.eval_batch_size,
                                  model_keys)
+  steps, skipped = int(state.step), int(state.skipped_steps)
+  limit = skipped_fraction_limit(config)
   summary = {
       "method": method_name, "setting": method.setting, "seed": seed,
-      "steps": int(state.step), "resumed_from_step": start_step,
-      "skipped_steps": int(state.skipped_steps),
+      "steps": steps, "resumed_from_step": start_step,
+      "skipped_steps": skipped,
+      "skipped_too_many": skipped > limit * steps,
       "init_from": dict(init_from) if init_from is not None else None,
       "wall_seconds": time.perf_counter() - start_time, **evaluation}
   metrics_lib.write_summary(workdir, summary)
+  if summary["skipped_too_many"]:
+    warnings.warn(skipped_steps_message(method_name, seed, skipped, steps,
+                                        limit), SkippedStepsWarning,
+                  stacklevel=3)  # the caller of train_and_evaluate
   return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -150,12 +151,24 @@ def read_metrics(workdir: str | os.PathLike) -> list[dict]:
 
 
 def write_json_atomically(path: str | os.PathLike, payload: Any) -> None:
-  """Writes JSON to a temporary file and renames it, so readers never see half."""
-  temporary = f"{os.fspath(path)}.tmp"
-  with open(temporary, "w", encoding="utf-8") as stream:
-    json.dump(to_python(payload), stream, indent=2, sort_keys=True)
-    stream.write("\n")
-  os.replace(temporary, path)
+  """Writes JSON to a temporary file, syncs it and renames it over ``path``.
+
+  Readers see the old file or the new one, never half of one, and a crash
+  (even a power loss after the rename) cannot leave an empty file behind.
+  """
+  path = os.fspath(path)
+  temporary = f"{path}.tmp{os.getpid()}"
+  try:
+    with open(temporary, "w", encoding="utf-8") as stream:
+      json.dump(to_python(payload), stream, indent=2, sort_keys=True)
+      stream.write("\n")
+      stream.flush()
+      os.fsync(stream.fileno())
+    os.replace(temporary, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(temporary)
+    raise
 
 
 def write_summary(workdir: str | os.PathLike, summary: Mapping[str, Any]) -> str:

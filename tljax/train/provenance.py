@@ -78,15 +78,25 @@ def session_record(start_step: int) -> dict[str, Any]:
 
 
 def record_session(workdir: str, *, seed: Any, config: Any, start_step: int,
-                   **fields) -> dict:
-  """Adds this session to ``workdir/provenance.json`` (created on first start)."""
+                   claimed: bool = True, **fields) -> dict:
+  """Adds this session to ``workdir/provenance.json`` (created on first start).
+
+  ``claimed``: whether the run had completed a step before this session
+  (see :mod:`tljax.train.workdir`). If not, a stored record of another
+  config belongs to an attempt that never trained, and is replaced.
+  """
   path = os.path.join(workdir, PROVENANCE_FILE)
+  fresh = {"seed": seed, "config": metrics_lib.to_python(config),
+           **metrics_lib.to_python(fields), "sessions": []}
+  record = None
   if os.path.exists(path):
     with open(path, encoding="utf-8") as stream:
       record = json.load(stream)
-  else:
-    record = {"seed": seed, "config": metrics_lib.to_python(config),
-              **metrics_lib.to_python(fields), "sessions": []}
+    stale = {key: value for key, value in record.items() if key != "sessions"}
+    if not claimed and stale != json.loads(json.dumps(
+        {key: value for key, value in fresh.items() if key != "sessions"})):
+      record = None
+  record = record or fresh
   record["sessions"].append(session_record(start_step))
   metrics_lib.write_json_atomically(path, record)
   return record

@@ -58,9 +58,9 @@ from tljax.params.restore import CHECKPOINT_SUBDIR
 from tljax.train import metrics as metrics_lib
 from tljax.train.checkpoint import Checkpointer
 from tljax.train.interrupt import StopSignals
-from tljax.train.loop import (_claim_workdir, _evaluate_domains, build_model,
-                              load_domains, pretrain_init_from, setup_run,
-                              training_batches)
+from tljax.train import workdir as workdir_lib
+from tljax.train.loop import (_evaluate_domains, build_model, load_domains,
+                              pretrain_init_from, setup_run, training_batches)
 from tljax.train.step import keyed_by_step
 
 SWEEP_JSON = "sweep.json"
@@ -158,7 +158,6 @@ def run_sweep(config, workdir: str) -> dict:
   start_time = time.perf_counter()
   base_domains = load_domains(config)
   source = _source_run(config, base_domains)
-  base_rate = float(config.optimizer.learning_rate)
 
   runs = [setup_run(config, config.method, member["seed"],
                     domains=base_domains, update_scale=True,
@@ -166,12 +165,25 @@ def run_sweep(config, workdir: str) -> dict:
                         source, workdir=source["workdir"].format(
                             seed=member["seed"])))
           for member in members]
-  method, model = runs[0].method, runs[0].model
-  if method.stages:
+  if runs[0].method.stages:
     raise ValueError(f"config key 'method': {config.method!r} updates in "
                      "stages; sweeps support single-update recipes")
-  # Claimed once the set-up has checked every value it uses.
-  _claim_workdir(workdir, {"config": config.to_dict(), "sweep": members})
+  with workdir_lib.WorkdirLock(workdir):
+    return _train_sweep(config, workdir, members, runs, start_time)
+
+
+def _train_sweep(config, workdir: str, members: list[dict], runs: list,
+                 start_time: float) -> dict:
+  """The body of :func:`run_sweep`, with the work dir locked."""
+  method, model = runs[0].method, runs[0].model
+  base_rate = float(config.optimizer.learning_rate)
+  checkpoint_dir = os.path.join(workdir, CHECKPOINT_SUBDIR)
+  # Checked once the set-up has checked every value it uses; binding once
+  # the sweep has a checkpoint (see tljax.train.workdir).
+  workdir_lib.claim(os.path.join(workdir, workdir_lib.RUN_CONFIG_FILE),
+                    {"config": config.to_dict(), "sweep": members},
+                    what="a sweep",
+                    binding=workdir_lib.has_checkpoint(checkpoint_dir))
   states = []
   for run, member in zip(runs, members):
     scale = jnp.asarray(member["learning_rate"] / base_rate, jnp.float32)
@@ -188,7 +200,7 @@ def run_sweep(config, workdir: str) -> dict:
     return jax.vmap(keyed_by_step(runs[0].step_fn))(state, batch, train_keys)
 
   train_step = jax.jit(step, donate_argnums=0)
-  checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR),
+  checkpointer = Checkpointer(checkpoint_dir,
                               max_to_keep=config.keep_checkpoints,
                               save_every=config.checkpoint_every)
   if checkpointer.latest_step() is not None:
