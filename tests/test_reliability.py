@@ -187,13 +187,45 @@ def test_sigint_saves_the_current_step_when_no_checkpoint_is_due(
       time.sleep(0.005)
     os.kill(os.getpid(), signal.SIGINT)
 
-  threading.Thread(target=interrupt_after_five_steps, daemon=True).start()
-  with pytest.raises(KeyboardInterrupt):
-    loop.train_and_evaluate(config, workdir, method_name=config.method)
+  # Python's own handler, whatever pytest was started with (a background
+  # job of a non-interactive shell starts with SIGINT ignored).
+  found = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    threading.Thread(target=interrupt_after_five_steps, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+      loop.train_and_evaluate(config, workdir, method_name=config.method)
+    # The handler the loop found is back.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  finally:
+    signal.signal(signal.SIGINT, found)
   latest, steps = latest_checkpoint(workdir)
   assert steps == [latest] and 5 <= latest == logged_steps(workdir) < 400
-  # The previous SIGINT handler is back.
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path, data_dir, monkeypatch):
+  """Under nohup (or a background job) Ctrl-C is not the user's to send: the
+  run goes on to the end and SIGINT is still ignored afterwards."""
+  config = driver_config(data_dir, steps=30, checkpoint_every=1000)
+  batches = loop.training_batches
+  sent = []
+
+  def batches_with_a_sigint(*args, **kwargs):
+    for batch in batches(*args, **kwargs):
+      if int(batch["step"]) == 5:
+        os.kill(os.getpid(), signal.SIGINT)
+        sent.append(True)
+      yield batch
+
+  monkeypatch.setattr(loop, "training_batches", batches_with_a_sigint)
+  found = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    summary = loop.train_and_evaluate(config, str(tmp_path),
+                                      method_name=config.method)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+  finally:
+    signal.signal(signal.SIGINT, found)
+  assert sent and summary["steps"] == 30
+  assert latest_checkpoint(str(tmp_path))[1] == [30]
 
 
 # --- The divergence guard ----------------------------------------------------
@@ -298,8 +330,12 @@ def test_nan_batch_under_skip_finishes_and_reports_it(tmp_path, data_dir,
                                                        monkeypatch):
   nan_batches_at(monkeypatch, 5)
   config = tiny(data_dir, divergence_policy="skip")
-  summary = loop.train_and_evaluate(config, str(tmp_path), method_name="dann")
+  # 1 of 12 steps is more than the default max_skipped_fraction of 5%.
+  with pytest.warns(loop.SkippedStepsWarning, match=r"skipped 1 of its 12"):
+    summary = loop.train_and_evaluate(config, str(tmp_path),
+                                      method_name="dann")
   assert summary["skipped_steps"] == 1 and summary["steps"] == 12
+  assert summary["skipped_too_many"]
   records = {record["step"]: record
              for record in metrics_lib.read_metrics(str(tmp_path))}
   assert records[5]["skipped_steps"] == 0 and records[6]["skipped_steps"] == 1

@@ -9,8 +9,12 @@ again with the handler that was there before, so the process ends the way
 it would have (SIGINT: ``KeyboardInterrupt``; SIGTERM: terminated). A
 second signal while the checkpoint is being written is delivered at once.
 
-Handlers can only be installed from the main thread; elsewhere (a training
-loop in a worker thread) the class does nothing and signals act as usual.
+A signal that is ignored when the loop starts stays ignored: under
+``nohup`` or in a background job of a non-interactive shell SIGINT is
+ignored, and a Ctrl-C meant for another program is not the user's choice to
+stop this one. Handlers can only be installed from the main thread;
+elsewhere (a training loop in a worker thread) the class does nothing and
+signals act as usual.
 """
 
 from __future__ import annotations
@@ -46,7 +50,12 @@ class StopSignals:
   def __enter__(self) -> StopSignals:
     if threading.current_thread() is threading.main_thread():
       for signum in self.signals:
-        self._previous[signum] = signal.getsignal(signum)
+        previous = signal.getsignal(signum)
+        if previous is signal.SIG_IGN or previous is None:
+          # Ignored: stays so. None: a handler set outside Python, which
+          # could not be put back.
+          continue
+        self._previous[signum] = previous
         signal.signal(signum, self._handle)
     return self
 
