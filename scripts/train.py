@@ -18,6 +18,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from tljax import errors
 from tljax.config import base_config, check_config
 from tljax.train import parallel
 from tljax.train.experiment import format_gaps, format_table, run_experiment
@@ -26,9 +27,9 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIG_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, status: int = 2) -> None:
   print(f"train.py: error: {message}", file=sys.stderr)
-  sys.exit(2)
+  sys.exit(status)
 
 
 def _override_error(error: Exception) -> None:
@@ -114,6 +115,8 @@ def main(argv):
   parallel.maybe_initialize_distributed(config)
   try:
     results = run_experiment(config, _WORKDIR.value)
+  except errors.RUN_FAILURES as error:  # a busy work dir, divergence, a bad
+    _fail(" ".join(str(error).split()), status=1)  # checkpoint, a disk error
   except ValueError as error:  # a value checked where it is used (a model
     _fail(str(error))           # option, an optimizer setting): one line
   print()

@@ -20,13 +20,19 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import errno
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+import traceback
+import warnings
 
 from ml_collections import ConfigDict
+
+from tljax import errors
 
 PROG = "tljax"
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,6 +40,7 @@ DEFAULT_CONFIG = os.path.join("configs", "digits.py")
 RANK_SOURCES_SCRIPT = os.path.join("scripts", "rank_sources.py")
 _HELP_FLAGS = ("-h", "--help", "--helpshort")
 _TRUE = ("1", "true", "yes", "on")
+TRACEBACK_ENV = "TLJAX_TRACEBACK"
 _FALSE = ("0", "false", "no", "off")
 
 
@@ -199,6 +206,8 @@ def config_errors():
   """
   try:
     yield
+  except errors.RUN_FAILURES:
+    raise  # not a config value: reported by main() with exit status 1
   except ValueError as error:
     raise CommandError(str(error)) from error
 
@@ -210,9 +219,11 @@ def _default_workdir(spec: str | None, suffix: str = "") -> str:
 
 
 def _quiet_logging() -> None:
-  from absl import logging
-  # Orbax logs every step of every checkpoint save at INFO.
-  logging.set_verbosity(logging.WARNING)
+  from absl import logging  # pylint: disable=redefined-outer-name
+  # Orbax logs every step of every checkpoint save at INFO (and, unless
+  # --traceback, its background failures are muted: see main()).
+  if logging.get_verbosity() > logging.WARNING:  # more verbose
+    logging.set_verbosity(logging.WARNING)
 
 
 # --- Subcommands -----------------------------------------------------------------
@@ -306,7 +317,15 @@ def rank_sources(argv: list[str]) -> int:
 # --- The parser ------------------------------------------------------------------
 
 
+def _add_traceback_argument(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+      "--traceback", action="store_true",
+      help="on an error, also print the full stack (for bug reports; "
+      f"{TRACEBACK_ENV}=1 does the same)")
+
+
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+  _add_traceback_argument(parser)
   parser.add_argument(
       "--config", metavar="PATH[:ARG]", default=None,
       help="a Python config file whose get_config(arg) returns the experiment "
@@ -403,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
           "does)."))
   from tljax.report import command_line
   command_line.add_arguments(report_parser)
+  _add_traceback_argument(report_parser)
   report_parser.set_defaults(run=report)
 
   # Parsed by rank_sources(): its flags go to the script unchanged.
@@ -428,17 +448,77 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None):
+  del filename, lineno, line
+  return f"{PROG}: warning ({category.__name__}): {message}\n"
+
+
 def main(argv=None) -> int:
-  """Runs ``tljax ARGS``; returns the exit status."""
+  """Runs ``tljax ARGS``; returns the exit status.
+
+  0: done. 1: the run failed (a work dir in use, a diverged run, an
+  untrustworthy checkpoint, unreadable data, a disk error), said in one
+  line. 2: a bad command line or config value, said in one line. With
+  ``--traceback`` (or ``TLJAX_TRACEBACK=1``) the full stack is shown too.
+  """
   argv = list(sys.argv[1:] if argv is None else argv)
   if argv and argv[0] == "rank-sources":
     return rank_sources(argv[1:])
   args = build_parser().parse_args(argv)
+  show_traceback = (getattr(args, "traceback", False)
+                    or os.environ.get(TRACEBACK_ENV, "").lower() in _TRUE)
+  if not show_traceback:
+    warnings.formatwarning = _one_line_warning
+    _mute_background_failures()
   try:
     return args.run(args)
   except CommandError as error:
+    if show_traceback:
+      traceback.print_exc()
     print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
     return 2
+  except errors.RUN_FAILURES as error:
+    if show_traceback:
+      traceback.print_exc()
+    print(f"{PROG} {args.command}: error: {_failure_message(error)}",
+          file=sys.stderr)
+    if not show_traceback:
+      print(f"(--traceback or {TRACEBACK_ENV}=1 shows where it happened)",
+            file=sys.stderr)
+    return 1
+
+
+def _mute_background_failures() -> None:
+  """Keeps what a failure's background threads log out of the one-line report.
+
+  When a checkpoint write fails (a full disk), Orbax's save threads log the
+  same error with its stack many times over (absl at ERROR, asyncio's
+  "exception was never retrieved", "Exception ignored in" coroutines) before
+  the failure reaches :func:`main`, which reports it in one line. Those
+  channels are muted for the command's lifetime; ``--traceback`` keeps them.
+  """
+  for name in ("absl", "asyncio"):
+    logging.getLogger(name).setLevel(logging.CRITICAL)
+  sys.unraisablehook = lambda unraisable: None
+
+
+def _failure_message(error: BaseException) -> str:
+  """One line for a run failure; an ``OSError`` names the file and the cause."""
+  if isinstance(error, OSError) and not isinstance(error, tuple(
+      kind for kind in errors.RUN_FAILURES if kind is not OSError)):
+    if error.strerror:
+      where = f" ({error.filename})" if error.filename else ""
+      hint = {errno.ENOSPC: "; free some space, or use another work dir",
+              errno.EDQUOT: "; free some space, or use another work dir",
+              errno.EROFS: "; use a writable work dir (--workdir)",
+              errno.EACCES: "; use a writable work dir (--workdir)",
+              errno.EPERM: "; use a writable work dir (--workdir)",
+              }.get(error.errno, "")
+      prefix = ("" if isinstance(error, errors.CheckpointSaveError)
+                else "cannot write or read a file: ")
+      return f"{prefix}{error.strerror}{where}{hint}"
+  text = str(error).strip() or type(error).__name__
+  return " ".join(text.split("\n")[0].split())
 
 
 if __name__ == "__main__":
