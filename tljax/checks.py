@@ -43,6 +43,16 @@ def check_non_negative(value: Any, argument: str) -> Any:
   return value
 
 
+def check_finite_number(value: Any, argument: str) -> float:
+  """``float(value)`` if ``value`` is a finite real number (bools are not)."""
+  if isinstance(value, bool) or not _is_real_scalar(value):
+    raise ValueError(f"{argument} must be a finite number, got {value!r}.")
+  number = float(value)
+  if not math.isfinite(number):
+    raise ValueError(f"{argument} must be a finite number, got {number}.")
+  return number
+
+
 def check_positive(value: Any, argument: str) -> Any:
   """A finite number > 0; a traced value passes as is."""
   if is_traced(value):

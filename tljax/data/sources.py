@@ -22,6 +22,7 @@ preprocessing code when it is not installed.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Protocol, Sequence
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from tljax.data import digits
 from tljax.checks import check_int
+from tljax.errors import DataError
 
 SPLITS = ("train", "test")
 TFDS_PREFIX = "tfds:"
@@ -187,6 +189,8 @@ class TfdsSource:
       name: str,
       input_key: str = "image",
       label_key: str = "label",
+      files: Sequence[str] = (),
+      dataset_dir: str | None = None,
   ):
     if any(dim is None for dim in input_shape):
       raise ValueError(
@@ -199,6 +203,8 @@ class TfdsSource:
     self.input_key = input_key
     self.label_key = label_key
     self._input_shape = tuple(int(dim) for dim in input_shape)
+    self.files = tuple(os.fspath(path) for path in files)
+    self.dataset_dir = dataset_dir
 
   @classmethod
   def from_builder(
@@ -229,13 +235,24 @@ class TfdsSource:
         if isinstance(label_feature, tfds.features.ClassLabel)
         else None
     )
+    name = name or f"{builder.name}/{split}"
+    files = _split_files(builder, split)
+    try:
+      data_source = builder.as_data_source(split=split)
+    except Exception as error:  # Riegeli, ArrayRecord and TFDS raise many kinds
+      if not files:
+        raise
+      raise corrupted_data_error(name, files, builder.data_dir,
+                                 error) from error
     return cls(
-        builder.as_data_source(split=split),
+        data_source,
         input_shape=features[input_key].shape,
         num_classes=num_classes,
-        name=name or f"{builder.name}/{split}",
+        name=name,
         input_key=input_key,
         label_key=label_key,
+        files=files,
+        dataset_dir=os.fspath(builder.data_dir),
     )
 
   @property
@@ -255,10 +272,16 @@ class TfdsSource:
         raise IndexError(
             f"index {key} is out of range for {self.name} of size {num_examples}."
         )
-    if hasattr(self.data_source, "__getitems__"):
-      records = self.data_source.__getitems__(keys)
-    else:
-      records = [self.data_source[key] for key in keys]
+    try:
+      if hasattr(self.data_source, "__getitems__"):
+        records = self.data_source.__getitems__(keys)
+      else:
+        records = [self.data_source[key] for key in keys]
+    except Exception as error:  # Riegeli, ArrayRecord and protobuf errors
+      if not self.files:
+        raise
+      raise corrupted_data_error(self.name, self.files, self.dataset_dir,
+                                 error) from error
     label_dtype = np.int32 if self.num_classes is not None else np.float32
     if not records:
       return {
@@ -296,6 +319,71 @@ class TfdsSource:
         f"TfdsSource(name={self.name!r}, num_examples={len(self)}, "
         f"input_shape={self.input_shape}, num_classes={self.num_classes})"
     )
+
+
+def _split_files(builder: Any, split: str) -> list[str]:
+  """The files holding ``split`` of a prepared builder (``[]`` if unknown)."""
+  try:
+    return [os.fspath(path) for path in builder.info.splits[split].filepaths]
+  except Exception:  # pylint: disable=broad-except  (only for messages)
+    return []
+
+
+def corrupted_data_error(name: str, files: Sequence[str],
+                         dataset_dir: str | None,
+                         error: BaseException) -> DataError:
+  """The one-line error for prepared files of ``name`` that cannot be read."""
+  if not files:
+    shown = "a file"
+  elif len(files) == 1:
+    shown = files[0]
+  else:
+    shown = f"one of its {len(files)} files ({', '.join(files[:3])}" + (
+        ", ...)" if len(files) > 3 else ")")
+  cause = " ".join((str(error).splitlines() or [""])[0].split())[:200]
+  directory = dataset_dir or (os.path.dirname(files[0]) if files else "it")
+  return DataError(
+      f"{name}: {shown} cannot be read, the prepared dataset is corrupted "
+      f"({type(error).__name__}: {cause}); delete {directory} to rebuild it "
+      "(tljax rebuilds the bundled digits by itself; a catalog dataset is "
+      "prepared again with `tfds build`)"
+  )
+
+
+def _garbled_metadata(dataset_dir: str) -> str | None:
+  """The first JSON metadata file under ``dataset_dir`` that does not parse."""
+  for root, _, names in sorted(os.walk(dataset_dir)):
+    for file_name in sorted(names):
+      if not file_name.endswith(".json"):
+        continue
+      path = os.path.join(root, file_name)
+      try:
+        with open(path, encoding="utf-8") as stream:
+          json.load(stream)
+      except (OSError, ValueError):
+        return path
+  return None
+
+
+def open_prepared(open_builder, dataset_dir: str):
+  """``open_builder()``, with garbled TFDS metadata in ``dataset_dir`` named.
+
+  TFDS reports an unreadable ``dataset_info.json`` as a bare parse error
+  that names no file; this names it and says how to recover.
+  """
+  try:
+    return open_builder()
+  except Exception as error:  # protobuf, JSON and TFDS errors
+    garbled = (_garbled_metadata(dataset_dir) if os.path.isdir(dataset_dir)
+               else None)
+    if garbled is None:
+      raise
+    raise DataError(
+        f"{garbled} is not valid JSON ({type(error).__name__}); the prepared "
+        f"dataset is corrupted: delete {dataset_dir} to rebuild it (tljax "
+        "rebuilds the bundled digits by itself; a catalog dataset is "
+        "prepared again with `tfds build`)"
+    ) from error
 
 
 def default_data_dir() -> str:
@@ -344,7 +432,9 @@ def _digit_source(
 
   from tljax.data import builders  # pylint: disable=g-import-not-at-top
 
-  builder = builders.prepare_digit_builder(name, data_dir=data_dir)
+  builder = open_prepared(
+      lambda: builders.prepare_digit_builder(name, data_dir=data_dir),
+      os.path.join(data_dir, name))
   return TfdsSource.from_builder(builder, split, name=f"{name}/{split}")
 
 
@@ -365,7 +455,9 @@ def _catalog_source(
     raise ImportError(
         f"Reading {TFDS_PREFIX}{catalog_name} needs tensorflow-datasets."
     )
-  builder = tfds.builder(catalog_name, data_dir=data_dir)
+  builder = open_prepared(
+      lambda: tfds.builder(catalog_name, data_dir=data_dir),
+      os.path.join(data_dir, catalog_name.split("/")[0].split(":")[0]))
   try:
     return TfdsSource.from_builder(
         builder, split, name=f"{TFDS_PREFIX}{catalog_name}/{split}", **kwargs
@@ -436,6 +528,18 @@ def get_source(
     FileNotFoundError: a catalog dataset that is not prepared in ``data_dir``.
     ImportError: ``use_tfds=True`` or a catalog name without tensorflow-datasets.
   """
+  if not isinstance(name, str) or not name:
+    raise ValueError(
+        f"name must be a non-empty string: one of {list(available_sources())} "
+        f"or '{TFDS_PREFIX}<catalog_name>', got {name!r}."
+    )
+  if not isinstance(split, str) or not split:
+    raise ValueError(f"split must be a non-empty string, got {split!r}.")
+  if name.startswith(TFDS_PREFIX) and not name[len(TFDS_PREFIX):].strip():
+    raise ValueError(
+        f"name {name!r} names no TFDS dataset; give one after "
+        f"'{TFDS_PREFIX}', e.g. '{TFDS_PREFIX}mnist'."
+    )
   transform = kwargs.pop("transform", None)
   if transform is not None:
     # transforms builds ArraySource from this module, hence the import here.

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tljax.checks import check_int
+from tljax.checks import (check_finite_number, check_int, check_non_negative,
+                          check_positive)
 from tljax.data.sources import SPLITS, ArraySource
 
 # Centre of symmetry of the noise-free moons: outer x = cos t, y = sin t and
@@ -90,8 +91,8 @@ def two_moons(
   from sklearn.datasets import make_moons  # pylint: disable=g-import-not-at-top
 
   num_examples = check_int(num_examples, "num_examples", minimum=1)
-  if noise < 0:
-    raise ValueError(f"noise must be >= 0, got {noise}.")
+  rotation_degrees = check_finite_number(rotation_degrees, "rotation_degrees")
+  noise = float(check_non_negative(noise, "noise"))
   random_state = int(_split_seed_sequence(seed, split).generate_state(1)[0])
   points, labels = make_moons(
       n_samples=num_examples, noise=noise, random_state=random_state
@@ -139,10 +140,10 @@ def gaussian_shift(
   if domain not in DOMAINS:
     raise ValueError(f"domain must be one of {list(DOMAINS)}, got {domain!r}.")
   num_examples = check_int(num_examples, "num_examples", minimum=1)
-  if source_std <= 0:
-    raise ValueError(f"source_std must be > 0, got {source_std}.")
-  if noise_std < 0:
-    raise ValueError(f"noise_std must be >= 0, got {noise_std}.")
+  source_std = float(check_positive(source_std, "source_std"))
+  noise_std = float(check_non_negative(noise_std, "noise_std"))
+  target_low = check_finite_number(target_low, "target_low")
+  target_high = check_finite_number(target_high, "target_high")
   if not target_low < target_high:
     raise ValueError(
         f"target_low must be < target_high, got {target_low}, {target_high}."
