@@ -8,7 +8,6 @@ line the ``tljax`` command prints for each failure a user can cause.
 
 import errno
 import glob
-import hashlib
 import os
 import random
 import shutil
@@ -23,12 +22,18 @@ import numpy as np
 import pytest
 
 from reliability_driver import driver_config
+from test_cli import run_main
 from tljax import cli, data, errors, params
 from tljax.train import loop
 from tljax.train import metrics as metrics_lib
 from tljax.train import workdir as workdir_lib
 from tljax.train.checkpoint import Checkpointer
 from tljax.train.experiment import run_experiment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+# The fault primitives the fault-injection script uses.
+from fault_injection import flip_bit, tree_digest  # noqa: E402  pylint: disable=wrong-import-position
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                       "reliability_driver.py")
@@ -39,12 +44,7 @@ TINY = ["--set", "seeds=(0,)", "--set", "baselines=()", "--set", "steps=8",
 
 def tljax(argv, capsys):
   """``tljax ARGV`` in this process: (exit status, stdout, stderr)."""
-  try:
-    status = cli.main(argv)
-  except SystemExit as exit_:
-    status = exit_.code
-  captured = capsys.readouterr()
-  return status, captured.out, captured.err
+  return run_main(argv, capsys)
 
 
 def train_argv(workdir, *extra):
@@ -65,18 +65,6 @@ def assert_one_line_failure(status, err, expected_status, *fragments):
   assert "Traceback" not in err
   for fragment in fragments:
     assert fragment in lines[0], (fragment, err)
-
-
-def tree_digest(directory):
-  """SHA-256 of every file under ``directory`` (names and bytes)."""
-  digests = {}
-  for root, _, names in os.walk(directory):
-    for name in names:
-      path = os.path.join(root, name)
-      with open(path, "rb") as stream:
-        digests[os.path.relpath(path, directory)] = hashlib.sha256(
-            stream.read()).hexdigest()
-  return digests
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +95,6 @@ def step_files(step_dir):
   return sorted(path for path in glob.glob(os.path.join(step_dir, "**", "*"),
                                            recursive=True)
                 if os.path.isfile(path))
-
-
-def flip_bit(path, rng):
-  with open(path, "r+b") as stream:
-    size = os.path.getsize(path)
-    if not size:
-      return
-    offset = rng.randrange(size)
-    stream.seek(offset)
-    byte = stream.read(1)[0]
-    stream.seek(offset)
-    stream.write(bytes([byte ^ (1 << rng.randrange(8))]))
 
 
 def remove(path):
