@@ -55,7 +55,7 @@ estimator                          time        peak RSS
 =================================  ==========  ==========
 ``kmm`` (exact, blocked)           956 s       0.45 GiB
 ``kmm`` (Nyström, rank 1000)       50 s        1.6 GiB
-``kliep``                          65 s        0.6 GiB
+``kliep``                          25 s        0.7 GiB
 ``ulsif``                          58 s        0.7 GiB
 ``rulsif``                         61 s        0.7 GiB
 ``classifier_density_ratio``       2.5 s       0.4 GiB
