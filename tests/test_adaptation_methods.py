@@ -124,6 +124,36 @@ def test_discrepancy_recipes_add_their_weighted_term_to_the_source_loss(
                              rtol=1e-5, atol=1e-6)
 
 
+def test_deep_coral_takes_tllibs_convention_from_the_config(data_dir):
+  """adaptation.coral_convention='tllib': the term is TLlib's, 4x the paper's
+  covariance term plus the mean term (checked in NumPy here)."""
+  config = tiny_config(data_dir, "deep_coral")
+  config.adaptation.coral_convention = "tllib"
+  model = create_model("mlp", num_classes=10, input_shape=(8, 8, 1),
+                       hidden_dims=(32,), bottleneck_dim=16)
+  recipe = build_method("deep_coral", config, model)
+  params, model_state = model.init(jax.random.key(0))
+  inputs = np.random.default_rng(6).random((8, 8, 8, 1)).astype(np.float32)
+  inputs[4:] += 0.5
+  batch = {"step": np.int32(0), "source": {"input": inputs[:4],
+                                           "label": jnp.array([0, 1, 2, 3])},
+           "target": {"input": inputs[4:]}}
+  key = jax.random.key(1)
+  _, (_, metrics) = recipe.loss_fn(params, model_state, batch, key, {})
+  outputs, _ = model.apply(params, model_state, jnp.asarray(inputs),
+                           train=True, key=key)
+  features = np.asarray(outputs.features, np.float64)
+  source, target = features[:4], features[4:]
+  expected = (np.mean((source.mean(0) - target.mean(0)) ** 2)
+              + np.mean((np.cov(source, rowvar=False)
+                         - np.cov(target, rowvar=False)) ** 2))
+  np.testing.assert_allclose(float(metrics["deep_coral"]), expected,
+                             rtol=1e-4)
+  config.adaptation.coral_convention = "tlib"
+  with pytest.raises(ValueError, match="adaptation.coral_convention"):
+    build_method("deep_coral", config, model)
+
+
 def test_dann_trains_the_discriminator_and_reverses_the_features(data_dir):
   config = tiny_config(data_dir, "dann")
   model = create_model("mlp", num_classes=10, input_shape=(8, 8, 1),

@@ -36,7 +36,9 @@ Fields (defaults in :func:`base_config`):
   recipe's published default), the domain discriminator's (and MDD's
   adversarial head's) hidden width, CDAN's randomized-map dimension, the BSP
   weight added to adversarial recipes, MCD's generator steps ``mcd_num_k``,
-  MDD's margin and reversal warm-up, AFN's ``Δr`` and MCC's temperature (see
+  MDD's margin and reversal warm-up, AFN's ``Δr``, MCC's temperature and
+  Deep CORAL's ``coral_convention`` (``"paper"``, or ``"tllib"`` for TLlib's
+  loss, 4× the paper's plus a mean term; see :func:`tljax.align.coral`) (see
   :mod:`tljax.methods.adaptation`).
 * ``reweight``: the importance-weight estimator of the
   ``importance_weighting`` recipe (a function name of :mod:`tljax.reweight`)
@@ -143,7 +145,7 @@ def base_config() -> ml_collections.ConfigDict:
       "random_map_dim": 1024, "bsp_weight": 0.0, "mcd_num_k": 4,
       "mdd_margin": 4.0, "mdd_max_coefficient": 0.1,
       "mdd_warmup_iters": 1000.0, "afn_delta_r": 1.0,
-      "mcc_temperature": 2.5})
+      "mcc_temperature": 2.5, "coral_convention": "paper"})
   config.reweight = ml_collections.ConfigDict({
       "estimator": "kmm", "kwargs": ml_collections.ConfigDict()})
   config.divergence_policy = "stop"

@@ -40,7 +40,7 @@ from tljax.align.conditional_adversarial import (conditional_adversarial_loss,
                                                  multilinear_map,
                                                  random_multilinear_matrices,
                                                  randomized_multilinear_map)
-from tljax.align.coral import coral, coral_recolor
+from tljax.align.coral import CORAL_CONVENTIONS, coral, coral_recolor
 from tljax.align.domain_adversarial import domain_adversarial_loss
 from tljax.align.entropy import entropy, entropy_weights
 from tljax.align.feature_norm import (adaptive_feature_norm,
@@ -57,6 +57,7 @@ __all__ = [
   "batch_spectral_penalization",
   "classifier_discrepancy",
   "conditional_adversarial_loss",
+  "CORAL_CONVENTIONS",
   "coral",
   "coral_recolor",
   "dann_coefficient",

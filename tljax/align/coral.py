@@ -10,17 +10,24 @@ features (:func:`coral`), the second by a linear map of fixed features
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_finite_result, check_hyperparameter,
-                                 check_matrix, check_same_columns, covariance,
+from tljax.align._arrays import (check_choice, check_finite_result,
+                                 check_hyperparameter, check_matrix,
+                                 check_same_columns, covariance,
                                  power_of_two_scale)
 
-__all__ = ["coral", "coral_recolor"]
+__all__ = ["CORAL_CONVENTIONS", "coral", "coral_recolor"]
+
+#: ``convention`` of :func:`coral`: the paper's loss, or TLlib's code's.
+CORAL_CONVENTIONS = ("paper", "tllib")
 
 
-def coral(source_features: jax.Array, target_features: jax.Array) -> jax.Array:
+def coral(source_features: jax.Array, target_features: jax.Array, *,
+          convention: str = "paper") -> jax.Array:
   r"""The Deep CORAL loss: the distance between source and target covariances.
 
   Sun and Saenko, "Deep CORAL: correlation alignment for deep domain
@@ -33,9 +40,24 @@ def coral(source_features: jax.Array, target_features: jax.Array) -> jax.Array:
   the classification loss on the last layer's outputs with a weight chosen
   so the two losses are of the same size at the end of training.
 
+  The Transfer-Learning-Library's docstring states the same formula, but its
+  ``CorrelationAlignmentLoss`` (``tllib/alignment/coral.py``) computes the
+  mean squared entry of each difference, means included, with the same
+  unbiased covariances::
+
+    ℓ_TLlib = mean_k (μ_S,k − μ_T,k)² + mean_kl (C_S − C_T)²_kl
+            = ‖μ_S − μ_T‖² / d + ‖C_S − C_T‖²_F / d²,
+
+  so ``ℓ_CORAL = (ℓ_TLlib − ‖μ_S − μ_T‖² / d) / 4``: TLlib's value is 4
+  times the paper's covariance term plus a mean term the paper does not
+  have, and a trade-off weight tuned with one does not carry over to the
+  other. ``convention='tllib'`` gives TLlib's value (to reproduce its
+  numbers); ``'paper'``, the default, the paper's.
+
   Args:
     source_features: ``(n_S, d)`` source features, ``n_S >= 2``.
     target_features: ``(n_T, d)`` target features, ``n_T >= 2``.
+    convention: ``'paper'`` (``ℓ_CORAL``) or ``'tllib'`` (``ℓ_TLlib``).
 
   The features are divided by a power of two (exactly) before the
   covariances are taken and the loss multiplied back, and each batch is
@@ -50,13 +72,14 @@ def coral(source_features: jax.Array, target_features: jax.Array) -> jax.Array:
 
   Raises:
     ValueError: on non-matrix or non-finite features, fewer than 2 examples
-      in either domain, different feature dimensions, or (when concrete) a
-      loss too large for the float type (it grows as the 4th power of the
-      features' scale).
+      in either domain, different feature dimensions, a ``convention`` other
+      than ``'paper'`` or ``'tllib'``, or (when concrete) a loss too large
+      for the float type (it grows as the 4th power of the features' scale).
   """
+  convention = check_choice(convention, "convention", CORAL_CONVENTIONS)
   source, target = _check_pair(source_features, target_features)
   return check_finite_result(
-    _coral(source, target),
+    _coral(source, target, tllib=convention == "tllib"),
     "coral is not finite: source_features and target_features are too large "
     "(the loss grows as their 4th power); rescale them.",
   )
@@ -122,14 +145,21 @@ def coral_recolor(
   )
 
 
-@jax.jit
-def _coral(source, target):
+@functools.partial(jax.jit, static_argnames=("tllib",))
+def _coral(source, target, *, tllib):
   dim = source.shape[1]
   scale = power_of_two_scale(jnp.concatenate([source, target]))
-  difference = covariance(source / scale) - covariance(target / scale)
-  loss = jnp.sum(jnp.square(difference)) / (4.0 * dim * dim)
+  source, target = source / scale, target / scale
+  difference = covariance(source) - covariance(target)
+  # ‖C_S − C_T‖²_F / d² (TLlib), or a quarter of it (the paper).
+  loss = jnp.sum(jnp.square(difference)) / ((1.0 if tllib else 4.0) * dim * dim)
   # A zero loss stays 0 even where scale⁴ overflows (0 · ∞ would be NaN).
-  return jnp.where(loss > 0, loss * scale * scale * scale * scale, 0.0)
+  loss = jnp.where(loss > 0, loss * scale * scale * scale * scale, 0.0)
+  if not tllib:
+    return loss
+  mean_difference = jnp.mean(source, axis=0) - jnp.mean(target, axis=0)
+  mean_term = jnp.sum(jnp.square(mean_difference)) / dim
+  return loss + jnp.where(mean_term > 0, mean_term * scale * scale, 0.0)
 
 
 @jax.jit

@@ -43,6 +43,8 @@ training (no target labels choose them).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -166,7 +168,15 @@ def build_dan(config, model) -> Method:
 
 @register_method("deep_coral")
 def build_deep_coral(config, model) -> Method:
-  return _discrepancy_method("deep_coral", align.coral, config, model)
+  # "paper" (Sun & Saenko) or "tllib" (TLlib's code: 4x the covariance term
+  # plus a mean term); see align.coral.
+  convention = config.adaptation.get("coral_convention", "paper")
+  if convention not in align.CORAL_CONVENTIONS:
+    raise ValueError(f"config key 'adaptation.coral_convention' must be one "
+                     f"of {list(align.CORAL_CONVENTIONS)}, got {convention!r}")
+  return _discrepancy_method(
+      "deep_coral", functools.partial(align.coral, convention=convention),
+      config, model)
 
 
 def _feature_dim(context) -> tuple[int, int]:
