@@ -937,7 +937,8 @@ def section_mmd(args, ctx) -> Section:
   section.tables.append(table)
   section.notes = [
       "tljax's default kernels: 5 Gaussians, σ² = {¼, ½, 1, 2, 4} × the "
-      "median pooled squared distance (a sort over the N(N−1)/2 pairs); the "
+      "median pooled squared distance (exact, found by a bisection over "
+      "the N(N−1)/2 pairs' bit patterns, not a sort); the "
       "TLlib DAN example's: {⅛, ¼, ½, 1, 2} × the mean. Both are 5 kernels "
       "on one pooled distance matrix (tljax computes it once, TLlib once per "
       "kernel), the unbiased estimator, bandwidths detached.",

@@ -10,6 +10,7 @@ of MMD², covariance matching, subspace alignment of a rotated copy, the MMD
 reduction of TCA).
 """
 
+import importlib
 import math
 
 import jax
@@ -21,6 +22,9 @@ import scipy.spatial.distance
 import scipy.special
 
 from tljax import align
+
+# The module (tljax.align.mmd is also the name of its function).
+mmd_lib = importlib.import_module("tljax.align.mmd")
 
 MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -214,6 +218,51 @@ def test_coral_matches_numpy_cov(domains):
   np.testing.assert_allclose(align.coral(source, target), expected, rtol=1e-5)
   gradient = jax.grad(align.coral)(source, target)
   assert np.all(np.isfinite(gradient))
+
+
+def numpy_tllib_coral(source, target):
+  """TLlib's ``CorrelationAlignmentLoss.forward`` (tllib/alignment/coral.py),
+  in NumPy float64: the mean squared entry of the mean difference plus that of
+  the covariance difference (covariances normalised by n − 1)."""
+  source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+  mean_s, mean_t = source.mean(0, keepdims=True), target.mean(0, keepdims=True)
+  cent_s, cent_t = source - mean_s, target - mean_t
+  cov_s = cent_s.T @ cent_s / (len(source) - 1)
+  cov_t = cent_t.T @ cent_t / (len(target) - 1)
+  return np.mean((mean_s - mean_t) ** 2) + np.mean((cov_s - cov_t) ** 2)
+
+
+@pytest.mark.parametrize("sizes", [(16, 16, 8), (40, 25, 3)])
+def test_coral_tllib_convention_matches_tllib_formula(sizes):
+  num_source, num_target, dim = sizes
+  rng = np.random.default_rng(11)
+  source = rng.normal(size=(num_source, dim)).astype(np.float32)
+  target = (1.5 * rng.normal(size=(num_target, dim)) + 0.3).astype(np.float32)
+  tllib = numpy_tllib_coral(source, target)
+  np.testing.assert_allclose(align.coral(source, target, convention="tllib"), tllib,
+                             rtol=1e-5)
+  # The paper's loss is (TLlib's − its mean term) / 4.
+  mean_term = np.mean((source.astype(np.float64).mean(0)
+                       - target.astype(np.float64).mean(0)) ** 2)
+  np.testing.assert_allclose(align.coral(source, target), (tllib - mean_term) / 4,
+                             rtol=1e-5)
+  np.testing.assert_allclose(align.coral(source, target, convention="paper"),
+                             align.coral(source, target), rtol=0)
+  gradient = jax.grad(lambda s: align.coral(s, target, convention="tllib"))(source)
+  assert np.all(np.isfinite(gradient))
+
+
+def test_coral_tllib_convention_at_extreme_scales():
+  rng = np.random.default_rng(12)
+  source = rng.normal(size=(10, 4))
+  target = 0.7 * rng.normal(size=(12, 4)) + 0.5
+  for scale in (2.0**-60, 2.0**30):
+    value = align.coral((source * scale).astype(np.float32),
+                        (target * scale).astype(np.float32), convention="tllib")
+    # The covariance term scales as scale⁴, the mean term as scale².
+    source32 = (source * scale).astype(np.float32).astype(np.float64)
+    target32 = (target * scale).astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(value, numpy_tllib_coral(source32, target32), rtol=1e-4)
 
 
 def test_coral_recolor_matches_target_covariance():
@@ -722,6 +771,8 @@ BAD_CALLS = [
   (lambda: align.coral(FEATURES[:1], FEATURES),
    "source_features must have at least 2 rows"),
   (lambda: align.coral(FEATURES, FEATURES[:, :2]), "same feature dimension"),
+  (lambda: align.coral(FEATURES, FEATURES, convention="TLlib"),
+   "convention must be one of 'paper', 'tllib'"),
   (lambda: align.coral_recolor(FEATURES, FEATURES, eps=-1.0),
    "eps must be a finite number >= 0"),
   (lambda: align.coral_recolor(FEATURES * np.nan, FEATURES), "source must be finite"),
@@ -818,3 +869,53 @@ BAD_CALLS = [
 def test_bad_inputs_raise_value_error_naming_the_argument(call, message):
   with pytest.raises(ValueError, match=message):
     call()
+
+
+# --- The median heuristic by selection -----------------------------------------
+
+
+@pytest.mark.parametrize("num_source, num_target, duplicates", [
+    (5, 5, 0),      # 45 pairs: odd count
+    (6, 4, 0),      # 45 pairs, unequal batches
+    (7, 5, 0),      # 66 pairs: even count
+    (16, 9, 6),     # many ties at 0 (repeated rows) and between equal gaps
+    (64, 40, 0),
+])
+def test_median_bandwidth_is_the_exact_median_of_the_pooled_pairs(
+    num_source, num_target, duplicates):
+  """The bisection on the distances' bit patterns gives np.median's value."""
+  rng = np.random.default_rng(num_source * 100 + num_target)
+  source = rng.standard_normal((num_source, 3)).astype(np.float32)
+  target = (rng.standard_normal((num_target, 3)) + 0.5).astype(np.float32)
+  if duplicates:
+    source[:duplicates] = source[0]
+    target[:duplicates] = source[0]
+  source, target = mmd_lib._layer_scale(jnp.asarray(source),
+                                         jnp.asarray(target))[:2]
+  distances = mmd_lib._pooled_distances(source, target)
+  pooled_pairs = np.concatenate([
+      np.asarray(distances[0])[np.triu_indices(num_source, 1)],
+      np.asarray(distances[1])[np.triu_indices(num_target, 1)],
+      np.asarray(distances[2]).ravel()])
+  found = mmd_lib._heuristic_variance(*distances, "median")
+  # The two middle order statistics, exactly; their mean in float32.
+  ordered = np.sort(pooled_pairs)
+  middle = ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2]
+  assert float(found) == float(np.float32(0.5) * (middle[0] + middle[1]))
+  np.testing.assert_allclose(float(found), np.median(
+      pooled_pairs.astype(np.float64)), rtol=1e-6)
+  found = mmd_lib._heuristic_variance(*distances, "mean")
+  np.testing.assert_allclose(float(found), pooled_pairs.astype(np.float64).mean(),
+                             rtol=1e-6)
+
+
+def test_median_bandwidth_in_float64_matches_numpy():
+  rng = np.random.default_rng(7)
+  source, target = rng.standard_normal((9, 4)), rng.standard_normal((6, 4)) + 1
+  with jax.enable_x64(True):
+    value = mmd_lib._heuristic_variance(
+        *mmd_lib._pooled_distances(jnp.asarray(source), jnp.asarray(target)),
+        "median")
+    assert value.dtype == jnp.float64
+    np.testing.assert_allclose(float(value), numpy_heuristic(source, target),
+                               rtol=1e-12)
