@@ -196,12 +196,15 @@ def _logme(features, targets, present, tolerance, *, max_iterations):
   # Scaled so that the largest eigenvalue is 1 (see the docstring).
   sigma = jnp.where(keep, eigenvalues / largest, 0.0)
   if dim <= num_examples:
-    # Left singular vectors u_i = F v_i / √σ_i of the kept directions; the
-    # part of y outside their span is the least-squares residual.
-    inverse_root = jnp.where(keep, jax.lax.rsqrt(jnp.where(keep, eigenvalues, 1.0)), 0.0)
-    left = dot(features, eigenvectors) * inverse_root
-    projections = dot(left.T, targets)
-    outside = jnp.sum(jnp.square(targets - dot(left, projections)), axis=0)
+    # With the left singular vectors u_i = F v_i / √σ_i of the kept
+    # directions, z = Uᵀy = diag(1/√σ) Vᵀ (Fᵀy), and the part of y outside
+    # their span is the least-squares residual y − F w, w = V diag(1/σ) Vᵀ Fᵀy:
+    # O(N·D·C) work, where forming U would cost O(N·D²).
+    inverse = jnp.where(keep, 1.0 / jnp.where(keep, eigenvalues, 1.0), 0.0)
+    rotated = dot(eigenvectors.T, dot(features.T, targets))  # Vᵀ Fᵀ y, (D, C)
+    projections = jnp.sqrt(inverse)[:, None] * rotated
+    weights = dot(eigenvectors, inverse[:, None] * rotated)
+    outside = jnp.sum(jnp.square(targets - dot(features, weights)), axis=0)
   else:
     # F Fᵀ's eigenvectors are a complete basis of R^N: nothing lies outside.
     projections = dot(eigenvectors.T, targets)
