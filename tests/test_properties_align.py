@@ -491,7 +491,8 @@ def test_every_public_function_has_a_property_test():
     "multilinear_map", "random_multilinear_matrices", "randomized_multilinear_map",
     "stepwise_adaptive_feature_norm", "subspace_alignment", "tca",
   }
-  assert tested == set(align.__all__)
+  functions = {name for name in align.__all__ if callable(getattr(align, name))}
+  assert tested == functions
   assert tested == {case.id.split("-")[0] for case in BAD_INPUTS}
 
 
