@@ -2,11 +2,12 @@
 
 References: closed-form parameter counts written here (and torchvision's
 published ResNet totals), NumPy re-implementations of the MLP, the LeNet
-forward pass and BatchNorm's running-average update, and properties that hold
-by construction (dropout masks, identity residual blocks). Heavy models are
-checked through ``jax.eval_shape`` (shapes and dtypes without compiling), and
-the one real ResNet forward pass uses NumPy-filled parameters to skip the slow
-CPU compilation of ``init``.
+forward pass and its convolutions' gradients, BatchNorm's running-average
+update, LeNet's two convolution implementations against each other, and
+properties that hold by construction (dropout masks, identity residual
+blocks). Heavy models are checked through ``jax.eval_shape`` (shapes and
+dtypes without compiling), and the one real ResNet forward pass uses
+NumPy-filled parameters to skip the slow CPU compilation of ``init``.
 """
 
 import functools
@@ -428,13 +429,22 @@ def numpy_max_pool(images):
   return crop.reshape(batch, height // 2, 2, width // 2, 2, channels).max(axis=(2, 4))
 
 
-def test_lenet_matches_numpy():
+@pytest.mark.parametrize(
+  "input_shape, batch",
+  [
+    ((8, 8, 1), 3),  # both convolutions by their dense matrices
+    ((28, 28, 1), 37),  # both blocked: 37 = 32 + 5 = 4 * 8 + 5 examples
+    ((32, 32, 3), 11),
+  ],
+)
+def test_lenet_matches_numpy(input_shape, batch):
   model = models.create_model(
-    "lenet", num_classes=10, input_shape=(8, 8, 1), bottleneck_dim=None
+    "lenet", num_classes=10, input_shape=input_shape, bottleneck_dim=None
   )
   params, model_state = numpy_params(model, seed=4)
   assert model_state == {}
-  inputs = np.random.default_rng(5).uniform(size=(3, 8, 8, 1)).astype(np.float32)
+  inputs = np.random.default_rng(5).uniform(size=(batch, *input_shape))
+  inputs = inputs.astype(np.float32)
   outputs, _ = jax.jit(model.apply, static_argnames="train")(
     params, {}, inputs, train=False
   )
@@ -445,9 +455,9 @@ def test_lenet_matches_numpy():
   x = numpy_max_pool(
     np.maximum(numpy_conv_same(x, p["conv2"]["kernel"], p["conv2"]["bias"]), 0)
   )
-  assert x.shape == (3, 2, 2, 50)
+  assert x.shape == (batch, input_shape[0] // 4, input_shape[1] // 4, 50)
   np.testing.assert_allclose(outputs.feature_maps, x, rtol=1e-4, atol=1e-4)
-  features = np.maximum(x.reshape(3, -1) @ p["fc"]["kernel"] + p["fc"]["bias"], 0)
+  features = np.maximum(x.reshape(batch, -1) @ p["fc"]["kernel"] + p["fc"]["bias"], 0)
   logits = features @ np.asarray(params["head"]["kernel"]) + np.asarray(
     params["head"]["bias"]
   )
@@ -456,20 +466,142 @@ def test_lenet_matches_numpy():
   np.testing.assert_allclose(outputs.logits, logits, rtol=1e-4, atol=1e-4)
 
 
+def numpy_conv_same_vjp(images, kernel, output_grad):
+  """Gradients of :func:`numpy_conv_same`: (images, kernel, bias)."""
+  size = kernel.shape[0]
+  pad = size // 2
+  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  padded_grad = np.zeros_like(padded)
+  kernel_grad = np.zeros_like(kernel)
+  height, width = images.shape[1:3]
+  for dy in range(size):
+    for dx in range(size):
+      window = padded[:, dy : dy + height, dx : dx + width, :]
+      kernel_grad[dy, dx] = np.einsum("bhwc,bhwo->co", window, output_grad)
+      padded_grad[:, dy : dy + height, dx : dx + width, :] += (
+        output_grad @ kernel[dy, dx].T
+      )
+  return (
+    padded_grad[:, pad : pad + height, pad : pad + width],
+    kernel_grad,
+    output_grad.sum(axis=(0, 1, 2)),
+  )
+
+
+def numpy_relu_max_pool_vjp(pre_activations, pooled_grad):
+  """Gradient of ``numpy_max_pool(relu(·))``, with ``jnp.max``'s rule for ties.
+
+  The inputs of a block that tie for its maximum share its gradient equally;
+  the ReLU passes none where its input is not positive.
+  """
+  batch, height, width, channels = pre_activations.shape
+  blocks = np.maximum(pre_activations, 0)[:, : height // 2 * 2, : width // 2 * 2]
+  blocks = blocks.reshape(batch, height // 2, 2, width // 2, 2, channels)
+  winners = blocks == blocks.max(axis=(2, 4), keepdims=True)
+  share = pooled_grad[:, :, None, :, None, :] / winners.sum(axis=(2, 4), keepdims=True)
+  grad = np.zeros(pre_activations.shape)
+  grad[:, : height // 2 * 2, : width // 2 * 2] = (winners * share).reshape(
+    batch, height // 2 * 2, width // 2 * 2, channels
+  )
+  return grad * (pre_activations > 0)
+
+
+def positive_ties(pre_activations):
+  """How many 2x2 pooling blocks have two or more inputs at a positive maximum."""
+  batch, height, width, channels = pre_activations.shape
+  blocks = pre_activations[:, : height // 2 * 2, : width // 2 * 2].reshape(
+    batch, height // 2, 2, width // 2, 2, channels
+  )
+  peak = blocks.max(axis=(2, 4), keepdims=True)
+  return int(np.sum(((blocks == peak).sum(axis=(2, 4)) > 1) & (peak[:, :, 0, :, 0] > 0)))
+
+
+def integer_lenet(input_shape, batch, seed, conv_impl="matmul"):
+  """A LeNet with small-integer parameters and inputs.
+
+  Every convolution output is then an integer computed exactly in float32,
+  whatever the order of summation, so all implementations (and NumPy) see
+  the same values, and 2x2 pooling blocks often tie at a positive maximum.
+  """
+  model = models.create_model(
+    "lenet", num_classes=4, input_shape=input_shape, bottleneck_dim=None,
+    conv_impl=conv_impl,
+  )
+  rng = np.random.default_rng(seed)
+  params = jax.tree.map(
+    lambda leaf: rng.integers(-2, 3, size=leaf.shape).astype(np.float32),
+    abstract_init(model)[0],
+  )
+  inputs = rng.integers(0, 3, size=(batch, *input_shape)).astype(np.float32)
+  return model, params, inputs
+
+
 @pytest.mark.parametrize(
-  "input_shape",
+  "input_shape, batch",
   [
-    (8, 8, 1),  # both convolutions by the dense matrix (8x8, then 4x4)
-    (11, 9, 2),  # conv1 by im2col (99 pixels), conv2 dense (5x4), odd sizes
+    ((8, 8, 1), 3),  # dense matrices
+    ((11, 9, 2), 5),  # conv1 blocked (99 pixels), conv2 dense (5x4), odd sizes
+    ((28, 28, 1), 11),  # both blocked, 11 = 8 + 3 examples
+    ((32, 32, 3), 9),
   ],
 )
-def test_lenet_matmul_convolutions_match_xla(input_shape):
+def test_lenet_convolution_gradients_match_numpy(input_shape, batch):
+  """Feature maps and their VJP (kernels, biases, images) against NumPy."""
+  model, params, inputs = integer_lenet(input_shape, batch, seed=7)
+  maps_shape = (batch, input_shape[0] // 4, input_shape[1] // 4, 50)
+  maps_grad = np.random.default_rng(8).normal(size=maps_shape).astype(np.float32)
+
+  def loss(params, inputs):
+    outputs, _ = model.apply(params, {}, inputs, train=True)
+    return jnp.sum(outputs.feature_maps * maps_grad), outputs.feature_maps
+
+  (_, maps), (grads, input_grad) = jax.jit(
+    jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
+  )(params, inputs)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["backbone"])
+  x = inputs.astype(np.float64)
+  z1 = numpy_conv_same(x, p["conv1"]["kernel"], p["conv1"]["bias"])
+  a1 = numpy_max_pool(np.maximum(z1, 0))
+  z2 = numpy_conv_same(a1, p["conv2"]["kernel"], p["conv2"]["bias"])
+  np.testing.assert_array_equal(maps, numpy_max_pool(np.maximum(z2, 0)))
+  assert positive_ties(z1) > 0 and positive_ties(z2) > 0
+  grad_a1, grad_k2, grad_b2 = numpy_conv_same_vjp(
+    a1, p["conv2"]["kernel"], numpy_relu_max_pool_vjp(z2, maps_grad)
+  )
+  grad_x, grad_k1, grad_b1 = numpy_conv_same_vjp(
+    x, p["conv1"]["kernel"], numpy_relu_max_pool_vjp(z1, grad_a1)
+  )
+  expected = {
+    "conv1": {"kernel": grad_k1, "bias": grad_b1},
+    "conv2": {"kernel": grad_k2, "bias": grad_b2},
+  }
+  for layer in ("conv1", "conv2"):
+    for name in ("kernel", "bias"):
+      want = expected[layer][name]
+      np.testing.assert_allclose(
+        grads["backbone"][layer][name], want, rtol=1e-5, atol=1e-5 * np.abs(want).max()
+      )
+  np.testing.assert_allclose(
+    input_grad, grad_x, rtol=1e-5, atol=1e-5 * np.abs(grad_x).max()
+  )
+
+
+@pytest.mark.parametrize(
+  "input_shape, batch",
+  [
+    ((8, 8, 1), 3),  # both convolutions by the dense matrix (8x8, then 4x4)
+    ((11, 9, 2), 3),  # conv1 blocked (99 pixels), conv2 dense (5x4), odd sizes
+    ((28, 28, 1), 37),  # both blocked, 37 = 32 + 5 = 4 * 8 + 5 examples
+    ((32, 32, 3), 9),
+  ],
+)
+def test_lenet_matmul_convolutions_match_xla(input_shape, batch):
   """conv_impl="matmul" (the default) against lax.conv_general_dilated.
 
   Same parameters, so the outputs and every gradient must agree to float32
   rounding; the two differ only in the order of summation.
   """
-  x = np.random.default_rng(6).uniform(size=(3, *input_shape)).astype(np.float32)
+  x = np.random.default_rng(6).uniform(size=(batch, *input_shape)).astype(np.float32)
   results = {}
   for impl in ("matmul", "xla"):
     model = models.create_model("lenet", num_classes=4, input_shape=input_shape,
@@ -489,6 +621,22 @@ def test_lenet_matmul_convolutions_match_xla(input_shape):
     scale = float(np.max(np.abs(want)))
     assert scale > 0
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * scale)
+
+
+def test_lenet_matmul_ties_match_xla():
+  """With many tied pooling maxima both implementations route the gradient alike."""
+  grads = {}
+  for impl in ("matmul", "xla"):
+    model, params, inputs = integer_lenet((28, 28, 1), 10, seed=9, conv_impl=impl)
+
+    def loss(params, inputs, model=model):
+      outputs, _ = model.apply(params, {}, inputs, train=True)
+      return jnp.sum(jnp.sin(outputs.logits))
+
+    grads[impl] = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, inputs)
+  for got, want in zip(jax.tree.leaves(grads["matmul"]), jax.tree.leaves(grads["xla"])):
+    scale = float(np.max(np.abs(want)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
 
 
 def test_resnet18_batch_norm_train_and_eval():
@@ -649,6 +797,7 @@ def test_apply_differentiable(mlp_setup):
   [
     ("mlp", (8, 8, 1), {"bottleneck_dim": 16}),
     ("lenet", (8, 8, 1), {}),
+    ("lenet", (28, 28, 1), {}),
   ],
 )
 def test_bfloat16_compute_float32_params(name, input_shape, kwargs):
@@ -665,6 +814,34 @@ def test_bfloat16_compute_float32_params(name, input_shape, kwargs):
   assert outputs.features.dtype == jnp.bfloat16
   assert np.all(np.isfinite(np.asarray(outputs.logits, np.float32)))
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(new_state))
+
+
+def test_lenet_bfloat16_gradients():
+  """bfloat16 compute at 28x28: float32 gradients, as accurate as XLA's.
+
+  Both bfloat16 implementations are compared with the float32 gradient; the
+  blocked one may not be further from it than XLA's convolution is.
+  """
+  x = np.random.default_rng(11).uniform(size=(10, 28, 28, 1)).astype(np.float32)
+  grads = {}
+  for impl, dtype in (("matmul", jnp.bfloat16), ("xla", jnp.bfloat16),
+                      ("xla", jnp.float32)):
+    model = models.create_model("lenet", num_classes=4, input_shape=(28, 28, 1),
+                                bottleneck_dim=None, dtype=dtype, conv_impl=impl)
+    params, _ = model.init(jax.random.key(3))
+
+    def loss(params, model=model):
+      outputs, _ = model.apply(params, {}, x, train=True)
+      return jnp.sum(outputs.logits.astype(jnp.float32) ** 2)
+
+    grads[impl, dtype] = jax.jit(jax.grad(loss))(params)
+  for got, xla, exact in zip(jax.tree.leaves(grads["matmul", jnp.bfloat16]),
+                             jax.tree.leaves(grads["xla", jnp.bfloat16]),
+                             jax.tree.leaves(grads["xla", jnp.float32])):
+    assert got.dtype == jnp.float32
+    scale = float(np.max(np.abs(exact)))
+    error, xla_error = (float(np.max(np.abs(a - exact))) / scale for a in (got, xla))
+    assert error < 0.15 and error <= 1.5 * xla_error + 0.01, (error, xla_error)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
