@@ -213,7 +213,8 @@ def describe_machine(ctx) -> list[str]:
   else:
     lines.append(f"- PyTorch {torch.__version__}, intra-op threads set to "
                  f"{torch.get_num_threads()} (= the usable cores, as JAX)")
-  lines.append(f"- adapt: {version('adapt')}")
+  lines.append(f"- adapt: run by {ctx.adapt_python}" if ctx.adapt_python
+               else f"- adapt: {version('adapt')}")
   return lines
 
 
@@ -953,6 +954,13 @@ def section_mmd(args, ctx) -> Section:
 REWEIGHT_ESTIMATORS = ("KMM", "KLIEP", "uLSIF")
 
 
+def reweight_repeats(n: int) -> int:
+  """Timed calls per estimator and size, on both sides: the median of 5 up
+  to n = 500 (calls of milliseconds, where one call is mostly noise), one
+  above."""
+  return 5 if n <= 500 else 1
+
+
 def reweight_problem(n: int, dim: int) -> dict:
   """The data and the shared kernel candidates for size ``n`` (deterministic)."""
   rng = np.random.default_rng(n)
@@ -1004,19 +1012,25 @@ def adapt_worker(sizes, dim) -> None:
     for name in REWEIGHT_ESTIMATORS:
       model = fits[name]()
       times[f"{name}/{n}"] = median_seconds(
-          lambda model=model: model.fit_weights(p["source"], p["target"]), 1)
+          lambda model=model: model.fit_weights(p["source"], p["target"]),
+          reweight_repeats(n))
   times = {key: value for key, value in times.items()
            if not key.endswith("/30") or 30 in sizes}
   print("ADAPT_TIMES " + json.dumps(times))
 
 
-def run_adapt_worker(n: int, dim: int) -> tuple[dict, str | None]:
-  """``({estimator: seconds}, None)`` from a worker process, or ``({}, reason)``."""
+def run_adapt_worker(n: int, dim: int,
+                     python: str | None = None) -> tuple[dict, str | None]:
+  """``({estimator: seconds}, None)`` from a worker process, or ``({}, reason)``.
+
+  ``python``: the interpreter of the worker (``--adapt_python``, an
+  environment with adapt and its TensorFlow), this one's by default.
+  """
   import json  # noqa: PLC0415
   import subprocess  # noqa: PLC0415
 
   completed = subprocess.run(
-      [sys.executable, os.path.abspath(__file__), "--adapt_worker",
+      [python or sys.executable, os.path.abspath(__file__), "--adapt_worker",
        "--reweight_sizes", str(n), "--reweight_dim", str(dim)],
       capture_output=True, text=True, check=False)
   for line in completed.stdout.splitlines():
@@ -1036,17 +1050,20 @@ def section_reweight(args, ctx) -> Section:
 
   dim = args.reweight_dim
   section = Section("Instance reweighting: KMM, KLIEP, uLSIF next to `adapt`")
+  precision = ("kept in float64 by tljax: JAX_ENABLE_X64"
+               if jax.config.jax_enable_x64 else "cast to float32 by tljax")
   section.intro = [
       f"n source examples from N(0, I_{dim}) and n target examples from "
-      f"N(0.5, 0.8² I_{dim}), float64 inputs (cast to float32 by tljax). "
+      f"N(0.5, 0.8² I_{dim}), float64 inputs ({precision}). "
       "Same kernel candidates for both: KMM with γ = 1/(2 · median pooled "
       "squared distance), B = 1000, ε = (√n − 1)/√n, the whole QP at once "
       "(`max_size = n` in adapt); KLIEP and uLSIF with the nine widths σ = "
       "10^[−1, 1] × the median pooled distance (γ = 1/(2σ²) in adapt), 100 "
       "centres, uLSIF with λ ∈ 10^{−3, −2.5, …, 1}; KLIEP 5-fold likelihood "
       "cross-validation in both. tljax: the first call (compilation "
-      "included) and a second, warm call; adapt: one call (after an untimed "
-      "fit at n = 30), in a separate process run right after tljax's at the "
+      "included) and warm calls; adapt: warm calls (after an untimed "
+      "fit at n = 30); warm: the median of 5 calls up to n = 500, one call "
+      "above, in a separate process run right after tljax's at the "
       "same n (TensorFlow, which adapt "
       "imports, cannot share a process with PyTorch and JAX here). Ratio: "
       "adapt's time ÷ tljax's warm time (above 1: tljax faster)."]
@@ -1070,11 +1087,12 @@ def section_reweight(args, ctx) -> Section:
     for name in REWEIGHT_ESTIMATORS:
       function = ours[name]
       first = median_seconds(lambda: jax.block_until_ready(function()), 1)
-      warm = median_seconds(lambda: jax.block_until_ready(function()), 1)
+      warm = median_seconds(lambda: jax.block_until_ready(function()),
+                            reweight_repeats(n))
       timings[name] = (first, warm)
     theirs = {}
     if adapt_problem is None:
-      theirs, adapt_problem = run_adapt_worker(n, dim)
+      theirs, adapt_problem = run_adapt_worker(n, dim, args.adapt_python)
     for name in REWEIGHT_ESTIMATORS:
       first, warm = timings[name]
       other = theirs.get(name)
@@ -1501,6 +1519,9 @@ def parse_args(argv=None):
                       default=[250, 500, 1000, 2000])
   parser.add_argument("--reweight_dim", type=int, default=5)
   parser.add_argument("--no_adapt", action="store_true")
+  parser.add_argument("--adapt_python", default=None,
+                      help="the Python interpreter of a separate environment "
+                      "with adapt installed, to time adapt there")
   parser.add_argument("--adapt_worker", action="store_true",
                       help=argparse.SUPPRESS)  # see adapt_worker()
   parser.add_argument("--logme_sizes", type=int_list,
@@ -1534,8 +1555,9 @@ def main(argv=None) -> str | None:
                if hasattr(os, "sched_getaffinity") else os.cpu_count())
     torch.set_num_threads(threads)
   adapt = ("reweight" in args.sections and not args.no_adapt
-           and find_adapt())
-  ctx = types.SimpleNamespace(torch=torch, adapt=adapt, results={})
+           and (args.adapt_python is not None or find_adapt()))
+  ctx = types.SimpleNamespace(torch=torch, adapt=adapt, results={},
+                              adapt_python=args.adapt_python)
   started = time.perf_counter()
   sections = []
   for name in args.sections:

@@ -1,12 +1,15 @@
 """Tests for tljax.reweight against independent references.
 
-References: SciPy's SLSQP on the KMM quadratic program, on the
+References: SciPy's SLSQP on the KMM quadratic program (and cvxopt's QP
+solver when installed, with the KKT conditions written here), on the
 projection QP and on KLIEP's constrained likelihood maximisation (its
 objective, KKT conditions and cross-validation scores); uLSIF/RuLSIF's
 closed form and their leave-one-out scores by explicit refitting, in NumPy (float64); brute-force nearest-neighbour counts
 and the weighted losses in NumPy; and 1-D Gaussians with a known density
 ratio, ``N(0, 1)`` source and ``N(0.5, 0.8²)`` target.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +21,7 @@ import scipy.stats
 import threadpoolctl
 
 from tljax import reweight
+from tljax.reweight.kmm import INTERIOR_POINT_MAX_SOURCE
 
 
 def numpy_gaussian(first, second, gamma):
@@ -94,7 +98,7 @@ def test_kmm_matches_scipy_qp(dim, n, upper, eps):
   objective = 0.5 * weights @ kernel @ weights - kappa @ weights
 
   assert abs(objective - reference) <= 1e-4 * abs(reference)
-  # The reference itself is feasible and no better than FISTA by more than 1e-4.
+  # The reference itself is feasible and no better than kmm by more than 1e-4.
   assert reference_weights.min() >= -1e-8 and reference_weights.max() <= upper + 1e-8
   np.testing.assert_allclose(float(result.objective), objective, rtol=1e-5)
   assert weights.min() >= 0.0 and weights.max() <= upper * (1 + 1e-6)
@@ -175,6 +179,161 @@ def test_kmm_blocked_matches_dense_and_nystroem_objective():
   assert objective(nystroem.weights) == pytest.approx(optimum, rel=1e-4)
   weights = np.asarray(nystroem.weights)
   assert weights.min() >= 0 and weights.sum() == pytest.approx(800, rel=float(nystroem.eps))
+
+
+# --- KMM solvers: interior point, projected gradient, against SLSQP and cvxopt ----------
+
+
+# Problems for the solver tests: (n_s, n_t, dim, B, ε), ε None for the
+# default (√n_s − 1)/√n_s.
+KMM_QP_PROBLEMS = [
+  (20, 20, 1, 1000.0, None),
+  (60, 60, 2, 2.0, 0.02),  # weights at B, the sum at its lower bound
+  (100, 100, 4, 1000.0, 0.0),  # ε = 0: the sum is n_s
+  (120, 80, 3, 1000.0, None),  # n_t ≠ n_s
+  (150, 150, 5, 1000.0, None),
+  (300, 300, 5, 1.2, 0.01),  # most weights at B
+]
+KMM_QP_IDS = ["1d-20", "box-and-sum-60", "eps0-100", "nt80-120", "5d-150", "box-300"]
+
+
+@functools.cache
+def kmm_reference(index):
+  """Problem ``index`` (data representable in float32, the median-heuristic γ
+  computed here) and its optimum by SLSQP, in float64."""
+  num_source, num_target, dim, upper, eps = KMM_QP_PROBLEMS[index]
+  rng = np.random.default_rng(index)
+  source = rng.normal(size=(num_source, dim)).astype(np.float32).astype(np.float64)
+  target = (0.5 + 0.8 * rng.normal(size=(num_target, dim))).astype(np.float32)
+  target = target.astype(np.float64)
+  pooled = np.concatenate([source, target])
+  distances = np.sum((pooled[:, None] - pooled[None]) ** 2, axis=-1)
+  gamma = 1.0 / (2.0 * np.median(distances[np.triu_indices(len(pooled), 1)]))
+  if eps is None:
+    eps = (np.sqrt(num_source) - 1.0) / np.sqrt(num_source)
+  kernel, kappa = kmm_problem(source, target, gamma)
+  _, optimum = slsqp_kmm(kernel, kappa, upper, eps)
+  return source, target, gamma, upper, eps, kernel, kappa, optimum
+
+
+def fit_kmm(index, x64, **options):
+  """kmm on problem ``index`` in float64 (``x64``) or float32, and its weights
+  as a float64 NumPy array."""
+  source, target, gamma, upper, eps = kmm_reference(index)[:5]
+  dtype = np.float64 if x64 else np.float32
+  with jax.enable_x64(x64):
+    result = reweight.kmm(source.astype(dtype), target.astype(dtype), gamma=gamma,
+                          B=upper, eps=eps, **options)
+    assert result.weights.dtype == dtype
+  return result, np.asarray(result.weights, np.float64)
+
+
+def kkt_violation(kernel, kappa, weights, upper, eps, at_bound):
+  """The largest violation of the KKT conditions of the KMM QP, over max |κ|.
+
+  With ``g = Kβ − κ`` and ``ν`` the multiplier of the sum constraint
+  (``g + ν 1 = λ_lower − λ_upper``, the box's multipliers): ``g_i + ν >= 0``
+  where ``β_i < B``, ``g_i + ν <= 0`` where ``β_i > 0``, ``ν <= 0`` unless
+  the sum is at its upper bound and ``ν >= 0`` unless it is at its lower
+  one. A weight (a sum) within ``at_bound`` (``n_s · at_bound``) of a
+  bound counts as on it.
+  """
+  n = len(weights)
+  gradient = kernel @ weights - kappa
+  above_lower, below_upper = weights > at_bound, weights < upper - at_bound
+  free = above_lower & below_upper
+  multiplier = -np.median(gradient[free])
+  shifted = gradient + multiplier
+  violations = [np.max(shifted[above_lower], initial=0.0),
+                np.max(-shifted[below_upper], initial=0.0)]
+  total, slack = weights.sum(), at_bound * n
+  if total > n * (1 - eps) + slack:
+    violations.append(-multiplier)  # the lower sum bound is inactive: ν >= 0
+  if total < n * (1 + eps) - slack:
+    violations.append(multiplier)  # the upper one: ν <= 0
+  return max(violations) / np.max(np.abs(kappa))
+
+
+def assert_feasible(weights, upper, eps, dtype):
+  """0 <= β <= B (B rounded to ``dtype``) exactly; the sum in the slab to the
+  rounding of summing n_s numbers in ``dtype``."""
+  n = len(weights)
+  assert weights.min() >= 0.0 and weights.max() <= float(np.asarray(upper, dtype))
+  rounding = n * np.finfo(dtype).eps
+  assert n * (1 - eps) * (1 - rounding) <= weights.sum() <= n * (1 + eps) * (1 + rounding)
+
+
+@pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
+@pytest.mark.parametrize("index", range(len(KMM_QP_PROBLEMS)), ids=KMM_QP_IDS)
+def test_kmm_interior_point_reaches_the_optimum(index, x64):
+  *_, upper, eps, kernel, kappa, optimum = kmm_reference(index)
+  result, weights = fit_kmm(index, x64, solver="interior_point")
+  objective = 0.5 * weights @ kernel @ weights - kappa @ weights
+  # SLSQP agreed with a float64 interior-point solve at 8 units of rounding
+  # to 1e-12 on these problems. float32 (solves stop at 8 units of its
+  # rounding, about 1e-6; γ and the bounds round too): observed below 1e-6.
+  assert abs(objective - optimum) <= (1e-7 if x64 else 1e-5) * abs(optimum)
+  assert bool(result.converged) and int(result.num_iterations) < 1000
+  np.testing.assert_allclose(float(result.objective), objective, rtol=1e-12 if x64 else 1e-5)
+  assert_feasible(weights, upper, eps, np.float64 if x64 else np.float32)
+  # The stopping rule (tolerance 1e-6 on the projected-gradient step) leaves
+  # gradient residuals of about 1e-5 max |κ|.
+  assert kkt_violation(kernel, kappa, weights, upper, eps, 1e-6) <= 1e-4
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=KMM_QP_IDS[:3])
+def test_kmm_solvers_agree(index):
+  *_, upper, eps, kernel, kappa, optimum = kmm_reference(index)
+  options = {"tolerance": 1e-11, "max_iterations": 100_000}
+  interior, interior_weights = fit_kmm(index, True, solver="interior_point", **options)
+  projected, projected_weights = fit_kmm(index, True, solver="projected_gradient",
+                                         **options)
+  assert bool(interior.converged) and bool(projected.converged)
+  for weights in (interior_weights, projected_weights):
+    objective = 0.5 * weights @ kernel @ weights - kappa @ weights
+    assert objective == pytest.approx(optimum, rel=1e-10)
+    assert kkt_violation(kernel, kappa, weights, upper, eps, 1e-9) <= 1e-8
+  # The same active set (the weights themselves are ill-determined: K is
+  # nearly singular).
+  np.testing.assert_array_equal(interior_weights == 0, projected_weights == 0)
+
+
+def test_kmm_auto_solver_by_size():
+  # 'auto': the interior point up to INTERIOR_POINT_MAX_SOURCE source examples.
+  rng = np.random.default_rng(0)
+  source = rng.normal(size=(INTERIOR_POINT_MAX_SOURCE + 1, 2))
+  target = rng.normal(0.5, 0.8, size=(300, 2))
+  for size, solver in [(INTERIOR_POINT_MAX_SOURCE, "interior_point"),
+                       (INTERIOR_POINT_MAX_SOURCE + 1, "projected_gradient")]:
+    auto = reweight.kmm(source[:size], target, max_iterations=50)
+    chosen = reweight.kmm(source[:size], target, max_iterations=50, solver=solver)
+    np.testing.assert_array_equal(auto.weights, chosen.weights)
+
+
+def cvxopt_kmm(kernel, kappa, upper, eps):
+  """The KMM QP solved by cvxopt's interior-point QP solver (adapt's)."""
+  solvers = pytest.importorskip("cvxopt.solvers")
+  matrix = pytest.importorskip("cvxopt").matrix
+  n = len(kappa)
+  constraints = np.vstack([-np.eye(n), np.eye(n), -np.ones((1, n)), np.ones((1, n))])
+  bounds = np.concatenate([np.zeros(n), np.full(n, upper),
+                           [-n * (1 - eps), n * (1 + eps)]])
+  solution = solvers.qp(matrix(kernel), matrix(-kappa), matrix(constraints),
+                        matrix(bounds), options={"show_progress": False, "abstol": 1e-10,
+                                                 "reltol": 1e-10, "feastol": 1e-10})
+  assert solution["status"] == "optimal", solution["status"]
+  weights = np.clip(np.asarray(solution["x"]).ravel(), 0.0, upper)
+  return 0.5 * weights @ kernel @ weights - kappa @ weights
+
+
+# cvxopt needs a strictly feasible sum: not ε = 0.
+@pytest.mark.parametrize("index", [0, 1, 3, 5], ids=[KMM_QP_IDS[i] for i in [0, 1, 3, 5]])
+def test_kmm_matches_cvxopt_if_installed(index):
+  *_, upper, eps, kernel, kappa, _ = kmm_reference(index)
+  reference = cvxopt_kmm(kernel, kappa, upper, eps)
+  _, weights = fit_kmm(index, True)
+  assert 0.5 * weights @ kernel @ weights - kappa @ weights == pytest.approx(
+    reference, rel=1e-7)
 
 
 # --- Known density ratio -----------------------------------------------------------
@@ -560,6 +719,10 @@ def test_estimators_reject_bad_data(name, source, target, argument):
     (reweight.kmm, {"gamma": -2.0}, "gamma"),
     (reweight.kmm, {"kernel_approximation": "fourier"}, "kernel_approximation"),
     (reweight.kmm, {"kernel_approximation": "nystroem", "rank": 41}, "rank"),
+    (reweight.kmm, {"solver": "newton"}, "solver"),
+    (reweight.kmm, {"solver": "interior_point", "kernel_approximation": "nystroem",
+                    "rank": 5}, "solver"),
+    (reweight.kmm, {"solver": "interior_point", "materialize_kernel": False}, "solver"),
     (reweight.kliep, {"sigmas": [1.0, 0.0]}, "sigmas"),
     (reweight.kliep, {"sigmas": -1.0}, "sigmas"),
     (reweight.kliep, {"num_folds": 1}, "num_folds"),
