@@ -1516,7 +1516,7 @@ def parse_args(argv=None):
   parser.add_argument("--torch_memory_gb", type=float, default=3.0,
                       help="skip the TLlib broadcast MMD above this estimate")
   parser.add_argument("--reweight_sizes", type=int_list,
-                      default=[250, 500, 1000, 2000])
+                      default=[100, 250, 500, 1000, 2000])
   parser.add_argument("--reweight_dim", type=int, default=5)
   parser.add_argument("--no_adapt", action="store_true")
   parser.add_argument("--adapt_python", default=None,
