@@ -20,7 +20,7 @@ Everything (zoo, protocol, hyper-parameters) is fixed before any target test
 accuracy is seen; learning rates are the ones scripts/few_shot.py chose on its
 target *validation* set (finetune and target_only 0.01, linear_probe 0.03).
 The test split only produces the reported accuracies. Steps 2 and 3 are
-:func:`rank_sources.rank_sources` (scripts/rank_sources.py).
+:func:`tljax.train.rank_sources.rank_sources` (``tljax rank-sources``).
 
   python scripts/transferability.py --workdir workdirs/transferability \\
       --output docs/transferability.md
@@ -38,13 +38,9 @@ import numpy as np
 from absl import app, flags, logging
 
 from tljax.config import check_config
+from tljax.configs import digits  # the experiment's base config
+from tljax.train import rank_sources  # scores, verification, tables
 from tljax.train.experiment import run_dir, run_experiment
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(_REPO, "configs"))
-sys.path.insert(0, os.path.join(_REPO, "scripts"))
-import digits  # noqa: E402  (the experiment's base config)
-import rank_sources  # noqa: E402  (scores, verification, tables)
 
 # name → (transform of the MNIST-5k source, what it is).
 ZOO = {

@@ -48,13 +48,28 @@ def test_top_level_help_lists_every_command(capsys):
     assert re.search(rf"^\s+{command}\b", out, flags=re.M), command
 
 
-def test_rank_sources_help_shows_the_script_flags(capfd):
-  # The script's own help comes from a subprocess: capture at the fd level.
-  assert cli.main(["rank-sources", "--help"]) == 0
-  out = capfd.readouterr().out
+def test_rank_sources_help_names_its_flags_and_scores(capsys):
+  status, out, _ = run_main(["rank-sources", "--help"], capsys)
+  assert status == 0
   assert out.startswith("usage: tljax rank-sources")
-  for flag in ("--sources", "--labels_per_class", "--verify", "--workdir"):
-    assert flag in out
+  for flag in ("--sources", "--names", "--target", "--labels_per_class",
+               "--validation_per_class", "--seeds", "--features", "--scores",
+               "--verify", "--noverify", "--methods", "--learning_rates",
+               "--steps", "--batch_size", "--workdir", "--data_dir",
+               "--output", "examples:"):
+    assert flag in out, flag
+  for score in ("logme", "leep", "nce", "h_score", "shrinkage_h_score", "gbc",
+                "transrate"):
+    assert score in out, score
+
+
+def test_rank_sources_flags_are_checked_naming_them(capsys):
+  status, _, err = run_main(["rank-sources", "--seeds", "0,x",
+                             "--sources", "a"], capsys)
+  assert status == 2 and "--seeds" in err
+  status, _, err = run_main(["rank-sources", "--labels_per_class", "3"],
+                            capsys)
+  assert status == 2 and "--sources" in err
 
 
 def test_python_dash_m_tljax_is_the_command():

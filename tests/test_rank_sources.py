@@ -1,4 +1,4 @@
-"""End-to-end tests of scripts/rank_sources.py at tiny size."""
+"""End-to-end tests of tljax.train.rank_sources (``tljax rank-sources``) at tiny size."""
 
 import os
 import subprocess
@@ -10,15 +10,19 @@ import pytest
 from scipy import stats
 
 from conftest import small_config
-from tljax import select
+from test_cli import run_main
+from tljax import cli, select
 from tljax.params import read_checkpoint
+from tljax.select import source_ranking
+from tljax.train import rank_sources
 from tljax.train.experiment import run_dir, run_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import rank_sources  # noqa: E402
 
 SEEDS = (0, 1)
+CACHE_OPTIONS = ("jax_compilation_cache_dir",
+                 "jax_persistent_cache_min_compile_time_secs",
+                 "jax_persistent_cache_min_entry_size_bytes")
 
 
 def tiny_source_config(data_dir, transform=None):
@@ -106,7 +110,7 @@ def direct_scores(model, run_dir_, labeled):
                         num_source_classes=10),
       "h_score": select.h_score(features, labels),
       "shrinkage_h_score": select.shrinkage_h_score(features, labels),
-      "gbc": select.gbc(rank_sources.pca(features, 64), labels),
+      "gbc": select.gbc(source_ranking.pca(features, 64), labels),
       "transrate": select.transrate(features, labels),
   }
 
@@ -114,14 +118,14 @@ def direct_scores(model, run_dir_, labeled):
 def test_scores_are_finite_and_equal_the_select_functions(tiny):
   assert [row["name"] for row in tiny["rows"]] == ["plain", "rot90"]
   for row, run, run_dir_ in zip(tiny["rows"], tiny["runs"], tiny["run_dirs"]):
-    assert set(row["scores"]) == set(rank_sources.SCORE_NAMES)
+    assert set(row["scores"]) == set(source_ranking.SCORE_NAMES)
     assert all(np.isfinite(value) for value in row["scores"].values())
     per_seed = [direct_scores(run.model, run_dir_,
                               tiny["target_data"]["train"][seed])
                 for seed in SEEDS]
     # float32 features computed in another batching (the script's) move
     # LogME's fixed point by ~1e-4 relative.
-    for score in rank_sources.SCORE_NAMES:
+    for score in source_ranking.SCORE_NAMES:
       values = [float(scores[score]) for scores in per_seed]
       np.testing.assert_allclose(row["per_seed"][score], values, rtol=5e-4,
                                  atol=1e-6, err_msg=score)
@@ -156,28 +160,28 @@ def test_backbone_features_are_the_backbone_output(tiny):
 
 def test_ranking_is_by_decreasing_score(tiny):
   rows = tiny["rows"]
-  for score in rank_sources.SCORE_NAMES:
-    order = rank_sources.ranking(rows, score)
+  for score in source_ranking.SCORE_NAMES:
+    order = source_ranking.ranking(rows, score)
     values = {row["name"]: row["scores"][score] for row in rows}
     assert sorted(order) == ["plain", "rot90"]
     assert values[order[0]] >= values[order[1]]
   fake = [{"name": name, "scores": {"logme": value}}
           for name, value in (("a", 0.1), ("b", 0.3), ("c", -1.0), ("d", 0.2))]
-  assert rank_sources.ranking(fake, "logme") == ["b", "d", "a", "c"]
+  assert source_ranking.ranking(fake, "logme") == ["b", "d", "a", "c"]
 
 
 def test_weighted_tau_matches_scipy():
   rng = np.random.default_rng(0)
   scores, accuracies = rng.normal(size=7), rng.uniform(size=7)
   expected = stats.weightedtau(accuracies, scores, rank=None).statistic
-  assert rank_sources.weighted_tau(scores, accuracies) == pytest.approx(expected)
+  assert source_ranking.weighted_tau(scores, accuracies) == pytest.approx(expected)
   # rank=None ranks the elements by decreasing accuracy.
   rank = np.argsort(np.argsort(-accuracies))
-  assert rank_sources.weighted_tau(scores, accuracies) == pytest.approx(
+  assert source_ranking.weighted_tau(scores, accuracies) == pytest.approx(
       stats.weightedtau(accuracies, scores, rank=rank).statistic)
-  assert rank_sources.weighted_tau(accuracies, accuracies) == pytest.approx(1.0)
+  assert source_ranking.weighted_tau(accuracies, accuracies) == pytest.approx(1.0)
   with pytest.raises(ValueError, match="length >= 2"):
-    rank_sources.weighted_tau([1.0], [0.5])
+    source_ranking.weighted_tau([1.0], [0.5])
 
 
 def test_verification_reports_tau_and_gaps_consistently(tiny, verified):
@@ -191,7 +195,7 @@ def test_verification_reports_tau_and_gaps_consistently(tiny, verified):
     accuracy = verification["accuracy"][method]
     assert accuracy == {name: FAKE_ACCURACY[name] for name in names}
     measured = [np.mean(accuracy[name]) for name in names]
-    for score in rank_sources.SCORE_NAMES:
+    for score in source_ranking.SCORE_NAMES:
       values = [row["scores"][score] for row in results["sources"]]
       expected = stats.weightedtau(measured, values, rank=None).statistic
       got = results["correlations"][method][score]["weighted_tau"]
@@ -205,7 +209,7 @@ def test_verification_reports_tau_and_gaps_consistently(tiny, verified):
           (expected.gap, expected.low, expected.high))
       assert gap["verdict"] == expected.verdict
   assert results["reference"]["name"] == "untrained"
-  assert set(results["predicted_negative"]) == set(rank_sources.SCORE_NAMES)
+  assert set(results["predicted_negative"]) == set(source_ranking.SCORE_NAMES)
   assert (tiny["root"] / "verify" / rank_sources.RESULTS_JSON).exists()
   assert "| rot90 |" in verified["markdown"]
   assert "weighted τ" in verified["markdown"]
@@ -243,7 +247,7 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path):
   with pytest.raises(ValueError, match=r"unknown score names \['foo'\]"):
     rank_sources.rank_sources(tiny["run_dirs"], target, scores=("logme", "foo"))
   with pytest.raises(ValueError, match=r"unknown score names \['foo'\]"):
-    rank_sources.compute_scores(np.zeros((4, 2)), np.full((4, 2), 0.5),
+    source_ranking.compute_scores(np.zeros((4, 2)), np.full((4, 2), 0.5),
                                 [0, 1, 0, 1], num_classes=2, scores=["foo"])
   with pytest.raises(ValueError, match="not unique"):
     rank_sources.rank_sources(tiny["run_dirs"], target, names=["a", "a"])
@@ -260,10 +264,44 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path):
 
 
 def test_the_script_reports_a_missing_run_dir(tmp_path):
+  # scripts/rank_sources.py is `tljax rank-sources`: one line, exit status 2.
   completed = subprocess.run(
       [sys.executable, os.path.join(REPO, "scripts", "rank_sources.py"),
        f"--sources={tmp_path / 'missing'}", f"--workdir={tmp_path / 'w'}"],
       capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
   assert completed.returncode == 2
-  assert "rank_sources.py: error: source run dir" in completed.stderr
+  assert "tljax rank-sources: error: source run dir" in completed.stderr
   assert "does not exist" in completed.stderr
+  assert "Traceback" not in completed.stderr
+
+
+def test_the_command_writes_the_tables_of_the_library(tiny, tmp_path, capsys):
+  """``tljax rank-sources`` in this process: the library's markdown and JSON."""
+  workdir, output = tmp_path / "ranked", tmp_path / "ranked.md"
+  # The command points JAX's compilation cache into its work dir.
+  cache = {name: getattr(jax.config, name) for name in CACHE_OPTIONS}
+  try:
+    status, out, err = run_main(
+        ["rank-sources", "--sources", ",".join(tiny["run_dirs"]),
+         "--labels_per_class", "3", "--seeds", "0,1", "--scores",
+         "logme,leep", "--data_dir", tiny["target"].data_dir,
+         "--workdir", str(workdir), "--output", str(output)], capsys)
+  finally:
+    for name, value in cache.items():
+      jax.config.update(name, value)
+  assert status == 0, err
+  _, markdown = rank_sources.rank_sources(
+      tiny["run_dirs"], tiny["target"], seeds=SEEDS, scores=("logme", "leep"))
+  assert output.read_text(encoding="utf-8") == markdown
+  assert markdown in out and f"results in {workdir}" in out
+  assert (workdir / rank_sources.RESULTS_JSON).exists()
+
+
+def test_the_command_s_layers_and_scores_are_the_library_s(capsys):
+  # tljax.cli writes them out so that its help needs no JAX.
+  assert cli.FEATURE_LAYERS == rank_sources.FEATURE_LAYERS
+  status, out, _ = run_main(["rank-sources", "--help"], capsys)
+  assert status == 0
+  listed = " ".join(out.split()).split("scores to compute: ")[1]
+  listed = listed.split(" (default: all)")[0].split(", ")
+  assert tuple(listed) == source_ranking.SCORE_NAMES

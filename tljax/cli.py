@@ -7,12 +7,19 @@
 
 ``tljax train`` and ``tljax sweep`` read a Python config file (its
 ``get_config(arg)``, big_vision style) and override any field with
-``--set key=value``; the value is converted to the field's type. Relative
-config paths are looked up in the current directory first, then in the
-repository tljax is installed from (editable install), so
-``--config configs/moons.py`` works anywhere. ``tljax report`` is
-``scripts/report.py``; ``tljax rank-sources`` runs ``scripts/rank_sources.py``
-with its flags unchanged. ``python -m tljax`` is the same command.
+``--set key=value``; the value is converted to the field's type. A relative
+config path is looked up in the current directory first, then among the
+configs packaged with tljax (``tljax.configs``, the repository's
+``configs/`` directory), so ``--config configs/moons.py`` (or ``moons.py``)
+works from any directory of any install; with no ``--config`` the packaged
+``digits.py`` runs. ``tljax report`` is :mod:`tljax.report.command_line`;
+``tljax rank-sources`` is :func:`tljax.train.rank_sources.rank_sources`.
+``scripts/train.py``, ``sweep.py``, ``report.py`` and ``rank_sources.py``
+call :func:`main` with their subcommand, and ``python -m tljax`` is the same
+command.
+
+Subcommands import what they run when they run, so ``tljax --help`` answers
+without loading JAX's programs.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ import errno
 import importlib.util
 import logging
 import os
-import subprocess
 import sys
 import textwrap
 import traceback
@@ -32,13 +38,15 @@ import warnings
 
 from ml_collections import ConfigDict
 
+from tljax import configs as packaged_configs
 from tljax import errors
 
 PROG = "tljax"
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS_DIR = os.path.dirname(os.path.abspath(packaged_configs.__file__))
 DEFAULT_CONFIG = os.path.join("configs", "digits.py")
-RANK_SOURCES_SCRIPT = os.path.join("scripts", "rank_sources.py")
-_HELP_FLAGS = ("-h", "--help", "--helpshort")
+# tljax.train.rank_sources.FEATURE_LAYERS, written out so that the help
+# needs no JAX (a test keeps them equal).
+FEATURE_LAYERS = ("bottleneck", "backbone")
 _TRUE = ("1", "true", "yes", "on")
 TRACEBACK_ENV = "TLJAX_TRACEBACK"
 _FALSE = ("0", "false", "no", "off")
@@ -51,27 +59,33 @@ class CommandError(Exception):
 # --- Configs: file, argument, --set overrides ----------------------------------
 
 
-def repository_file(relative_path: str) -> str | None:
-  """``relative_path`` in the checkout tljax is installed from, if it is there."""
-  path = os.path.join(_REPO, relative_path)
-  return path if os.path.isfile(path) else None
+def available_configs() -> list[str]:
+  """The config files packaged with tljax (``tljax.configs``), by file name."""
+  return sorted(name for name in os.listdir(CONFIGS_DIR)
+                if name.endswith(".py") and not name.startswith("_"))
+
+
+def packaged_config(path: str) -> str | None:
+  """The packaged config ``path`` names (``configs/moons.py`` or ``moons.py``)."""
+  parts = os.path.normpath(path).split(os.sep)
+  if parts[0] == "configs":
+    parts = parts[1:]
+  if len(parts) != 1 or parts[0] not in available_configs():
+    return None
+  return os.path.join(CONFIGS_DIR, parts[0])
 
 
 def _config_path(path: str | None) -> str:
   if path is None:
-    default = repository_file(DEFAULT_CONFIG)
-    if default is None:
-      raise CommandError(
-          f"no --config given and the default {DEFAULT_CONFIG} is not next to "
-          f"the tljax package (in {_REPO}); install tljax editable from a "
-          "checkout (pip install -e .) or pass --config PATH")
-    return default
+    return packaged_config(DEFAULT_CONFIG)
   if os.path.isfile(path):
     return path
-  found = None if os.path.isabs(path) else repository_file(path)
+  found = None if os.path.isabs(path) else packaged_config(path)
   if found is None:
-    raise CommandError(f"config file {path!r} not found (looked in the current "
-                       f"directory and in the repository {_REPO})")
+    raise CommandError(
+        f"--config {path!r}: config file not found in the current directory "
+        f"({os.getcwd()}) nor among the packaged configs "
+        f"{['configs/' + name for name in available_configs()]}")
   return found
 
 
@@ -255,7 +269,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-  """``tljax report``: what ``scripts/report.py`` does."""
+  """``tljax report``: :func:`tljax.report.command_line.run`."""
   from tljax.report import command_line
   return command_line.run(args, prog=f"{PROG} report")
 
@@ -276,42 +290,92 @@ def sweep(args: argparse.Namespace) -> int:
   return 0
 
 
-_RANK_SOURCES_HELP = f"""\
-usage: {PROG} rank-sources --sources RUN[,RUN...] [FLAGS]
-
-Ranks candidate source runs for a target task by transferability scores
-(LogME, LEEP, NCE, H-score, GBC, TransRate); with --verify also fine-tunes
-from every source and measures how well each score predicted the result.
-
-This runs {RANK_SOURCES_SCRIPT} in a fresh Python process with the flags
-passed through unchanged (its absl flags are process-global, so a subprocess
-keeps them apart from anything else) and exits with its status.
-
-examples:
-  {PROG} rank-sources --sources workdirs/a/source_only/seed_0,workdirs/b/source_only/seed_0 \\
-      --labels_per_class 10
-  {PROG} rank-sources --sources ... --verify --seeds 0,1,2 --workdir workdirs/rank_sources
-  {PROG} report workdirs/rank_sources      # its pictures, after --verify
-
-The script's own help follows.
-"""
+def _comma_list(text: str) -> list[str]:
+  """``a,b,c`` as ``["a", "b", "c"]`` (blanks dropped), as absl list flags split."""
+  return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def rank_sources(argv: list[str]) -> int:
-  """``tljax rank-sources FLAGS``: ``scripts/rank_sources.py FLAGS`` in a subprocess."""
-  script = repository_file(RANK_SOURCES_SCRIPT)
-  if script is None:
-    print(f"{PROG} rank-sources: error: {RANK_SOURCES_SCRIPT} is not next to "
-          f"the tljax package (in {_REPO}); install tljax editable from a "
-          "checkout (pip install -e .)", file=sys.stderr)
-    return 2
-  if any(argument in _HELP_FLAGS for argument in argv):
-    print(_RANK_SOURCES_HELP)
-    sys.stdout.flush()
-    # absl exits 1 after printing its help; this help is not an error.
-    subprocess.run([sys.executable, script, "--helpshort"], check=False)
-    return 0
-  return subprocess.run([sys.executable, script, *argv], check=False).returncode
+def _int_list(text: str) -> list[int]:
+  try:
+    return [int(item) for item in _comma_list(text)]
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"expected comma-separated integers, got {text!r}") from None
+
+
+def rank_sources(args: argparse.Namespace) -> int:
+  """``tljax rank-sources``: scores (and with --verify, transfers) the sources."""
+  from tljax.train import rank_sources as ranking
+  _quiet_logging()
+  ranking.enable_compilation_cache(
+      os.path.join(os.path.abspath(args.workdir), "jax_cache"))
+  try:
+    target = ranking.TargetSpec(name=args.target,
+                                labels_per_class=args.labels_per_class or None,
+                                validation_per_class=args.validation_per_class,
+                                data_dir=args.data_dir)
+    settings = ranking.TrainSettings(
+        steps=args.steps, batch_size=args.batch_size,
+        learning_rates=ranking.parse_learning_rates(args.learning_rates))
+    _, markdown = ranking.rank_sources(
+        args.sources, target, seeds=args.seeds, names=args.names,
+        layer=args.features, scores=args.scores or ranking.SCORE_NAMES,
+        verify_methods=args.methods if args.verify else (),
+        settings=settings, workdir=args.workdir)
+  except (FileNotFoundError, ValueError) as error:
+    raise CommandError(str(error)) from error
+  if args.output:
+    with open(args.output, "w", encoding="utf-8") as stream:
+      stream.write(markdown)
+  print(markdown)
+  print(f"results in {os.path.abspath(args.workdir)}")
+  return 0
+
+
+def _add_rank_sources_arguments(parser: argparse.ArgumentParser) -> None:
+  """The flags of ``tljax rank-sources`` (lists are comma-separated)."""
+  _add_traceback_argument(parser)
+  add = parser.add_argument
+  add("--sources", type=_comma_list, required=True, metavar="RUN[,RUN...]",
+      help="source run dirs (WORKDIR/<method>/seed_<n>)")
+  add("--names", type=_comma_list, default=None, metavar="NAME[,NAME...]",
+      help="labels of the sources (default: from the dirs)")
+  add("--target", default="uci_digits", help="target domain name "
+      "(default: %(default)s)")
+  add("--labels_per_class", type=int, default=10, metavar="K",
+      help="labeled target examples per class (0: all; default: %(default)s)")
+  add("--validation_per_class", type=int, default=0, metavar="K",
+      help="target validation examples per class, drawn first (changes which "
+      "examples are labeled; default: %(default)s)")
+  add("--seeds", type=_int_list, default=[0], metavar="SEED[,SEED...]",
+      help="seeds: label draws (and verification runs; default: 0)")
+  add("--features", default="bottleneck", choices=FEATURE_LAYERS,
+      help="which features the feature-based scores read "
+      "(default: %(default)s)")
+  add("--scores", type=_comma_list, default=None, metavar="SCORE[,SCORE...]",
+      help="scores to compute: logme, leep, nce, h_score, "
+      "shrinkage_h_score, gbc, transrate (default: all)")
+  add("--verify", action="store_true",
+      help="transfer from every source and measure")
+  add("--noverify", dest="verify", action="store_false",
+      help="only score (the default)")
+  add("--methods", type=_comma_list, default=["finetune"],
+      metavar="METHOD[,METHOD...]",
+      help="transfer methods for --verify (default: finetune)")
+  add("--learning_rates", type=_comma_list, default=["0.01"],
+      metavar="RATE[,METHOD=RATE...]",
+      help="learning rate of every verification run, or method=rate entries "
+      "(target_only included; default: 0.01)")
+  add("--steps", type=int, default=300,
+      help="steps of every verification run (default: %(default)s)")
+  add("--batch_size", type=int, default=32,
+      help="target batch size, at most 10 k (default: %(default)s)")
+  add("--workdir", default=os.path.join("workdirs", "rank_sources"),
+      metavar="DIR", help="verification runs and results "
+      "(default: %(default)s)")
+  add("--data_dir", default=None, metavar="DIR", help="TFDS data dir")
+  add("--output", default=None, metavar="PATH",
+      help="also write the markdown here")
 
 
 # --- The parser ------------------------------------------------------------------
@@ -330,9 +394,10 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
       "--config", metavar="PATH[:ARG]", default=None,
       help="a Python config file whose get_config(arg) returns the experiment "
       "config, optionally with its argument after a colon "
-      "(configs/moons.py:method=jan,rotation=50). Relative paths are looked "
-      "up in the current directory, then in the tljax repository. "
-      f"Default: the repository's {DEFAULT_CONFIG}.")
+      "(configs/moons.py:method=jan,rotation=50). A relative path is looked "
+      "up in the current directory, then among the configs packaged with "
+      "tljax (configs/digits.py, configs/moons.py, configs/unsupervised.py). "
+      f"Default: the packaged {DEFAULT_CONFIG}.")
   parser.add_argument(
       "--set", action="append", default=[], metavar="KEY=VALUE",
       help="override a config field (repeatable); dotted keys reach into "
@@ -364,6 +429,16 @@ examples:
   {PROG} report workdirs/digits/jan/seed_0 --features tsne
   {PROG} report workdirs/dann workdirs/jan --output comparison.md
   {PROG} report workdirs/rank_sources
+"""
+
+_RANK_SOURCES_EPILOG = f"""\
+Writes WORKDIR/rank_sources.md and rank_sources.json and prints the tables.
+
+examples:
+  {PROG} rank-sources --sources workdirs/a/source_only/seed_0,workdirs/b/source_only/seed_0 \\
+      --labels_per_class 10
+  {PROG} rank-sources --sources ... --verify --seeds 0,1,2 --workdir workdirs/rank_sources
+  {PROG} report workdirs/rank_sources      # its pictures, after --verify
 """
 
 _SWEEP_EPILOG = f"""\
@@ -400,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
       "train", formatter_class=formatter, epilog=_TRAIN_EPILOG,
       help="train a config's method and baselines over seeds; print the table",
       description=_wrap(
-          "Trains config.method and config.baselines for every seed (as "
-          "scripts/train.py does), prints the results table and the "
+          "Trains config.method and config.baselines for every seed, "
+          "prints the results table and the "
           "negative-transfer gaps, then writes the pictures and report.md."))
   _add_config_arguments(train_parser)
   train_parser.add_argument(
@@ -418,18 +493,24 @@ def build_parser() -> argparse.ArgumentParser:
       help="pictures and markdown reports of finished runs and experiments",
       description=_wrap(
           "Pictures (training curves, features, weights, rankings) and "
-          "report.md of finished runs and experiments (as scripts/report.py "
-          "does)."))
+          "report.md of finished runs and experiments."))
   from tljax.report import command_line
   command_line.add_arguments(report_parser)
   _add_traceback_argument(report_parser)
   report_parser.set_defaults(run=report)
 
-  # Parsed by rank_sources(): its flags go to the script unchanged.
-  commands.add_parser(
-      "rank-sources", add_help=False,
-      help="rank source runs by transferability scores "
-      f"({RANK_SOURCES_SCRIPT}; its flags pass through)")
+  rank_parser = commands.add_parser(
+      "rank-sources", formatter_class=formatter, epilog=_RANK_SOURCES_EPILOG,
+      help="rank source runs by transferability scores; --verify transfers "
+      "and measures",
+      description=_wrap(
+          "Ranks candidate source runs for a target task by transferability "
+          "scores (LogME, LEEP, NCE, H-score, GBC, TransRate) on k labeled "
+          "target examples per class; with --verify also transfers from "
+          "every source and measures how well each score predicted the "
+          "result (tljax.train.rank_sources)."))
+  _add_rank_sources_arguments(rank_parser)
+  rank_parser.set_defaults(run=rank_sources)
 
   sweep_parser = commands.add_parser(
       "sweep", formatter_class=formatter, epilog=_SWEEP_EPILOG,
@@ -462,8 +543,6 @@ def main(argv=None) -> int:
   ``--traceback`` (or ``TLJAX_TRACEBACK=1``) the full stack is shown too.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
-  if argv and argv[0] == "rank-sources":
-    return rank_sources(argv[1:])
   args = build_parser().parse_args(argv)
   show_traceback = (getattr(args, "traceback", False)
                     or os.environ.get(TRACEBACK_ENV, "").lower() in _TRUE)

@@ -1,0 +1,523 @@
+"""Ranks candidate source models for a target task by transferability scores.
+
+This is the library behind ``tljax rank-sources`` (and
+``scripts/rank_sources.py``, which calls it). It sits on the floor of the
+experiment runner (:mod:`tljax.train.experiment`), since ``--verify`` trains
+transfers with it; the pure scoring, ranking and correlation functions it
+uses are :mod:`tljax.select.source_ranking` (the floor of the scores), and
+rebuilding a run's model is :mod:`tljax.train.source_runs`.
+
+Given a labeled target task (k labeled examples per class of the target's
+training split, drawn per seed exactly as
+:func:`tljax.train.loop.select_target_labels` draws them for training) and
+several source runs (tljax run directories, ``WORKDIR/<method>/seed_<n>``,
+each with a checkpoint and ``run_config.json``):
+
+1. rebuild each run's model from its ``run_config.json`` and checkpoint, and
+   compute on the labeled target examples its features (``layer``:
+   ``bottleneck`` or ``backbone``, inference mode) and its source head's
+   class probabilities;
+2. compute the transferability scores of :mod:`tljax.select` (LogME, LEEP,
+   NCE, H-score, shrinkage H-score, GBC, TransRate; higher = better) for
+   every seed's draw of labeled examples, and rank the sources by each
+   score's mean over the seeds; the same scores of the *untrained* network
+   (the source architecture at the initialisation ``target_only`` starts
+   from) are reported as a reference: a source scoring below it is predicted
+   to transfer negatively;
+3. with ``verify_methods``, transfer from every source with each method
+   (``finetune``: every parameter, new head) for every seed, with fixed
+   hyper-parameters (no choice is made on any data), plus a ``target_only``
+   reference with the same labels, seeds and hyper-parameters, and report for
+   each score the weighted Kendall τ between score and measured target test
+   accuracy (``scipy.stats.weightedtau``, the sources ranked by the measured
+   accuracy) and each source's negative-transfer gap ε(transfer) −
+   ε(target only) with a 95 % interval over the paired seeds
+   (:func:`tljax.select.negative_transfer_gap`).
+
+  tljax rank-sources --sources workdirs/zoo/mnist/source_only/seed_0,\\
+      workdirs/zoo/rot90/source_only/seed_0 --labels_per_class 10
+  tljax rank-sources --sources ... --verify --seeds 0,1,2 \\
+      --workdir workdirs/rank_sources
+
+Results: ``WORKDIR/rank_sources.md`` and ``WORKDIR/rank_sources.json``
+(:func:`rank_sources`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from tljax import data as data_lib
+from tljax import methods as methods_lib
+from tljax import models as models_lib
+from tljax.config import base_config, check_config
+from tljax.select.source_ranking import (SCORE_NAMES, SCORE_TITLES,
+                                         check_score_names, compute_scores,
+                                         correlations, effective_rank,
+                                         predicted_negative, ranking,
+                                         transfer_gaps)
+from tljax.train import metrics as metrics_lib
+from tljax.train.experiment import run_experiment
+from tljax.train.loop import select_target_labels
+from tljax.train.source_runs import (SourceRun, default_name, load_source_run,
+                                     model_config)
+
+RESULTS_JSON = "rank_sources.json"
+RESULTS_MARKDOWN = "rank_sources.md"
+FEATURE_LAYERS = ("bottleneck", "backbone")
+REFERENCE_NAME = "untrained"
+
+
+# --- Source runs and the target -----------------------------------------------
+
+
+def load_source_runs(run_dirs: Sequence[str], *, input_shape: Sequence[int],
+                     names: Sequence[str] | None = None) -> list[SourceRun]:
+  """:func:`load_source_run` for each directory; names must be unique."""
+  if not run_dirs:
+    raise ValueError("no source run dirs given")
+  if names is not None and len(names) != len(run_dirs):
+    raise ValueError(f"{len(names)} names for {len(run_dirs)} source run dirs")
+  names = list(names) if names else [default_name(d) for d in run_dirs]
+  repeated = sorted({name for name in names if names.count(name) > 1})
+  if repeated:
+    raise ValueError(f"source names {repeated} are not unique; give names "
+                     "explicitly (--names)")
+  if REFERENCE_NAME in names:
+    raise ValueError(f"{REFERENCE_NAME!r} is reserved for the untrained "
+                     "reference; rename that source")
+  return [load_source_run(run_dir, input_shape=input_shape, name=name)
+          for run_dir, name in zip(run_dirs, names)]
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetSpec:
+  """The labeled target task: which domain, how many labels, which draws.
+
+  The same fields go into every verification run's ``config.target``, so the
+  scores see exactly the labeled examples that training sees.
+  """
+  name: str = "uci_digits"
+  labels_per_class: int | None = 10
+  validation_per_class: int = 0
+  kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  data_dir: str | None = None
+
+
+def target_config(target: TargetSpec) -> ml_collections.ConfigDict:
+  """A base config whose ``target`` and ``data_dir`` follow ``target``."""
+  config = base_config()
+  config.data_dir = target.data_dir
+  config.target.name = target.name
+  config.target.labels_per_class = target.labels_per_class
+  config.target.validation_per_class = target.validation_per_class
+  config.target.kwargs = ml_collections.ConfigDict(dict(target.kwargs))
+  return config
+
+
+def load_target(target: TargetSpec, seeds: Sequence[int]) -> dict:
+  """The target's splits: ``{"train": {seed: labeled ArraySource}, "test"}``.
+
+  Each seed's labeled subset is drawn by
+  :func:`tljax.train.loop.select_target_labels`, as a training run with that
+  seed draws it.
+  """
+  config = target_config(target)
+  splits = {}
+  for split in ("train", "test"):
+    source = data_lib.get_source(target.name, split, data_dir=target.data_dir,
+                                 **dict(target.kwargs))
+    if hasattr(source, "to_array_source"):
+      source = source.to_array_source()
+    splits[split] = source
+  if splits["train"].num_classes is None:
+    raise ValueError(f"target {target.name!r} has no classes to rank sources on")
+  domains = {"target": splits}
+  labeled = {int(seed): select_target_labels(domains, config, int(seed))
+             ["target"]["train"] for seed in seeds}
+  return {"train": labeled, "test": splits["test"],
+          "num_classes": splits["train"].num_classes,
+          "input_shape": splits["train"].input_shape}
+
+
+# --- Features and scores --------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _apply_fn(model: models_lib.Model):
+  return jax.jit(functools.partial(model.apply, train=False))
+
+
+def extract(model: models_lib.Model, params, model_state, inputs: Any, *,
+            layer: str = "bottleneck",
+            batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+  """Features (``layer``) and head probabilities of ``inputs``, inference mode.
+
+  Returns:
+    ``(features (N, D), probabilities (N, num_classes))`` as float32 NumPy.
+  """
+  if layer not in FEATURE_LAYERS:
+    raise ValueError(f"layer must be one of {list(FEATURE_LAYERS)}, got "
+                     f"{layer!r}")
+  inputs = np.asarray(inputs, np.float32)
+  features, probabilities = [], []
+  apply = _apply_fn(model)
+  for start in range(0, inputs.shape[0], batch_size):
+    outputs, _ = apply(params, model_state, inputs[start:start + batch_size])
+    chosen = (outputs.features if layer == "bottleneck"
+              else outputs.backbone_features)
+    features.append(np.asarray(chosen, np.float32))
+    probabilities.append(np.asarray(jax.nn.softmax(outputs.logits), np.float32))
+  return np.concatenate(features), np.concatenate(probabilities)
+
+
+def untrained_params(model: models_lib.Model, seed: int) -> tuple[dict, dict]:
+  """The initialisation a training run with ``seed`` starts from (no transfer)."""
+  init_key, _ = jax.random.split(jax.random.key(seed))
+  return jax.jit(model.init)(init_key)
+
+
+def score_model(model, params_for_seed: Callable[[int], tuple], name: str,
+                target: Mapping, *, layer: str, scores: Sequence[str]) -> dict:
+  """One model's scores on every seed's labeled target set, and their means."""
+  per_seed = {score: [] for score in scores}
+  ranks = []
+  for seed, labeled in target["train"].items():
+    params, model_state = params_for_seed(seed)
+    features, probabilities = extract(model, params, model_state,
+                                      labeled.inputs, layer=layer)
+    values = compute_scores(features, probabilities, labeled.labels,
+                            num_classes=target["num_classes"], scores=scores)
+    for score, value in values.items():
+      per_seed[score].append(value)
+    ranks.append(effective_rank(features))
+  means = {score: float(np.mean(values)) for score, values in per_seed.items()}
+  if not all(np.isfinite(value) for value in means.values()):
+    bad = sorted(score for score, value in means.items() if not np.isfinite(value))
+    raise FloatingPointError(f"scores {bad} of {name!r} are not finite")
+  return {"name": name, "scores": means, "per_seed": per_seed,
+          "seeds": sorted(target["train"]),
+          "effective_rank": float(np.mean(ranks))}
+
+
+def score_sources(runs: Sequence[SourceRun], target: Mapping, *,
+                  layer: str = "bottleneck",
+                  scores: Sequence[str] = SCORE_NAMES) -> list[dict]:
+  """The scores of every source run (mean over the target's seeds).
+
+  Returns:
+    One row per source: ``{"name", "run_dir", "scores": {score: mean},
+    "per_seed": {score: [value per seed]}, "seeds", "effective_rank"}``
+    (the features' :func:`effective_rank`, mean over the seeds).
+  """
+  scores = check_score_names(scores)
+  rows = []
+  for run in runs:
+    row = score_model(run.model, lambda seed, run=run: (run.params,
+                                                         run.model_state),
+                      run.name, target, layer=layer, scores=scores)
+    rows.append({**row, "run_dir": run.run_dir})
+  return rows
+
+
+def score_untrained(run: SourceRun, target: Mapping, *,
+                    layer: str = "bottleneck",
+                    scores: Sequence[str] = SCORE_NAMES) -> dict:
+  """The scores of ``run``'s architecture at each seed's initialisation."""
+  scores = check_score_names(scores)
+  return {**score_model(run.model,
+                        lambda seed: untrained_params(run.model, seed),
+                        REFERENCE_NAME, target, layer=layer, scores=scores),
+          "run_dir": None}
+
+def format_scores(rows: Sequence[Mapping], scores: Sequence[str],
+                  reference: Mapping | None = None) -> str:
+  """A markdown table: each source's mean score and its rank (1 = best).
+
+  The last column is the features' :func:`effective_rank` (a diagnostic).
+  """
+  ranks = {score: {name: position + 1
+                   for position, name in enumerate(ranking(rows, score))}
+           for score in scores}
+  lines = ["| source | " + " | ".join(SCORE_TITLES[s] for s in scores)
+           + " | features' effective rank |",
+           "| --- |" + " --- |" * (len(scores) + 1)]
+  for row in rows:
+    cells = [f"{row['scores'][s]:.4g} ({ranks[s][row['name']]})" for s in scores]
+    lines.append(f"| {row['name']} | " + " | ".join(cells)
+                 + f" | {row['effective_rank']:.1f} |")
+  if reference is not None:
+    cells = [f"{reference['scores'][s]:.4g}" for s in scores]
+    lines.append(f"| *{reference['name']} (reference)* | " + " | ".join(cells)
+                 + f" | {reference['effective_rank']:.1f} |")
+  return "\n".join(lines)
+
+
+# --- Verification: transfer and measure -----------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+  """Fixed hyper-parameters of every verification run (scripts/few_shot.py's)."""
+  steps: int = 300
+  batch_size: int = 32
+  learning_rates: Mapping[str, float] = dataclasses.field(
+      default_factory=lambda: {"default": 0.01})
+
+  def learning_rate(self, method: str) -> float:
+    rates = dict(self.learning_rates)
+    if method in rates:
+      return float(rates[method])
+    if "default" not in rates:
+      raise ValueError(f"no learning rate for method {method!r} and no "
+                       f"default in {rates}")
+    return float(rates["default"])
+
+
+def parse_learning_rates(values: Sequence[str]) -> dict[str, float]:
+  """``["0.01", "linear_probe=0.03"]`` → ``{"default": 0.01, "linear_probe": 0.03}``."""
+  rates = {}
+  for value in values:
+    method, separator, rate = str(value).rpartition("=")
+    try:
+      rates[method if separator else "default"] = float(rate)
+    except ValueError:
+      raise ValueError(f"learning rate {value!r} must be a number or "
+                       "method=number") from None
+  for method, rate in rates.items():
+    if not rate > 0:
+      raise ValueError(f"learning rate of {method!r} must be > 0, got {rate}")
+  return rates
+
+
+def transfer_config(run: SourceRun | None, method: str, target: TargetSpec,
+                    seeds: Sequence[int], settings: TrainSettings,
+                    model: Mapping | None = None) -> ml_collections.ConfigDict:
+  """The config of ``method`` on the target from ``run`` (None: no source).
+
+  The model is the source run's (``model`` when ``run`` is None); the source
+  domain is the run's (read for its test accuracy only); the target and its
+  labeled draws follow ``target``; optimizer and schedule are the library's
+  defaults (SGD, momentum 0.9, Nesterov, weight decay 5e-4, cosine) with
+  ``settings``' learning rate, steps and batch size (at most 10 k).
+  """
+  config = target_config(target)
+  config.method = method
+  config.baselines = ()
+  config.seeds = tuple(int(seed) for seed in seeds)
+  config.model = ml_collections.ConfigDict(
+      model_config(run.config) if run is not None else dict(model))
+  if run is not None:
+    config.source = ml_collections.ConfigDict(run.config.source.to_dict())
+    # str.format in run_experiment fills {seed}; other braces are literal.
+    config.init_from.workdir = run.run_dir.replace("{", "{{").replace("}", "}}")
+  config.steps = settings.steps
+  config.checkpoint_every = settings.steps
+  config.batch_size = (settings.batch_size if target.labels_per_class is None
+                       else min(settings.batch_size, 10 * target.labels_per_class))
+  config.optimizer.learning_rate = settings.learning_rate(method)
+  config.progress_bar = False
+  config.eval_every = 0
+  check_config(config)
+  return config
+
+
+def _accuracies(results: Mapping, method: str, seeds: Sequence[int]) -> list[float]:
+  by_seed = {run["seed"]: run["target_test"]["accuracy"]
+             for run in results["runs"] if run["method"] == method}
+  return [float(by_seed[int(seed)]) for seed in seeds]
+
+
+def check_methods(methods: Sequence[str], run: SourceRun) -> tuple[str, ...]:
+  """Transfer methods to verify: registered, inductive, starting from a source."""
+  methods = tuple(methods)
+  if not methods:
+    raise ValueError("no verification methods given")
+  unknown = sorted(set(methods) - set(methods_lib.available_methods()))
+  if unknown:
+    raise ValueError(f"methods {unknown} are unknown; registered: "
+                     f"{methods_lib.available_methods()}")
+  for name in methods:
+    method = methods_lib.build_method(name, run.config, run.model)
+    if method.setting != "inductive" or not method.pretrain:
+      raise ValueError(f"method {name!r} does not transfer from a source run "
+                       "with target labels (it must be inductive and start "
+                       "from a source run)")
+  return methods
+
+
+def verify(runs: Sequence[SourceRun], target: TargetSpec, *,
+           seeds: Sequence[int], workdir: str,
+           methods: Sequence[str] = ("finetune",),
+           settings: TrainSettings = TrainSettings()) -> dict:
+  """Transfers from every source with every method, and trains target-only.
+
+  Runs go to ``workdir/<method>/<source name>/`` and
+  ``workdir/target_only/`` (one :func:`run_experiment` each, over ``seeds``;
+  existing runs resume).
+
+  Returns:
+    ``{"target_only": [accuracy per seed], "accuracy": {method: {source:
+    [target test accuracy per seed]}}, "seeds"}``.
+  """
+  if not runs:
+    raise ValueError("no source runs to verify")
+  methods = check_methods(methods, runs[0])
+  models = {json.dumps(model_config(run.config), sort_keys=True) for run in runs}
+  if len(models) != 1:
+    raise ValueError("--verify compares the sources against one target-only "
+                     "reference, so every source run must have the same model "
+                     f"config; got {sorted(models)}")
+  seeds = [int(seed) for seed in seeds]
+  reference = run_experiment(
+      transfer_config(None, "target_only", target, seeds, settings,
+                      model=model_config(runs[0].config)),
+      os.path.join(workdir, "target_only"))
+  accuracy = {}
+  for method in methods:
+    accuracy[method] = {}
+    for run in runs:
+      results = run_experiment(
+          transfer_config(run, method, target, seeds, settings),
+          os.path.join(workdir, method, run.name))
+      accuracy[method][run.name] = _accuracies(results, method, seeds)
+  return {"target_only": _accuracies(reference, "target_only", seeds),
+          "accuracy": accuracy, "seeds": seeds}
+
+
+# --- Tables and results ---------------------------------------------------------
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  values = np.asarray(values, np.float64)
+  return (float(values.mean()),
+          float(values.std(ddof=1)) if values.size > 1 else 0.0)
+
+
+def format_verification(rows: Sequence[Mapping], verification: Mapping,
+                        method: str, scores: Sequence[str]) -> str:
+  """Markdown: measured accuracy and gap per source, then τ per score."""
+  accuracy = verification["accuracy"][method]
+  gaps = transfer_gaps(accuracy, verification["target_only"])
+  reference = mean_std(verification["target_only"])
+  lines = [f"| source | target test acc (%) | ε({method}) − ε(target_only) "
+           "(points) | 95% CI | verdict |",
+           "| --- | --- | --- | --- | --- |"]
+  order = sorted(accuracy, key=lambda name: -np.mean(accuracy[name]))
+  for name in order:
+    mean, std = mean_std(accuracy[name])
+    gap = gaps[name]
+    lines.append(f"| {name} | {100 * mean:.1f} ± {100 * std:.1f} | "
+                 f"{100 * gap['gap']:+.1f} | [{100 * gap['low']:+.1f}, "
+                 f"{100 * gap['high']:+.1f}] | {gap['verdict']} |")
+  lines.append(f"| *target_only (reference)* | {100 * reference[0]:.1f} ± "
+               f"{100 * reference[1]:.1f} | | | |")
+  taus = correlations(rows, accuracy, scores)
+  lines += ["", "| score | weighted τ | Kendall τ | ranking (best first) |",
+            "| --- | --- | --- | --- |"]
+  for score in scores:
+    lines.append(f"| {SCORE_TITLES[score]} | {taus[score]['weighted_tau']:+.2f} | "
+                 f"{taus[score]['kendall_tau']:+.2f} | "
+                 f"{', '.join(ranking(rows, score))} |")
+  lines.append(f"| *measured ({method})* | | | {', '.join(order)} |")
+  return "\n".join(lines)
+
+
+def results_dict(rows, reference, verification, scores, *, target: TargetSpec,
+                 layer: str, settings: TrainSettings | None) -> dict:
+  """Everything, JSON-ready."""
+  results = {"target": dataclasses.asdict(target), "features": layer,
+             "scores": list(scores), "sources": list(rows),
+             "reference": reference,
+             "rankings": {score: ranking(rows, score) for score in scores}}
+  if reference is not None:
+    results["predicted_negative"] = predicted_negative(rows, reference, scores)
+  if verification is not None:
+    results["verification"] = dict(verification)
+    results["settings"] = dataclasses.asdict(settings)
+    results["correlations"] = {
+        method: correlations(rows, accuracy, scores)
+        for method, accuracy in verification["accuracy"].items()}
+    results["gaps"] = {
+        method: transfer_gaps(accuracy, verification["target_only"])
+        for method, accuracy in verification["accuracy"].items()}
+  return metrics_lib.to_python(results)
+
+
+def rank_sources(run_dirs: Sequence[str], target: TargetSpec, *,
+                 seeds: Sequence[int] = (0,), names: Sequence[str] | None = None,
+                 layer: str = "bottleneck", scores: Sequence[str] = SCORE_NAMES,
+                 verify_methods: Sequence[str] = (),
+                 settings: TrainSettings = TrainSettings(),
+                 workdir: str | None = None) -> tuple[dict, str]:
+  """Scores (and, with ``verify_methods``, verifies) the sources.
+
+  Returns:
+    ``(results, markdown)``; with ``workdir`` both are also written there
+    (``rank_sources.json``, ``rank_sources.md``).
+  """
+  scores = check_score_names(scores)
+  if layer not in FEATURE_LAYERS:
+    raise ValueError(f"layer must be one of {list(FEATURE_LAYERS)}, got {layer!r}")
+  if verify_methods and workdir is None:
+    raise ValueError("verification needs a workdir for its runs")
+  seeds = [int(seed) for seed in seeds]
+  target_data = load_target(target, seeds)
+  runs = load_source_runs(run_dirs, input_shape=target_data["input_shape"],
+                          names=names)
+  if verify_methods:
+    check_methods(verify_methods, runs[0])
+  rows = score_sources(runs, target_data, layer=layer, scores=scores)
+  reference = score_untrained(runs[0], target_data, layer=layer, scores=scores)
+  labels = ("all" if target.labels_per_class is None
+            else str(target.labels_per_class))
+  sections = [f"Target `{target.name}`, {labels} labeled examples per class, "
+              f"seeds {seeds} (scores: mean over the seeds' draws), "
+              f"{layer} features.", "",
+              format_scores(rows, scores, reference)]
+  verification = None
+  if verify_methods:
+    verification = verify(runs, target, seeds=seeds, workdir=workdir,
+                          methods=verify_methods, settings=settings)
+    for method in verify_methods:
+      sections += ["", f"Verification: `{method}`, {settings.steps} steps, "
+                   f"learning rate {settings.learning_rate(method):g} "
+                   f"(target_only: {settings.learning_rate('target_only'):g}), "
+                   f"{len(seeds)} seeds.", "",
+                   format_verification(rows, verification, method, scores)]
+  results = results_dict(rows, reference, verification, scores, target=target,
+                         layer=layer,
+                         settings=settings if verification else None)
+  markdown = "\n".join(sections) + "\n"
+  if workdir is not None:
+    os.makedirs(workdir, exist_ok=True)
+    metrics_lib.write_json_atomically(os.path.join(workdir, RESULTS_JSON), results)
+    with open(os.path.join(workdir, RESULTS_MARKDOWN), "w", encoding="utf-8") as f:
+      f.write(markdown)
+  return results, markdown
+
+
+# --- Command line ----------------------------------------------------------------
+
+
+def enable_compilation_cache(directory: str) -> None:
+  """JAX's persistent compilation cache in ``directory``.
+
+  Every verification run jits its own train step; the programs are the same
+  for every source and seed, so with the cache only the first run of each
+  method compiles (on a 2-core machine that saves ~10 s per run). The cache
+  changes no result: a hit loads the same executable.
+  """
+  os.makedirs(directory, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
