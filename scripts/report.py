@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Pictures and markdown reports of finished runs and experiments.
+"""Pictures and markdown reports of finished runs and experiments: ``tljax report``.
 
 Each WORKDIR may be
 
@@ -7,10 +7,10 @@ Each WORKDIR may be
   ``training_curves.png``, ``features.png`` (next to the same seed's
   ``source_only`` run when the experiment has one), ``importance_weights.png``
   (``importance_weighting`` runs) and ``report.md`` into it;
-* an experiment directory (``scripts/train.py``'s ``--workdir``): does that
+* an experiment directory (``tljax train``'s ``--workdir``): does that
   for every run in it and writes ``WORKDIR/report.md`` (mean ± std per method
   over seeds, links to the runs' reports);
-* a ``scripts/rank_sources.py`` work dir (or its ``rank_sources.json``),
+* a ``tljax rank-sources`` work dir (or its ``rank_sources.json``),
   written with ``--verify``: plots every score against the measured accuracy,
   ``rank_sources_<method>.png`` next to the JSON.
 
@@ -23,27 +23,14 @@ comparison report, one column per experiment, to ``--output`` and prints it.
   python scripts/report.py workdirs/rank_sources
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from tljax.report import command_line
-
-
-def parse_args(argv):
-  parser = argparse.ArgumentParser(
-      prog="report.py",
-      description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-  command_line.add_arguments(parser)
-  return parser.parse_args(argv)
+from tljax import cli
 
 
 def main(argv=None) -> int:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
-  return command_line.run(args, prog="report.py")
+  """``tljax report ARGV`` (default: this process's arguments)."""
+  return cli.main(["report", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

