@@ -5,9 +5,9 @@ installed packages (no download): JAN domain adaptation (labeled source,
 unlabeled target) next to the source-only and target-only references, all
 reported as accuracy on the target domain's test split.
 
-  python scripts/train.py --workdir /tmp/digits
-  python scripts/train.py --config configs/digits.py:method=finetune,seeds=1 \
-      --workdir /tmp/ft --config.steps=500
+  tljax train --workdir /tmp/digits
+  tljax train --config configs/digits.py:method=finetune,seeds=1 \
+      --workdir /tmp/ft --set steps=500
 
 Argument keys: ``method`` (a registered recipe), ``model`` (``lenet``,
 ``mlp``, ``resnet18``), ``seeds`` (how many seeds, 0..seeds-1).

@@ -7,8 +7,8 @@ layers of 64, bottleneck 32) is trained for 1,000 steps of batch 256 per
 domain with Adam (learning rate 1e-3); adversarial recipes use a domain
 discriminator of width 64.
 
-  python scripts/train.py --config configs/moons.py:method=dann,rotation=30
-  python scripts/train.py --config configs/moons.py:method=mdd,rotation=50
+  tljax train --config configs/moons.py:method=dann,rotation=30
+  tljax train --config configs/moons.py:method=mdd,rotation=50
 
 Argument keys: ``method`` (a registered recipe), ``rotation`` (degrees),
 ``seeds`` (how many seeds, 0..seeds-1).

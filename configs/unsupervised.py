@@ -8,7 +8,7 @@ clusters against the UCI classes. No label of either domain is used for
 training or for any choice.
 
   python scripts/unsupervised.py                      # the full comparison
-  python scripts/train.py --config configs/unsupervised.py:method=dae,seeds=1 \\
+  tljax train --config configs/unsupervised.py:method=dae,seeds=1 \\
       --workdir /tmp/dae     # one representation (its table's accuracies are
                              # those of the untrained head: ignore them)
 
