@@ -154,6 +154,28 @@ def test_config_argument_and_missing_config_are_errors(capsys, tmp_path):
   assert status == 2 and "not found" in err
 
 
+def test_configs_resolve_in_the_cwd_then_in_the_package(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # no configs/ here: the packaged ones
+  assert cli.available_configs() == ["digits.py", "moons.py",
+                                     "unsupervised.py"]
+  assert cli.load_config_file("configs/moons.py:method=jan").method == "jan"
+  assert cli.load_config_file("moons.py").method == "dann"
+  assert cli.load_config_file(None).model.name == "lenet"  # digits.py
+  with pytest.raises(cli.CommandError) as error:
+    cli.load_config_file("configs/nope.py")
+  assert "--config 'configs/nope.py'" in str(error.value)
+  assert "'configs/moons.py'" in str(error.value)
+  # A file in the current directory comes first.
+  (tmp_path / "configs").mkdir()
+  (tmp_path / "configs" / "moons.py").write_text(
+      "from tljax.config import base_config\n"
+      "def get_config(arg=None):\n"
+      "  config = base_config()\n"
+      "  config.method = 'jan'\n"
+      "  return config\n", encoding="utf-8")
+  assert cli.load_config_file("configs/moons.py").method == "jan"
+
+
 def test_config_argument_is_passed_to_get_config():
   config = cli.load_config("configs/moons.py:method=jan,rotation=50",
                            ["steps=7"])
