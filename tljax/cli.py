@@ -18,8 +18,7 @@ works from any directory of any install; with no ``--config`` the packaged
 call :func:`main` with their subcommand, and ``python -m tljax`` is the same
 command.
 
-Subcommands import what they run when they run, so ``tljax --help`` answers
-without loading JAX's programs.
+Each subcommand imports what it runs only when it runs.
 """
 
 from __future__ import annotations
