@@ -129,6 +129,11 @@ def tradaboost_comparison(adapt_methods, rotation, seeds=range(5)):
           for name, (accuracies, seconds) in results.items()]
 
 
+
+def error_text(value: float) -> str:
+  """A held-out error: three decimals, or three digits in powers of ten when huge."""
+  return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.3g}"
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--sizes", default="200,500,1000")
@@ -243,7 +248,7 @@ def main():
   for (name, n, ours, theirs, ours_error, theirs_error, ours_time,
        theirs_time) in ratio_rows:
     lines.append(f"| {name} | {n} | {ours:.3f} | {theirs:.3f} | "
-                 f"{ours_error:.3f} | {theirs_error:.3f} | "
+                 f"{error_text(ours_error)} | {error_text(theirs_error)} | "
                  f"{ours_time:.2f} | {theirs_time:.2f} | "
                  f"{theirs_time / ours_time:.2f} |")
   lines += ["", "## TrAdaBoost: two moons → rotated moons, 20 target "
