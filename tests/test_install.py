@@ -92,15 +92,19 @@ def installed(tmp_path_factory):
   assert completed.returncode == 0, completed.stdout + completed.stderr
   empty = directory / "empty"
   empty.mkdir()
-  # The configs import as modules of the package, too (big_vision style).
+  # The configs import as modules of the package, too (big_vision style),
+  # and the bundled digits are prepared by the installed TFDS builders.
   completed = run([python, "-c", textwrap.dedent("""
       import tljax
       from tljax.configs import digits, moons, unsupervised
+      from tljax.data import get_source
       assert moons.get_config("method=jan").method == "jan"
+      assert len(get_source("uci_digits", "test")) == 450
       print(tljax.__file__, moons.__file__)
       """)], cwd=empty, env=environment)
   assert completed.returncode == 0, completed.stderr
-  for path in completed.stdout.split():
+  # The last line (TFDS reports its preparation before it).
+  for path in completed.stdout.strip().splitlines()[-1].split():
     assert path.startswith(venv_site), (
         f"tljax imported from {path}, not from the wheel in {venv_site}")
   return str(venv / "bin"), environment, empty

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from tljax.checks import check_int
-from tljax.data.sources import Source
+from tljax.data.base import Source
 
 Batch = dict[str, np.ndarray]
 

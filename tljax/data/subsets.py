@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tljax.data.sources import ArraySource
+from tljax.data.base import ArraySource
 
 
 def per_class_indices(labels: np.ndarray, *, num_classes: int, per_class: int,

@@ -33,7 +33,7 @@ import numpy as np
 
 from tljax.checks import (check_finite_number, check_int, check_non_negative,
                           check_positive)
-from tljax.data.sources import SPLITS, ArraySource
+from tljax.data.base import SPLITS, ArraySource
 
 # Centre of symmetry of the noise-free moons: outer x = cos t, y = sin t and
 # inner x = 1 − cos t, y = ½ − sin t (t ∈ [0, π]) map onto each other by the

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import scipy.ndimage
 
-from tljax.data.sources import ArraySource
+from tljax.data.base import ArraySource
 
 __all__ = [
   "TRANSFORM_KEYS",
