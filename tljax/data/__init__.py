@@ -22,6 +22,7 @@ evaluation batches (:func:`eval_batches`) and device prefetching
 tensorflow_datasets is imported only when a TFDS-backed source is opened.
 """
 
+from tljax.data.base import ArraySource, Source
 from tljax.data.digits import (
     binarize,
     block_counts,
@@ -42,8 +43,6 @@ from tljax.data.iterators import (
     target_stream_seed,
 )
 from tljax.data.sources import (
-    ArraySource,
-    Source,
     TfdsSource,
     available_sources,
     default_data_dir,

@@ -10,8 +10,8 @@ Every source has the interface of :class:`Source`:
 * ``num_classes`` (``None`` for regression), ``input_shape`` (one example's
   shape) and ``name``.
 
-Two kinds exist: :class:`ArraySource` (NumPy arrays in memory) and
-:class:`TfdsSource` (a TFDS random-access data source over ArrayRecord files,
+Two kinds exist: :class:`~tljax.data.base.ArraySource` (NumPy arrays in
+memory, defined with :class:`Source` in :mod:`.base`) and :class:`TfdsSource` (a TFDS random-access data source over ArrayRecord files,
 read without TensorFlow). :func:`get_source` is the single entry point that
 builds one by name.
 
@@ -28,7 +28,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tljax.checks import check_int
 from tljax.data import digits, toy, transforms
 from tljax.data.base import SPLITS, ArraySource, Source
 from tljax.errors import DataError
