@@ -119,23 +119,37 @@ def tljax(installed, *arguments):
 
 
 def test_help_and_the_packaged_configs(installed):
-  completed = tljax(installed, "--help")
-  assert completed.returncode == 0, completed.stderr
-  assert completed.stdout.startswith("usage: tljax")
+  # Four quick commands, run side by side (each spends its time importing).
+  bin_dir, environment, empty = installed
+  commands = {
+      "help": ["--help"],
+      "rank_help": ["rank-sources", "--help"],
+      # No --config: the packaged digits.py is loaded (and its unknown-key
+      # error names the key, so nothing trains).
+      "default": ["train", "--set", "no.such=1"],
+      "missing": ["sweep", "--config", "configs/nope.py"],
+  }
+  processes = {name: subprocess.Popen(
+      [os.path.join(bin_dir, "tljax"), *arguments], cwd=empty, env=environment,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for name, arguments in commands.items()}
+  results = {}
+  for name, process in processes.items():
+    out, err = process.communicate(timeout=300)
+    results[name] = (process.returncode, out, err)
+  status, out, err = results["help"]
+  assert status == 0 and out.startswith("usage: tljax"), err
   for command in ("train", "report", "rank-sources", "sweep"):
-    assert command in completed.stdout
-  completed = tljax(installed, "rank-sources", "--help")
-  assert completed.returncode == 0, completed.stderr
-  assert completed.stdout.startswith("usage: tljax rank-sources")
-  # No --config: the packaged digits.py is loaded (and its unknown-key error
-  # names the key, so nothing trains).
-  completed = tljax(installed, "train", "--set", "no.such=1")
-  assert completed.returncode == 2
-  assert "'no.such' is unknown" in completed.stderr, completed.stderr
-  completed = tljax(installed, "sweep", "--config", "configs/nope.py")
-  assert completed.returncode == 2
-  (line,) = completed.stderr.strip().splitlines()
+    assert command in out
+  status, out, err = results["rank_help"]
+  assert status == 0 and out.startswith("usage: tljax rank-sources"), err
+  status, _, err = results["default"]
+  assert status == 2 and "'no.such' is unknown" in err, err
+  status, _, err = results["missing"]
+  assert status == 2
+  (line,) = err.strip().splitlines()
   assert "'configs/nope.py'" in line and "configs/moons.py" in line, line
+  assert not os.listdir(empty)
 
 
 def test_train_report_sweep_and_rank_sources(installed, tmp_path):
