@@ -1,8 +1,11 @@
-"""scripts/benchmark.py at toy size, JAX parts only; its NumPy LogME against tljax's."""
+"""scripts/benchmark.py (and its sections in scripts/benchmarks/) at toy size, JAX
+parts only; its NumPy LogME against tljax's."""
 
+import importlib
 import importlib.util
 import os
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -26,6 +29,15 @@ def benchmark():
     sys.modules.pop(name, None)
 
 
+@pytest.fixture(scope="module")
+def parts(benchmark):
+  """The section modules of scripts/benchmarks/ (importable once benchmark.py,
+  which puts scripts/ on the path, is loaded)."""
+  return types.SimpleNamespace(
+      **{name: importlib.import_module(f"benchmarks.{name}")
+         for name in ("common", "logme", "reweight")})
+
+
 def _tables(report):
   """The markdown tables of ``report``: lists of rows, each a list of cells."""
   tables, current = [], []
@@ -38,7 +50,7 @@ def _tables(report):
   return tables
 
 
-def test_numpy_logme_matches_tljax(benchmark):
+def test_numpy_logme_matches_tljax(parts):
   rng = np.random.default_rng(0)
   n, dim, classes = 400, 24, 6
   labels = rng.integers(0, classes, n)
@@ -48,15 +60,15 @@ def test_numpy_logme_matches_tljax(benchmark):
   for features in (structured, noise):
     features = features.astype(np.float32)
     ours = float(select.logme(features, labels))
-    reference = benchmark.logme_numpy(features, labels)
+    reference = parts.logme.logme_numpy(features, labels)
     assert abs(ours - reference) <= 1e-4, (ours, reference)
 
 
-def test_loglog_slope_recovers_the_exponent(benchmark):
+def test_loglog_slope_recovers_the_exponent(parts):
   sizes = [100, 200, 400, 800]
-  assert benchmark.loglog_slope(sizes, [3e-6 * n ** 2 for n in sizes]) == (
+  assert parts.common.loglog_slope(sizes, [3e-6 * n ** 2 for n in sizes]) == (
       pytest.approx(2.0))
-  assert benchmark.loglog_slope([100], [1.0]) is None
+  assert parts.common.loglog_slope([100], [1.0]) is None
 
 
 @pytest.fixture
@@ -72,7 +84,7 @@ def cheap_random_init():
     jax.config.update("jax_default_prng_impl", previous)
 
 
-def test_pure_jax_sections_at_toy_size_without_torch(benchmark, tmp_path,
+def test_pure_jax_sections_at_toy_size_without_torch(benchmark, parts, tmp_path,
                                                      monkeypatch,
                                                      cheap_random_init):
   # As if torch and adapt were not installed.
@@ -111,8 +123,8 @@ def test_pure_jax_sections_at_toy_size_without_torch(benchmark, tmp_path,
   assert float(tljax_row[5].replace(",", "")) == pytest.approx(
       8 * steps_per_second, rel=0.01)
   # The same step with XLA's convolutions: tljax's images/s over its own.
-  xla_rate = float(by_name[benchmark.XLA_CONV_ROW][5].replace(",", ""))
-  assert float(by_name[benchmark.XLA_CONV_ROW][6].rstrip("×")) == pytest.approx(
+  xla_rate = float(by_name[parts.common.XLA_CONV_ROW][5].replace(",", ""))
+  assert float(by_name[parts.common.XLA_CONV_ROW][6].rstrip("×")) == pytest.approx(
       float(tljax_row[5].replace(",", "")) / xla_rate, rel=0.02)
   assert by_name["PyTorch eager (TLlib style)"][6] == "n/a (torch not installed)"
   assert "n/a (torch not installed)" in mmd[-1][-1]
@@ -122,9 +134,9 @@ def test_pure_jax_sections_at_toy_size_without_torch(benchmark, tmp_path,
   assert "Not run: JAX's device is cpu" in report
 
 
-def test_adapt_worker_reports_a_missing_adapt(benchmark):
+def test_adapt_worker_reports_a_missing_adapt(benchmark, parts):
   if benchmark.find_adapt():
     pytest.skip("adapt is installed here; its worker would import TensorFlow")
-  times, reason = benchmark.run_adapt_worker(20, 2)
+  times, reason = parts.reweight.run_adapt_worker(20, 2)
   assert times == {}
   assert "adapt" in reason
