@@ -22,8 +22,8 @@ the environment variables JAX reads (``JAX_COORDINATOR_ADDRESS``,
 
   # on host i of N (i = 0 … N−1), the same command everywhere:
   JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=N JAX_PROCESS_ID=i \\
-    TLJAX_DISTRIBUTED=1 python scripts/train.py --workdir /shared/run \\
-    --config configs/digits.py --config.parallel.data_parallel=True
+    TLJAX_DISTRIBUTED=1 tljax train --workdir /shared/run \\
+    --config configs/digits.py --set parallel.data_parallel=true
 
 Every host draws the same global batch (the streams are pure functions of
 seed and step) and feeds only its own devices' rows
