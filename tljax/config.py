@@ -4,7 +4,10 @@ Configs are Python files whose ``get_config(arg)`` returns an
 ``ml_collections.ConfigDict`` (big_vision style); they start from
 :func:`base_config`, so every experiment has the same fields, and
 :func:`check_config` rejects unknown keys, wrong types and missing values
-before anything is compiled, naming the key and what is allowed.
+before anything is compiled, naming the key and what is allowed (and
+:func:`tljax.train.experiment.check_experiment_config` also names of methods,
+models and sources the registries do not know). This module imports no other
+module of tljax, nor JAX.
 
 Fields (defaults in :func:`base_config`):
 
@@ -96,6 +99,8 @@ _FREE_FORM = ("model", "source.kwargs", "target.kwargs", "reweight.kwargs",
 _POSITIVE_INTS = ("steps", "batch_size", "eval_batch_size", "log_every",
                   "checkpoint_every", "keep_checkpoints", "prefetch")
 _NON_NEGATIVE_INTS = ("eval_every",)
+# What the step's non-finite guard does (see tljax.train.step.guard_nonfinite).
+GUARD_POLICIES = ("stop", "skip", "off")
 
 
 def _domain(name: str) -> ml_collections.ConfigDict:
@@ -243,7 +248,14 @@ def _type_error(name: str, value, expected: type, optional: bool):
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ``ValueError`` naming the key for unknown keys, bad types or values."""
+  """Raises ``ValueError`` naming the key for unknown keys, bad types or values.
+
+  The names the registries hold (methods, models, data sources) and the
+  sharding rules are checked by
+  :func:`tljax.train.experiment.check_experiment_config`, which calls this
+  first: this module sits at the bottom of tljax, below the registries, so
+  that a config file (which imports :func:`base_config`) loads without JAX.
+  """
   reference = dict(_items(base_config()))
   for name, _ in _items(config):
     if name not in reference:
@@ -259,7 +271,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if problem:
       raise ValueError(f"config key {name!r} {problem}")
   policy = config.get("divergence_policy", "stop")
-  from tljax.train.step import GUARD_POLICIES
   if policy not in GUARD_POLICIES:
     raise ValueError(f"config key 'divergence_policy' must be one of "
                      f"{list(GUARD_POLICIES)}, got {policy!r}")
@@ -293,36 +304,3 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       baselines, (list, tuple)):
     raise ValueError(f"config key 'baselines' must be a sequence of method "
                      f"names, got {baselines!r}")
-  # Imported here: the registries import the train core, which imports this.
-  from tljax.data import available_sources
-  from tljax.methods import available_methods
-  from tljax.models import available_models
-  for key, name in [("method", config.method),
-                    *((f"baselines[{i}]", n) for i, n in enumerate(baselines))]:
-    if name not in available_methods():
-      raise ValueError(f"config key {key!r}: method {name!r} is unknown; "
-                       f"registered methods: {available_methods()}")
-  parallel = config.get("parallel")
-  if parallel is not None:
-    from tljax.train.parallel import check_param_rules
-    check_param_rules(parallel.get("param_rules"))
-  distill = config.get("distill") or {}
-  for key in ("base", "teacher_method"):
-    name = distill.get(key)
-    if name is not None and name not in available_methods():
-      raise ValueError(f"config key 'distill.{key}': method {name!r} is "
-                       f"unknown; registered methods: {available_methods()}")
-  teacher = (distill.get("teacher_model") or {}).get("name")
-  if teacher is not None and teacher not in available_models():
-    raise ValueError(f"config key 'distill.teacher_model.name': model "
-                     f"{teacher!r} is unknown; registered models: "
-                     f"{available_models()}")
-  if config.model.name not in available_models():
-    raise ValueError(f"config key 'model.name': model {config.model.name!r} is "
-                     f"unknown; registered models: {available_models()}")
-  for domain in ("source", "target"):
-    name = config[domain].name
-    if name not in available_sources() and not name.startswith("tfds:"):
-      raise ValueError(
-          f"config key '{domain}.name': dataset {name!r} is unknown; known: "
-          f"{list(available_sources())} or 'tfds:<catalog name>'")

@@ -50,9 +50,9 @@ import jax.numpy as jnp
 import optax
 
 from tljax import align
+from tljax.losses import Stage
 from tljax.methods.base import Method
 from tljax.methods.registry import register_method
-from tljax.train.step import Stage
 
 DISCRIMINATOR = "discriminator"
 RANDOMIZED_ABOVE = 4096  # CDAN uses the randomized map for larger outer products

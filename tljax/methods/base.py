@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tljax.train.step import LossFn
+from tljax.losses import LossFn
 
 DOMAINS = ("source", "target")
 SETTINGS = ("inductive", "transductive", "unsupervised")

@@ -46,6 +46,7 @@ from tljax import relational
 from tljax.methods.base import DOMAINS, Method
 from tljax.methods.registry import build_method, register_method
 from tljax.models import create_model
+from tljax.params import read_checkpoint
 
 LOSSES = ("kd", "rkd", "sp")
 TEACHER = "teacher"
@@ -139,7 +140,6 @@ def build_distill(config, model) -> Method:
       raise ValueError("config key 'distill.teacher_workdir' is unset: give a "
                        "finished teacher run, or run through run_experiment, "
                        "which trains one with distill.teacher_method")
-    from tljax.params import read_checkpoint  # the train core imports methods
     teacher_params, teacher_state = read_checkpoint(
         directory.format(seed=context.seed))
     teacher_keys = frozenset(jax.eval_shape(teacher.init,

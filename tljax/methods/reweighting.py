@@ -23,6 +23,7 @@ import numpy as np
 
 from tljax.methods.base import Method
 from tljax.methods.registry import register_method
+from tljax.reweight import facade, weighted_cross_entropy
 
 
 def _flat_inputs(source) -> np.ndarray:
@@ -31,8 +32,6 @@ def _flat_inputs(source) -> np.ndarray:
 
 
 def _check_estimator(name: str) -> None:
-  from tljax.reweight import facade
-
   allowed = [key for key in facade.ESTIMATORS if key != "uniform"]
   if name not in allowed:
     raise ValueError(f"reweight.estimator {name!r} is unknown; allowed: "
@@ -41,8 +40,6 @@ def _check_estimator(name: str) -> None:
 
 def estimate_weights(config, domains) -> np.ndarray:
   """Mean-1 importance weights of the source training split (see the module doc)."""
-  from tljax.reweight import facade
-
   name = config.reweight.estimator
   _check_estimator(name)
   target = domains["target"]
@@ -69,8 +66,6 @@ def build_importance_weighting(config, model) -> Method:
                                    jnp.float32)}
 
   def loss_fn(params, model_state, batch, key, extras):
-    from tljax.reweight import weighted_cross_entropy
-
     source = batch["source"]
     outputs, model_state = model.apply(params, model_state, source["input"],
                                        train=True, key=key)

@@ -17,10 +17,9 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from tljax.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from tljax.errors import CheckpointNotFoundError
 from tljax.params.tree import check_tree, flatten_tree, merge, unflatten
-
-CHECKPOINT_SUBDIR = "checkpoints"
 
 
 def _compile(patterns: Sequence[str], argument: str) -> list[re.Pattern]:
@@ -150,8 +149,6 @@ def read_checkpoint(checkpoint_dir: str | os.PathLike, *,
     CheckpointError: (a ``ValueError``) if the checkpoint is truncated,
       corrupted, or has no integrity record (without ``allow_unverified``).
   """
-  from tljax.train.checkpoint import Checkpointer  # the train core imports params
-
   step = _check_step(step)
   directory = _checkpoint_directory(checkpoint_dir)
   checkpointer = Checkpointer(directory, read_only=True)

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
+from tljax.checkpoint import Checkpointer
+from tljax.params import resolve_checkpoint_dir
 from tljax.report.curves import plot_training_curves
 from tljax.report.features import (PROJECTIONS, _check_max_points,
                                    before_adaptation_run, plot_features)
@@ -27,6 +29,7 @@ from tljax.report.runs import (RESULTS_FILE, check_experiment_dir,
                                has_metrics, read_json, read_run_config,
                                read_summary, sibling_run)
 from tljax.report.weights import plot_weights
+from tljax.train.loop import load_domains
 from tljax.train.metrics import SUMMARY_FILE
 
 REPORT_FILE = "report.md"
@@ -128,9 +131,6 @@ def _transfer_lines(method: str, setting: str, summary: dict,
 
 def _importance_weights(run_dir: str):
   """The weights an ``importance_weighting`` run keeps in its checkpoint's extras."""
-  from tljax.params import resolve_checkpoint_dir
-  from tljax.train.checkpoint import Checkpointer
-
   checkpointer = Checkpointer(resolve_checkpoint_dir(run_dir),
                               read_only=True)
   try:
@@ -143,8 +143,6 @@ def _importance_weights(run_dir: str):
 
 def _domains_for(run_config: dict, cache: dict | None):
   """The run's data, loaded once per (source, target, data_dir) in ``cache``."""
-  from tljax.train.loop import load_domains
-
   config = run_config["config"]
   key = json.dumps([config.get("source"), config.get("target"),
                     config.get("data_dir")], sort_keys=True, default=str)

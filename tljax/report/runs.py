@@ -13,7 +13,7 @@ import json
 import os
 import re
 
-from tljax.params.restore import CHECKPOINT_SUBDIR
+from tljax.checkpoint import CHECKPOINT_SUBDIR
 from tljax.train.loop import RUN_CONFIG_FILE
 from tljax.train.metrics import METRICS_FILE, SUMMARY_FILE
 

@@ -1,6 +1,6 @@
 """The train core: state, the shared jitted step, evaluation, checkpoints, loop."""
 
-from tljax.train.checkpoint import Checkpointer
+from tljax.checkpoint import Checkpointer
 from tljax.train.evaluate import evaluate
 from tljax.train.metrics import MetricWriter, read_metrics, read_summary
 from tljax.train.optim import make_optimizer, make_schedule

@@ -13,10 +13,13 @@ import os
 
 import numpy as np
 
+from tljax import data as data_lib
 from tljax import methods as methods_lib
+from tljax import models as models_lib
 from tljax.config import check_config
 from tljax.select import negative_transfer_gap
 from tljax.train import metrics as metrics_lib
+from tljax.train import parallel
 from tljax.train import workdir as workdir_lib
 from tljax.train.loop import (TRAIN_EVERYTHING, build_model, load_domains,
                               pretrain_init_from, train_and_evaluate)
@@ -25,6 +28,48 @@ CONFIG_JSON = "config.json"
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
 TEACHER_SUBDIR = "teacher"
+
+
+def check_experiment_config(config) -> None:
+  """:func:`tljax.config.check_config`, then the names the registries know.
+
+  Raises ``ValueError`` naming the key for an unknown method (``method``,
+  ``baselines``, ``distill.base``, ``distill.teacher_method``), model
+  (``model.name``, ``distill.teacher_model.name``) or data source
+  (``source.name``, ``target.name``; ``tfds:<catalog name>`` is checked when
+  opened), and for bad ``parallel.param_rules``, before anything is compiled.
+  """
+  check_config(config)
+  methods = methods_lib.available_methods()
+  for key, name in [("method", config.method),
+                    *((f"baselines[{i}]", name)
+                      for i, name in enumerate(config.baselines))]:
+    if name not in methods:
+      raise ValueError(f"config key {key!r}: method {name!r} is unknown; "
+                       f"registered methods: {methods}")
+  if config.get("parallel") is not None:
+    parallel.check_param_rules(config.parallel.get("param_rules"))
+  distill = config.get("distill") or {}
+  for key in ("base", "teacher_method"):
+    name = distill.get(key)
+    if name is not None and name not in methods:
+      raise ValueError(f"config key 'distill.{key}': method {name!r} is "
+                       f"unknown; registered methods: {methods}")
+  models = models_lib.available_models()
+  teacher = (distill.get("teacher_model") or {}).get("name")
+  if teacher is not None and teacher not in models:
+    raise ValueError(f"config key 'distill.teacher_model.name': model "
+                     f"{teacher!r} is unknown; registered models: {models}")
+  if config.model.name not in models:
+    raise ValueError(f"config key 'model.name': model {config.model.name!r} is "
+                     f"unknown; registered models: {models}")
+  sources = data_lib.available_sources()
+  for domain in ("source", "target"):
+    name = config[domain].name
+    if name not in sources and not name.startswith("tfds:"):
+      raise ValueError(
+          f"config key '{domain}.name': dataset {name!r} is unknown; known: "
+          f"{list(sources)} or 'tfds:<catalog name>'")
 
 
 def teacher_run_config(config):
@@ -66,7 +111,7 @@ def run_experiment(config, workdir: str) -> dict:
       runs completed a step) with another config: refused before anything
       is written, naming the keys that differ.
   """
-  check_config(config)
+  check_experiment_config(config)
   with workdir_lib.WorkdirLock(workdir):
     # The experiment's config binds once one of its runs completed a step.
     workdir_lib.claim(os.path.join(workdir, CONFIG_JSON), config.to_dict(),

@@ -27,11 +27,10 @@ from tljax import data as data_lib
 from tljax import methods as methods_lib
 from tljax import models as models_lib
 from tljax import params as params_lib
+from tljax.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from tljax.errors import DivergenceError
-from tljax.params.restore import CHECKPOINT_SUBDIR
 from tljax.train import metrics as metrics_lib
 from tljax.train import parallel
-from tljax.train.checkpoint import Checkpointer
 from tljax.train.evaluate import evaluate
 from tljax.train.optim import make_optimizer, make_schedule
 from tljax.train.state import create_train_state

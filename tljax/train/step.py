@@ -9,24 +9,21 @@ where ``params`` is the full (merged) parameter tree, ``model_state`` the
 non-parameter variables (BatchNorm statistics) to be threaded through, ``batch``
 a pytree of arrays, ``key`` a PRNG key for this step and ``extras`` the state's
 constant trees (the source model for L2-SP, a teacher, ...; ``{}`` if none).
-``metrics`` is a dict of scalars to log.
+``metrics`` is a dict of scalars to log. The signature (:data:`LossFn`) and
+:class:`Stage` are defined in :mod:`tljax.losses`, below the methods that
+build them; they are re-exported here and from :mod:`tljax.train`.
 """
 
 from __future__ import annotations
-
-import dataclasses
-from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from tljax import params as params_lib
+from tljax.config import GUARD_POLICIES
+from tljax.losses import LossFn, Stage
 from tljax.train.state import TrainState
-
-LossFn = Callable[[Any, Any, Any, jax.Array, Any],
-                  tuple[jax.Array, tuple[Any, dict]]]
 
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
@@ -80,30 +77,6 @@ def keyed_by_step(step_fn):
                    jax.random.fold_in(train_key, batch["step"]))
 
   return step
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-  """One update of a multi-step recipe (MCD's steps A, B and C).
-
-  Attributes:
-    name: prefix of the stage's metrics (``"<name>/loss"``, ...).
-    loss_fn: the stage's loss, with the :data:`LossFn` signature.
-    groups: the parameter groups (see :class:`GroupedOptimizer`) the stage
-      updates; the others enter its loss as constants.
-    repeat: how many times the stage is applied in a row (MCD's ``num_k``).
-  """
-  name: str
-  loss_fn: LossFn
-  groups: tuple[str, ...]
-  repeat: int = 1
-
-  def __post_init__(self):
-    if not self.groups:
-      raise ValueError(f"Stage {self.name!r} must update at least one group")
-    if not isinstance(self.repeat, int) or self.repeat < 1:
-      raise ValueError(f"Stage {self.name!r}: repeat must be an int >= 1, got "
-                       f"{self.repeat!r}")
 
 
 def updates_per_step(stages, group: str) -> int:
@@ -222,7 +195,6 @@ def make_staged_train_step(stages, optimizer: GroupedOptimizer, *,
   return jax.jit(step, donate_argnums=0) if jit else step
 
 
-GUARD_POLICIES = ("stop", "skip", "off")
 
 
 def _all_finite(tree) -> jax.Array:

@@ -52,11 +52,10 @@ import numpy as np
 
 from tljax import data as data_lib
 from tljax import methods as methods_lib
-from tljax.config import check_config
 from tljax.methods.adaptation import DEFAULT_TRADE_OFFS
-from tljax.params.restore import CHECKPOINT_SUBDIR
+from tljax.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from tljax.train import metrics as metrics_lib
-from tljax.train.checkpoint import Checkpointer
+from tljax.train.experiment import check_experiment_config
 from tljax.train.interrupt import StopSignals
 from tljax.train import workdir as workdir_lib
 from tljax.train.loop import (_evaluate_domains, build_model, load_domains,
@@ -150,7 +149,7 @@ def run_sweep(config, workdir: str) -> dict:
     (learning rate, λ) with the mean and sample std over seeds of the target
     test accuracy.
   """
-  check_config(config)
+  check_experiment_config(config)
   if config.parallel.data_parallel:
     raise ValueError("config key 'parallel.data_parallel': a sweep runs on one "
                      "device; use one or the other")

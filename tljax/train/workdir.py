@@ -35,9 +35,9 @@ from typing import Any
 
 import jax
 
+from tljax.checkpoint import CHECKPOINT_SUBDIR
 from tljax.config import base_config
 from tljax.errors import WorkdirBusyError
-from tljax.params.restore import CHECKPOINT_SUBDIR
 from tljax.train import metrics as metrics_lib
 
 try:  # POSIX
