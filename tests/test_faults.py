@@ -27,7 +27,7 @@ from tljax import cli, data, errors, params
 from tljax.train import loop
 from tljax.train import metrics as metrics_lib
 from tljax.train import workdir as workdir_lib
-from tljax.train.checkpoint import Checkpointer
+from tljax.checkpoint import Checkpointer
 from tljax.train.experiment import run_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from configs import moons
-from tljax.config import check_config
+from tljax.train.experiment import check_experiment_config
 from tljax.train import parallel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,7 +90,7 @@ def test_bad_param_rules_name_the_key(rules, match):
   config = moons.get_config()
   config.parallel.param_rules = rules
   with pytest.raises(ValueError, match=match):
-    check_config(config)
+    check_experiment_config(config)
 
 
 def test_state_shardings_fall_back_to_replication():

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from tljax import params as params_lib
-from tljax.train.checkpoint import Checkpointer
+from tljax.checkpoint import Checkpointer
 from tljax.train.state import create_train_state
 
 

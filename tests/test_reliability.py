@@ -22,7 +22,7 @@ from reliability_driver import driver_config
 from tljax.train import loop
 from tljax.train import metrics as metrics_lib
 from tljax.train import provenance
-from tljax.train.checkpoint import CheckpointError, Checkpointer
+from tljax.checkpoint import CheckpointError, Checkpointer
 from tljax.train.state import create_train_state
 from tljax.train.step import guard_nonfinite, make_train_step
 

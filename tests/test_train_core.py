@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from tljax.train.checkpoint import Checkpointer
+from tljax.checkpoint import Checkpointer
 from tljax.train.optim import make_optimizer, make_schedule
 from tljax.train.state import create_train_state
 from tljax.train.step import keyed_by_step, make_train_step
