@@ -26,7 +26,7 @@ from tljax.align._arrays import (check_bool, check_domain_logits,
                                  check_matrix, check_same_columns)
 from tljax.align.entropy import entropy_weights
 from tljax.align.gradient_reversal import gradient_reversal
-from tljax.checks import check_int
+from tljax.checks import check_int, check_key
 
 __all__ = [
   "conditional_adversarial_loss",
@@ -87,7 +87,7 @@ def random_multilinear_matrices(
     ValueError: if ``key`` is not a ``jax.random`` key or a dimension is not
       a positive int.
   """
-  _check_key(key)
+  key = check_key(key)
   features_dim = check_int(features_dim, "features_dim", minimum=1)
   num_classes = check_int(num_classes, "num_classes", minimum=1)
   output_dim = check_int(output_dim, "output_dim", minimum=1)
@@ -293,20 +293,6 @@ def _conditional_domain_loss(domain_logits, predictions, num_source,
   if entropy_conditioning:
     losses = losses * entropy_weights(predictions)
   return jnp.mean(losses)
-
-
-def _check_key(key):
-  """A typed ``jax.random`` key (shape ``()``) or a raw ``uint32`` key of shape ``(2,)``."""
-  dtype = getattr(key, "dtype", None)
-  shape = getattr(key, "shape", None)
-  typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-  raw = dtype == jnp.uint32 and shape == (2,)
-  if not ((typed and shape == ()) or raw):
-    raise ValueError(
-      "key must be a single jax.random key, e.g. jax.random.key(0), got "
-      + (f"dtype {dtype} and shape {shape}." if dtype is not None
-         else f"{type(key).__name__}.")
-    )
 
 
 def _check_map_inputs(features, predictions):

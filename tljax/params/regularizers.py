@@ -44,8 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tljax.checks import (check_int, check_non_negative, check_positive,
-                          check_probability_rows, is_traced)
+from tljax.checks import (check_int, check_labels, check_non_negative,
+                          check_positive, check_probability_rows, is_traced)
 from tljax.params.tree import flatten_tree
 from tljax.solvers import minimize_lbfgs
 
@@ -105,32 +105,6 @@ def _check_finite_result(value: jax.Array, message: str) -> jax.Array:
   if not is_traced(value) and not bool(jnp.all(jnp.isfinite(value))):
     raise ValueError(message)
   return value
-
-
-def _check_labels(
-  labels: Any, argument: str, *, num_classes: int, length: int, length_of: str
-) -> jax.Array:
-  """Integer labels of shape ``(length,)``, in range when concrete."""
-  # Values are read before the conversion, which may narrow int64 to int32.
-  try:
-    values = None if is_traced(labels) else np.asarray(labels)
-    labels = jnp.asarray(labels)
-  except (TypeError, ValueError) as error:
-    raise ValueError(f"{argument} must be an array of integers: {error}") from None
-  if labels.shape != (length,):
-    raise ValueError(
-      f"{argument} must have shape ({length},) (one label per row of "
-      f"{length_of}), got shape {labels.shape}."
-    )
-  if not jnp.issubdtype(labels.dtype, jnp.integer):
-    raise ValueError(f"{argument} must hold integers, got dtype {labels.dtype}.")
-  if values is not None:
-    bad = values[(values < 0) | (values >= num_classes)]
-    if bad.size:
-      raise ValueError(
-        f"{argument} must lie in [0, {num_classes}), got {sorted(set(bad.tolist()))}."
-      )
-  return labels
 
 
 def _check_probabilities(probabilities: Any, argument: str) -> jax.Array:
@@ -583,12 +557,13 @@ def cotuning_relationship(
   source_probabilities = _check_probabilities(
     source_probabilities, "source_probabilities"
   )
-  target_labels = _check_labels(
+  target_labels, _ = check_labels(
     target_labels,
     "target_labels",
-    num_classes=num_target_classes,
     length=source_probabilities.shape[0],
     length_of="source_probabilities",
+    num_classes=num_target_classes,
+    num_classes_argument="num_target_classes",
   )
   _check_every_class_present(target_labels, num_target_classes)
   one_hot = jax.nn.one_hot(target_labels, num_target_classes, dtype=jnp.float32)
@@ -686,19 +661,21 @@ def cotuning_reverse_relationship(
       f"validation_probabilities must have {num_source_classes} columns like "
       f"source_probabilities, got shape {validation_probabilities.shape}."
     )
-  target_labels = _check_labels(
+  target_labels, _ = check_labels(
     target_labels,
     "target_labels",
-    num_classes=num_target_classes,
     length=source_probabilities.shape[0],
     length_of="source_probabilities",
+    num_classes=num_target_classes,
+    num_classes_argument="num_target_classes",
   )
-  validation_labels = _check_labels(
+  validation_labels, _ = check_labels(
     validation_labels,
     "validation_labels",
-    num_classes=num_target_classes,
     length=validation_probabilities.shape[0],
     length_of="validation_probabilities",
+    num_classes=num_target_classes,
+    num_classes_argument="num_target_classes",
   )
   _check_every_class_present(target_labels, num_target_classes)
   if (
@@ -842,12 +819,13 @@ def cotuning_loss(
       f"match source_logits, got shape {relationship_shape}."
     )
   check_probability_rows(relationship, "relationship")
-  target_labels = _check_labels(
+  target_labels, _ = check_labels(
     target_labels,
     "target_labels",
-    num_classes=relationship_shape[0],
     length=logits_shape[0],
     length_of="source_logits",
+    num_classes=relationship_shape[0],
+    num_classes_argument="num_target_classes",
   )
   soft_labels = jnp.take(
     jax.lax.stop_gradient(_as_float(relationship)),

@@ -67,21 +67,6 @@ def check_points(points: Any, argument: str, dim: int, dtype) -> jax.Array:
   return points.astype(dtype)
 
 
-def check_key(key: Any) -> jax.Array:
-  """A single ``jax.random`` key; ``None`` for the fixed ``jax.random.key(0)``."""
-  if key is None:
-    return jax.random.key(0)
-  if isinstance(key, jax.Array):
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-      return key
-    if key.dtype == jnp.uint32 and key.shape == (2,):
-      return jax.random.wrap_key_data(key)
-  raise ValueError(
-    f"key must be None or a single jax.random key (jax.random.key(seed)), "
-    f"got {key!r}."
-  )
-
-
 def check_grid(values: Any, argument: str) -> np.ndarray | None:
   """``None``, or a non-empty 1-D float64 array of positive finite numbers."""
   if values is None:

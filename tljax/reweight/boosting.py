@@ -40,8 +40,8 @@ import numpy as np
 import optax
 from scipy.special import logsumexp
 
-from tljax.checks import check_int, check_positive
-from tljax.reweight._common import check_key, power_of_two_exponent
+from tljax.checks import check_int, check_key, check_positive
+from tljax.reweight._common import power_of_two_exponent
 from tljax.solvers import minimize_lbfgs
 
 __all__ = [
@@ -1014,7 +1014,7 @@ def tradaboost_r2(
     learner = WeightedRidge()
   _check_learner(learner)
   loss = _check_choice(loss, "loss", LOSSES)
-  key = check_key(key)
+  key = check_key(key, allow_none=True)
 
   total = num_source + num_target
   inputs = np.concatenate([source_inputs, target_inputs])

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.checks import check_int
+from tljax.checks import check_int, check_key
 from tljax.reweight._common import (DEFAULT_WIDTH_MULTIPLIERS, argbest,
-                                    check_domains, check_grid, check_key,
+                                    check_domains, check_grid,
                                     gaussian_basis, matmul, prepare_basis)
 from tljax.reweight.basis import DensityRatioFit, _evaluate
 
@@ -166,7 +166,7 @@ def kliep(
   num_centers = check_int(num_centers, "num_centers", minimum=1)
   num_folds = check_int(num_folds, "num_folds", minimum=2)
   max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
-  key = check_key(key)
+  key = check_key(key, allow_none=True)
   median_key, center_key, fold_key = jax.random.split(key, 3)
   num_target = target.shape[0]
   checked = check_grid(sigmas, "sigmas")

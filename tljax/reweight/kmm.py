@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from tljax.align._arrays import check_choice
-from tljax.checks import (check_finite_result, check_int, check_non_negative,
-                          check_positive)
+from tljax.checks import (check_finite_result, check_int, check_key,
+                          check_non_negative, check_positive)
 from tljax.reweight._common import (blocked_rows, check_domains,
-                                    check_finite_values, check_key,
+                                    check_finite_values,
                                     check_representable, gaussian_kernel,
                                     matmul, median_squared_distance,
                                     normalize)
@@ -308,7 +308,7 @@ def kmm(
   check_representable(tolerance, "tolerance", dtype)
   power_iterations = check_int(power_iterations, "power_iterations", minimum=1)
   if key is not None:
-    key = check_key(key)
+    key = check_key(key, allow_none=True)
   if kernel_approximation == "nystroem":
     mode = "nystroem"
   elif materialize_kernel is None:
@@ -325,14 +325,14 @@ def kmm(
   # kernel, hence the weights, are unchanged, and γ is scaled to match.
   normalization, (source, target) = normalize(source, target)
   if gamma is None:
-    median_key = jax.random.split(check_key(key))[0]
+    median_key = jax.random.split(check_key(key, allow_none=True))[0]
     scaled_gamma = 1.0 / (2.0 * float(median_squared_distance(source, target,
                                                                 median_key)))
     gamma = normalization.inverse_gamma(scaled_gamma, dtype)
   else:
     scaled_gamma = normalization.gamma(gamma, dtype)
   # The key is split only when used (a split is a dispatch of its own).
-  landmark_key = (jax.random.split(check_key(key))[1] if mode == "nystroem"
+  landmark_key = (jax.random.split(check_key(key, allow_none=True))[1] if mode == "nystroem"
                   else None)
   with (_one_blas_thread() if solver == "interior_point"
         else contextlib.nullcontext()):

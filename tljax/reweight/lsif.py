@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import jax.scipy.linalg
 import numpy as np
 
-from tljax.checks import check_finite_result, check_int, check_non_negative
+from tljax.checks import (check_finite_result, check_int, check_key,
+                          check_non_negative)
 from tljax.reweight._common import (argbest, check_domains,
-                                    check_grid, check_key,
+                                    check_grid,
                                     check_representable, gaussian_basis,
                                     matmul, prepare_basis)
 from tljax.reweight.basis import DensityRatioFit
@@ -170,7 +171,7 @@ def _least_squares_fit(source, target, relative, sigmas, lambdas, num_centers, k
     lambda_grid = np.asarray(DEFAULT_LAMBDAS)
   check_representable(lambda_grid, "lambdas", dtype)
   num_centers = check_int(num_centers, "num_centers", minimum=1)
-  key = check_key(key)
+  key = check_key(key, allow_none=True)
   median_key, center_key = jax.random.split(key)
   basis = prepare_basis(source, target, sigmas, num_centers, median_key,
                         center_key)

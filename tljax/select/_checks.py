@@ -14,33 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# check_finite_result is shared with the other packages (re-exported here).
+# Shared with the other packages (re-exported here for the scores).
 from tljax.checks import (check_finite_result, check_int,  # noqa: F401
-                          check_probability_rows, is_traced)
-
-
-def to_array(value: Any, argument: str) -> Any:
-  """``value`` as an array (a jax array or tracer as is, anything else via NumPy).
-
-  Raises:
-    ValueError: naming ``argument`` if ``value`` is not an array of numbers
-      (ragged nesting, strings, objects, ``None``).
-  """
-  if isinstance(value, jax.Array):  # also tracers
-    return value
-  try:
-    array = np.asarray(value)
-  except (TypeError, ValueError) as error:
-    raise ValueError(
-      f"{argument} must be an array of numbers, got {type(value).__name__} ({error})."
-    ) from None
-  if array.dtype.kind not in "biufc" and not jnp.issubdtype(array.dtype, jnp.floating):
-    # (ml_dtypes such as bfloat16 have NumPy kind "V" but are floats.)
-    raise ValueError(
-      f"{argument} must be an array of numbers, got dtype {array.dtype} "
-      f"({type(value).__name__})."
-    )
-  return array
+                          check_labels, check_probability_rows, is_traced,
+                          to_array)
 
 
 def as_jax_array(array: Any) -> jax.Array:
@@ -135,66 +112,6 @@ def check_features(features: Any, argument: str, *, min_rows: int = 2) -> jax.Ar
   if not traced:
     check_finite(features, original, argument)
   return features
-
-
-def check_labels(
-  labels: Any,
-  argument: str,
-  *,
-  length: int,
-  length_of: str,
-  num_classes: int | None,
-  num_classes_argument: str,
-  min_present: int,
-) -> tuple[jax.Array, int]:
-  """Integer labels of shape ``(length,)`` and the number of classes.
-
-  ``num_classes=None`` takes ``max(labels) + 1``, which needs concrete labels;
-  under ``jax.jit`` pass the number of classes. When concrete, the labels
-  must lie in ``[0, num_classes)`` and at least ``min_present`` distinct
-  classes must occur.
-  """
-  labels = to_array(labels, argument)
-  values = None if is_traced(labels) else np.asarray(labels)
-  labels = jnp.asarray(labels)
-  if labels.shape != (length,):
-    raise ValueError(
-      f"{argument} must have shape ({length},) (one label per row of "
-      f"{length_of}), got shape {labels.shape}."
-    )
-  if not jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_:
-    raise ValueError(f"{argument} must hold integers, got dtype {labels.dtype}.")
-  if num_classes is None:
-    if values is None:
-      raise ValueError(
-        f"{num_classes_argument} must be given when {argument} is traced "
-        "(inside jax.jit), since the number of classes sets array shapes."
-      )
-    negative = values[values < 0]
-    if negative.size:
-      raise ValueError(f"{argument} must be >= 0, got {sorted(set(negative.tolist()))}.")
-    largest = int(values.max())
-    if largest >= np.iinfo(np.int32).max:
-      raise ValueError(
-        f"{argument} must be < {np.iinfo(np.int32).max} (class indices), got {largest}."
-      )
-    num_classes = largest + 1
-  else:
-    num_classes = check_int(num_classes, num_classes_argument, minimum=min_present)
-  if values is not None:
-    bad = values[(values < 0) | (values >= num_classes)]
-    if bad.size:
-      raise ValueError(
-        f"{argument} must lie in [0, {num_classes}) ({num_classes_argument}="
-        f"{num_classes}), got {sorted(set(bad.tolist()))}."
-      )
-    present = np.unique(values).size
-    if present < min_present:
-      raise ValueError(
-        f"{argument} must contain at least {min_present} distinct classes, got "
-        f"{present}."
-      )
-  return labels, num_classes
 
 
 def nan_if_out_of_range(score: Any, labels: Any, num_classes: int) -> Any:

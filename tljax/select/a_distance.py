@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tljax.checks import check_int, check_positive
+from tljax.checks import check_int, check_key, check_positive
 from tljax.select._checks import as_parameter, check_features, max_abs_scale
 from tljax.solvers import minimize_lbfgs
 
@@ -74,23 +74,12 @@ def proxy_a_distance(
       f"source_features and target_features must have the same feature "
       f"dimension, got {source_features.shape[1]} and {target_features.shape[1]}."
     )
-  key = _check_key(key)
+  key = check_key(key)
   dtype = jnp.promote_types(source_features.dtype, target_features.dtype)
   return _proxy_a_distance(
     source_features.astype(dtype), target_features.astype(dtype), key,
     as_parameter(l2_regularization, dtype, "l2_regularization"),
     max_iterations=max_iterations,
-  )
-
-
-def _check_key(key: Any) -> jax.Array:
-  if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-    if key.shape == ():
-      return key
-  elif isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
-    return key
-  raise ValueError(
-    f"key must be a single jax.random key (jax.random.key(seed)), got {key!r}."
   )
 
 

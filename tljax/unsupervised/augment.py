@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import jax.scipy.ndimage
 
 from tljax.align._arrays import as_float
-from tljax.checks import check_non_negative, check_positive, is_traced
-from tljax.unsupervised._checks import check_key
+from tljax.checks import (check_key, check_non_negative, check_positive,
+                          is_traced)
 
 __all__ = ["augment_digits"]
 

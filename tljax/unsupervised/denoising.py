@@ -33,8 +33,7 @@ import numpy as np
 import optax
 
 from tljax.align._arrays import as_float, check_choice, check_same_shape
-from tljax.checks import check_non_negative, is_traced
-from tljax.unsupervised._checks import check_key
+from tljax.checks import check_key, check_non_negative, is_traced
 
 __all__ = ["CORRUPTIONS", "RECONSTRUCTION_LOSSES", "corrupt",
            "denoising_autoencoder_loss"]

@@ -29,8 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tljax.align._arrays import check_matrix, squared_distances
-from tljax.checks import check_int, check_non_negative
-from tljax.unsupervised._checks import check_key
+from tljax.checks import check_int, check_key, check_non_negative
 
 __all__ = ["KMeansResult", "kmeans"]
 
