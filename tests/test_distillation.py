@@ -10,7 +10,7 @@ import pytest
 from configs import moons
 from tljax import methods as methods_lib
 from tljax import relational
-from tljax.config import check_config
+from tljax.train.experiment import check_experiment_config
 from tljax.params import read_checkpoint
 from tljax.train.experiment import run_experiment
 from tljax.train.loop import build_model, load_domains, train_and_evaluate
@@ -134,10 +134,10 @@ def test_bad_settings_name_the_key(tmp_path):
   config = small_config()
   config.distill.teacher_model = {"name": "no_such_model"}
   with pytest.raises(ValueError, match=r"distill\.teacher_model\.name"):
-    check_config(config)
+    check_experiment_config(config)
   config = small_config(base="nope")
   with pytest.raises(ValueError, match=r"distill\.base"):
-    check_config(config)
+    check_experiment_config(config)
 
 
 def test_missing_or_mismatched_teacher(tmp_path):
