@@ -40,10 +40,9 @@ import numpy as np
 from absl import app, flags, logging
 
 from tljax import select
-from tljax.config import check_config
 from tljax.methods import available_methods
 from tljax.params import read_checkpoint
-from tljax.train.experiment import run_dir, run_experiment
+from tljax.train.experiment import check_experiment_config, run_dir, run_experiment
 from tljax.train.loop import build_model, load_domains
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -208,7 +207,7 @@ def main(argv):
   results, timings, scores, selection = {}, {}, {}, {}
   for task in _TASKS.value:
     config = task_config(task)
-    check_config(config)
+    check_experiment_config(config)
     start = time.perf_counter()
     experiment = run_experiment(config, os.path.join(workdir, task))
     timings[task] = time.perf_counter() - start

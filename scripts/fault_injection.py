@@ -41,7 +41,7 @@ import numpy as np
 
 from tljax import data, errors
 from tljax.train import metrics as metrics_lib
-from tljax.train.checkpoint import Checkpointer
+from tljax.checkpoint import Checkpointer
 
 METADATA = ("integrity", "_CHECKPOINT_METADATA", "state/_METADATA",
             "state/_sharding", "state/manifest.ocdbt",

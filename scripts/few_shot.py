@@ -24,9 +24,8 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from tljax.config import check_config
 from tljax.methods import available_methods
-from tljax.train.experiment import run_experiment
+from tljax.train.experiment import check_experiment_config, run_experiment
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(_REPO, "configs"))
@@ -120,7 +119,7 @@ def main(argv):
   source = base_config()
   source.method = "source_only"
   source.steps = _SOURCE_STEPS.value
-  check_config(source)
+  check_experiment_config(source)
   run_experiment(source, os.path.join(workdir, "source"))
 
   rows = []
@@ -129,7 +128,7 @@ def main(argv):
       candidates = []
       for learning_rate in learning_rates:
         config = transfer_config(shots, method, learning_rate)
-        check_config(config)
+        check_experiment_config(config)
         results = run_experiment(
             config, os.path.join(workdir, f"k_{shots}", method,
                                  f"lr_{learning_rate:g}"))

@@ -37,10 +37,9 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from tljax.config import check_config
 from tljax.configs import digits  # the experiment's base config
 from tljax.train import rank_sources  # scores, verification, tables
-from tljax.train.experiment import run_dir, run_experiment
+from tljax.train.experiment import check_experiment_config, run_dir, run_experiment
 
 # name → (transform of the MNIST-5k source, what it is).
 ZOO = {
@@ -88,7 +87,7 @@ def zoo_config(name: str):
   config.checkpoint_every = _ZOO_STEPS.value
   if ZOO[name][0]:
     config.source.kwargs.transform = dict(ZOO[name][0])
-  check_config(config)
+  check_experiment_config(config)
   return config
 
 

@@ -43,9 +43,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from tljax import unsupervised
-from tljax.config import check_config
 from tljax.params import read_checkpoint
-from tljax.train.experiment import run_dir
+from tljax.train.experiment import check_experiment_config, run_dir
 from tljax.train.loop import build_model, load_domains, train_and_evaluate
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,7 +87,7 @@ def representation_config(method: str, domain: str):
   if _BATCH_SIZE.value:
     config.batch_size = _BATCH_SIZE.value
   config.checkpoint_every = config.steps
-  check_config(config)
+  check_experiment_config(config)
   return config
 
 

@@ -39,6 +39,7 @@ from ml_collections import ConfigDict
 
 from tljax import configs as packaged_configs
 from tljax import errors
+from tljax.config import check_config  # keys, types, values: no JAX
 
 PROG = "tljax"
 CONFIGS_DIR = os.path.dirname(os.path.abspath(packaged_configs.__file__))
@@ -166,7 +167,9 @@ def apply_override(config: ConfigDict, item: str) -> None:
 
   A key the config does not have raises naming it; a new key inside an
   existing group is added (free-form groups such as ``model`` take any key)
-  and left to :func:`tljax.config.check_config` to accept or reject.
+  and left to :func:`tljax.config.check_config` to accept or reject (and,
+  for the names the registries know, to
+  :func:`tljax.train.experiment.check_experiment_config` when the run starts).
   """
   key, separator, text = item.partition("=")
   if not separator or not key:
@@ -197,7 +200,6 @@ def apply_override(config: ConfigDict, item: str) -> None:
 
 def load_config(spec: str | None, overrides=()) -> ConfigDict:
   """The config file's config with ``overrides`` applied, checked."""
-  from tljax.config import check_config  # imports the registries (and JAX)
   config = load_config_file(spec)
   for item in overrides:
     apply_override(config, item)

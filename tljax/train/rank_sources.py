@@ -59,14 +59,14 @@ import numpy as np
 from tljax import data as data_lib
 from tljax import methods as methods_lib
 from tljax import models as models_lib
-from tljax.config import base_config, check_config
+from tljax.config import base_config
 from tljax.select.source_ranking import (SCORE_NAMES, SCORE_TITLES,
                                          check_score_names, compute_scores,
                                          correlations, effective_rank,
                                          predicted_negative, ranking,
                                          transfer_gaps)
 from tljax.train import metrics as metrics_lib
-from tljax.train.experiment import run_experiment
+from tljax.train.experiment import check_experiment_config, run_experiment
 from tljax.train.loop import select_target_labels
 from tljax.train.source_runs import (SourceRun, default_name, load_source_run,
                                      model_config)
@@ -327,7 +327,7 @@ def transfer_config(run: SourceRun | None, method: str, target: TargetSpec,
   config.optimizer.learning_rate = settings.learning_rate(method)
   config.progress_bar = False
   config.eval_every = 0
-  check_config(config)
+  check_experiment_config(config)
   return config
 
 
