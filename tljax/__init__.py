@@ -1,6 +1,6 @@
 """tljax: transfer learning in JAX.
 
-Subpackages mirror what is transferred (see DESIGN.md): ``tljax.params``
+Subpackages mirror what is transferred (see docs/design.md): ``tljax.params``
 (parameter transfer), ``tljax.align`` (feature-representation transfer),
 ``tljax.reweight`` (instance transfer: importance weights, TrAdaBoost),
 ``tljax.select`` (what and whether to transfer: transferability scores), and
