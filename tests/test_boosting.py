@@ -20,6 +20,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.tree import DecisionTreeClassifier
 
 from tljax.reweight import boosting
+from tljax.reweight.boosting.regression import _solve_source_beta
 
 
 class ThresholdRule:
@@ -333,12 +334,12 @@ def test_stage_one_beta_follows_the_target_weight_schedule():
 def test_beta_bisection_hits_the_fraction_or_reports_it_unreachable():
   weights = np.array([0.2, 0.3, 0.1])
   losses = np.array([0.1, 0.7, 1.0])
-  beta = boosting._solve_source_beta(weights, losses, 0.4, 0.8)
+  beta = _solve_source_beta(weights, losses, 0.4, 0.8)
   assert 0 < beta < 1
   assert 0.4 / (0.4 + weights @ beta ** losses) == pytest.approx(0.8, rel=1e-10)
   # A perfectly predicted source example keeps its 0.3 for every β.
-  assert boosting._solve_source_beta(weights, np.array([0.5, 0.0, 1.0]), 0.4, 0.8) == 0
-  assert boosting._solve_source_beta(weights, losses, 0.4, 0.4) == 1
+  assert _solve_source_beta(weights, np.array([0.5, 0.0, 1.0]), 0.4, 0.8) == 0
+  assert _solve_source_beta(weights, losses, 0.4, 0.4) == 1
 
 
 def test_tradaboost_r2_beats_target_only_and_source_only_ridge():

@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from tljax.reweight import boosting
 from tljax.reweight._common import check_domains
+from tljax.reweight.boosting._base import check_learner
+from tljax.reweight.boosting.learners import (WeightedLogisticRegression,
+                                              WeightedRidge)
 from tljax.reweight.classifier import classifier_density_ratio
 from tljax.reweight.kliep import kliep
 from tljax.reweight.kmm import kmm
@@ -85,7 +87,7 @@ class _ImportanceWeighted:
                **estimator_kwargs):
     _check_estimator(estimator, estimator_kwargs)
     if learner is not None:
-      boosting._check_learner(learner)  # pylint: disable=protected-access
+      check_learner(learner)
     self.estimator = estimator
     self.learner = learner
     self.estimator_kwargs = estimator_kwargs
@@ -150,7 +152,7 @@ class ImportanceWeightedClassifier(_ImportanceWeighted):
   Attributes (after ``fit``): ``weights_`` (the raw estimated weights),
   ``learner_`` (the fitted learner).
   """
-  _default_learner = boosting.WeightedLogisticRegression
+  _default_learner = WeightedLogisticRegression
 
   def score(self, inputs, labels) -> float:
     """Accuracy on ``(inputs, labels)``."""
@@ -164,7 +166,7 @@ class ImportanceWeightedRegressor(_ImportanceWeighted):
 
   Same arguments and attributes as :class:`ImportanceWeightedClassifier`.
   """
-  _default_learner = boosting.WeightedRidge
+  _default_learner = WeightedRidge
 
   def score(self, inputs, targets) -> float:
     """Mean squared error on ``(inputs, targets)`` (lower is better)."""
