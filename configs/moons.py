@@ -4,8 +4,8 @@ Source: scikit-learn's two moons (1,000 training points, noise 0.1); target:
 the same distribution rotated by ``rotation`` degrees about the moons'
 centre (unlabeled for the transductive recipes). A small MLP (two hidden
 layers of 64, bottleneck 32) is trained for 1,000 steps of batch 256 per
-domain with Adam (learning rate 1e-3); adversarial recipes use a domain
-discriminator of width 64.
+domain with Adam (learning rate 1e-3); the recipes with a domain
+discriminator or adversarial head (:data:`NARROW_HEAD_METHODS`) use width 64.
 
   tljax train --config configs/moons.py:method=dann,rotation=30
   tljax train --config configs/moons.py:method=mdd,rotation=50
@@ -15,6 +15,11 @@ Argument keys: ``method`` (a registered recipe), ``rotation`` (degrees),
 """
 
 from tljax.config import base_config, parse_arg
+
+# The recipes whose hidden_dim setting (an adversarial MLP's width) these
+# small domains narrow to 64.
+NARROW_HEAD_METHODS = ("dann", "cdan", "cdan_e", "mdd")
+HIDDEN_DIM = 64
 
 
 def get_config(arg=None):
@@ -40,7 +45,8 @@ def get_config(arg=None):
   config.optimizer.weight_decay = 0.0
   config.optimizer.schedule = "constant"
 
-  config.adaptation.hidden_dim = 64
+  if arg.method in NARROW_HEAD_METHODS:
+    config.method_kwargs.hidden_dim = HIDDEN_DIM
 
   config.steps = 1000
   config.batch_size = 256

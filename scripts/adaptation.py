@@ -40,10 +40,10 @@ import numpy as np
 from absl import app, flags, logging
 
 from tljax import select
-from tljax.methods import available_methods
+from tljax.methods import available_methods, method_defaults
 from tljax.params import read_checkpoint
-from tljax.train.experiment import check_experiment_config, run_dir, run_experiment
-from tljax.train.loop import build_model, load_domains
+from tljax.train.experiment import check_experiment_config, run_dir
+from tljax.train.loop import build_model, load_domains, train_and_evaluate
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(_REPO, "configs"))
@@ -95,6 +95,33 @@ def task_config(task: str):
     config.steps = _STEPS.value
   config.checkpoint_every = config.steps
   return config
+
+
+def method_config(config, method: str, task: str):
+  """``config`` training ``method`` alone, with the task's settings for it.
+
+  Each recipe is its config's ``method`` so that ``method_kwargs`` (which
+  applies to ``config.method`` only) can narrow the moons tasks'
+  discriminators, as configs/moons.py does.
+  """
+  config = config.copy_and_resolve_references()
+  config.method, config.baselines = method, ()
+  if task.startswith("moons") and "hidden_dim" in method_defaults(method):
+    config.method_kwargs.hidden_dim = moons.HIDDEN_DIM
+  return config
+
+
+def run_task(config, task: str, task_dir: str, methods) -> list[dict]:
+  """Every (method, seed) run of ``task`` into ``task_dir/<method>/seed_<n>``."""
+  domains = load_domains(config)
+  configs = {method: method_config(config, method, task) for method in methods}
+  for method_config_ in configs.values():
+    check_experiment_config(method_config_)
+  return [train_and_evaluate(configs[method],
+                             run_dir(task_dir, method, int(seed)),
+                             method_name=method, seed=int(seed),
+                             domains=domains)
+          for method in methods for seed in config.seeds]
 
 
 def format_report(results: dict, tasks, methods) -> str:
@@ -207,14 +234,13 @@ def main(argv):
   results, timings, scores, selection = {}, {}, {}, {}
   for task in _TASKS.value:
     config = task_config(task)
-    check_experiment_config(config)
     start = time.perf_counter()
-    experiment = run_experiment(config, os.path.join(workdir, task))
+    runs = run_task(config, task, os.path.join(workdir, task), methods)
     timings[task] = time.perf_counter() - start
     results[task] = {}
     for method in methods:
       accuracies = np.array([run["target_test"]["accuracy"]
-                             for run in experiment["runs"]
+                             for run in runs
                              if run["method"] == method])
       results[task][method] = {
           "mean": float(accuracies.mean()),

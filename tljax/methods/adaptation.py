@@ -27,18 +27,20 @@ these losses: the loop strips them.
 * ``mcc`` (Jin et al., ECCV 2020): + λ · minimum class confusion of the
   target predictions.
 
-``config.adaptation.bsp_weight > 0`` adds batch spectral penalization (Chen
-et al., ICML 2019; the paper's weight is 1e-4) to the adversarial recipes
-(``dann``, ``cdan``, ``cdan_e``, ``mdd``).
+Each recipe declares its hyper-parameters where it is registered, with the
+paper's values as defaults (``config.method_kwargs`` sets them):
+``trade_off`` (λ; 0.05 for ``afn``, 1 otherwise) is a *traced*
+hyper-parameter (:attr:`tljax.methods.Method.hparams`): it lives in the train
+state, so a vmapped sweep gives each member its own. ``bsp_weight > 0`` adds
+batch spectral penalization (Chen et al., ICML 2019; the paper's weight is
+1e-4) to the adversarial recipes (``dann``, ``cdan``, ``cdan_e``, ``mdd``).
 
-The domain discriminator is a small MLP (``config.adaptation.hidden_dim``
-units, two hidden ReLU layers, as the Transfer-Learning-Library's
-``DomainDiscriminator`` but without its BatchNorm layers) whose parameters are
-added next to the model's as ``discriminator/...`` and trained by the same
-step: the reversal makes one minimisation train the discriminator and fool it.
-Weights: ``config.adaptation.trade_off`` (λ); unset, each recipe uses its
-paper's (:data:`DEFAULT_TRADE_OFFS`). Hyper-parameters are fixed before
-training (no target labels choose them).
+The domain discriminator is a small MLP (``hidden_dim`` units, two hidden
+ReLU layers, as the Transfer-Learning-Library's ``DomainDiscriminator`` but
+without its BatchNorm layers) whose parameters are added next to the model's
+as ``discriminator/...`` and trained by the same step: the reversal makes one
+minimisation train the discriminator and fool it. Hyper-parameters are fixed
+before training (no target labels choose them).
 """
 
 from __future__ import annotations
@@ -59,30 +61,33 @@ RANDOMIZED_ABOVE = 4096  # CDAN uses the randomized map for larger outer product
 SECOND_HEAD = "head2"  # MCD's second classifier
 ADVERSARIAL_HEAD = "adversarial_head"  # MDD's auxiliary classifier
 JAN_PREDICTION_SIGMA = 0.92  # JAN's fixed kernel on the softmax predictions
-DEFAULT_TRADE_OFFS = {"dan": 1.0, "jan": 1.0, "deep_coral": 1.0, "dann": 1.0,
-                      "cdan": 1.0, "cdan_e": 1.0, "mdd": 1.0, "afn": 0.05,
-                      "mcc": 1.0}
+ADVERSARIAL = dict(trade_off=1.0, hidden_dim=500, bsp_weight=0.0)
 
 
-def trade_off(config, name: str) -> float:
-  """λ of recipe ``name``: ``config.adaptation.trade_off`` or the paper's."""
-  value = config.adaptation.get("trade_off")
-  value = DEFAULT_TRADE_OFFS[name] if value is None else float(value)
-  if not value >= 0:
-    raise ValueError(f"adaptation.trade_off must be >= 0, got {value}")
-  return value
+def _check_non_negative(settings, *keys):
+  for key in keys:
+    if not settings[key] >= 0:
+      raise ValueError(f"config key 'method_kwargs.{key}' must be >= 0, got "
+                       f"{settings[key]}")
 
 
-def swept_trade_off(batch, weight: float):
-  """λ for this step: the batch's ``hparams["trade_off"]`` when a vmapped
-  sweep (:mod:`tljax.train.sweep`) gives each member its own, else ``weight``."""
-  return (batch.get("hparams") or {}).get("trade_off", weight)
+def _check_positive_int(settings, *keys):
+  for key in keys:
+    if not settings[key] >= 1:
+      raise ValueError(f"config key 'method_kwargs.{key}' must be >= 1, got "
+                       f"{settings[key]}")
 
 
-def _spectral_penalty(config, source_features, target_features):
-  weight = float(config.adaptation.get("bsp_weight") or 0.0)
-  if weight < 0:
-    raise ValueError(f"adaptation.bsp_weight must be >= 0, got {weight}")
+def _check_trade_off(settings):
+  _check_non_negative(settings, "trade_off")
+
+
+def _check_adversarial(settings):
+  _check_non_negative(settings, "trade_off", "bsp_weight")
+  _check_positive_int(settings, "hidden_dim")
+
+
+def _spectral_penalty(weight: float, source_features, target_features):
   if not weight:
     return 0.0, {}
   penalty = align.batch_spectral_penalization(source_features, target_features)
@@ -147,36 +152,47 @@ def _progress(batch, config):
   return jnp.minimum(batch["step"].astype(jnp.float32) / config.steps, 1.0)
 
 
-def _discrepancy_method(name: str, discrepancy, config, model) -> Method:
-  weight = trade_off(config, name)
+def _discrepancy_method(name: str, discrepancy, model,
+                        trade_off: float) -> Method:
 
-  def loss_fn(params, model_state, batch, key, extras):
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
     del extras
     (loss, model_state, source_features, target_features, _, _,
      metrics) = _joint_forward(model, params, model_state, batch, key)
     term = discrepancy(source_features, target_features)
-    return loss + swept_trade_off(batch, weight) * term, (model_state, {**metrics, name: term})
+    return loss + hparams["trade_off"] * term, (model_state,
+                                                {**metrics, name: term})
 
   return Method(name=name, loss_fn=loss_fn, domains=("source", "target"),
-                labeled=("source",), setting="transductive")
+                labeled=("source",), setting="transductive",
+                hparams={"trade_off": trade_off})
 
 
-@register_method("dan")
-def build_dan(config, model) -> Method:
-  return _discrepancy_method("dan", align.mmd, config, model)
+@register_method("dan", defaults=dict(trade_off=1.0), check=_check_trade_off)
+def build_dan(config, model, *, trade_off) -> Method:
+  del config
+  return _discrepancy_method("dan", align.mmd, model, trade_off)
 
 
-@register_method("deep_coral")
-def build_deep_coral(config, model) -> Method:
+def _check_coral(settings):
+  _check_trade_off(settings)
+  if settings["coral_convention"] not in align.CORAL_CONVENTIONS:
+    raise ValueError(f"config key 'method_kwargs.coral_convention' must be "
+                     f"one of {list(align.CORAL_CONVENTIONS)}, got "
+                     f"{settings['coral_convention']!r}")
+
+
+@register_method("deep_coral",
+                 defaults=dict(trade_off=1.0, coral_convention="paper"),
+                 check=_check_coral)
+def build_deep_coral(config, model, *, trade_off, coral_convention) -> Method:
   # "paper" (Sun & Saenko) or "tllib" (TLlib's code: 4x the covariance term
   # plus a mean term); see align.coral.
-  convention = config.adaptation.get("coral_convention", "paper")
-  if convention not in align.CORAL_CONVENTIONS:
-    raise ValueError(f"config key 'adaptation.coral_convention' must be one "
-                     f"of {list(align.CORAL_CONVENTIONS)}, got {convention!r}")
+  del config
   return _discrepancy_method(
-      "deep_coral", functools.partial(align.coral, convention=convention),
-      config, model)
+      "deep_coral", functools.partial(align.coral,
+                                      convention=coral_convention),
+      model, trade_off)
 
 
 def _feature_dim(context) -> tuple[int, int]:
@@ -187,18 +203,15 @@ def _feature_dim(context) -> tuple[int, int]:
   return probe.features.shape[-1], probe.logits.shape[-1]
 
 
-@register_method("dann")
-def build_dann(config, model) -> Method:
-  settings = config.adaptation
-  weight = trade_off(config, "dann")
+@register_method("dann", defaults=ADVERSARIAL, check=_check_adversarial)
+def build_dann(config, model, *, trade_off, hidden_dim, bsp_weight) -> Method:
 
   def init_params(context):
     feature_dim, _ = _feature_dim(context)
     key = jax.random.fold_in(jax.random.key(context.seed), 0xD155)
-    return {DISCRIMINATOR: init_discriminator(key, feature_dim,
-                                              settings.hidden_dim)}
+    return {DISCRIMINATOR: init_discriminator(key, feature_dim, hidden_dim)}
 
-  def loss_fn(params, model_state, batch, key, extras):
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
     del extras
     model_params, discriminator = _split_params(params)
     (loss, model_state, source_features, target_features, _, _,
@@ -211,30 +224,34 @@ def build_dann(config, model) -> Method:
         jnp.concatenate([source_features, target_features]), coeff))
     domain_loss = align.domain_adversarial_loss(domain_logits[:num_source],
                                                 domain_logits[num_source:])
-    penalty, penalty_metrics = _spectral_penalty(config, source_features,
+    penalty, penalty_metrics = _spectral_penalty(bsp_weight, source_features,
                                                  target_features)
-    return loss + swept_trade_off(batch, weight) * domain_loss + penalty, (
+    return loss + hparams["trade_off"] * domain_loss + penalty, (
         model_state, {**metrics, **penalty_metrics, "domain_loss": domain_loss,
                       "reversal_coefficient": coeff})
 
   return Method(name="dann", loss_fn=loss_fn, domains=("source", "target"),
                 labeled=("source",), setting="transductive",
-                init_params=init_params)
+                init_params=init_params, hparams={"trade_off": trade_off})
 
 
-def _build_cdan(name: str, entropy_conditioning: bool, config, model) -> Method:
-  settings = config.adaptation
-  weight = trade_off(config, name)
+def _check_cdan(settings):
+  _check_adversarial(settings)
+  _check_positive_int(settings, "random_map_dim")
+
+
+def _build_cdan(name: str, entropy_conditioning: bool, config, model, *,
+                trade_off, hidden_dim, random_map_dim, bsp_weight) -> Method:
 
   def map_dim(context):
     feature_dim, num_classes = _feature_dim(context)
     full = feature_dim * num_classes
-    return full if full <= RANDOMIZED_ABOVE else settings.random_map_dim
+    return full if full <= RANDOMIZED_ABOVE else random_map_dim
 
   def init_params(context):
     key = jax.random.fold_in(jax.random.key(context.seed), 0xCDA0)
     return {DISCRIMINATOR: init_discriminator(key, map_dim(context),
-                                              settings.hidden_dim)}
+                                              hidden_dim)}
 
   def init_extras(context):
     feature_dim, num_classes = _feature_dim(context)
@@ -242,9 +259,9 @@ def _build_cdan(name: str, entropy_conditioning: bool, config, model) -> Method:
       return {}
     key = jax.random.fold_in(jax.random.key(context.seed), 0xCDA1)
     return {"random_matrices": align.random_multilinear_matrices(
-        key, feature_dim, num_classes, output_dim=settings.random_map_dim)}
+        key, feature_dim, num_classes, output_dim=random_map_dim)}
 
-  def loss_fn(params, model_state, batch, key, extras):
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
     model_params, discriminator = _split_params(params)
     (loss, model_state, source_features, target_features, source_logits,
      target_logits, metrics) = _joint_forward(model, model_params, model_state,
@@ -255,33 +272,37 @@ def _build_cdan(name: str, entropy_conditioning: bool, config, model) -> Method:
         source_features, source_logits, target_features, target_logits,
         coeff=coeff, entropy_conditioning=entropy_conditioning,
         random_matrices=extras.get("random_matrices"))
-    penalty, penalty_metrics = _spectral_penalty(config, source_features,
+    penalty, penalty_metrics = _spectral_penalty(bsp_weight, source_features,
                                                  target_features)
-    return loss + swept_trade_off(batch, weight) * domain_loss + penalty, (
+    return loss + hparams["trade_off"] * domain_loss + penalty, (
         model_state, {**metrics, **penalty_metrics, "domain_loss": domain_loss,
                       "reversal_coefficient": coeff})
 
   return Method(name=name, loss_fn=loss_fn, domains=("source", "target"),
                 labeled=("source",), setting="transductive",
-                init_params=init_params, init_extras=init_extras)
+                init_params=init_params, init_extras=init_extras,
+                hparams={"trade_off": trade_off})
 
 
-@register_method("cdan")
-def build_cdan(config, model) -> Method:
-  return _build_cdan("cdan", False, config, model)
+CDAN = dict(ADVERSARIAL, random_map_dim=1024)
 
 
-@register_method("cdan_e")
-def build_cdan_e(config, model) -> Method:
-  return _build_cdan("cdan_e", True, config, model)
+@register_method("cdan", defaults=CDAN, check=_check_cdan)
+def build_cdan(config, model, **settings) -> Method:
+  return _build_cdan("cdan", False, config, model, **settings)
 
 
-@register_method("jan")
-def build_jan(config, model) -> Method:
+@register_method("cdan_e", defaults=CDAN, check=_check_cdan)
+def build_cdan_e(config, model, **settings) -> Method:
+  return _build_cdan("cdan_e", True, config, model, **settings)
+
+
+@register_method("jan", defaults=dict(trade_off=1.0), check=_check_trade_off)
+def build_jan(config, model, *, trade_off) -> Method:
   """JAN: joint MMD of the features and the softmax predictions."""
-  weight = trade_off(config, "jan")
+  del config
 
-  def loss_fn(params, model_state, batch, key, extras):
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
     del extras
     (loss, model_state, source_features, target_features, source_logits,
      target_logits, metrics) = _joint_forward(model, params, model_state,
@@ -290,19 +311,21 @@ def build_jan(config, model) -> Method:
         [source_features, jax.nn.softmax(source_logits)],
         [target_features, jax.nn.softmax(target_logits)],
         kernel_bandwidths=[None, [JAN_PREDICTION_SIGMA ** 2]])
-    return loss + swept_trade_off(batch, weight) * term, (model_state, {**metrics, "jmmd": term})
+    return loss + hparams["trade_off"] * term, (model_state,
+                                                {**metrics, "jmmd": term})
 
   return Method(name="jan", loss_fn=loss_fn, domains=("source", "target"),
-                labeled=("source",), setting="transductive")
+                labeled=("source",), setting="transductive",
+                hparams={"trade_off": trade_off})
 
 
-@register_method("afn")
-def build_afn(config, model) -> Method:
-  """Stepwise AFN on the bottleneck features of both domains."""
-  weight = trade_off(config, "afn")
-  delta_r = float(config.adaptation.afn_delta_r)
+@register_method("afn", defaults=dict(trade_off=0.05, delta_r=1.0),
+                 check=_check_trade_off)
+def build_afn(config, model, *, trade_off, delta_r) -> Method:
+  """Stepwise AFN on the bottleneck features of both domains (``Δr`` = ``delta_r``)."""
+  del config
 
-  def loss_fn(params, model_state, batch, key, extras):
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
     del extras
     (loss, model_state, source_features, target_features, _, _,
      metrics) = _joint_forward(model, params, model_state, batch, key)
@@ -312,29 +335,32 @@ def build_afn(config, model) -> Method:
                                                    delta_r=delta_r))
     norm = jnp.mean(jnp.linalg.norm(jnp.concatenate(
         [source_features, target_features]), axis=-1))
-    return loss + swept_trade_off(batch, weight) * term, (model_state, {
+    return loss + hparams["trade_off"] * term, (model_state, {
         **metrics, "feature_norm_loss": term, "feature_norm": norm})
 
   return Method(name="afn", loss_fn=loss_fn, domains=("source", "target"),
-                labeled=("source",), setting="transductive")
+                labeled=("source",), setting="transductive",
+                hparams={"trade_off": trade_off})
 
 
-@register_method("mcc")
-def build_mcc(config, model) -> Method:
-  """Minimum class confusion of the target predictions."""
-  weight = trade_off(config, "mcc")
-  temperature = float(config.adaptation.mcc_temperature)
+@register_method("mcc", defaults=dict(trade_off=1.0, temperature=2.5),
+                 check=_check_trade_off)
+def build_mcc(config, model, *, trade_off, temperature) -> Method:
+  """Minimum class confusion of the target predictions (temperature ``temperature``)."""
+  del config
 
-  def loss_fn(params, model_state, batch, key, extras):
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
     del extras
     (loss, model_state, _, _, _, target_logits,
      metrics) = _joint_forward(model, params, model_state, batch, key)
     term = align.minimum_class_confusion(target_logits,
                                          temperature=temperature)
-    return loss + swept_trade_off(batch, weight) * term, (model_state, {**metrics, "mcc": term})
+    return loss + hparams["trade_off"] * term, (model_state,
+                                                {**metrics, "mcc": term})
 
   return Method(name="mcc", loss_fn=loss_fn, domains=("source", "target"),
-                labeled=("source",), setting="transductive")
+                labeled=("source",), setting="transductive",
+                hparams={"trade_off": trade_off})
 
 
 def _fresh_head(context, salt: int) -> dict:
@@ -350,8 +376,12 @@ def apply_head(head: dict, features: jax.Array) -> jax.Array:
           + head["bias"].astype(jnp.float32))
 
 
-@register_method("mcd")
-def build_mcd(config, model) -> Method:
+def _check_mcd(settings):
+  _check_positive_int(settings, "num_k")
+
+
+@register_method("mcd", defaults=dict(num_k=4), check=_check_mcd)
+def build_mcd(config, model, *, num_k) -> Method:
   """Maximum Classifier Discrepancy (Saito et al., CVPR 2018), three steps per batch.
 
   The generator ``G`` is the backbone and bottleneck, ``F1`` the model's
@@ -362,7 +392,7 @@ def build_mcd(config, model) -> Method:
 
   A. ``G, F1, F2`` ← minimise CE(F1) + CE(F2) on the source batch;
   B. ``F1, F2`` ← minimise CE(F1) + CE(F2) − d(F1, F2) on target;
-  C. ``G`` ← minimise d(F1, F2) on target, ``adaptation.mcd_num_k`` times
+  C. ``G`` ← minimise d(F1, F2) on target, ``num_k`` times
      (4, the authors').
 
   with ``d`` :func:`tljax.align.classifier_discrepancy`. Every forward pass
@@ -373,9 +403,7 @@ def build_mcd(config, model) -> Method:
   the learning-rate schedule of each group runs over its own number of
   updates (``G`` is updated ``1 + num_k`` times per step).
   """
-  num_k = int(config.adaptation.mcd_num_k)
-  if num_k < 1:
-    raise ValueError(f"adaptation.mcd_num_k must be >= 1, got {num_k}")
+  del config
 
   def init_params(context):
     return {SECOND_HEAD: _fresh_head(context, 0x3CD)}
@@ -420,36 +448,41 @@ def build_mcd(config, model) -> Method:
                               (".*", "generator")))
 
 
-@register_method("mdd")
-def build_mdd(config, model) -> Method:
+def _check_mdd(settings):
+  _check_adversarial(settings)
+  if not settings["warmup_iters"] > 0:
+    raise ValueError(f"config key 'method_kwargs.warmup_iters' must be > 0, "
+                     f"got {settings['warmup_iters']}")
+
+
+@register_method("mdd", defaults=dict(ADVERSARIAL, margin=4.0,
+                                      max_coefficient=0.1,
+                                      warmup_iters=1000.0),
+                 check=_check_mdd)
+def build_mdd(config, model, *, trade_off, hidden_dim, bsp_weight, margin,
+              max_coefficient, warmup_iters) -> Method:
   """Margin Disparity Discrepancy with an adversarial head (Zhang et al. 2019).
 
   loss = CE(f(G(x_s)), y_s) − λ · D_γ, where D_γ
   (:func:`tljax.align.margin_disparity_discrepancy`, margin
-  ``adaptation.mdd_margin`` = 4) compares the main head ``f`` with an
+  ``margin`` = 4) compares the main head ``f`` with an
   adversarial head ``f'`` (an MLP ``bottleneck → hidden_dim → classes``,
   ``adversarial_head/...``) that reads the features through a gradient
   reversal. The reversal coefficient warms up as the
   Transfer-Learning-Library's ``WarmStartGradientReverseLayer``:
   ``0.1 · (2 / (1 + exp(−i / 1000)) − 1)`` at step ``i``
-  (``adaptation.mdd_max_coefficient``, ``adaptation.mdd_warmup_iters``).
+  (``max_coefficient``, ``warmup_iters``).
   """
-  settings = config.adaptation
-  weight = trade_off(config, "mdd")
-  margin = float(settings.mdd_margin)
-  high = float(settings.mdd_max_coefficient)
-  warmup_iters = float(settings.mdd_warmup_iters)
-  if not warmup_iters > 0:
-    raise ValueError(f"adaptation.mdd_warmup_iters must be > 0, got "
-                     f"{warmup_iters}")
+  del config
+  high = max_coefficient
 
   def init_params(context):
     feature_dim, num_classes = _feature_dim(context)
     key = jax.random.fold_in(jax.random.key(context.seed), 0x3DD)
     return {ADVERSARIAL_HEAD: init_mlp(
-        key, [feature_dim, settings.hidden_dim, num_classes])}
+        key, [feature_dim, hidden_dim, num_classes])}
 
-  def loss_fn(params, model_state, batch, key, extras):
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
     del extras
     model_params, adversarial = _split_params(params, ADVERSARIAL_HEAD)
     (loss, model_state, source_features, target_features, source_logits,
@@ -465,12 +498,12 @@ def build_mdd(config, model) -> Method:
         target_logits,
         apply_mlp(adversarial, align.gradient_reversal(target_features, coeff)),
         margin=margin)
-    penalty, penalty_metrics = _spectral_penalty(config, source_features,
+    penalty, penalty_metrics = _spectral_penalty(bsp_weight, source_features,
                                                  target_features)
-    return loss - swept_trade_off(batch, weight) * disparity + penalty, (model_state, {
+    return loss - hparams["trade_off"] * disparity + penalty, (model_state, {
         **metrics, **penalty_metrics, "disparity": disparity,
         "reversal_coefficient": coeff})
 
   return Method(name="mdd", loss_fn=loss_fn, domains=("source", "target"),
                 labeled=("source",), setting="transductive",
-                init_params=init_params)
+                init_params=init_params, hparams={"trade_off": trade_off})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -30,11 +30,20 @@ class Method:
       removes labels from every other domain's batches, so a transductive method
       cannot peek at target labels even by mistake.
     setting: ``"inductive"``, ``"transductive"`` or ``"unsupervised"``.
-    pretrain: a method whose final parameters initialise this one when the
-      config gives no ``init_from`` (``finetune`` starts from ``source_only``).
-    pretrain_dont_load: the ``dont_load`` patterns used when starting from the
-      pretrain run (default ``config.init_from.dont_load``); LP-FT keeps the
-      probe's head with ``()``.
+    needs: the runs that must exist before this one trains, as
+      :class:`PriorRun` values: a ``"pretrain"`` run whose final parameters
+      initialise this one (``finetune`` starts from ``source_only``), a
+      ``"teacher"`` that ``distill`` reads, ... The runners
+      (:func:`tljax.train.experiment.run_experiment`, the sweep) train each
+      one first, or use its ``workdir``, and hand their directories to the
+      set-up (:attr:`TransferContext.prior_runs`).
+    hparams: the recipe's *traced* hyper-parameters (e.g. ``{"trade_off":
+      1.0}``): they live in the train state (``state.hparams``), the step
+      passes them to ``loss_fn`` as the keyword argument ``hparams`` (a dict
+      of float32 scalars), and a vmapped sweep
+      (:mod:`tljax.train.sweep`) gives each member its own values. A loss
+      reads them from there, never as Python constants, so that one compiled
+      step serves every value. Empty: ``loss_fn`` takes no ``hparams``.
     trainable_rules: the method's own ``(regex, value)`` rules (linear probing
       freezes the backbone); default: ``config.trainable_rules``.
     init_extras: ``init_extras(context) -> extras``, run once on the host
@@ -62,8 +71,8 @@ class Method:
   domains: tuple[str, ...]
   labeled: tuple[str, ...]
   setting: str
-  pretrain: str | None = None
-  pretrain_dont_load: tuple[str, ...] | None = None
+  needs: tuple["PriorRun", ...] = ()
+  hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)
   trainable_rules: tuple | None = None
   init_extras: Callable[["TransferContext"], Any] | None = None
   init_params: Callable[["TransferContext"], dict] | None = None
@@ -85,6 +94,69 @@ class Method:
     if self.setting not in SETTINGS:
       raise ValueError(f"Method.setting {self.setting!r} is unknown; allowed: "
                        f"{list(SETTINGS)}")
+    roles = [run.role for run in self.needs]
+    if len(set(roles)) != len(roles):
+      raise ValueError(f"Method.needs has repeated roles {roles}")
+    for name, value in self.hparams.items():
+      if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"Method.hparams[{name!r}] must be a number, got "
+                         f"{value!r}")
+
+  def prior_run(self, role: str) -> "PriorRun | None":
+    """The run this recipe needs in ``role`` (``None`` if it needs none)."""
+    return next((run for run in self.needs if run.role == role), None)
+
+  @property
+  def pretrain(self) -> str | None:
+    """The recipe whose final parameters initialise this one (``None``: none)."""
+    run = self.prior_run(PRETRAIN)
+    return run.method if run is not None else None
+
+
+PRETRAIN = "pretrain"
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorRun:
+  """A run a recipe needs before it trains (see :attr:`Method.needs`).
+
+  Attributes:
+    role: ``"pretrain"`` (its final parameters initialise the run, restored
+      with ``dont_load``) or a name the recipe's ``init_extras`` reads the
+      run's directory under (``context.prior_runs[role]``, e.g.
+      ``"teacher"``).
+    method: the recipe that trains it (with its default settings and every
+      parameter trainable).
+    workdir: a finished run to use instead of training one (``{seed}`` is
+      replaced by the seed); ``None``: the runner trains it, into the
+      experiment's directory for ``"pretrain"`` (where the same seed's
+      ``source_only`` baseline also lives) and into ``<role>/`` for the
+      others.
+    model: the model config (``name`` plus its keyword arguments) of that
+      run; ``None``: the experiment's.
+    dont_load: for ``"pretrain"``: the ``dont_load`` patterns used when
+      starting from it (``None``: ``config.init_from.dont_load``); LP-FT keeps
+      the probe's head with ``()``.
+  """
+  role: str
+  method: str
+  workdir: str | None = None
+  model: Mapping[str, Any] | None = None
+  dont_load: tuple[str, ...] | None = None
+
+
+def pretrain_run(config, method: str = "source_only",
+                 dont_load: tuple[str, ...] | None = None) -> PriorRun:
+  """The ``"pretrain"`` :class:`PriorRun` of a transfer recipe.
+
+  ``config.init_from.workdir`` stands in for a ``source_only`` pretrain run
+  (a source run shared by several experiments); any other pretrain recipe
+  (LP-FT's ``linear_probe``) is trained by the runner.
+  """
+  workdir = (config.init_from.get("workdir") if method == "source_only"
+             else None)
+  return PriorRun(PRETRAIN, method, workdir=workdir or None,
+                  dont_load=dont_load)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +176,8 @@ class TransferContext:
     domains: the data, ``{domain: {split: source}}``.
     config: the experiment config.
     seed: the run's seed.
+    prior_runs: ``{role: directory}`` of the runs the method needs
+      (:attr:`Method.needs`), ``{seed}`` already replaced.
   """
   params: Any
   model_state: Any
@@ -114,9 +188,10 @@ class TransferContext:
   domains: Any
   config: Any
   seed: int
+  prior_runs: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-MethodBuilder = Callable[[Any, Any], Method]
+MethodBuilder = Callable[..., Method]  # builder(config, model, **settings)
 
 
 def cross_entropy_loss(model, params, model_state, batch, key, *,

@@ -10,7 +10,7 @@ final checkpoint. Which parameters move is set by ``config.trainable_rules``
 (e.g. freeze the backbone for linear probing).
 """
 
-from tljax.methods.base import Method, supervised_on
+from tljax.methods.base import Method, pretrain_run, supervised_on
 from tljax.methods.registry import register_method
 
 
@@ -18,4 +18,4 @@ from tljax.methods.registry import register_method
 def build(config, model) -> Method:
   return Method(name="finetune", loss_fn=supervised_on("target")(config, model),
                 domains=("target",), labeled=("target",), setting="inductive",
-                pretrain="source_only")
+                needs=(pretrain_run(config),))

@@ -13,9 +13,10 @@
   fine-tuning improves adaptation to distribution shifts"): fine-tune only a
   chosen block — the first block for input-level shifts such as a change of
   rendering or preprocessing, later blocks for output-level shifts — with the
-  rest frozen. The blocks are ``config.surgical_blocks`` (regexes over ``a/b/c``
-  names); the re-initialised head trains as well, since a new random head
-  cannot stay frozen.
+  rest frozen. The blocks are its setting ``blocks`` (regexes over ``a/b/c``
+  names; ``config.method_kwargs.blocks``, default the first conv block); the
+  re-initialised head trains as well, since a new random head cannot stay
+  frozen.
 
 All three start from the same seed's ``source_only`` run unless
 ``config.init_from.workdir`` is set.
@@ -23,7 +24,9 @@ All three start from the same seed's ``source_only`` run unless
 
 import re
 
-from tljax.methods.base import Method, supervised_on
+import jax
+
+from tljax.methods.base import Method, pretrain_run, supervised_on
 from tljax.params import flatten
 from tljax.methods.registry import register_method
 
@@ -35,35 +38,33 @@ def build_linear_probe(config, model) -> Method:
   return Method(name="linear_probe",
                 loss_fn=supervised_on("target", train=False)(config, model),
                 domains=("target",), labeled=("target",), setting="inductive",
-                pretrain="source_only", trainable_rules=HEAD_ONLY)
+                needs=(pretrain_run(config),), trainable_rules=HEAD_ONLY)
 
 
 @register_method("lp_ft")
 def build_lp_ft(config, model) -> Method:
   return Method(name="lp_ft", loss_fn=supervised_on("target")(config, model),
                 domains=("target",), labeled=("target",), setting="inductive",
-                pretrain="linear_probe", pretrain_dont_load=())
+                needs=(pretrain_run(config, "linear_probe", dont_load=()),))
 
 
-@register_method("surgical")
-def build_surgical(config, model) -> Method:
-  blocks = tuple(config.surgical_blocks)
-  if not blocks:
-    raise ValueError("config.surgical_blocks must name at least one block "
-                     "(regexes over a/b/c parameter names)")
+def _check_surgical(settings):
+  if not settings["blocks"]:
+    raise ValueError("config key 'method_kwargs.blocks' must name at least "
+                     "one block (regexes over a/b/c parameter names)")
+
+
+@register_method("surgical", defaults=dict(blocks=("backbone/conv1/.*",)),
+                 check=_check_surgical)
+def build_surgical(config, model, *, blocks) -> Method:
   rules = tuple((pattern, 1.0) for pattern in blocks) + HEAD_ONLY
-
-  def check_blocks(context):
-    # A block pattern with a typo would silently turn this into a linear probe.
-    names = list(flatten(context.params))
-    unused = [pattern for pattern in blocks
-              if not any(re.fullmatch(pattern, name) for name in names)]
-    if unused:
-      raise ValueError(f"config.surgical_blocks {unused} match no parameter; "
-                       f"parameters look like {names[:6]}")
-    return {}
-
+  # A block pattern with a typo would silently turn this into a linear probe.
+  names = list(flatten(jax.eval_shape(model.init, jax.random.key(0))[0]))
+  unused = [pattern for pattern in blocks
+            if not any(re.fullmatch(pattern, name) for name in names)]
+  if unused:
+    raise ValueError(f"config key 'method_kwargs.blocks': {unused} match no "
+                     f"parameter; parameters look like {names[:6]}")
   return Method(name="surgical", loss_fn=supervised_on("target")(config, model),
                 domains=("target",), labeled=("target",), setting="inductive",
-                pretrain="source_only", trainable_rules=rules,
-                init_extras=check_blocks)
+                needs=(pretrain_run(config),), trainable_rules=rules)

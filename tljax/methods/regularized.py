@@ -2,8 +2,9 @@
 
 Each recipe is the target cross-entropy of ``finetune`` plus one term of
 :mod:`tljax.params.regularizers` (see there for the formulas, papers and
-defaults); the weights come from ``config.regularization``. All start from the
-same seed's ``source_only`` run (or ``config.init_from``), with a new head.
+defaults); the weights are each recipe's settings (declared where it is
+registered, set in ``config.method_kwargs``). All start from the same seed's
+``source_only`` run (or ``config.init_from``), with a new head.
 
 * ``l2_sp`` (Li et al., ICML 2018): weights pulled towards their pretrained
   values, new ones towards zero; it replaces the optimizer's weight decay.
@@ -25,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tljax.methods.base import Method, cross_entropy_loss, label_smoothing
+from tljax.methods.base import (Method, cross_entropy_loss, label_smoothing,
+                                pretrain_run)
 from tljax.methods.registry import register_method
 from tljax.params import flatten, regularizers
 from tljax.params.tree import unflatten
@@ -55,11 +57,21 @@ def _target_loss(model, config):
   return loss
 
 
-@register_method("l2_sp")
-def build_l2_sp(config, model) -> Method:
+def _check_non_negative(*keys):
+
+  def check(settings):
+    for key in keys:
+      if not settings[key] >= 0:
+        raise ValueError(f"config key 'method_kwargs.{key}' must be >= 0, "
+                         f"got {settings[key]}")
+
+  return check
+
+
+@register_method("l2_sp", defaults=dict(alpha=0.1, beta=0.01),
+                 check=_check_non_negative("alpha", "beta"))
+def build_l2_sp(config, model, *, alpha, beta) -> Method:
   target_loss = _target_loss(model, config)
-  alpha = float(config.regularization.l2_sp_alpha)
-  beta = float(config.regularization.l2_sp_beta)
 
   def init_extras(context):
     _require_source(context, "l2_sp")
@@ -72,15 +84,14 @@ def build_l2_sp(config, model) -> Method:
 
   return Method(name="l2_sp", loss_fn=loss_fn, domains=("target",),
                 labeled=("target",), setting="inductive",
-                pretrain="source_only", init_extras=init_extras,
+                needs=(pretrain_run(config),), init_extras=init_extras,
                 replaces_weight_decay=True)
 
 
-@register_method("bss")
-def build_bss(config, model) -> Method:
+@register_method("bss", defaults=dict(eta=0.001, k=1),
+                 check=_check_non_negative("eta", "k"))
+def build_bss(config, model, *, eta, k) -> Method:
   target_loss = _target_loss(model, config)
-  eta = float(config.regularization.bss_eta)
-  k = int(config.regularization.bss_k)
 
   def loss_fn(params, model_state, batch, key, extras):
     del extras
@@ -92,7 +103,7 @@ def build_bss(config, model) -> Method:
 
   return Method(name="bss", loss_fn=loss_fn, domains=("target",),
                 labeled=("target",), setting="inductive",
-                pretrain="source_only")
+                needs=(pretrain_run(config),))
 
 
 def _fit_probe_head(features, labels, num_classes, *, steps=300,
@@ -137,7 +148,7 @@ def delta_attention(context, layer: str, *, max_examples: int = 512):
   flat = flatten(params)
   kernel_name, bias_name = f"{layer}/kernel", f"{layer}/bias"
   if kernel_name not in flat:
-    raise ValueError(f"config.regularization.delta_layer {layer!r} has no "
+    raise ValueError(f"config key 'method_kwargs.layer': {layer!r} has no "
                      f"kernel; parameters look like {list(flat)[:6]}")
   num_channels = flat[kernel_name].shape[-1]
   outputs, _ = model.apply(params, model_state, inputs, train=False)
@@ -156,11 +167,14 @@ def delta_attention(context, layer: str, *, max_examples: int = 512):
   return regularizers.delta_channel_attention(jax.jit(loss_fn), num_channels)
 
 
-@register_method("delta")
-def build_delta(config, model) -> Method:
+@register_method("delta", defaults=dict(alpha=0.01, beta=0.01,
+                                        layer="backbone/conv2",
+                                        attention=True),
+                 check=_check_non_negative("alpha", "beta"))
+def build_delta(config, model, *, alpha, beta, layer, attention) -> Method:
+  """DELTA; ``layer`` is the one whose output channels the attention removes,
+  ``attention=False`` weighs every channel alike."""
   target_loss = _target_loss(model, config)
-  settings = config.regularization
-  alpha, beta = float(settings.delta_alpha), float(settings.delta_beta)
 
   def init_extras(context):
     _require_source(context, "delta")
@@ -170,8 +184,7 @@ def build_delta(config, model) -> Method:
     if probe.feature_maps is None:
       raise ValueError(f"method 'delta' regularizes feature maps; model "
                        f"{model.name!r} has none (use a convolutional model)")
-    weights = (delta_attention(context, settings.delta_layer)
-               if settings.delta_attention else None)
+    weights = delta_attention(context, layer) if attention else None
     return {"start_params": context.params,
             "start_model_state": context.model_state,
             "transferred": _transferred_subtree(context),
@@ -193,7 +206,7 @@ def build_delta(config, model) -> Method:
 
   return Method(name="delta", loss_fn=loss_fn, domains=("target",),
                 labeled=("target",), setting="inductive",
-                pretrain="source_only", init_extras=init_extras,
+                needs=(pretrain_run(config),), init_extras=init_extras,
                 replaces_weight_decay=True)
 
 
@@ -204,10 +217,10 @@ def _source_probabilities(context, source) -> np.ndarray:
   return np.asarray(jax.nn.softmax(outputs.logits.astype(jnp.float32)))
 
 
-@register_method("co_tuning")
-def build_co_tuning(config, model) -> Method:
+@register_method("co_tuning", defaults=dict(trade_off=2.3),
+                 check=_check_non_negative("trade_off"))
+def build_co_tuning(config, model, *, trade_off) -> Method:
   target_loss = _target_loss(model, config)
-  trade_off = float(config.regularization.cotuning_trade_off)
 
   def init_params(context):
     _require_source(context, "co_tuning")
@@ -243,5 +256,5 @@ def build_co_tuning(config, model) -> Method:
 
   return Method(name="co_tuning", loss_fn=loss_fn, domains=("target",),
                 labeled=("target",), setting="inductive",
-                pretrain="source_only", init_params=init_params,
+                needs=(pretrain_run(config),), init_params=init_params,
                 init_extras=init_extras)

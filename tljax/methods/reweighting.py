@@ -7,9 +7,10 @@ Sugiyama et al. (2007),
   1/n Σ_i w(x_i) ℓ(f(x_i), y_i),   w(x) ≈ p_target(x) / p_source(x),
 
 with the weights estimated once, before training, by an estimator of
-:mod:`tljax.reweight` (``config.reweight.estimator``: ``kmm``, ``kliep``,
+:mod:`tljax.reweight` (the setting ``estimator``: ``kmm``, ``kliep``,
 ``ulsif``, ``rulsif``, ``classifier_density_ratio`` or
-``nearest_neighbors_weighting``, with ``config.reweight.kwargs`` passed on)
+``nearest_neighbors_weighting``, with ``estimator_kwargs`` passed on; set in
+``config.method_kwargs``)
 on the flattened inputs of the source training split and of the target's
 unlabeled split. The weights are rescaled to mean 1 (so the learning rate
 means the same as for unweighted training), kept in the train state's
@@ -34,36 +35,39 @@ def _flat_inputs(source) -> np.ndarray:
 def _check_estimator(name: str) -> None:
   allowed = [key for key in facade.ESTIMATORS if key != "uniform"]
   if name not in allowed:
-    raise ValueError(f"reweight.estimator {name!r} is unknown; allowed: "
-                     f"{allowed}")
+    raise ValueError(f"config key 'method_kwargs.estimator': {name!r} is "
+                     f"unknown; allowed: {allowed}")
 
 
-def estimate_weights(config, domains) -> np.ndarray:
+def estimate_weights(domains, estimator: str = "kmm",
+                     estimator_kwargs=None) -> np.ndarray:
   """Mean-1 importance weights of the source training split (see the module doc)."""
-  name = config.reweight.estimator
+  name = estimator
   _check_estimator(name)
   target = domains["target"]
   target = target["unlabeled"] if "unlabeled" in target else target["train"]
   weights = facade.estimate_weights(
       name, _flat_inputs(domains["source"]["train"]), _flat_inputs(target),
-      **dict(config.reweight.get("kwargs") or {}))
+      **dict(estimator_kwargs or {}))
   if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(
       weights < 0) or weights.sum() <= 0:
-    raise ValueError(f"reweight.estimator {name!r} returned unusable weights "
+    raise ValueError(f"estimator {name!r} returned unusable weights "
                      f"(shape {weights.shape}, min {weights.min():g}, sum "
                      f"{weights.sum():g})")
   return weights / weights.mean()
 
 
-@register_method("importance_weighting")
-def build_importance_weighting(config, model) -> Method:
+@register_method("importance_weighting",
+                 defaults=dict(estimator="kmm", estimator_kwargs={}),
+                 check=lambda settings: _check_estimator(settings["estimator"]))
+def build_importance_weighting(config, model, *, estimator,
+                               estimator_kwargs) -> Method:
   """Importance-weighted cross-entropy on the source (see the module doc)."""
-  _check_estimator(config.reweight.estimator)
+  del config
 
   def init_extras(context):
-    return {"weights": jnp.asarray(estimate_weights(context.config,
-                                                    context.domains),
-                                   jnp.float32)}
+    return {"weights": jnp.asarray(estimate_weights(
+        context.domains, estimator, estimator_kwargs), jnp.float32)}
 
   def loss_fn(params, model_state, batch, key, extras):
     source = batch["source"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import ml_collections
 import numpy as np
 
 from tljax import data as data_lib
@@ -27,17 +28,18 @@ from tljax.train.loop import (TRAIN_EVERYTHING, build_model, load_domains,
 CONFIG_JSON = "config.json"
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
-TEACHER_SUBDIR = "teacher"
 
 
 def check_experiment_config(config) -> None:
   """:func:`tljax.config.check_config`, then the names the registries know.
 
   Raises ``ValueError`` naming the key for an unknown method (``method``,
-  ``baselines``, ``distill.base``, ``distill.teacher_method``), model
-  (``model.name``, ``distill.teacher_model.name``) or data source
-  (``source.name``, ``target.name``; ``tfds:<catalog name>`` is checked when
-  opened), and for bad ``parallel.param_rules``, before anything is compiled.
+  ``baselines``), model (``model.name``) or data source (``source.name``,
+  ``target.name``; ``tfds:<catalog name>`` is checked when opened), for
+  ``method_kwargs`` the method does not accept (an unknown key, a value of
+  the wrong type, or one its recipe's check refuses, e.g. ``distill``'s
+  ``teacher_method``: see :func:`tljax.methods.method_settings`), and for
+  bad ``parallel.param_rules``, before anything is compiled.
   """
   check_config(config)
   methods = methods_lib.available_methods()
@@ -47,19 +49,10 @@ def check_experiment_config(config) -> None:
     if name not in methods:
       raise ValueError(f"config key {key!r}: method {name!r} is unknown; "
                        f"registered methods: {methods}")
+  methods_lib.method_settings(config.method, config.get("method_kwargs"))
   if config.get("parallel") is not None:
     parallel.check_param_rules(config.parallel.get("param_rules"))
-  distill = config.get("distill") or {}
-  for key in ("base", "teacher_method"):
-    name = distill.get(key)
-    if name is not None and name not in methods:
-      raise ValueError(f"config key 'distill.{key}': method {name!r} is "
-                       f"unknown; registered methods: {methods}")
   models = models_lib.available_models()
-  teacher = (distill.get("teacher_model") or {}).get("name")
-  if teacher is not None and teacher not in models:
-    raise ValueError(f"config key 'distill.teacher_model.name': model "
-                     f"{teacher!r} is unknown; registered models: {models}")
   if config.model.name not in models:
     raise ValueError(f"config key 'model.name': model {config.model.name!r} is "
                      f"unknown; registered models: {models}")
@@ -72,15 +65,22 @@ def check_experiment_config(config) -> None:
           f"{list(sources)} or 'tfds:<catalog name>'")
 
 
-def teacher_run_config(config):
-  """The config that trains ``distill``'s teacher: its model and method, all parameters trained."""
-  teacher = config.copy_and_resolve_references()
-  teacher.method = config.distill.teacher_method
-  teacher.baselines = ()
-  if len(config.distill.teacher_model):
-    teacher.model = config.distill.teacher_model.copy_and_resolve_references()
-  teacher.trainable_rules = TRAIN_EVERYTHING
-  return teacher
+def prior_run_config(config, prior):
+  """The config that trains a :class:`tljax.methods.PriorRun` other than the pretrain run.
+
+  Its method (with the recipe's default settings) and model (the
+  experiment's unless ``prior.model``), every parameter trained, no
+  baselines. (A ``"pretrain"`` run trains with the experiment's own config,
+  as the same seed's baseline of that recipe would.)
+  """
+  prior_config = config.copy_and_resolve_references()
+  prior_config.method = prior.method
+  prior_config.method_kwargs = ml_collections.ConfigDict()
+  prior_config.baselines = ()
+  if prior.model:
+    prior_config.model = ml_collections.ConfigDict(dict(prior.model))
+  prior_config.trainable_rules = TRAIN_EVERYTHING
+  return prior_config
 
 
 def run_dir(workdir: str, method_name: str, seed: int) -> str:
@@ -90,16 +90,17 @@ def run_dir(workdir: str, method_name: str, seed: int) -> str:
 def run_experiment(config, workdir: str) -> dict:
   """Trains ``config.method`` and ``config.baselines`` for every seed; returns the results.
 
-  A method with a ``pretrain`` method (``finetune`` and the other transfer
-  recipes) starts from the same seed's run of its pretrain method, trained
-  first if it is not part of the experiment already; ``config.init_from.workdir``
-  (``{seed}`` is replaced by the seed) replaces the ``source_only`` pretrain
-  run, e.g. a source run shared by several experiments. Methods without a
-  pretrain (``source_only``, ``target_only``) train from scratch. ``distill``
-  without ``config.distill.teacher_workdir`` first trains its teacher
-  (``config.distill.teacher_method`` on ``config.distill.teacher_model``)
-  per seed into ``workdir/teacher/<method>/seed_<seed>``. Existing runs in
-  ``workdir`` resume.
+  The runs a method needs first (:attr:`tljax.methods.Method.needs`) are
+  trained per seed before it, unless the :class:`tljax.methods.PriorRun`
+  names a finished one (its ``workdir``, ``{seed}`` replaced by the seed):
+  a ``"pretrain"`` run (``finetune`` and the other transfer recipes start
+  from the same seed's run of their pretrain recipe; ``config.init_from.workdir``
+  stands in for a ``source_only`` one, e.g. a source run shared by several
+  experiments) goes to ``workdir/<method>/seed_<seed>``, beside the
+  baselines; any other (``distill``'s ``"teacher"``) to
+  ``workdir/<role>/<method>/seed_<seed>``, with
+  :func:`prior_run_config`. Methods that need none (``source_only``,
+  ``target_only``) train from scratch. Existing runs in ``workdir`` resume.
 
   Returns:
     ``{"runs": [summary, ...], "table": [row, ...]}``, each row aggregating one
@@ -132,30 +133,27 @@ def _run_experiment(config, workdir: str) -> dict:
   def run(name: str, seed: int, cfg=config, root: str = workdir) -> dict:
     if (root, name, seed) in summaries:
       return summaries[(root, name, seed)]
-    if name == "distill" and not cfg.distill.get("teacher_workdir"):
-      # Train the teacher first (its own model and method), then point the
-      # student's config at it.
-      teacher_root = os.path.join(root, TEACHER_SUBDIR)
-      teacher_config = teacher_run_config(cfg)
-      run(teacher_config.method, seed, teacher_config, teacher_root)
-      cfg = cfg.copy_and_resolve_references()
-      cfg.distill.teacher_workdir = os.path.join(
-          teacher_root, teacher_config.method, "seed_{seed}")
     run_model = model if cfg is config else build_model(cfg, domains)
     method = (methods.get(name) if cfg is config else None) or \
         methods_lib.build_method(name, cfg, run_model)
-    init_from = None
-    if method.pretrain:
-      if method.pretrain == "source_only" and cfg.init_from.get("workdir"):
-        # config.init_from stands in for the source run.
-        source_dir = cfg.init_from.workdir.format(seed=seed)
+    init_from, prior_runs = None, {}
+    for prior in method.needs:
+      if prior.workdir:
+        directory = prior.workdir.format(seed=seed)
+      elif prior.role == methods_lib.PRETRAIN:
+        run(prior.method, seed, cfg, root)
+        directory = run_dir(root, prior.method, seed)
       else:
-        run(method.pretrain, seed, cfg, root)
-        source_dir = run_dir(root, method.pretrain, seed)
-      init_from = pretrain_init_from(method, cfg, source_dir)
+        prior_root = os.path.join(root, prior.role)
+        run(prior.method, seed, prior_run_config(cfg, prior), prior_root)
+        directory = run_dir(prior_root, prior.method, seed)
+      if prior.role == methods_lib.PRETRAIN:
+        init_from = pretrain_init_from(method, cfg, directory)
+      else:
+        prior_runs[prior.role] = directory
     summaries[(root, name, seed)] = train_and_evaluate(
         cfg, run_dir(root, name, seed), method_name=name, seed=seed,
-        init_from=init_from, domains=domains)
+        init_from=init_from, prior_runs=prior_runs, domains=domains)
     return summaries[(root, name, seed)]
 
   for name in names:

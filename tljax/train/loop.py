@@ -15,12 +15,10 @@ import os
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import tqdm
 
 from tljax import data as data_lib
@@ -111,12 +109,14 @@ def build_model(config, domains) -> models_lib.Model:
 def pretrain_init_from(method, config, source_dir: str) -> dict:
   """``init_from`` for ``method`` started from the pretrain run in ``source_dir``.
 
-  The method's own ``pretrain_dont_load`` rules, else the config's
-  ``init_from.dont_load``; the config's ``init_from.zero_init`` and
-  ``init_from.allow_unverified``.
+  The ``dont_load`` rules of the method's ``"pretrain"``
+  :class:`tljax.methods.PriorRun`, else the config's ``init_from.dont_load``;
+  the config's ``init_from.zero_init`` and ``init_from.allow_unverified``.
   """
-  dont_load = (config.init_from.dont_load if method.pretrain_dont_load is None
-               else method.pretrain_dont_load)
+  prior = method.prior_run(methods_lib.base.PRETRAIN)
+  dont_load = (config.init_from.dont_load
+               if prior is None or prior.dont_load is None
+               else prior.dont_load)
   init_from = {"workdir": source_dir, "dont_load": list(dont_load),
                "zero_init": list(config.init_from.zero_init)}
   if config.init_from.get("allow_unverified"):
@@ -197,41 +197,18 @@ class RunSetup:
   schedule: Any
 
 
-class ScaleState(NamedTuple):
-  inner: Any
-  scale: jax.Array
-
-
-def scale_updates(inner: optax.GradientTransformation
-                  ) -> optax.GradientTransformation:
-  """``inner`` with its updates multiplied by ``scale``, held in the optimizer state (initially 1).
-
-  Every optimizer of :func:`tljax.train.optim.make_optimizer` produces
-  updates proportional to its learning rate (SGD, Adam, AdamW with any
-  schedule, after clipping and weight decay), so setting ``scale = lr′ / lr``
-  trains with learning rate ``lr′``: a vmapped sweep gives each member its own
-  learning rate through its state (:mod:`tljax.train.sweep`).
-  """
-
-  def init(params):
-    return ScaleState(inner.init(params), jnp.ones((), jnp.float32))
-
-  def update(updates, state, params=None):
-    updates, inner_state = inner.update(updates, state.inner, params)
-    updates = jax.tree.map(lambda u: u * state.scale.astype(u.dtype), updates)
-    return updates, ScaleState(inner_state, state.scale)
-
-  return optax.GradientTransformation(init, update)
-
-
 def setup_run(config, method_name: str, seed: int, *, domains=None,
               init_from: Mapping | None = None,
-              update_scale: bool = False) -> RunSetup:
+              prior_runs: Mapping[str, str] | None = None,
+              inject_learning_rate: bool = False) -> RunSetup:
   """Data, model, method, initial train state, optimizer and (unjitted) step of one run.
 
   The part of :func:`train_and_evaluate` before the loop; a sweep
-  (:func:`tljax.train.sweep.run_sweep`) calls it once per member. With
-  ``update_scale`` the optimizer is wrapped by :func:`scale_updates`.
+  (:func:`tljax.train.sweep.run_sweep`) calls it once per member.
+  ``prior_runs``: ``{role: directory}`` of the runs the method needs (see
+  :attr:`tljax.methods.Method.needs`; the ``"pretrain"`` one arrives as
+  ``init_from``). With ``inject_learning_rate`` the learning rate lives in
+  the optimizer state (:func:`tljax.train.optim.set_learning_rate`).
   """
   # --- Data: both domains; the target's labeled subset for this seed -------
   domains = select_target_labels(domains or load_domains(config), config, seed)
@@ -255,7 +232,8 @@ def setup_run(config, method_name: str, seed: int, *, domains=None,
   context = methods_lib.TransferContext(
       params=params, model_state=model_state, transferred=transferred,
       source_params=source_params, source_model_state=source_model_state,
-      model=model, domains=domains, config=config, seed=seed)
+      model=model, domains=domains, config=config, seed=seed,
+      prior_runs=dict(prior_runs or {}))
   model_keys = frozenset(params)
   if method.init_params is not None:
     added = method.init_params(context)
@@ -291,7 +269,8 @@ def setup_run(config, method_name: str, seed: int, *, domains=None,
     group_config["warmup_steps"] = updates * int(
         optimizer_config.get("warmup_steps") or 0)
     return params_lib.with_learning_rate_multipliers(
-        make_optimizer(group_config, updates * config.steps), subtree, rules,
+        make_optimizer(group_config, updates * config.steps,
+                       inject_learning_rate=inject_learning_rate), subtree, rules,
         layer_decay=layer_decay, depth_rules=depth_rules, max_depth=max_depth)
 
   if method.stages:
@@ -309,11 +288,9 @@ def setup_run(config, method_name: str, seed: int, *, domains=None,
         method.param_groups)
   else:
     optimizer = build_optimizer(trainable)
-  if update_scale:
-    optimizer = scale_updates(optimizer)
   schedule = make_schedule(config.optimizer, config.steps)
   state = create_train_state(params, model_state, optimizer, rules=rules,
-                             extras=extras)
+                             extras=extras, hparams=method.hparams)
   step_fn = (make_staged_train_step(method.stages, optimizer, jit=False)
              if method.stages
              else make_train_step(method.loss_fn, optimizer, jit=False))
@@ -366,6 +343,7 @@ def skipped_steps_message(method_name: str, seed: int, skipped: int,
 
 def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
                        seed: int = 0, init_from: Mapping | None = None,
+                       prior_runs: Mapping[str, str] | None = None,
                        domains=None) -> dict:
   """Trains one method with one seed into ``workdir`` and returns its summary.
 
@@ -382,6 +360,8 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
       :func:`tljax.params.load_pretrained`); ``None`` trains from scratch.
       :func:`tljax.train.experiment.run_experiment` decides it from the
       method's ``pretrain`` and ``config.init_from``.
+    prior_runs: ``{role: directory}`` of the other runs the method needs
+      (a ``distill`` teacher; see :attr:`tljax.methods.Method.needs`).
     domains: pre-loaded data (from :func:`load_domains`), to share between runs.
 
   Raises:
@@ -396,25 +376,27 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   # Set up first: a value checked where it is used (a model option, an
   # optimizer setting) then raises before the work dir is touched.
   run = setup_run(config, method_name, seed, domains=domains,
-                  init_from=init_from)
+                  init_from=init_from, prior_runs=prior_runs)
   with workdir_lib.WorkdirLock(workdir):
     return _train_and_evaluate(config, workdir, run, method_name, seed,
-                               init_from, start_time)
+                               init_from, prior_runs, start_time)
 
 
 def _train_and_evaluate(config, workdir: str, run: RunSetup, method_name: str,
-                        seed: int, init_from, start_time: float) -> dict:
+                        seed: int, init_from, prior_runs,
+                        start_time: float) -> dict:
   """The body of :func:`train_and_evaluate`, with the work dir locked."""
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_SUBDIR)
   # A run that has a checkpoint owns the work dir: a different config is
   # refused before anything is written. Without one, any stored record is
   # that of a run which never completed a step, and is replaced.
   claimed = workdir_lib.has_checkpoint(checkpoint_dir)
-  workdir_lib.claim(
-      os.path.join(workdir, RUN_CONFIG_FILE),
-      {"config": config.to_dict(), "method": method_name, "seed": seed,
-       "init_from": dict(init_from) if init_from is not None else None},
-      what="a run", binding=claimed)
+  record = {"config": config.to_dict(), "method": method_name, "seed": seed,
+            "init_from": dict(init_from) if init_from is not None else None}
+  if prior_runs:
+    record["prior_runs"] = dict(prior_runs)
+  workdir_lib.claim(os.path.join(workdir, RUN_CONFIG_FILE), record,
+                    what="a run", binding=claimed)
   domains, model, method, state = (run.domains, run.model, run.method,
                                    run.state)
   train_key, model_keys, schedule = run.train_key, run.model_keys, run.schedule

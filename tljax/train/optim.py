@@ -15,6 +15,12 @@ The config (``config.optimizer``) fields:
 
 Weight decay acts only on the parameters it is given: frozen parameters are not
 in the trainable tree, so they are never decayed.
+
+``make_optimizer(..., inject_learning_rate=True)`` builds the same optimizer
+through :func:`optax.inject_hyperparams`, with the learning rate held in the
+optimizer state (``hyperparams["learning_rate"]``) instead of baked into the
+compiled step: :func:`set_learning_rate` then changes it, and a vmapped sweep
+(:mod:`tljax.train.sweep`) gives each member its own.
 """
 
 from __future__ import annotations
@@ -23,11 +29,18 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+# The state types optax.inject_hyperparams makes (the stateful one in recent
+# optax versions).
+_INJECTED_STATES = tuple(
+    getattr(optax, name) for name in ("InjectHyperparamsState",
+                                      "InjectStatefulHyperparamsState")
+    if hasattr(optax, name))
 SCHEDULES = ("constant", "cosine", "inv")
 
 
@@ -35,9 +48,16 @@ def _get(config: Mapping[str, Any], key: str, default):
   return config.get(key, default) if config.get(key) is not None else default
 
 
-def make_schedule(config: Mapping[str, Any], total_steps: int) -> optax.Schedule:
-  """The learning-rate schedule of ``config`` (see the module docstring)."""
+def make_schedule(config: Mapping[str, Any], total_steps: int, *,
+                  learning_rate=None) -> optax.Schedule:
+  """The learning-rate schedule of ``config`` (see the module docstring).
+
+  ``learning_rate``: the peak rate to use instead of
+  ``config["learning_rate"]`` (which is still checked), possibly a traced
+  array (:func:`optax.inject_hyperparams` passes one).
+  """
   name = _get(config, "schedule", "constant")
+  peak = learning_rate
   learning_rate = float(config["learning_rate"])
   warmup_steps = _get(config, "warmup_steps", 0)
   if (isinstance(warmup_steps, (bool, np.bool_))
@@ -51,6 +71,8 @@ def make_schedule(config: Mapping[str, Any], total_steps: int) -> optax.Schedule
                      f"got {learning_rate}")
   if total_steps <= 0:
     raise ValueError(f"steps must be > 0, got {total_steps}")
+  if peak is not None:
+    learning_rate = peak
   if not 0 <= warmup_steps < max(total_steps, 1):
     raise ValueError(f"optimizer.warmup_steps must be in [0, steps), got "
                      f"{warmup_steps} for {total_steps} steps")
@@ -82,11 +104,57 @@ def make_schedule(config: Mapping[str, Any], total_steps: int) -> optax.Schedule
   return schedule
 
 
-def make_optimizer(config: Mapping[str, Any],
-                   total_steps: int) -> optax.GradientTransformation:
-  """An optax optimizer from ``config`` (see the module docstring)."""
+def make_optimizer(config: Mapping[str, Any], total_steps: int, *,
+                   inject_learning_rate: bool = False
+                   ) -> optax.GradientTransformation:
+  """An optax optimizer from ``config`` (see the module docstring).
+
+  With ``inject_learning_rate`` the learning rate is an
+  :func:`optax.inject_hyperparams` hyper-parameter in the optimizer state
+  (see :func:`set_learning_rate`); the updates are otherwise the same.
+  """
+  if inject_learning_rate:
+    return optax.inject_hyperparams(
+        lambda learning_rate: _optimizer(config, total_steps, learning_rate))(
+            learning_rate=float(config["learning_rate"]))
+  return _optimizer(config, total_steps, None)
+
+
+def set_learning_rate(opt_state, learning_rate):
+  """``opt_state`` with every injected ``learning_rate`` set to ``learning_rate``.
+
+  For the state of an optimizer made with ``inject_learning_rate=True``
+  (also inside a chain or per-group multipliers).
+
+  Raises:
+    ValueError: ``opt_state`` holds no injected learning rate.
+  """
+  found = []
+
+  def injected(node):
+    return isinstance(node, _INJECTED_STATES)
+
+  def replace(node):
+    if injected(node) and "learning_rate" in node.hyperparams:
+      found.append(node)
+      current = node.hyperparams["learning_rate"]
+      return node._replace(hyperparams={
+          **node.hyperparams,
+          "learning_rate": jnp.asarray(learning_rate, current.dtype)})
+    return node
+
+  opt_state = jax.tree.map(
+      replace, opt_state,
+      is_leaf=injected)
+  if not found:
+    raise ValueError("opt_state has no injected learning rate (make the "
+                     "optimizer with inject_learning_rate=True)")
+  return opt_state
+
+
+def _optimizer(config, total_steps: int, learning_rate):
   name = config.get("name", "sgd")
-  schedule = make_schedule(config, total_steps)
+  schedule = make_schedule(config, total_steps, learning_rate=learning_rate)
   weight_decay = float(_get(config, "weight_decay", 0.0))
   if weight_decay < 0:
     raise ValueError(f"optimizer.weight_decay must be >= 0, got {weight_decay}")

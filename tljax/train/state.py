@@ -28,6 +28,10 @@ class TrainState:
     extras: constant trees the loss reads and the step never changes, set up
       once by a method before training: the source model's parameters for
       L2-SP or DELTA, a class relationship for Co-Tuning ({} if none).
+    hparams: the method's traced hyper-parameters (``{name: float32
+      scalar}``, see :attr:`tljax.methods.Method.hparams`), passed to its
+      loss; a vmapped sweep stacks them like every other leaf, so each member
+      trains with its own ({} if none).
     skipped_steps: how many steps the divergence guard did not apply because
       their loss, gradients or new values were not finite (int32 scalar; see
       :func:`tljax.train.step.guard_nonfinite`).
@@ -40,6 +44,7 @@ class TrainState:
   opt_state: Any
   model_state: Any
   extras: Any = dataclasses.field(default_factory=dict)
+  hparams: Any = dataclasses.field(default_factory=dict)
   skipped_steps: jax.Array = dataclasses.field(
       default_factory=lambda: jnp.zeros((), jnp.int32))
   first_nonfinite_step: jax.Array = dataclasses.field(
@@ -52,7 +57,8 @@ class TrainState:
 
 
 def create_train_state(params, model_state, optimizer: optax.GradientTransformation,
-                       rules=((".*", 1.0),), extras=None) -> TrainState:
+                       rules=((".*", 1.0),), extras=None,
+                       hparams=None) -> TrainState:
   """Splits ``params`` by ``rules`` and initialises the optimizer on the trainable part.
 
   Args:
@@ -63,6 +69,8 @@ def create_train_state(params, model_state, optimizer: optax.GradientTransformat
     rules: ordered ``(regex, value)`` rules (see :func:`tljax.params.split`);
       the default trains everything.
     extras: constant trees for the loss (see :class:`TrainState`).
+    hparams: ``{name: number}``, the traced hyper-parameters (see
+      :class:`TrainState`).
   """
   trainable, frozen = params_lib.split(params, rules)
   if not params_lib.flatten(trainable):
@@ -73,4 +81,6 @@ def create_train_state(params, model_state, optimizer: optax.GradientTransformat
                     model_state=model_state,
                     # A copy: extras often hold the starting parameters, and
                     # the step donates the state, which must not alias itself.
-                    extras=jax.tree.map(jnp.copy, extras or {}))
+                    extras=jax.tree.map(jnp.copy, extras or {}),
+                    hparams={name: jnp.asarray(value, jnp.float32)
+                             for name, value in (hparams or {}).items()})

@@ -9,7 +9,9 @@ where ``params`` is the full (merged) parameter tree, ``model_state`` the
 non-parameter variables (BatchNorm statistics) to be threaded through, ``batch``
 a pytree of arrays, ``key`` a PRNG key for this step and ``extras`` the state's
 constant trees (the source model for L2-SP, a teacher, ...; ``{}`` if none).
-``metrics`` is a dict of scalars to log. The signature (:data:`LossFn`) and
+``metrics`` is a dict of scalars to log. A method with traced
+hyper-parameters (``state.hparams`` not empty) also receives them, as the
+keyword argument ``hparams``. The signature (:data:`LossFn`) and
 :class:`Stage` are defined in :mod:`tljax.losses`, below the methods that
 build them; they are re-exported here and from :mod:`tljax.train`.
 """
@@ -44,7 +46,8 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
   def step(state: TrainState, batch, key) -> tuple[TrainState, dict]:
     def objective(trainable):
       merged = params_lib.merge(trainable, state.frozen)
-      return loss_fn(merged, state.model_state, batch, key, state.extras)
+      return loss_fn(merged, state.model_state, batch, key, state.extras,
+                     **traced(state))
 
     (loss, (model_state, metrics)), grads = jax.value_and_grad(
         objective, has_aux=True)(state.trainable)
@@ -58,6 +61,11 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     return new_state, metrics
 
   return jax.jit(step, donate_argnums=0) if jit else step
+
+
+def traced(state: TrainState) -> dict:
+  """The keyword arguments carrying ``state.hparams`` to a loss (none if empty)."""
+  return {"hparams": state.hparams} if state.hparams else {}
 
 
 def keyed_by_step(step_fn):
@@ -170,7 +178,7 @@ def make_staged_train_step(stages, optimizer: GroupedOptimizer, *,
               for name, leaf in params_lib.flatten(subtree).items()})
           merged = params_lib.merge(trainable, state.frozen)
           return stage.loss_fn(merged, model_state, batch, stage_key,
-                               state.extras)
+                               state.extras, **traced(state))
 
         (loss, (model_state, stage_metrics)), grads = jax.value_and_grad(
             objective, has_aux=True)({group: groups[group] for group in active})

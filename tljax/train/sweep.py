@@ -1,40 +1,42 @@
 """Sweeps as one compiled program: N small models trained together by ``jax.vmap``.
 
 ``run_sweep(config, workdir)`` trains ``config.method`` for every member of
-the grid ``config.seeds × config.sweep.learning_rates ×
-config.sweep.trade_offs`` (an empty list stands for the config's own value)
-in one jitted, vmapped step: the members' train states are stacked along a
-leading axis, each member reads its own batch (its seed's data stream), its
-own step key, its own learning rate and its own adaptation weight λ. On one
-accelerator N small models then cost little more than one; on CPU the gain is
-the fewer, larger kernels.
+the grid ``config.seeds × config.sweep.learning_rates × config.sweep.hparams``
+(``hparams`` maps each swept hyper-parameter to its values; an empty list
+stands for the config's own value) in one jitted, vmapped step: the members'
+train states are stacked along a leading axis, each member reads its own
+batch (its seed's data stream), its own step key, its own learning rate and
+its own hyper-parameters. On one accelerator N small models then cost little
+more than one; on CPU the gain is the fewer, larger kernels.
 
-How the hyper-parameters become per-member values:
+What can be swept is what the recipe traces: the learning rate, and the
+recipe's :attr:`tljax.methods.Method.hparams` (the adaptation recipes'
+``trade_off`` λ, ...). Both live in the train state, so vmap gives each
+member its own:
 
-* learning rate: the optimizer is wrapped by
-  :func:`tljax.train.loop.scale_updates`, whose state holds a scale; member
-  ``i`` gets ``lr_i / config.optimizer.learning_rate`` (every tljax optimizer
-  and schedule is proportional to its learning rate);
-* λ: each member's batch carries ``hparams["trade_off"]``, which the
-  adaptation recipes read in place of their configured weight
-  (:func:`tljax.methods.adaptation.swept_trade_off`).
+* learning rate: the optimizer is made with ``inject_learning_rate``
+  (:func:`optax.inject_hyperparams`), and each member's optimizer state holds
+  its rate (:func:`tljax.train.optim.set_learning_rate`);
+* a traced hyper-parameter: each member's ``state.hparams[name]``, which the
+  step passes to the recipe's loss.
 
 Each member ends with the parameters its own single run
 (:func:`tljax.train.loop.train_and_evaluate` with that seed, learning rate
-and λ) would have, to float tolerance (tested). Initialisation runs once per
+and ``method_kwargs``) would have, to float tolerance (tested). Initialisation runs once per
 member on the host (the same code as a single run), the stacked state is
 checkpointed in ``workdir/checkpoints`` every ``config.checkpoint_every``
 steps (a rerun resumes), and each member's evaluation is written to
 ``workdir/<member>/summary.json`` plus ``workdir/sweep.json`` and
-``workdir/sweep.md`` (target test accuracy per learning rate and λ, mean ±
-std over seeds). Each member has its own divergence guard
+``workdir/sweep.md`` (target test accuracy per learning rate and swept
+hyper-parameters, mean ± std over seeds). Each member has its own divergence guard
 (``config.divergence_policy``): a member that meets a non-finite step is
 skipped over or stopped at its last finite state while the others train on,
 and its summary says at which step (``diverged_at_step``). SIGTERM and
-SIGINT save a checkpoint before the sweep exits. A recipe that starts from
-a source run (``finetune``, ``linear_probe``, ...) starts every member from
-``config.init_from.workdir`` (``{seed}`` replaced by the member's seed); a
-sweep does not train that run itself. Members are evaluated once, at the
+SIGINT save a checkpoint before the sweep exits. A recipe that needs runs
+first (:attr:`tljax.methods.Method.needs`) must name finished ones: a
+recipe that starts from a source run (``finetune``, ``linear_probe``, ...)
+starts every member from ``config.init_from.workdir`` (``{seed}`` replaced by
+the member's seed); a sweep does not train those runs itself. Members are evaluated once, at the
 end (``config.eval_every`` and ``config.tensorboard`` apply to single runs).
 Not supported: recipes updated in stages (``mcd``) and data parallelism (a
 sweep is the other way to use devices).
@@ -52,7 +54,6 @@ import numpy as np
 
 from tljax import data as data_lib
 from tljax import methods as methods_lib
-from tljax.methods.adaptation import DEFAULT_TRADE_OFFS
 from tljax.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from tljax.train import metrics as metrics_lib
 from tljax.train.experiment import check_experiment_config
@@ -60,6 +61,7 @@ from tljax.train.interrupt import StopSignals
 from tljax.train import workdir as workdir_lib
 from tljax.train.loop import (_evaluate_domains, build_model, load_domains,
                               pretrain_init_from, setup_run, training_batches)
+from tljax.train.optim import set_learning_rate
 from tljax.train.step import keyed_by_step
 
 SWEEP_JSON = "sweep.json"
@@ -68,56 +70,91 @@ SWEEP_MARKDOWN = "sweep.md"
 NAME_DIGITS = 10
 
 
-def sweep_members(config) -> list[dict]:
-  """The grid: ``[{"seed", "learning_rate", "trade_off"}]`` (``trade_off`` None: the recipe's)."""
-  def values(name, default):
-    given = tuple(config.sweep.get(name) or ())
-    for value in given:
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-          np.isfinite(value) and value > 0 if name == "learning_rates"
-          else np.isfinite(value) and value >= 0):
-        bound = "> 0" if name == "learning_rates" else ">= 0"
-        raise ValueError(f"config key 'sweep.{name}' must hold finite numbers "
-                         f"{bound}, got {given!r}")
-    if len({member_value(float(v)) for v in given}) != len(given):
-      # Members are named (and their summaries stored) by these values.
-      raise ValueError(f"config key 'sweep.{name}' has repeated values (to "
-                       f"{NAME_DIGITS} significant digits): {given!r}")
-    return tuple(float(v) for v in given) or (default,)
-
-  learning_rates = values("learning_rates",
-                          float(config.optimizer.learning_rate))
-  trade_offs = values("trade_offs", None)
-  if trade_offs != (None,) and config.method not in DEFAULT_TRADE_OFFS:
-    raise ValueError(f"config key 'sweep.trade_offs': method {config.method!r} "
-                     f"has no trade-off; recipes with one: "
-                     f"{sorted(DEFAULT_TRADE_OFFS)}")
-  return [{"seed": int(seed), "learning_rate": lr, "trade_off": trade_off}
-          for seed, lr, trade_off in itertools.product(
-              config.seeds, learning_rates, trade_offs)]
+def _swept_values(name: str, given, *, positive: bool) -> tuple[float, ...]:
+  """``given`` (one number or a sequence) as floats, checked, naming ``sweep.<name>``."""
+  if isinstance(given, (int, float)) and not isinstance(given, bool):
+    given = (given,)
+  given = tuple(given or ())
+  for value in given:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        np.isfinite(value) and (value > 0 or not positive)):
+      bound = "finite numbers > 0" if positive else "finite numbers"
+      raise ValueError(f"config key 'sweep.{name}' must hold {bound}, got "
+                       f"{given!r}")
+  if len({member_value(float(v)) for v in given}) != len(given):
+    # Members are named (and their summaries stored) by these values.
+    raise ValueError(f"config key 'sweep.{name}' has repeated values (to "
+                     f"{NAME_DIGITS} significant digits): {given!r}")
+  return tuple(float(v) for v in given)
 
 
-def _source_run(config, domains) -> dict | None:
-  """``init_from`` (workdir still with ``{seed}``) for a recipe that starts from a source run.
+def sweep_members(config, method) -> list[dict]:
+  """The grid: ``[{"seed", "learning_rate", "hparams": {name: value}}]``.
 
-  As :func:`tljax.train.experiment.run_experiment` does with
-  ``config.init_from.workdir`` (:func:`tljax.train.loop.pretrain_init_from`);
-  a sweep does not train the pretrain run itself, so a transfer recipe
-  without it is an error rather than a silent training from scratch.
-  ``None`` for recipes that train from scratch.
+  ``method`` is the built :class:`tljax.methods.Method` of ``config.method``:
+  ``config.sweep.hparams`` may name its traced hyper-parameters
+  (``method.hparams``) only; each swept value must pass the recipe's own
+  check of that setting. ``hparams`` holds every traced hyper-parameter of
+  the member (the config's value where not swept).
   """
-  method = methods_lib.build_method(config.method, config,
-                                    build_model(config, domains))
-  if not method.pretrain:
-    return None
-  workdir = config.init_from.get("workdir")
-  if method.pretrain != "source_only" or not workdir:
-    raise ValueError(
-        f"config key 'init_from.workdir': method {config.method!r} starts "
-        f"from a {method.pretrain!r} run, which a sweep does not train; "
-        "train it first (tljax train) and set init_from.workdir to its run "
-        "directory ({seed} is replaced by each member's seed)")
-  return pretrain_init_from(method, config, workdir)
+  learning_rates = _swept_values("learning_rates",
+                                 config.sweep.get("learning_rates"),
+                                 positive=True) or (
+                                     float(config.optimizer.learning_rate),)
+  swept = dict(config.sweep.get("hparams") or {})
+  unknown = sorted(set(swept) - set(method.hparams))
+  if unknown:
+    raise ValueError(f"config key 'sweep.hparams.{unknown[0]}': method "
+                     f"{config.method!r} traces no such hyper-parameter; it "
+                     f"can sweep: {sorted(method.hparams)}")
+  grids = {}
+  settings = methods_lib.method_defaults(config.method)
+  for name in sorted(method.hparams):
+    values = _swept_values(f"hparams.{name}", swept.get(name), positive=False)
+    for value in values:
+      if name in settings:
+        # The recipe's own check of the setting (e.g. trade_off >= 0).
+        try:
+          methods_lib.method_settings(config.method, {
+              **dict(config.get("method_kwargs") or {}), name: value})
+        except ValueError as error:
+          raise ValueError(f"config key 'sweep.hparams.{name}': {value!r} is "
+                           f"refused: {error}") from None
+    grids[name] = values or (float(method.hparams[name]),)
+  names = list(grids)
+  return [{"seed": int(seed), "learning_rate": lr,
+           "hparams": dict(zip(names, values))}
+          for seed, lr, *values in itertools.product(
+              config.seeds, learning_rates, *grids.values())]
+
+
+def _prior_runs(config, method) -> tuple[dict | None, dict]:
+  """``(init_from, prior_runs)`` of a recipe that needs runs first, ``{seed}`` still in them.
+
+  As :func:`tljax.train.experiment.run_experiment` does with finished runs
+  (:func:`tljax.train.loop.pretrain_init_from` for the ``"pretrain"`` one);
+  a sweep does not train them itself, so a recipe that needs an unnamed
+  run is an error rather than a silent training from scratch.
+  """
+  init_from, prior_runs = None, {}
+  for prior in method.needs:
+    if not prior.workdir:
+      if prior.role == methods_lib.PRETRAIN:
+        raise ValueError(
+            f"config key 'init_from.workdir': method {config.method!r} starts "
+            f"from a {prior.method!r} run, which a sweep does not train; "
+            "train it first (tljax train) and set init_from.workdir to its "
+            "run directory ({seed} is replaced by each member's seed)")
+      raise ValueError(
+          f"config key 'method_kwargs': method {config.method!r} needs a "
+          f"{prior.role!r} run ({prior.method!r}), which a sweep does not "
+          "train; train it first and name its run directory in the "
+          "method's settings ({seed} is replaced by each member's seed)")
+    if prior.role == methods_lib.PRETRAIN:
+      init_from = pretrain_init_from(method, config, prior.workdir)
+    else:
+      prior_runs[prior.role] = prior.workdir
+  return init_from, prior_runs
 
 
 def member_value(value: float) -> str:
@@ -127,8 +164,8 @@ def member_value(value: float) -> str:
 
 def member_name(member: dict) -> str:
   name = f"seed_{member['seed']}_lr_{member_value(member['learning_rate'])}"
-  if member["trade_off"] is not None:
-    name += f"_lambda_{member_value(member['trade_off'])}"
+  for key, value in sorted(member["hparams"].items()):
+    name += f"_{key}_{member_value(value)}"
   return name
 
 
@@ -145,24 +182,31 @@ def run_sweep(config, workdir: str) -> dict:
 
   Returns:
     ``{"members": [summary, ...], "table": [row, ...]}``: each member's
-    summary (its seed, learning rate, λ and evaluation) and one row per
-    (learning rate, λ) with the mean and sample std over seeds of the target
-    test accuracy.
+    summary (its seed, learning rate, traced ``hparams`` and evaluation) and
+    one row per (learning rate, hparams) with the mean and sample std over
+    seeds of the target test accuracy.
   """
   check_experiment_config(config)
   if config.parallel.data_parallel:
     raise ValueError("config key 'parallel.data_parallel': a sweep runs on one "
                      "device; use one or the other")
-  members = sweep_members(config)
   start_time = time.perf_counter()
   base_domains = load_domains(config)
-  source = _source_run(config, base_domains)
+  method = methods_lib.build_method(config.method, config,
+                                    build_model(config, base_domains))
+  members = sweep_members(config, method)
+  init_from, prior_runs = _prior_runs(config, method)
+
+  def for_seed(template, seed):
+    return None if template is None else {
+        key: (value.format(seed=seed) if key == "workdir" else value)
+        for key, value in template.items()}
 
   runs = [setup_run(config, config.method, member["seed"],
-                    domains=base_domains, update_scale=True,
-                    init_from=None if source is None else dict(
-                        source, workdir=source["workdir"].format(
-                            seed=member["seed"])))
+                    domains=base_domains, inject_learning_rate=True,
+                    init_from=for_seed(init_from, member["seed"]),
+                    prior_runs={role: directory.format(seed=member["seed"])
+                                for role, directory in prior_runs.items()})
           for member in members]
   if runs[0].method.stages:
     raise ValueError(f"config key 'method': {config.method!r} updates in "
@@ -175,7 +219,6 @@ def _train_sweep(config, workdir: str, members: list[dict], runs: list,
                  start_time: float) -> dict:
   """The body of :func:`run_sweep`, with the work dir locked."""
   method, model = runs[0].method, runs[0].model
-  base_rate = float(config.optimizer.learning_rate)
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_SUBDIR)
   # Checked once the set-up has checked every value it uses; binding once
   # the sweep has a checkpoint (see tljax.train.workdir).
@@ -183,16 +226,14 @@ def _train_sweep(config, workdir: str, members: list[dict], runs: list,
                     {"config": config.to_dict(), "sweep": members},
                     what="a sweep",
                     binding=workdir_lib.has_checkpoint(checkpoint_dir))
-  states = []
-  for run, member in zip(runs, members):
-    scale = jnp.asarray(member["learning_rate"] / base_rate, jnp.float32)
-    states.append(run.state.replace(
-        opt_state=run.state.opt_state._replace(scale=scale)))
-  state = _stack(states)
+  # Each member's learning rate and traced hyper-parameters in its state.
+  state = _stack([run.state.replace(
+      opt_state=set_learning_rate(run.state.opt_state,
+                                  member["learning_rate"]),
+      hparams={name: jnp.asarray(value, jnp.float32)
+               for name, value in member["hparams"].items()})
+                  for run, member in zip(runs, members)])
   train_keys = jnp.stack([run.train_key for run in runs])
-  trade_offs = [member["trade_off"] for member in members]
-  hparams = (None if trade_offs[0] is None
-             else {"trade_off": jnp.asarray(trade_offs, jnp.float32)})
 
   def step(state, batch, train_keys):
     # Each member's key is fold_in(its train key, step), made in the step.
@@ -214,8 +255,6 @@ def _train_sweep(config, workdir: str, members: list[dict], runs: list,
       batch = _stack([{k: v for k, v in b.items() if k != "step"}
                       for b in batches])
       batch["step"] = jnp.full((len(members),), batches[0]["step"], jnp.int32)
-      if hparams is not None:
-        batch["hparams"] = hparams
       yield batch
 
   batches = data_lib.prefetch(stacked_batches(), size=config.prefetch)
@@ -261,13 +300,14 @@ def _train_sweep(config, workdir: str, members: list[dict], runs: list,
     metrics_lib.write_summary(member_dir, summary)
     summaries.append(summary)
   table = []
-  for (lr, trade_off), group in itertools.groupby(
-      sorted(summaries, key=lambda s: (s["learning_rate"],
-                                       -1 if s["trade_off"] is None
-                                       else s["trade_off"])),
-      key=lambda s: (s["learning_rate"], s["trade_off"])):
+
+  def setting(summary):
+    return (summary["learning_rate"], tuple(sorted(summary["hparams"].items())))
+
+  for (lr, hparams), group in itertools.groupby(sorted(summaries, key=setting),
+                                                key=setting):
     accuracies = np.array([s["target_test"]["accuracy"] for s in group])
-    table.append({"learning_rate": lr, "trade_off": trade_off,
+    table.append({"learning_rate": lr, "hparams": dict(hparams),
                   "seeds": len(accuracies),
                   "target_test_accuracy_mean": float(accuracies.mean()),
                   "target_test_accuracy_std": (float(accuracies.std(ddof=1))
@@ -281,12 +321,15 @@ def _train_sweep(config, workdir: str, members: list[dict], runs: list,
 
 
 def format_sweep(results: dict) -> str:
-  lines = [f"| {results['method']}: learning rate | λ | seeds | target test "
-           "accuracy (%) |", "| --- | --- | --- | --- |"]
+  """The sweep's table in markdown: one row per learning rate and hyper-parameters."""
+  names = sorted({name for row in results["table"] for name in row["hparams"]})
+  lines = [f"| {results['method']}: learning rate | "
+           + "".join(f"{name} | " for name in names)
+           + "seeds | target test accuracy (%) |",
+           "| --- | " + "--- | " * len(names) + "--- | --- |"]
   for row in results["table"]:
-    trade_off = ("default" if row["trade_off"] is None
-                 else f"{row['trade_off']:g}")
-    lines.append(f"| {row['learning_rate']:g} | {trade_off} | {row['seeds']} | "
+    values = "".join(f"{row['hparams'][name]:g} | " for name in names)
+    lines.append(f"| {row['learning_rate']:g} | {values}{row['seeds']} | "
                  f"{100 * row['target_test_accuracy_mean']:.1f} ± "
                  f"{100 * row['target_test_accuracy_std']:.1f} |")
   return "\n".join(lines)
