@@ -27,8 +27,10 @@ PACKAGE = os.path.join(ROOT, "tljax")
 # "tljax" is the package's own __init__.
 FLOORS = (
     # 0. Foundations: argument checks, errors, the loss contract of the step,
-    #    the on-disk checkpoint format, the config's fields, small solvers.
-    ("checks", "errors", "losses", "checkpoint", "config", "solvers"),
+    #    the on-disk checkpoint and run-directory formats, the config's
+    #    fields, small solvers.
+    ("checks", "errors", "losses", "checkpoint", "rundir_format", "config",
+     "solvers"),
     # 1. The loss libraries: pure functions of arrays, what research users
     #    import into their own JAX code.
     ("align", "select", "reweight", "relational", "unsupervised"),

@@ -25,7 +25,8 @@ Restoring reads tensors (TensorStore) and JSON metadata: no pickle, no code
 execution.
 
 A run keeps its checkpoints in ``<workdir>/checkpoints``
-(:data:`CHECKPOINT_SUBDIR`). This on-disk format sits at the bottom of tljax,
+(:data:`CHECKPOINT_SUBDIR`, from :mod:`tljax.rundir_format`, the layout of a
+run directory). This on-disk format sits at the bottom of tljax,
 so that both the train core (which writes it) and
 :func:`tljax.params.read_checkpoint` (which a recipe's teacher and a partial
 restore read through) import it from below.
@@ -49,11 +50,11 @@ import orbax.checkpoint as ocp
 
 from tljax.errors import (CheckpointError, CheckpointNotFoundError,
                           CheckpointSaveError)
+from tljax.rundir_format import CHECKPOINT_SUBDIR
 
 __all__ = ["CHECKPOINT_SUBDIR", "CheckpointError", "CheckpointNotFoundError",
            "CheckpointSaveError", "Checkpointer"]
 
-CHECKPOINT_SUBDIR = "checkpoints"
 STATE_ITEM = "state"
 INTEGRITY_ITEM = "integrity"
 _INTEGRITY_FORMAT = 1

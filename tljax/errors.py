@@ -23,6 +23,14 @@ class CheckpointNotFoundError(FileNotFoundError, ValueError):
   """
 
 
+class RunDirNotFoundError(FileNotFoundError, ValueError):
+  """No tljax run directory where one was given: no directory, or no run record.
+
+  A ``FileNotFoundError`` and a ``ValueError``, naming the argument and the
+  path, as :class:`CheckpointNotFoundError` is.
+  """
+
+
 class CheckpointSaveError(OSError):
   """A checkpoint could not be written (a full or read-only disk, ...).
 

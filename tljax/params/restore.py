@@ -6,6 +6,10 @@ either side, or a different shape or dtype) is an error naming the parameter,
 unless the name matches a ``dont_load`` pattern, in which case the fresh
 initialisation is kept. The usual ``dont_load`` is the classification head,
 whose shape differs when the target has another number of classes.
+
+A checkpoint is read from a run directory (or its ``checkpoints``
+directory) as :mod:`tljax.rundir_format` lays it out; the run's other files
+are read through :class:`tljax.train.rundir.Run`, above this package.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
+from tljax.checkpoint import Checkpointer
 from tljax.errors import CheckpointNotFoundError
 from tljax.params.tree import check_tree, flatten_tree, merge, unflatten
+from tljax.rundir_format import resolve_checkpoint_dir
 
 
 def _compile(patterns: Sequence[str], argument: str) -> list[re.Pattern]:
@@ -106,27 +111,6 @@ def transferred_names(params: Mapping, dont_load: Sequence[str]) -> frozenset:
   patterns = _compile(dont_load, "dont_load")
   return frozenset(name for name in flatten_tree(params, "params")
                    if not _matches(name, patterns))
-
-
-def resolve_checkpoint_dir(path: str | os.PathLike) -> str:
-  """A run's work dir or its ``checkpoints`` dir -> the checkpoints dir.
-
-  The path need not exist (it is returned as is when it has no
-  ``checkpoints`` sub-directory).
-
-  Raises:
-    ValueError: if ``path`` is not a non-empty string or ``os.PathLike`` of
-      one.
-  """
-  try:
-    path = os.fspath(path)
-  except TypeError:
-    raise ValueError(f"path must be a directory path (str or os.PathLike), "
-                     f"got {type(path).__name__} {path!r}") from None
-  if not isinstance(path, str) or not path:
-    raise ValueError(f"path must be a non-empty str path, got {path!r}")
-  nested = os.path.join(path, CHECKPOINT_SUBDIR)
-  return nested if os.path.isdir(nested) else path
 
 
 def read_checkpoint(checkpoint_dir: str | os.PathLike, *,
