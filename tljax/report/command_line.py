@@ -15,7 +15,8 @@ import sys
 from tljax.report.ranking import RANK_SOURCES_JSON, plot_rank_sources
 from tljax.report.reports import (experiment_report, report_experiment,
                                   run_report)
-from tljax.report.runs import experiment_runs, is_run_dir
+from tljax.report.runs import experiment_runs
+from tljax.rundir_format import is_run_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,9 +6,11 @@ import math
 import os
 
 from tljax.report import _figure
-from tljax.report.runs import check_dir, read_json, RUN_CONFIG_FILE
+from tljax.report.runs import check_dir
+from tljax.rundir_format import METRICS_FILE, is_run_dir
 from tljax.train.loop import EVALUATED_SPLITS
-from tljax.train.metrics import METRICS_FILE, read_metrics
+from tljax.train.metrics import read_metrics
+from tljax.train.rundir import Run
 
 # Logged values that are bookkeeping, not training signals.
 IGNORED = ("step", "examples_per_second")
@@ -119,7 +121,11 @@ def plot_training_curves(run_dir, path) -> str:
   if not os.path.isfile(os.path.join(run_dir, METRICS_FILE)):
     raise ValueError(f"run_dir {run_dir!r} has no {METRICS_FILE}: no metrics "
                      "to plot (is it a tljax run directory?)")
-  series = metric_series(read_metrics(run_dir))
+  # A run directory is read through Run (which skips the line a running run
+  # is still writing); a bare directory of metrics as it is.
+  run = Run.open(run_dir, argument="run_dir") if is_run_dir(run_dir) else None
+  series = metric_series(run.metrics() if run is not None
+                         else read_metrics(run_dir))
   if not series:
     raise ValueError(f"run_dir {run_dir!r}: {METRICS_FILE} holds no scalar "
                      "metrics to plot")
@@ -146,9 +152,6 @@ def plot_training_curves(run_dir, path) -> str:
     axis.legend(fontsize="small")
   for axis in list(axes.flat)[len(kinds):]:
     axis.set_visible(False)
-  config_path = os.path.join(run_dir, RUN_CONFIG_FILE)
-  if os.path.isfile(config_path):
-    run_config = read_json(config_path)
-    figure.suptitle(f"{run_config.get('method')}, seed {run_config.get('seed')}"
-                    ": training curves")
+  if run is not None:
+    figure.suptitle(f"{run.recipe}, seed {run.seed}: training curves")
   return _figure.save(figure, path)

@@ -1,8 +1,7 @@
 """Where a run puts the source and target test examples: its features in 2-D.
 
 The run's model is rebuilt from its stored config (``run_config.json``) and
-final checkpoint, as ``scripts/adaptation.py`` and ``scripts/rank_sources.py``
-do; a random subset of both domains' *test* examples goes through it in
+final checkpoint by :class:`tljax.train.rundir.Run`; a random subset of both domains' *test* examples goes through it in
 inference mode, and the features (the bottleneck by default) are projected
 to two dimensions by PCA or t-SNE.
 """
@@ -12,15 +11,12 @@ from __future__ import annotations
 import functools
 
 import jax
-import ml_collections
 import numpy as np
 from matplotlib.lines import Line2D
 
-from tljax.params import read_checkpoint
 from tljax.report import _figure
-from tljax.report.runs import (check_run_dir, has_checkpoint, read_run_config,
-                               sibling_run)
-from tljax.train.loop import build_model, load_domains
+from tljax.report.runs import sibling_run
+from tljax.train.rundir import Run
 
 PROJECTIONS = ("pca", "tsne")
 LAYERS = ("bottleneck", "backbone")
@@ -93,22 +89,15 @@ def run_features(run_dir, *, layer: str = "bottleneck", max_points: int = 500,
   Returns:
     ``{"features": (N, D), "domain": (N,) str, "label": (N,), "num_classes"}``.
   """
-  run_dir = check_run_dir(run_dir)
+  run = Run.open(run_dir, argument="run_dir")
   if layer not in LAYERS:
     raise ValueError(f"layer must be one of {list(LAYERS)}, got {layer!r}")
   max_points = _check_max_points(max_points)
-  if not has_checkpoint(run_dir):
-    raise ValueError(f"run_dir {run_dir!r} has no checkpoint to compute "
-                     "features with")
-  config = ml_collections.ConfigDict(read_run_config(run_dir)["config"])
-  domains = domains or load_domains(config)
-  model = build_model(config, domains)
-  params, model_state = read_checkpoint(run_dir)
+  _check_has_checkpoint(run)
+  domains = domains or run.domains()
+  model = run.model(domains)
   # A method's own parameters (a domain discriminator) are not the model's.
-  shapes, state_shapes = jax.eval_shape(model.init, jax.random.key(0))
-  params = {key: value for key, value in params.items() if key in shapes}
-  model_state = {key: value for key, value in model_state.items()
-                 if key in state_shapes}
+  params, model_state = run.restore_model(model)
   apply = _apply(model)
   rng = np.random.default_rng(seed)
   features, names, labels = [], [], []
@@ -130,10 +119,18 @@ def run_features(run_dir, *, layer: str = "bottleneck", max_points: int = 500,
           "num_classes": domains["source"]["train"].num_classes}
 
 
+def _check_has_checkpoint(run: Run) -> None:
+  if not run.has_checkpoint:
+    raise ValueError(f"run_dir {run.path!r} has no checkpoint to compute "
+                     "features with")
+
+
 def before_adaptation_run(run_dir) -> str | None:
   """The same seed's ``source_only`` run with a checkpoint, for a run that is not one."""
   baseline = sibling_run(run_dir, BASELINE)
-  return baseline if baseline is not None and has_checkpoint(baseline) else None
+  if baseline is None or not Run.open(baseline).has_checkpoint:
+    return None
+  return baseline
 
 
 def _draw(axis, points, domain, labels, num_classes) -> None:
@@ -200,7 +197,7 @@ def plot_features(run_dir, path, *, method: str = "pca",
       an unknown ``method`` or ``layer``, ``max_points`` < 2, or ``path`` not
       a ``.png`` file in an existing directory.
   """
-  run_dir = check_run_dir(run_dir)
+  run = Run.open(run_dir, argument="run_dir")
   path = _figure.check_png_path(path)
   if method not in PROJECTIONS:
     raise ValueError(f"method must be one of {list(PROJECTIONS)}, got "
@@ -208,14 +205,10 @@ def plot_features(run_dir, path, *, method: str = "pca",
   if layer not in LAYERS:
     raise ValueError(f"layer must be one of {list(LAYERS)}, got {layer!r}")
   _check_max_points(max_points)
-  if not has_checkpoint(run_dir):
-    raise ValueError(f"run_dir {run_dir!r} has no checkpoint to compute "
-                     "features with")
-  run_config = read_run_config(run_dir)
-  config = ml_collections.ConfigDict(run_config["config"])
-  domains = domains or load_domains(config)
-  panels = [(run_dir, str(run_config.get("method")))]
-  baseline = before_adaptation_run(run_dir) if compare else None
+  _check_has_checkpoint(run)
+  domains = domains or run.domains()
+  panels = [(run.path, str(run.recipe))]
+  baseline = before_adaptation_run(run.path) if compare else None
   if baseline is not None:
     panels.insert(0, (baseline, f"{BASELINE} (no adaptation)"))
   figure, axes = _figure.new_figure(1, len(panels))
@@ -231,5 +224,5 @@ def plot_features(run_dir, path, *, method: str = "pca",
                 fontsize="small")
   projection = "PCA" if method == "pca" else "t-SNE"
   figure.suptitle(f"{layer} features of the test examples ({projection}), "
-                  f"seed {run_config.get('seed')}")
+                  f"seed {run.seed}")
   return _figure.save(figure, path)

@@ -19,18 +19,15 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
-from tljax.checkpoint import Checkpointer
-from tljax.params import resolve_checkpoint_dir
 from tljax.report.curves import plot_training_curves
 from tljax.report.features import (PROJECTIONS, _check_max_points,
                                    before_adaptation_run, plot_features)
 from tljax.report.runs import (RESULTS_FILE, check_experiment_dir,
-                               experiment_dir, experiment_runs, has_checkpoint,
-                               has_metrics, read_json, read_run_config,
-                               read_summary, sibling_run)
+                               experiment_dir, experiment_runs, read_json,
+                               sibling_run)
 from tljax.report.weights import plot_weights
 from tljax.train.loop import load_domains
-from tljax.train.metrics import SUMMARY_FILE
+from tljax.train.rundir import Run
 
 REPORT_FILE = "report.md"
 CURVES_FILE = "training_curves.png"
@@ -129,14 +126,10 @@ def _transfer_lines(method: str, setting: str, summary: dict,
   return lines
 
 
-def _importance_weights(run_dir: str):
+def _importance_weights(run: Run):
   """The weights an ``importance_weighting`` run keeps in its checkpoint's extras."""
-  checkpointer = Checkpointer(resolve_checkpoint_dir(run_dir),
-                              read_only=True)
-  try:
+  with run.checkpointer() as checkpointer:
     raw = checkpointer.restore_raw()
-  finally:
-    checkpointer.close()
   weights = (raw.get("extras") or {}).get("weights")
   return None if weights is None else np.asarray(weights, np.float64)
 
@@ -191,8 +184,9 @@ def run_report(run_dir, *, features: str | None = "pca",
     ValueError: ``run_dir`` is not a finished tljax run directory, or
       ``features`` / ``max_points`` are invalid.
   """
-  run_config = read_run_config(run_dir)
-  summary = read_summary(run_dir)
+  run = Run.open(run_dir, argument="run_dir")
+  run_config = dict(run.record)
+  summary = run.summary()
   if features is not None and features not in PROJECTIONS:
     raise ValueError(f"features must be one of {list(PROJECTIONS)} or None, "
                      f"got {features!r}")
@@ -203,10 +197,10 @@ def run_report(run_dir, *, features: str | None = "pca",
 
   # --- Pictures -------------------------------------------------------------
   pictures = []  # (title, path, caption)
-  if has_metrics(run_dir):
+  if run.has_metrics:
     pictures.append(("Training curves", plot_training_curves(
         run_dir, os.path.join(run_dir, CURVES_FILE)), None))
-  if features is not None and has_checkpoint(run_dir):
+  if features is not None and run.has_checkpoint:
     domains = _domains_for(run_config, domains_cache)
     path = plot_features(run_dir, os.path.join(run_dir, FEATURES_FILE),
                          method=features, max_points=max_points,
@@ -217,8 +211,8 @@ def run_report(run_dir, *, features: str | None = "pca",
         "examples, the marker is the class"
         + ("; left: the same seed's `source_only` model (before adaptation), "
            "right: this run." if compared else "."))))
-  if method in REWEIGHTING_METHODS and has_checkpoint(run_dir):
-    weights = _importance_weights(run_dir)
+  if method in REWEIGHTING_METHODS and run.has_checkpoint:
+    weights = _importance_weights(run)
     if weights is not None:
       domains = _domains_for(run_config, domains_cache)
       inputs = np.asarray(domains["source"]["train"].get_batch(
@@ -231,7 +225,7 @@ def run_report(run_dir, *, features: str | None = "pca",
               "training inputs' first principal component.")))
 
   # --- The report -----------------------------------------------------------
-  baselines = {name: read_summary(path) for name in BASELINES
+  baselines = {name: Run.open(path).summary() for name in BASELINES
                if (path := sibling_run(run_dir, name)) is not None}
   runs = [(f"{method} (this run)", summary)] + [
       (f"{name} (same seed)", baseline) for name, baseline in baselines.items()]
@@ -321,8 +315,8 @@ def experiment_report(workdirs, path) -> str:
   labels = _column_labels(workdirs)
   runs = [experiment_runs(workdir) for workdir in workdirs]
   # Unfinished runs (no summary.json yet) are left out.
-  summaries = [{method: [read_summary(run_dir, "workdirs") for run_dir in dirs
-                         if os.path.isfile(os.path.join(run_dir, SUMMARY_FILE))]
+  summaries = [{method: [run.summary() for run in map(Run.open, dirs)
+                         if run.finished]
                 for method, dirs in found.items()} for found in runs]
   methods = list(dict.fromkeys(method for found in runs for method in found))
 
@@ -395,7 +389,7 @@ def report_experiment(workdir, *, features: str | None = "pca",
   cache: dict = {}
   for dirs in experiment_runs(workdir).values():
     for run_dir in dirs:
-      if os.path.isfile(os.path.join(run_dir, SUMMARY_FILE)):
+      if Run.open(run_dir).finished:
         run_report(run_dir, features=features, max_points=max_points,
                    domains_cache=cache)
   path = os.path.join(workdir, REPORT_FILE)

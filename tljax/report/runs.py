@@ -1,25 +1,23 @@
-"""Reading run and experiment directories, with errors that name the argument.
+"""Finding runs in experiment directories, with errors that name the argument.
 
-A run directory (``WORKDIR/<method>/seed_<n>``, written by
-:func:`tljax.train.loop.train_and_evaluate`) holds ``run_config.json``,
-``metrics.jsonl``, ``summary.json`` and ``checkpoints/``; an experiment
-directory (written by :func:`tljax.train.experiment.run_experiment`) holds
-one run directory per method and seed, ``config.json`` and ``results.json``.
+One run directory (``WORKDIR/<method>/seed_<n>``, written by
+:func:`tljax.train.loop.train_and_evaluate`) is read through
+:class:`tljax.train.rundir.Run`; an experiment directory (written by
+:func:`tljax.train.experiment.run_experiment`) holds one run directory per
+method and seed, ``config.json`` and ``results.json``. This module finds the
+runs of an experiment and a run's siblings (the same seed's baselines).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 
-from tljax.checkpoint import CHECKPOINT_SUBDIR
-from tljax.train.loop import RUN_CONFIG_FILE
-from tljax.train.metrics import METRICS_FILE, SUMMARY_FILE
+from tljax.rundir_format import SEED_DIR, is_run_dir, seed_of_dir
+from tljax.train.rundir import Run
 
 EXPERIMENT_CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
-SEED_DIR = re.compile(r"seed_(\d+)")
 
 
 def check_dir(path, argument: str) -> str:
@@ -38,57 +36,9 @@ def read_json(path: str):
     return json.load(stream)
 
 
-def is_run_dir(path) -> bool:
-  return os.path.isfile(os.path.join(path, RUN_CONFIG_FILE))
-
-
-def check_run_dir(run_dir, argument: str = "run_dir") -> str:
-  """``run_dir``, if it is a tljax run directory (it has ``run_config.json``)."""
-  run_dir = check_dir(run_dir, argument)
-  if not is_run_dir(run_dir):
-    raise ValueError(f"{argument} {run_dir!r} has no {RUN_CONFIG_FILE}: it is "
-                     "not a tljax run directory (WORKDIR/<method>/seed_<n>)")
-  return run_dir
-
-
-def read_run_config(run_dir, argument: str = "run_dir") -> dict:
-  """``{"config", "method", "seed", "init_from"}`` of a run."""
-  run_dir = check_run_dir(run_dir, argument)
-  run_config = read_json(os.path.join(run_dir, RUN_CONFIG_FILE))
-  if not isinstance(run_config, dict) or "config" not in run_config:
-    raise ValueError(f"{argument} {run_dir!r}: {RUN_CONFIG_FILE} is not a "
-                     "tljax run config (no 'config' key)")
-  return run_config
-
-
-def read_summary(run_dir, argument: str = "run_dir") -> dict:
-  """The run's ``summary.json``; a ``ValueError`` if the run has not finished."""
-  run_dir = check_dir(run_dir, argument)
-  path = os.path.join(run_dir, SUMMARY_FILE)
-  if not os.path.isfile(path):
-    raise ValueError(f"{argument} {run_dir!r} has no {SUMMARY_FILE}: the run "
-                     "has not finished (or it is not a tljax run directory)")
-  return read_json(path)
-
-
-def has_checkpoint(run_dir) -> bool:
-  directory = os.path.join(run_dir, CHECKPOINT_SUBDIR)
-  return os.path.isdir(directory) and any(
-      name.isdigit() for name in os.listdir(directory))
-
-
-def has_metrics(run_dir) -> bool:
-  return os.path.isfile(os.path.join(run_dir, METRICS_FILE))
-
-
-def run_seed(run_dir) -> int | None:
-  match = SEED_DIR.fullmatch(os.path.basename(os.path.normpath(run_dir)))
-  return int(match.group(1)) if match else None
-
-
 def experiment_dir(run_dir) -> str | None:
   """The experiment directory ``run_dir`` belongs to (``<exp>/<method>/seed_<n>``)."""
-  if run_seed(run_dir) is None:
+  if seed_of_dir(run_dir) is None:
     return None
   return os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))
 
@@ -102,8 +52,9 @@ def sibling_run(run_dir, method: str) -> str | None:
       os.path.normpath(run_dir)))
   if os.path.abspath(sibling) == os.path.abspath(run_dir):
     return None
-  finished = os.path.isfile(os.path.join(sibling, SUMMARY_FILE))
-  return sibling if finished else None
+  if not is_run_dir(sibling) or not Run.open(sibling).finished:
+    return None
+  return sibling
 
 
 def method_order(workdir: str, names) -> list[str]:

@@ -12,7 +12,6 @@ trained next to them, such as a domain discriminator), checking every shape.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -22,8 +21,8 @@ import ml_collections
 import numpy as np
 
 from tljax import models as models_lib
-from tljax.params import flatten, read_checkpoint, unflatten
-from tljax.train.loop import RUN_CONFIG_FILE
+from tljax.params import flatten, unflatten
+from tljax.train.rundir import Run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,22 +56,6 @@ def default_name(run_dir: str) -> str:
   return parts[-1]
 
 
-def read_run_config(run_dir: str) -> dict:
-  """The ``run_config.json`` of a tljax run, with clear errors."""
-  if not os.path.isdir(run_dir):
-    raise FileNotFoundError(f"source run dir {run_dir!r} does not exist")
-  path = os.path.join(run_dir, RUN_CONFIG_FILE)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"source run dir {run_dir!r} has no {RUN_CONFIG_FILE}; pass a tljax "
-        "run directory (WORKDIR/<method>/seed_<n>)")
-  with open(path, encoding="utf-8") as stream:
-    run_config = json.load(stream)
-  if not isinstance(run_config, dict) or "config" not in run_config:
-    raise ValueError(f"{path!r} is not a tljax run config (no 'config' key)")
-  return run_config
-
-
 def model_config(config) -> dict:
   """The ``config.model`` fields as a plain dict (comparable across runs)."""
   model = config["model"]
@@ -89,23 +72,20 @@ def load_source_run(run_dir: str, *, input_shape: Sequence[int],
     name: a label (default :func:`default_name`).
 
   Raises:
-    FileNotFoundError: no such directory, no ``run_config.json`` or no
-      checkpoint.
+    FileNotFoundError: no such directory, no ``run_config.json``
+      (:class:`~tljax.errors.RunDirNotFoundError`) or no checkpoint
+      (:class:`~tljax.errors.CheckpointNotFoundError`).
     ValueError: the checkpoint does not fit the architecture or the inputs.
   """
-  run_dir = os.path.abspath(run_dir)
-  run_config = read_run_config(run_dir)
-  config = ml_collections.ConfigDict(run_config["config"])
-  params, model_state = read_checkpoint(run_dir)
+  run = Run.open(run_dir, argument="source run dir")
+  run_dir, config = run.path, run.config
+  params, model_state = run.restore()
   flat = flatten(params)
   if "head/bias" not in flat:
     raise ValueError(f"source run {run_dir!r} has no 'head/bias' parameter; "
                      "is it a tljax classifier?")
-  options = {key: value for key, value in model_config(config).items()
-             if key != "name"}
-  model = models_lib.create_model(
-      config.model.name, num_classes=int(np.shape(flat["head/bias"])[0]),
-      input_shape=tuple(int(size) for size in input_shape), **options)
+  model = run.model_for(input_shape=input_shape,
+                        num_classes=int(np.shape(flat["head/bias"])[0]))
   # Parameters a method added next to the model's (a domain discriminator)
   # are not the model's.
   shapes, state_shapes = jax.eval_shape(model.init, jax.random.key(0))
@@ -127,6 +107,6 @@ def load_source_run(run_dir: str, *, input_shape: Sequence[int],
             f"{tuple(leaf.shape)} in model {config.model.name!r} for target "
             f"inputs of shape {tuple(input_shape)}")
   return SourceRun(name=name or default_name(run_dir), run_dir=run_dir,
-                   config=config, method=str(run_config.get("method")),
+                   config=config, method=str(run.recipe),
                    model=model, params=unflatten(flatten(params)),
                    model_state=unflatten(flatten(model_state)))
