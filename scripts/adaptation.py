@@ -86,7 +86,7 @@ def task_config(task: str):
                               f"seeds={_SEEDS.value}")
   else:
     raise app.UsageError(f"--tasks: unknown task {task!r}; known: {list(TASKS)}")
-  config.method = "source_only"
+  config.method, config.method_kwargs = "source_only", {}
   config.baselines = (*_METHODS.value, "target_only")
   config.data_dir = _DATA_DIR.value
   config.progress_bar = False
@@ -106,6 +106,7 @@ def method_config(config, method: str, task: str):
   """
   config = config.copy_and_resolve_references()
   config.method, config.baselines = method, ()
+  config.method_kwargs = {}
   if task.startswith("moons") and "hidden_dim" in method_defaults(method):
     config.method_kwargs.hidden_dim = moons.HIDDEN_DIM
   return config

@@ -89,10 +89,11 @@ def student_config(variant: str, teacher_dir: str, teacher_model):
   losses = VARIANTS[variant][1]
   if losses is not None:
     config.method = "distill"
-    config.distill.base = "source_only"
-    config.distill.losses = losses
-    config.distill.teacher_workdir = os.path.join(teacher_dir, "seed_{seed}")
-    config.distill.teacher_model = dict(teacher_model)
+    config.method_kwargs.base = "source_only"
+    config.method_kwargs.losses = losses
+    config.method_kwargs.teacher_workdir = os.path.join(teacher_dir,
+                                                        "seed_{seed}")
+    config.method_kwargs.teacher_model = dict(teacher_model)
   return config
 
 

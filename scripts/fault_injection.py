@@ -205,7 +205,7 @@ def writer_faults(scratch, trials, rng, counts, steps):
 
 def rerun_faults(finished, counts):
   changes = ["optimizer.learning_rate=0.5", "target.kwargs.rotation_degrees=50",
-             "model.hidden_dims=(32, 32)", "adaptation.hidden_dim=32",
+             "model.hidden_dims=(32, 32)", "method_kwargs.hidden_dim=32",
              "steps=12", "seeds=(0, 1)", "source.kwargs.noise=0.2"]
   for change in changes:
     before = tree_digest(finished)

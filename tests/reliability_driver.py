@@ -29,7 +29,7 @@ def driver_config(data_dir, **overrides):
   step-dependent reversal coefficient all have to resume exactly."""
   defaults = dict(method="dann", model__name="mlp", model__hidden_dims=(32,),
                   steps=40, batch_size=16, log_every=1, checkpoint_every=4,
-                  keep_checkpoints=2, adaptation__hidden_dim=16)
+                  keep_checkpoints=2, method_kwargs__hidden_dim=16)
   return small_config(data_dir, **{**defaults, **overrides})
 
 

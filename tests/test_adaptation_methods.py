@@ -10,7 +10,8 @@ import pytest
 
 from tljax import align
 from conftest import small_config
-from tljax.methods import TransferContext, build_method
+from tljax.methods import (TransferContext, build_method, method_defaults,
+                           method_settings)
 from tljax import train
 from tljax.methods.adaptation import (apply_discriminator, apply_mlp,
                                      init_discriminator)
@@ -24,10 +25,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tiny_config(data_dir, method, model="lenet"):
   model_fields = ({"model__hidden_dims": (32,)} if model == "mlp" else {})
-  return small_config(data_dir, method=method, model__name=model,
-                      model__bottleneck_dim=16, steps=8, batch_size=16,
-                      log_every=4, checkpoint_every=8,
-                      adaptation__hidden_dim=32, **model_fields)
+  config = small_config(data_dir, method=method, model__name=model,
+                        model__bottleneck_dim=16, steps=8, batch_size=16,
+                        log_every=4, checkpoint_every=8, **model_fields)
+  if "hidden_dim" in method_defaults(method):
+    config.method_kwargs.hidden_dim = 32
+  return config
 
 
 @pytest.mark.parametrize("method, term", [
@@ -81,11 +84,11 @@ ALIGNMENT_TERMS = {
         kernel_bandwidths=[None, [0.92 ** 2]])),
     "afn": ("feature_norm_loss", lambda fs, ft, ls, lt, c: (
         align.stepwise_adaptive_feature_norm(
-            fs, delta_r=c.adaptation.afn_delta_r)
+            fs, delta_r=method_defaults("afn")["delta_r"])
         + align.stepwise_adaptive_feature_norm(
-            ft, delta_r=c.adaptation.afn_delta_r))),
+            ft, delta_r=method_defaults("afn")["delta_r"]))),
     "mcc": ("mcc", lambda fs, ft, ls, lt, c: align.minimum_class_confusion(
-        lt, temperature=c.adaptation.mcc_temperature)),
+        lt, temperature=method_defaults("mcc")["temperature"])),
 }
 
 
@@ -94,7 +97,7 @@ def test_discrepancy_recipes_add_their_weighted_term_to_the_source_loss(
     data_dir, method):
   """loss = CE(source) + λ · term(source and target outputs), term logged."""
   config = tiny_config(data_dir, method)
-  config.adaptation.trade_off = 0.7
+  config.method_kwargs.trade_off = 0.7
   model = create_model("mlp", num_classes=10, input_shape=(8, 8, 1),
                        hidden_dims=(32,), bottleneck_dim=16)
   recipe = build_method(method, config, model)
@@ -107,7 +110,9 @@ def test_discrepancy_recipes_add_their_weighted_term_to_the_source_loss(
                                            "label": labels},
            "target": {"input": inputs[4:]}}
   key = jax.random.key(1)
-  loss, (_, metrics) = recipe.loss_fn(params, model_state, batch, key, {})
+  assert recipe.hparams == {"trade_off": 0.7}
+  loss, (_, metrics) = recipe.loss_fn(params, model_state, batch, key, {},
+                                      hparams=recipe.hparams)
 
   outputs, _ = model.apply(params, model_state, jnp.asarray(inputs),
                            train=True, key=key)
@@ -125,10 +130,10 @@ def test_discrepancy_recipes_add_their_weighted_term_to_the_source_loss(
 
 
 def test_deep_coral_takes_tllibs_convention_from_the_config(data_dir):
-  """adaptation.coral_convention='tllib': the term is TLlib's, 4x the paper's
+  """method_kwargs.coral_convention='tllib': the term is TLlib's, 4x the paper's
   covariance term plus the mean term (checked in NumPy here)."""
   config = tiny_config(data_dir, "deep_coral")
-  config.adaptation.coral_convention = "tllib"
+  config.method_kwargs.coral_convention = "tllib"
   model = create_model("mlp", num_classes=10, input_shape=(8, 8, 1),
                        hidden_dims=(32,), bottleneck_dim=16)
   recipe = build_method("deep_coral", config, model)
@@ -139,7 +144,8 @@ def test_deep_coral_takes_tllibs_convention_from_the_config(data_dir):
                                            "label": jnp.array([0, 1, 2, 3])},
            "target": {"input": inputs[4:]}}
   key = jax.random.key(1)
-  _, (_, metrics) = recipe.loss_fn(params, model_state, batch, key, {})
+  _, (_, metrics) = recipe.loss_fn(params, model_state, batch, key, {},
+                                   hparams=recipe.hparams)
   outputs, _ = model.apply(params, model_state, jnp.asarray(inputs),
                            train=True, key=key)
   features = np.asarray(outputs.features, np.float64)
@@ -149,8 +155,8 @@ def test_deep_coral_takes_tllibs_convention_from_the_config(data_dir):
                          - np.cov(target, rowvar=False)) ** 2))
   np.testing.assert_allclose(float(metrics["deep_coral"]), expected,
                              rtol=1e-4)
-  config.adaptation.coral_convention = "tlib"
-  with pytest.raises(ValueError, match="adaptation.coral_convention"):
+  config.method_kwargs.coral_convention = "tlib"
+  with pytest.raises(ValueError, match="method_kwargs.coral_convention"):
     build_method("deep_coral", config, model)
 
 
@@ -176,8 +182,9 @@ def test_dann_trains_the_discriminator_and_reverses_the_features(data_dir):
                                            "label": np.array([1, 2])},
            "target": {"input": inputs[2:]}}
   # Reference gradients, each term computed on its own with the same forward.
-  grads = jax.grad(lambda p: method.loss_fn(p, model_state, batch,
-                                            jax.random.key(1), {})[0])(params)
+  grads = jax.grad(lambda p: method.loss_fn(
+      p, model_state, batch, jax.random.key(1), {},
+      hparams=method.hparams)[0])(params)
   params_model = {k: v for k, v in params.items() if k != "discriminator"}
   labels = jnp.array([1, 2])
 
@@ -311,8 +318,8 @@ def test_mdd_gradients_have_the_adversarial_signs(data_dir):
                                               "label": labels},
            "target": {"input": inputs[3:]}}
   key = jax.random.key(2)
-  grads = jax.grad(lambda p: method.loss_fn(p, model_state, batch, key,
-                                            {})[0])(params)
+  grads = jax.grad(lambda p: method.loss_fn(p, model_state, batch, key, {},
+                                            hparams=method.hparams)[0])(params)
   model_params = {k: v for k, v in params.items() if k != "adversarial_head"}
 
   def pieces(model_params, adversarial):
@@ -343,23 +350,24 @@ def test_mdd_gradients_have_the_adversarial_signs(data_dir):
   # TLlib's warm start is unbounded in step / 1000: past step 1000 the eager
   # loss (jax.disable_jit, debugging) works as the jitted one does.
   _, (_, metrics) = method.loss_fn(params, model_state,
-                                   dict(batch, step=np.int32(3000)), key, {})
+                                   dict(batch, step=np.int32(3000)), key, {},
+                                   hparams=method.hparams)
   np.testing.assert_allclose(metrics["reversal_coefficient"],
                              0.1 * (2 / (1 + np.exp(-3.0)) - 1), rtol=1e-6)
 
 
 def test_adaptation_trade_off_defaults_and_errors(data_dir):
-  from tljax.methods.adaptation import trade_off
   config = tiny_config(data_dir, "afn")
-  assert trade_off(config, "afn") == 0.05 and trade_off(config, "dann") == 1.0
-  config.adaptation.trade_off = 0.3
-  assert trade_off(config, "afn") == 0.3
-  config.adaptation.trade_off = -1.0
-  with pytest.raises(ValueError, match="adaptation.trade_off"):
+  assert method_defaults("afn")["trade_off"] == 0.05
+  assert method_defaults("dann")["trade_off"] == 1.0
+  config.method_kwargs.trade_off = 0.3
+  assert method_settings("afn", config.method_kwargs)["trade_off"] == 0.3
+  config.method, config.method_kwargs.trade_off = "dan", -1.0
+  with pytest.raises(ValueError, match="method_kwargs.trade_off"):
     build_method("dan", config, None)
   config = tiny_config(data_dir, "mcd")
-  config.adaptation.mcd_num_k = 0
-  with pytest.raises(ValueError, match="mcd_num_k"):
+  config.method_kwargs.num_k = 0
+  with pytest.raises(ValueError, match=r"method_kwargs\.num_k"):
     build_method("mcd", config, None)
 
 

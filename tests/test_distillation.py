@@ -26,9 +26,9 @@ def small_config(**distill):
   config.batch_size = 32
   config.model.hidden_dims = (16,)  # the student: another architecture
   config.model.bottleneck_dim = 8
-  config.distill.teacher_model = dict(TEACHER_MODEL)
+  config.method_kwargs.teacher_model = dict(TEACHER_MODEL)
   for key, value in distill.items():
-    config.distill[key] = value
+    config.method_kwargs[key] = value
   return config
 
 
@@ -49,8 +49,8 @@ def test_loss_is_base_loss_plus_weighted_terms():
   model = build_model(config, domains)
   method = methods_lib.build_method("distill", config, model)
   base = methods_lib.build_method("source_only", config, model)
-  from tljax.methods.distillation import teacher_model
-  teacher = teacher_model(config, model)
+  from tljax.methods.distillation import teacher_network
+  teacher = teacher_network(config.method_kwargs.teacher_model, model)
   params, state = model.init(jax.random.key(0))
   teacher_params, teacher_state = teacher.init(jax.random.key(1))
   extras = {"teacher": {"params": teacher_params, "model_state": teacher_state},
@@ -103,8 +103,8 @@ def test_kd_student_follows_teacher_on_target(tmp_path):
   assert (teacher_run / "summary.json").exists()
   domains = load_domains(config)
   student = build_model(config, domains)
-  from tljax.methods.distillation import teacher_model
-  teacher = teacher_model(config, student)
+  from tljax.methods.distillation import teacher_network
+  teacher = teacher_network(config.method_kwargs.teacher_model, student)
   inputs = jnp.asarray(domains["target"]["test"].inputs)
   t_params, t_state = _predictions(teacher, str(teacher_run))
   teacher_labels = np.argmax(teacher.apply(t_params, t_state, inputs,
@@ -122,34 +122,42 @@ def test_kd_student_follows_teacher_on_target(tmp_path):
 
 
 def test_bad_settings_name_the_key(tmp_path):
-  for distill, key in [({"losses": ("kd", "fitnet")}, "distill.losses"),
-                       ({"domains": ("test",)}, "distill.domains"),
-                       ({"temperature": 0.0}, "distill.temperature"),
-                       ({"kd_weight": -1.0}, "distill.kd_weight"),
-                       ({"base": "mcd"}, "distill.base")]:
+  for distill, key in [({"losses": ("kd", "fitnet")}, "method_kwargs.losses"),
+                       ({"domains": ("test",)}, "method_kwargs.domains"),
+                       ({"temperature": 0.0}, "method_kwargs.temperature"),
+                       ({"kd_weight": -1.0}, "method_kwargs.kd_weight"),
+                       ({"base": "mcd"}, "method_kwargs.base")]:
     config = small_config(**distill)
     domains = load_domains(config)
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
       methods_lib.build_method("distill", config, build_model(config, domains))
   config = small_config()
-  config.distill.teacher_model = {"name": "no_such_model"}
-  with pytest.raises(ValueError, match=r"distill\.teacher_model\.name"):
+  config.method_kwargs.teacher_model = {"name": "no_such_model"}
+  with pytest.raises(ValueError, match=r"method_kwargs\.teacher_model\.name"):
     check_experiment_config(config)
   config = small_config(base="nope")
-  with pytest.raises(ValueError, match=r"distill\.base"):
+  with pytest.raises(ValueError, match=r"method_kwargs\.base"):
+    check_experiment_config(config)
+  config = small_config(teacher_method="nope")
+  with pytest.raises(ValueError, match=r"method_kwargs\.teacher_method': "
+                     r"method 'nope' is unknown"):
+    check_experiment_config(config)
+  config = small_config(base="dann", base_kwargs={"trade_of": 0.3})
+  with pytest.raises(ValueError, match=r"method_kwargs\.base_kwargs.*"
+                     r"'method_kwargs\.trade_of' is unknown for method 'dann'"):
     check_experiment_config(config)
 
 
 def test_missing_or_mismatched_teacher(tmp_path):
   config = small_config()
-  with pytest.raises(ValueError, match=r"distill\.teacher_workdir"):
+  with pytest.raises(ValueError, match=r"method_kwargs\.teacher_workdir"):
     train_and_evaluate(config, str(tmp_path / "student"), seed=0)
   # A finished run of another architecture is refused, naming the key.
   other = small_config()
-  other.method = "source_only"
+  other.method, other.method_kwargs = "source_only", {}
   other.model = {"name": "mlp", "hidden_dims": (5,), "bottleneck_dim": 3}
   train_and_evaluate(other, str(tmp_path / "other"), seed=0)
-  config.distill.teacher_workdir = str(tmp_path / "other")
-  with pytest.raises(ValueError, match=r"distill\.teacher_workdir.*fit"):
+  config.method_kwargs.teacher_workdir = str(tmp_path / "other")
+  with pytest.raises(ValueError, match=r"method_kwargs\.teacher_workdir.*fit"):
     train_and_evaluate(config, str(tmp_path / "student2"), seed=0)
   assert not os.path.exists(tmp_path / "student2" / "summary.json")

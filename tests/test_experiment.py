@@ -80,10 +80,10 @@ def test_runs_that_predate_a_new_config_field_resume_only_at_its_default(
   import json
   train_and_evaluate(tiny_config(data_dir, steps=4, checkpoint_every=4),
                      str(tmp_path), method_name="source_only")
-  # Pretend the run was started before the `reweight` sub-config existed.
+  # Pretend the run was started before `max_skipped_fraction` existed.
   path = tmp_path / "run_config.json"
   stored = json.loads(path.read_text())
-  del stored["config"]["reweight"]
+  del stored["config"]["max_skipped_fraction"]
   path.write_text(json.dumps(stored))
   summary = train_and_evaluate(tiny_config(data_dir, steps=4,
                                            checkpoint_every=4),
@@ -91,8 +91,8 @@ def test_runs_that_predate_a_new_config_field_resume_only_at_its_default(
   assert summary["resumed_from_step"] == 4
   # A new field set to something else than its default is a different run.
   config = tiny_config(data_dir, steps=4, checkpoint_every=4)
-  config.reweight.estimator = "kliep"
-  with pytest.raises(ValueError, match="another config.*reweight"):
+  config.max_skipped_fraction = 0.5
+  with pytest.raises(ValueError, match="another config.*max_skipped_fraction"):
     train_and_evaluate(config, str(tmp_path), method_name="source_only")
 
 
@@ -258,12 +258,13 @@ def test_shared_source_run_replaces_the_pretrain_step(tmp_path, data_dir):
                           str(tmp_path / "source"))
   assert source["table"][0]["method"] == "source_only"
   config = tiny_config(data_dir, method="surgical", steps=10)
-  config.surgical_blocks = ("backbone/conv9/.*",)
+  config.method_kwargs.blocks = ("backbone/conv9/.*",)
   config.init_from.workdir = str(tmp_path / "source" / "source_only" /
                                  "seed_{seed}")
-  with pytest.raises(ValueError, match=r"surgical_blocks \['backbone/conv9"):
+  with pytest.raises(ValueError,
+                     match=r"method_kwargs\.blocks': \['backbone/conv9"):
     run_experiment(config, str(tmp_path / "typo"))
-  config.surgical_blocks = ("backbone/dense1/.*",)
+  config.method_kwargs.blocks = ("backbone/dense1/.*",)
   config.baselines = ("target_only",)
   config.init_from.workdir = str(tmp_path / "source" / "source_only" /
                                  "seed_{seed}")

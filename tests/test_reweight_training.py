@@ -100,8 +100,9 @@ def test_importance_weighting_recipe_weights_each_example(data_dir):
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   np.testing.assert_allclose(metrics["batch_weight_mean"],
                              weights[index].mean(), rtol=1e-6)
-  config.reweight.estimator = "kmn"
-  with pytest.raises(ValueError, match="reweight.estimator"):
+  config.method = "importance_weighting"
+  config.method_kwargs.estimator = "kmn"
+  with pytest.raises(ValueError, match="method_kwargs.estimator"):
     build_method("importance_weighting", config, model)
 
 
@@ -110,7 +111,7 @@ def test_importance_weighting_trains_end_to_end(tmp_path, data_dir):
                         model__name="lenet", model__bottleneck_dim=16,
                         steps=6, batch_size=16, log_every=3,
                         checkpoint_every=6,
-                        reweight__estimator="nearest_neighbors_weighting")
+                        method_kwargs__estimator="nearest_neighbors_weighting")
   results = run_experiment(config, str(tmp_path))
   summary = results["runs"][-1]
   assert summary["method"] == "importance_weighting"

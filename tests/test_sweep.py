@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from configs import moons
+from tljax.methods import build_method
+from tljax.models import create_model
 from tljax.params import flatten, read_checkpoint
 from tljax.train.loop import train_and_evaluate
 from tljax.train.sweep import member_name, run_sweep, sweep_members
@@ -23,8 +25,14 @@ def sweep_config():
   config.optimizer.name = "sgd"
   config.optimizer.learning_rate = 0.05
   config.sweep.learning_rates = (0.05, 0.02)
-  config.sweep.trade_offs = (0.3,)
+  config.sweep.hparams.trade_off = (0.3,)
   return config
+
+
+def built(config):
+  model = create_model("mlp", num_classes=2, input_shape=(2,),
+                       hidden_dims=(8,))
+  return build_method(config.method, config, model)
 
 
 def member_params(workdir, index):
@@ -34,7 +42,7 @@ def member_params(workdir, index):
 
 def test_each_member_equals_its_single_run(tmp_path):
   config = sweep_config()
-  members = sweep_members(config)
+  members = sweep_members(config, built(config))
   assert len(members) == 4  # 2 seeds × 2 learning rates × 1 λ
   results = run_sweep(config, str(tmp_path / "sweep"))
   assert len(results["members"]) == 4 and len(results["table"]) == 2
@@ -42,7 +50,7 @@ def test_each_member_equals_its_single_run(tmp_path):
     member = members[index]
     single = sweep_config()
     single.optimizer.learning_rate = member["learning_rate"]
-    single.adaptation.trade_off = member["trade_off"]
+    single.method_kwargs.trade_off = member["hparams"]["trade_off"]
     run = tmp_path / member_name(member)
     summary = train_and_evaluate(single, str(run), seed=member["seed"])
     ours = member_params(str(tmp_path / "sweep"), index)
@@ -59,7 +67,7 @@ def test_each_member_equals_its_single_run(tmp_path):
   row = results["table"][0]
   accuracies = [m["target_test"]["accuracy"] for m in results["members"]
                 if m["learning_rate"] == row["learning_rate"]
-                and m["trade_off"] == row["trade_off"]]
+                and m["hparams"] == row["hparams"]]
   assert row["target_test_accuracy_mean"] == pytest.approx(np.mean(accuracies))
   saved = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
   assert saved["table"] == results["table"]
@@ -67,29 +75,36 @@ def test_each_member_equals_its_single_run(tmp_path):
 
 @pytest.mark.parametrize("field, value, match", [
     ("learning_rates", (0.0,), r"sweep\.learning_rates"),
-    ("trade_offs", (-1.0,), r"sweep\.trade_offs"),
+    ("hparams.trade_off", (-1.0,), r"sweep\.hparams\.trade_off.*>= 0"),
     # Members are named by their values: repeats would share a summary.
     ("learning_rates", (1e-3, 0.05, 1e-3), r"sweep\.learning_rates.*repeated"),
-    ("trade_offs", (0.3, 0.30000000001), r"sweep\.trade_offs.*repeated"),
+    ("hparams.trade_off", (0.3, 0.30000000001),
+     r"sweep\.hparams\.trade_off.*repeated"),
 ])
 def test_bad_sweep_values_name_the_key(field, value, match):
   config = sweep_config()
-  config.sweep[field] = value
+  *parents, last = field.split(".")
+  node = config.sweep
+  for parent in parents:
+    node = node[parent]
+  node[last] = value
   with pytest.raises(ValueError, match=match):
-    sweep_members(config)
+    sweep_members(config, built(config))
 
 
 def test_transfer_recipe_needs_the_source_run_to_start_from(tmp_path):
   # finetune starts from a source run; a sweep must not train it from
   # scratch in silence.
   config = sweep_config()
-  config.method, config.sweep.trade_offs = "finetune", ()
+  config.method, config.sweep.hparams = "finetune", {}
+  config.method_kwargs = {}  # dann's settings are not finetune's
   with pytest.raises(ValueError, match=r"init_from\.workdir.*finetune"):
     run_sweep(config, str(tmp_path / "sweep"))
 
 
-def test_trade_off_needs_a_recipe_with_one():
+def test_only_what_the_recipe_traces_can_be_swept():
   config = sweep_config()
-  config.method = "source_only"
-  with pytest.raises(ValueError, match=r"sweep\.trade_offs"):
-    sweep_members(config)
+  config.method, config.method_kwargs = "source_only", {}
+  with pytest.raises(ValueError, match=r"sweep\.hparams\.trade_off.*"
+                     r"'source_only' traces no such.*can sweep: \[\]"):
+    sweep_members(config, built(config))

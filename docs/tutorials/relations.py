@@ -76,12 +76,12 @@ def distill(workdir: str, *, quick: bool) -> None:
   config.method = "distill"
   config.baselines = ("source_only",)  # the student alone
   # The student: source labels (base recipe) + KD on unlabeled target inputs.
-  config.distill.base = "source_only"
-  config.distill.losses = ("kd",)
-  config.distill.domains = ("target",)
+  config.method_kwargs.base = "source_only"
+  config.method_kwargs.losses = ("kd",)
+  config.method_kwargs.domains = ("target",)
   # The teacher: a wider network trained first on the labeled target examples.
-  config.distill.teacher_method = "target_only"
-  config.distill.teacher_model = ConfigDict(
+  config.method_kwargs.teacher_method = "target_only"
+  config.method_kwargs.teacher_model = ConfigDict(
       {"name": "mlp", "hidden_dims": (64, 64), "bottleneck_dim": 32})
   results = run_experiment(config, workdir)
   print(format_table(results["table"]))

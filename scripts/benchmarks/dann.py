@@ -52,7 +52,7 @@ def tljax_dann(*, model_name: str, image_shape, batch_size: int, dtype,
   config.optimizer.nesterov = True
   config.optimizer.weight_decay = weight_decay
   config.optimizer.schedule = "cosine"
-  config.adaptation.hidden_dim = hidden_dim
+  config.method_kwargs.hidden_dim = hidden_dim
   config.steps = 1000
   config.batch_size = batch_size
 
@@ -79,7 +79,8 @@ def tljax_dann(*, model_name: str, image_shape, batch_size: int, dtype,
       layer_decay=config.optimizer.get("layer_decay"),
       depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules])
   state = jax.jit(lambda params, model_state: create_train_state(
-      params, model_state, optimizer, rules=rules))(params, model_state)
+      params, model_state, optimizer, rules=rules,
+      hparams=method.hparams))(params, model_state)
   # As the loop jits it: the per-step key fold_in(train_key, step) is made
   # inside the step from the batch's step counter.
   step = jax.jit(keyed_by_step(make_train_step(method.loss_fn, optimizer,
@@ -413,7 +414,7 @@ def section_dann(args, ctx) -> Section:
       "convolution one matrix product, the row "
       f"\"{XLA_CONV_ROW}\" the same step with `lax.conv_general_dilated`; "
       "see tljax/models/lenet.py), discriminator 256→500→500→1 "
-      "(`config.adaptation.hidden_dim`), `make_optimizer` (SGD, lr 0.01, "
+      "(`config.method_kwargs.hidden_dim`), `make_optimizer` (SGD, lr 0.01, "
       "momentum 0.9 Nesterov, weight decay 5e-4, cosine schedule), "
       "`make_train_step` (jit, state donated), called as the loop calls it "
       "(host step counter in the batch, the key folded from it inside the "

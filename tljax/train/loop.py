@@ -233,7 +233,11 @@ def setup_run(config, method_name: str, seed: int, *, domains=None,
       params=params, model_state=model_state, transferred=transferred,
       source_params=source_params, source_model_state=source_model_state,
       model=model, domains=domains, config=config, seed=seed,
-      prior_runs=dict(prior_runs or {}))
+      # Finished runs the method names itself, unless the caller gives them.
+      prior_runs={**{prior.role: prior.workdir.format(seed=seed)
+                     for prior in method.needs
+                     if prior.workdir and prior.role != methods_lib.PRETRAIN},
+                  **(prior_runs or {})})
   model_keys = frozenset(params)
   if method.init_params is not None:
     added = method.init_params(context)
