@@ -443,13 +443,14 @@ examples:
 """
 
 _SWEEP_EPILOG = f"""\
-The grid is config.seeds x config.sweep.learning_rates x
-config.sweep.trade_offs (empty: the config's own value); every member trains
-in one jitted, vmapped step (tljax.train.sweep).
+The grid is config.seeds x config.sweep.learning_rates x the values in
+config.sweep.hparams of each hyper-parameter the recipe traces (e.g.
+trade_off; empty: the config's own values); every member trains in one
+jitted, vmapped step (tljax.train.sweep).
 
 examples:
   {PROG} sweep --config configs/moons.py:method=dann \\
-      --set sweep.learning_rates='(1e-3, 3e-3)' --set sweep.trade_offs='(0.3, 1.0)'
+      --set sweep.learning_rates='(1e-3, 3e-3)' --set sweep.hparams.trade_off='(0.3, 1.0)'
   {PROG} sweep --config configs/moons.py:method=jan,seeds=3 --set steps=500 \\
       --workdir workdirs/jan_sweep
 """
