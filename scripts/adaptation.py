@@ -50,8 +50,18 @@ sys.path.insert(0, os.path.join(_REPO, "configs"))
 import digits  # noqa: E402
 import moons  # noqa: E402
 
-METHODS = ("dan", "jan", "deep_coral", "dann", "cdan", "cdan_e", "mcd", "mdd",
-           "afn", "mcc")
+METHODS = (
+    "dan",
+    "jan",
+    "deep_coral",
+    "dann",
+    "cdan",
+    "cdan_e",
+    "mcd",
+    "mdd",
+    "afn",
+    "mcc",
+)
 TASKS = {
     "mnist_to_uci": "MNIST-5k → UCI",
     "uci_to_mnist": "UCI → MNIST-5k",
@@ -59,18 +69,25 @@ TASKS = {
     "moons_50": "moons 50°",
 }
 
-_WORKDIR = flags.DEFINE_string("workdir", os.path.join("workdirs", "adaptation"),
-                               "Where all runs and the results go.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir",
+    os.path.join("workdirs", "adaptation"),
+    "Where all runs and the results go.",
+)
 _TASKS = flags.DEFINE_list("tasks", list(TASKS), "Tasks to run.")
-_METHODS = flags.DEFINE_list("methods", list(METHODS),
-                             "Adaptation recipes (source_only and target_only "
-                             "always run).")
+_METHODS = flags.DEFINE_list(
+    "methods",
+    list(METHODS),
+    "Adaptation recipes (source_only and target_only " "always run).",
+)
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..seeds-1.")
-_STEPS = flags.DEFINE_integer("steps", None,
-                              "Override every task's number of steps.")
+_STEPS = flags.DEFINE_integer(
+    "steps", None, "Override every task's number of steps."
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir.")
-_OUTPUT = flags.DEFINE_string("output", None,
-                              "Also write the markdown report to this file.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Also write the markdown report to this file."
+)
 
 
 def task_config(task: str):
@@ -82,10 +99,13 @@ def task_config(task: str):
       # 1,347 source training examples: 500 steps of 64 are ~24 epochs.
       config.steps = 500
   elif task in ("moons_30", "moons_50"):
-    config = moons.get_config(f"rotation={task.split('_')[1]},"
-                              f"seeds={_SEEDS.value}")
+    config = moons.get_config(
+        f"rotation={task.split('_')[1]}," f"seeds={_SEEDS.value}"
+    )
   else:
-    raise app.UsageError(f"--tasks: unknown task {task!r}; known: {list(TASKS)}")
+    raise app.UsageError(
+        f"--tasks: unknown task {task!r}; known: {list(TASKS)}"
+    )
   config.method, config.method_kwargs = "source_only", {}
   config.baselines = (*_METHODS.value, "target_only")
   config.data_dir = _DATA_DIR.value
@@ -118,11 +138,17 @@ def run_task(config, task: str, task_dir: str, methods) -> list[dict]:
   configs = {method: method_config(config, method, task) for method in methods}
   for method_config_ in configs.values():
     check_experiment_config(method_config_)
-  return [train_and_evaluate(configs[method],
-                             run_dir(task_dir, method, int(seed)),
-                             method_name=method, seed=int(seed),
-                             domains=domains)
-          for method in methods for seed in config.seeds]
+  return [
+      train_and_evaluate(
+          configs[method],
+          run_dir(task_dir, method, int(seed)),
+          method_name=method,
+          seed=int(seed),
+          domains=domains,
+      )
+      for method in methods
+      for seed in config.seeds
+  ]
 
 
 def format_report(results: dict, tasks, methods) -> str:
@@ -133,8 +159,12 @@ def format_report(results: dict, tasks, methods) -> str:
     for task in tasks:
       row = results[task][method]
       reference = results[task]["source_only"]["mean"]
-      marker = ("" if method in ("source_only", "target_only")
-                or row["mean"] >= reference else " ↓")
+      marker = (
+          ""
+          if method in ("source_only", "target_only")
+          or row["mean"] >= reference
+          else " ↓"
+      )
       cells.append(f"{100 * row['mean']:.1f} ± {100 * row['std']:.1f}{marker}")
     lines.append(f"| {method} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
@@ -155,15 +185,18 @@ def report_preamble(timings: dict) -> str:
       "on target labels. ↓ marks a mean below source-only's (negative "
       f"transfer for a transductive method). This invocation took "
       f"{minutes:.0f} min on 2 CPU cores (runs already in the work dir are "
-      "reused, not retrained).\n\n")
+      "reused, not retrained).\n\n"
+  )
 
 
 VALIDATORS = {
     "entropy": lambda logits: select.prediction_entropy(logits),
     "information maximization": lambda logits: select.information_maximization(
-        logits),
+        logits
+    ),
     "SND": lambda logits: select.soft_neighborhood_density(
-        jax.nn.softmax(logits)),
+        jax.nn.softmax(logits)
+    ),
 }
 
 
@@ -173,16 +206,22 @@ def validator_scores(config, task_dir: str, methods, seeds) -> dict:
   model = build_model(config, domains)
   model_keys = set(jax.eval_shape(model.init, jax.random.key(0))[0])
   inputs = np.asarray(domains["target"]["train"].inputs)
-  apply = jax.jit(lambda params, state: model.apply(params, state, inputs,
-                                                    train=False)[0].logits)
+  apply = jax.jit(
+      lambda params, state: model.apply(params, state, inputs, train=False)[
+          0
+      ].logits
+  )
   scores = {}
   for method in methods:
     for seed in seeds:
       params, model_state = read_checkpoint(run_dir(task_dir, method, seed))
-      logits = apply({key: value for key, value in params.items()
-                      if key in model_keys}, model_state)
+      logits = apply(
+          {key: value for key, value in params.items() if key in model_keys},
+          model_state,
+      )
       scores.setdefault(method, {})[seed] = {
-          name: float(function(logits)) for name, function in VALIDATORS.items()}
+          name: float(function(logits)) for name, function in VALIDATORS.items()
+      }
   return scores
 
 
@@ -190,26 +229,46 @@ def selection_rows(results: dict, scores: dict, methods, seeds) -> list:
   """The test accuracy of each validator's pick among ``methods``, per seed."""
   rows = []
   for name in VALIDATORS:
-    picks = [max(methods, key=lambda method: scores[method][seed][name])
-             for seed in seeds]
-    accuracies = [results[method]["runs"][index]
-                  for index, method in enumerate(picks)]
-    rows.append({"validator": name, "picks": picks,
-                 "mean": float(np.mean(accuracies))})
-  best = [max(results[method]["runs"][index] for method in methods)
-          for index, _ in enumerate(seeds)]
-  average = [np.mean([results[method]["runs"][index] for method in methods])
-             for index, _ in enumerate(seeds)]
-  rows.append({"validator": "best method per seed (uses test labels)",
-               "picks": [], "mean": float(np.mean(best))})
-  rows.append({"validator": "mean over methods", "picks": [],
-               "mean": float(np.mean(average))})
+    picks = [
+        max(methods, key=lambda method: scores[method][seed][name])
+        for seed in seeds
+    ]
+    accuracies = [
+        results[method]["runs"][index] for index, method in enumerate(picks)
+    ]
+    rows.append(
+        {"validator": name, "picks": picks, "mean": float(np.mean(accuracies))}
+    )
+  best = [
+      max(results[method]["runs"][index] for method in methods)
+      for index, _ in enumerate(seeds)
+  ]
+  average = [
+      np.mean([results[method]["runs"][index] for method in methods])
+      for index, _ in enumerate(seeds)
+  ]
+  rows.append(
+      {
+          "validator": "best method per seed (uses test labels)",
+          "picks": [],
+          "mean": float(np.mean(best)),
+      }
+  )
+  rows.append(
+      {
+          "validator": "mean over methods",
+          "picks": [],
+          "mean": float(np.mean(average)),
+      }
+  )
   return rows
 
 
 def format_selection(selection: dict, tasks) -> str:
-  lines = ["| validator | " + " | ".join(TASKS[task] for task in tasks) + " |",
-           "| --- |" + " --- |" * len(tasks)]
+  lines = [
+      "| validator | " + " | ".join(TASKS[task] for task in tasks) + " |",
+      "| --- |" + " --- |" * len(tasks),
+  ]
   names = [row["validator"] for row in selection[tasks[0]]]
   for index, name in enumerate(names):
     cells = []
@@ -228,8 +287,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   unknown = sorted(set(_METHODS.value) - set(available_methods()))
   if unknown:
-    raise app.UsageError(f"--methods {unknown} are unknown; registered: "
-                         f"{available_methods()}")
+    raise app.UsageError(
+        f"--methods {unknown} are unknown; registered: "
+        f"{available_methods()}"
+    )
   workdir = os.path.abspath(_WORKDIR.value)
   methods = ["source_only", *_METHODS.value, "target_only"]
   results, timings, scores, selection = {}, {}, {}, {}
@@ -240,29 +301,46 @@ def main(argv):
     timings[task] = time.perf_counter() - start
     results[task] = {}
     for method in methods:
-      accuracies = np.array([run["target_test"]["accuracy"]
-                             for run in runs
-                             if run["method"] == method])
+      accuracies = np.array(
+          [
+              run["target_test"]["accuracy"]
+              for run in runs
+              if run["method"] == method
+          ]
+      )
       results[task][method] = {
           "mean": float(accuracies.mean()),
           "std": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
-          "runs": accuracies.tolist()}
+          "runs": accuracies.tolist(),
+      }
     seeds = [int(seed) for seed in config.seeds]
     candidates = [method for method in methods if method != "target_only"]
-    scores[task] = validator_scores(config, os.path.join(workdir, task),
-                                    candidates, seeds)
-    selection[task] = selection_rows(results[task], scores[task], candidates,
-                                     seeds)
+    scores[task] = validator_scores(
+        config, os.path.join(workdir, task), candidates, seeds
+    )
+    selection[task] = selection_rows(
+        results[task], scores[task], candidates, seeds
+    )
     print(f"{task}: done in {timings[task]:.0f} s", flush=True)
 
-  table = (format_report(results, _TASKS.value, methods)
-           + "\n\nLabel-free choice among the transductive runs (source-only "
-           "and every recipe) per seed: target test accuracy (%) of the "
-           "picks, mean over seeds (the picks per seed in brackets).\n\n"
-           + format_selection(selection, _TASKS.value))
+  table = (
+      format_report(results, _TASKS.value, methods)
+      + "\n\nLabel-free choice among the transductive runs (source-only "
+      "and every recipe) per seed: target test accuracy (%) of the "
+      "picks, mean over seeds (the picks per seed in brackets).\n\n"
+      + format_selection(selection, _TASKS.value)
+  )
   with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
-    json.dump({"results": results, "wall_seconds": timings,
-               "validator_scores": scores, "selection": selection}, f, indent=2)
+    json.dump(
+        {
+            "results": results,
+            "wall_seconds": timings,
+            "validator_scores": scores,
+            "selection": selection,
+        },
+        f,
+        indent=2,
+    )
   with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
     f.write(table + "\n")
   if _OUTPUT.value:

@@ -23,16 +23,27 @@ import typing
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT = os.path.join(_REPO, "docs", "api.md")
-MODULES = ("tljax.align", "tljax.reweight", "tljax.relational", "tljax.select",
-           "tljax.params", "tljax.methods", "tljax.train", "tljax.data",
-           "tljax.models", "tljax.unsupervised", "tljax.report")
+MODULES = (
+    "tljax.align",
+    "tljax.reweight",
+    "tljax.relational",
+    "tljax.select",
+    "tljax.params",
+    "tljax.methods",
+    "tljax.train",
+    "tljax.data",
+    "tljax.models",
+    "tljax.unsupervised",
+    "tljax.report",
+)
 _MAX_VALUE_CHARACTERS = 200
 
 
 def _clean(text: str) -> str:
   """Docstring text as markdown: Sphinx roles become code, addresses vanish."""
-  text = re.sub(r":(?:func|class|mod|meth|attr|data|obj|exc):`~?([^`]+)`",
-                r"`\1`", text)
+  text = re.sub(
+      r":(?:func|class|mod|meth|attr|data|obj|exc):`~?([^`]+)`", r"`\1`", text
+  )
   return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
@@ -47,7 +58,9 @@ def _anchor(name: str) -> str:
 
 
 def _annotation(annotation) -> str:
-  if isinstance(annotation, str):  # postponed (from __future__ import annotations)
+  if isinstance(
+      annotation, str
+  ):  # postponed (from __future__ import annotations)
     return annotation
   if isinstance(annotation, typing.ForwardRef):
     return annotation.__forward_arg__
@@ -66,22 +79,29 @@ def _format_signature(signature: inspect.Signature) -> str:
   previous = None
   for parameter in signature.parameters.values():
     kind = parameter.kind
-    if (previous == inspect.Parameter.POSITIONAL_ONLY
-        and kind != inspect.Parameter.POSITIONAL_ONLY):
+    if (
+        previous == inspect.Parameter.POSITIONAL_ONLY
+        and kind != inspect.Parameter.POSITIONAL_ONLY
+    ):
       parts.append("/")
     if kind == inspect.Parameter.KEYWORD_ONLY and not keyword_only_marked:
       parts.append("*")
-    if kind in (inspect.Parameter.VAR_POSITIONAL,
-                inspect.Parameter.KEYWORD_ONLY):
+    if kind in (
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.KEYWORD_ONLY,
+    ):
       keyword_only_marked = True
-    prefix = {inspect.Parameter.VAR_POSITIONAL: "*",
-              inspect.Parameter.VAR_KEYWORD: "**"}.get(kind, "")
+    prefix = {
+        inspect.Parameter.VAR_POSITIONAL: "*",
+        inspect.Parameter.VAR_KEYWORD: "**",
+    }.get(kind, "")
     text = prefix + parameter.name
     if parameter.annotation is not inspect.Parameter.empty:
       text += f": {_annotation(parameter.annotation)}"
     if parameter.default is not inspect.Parameter.empty:
-      separator = " = " if parameter.annotation is not \
-          inspect.Parameter.empty else "="
+      separator = (
+          " = " if parameter.annotation is not inspect.Parameter.empty else "="
+      )
       text += separator + _default(parameter.default)
     parts.append(text)
     previous = kind
@@ -98,8 +118,9 @@ def _signature(obj) -> str | None:
     if inspect.isclass(obj) and "__init__" in vars(obj):
       signature = inspect.signature(obj.__init__)
       parameters = list(signature.parameters.values())[1:]  # self
-      signature = signature.replace(parameters=parameters,
-                                    return_annotation=inspect.Signature.empty)
+      signature = signature.replace(
+          parameters=parameters, return_annotation=inspect.Signature.empty
+      )
     else:
       signature = inspect.signature(obj)
   except (TypeError, ValueError):
@@ -115,8 +136,9 @@ def _type_text(annotation) -> str:
     return "..."
   origin = typing.get_origin(annotation)
   if origin is not None:
-    arguments = ", ".join(_type_text(item)
-                          for item in typing.get_args(annotation))
+    arguments = ", ".join(
+        _type_text(item) for item in typing.get_args(annotation)
+    )
     return f"{_type_text(origin)}[{arguments}]"
   if inspect.isclass(annotation):
     module = annotation.__module__
@@ -142,8 +164,11 @@ def _method_signature(method) -> str:
 
 
 def _value(obj) -> str:
-  text = (_type_text(obj) if typing.get_origin(obj) is not None
-          else _clean(repr(obj)))
+  text = (
+      _type_text(obj)
+      if typing.get_origin(obj) is not None
+      else _clean(repr(obj))
+  )
   if len(text) > _MAX_VALUE_CHARACTERS:
     text = text[:_MAX_VALUE_CHARACTERS] + " ..."
   return text
@@ -177,11 +202,14 @@ def _entry(module_name: str, name: str, obj) -> list[str]:
     if inspect.isclass(obj):
       for member_name, member in _members(obj):
         if isinstance(member, property):
-          lines += [f"- `{name}.{member_name}` (property): "
-                    f"{_first_line(member)}"]
+          lines += [
+              f"- `{name}.{member_name}` (property): " f"{_first_line(member)}"
+          ]
         else:
-          lines += [f"- `{name}.{member_name}{_method_signature(member)}`: "
-                    f"{_first_line(member)}"]
+          lines += [
+              f"- `{name}.{member_name}{_method_signature(member)}`: "
+              f"{_first_line(member)}"
+          ]
       if _members(obj):
         lines.append("")
     return lines
@@ -196,19 +224,27 @@ def _first_line(obj) -> str:
 
 def api_reference(modules=MODULES) -> str:
   """The markdown of the whole reference."""
-  lines = ["# API reference", "",
-           "Generated from the docstrings by `python scripts/api_reference.py`; "
-           "do not edit by hand (`tests/test_api_reference.py` checks that it "
-           "is current). Each module's docstring comes first, then every name "
-           "in its `__all__`.", ""]
+  lines = [
+      "# API reference",
+      "",
+      "Generated from the docstrings by `python scripts/api_reference.py`; "
+      "do not edit by hand (`tests/test_api_reference.py` checks that it "
+      "is current). Each module's docstring comes first, then every name "
+      "in its `__all__`.",
+      "",
+  ]
   lines += [f"- [`{name}`](#{_anchor(name)})" for name in modules] + [""]
   for module_name in modules:
     module = importlib.import_module(module_name)
     names = sorted(getattr(module, "__all__", ()))
     lines += [f"## {module_name}", "", _docstring(module), ""]
-    lines += ["Public names: " + ", ".join(
-        f"[`{name}`](#{_anchor(f'{module_name}.{name}')})"
-        for name in names), ""]
+    lines += [
+        "Public names: "
+        + ", ".join(
+            f"[`{name}`](#{_anchor(f'{module_name}.{name}')})" for name in names
+        ),
+        "",
+    ]
     for name in names:
       lines += _entry(module_name, name, getattr(module, name))
   return "\n".join(lines).rstrip("\n") + "\n"
@@ -218,12 +254,20 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
       description=__doc__.split("\n\n")[0],
       formatter_class=argparse.RawDescriptionHelpFormatter,
-      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-  parser.add_argument("--output", default=OUTPUT, metavar="PATH",
-                      help="where to write (default: docs/api.md)")
-  parser.add_argument("--check", action="store_true",
-                      help="write nothing; exit 1 if PATH differs from the "
-                      "generated reference")
+      epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+  )
+  parser.add_argument(
+      "--output",
+      default=OUTPUT,
+      metavar="PATH",
+      help="where to write (default: docs/api.md)",
+  )
+  parser.add_argument(
+      "--check",
+      action="store_true",
+      help="write nothing; exit 1 if PATH differs from the "
+      "generated reference",
+  )
   args = parser.parse_args(argv)
   markdown = api_reference()
   if args.check:
@@ -233,8 +277,10 @@ def main(argv=None) -> int:
     except FileNotFoundError:
       current = None
     if current != markdown:
-      print(f"{args.output} is out of date: run python scripts/api_reference.py",
-            file=sys.stderr)
+      print(
+          f"{args.output} is out of date: run python scripts/api_reference.py",
+          file=sys.stderr,
+      )
       return 1
     return 0
   with open(args.output, "w", encoding="utf-8") as stream:

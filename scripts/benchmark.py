@@ -101,63 +101,118 @@ def int_list(text: str) -> list[int]:
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--sections", default=",".join(SECTION_ORDER),
-                      help=f"comma-separated, from {list(SECTIONS)}")
-  parser.add_argument("--output", default="docs/benchmarks.md",
-                      help="markdown file to write ('' or '-': stdout only)")
-  parser.add_argument("--note", default="",
-                      help="a sentence for the report's header (e.g. the "
-                      "machine's load)")
-  parser.add_argument("--image_sizes", type=int_list, default=[8, 28],
-                      help="digit input sizes (8: tljax's digits, 28: MNIST)")
-  parser.add_argument("--batch_sizes", type=int_list, default=[64, 256],
-                      help="per-domain batch sizes")
-  parser.add_argument("--warmup", type=int, default=3,
-                      help="warm-up steps (the first call included)")
-  parser.add_argument("--steps", type=int, default=5,
-                      help="the least timed steps per round")
-  parser.add_argument("--round_seconds", type=float, default=2.0,
-                      help="more timed steps per round until the slowest "
-                      "implementation's round takes about this long")
+  parser.add_argument(
+      "--sections",
+      default=",".join(SECTION_ORDER),
+      help=f"comma-separated, from {list(SECTIONS)}",
+  )
+  parser.add_argument(
+      "--output",
+      default="docs/benchmarks.md",
+      help="markdown file to write ('' or '-': stdout only)",
+  )
+  parser.add_argument(
+      "--note",
+      default="",
+      help="a sentence for the report's header (e.g. the " "machine's load)",
+  )
+  parser.add_argument(
+      "--image_sizes",
+      type=int_list,
+      default=[8, 28],
+      help="digit input sizes (8: tljax's digits, 28: MNIST)",
+  )
+  parser.add_argument(
+      "--batch_sizes",
+      type=int_list,
+      default=[64, 256],
+      help="per-domain batch sizes",
+  )
+  parser.add_argument(
+      "--warmup",
+      type=int,
+      default=3,
+      help="warm-up steps (the first call included)",
+  )
+  parser.add_argument(
+      "--steps", type=int, default=5, help="the least timed steps per round"
+  )
+  parser.add_argument(
+      "--round_seconds",
+      type=float,
+      default=2.0,
+      help="more timed steps per round until the slowest "
+      "implementation's round takes about this long",
+  )
   parser.add_argument("--rounds", type=int, default=3)
-  parser.add_argument("--repeats", type=int, default=3,
-                      help="timed calls per measurement (mmd, logme)")
-  parser.add_argument("--no_torch", action="store_true",
-                      help="leave PyTorch out even if installed")
+  parser.add_argument(
+      "--repeats",
+      type=int,
+      default=3,
+      help="timed calls per measurement (mmd, logme)",
+  )
+  parser.add_argument(
+      "--no_torch",
+      action="store_true",
+      help="leave PyTorch out even if installed",
+  )
   parser.add_argument("--no_torch_compile", action="store_true")
-  parser.add_argument("--torch_extra_threads", type=int_list, default=[1],
-                      help="extra PyTorch eager rows with these thread counts "
-                      "('' for none)")
-  parser.add_argument("--resnet", action="store_true",
-                      help="run the ResNet-50 section on a CPU too")
+  parser.add_argument(
+      "--torch_extra_threads",
+      type=int_list,
+      default=[1],
+      help="extra PyTorch eager rows with these thread counts " "('' for none)",
+  )
+  parser.add_argument(
+      "--resnet",
+      action="store_true",
+      help="run the ResNet-50 section on a CPU too",
+  )
   parser.add_argument("--resnet_batch", type=int, default=32)
   parser.add_argument("--resnet_image_size", type=int, default=224)
   parser.add_argument("--peak_tflops_fp32", type=float, default=None)
   parser.add_argument("--peak_tflops_bf16", type=float, default=None)
   parser.add_argument("--mmd_sizes", type=int_list, default=[256, 1024])
   parser.add_argument("--mmd_dim", type=int, default=256)
-  parser.add_argument("--torch_memory_gb", type=float, default=3.0,
-                      help="skip the TLlib broadcast MMD above this estimate")
-  parser.add_argument("--reweight_sizes", type=int_list,
-                      default=[100, 250, 500, 1000, 2000])
+  parser.add_argument(
+      "--torch_memory_gb",
+      type=float,
+      default=3.0,
+      help="skip the TLlib broadcast MMD above this estimate",
+  )
+  parser.add_argument(
+      "--reweight_sizes", type=int_list, default=[100, 250, 500, 1000, 2000]
+  )
   parser.add_argument("--reweight_dim", type=int, default=5)
   parser.add_argument("--no_adapt", action="store_true")
-  parser.add_argument("--adapt_python", default=None,
-                      help="the Python interpreter of a separate environment "
-                      "with adapt installed, to time adapt there")
-  parser.add_argument("--adapt_worker", action="store_true",
-                      help=argparse.SUPPRESS)  # see adapt_worker()
-  parser.add_argument("--logme_sizes", type=int_list,
-                      default=[1000, 2000, 4000, 8000, 16000])
+  parser.add_argument(
+      "--adapt_python",
+      default=None,
+      help="the Python interpreter of a separate environment "
+      "with adapt installed, to time adapt there",
+  )
+  parser.add_argument(
+      "--adapt_worker", action="store_true", help=argparse.SUPPRESS
+  )  # see adapt_worker()
+  parser.add_argument(
+      "--logme_sizes", type=int_list, default=[1000, 2000, 4000, 8000, 16000]
+  )
   parser.add_argument("--logme_dim", type=int, default=256)
   parser.add_argument("--logme_classes", type=int, default=10)
   parser.add_argument("--sweep_members", type=int, default=8)
   parser.add_argument("--sweep_batch", type=int, default=64)
-  parser.add_argument("--sweep_steps", type=int, default=300,
-                      help="steps per member of the end-to-end sweep "
-                      "comparison (0: step timing only)")
-  parser.add_argument("--sweep_data_dir", default=None,
-                      help="TFDS data dir of the digits (default: tljax's)")
+  parser.add_argument(
+      "--sweep_steps",
+      type=int,
+      default=300,
+      help="steps per member of the end-to-end sweep "
+      "comparison (0: step timing only)",
+  )
+  parser.add_argument(
+      "--sweep_data_dir",
+      default=None,
+      help="TFDS data dir of the digits (default: tljax's)",
+  )
   args = parser.parse_args(argv)
   args.sections = [name for name in args.sections.split(",") if name]
   unknown = sorted(set(args.sections) - set(SECTIONS))
@@ -174,13 +229,20 @@ def main(argv=None) -> str | None:
   warnings.filterwarnings("ignore", message=".*donated buffers.*")
   torch = None if args.no_torch else import_torch()
   if torch is not None:
-    threads = (len(os.sched_getaffinity(0))
-               if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    threads = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count()
+    )
     torch.set_num_threads(threads)
-  adapt = ("reweight" in args.sections and not args.no_adapt
-           and (args.adapt_python is not None or find_adapt()))
-  ctx = types.SimpleNamespace(torch=torch, adapt=adapt, results={},
-                              adapt_python=args.adapt_python)
+  adapt = (
+      "reweight" in args.sections
+      and not args.no_adapt
+      and (args.adapt_python is not None or find_adapt())
+  )
+  ctx = types.SimpleNamespace(
+      torch=torch, adapt=adapt, results={}, adapt_python=args.adapt_python
+  )
   started = time.perf_counter()
   sections = []
   for name in args.sections:

@@ -25,8 +25,15 @@ import time
 
 import numpy as np
 
-METHODS = ("kmm_nystroem", "kmm_exact", "kliep", "ulsif", "rulsif", "classifier",
-           "nearest_neighbors")
+METHODS = (
+    "kmm_nystroem",
+    "kmm_exact",
+    "kliep",
+    "ulsif",
+    "rulsif",
+    "classifier",
+    "nearest_neighbors",
+)
 
 
 def run_one(method: str, n: int, dim: int, exact_iterations: int) -> None:
@@ -43,13 +50,19 @@ def run_one(method: str, n: int, dim: int, exact_iterations: int) -> None:
     result = reweight.kmm(source, target, kernel_approximation="nystroem")
     extra = f"iterations={int(result.num_iterations)} converged={bool(result.converged)}"
     weights = result.weights
-  elif method == "kmm_exact" and exact_iterations == 0:  # the full default solve
+  elif (
+      method == "kmm_exact" and exact_iterations == 0
+  ):  # the full default solve
     result = reweight.kmm(source, target)
     weights = result.weights
     extra = f"iterations={int(result.num_iterations)} converged={bool(result.converged)}"
   elif method == "kmm_exact":
-    result = reweight.kmm(source, target, max_iterations=exact_iterations,
-                          power_iterations=exact_iterations)
+    result = reweight.kmm(
+        source,
+        target,
+        max_iterations=exact_iterations,
+        power_iterations=exact_iterations,
+    )
     weights = result.weights
     # κ, the power iteration, the iterations and the final objective: one
     # n × n kernel pass each.
@@ -67,11 +80,16 @@ def run_one(method: str, n: int, dim: int, exact_iterations: int) -> None:
     weights = reweight.nearest_neighbors_weighting(source, target)
   jax.block_until_ready(weights)
   elapsed = time.perf_counter() - start
-  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
+  peak = (
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+  )  # KiB -> GiB
   if method == "kmm_exact" and exact_iterations:
     extra += f" seconds/pass≈{elapsed / passes:.2f}"
-  print(f"{method:18s} n={n} d={dim}: {elapsed:8.1f} s, peak RSS {peak:5.2f} GiB "
-        f"{extra}", flush=True)
+  print(
+      f"{method:18s} n={n} d={dim}: {elapsed:8.1f} s, peak RSS {peak:5.2f} GiB "
+      f"{extra}",
+      flush=True,
+  )
 
 
 def main() -> None:
@@ -90,9 +108,19 @@ def main() -> None:
     if method not in METHODS:
       raise SystemExit(f"unknown method {method!r}; choose from {METHODS}")
     subprocess.run(
-      [sys.executable, __file__, "--one", method, "--n", str(args.n), "--dim",
-       str(args.dim), "--exact_iterations", str(args.exact_iterations)],
-      check=True,
+        [
+            sys.executable,
+            __file__,
+            "--one",
+            method,
+            "--n",
+            str(args.n),
+            "--dim",
+            str(args.dim),
+            "--exact_iterations",
+            str(args.exact_iterations),
+        ],
+        check=True,
     )
 
 

@@ -46,17 +46,22 @@ VARIANTS = {  # name: (label, losses; None = the student alone)
 }
 STUDENT_MODEL = {"name": "mlp", "hidden_dims": (128,), "bottleneck_dim": 64}
 
-_WORKDIR = flags.DEFINE_string("workdir", "workdirs/distillation",
-                               "Where the runs go (resumable).")
-_OUTPUT = flags.DEFINE_string("output", None,
-                              "Markdown file for the table (also printed).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", "workdirs/distillation", "Where the runs go (resumable)."
+)
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Markdown file for the table (also printed)."
+)
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..seeds-1.")
-_STEPS = flags.DEFINE_integer("steps", None,
-                              "Override the training steps (quick runs).")
-_TEACHERS = flags.DEFINE_list("teachers", ["source", "target_10"],
-                              "Teachers: 'source' or 'target_<k>'.")
-_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS),
-                              f"Student variants, of {list(VARIANTS)}.")
+_STEPS = flags.DEFINE_integer(
+    "steps", None, "Override the training steps (quick runs)."
+)
+_TEACHERS = flags.DEFINE_list(
+    "teachers", ["source", "target_10"], "Teachers: 'source' or 'target_<k>'."
+)
+_VARIANTS = flags.DEFINE_list(
+    "variants", list(VARIANTS), f"Student variants, of {list(VARIANTS)}."
+)
 
 
 def base_config():
@@ -74,12 +79,13 @@ def teacher_config(teacher: str):
   config = base_config()
   if teacher == "source":
     config.method = "source_only"
-  elif teacher.startswith("target_") and teacher[len("target_"):].isdigit():
+  elif teacher.startswith("target_") and teacher[len("target_") :].isdigit():
     config.method = "target_only"
-    config.target.labels_per_class = int(teacher[len("target_"):])
+    config.target.labels_per_class = int(teacher[len("target_") :])
   else:
-    raise ValueError(f"--teachers: {teacher!r} is neither 'source' nor "
-                     "'target_<k>'")
+    raise ValueError(
+        f"--teachers: {teacher!r} is neither 'source' nor " "'target_<k>'"
+    )
   return config
 
 
@@ -91,15 +97,19 @@ def student_config(variant: str, teacher_dir: str, teacher_model):
     config.method = "distill"
     config.method_kwargs.base = "source_only"
     config.method_kwargs.losses = losses
-    config.method_kwargs.teacher_workdir = os.path.join(teacher_dir,
-                                                        "seed_{seed}")
+    config.method_kwargs.teacher_workdir = os.path.join(
+        teacher_dir, "seed_{seed}"
+    )
     config.method_kwargs.teacher_model = dict(teacher_model)
   return config
 
 
 def target_accuracies(results, method):
-  return [run["target_test"]["accuracy"] for run in results["runs"]
-          if run["method"] == method]
+  return [
+      run["target_test"]["accuracy"]
+      for run in results["runs"]
+      if run["method"] == method
+  ]
 
 
 def cell(values):
@@ -127,8 +137,11 @@ def main(argv):
       if variant == "student" and "student" in summary["students"]:
         continue  # the student alone does not depend on the teacher
       student = student_config(variant, teacher_dir, config.model)
-      root = (os.path.join(workdir, "student") if variant == "student"
-              else os.path.join(workdir, f"{variant}_from_{teacher}"))
+      root = (
+          os.path.join(workdir, "student")
+          if variant == "student"
+          else os.path.join(workdir, f"{variant}_from_{teacher}")
+      )
       logging.info("student %s from %s", variant, teacher)
       results = run_experiment(student, root)
       key = "student" if variant == "student" else f"{variant}/{teacher}"
@@ -146,21 +159,24 @@ def main(argv):
       "",
       "| model | " + " | ".join(f"teacher: {name}" for name in teachers) + " |",
       "| --- | " + " | ".join("---" for _ in teachers) + " |",
-      "| teacher (LeNet) | " + " | ".join(
-          cell(summary["teachers"][name]) for name in teachers) + " |",
+      "| teacher (LeNet) | "
+      + " | ".join(cell(summary["teachers"][name]) for name in teachers)
+      + " |",
   ]
   for variant in _VARIANTS.value:
     label = VARIANTS[variant][0]
     if variant == "student":
       cells = [cell(summary["students"]["student"])] * len(teachers)
     else:
-      cells = [cell(summary["students"][f"{variant}/{name}"])
-               for name in teachers]
+      cells = [
+          cell(summary["students"][f"{variant}/{name}"]) for name in teachers
+      ]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   report = "\n".join(lines) + "\n"
   print(report)
-  with open(os.path.join(workdir, "distillation.json"), "w",
-            encoding="utf-8") as f:
+  with open(
+      os.path.join(workdir, "distillation.json"), "w", encoding="utf-8"
+  ) as f:
     json.dump(summary, f, indent=2)
   if _OUTPUT.value:
     with open(_OUTPUT.value, "w", encoding="utf-8") as f:

@@ -43,28 +43,63 @@ from tljax import data, errors
 from tljax.train import metrics as metrics_lib
 from tljax.checkpoint import Checkpointer
 
-METADATA = ("integrity", "_CHECKPOINT_METADATA", "state/_METADATA",
-            "state/_sharding", "state/manifest.ocdbt",
-            "state/array_metadatas", "state/ocdbt.process_0/manifest.ocdbt")
-BASE = ["--config", "configs/moons.py", "--noreport", "--set", "seeds=(0,)",
-        "--set", "baselines=()", "--set", "batch_size=32",
-        "--set", "log_every=1", "--set", "checkpoint_every=4",
-        "--set", "progress_bar=false"]
+METADATA = (
+    "integrity",
+    "_CHECKPOINT_METADATA",
+    "state/_METADATA",
+    "state/_sharding",
+    "state/manifest.ocdbt",
+    "state/array_metadatas",
+    "state/ocdbt.process_0/manifest.ocdbt",
+)
+BASE = [
+    "--config",
+    "configs/moons.py",
+    "--noreport",
+    "--set",
+    "seeds=(0,)",
+    "--set",
+    "baselines=()",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "log_every=1",
+    "--set",
+    "checkpoint_every=4",
+    "--set",
+    "progress_bar=false",
+]
 
 
 def tljax(workdir, *extra, steps=8):
   """Runs ``tljax train`` in a subprocess; (exit status, stderr lines)."""
   completed = subprocess.run(
-      [sys.executable, "-m", "tljax", "train", *BASE, "--workdir",
-       str(workdir), "--set", f"steps={steps}", *extra],
-      capture_output=True, text=True, check=False)
+      [
+          sys.executable,
+          "-m",
+          "tljax",
+          "train",
+          *BASE,
+          "--workdir",
+          str(workdir),
+          "--set",
+          f"steps={steps}",
+          *extra,
+      ],
+      capture_output=True,
+      text=True,
+      check=False,
+  )
   lines = [line for line in completed.stderr.splitlines() if line.strip()]
   return completed.returncode, lines
 
 
 def one_line(status, lines) -> bool:
-  return status in (1, 2) and 1 <= len(lines) <= 2 and lines[0].startswith(
-      "tljax train: error: ")
+  return (
+      status in (1, 2)
+      and 1 <= len(lines) <= 2
+      and lines[0].startswith("tljax train: error: ")
+  )
 
 
 def tree_digest(directory):
@@ -74,7 +109,8 @@ def tree_digest(directory):
       path = os.path.join(root, name)
       with open(path, "rb") as stream:
         digests[os.path.relpath(path, directory)] = hashlib.sha256(
-            stream.read()).hexdigest()
+            stream.read()
+        ).hexdigest()
   return digests
 
 
@@ -94,12 +130,14 @@ def same_leaves(a, b) -> bool:
   flat_a, flat_b = jax.tree.leaves(a), jax.tree.leaves(b)
   return len(flat_a) == len(flat_b) and all(
       np.asarray(x).tobytes() == np.asarray(y).tobytes()
-      for x, y in zip(flat_a, flat_b))
+      for x, y in zip(flat_a, flat_b)
+  )
 
 
 def final_state(run_dir):
-  with Checkpointer(os.path.join(run_dir, "checkpoints"),
-                    read_only=True) as checkpointer:
+  with Checkpointer(
+      os.path.join(run_dir, "checkpoints"), read_only=True
+  ) as checkpointer:
     return checkpointer.restore_raw()
 
 
@@ -126,13 +164,18 @@ def checkpoint_faults(run_dir, scratch, flips, rng, counts):
     counts[kind][restore_outcome(copy, step, saved)] += 1
 
   def files(step_dir):
-    return sorted(path for path in glob.glob(
-        os.path.join(step_dir, "**", "*"), recursive=True)
-                  if os.path.isfile(path))
+    return sorted(
+        path
+        for path in glob.glob(os.path.join(step_dir, "**", "*"), recursive=True)
+        if os.path.isfile(path)
+    )
 
   for missing in (None,) + METADATA:
-    kind = ("checkpoint bit flip, all files present" if missing is None
-            else f"checkpoint bit flip without {missing}")
+    kind = (
+        "checkpoint bit flip, all files present"
+        if missing is None
+        else f"checkpoint bit flip without {missing}"
+    )
 
     def damage(step_dir, missing=missing):
       if missing is not None:
@@ -144,11 +187,17 @@ def checkpoint_faults(run_dir, scratch, flips, rng, counts):
       trial(kind, damage)
   probe = os.path.join(source, str(step))
   for relative in [os.path.relpath(path, probe) for path in files(probe)]:
-    trial("checkpoint file truncated to half", lambda step_dir, r=relative:
-          os.truncate(os.path.join(step_dir, r),
-                      os.path.getsize(os.path.join(step_dir, r)) // 2))
-    trial("checkpoint file deleted", lambda step_dir, r=relative:
-          os.remove(os.path.join(step_dir, r)))
+    trial(
+        "checkpoint file truncated to half",
+        lambda step_dir, r=relative: os.truncate(
+            os.path.join(step_dir, r),
+            os.path.getsize(os.path.join(step_dir, r)) // 2,
+        ),
+    )
+    trial(
+        "checkpoint file deleted",
+        lambda step_dir, r=relative: os.remove(os.path.join(step_dir, r)),
+    )
 
 
 def logged_steps(run_dir):
@@ -161,9 +210,21 @@ def logged_steps(run_dir):
 
 def start(workdir, steps):
   return subprocess.Popen(
-      [sys.executable, "-m", "tljax", "train", *BASE, "--workdir",
-       str(workdir), "--set", f"steps={steps}"],
-      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+      [
+          sys.executable,
+          "-m",
+          "tljax",
+          "train",
+          *BASE,
+          "--workdir",
+          str(workdir),
+          "--set",
+          f"steps={steps}",
+      ],
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
 
 
 def kill_faults(reference_dir, scratch, kills, rng, counts, steps):
@@ -173,8 +234,11 @@ def kill_faults(reference_dir, scratch, kills, rng, counts, steps):
     process = start(workdir, steps)
     target = logged_steps(run_dir) + rng.randint(1, 12)
     deadline = time.monotonic() + 300
-    while (logged_steps(run_dir) < target and process.poll() is None
-           and time.monotonic() < deadline):
+    while (
+        logged_steps(run_dir) < target
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
       time.sleep(rng.uniform(0.0, 0.02))
     process.kill()
     process.wait()
@@ -182,7 +246,8 @@ def kill_faults(reference_dir, scratch, kills, rng, counts, steps):
   reference = final_state(os.path.join(reference_dir, "dann", "seed_0"))
   identical = status == 0 and same_leaves(final_state(run_dir), reference)
   counts["SIGKILL at a random moment, then the same command"][
-      "harmless" if identical else "silent"] += kills
+      "harmless" if identical else "silent"
+  ] += kills
   if status:
     print("\n".join(lines), file=sys.stderr)
 
@@ -200,27 +265,40 @@ def writer_faults(scratch, trials, rng, counts, steps):
     clean = first.returncode == 0 and records == list(range(1, steps + 1))
     refused = one_line(status, lines) and "is in use by" in lines[0]
     counts["second writer on a running work dir"][
-        "caught" if refused and clean else "silent"] += 1
+        "caught" if refused and clean else "silent"
+    ] += 1
 
 
 def rerun_faults(finished, counts):
-  changes = ["optimizer.learning_rate=0.5", "target.kwargs.rotation_degrees=50",
-             "model.hidden_dims=(32, 32)", "method_kwargs.hidden_dim=32",
-             "steps=12", "seeds=(0, 1)", "source.kwargs.noise=0.2"]
+  changes = [
+      "optimizer.learning_rate=0.5",
+      "target.kwargs.rotation_degrees=50",
+      "model.hidden_dims=(32, 32)",
+      "method_kwargs.hidden_dim=32",
+      "steps=12",
+      "seeds=(0, 1)",
+      "source.kwargs.noise=0.2",
+  ]
   for change in changes:
     before = tree_digest(finished)
     status, lines = tljax(finished, "--set", change)
     unchanged = tree_digest(finished) == before
     counts["rerun of a finished work dir with a changed config"][
-        "caught" if one_line(status, lines) and unchanged else "silent"] += 1
+        "caught" if one_line(status, lines) and unchanged else "silent"
+    ] += 1
 
 
 def mount_tmpfs(directory, options) -> bool:
   if os.geteuid() != 0 or not shutil.which("mount"):
     return False
-  return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs",
-                         directory], capture_output=True,
-                        check=False).returncode == 0
+  return (
+      subprocess.run(
+          ["mount", "-t", "tmpfs", "-o", options, "tmpfs", directory],
+          capture_output=True,
+          check=False,
+      ).returncode
+      == 0
+  )
 
 
 def disk_faults(reference_dir, scratch, counts, steps):
@@ -229,8 +307,9 @@ def disk_faults(reference_dir, scratch, counts, steps):
   if mount_tmpfs(read_only, "ro,size=1m"):
     status, lines = tljax(os.path.join(read_only, "w"), steps=steps)
     subprocess.run(["umount", "-l", read_only], check=False)
-    counts["read-only work dir"]["caught" if one_line(status, lines)
-                                 else "silent"] += 1
+    counts["read-only work dir"][
+        "caught" if one_line(status, lines) else "silent"
+    ] += 1
   reference = final_state(os.path.join(reference_dir, "dann", "seed_0"))
   for size in ("64k", "128k", "192k", "256k", "320k", "400k"):
     disk = os.path.join(scratch, f"disk{size}")
@@ -244,39 +323,47 @@ def disk_faults(reference_dir, scratch, counts, steps):
       subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
       status, _ = tljax(workdir, steps=steps)
       resumed = status == 0 and same_leaves(
-          final_state(os.path.join(workdir, "dann", "seed_0")), reference)
+          final_state(os.path.join(workdir, "dann", "seed_0")), reference
+      )
       counts["full disk, then the same command with space"][
-          "caught" if caught and resumed else "silent"] += 1
+          "caught" if caught and resumed else "silent"
+      ] += 1
     finally:
       subprocess.run(["umount", "-l", disk], check=False)
 
 
 def data_faults(scratch, flips, rng, counts):
   data_dir = os.path.join(scratch, "tfds")
-  clean = data.get_source("uci_digits", "train",
-                          data_dir=data_dir).to_array_source()
+  clean = data.get_source(
+      "uci_digits", "train", data_dir=data_dir
+  ).to_array_source()
   prepared = os.path.join(data_dir, "uci_digits")
   for _ in range(flips):
     copy = os.path.join(scratch, "tfds_copy")
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(prepared, os.path.join(copy, "uci_digits"))
-    (path,) = glob.glob(os.path.join(copy, "uci_digits", "*",
-                                     "uci_digits-train.array_record-*"))
+    (path,) = glob.glob(
+        os.path.join(copy, "uci_digits", "*", "uci_digits-train.array_record-*")
+    )
     flip_bit(path, rng)
     try:
-      read = data.get_source("uci_digits", "train",
-                             data_dir=copy).to_array_source()
+      read = data.get_source(
+          "uci_digits", "train", data_dir=copy
+      ).to_array_source()
     except errors.DataError as error:
       counts["TFDS ArrayRecord bit flip"][
-          "caught" if path in str(error) else "silent"] += 1
+          "caught" if path in str(error) else "silent"
+      ] += 1
       continue
-    same = (np.array_equal(read.inputs, clean.inputs)
-            and np.array_equal(read.labels, clean.labels))
+    same = np.array_equal(read.inputs, clean.inputs) and np.array_equal(
+        read.labels, clean.labels
+    )
     counts["TFDS ArrayRecord bit flip"]["harmless" if same else "silent"] += 1
   copy = os.path.join(scratch, "tfds_info")
   shutil.copytree(prepared, os.path.join(copy, "uci_digits"))
-  (info,) = glob.glob(os.path.join(copy, "uci_digits", "*",
-                                   "dataset_info.json"))
+  (info,) = glob.glob(
+      os.path.join(copy, "uci_digits", "*", "dataset_info.json")
+  )
   with open(info, "w", encoding="utf-8") as stream:
     stream.write("{garbage")
   try:
@@ -284,34 +371,45 @@ def data_faults(scratch, flips, rng, counts):
     counts["garbled dataset_info.json"]["silent"] += 1
   except errors.DataError as error:
     counts["garbled dataset_info.json"][
-        "caught" if info in str(error) else "silent"] += 1
+        "caught" if info in str(error) else "silent"
+    ] += 1
 
 
 def format_table(counts) -> str:
-  lines = ["| fault | injected | caught (one-line error) | harmless "
-           "(bit-identical result) | silent |",
-           "| --- | --- | --- | --- | --- |"]
+  lines = [
+      "| fault | injected | caught (one-line error) | harmless "
+      "(bit-identical result) | silent |",
+      "| --- | --- | --- | --- | --- |",
+  ]
   totals = collections.Counter()
   for kind, outcome in counts.items():
     injected = sum(outcome.values())
     totals.update(outcome)
-    lines.append(f"| {kind} | {injected} | {outcome['caught']} | "
-                 f"{outcome['harmless']} | {outcome['silent']} |")
-  lines.append(f"| **all** | {sum(totals.values())} | {totals['caught']} | "
-               f"{totals['harmless']} | {totals['silent']} |")
+    lines.append(
+        f"| {kind} | {injected} | {outcome['caught']} | "
+        f"{outcome['harmless']} | {outcome['silent']} |"
+    )
+  lines.append(
+      f"| **all** | {sum(totals.values())} | {totals['caught']} | "
+      f"{totals['harmless']} | {totals['silent']} |"
+  )
   return "\n".join(lines)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--flips", type=int, default=40,
-                      help="bit flips per checkpoint variant and in the "
-                      "TFDS file")
+  parser.add_argument(
+      "--flips",
+      type=int,
+      default=40,
+      help="bit flips per checkpoint variant and in the " "TFDS file",
+  )
   parser.add_argument("--kills", type=int, default=10)
   parser.add_argument("--writers", type=int, default=3)
   parser.add_argument("--seed", type=int, default=18)
-  parser.add_argument("--output", default=None,
-                      help="also write the table (markdown) here")
+  parser.add_argument(
+      "--output", default=None, help="also write the table (markdown) here"
+  )
   args = parser.parse_args()
   rng = random.Random(args.seed)
   counts = collections.defaultdict(collections.Counter)
@@ -319,14 +417,20 @@ def main():
   started = time.perf_counter()
   with tempfile.TemporaryDirectory(prefix="tljax-faults-") as scratch:
     # One XLA compilation cache for the many tljax processes.
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                          os.path.join(scratch, "xla_cache"))
+    os.environ.setdefault(
+        "JAX_COMPILATION_CACHE_DIR", os.path.join(scratch, "xla_cache")
+    )
     reference = os.path.join(scratch, "reference")
     status, lines = tljax(reference, steps=steps)
     if status:
       sys.exit("the fault-free run failed:\n" + "\n".join(lines))
-    checkpoint_faults(os.path.join(reference, "dann", "seed_0"), scratch,
-                      args.flips, rng, counts)
+    checkpoint_faults(
+        os.path.join(reference, "dann", "seed_0"),
+        scratch,
+        args.flips,
+        rng,
+        counts,
+    )
     kill_faults(reference, scratch, args.kills, rng, counts, steps)
     writer_faults(scratch, args.writers, rng, counts, steps)
     rerun_faults(reference, counts)
@@ -337,9 +441,11 @@ def main():
   print(f"\n{time.perf_counter() - started:.0f} s")
   if args.output:
     with open(args.output, "w", encoding="utf-8") as stream:
-      stream.write(f"Written by `python scripts/fault_injection.py "
-                   f"--flips {args.flips} --kills {args.kills} --writers "
-                   f"{args.writers} --seed {args.seed}`.\n\n{table}\n")
+      stream.write(
+          f"Written by `python scripts/fault_injection.py "
+          f"--flips {args.flips} --kills {args.kills} --writers "
+          f"{args.writers} --seed {args.seed}`.\n\n{table}\n"
+      )
   silent = sum(outcome["silent"] for outcome in counts.values())
   return 1 if silent else 0
 

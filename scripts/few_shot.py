@@ -31,29 +31,52 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(_REPO, "configs"))
 import digits  # noqa: E402  (the experiment's base config)
 
-DEFAULT_METHODS = ("target_only", "linear_probe", "finetune", "lp_ft",
-                   "surgical", "l2_sp", "bss", "delta", "co_tuning")
+DEFAULT_METHODS = (
+    "target_only",
+    "linear_probe",
+    "finetune",
+    "lp_ft",
+    "surgical",
+    "l2_sp",
+    "bss",
+    "delta",
+    "co_tuning",
+)
 
-_WORKDIR = flags.DEFINE_string("workdir", os.path.join("workdirs", "few_shot"),
-                               "Where all runs and the results go.")
-_SHOTS = flags.DEFINE_list("shots", ["1", "5", "10", "all"],
-                           "Labeled target examples per class ('all': every "
-                           "training example not in the validation set).")
-_METHODS = flags.DEFINE_list("methods", list(DEFAULT_METHODS),
-                             "Methods to compare.")
-_LEARNING_RATES = flags.DEFINE_list("learning_rates", ["0.03", "0.01"],
-                                    "Learning-rate grid, chosen on validation.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir",
+    os.path.join("workdirs", "few_shot"),
+    "Where all runs and the results go.",
+)
+_SHOTS = flags.DEFINE_list(
+    "shots",
+    ["1", "5", "10", "all"],
+    "Labeled target examples per class ('all': every "
+    "training example not in the validation set).",
+)
+_METHODS = flags.DEFINE_list(
+    "methods", list(DEFAULT_METHODS), "Methods to compare."
+)
+_LEARNING_RATES = flags.DEFINE_list(
+    "learning_rates",
+    ["0.03", "0.01"],
+    "Learning-rate grid, chosen on validation.",
+)
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..seeds-1.")
-_SOURCE_STEPS = flags.DEFINE_integer("source_steps", 1500,
-                                     "Steps of the source pretraining.")
+_SOURCE_STEPS = flags.DEFINE_integer(
+    "source_steps", 1500, "Steps of the source pretraining."
+)
 _STEPS = flags.DEFINE_integer("steps", 300, "Steps of every target run.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32,
-                                   "Target batch size (at most 10 k).")
-_VALIDATION = flags.DEFINE_integer("validation_per_class", 5,
-                                   "Target validation examples per class.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 32, "Target batch size (at most 10 k)."
+)
+_VALIDATION = flags.DEFINE_integer(
+    "validation_per_class", 5, "Target validation examples per class."
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir.")
-_OUTPUT = flags.DEFINE_string("output", None,
-                              "Also write the markdown table to this file.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Also write the markdown table to this file."
+)
 
 
 def base_config():
@@ -75,24 +98,36 @@ def transfer_config(shots: str, method: str, learning_rate: float):
   labels_per_class = None if shots == "all" else int(shots)
   config.target.labels_per_class = labels_per_class
   config.target.validation_per_class = _VALIDATION.value
-  config.batch_size = (_BATCH_SIZE.value if labels_per_class is None
-                       else min(_BATCH_SIZE.value, 10 * labels_per_class))
+  config.batch_size = (
+      _BATCH_SIZE.value
+      if labels_per_class is None
+      else min(_BATCH_SIZE.value, 10 * labels_per_class)
+  )
   config.init_from.workdir = os.path.join(
-      os.path.abspath(_WORKDIR.value), "source", "source_only", "seed_{seed}")
+      os.path.abspath(_WORKDIR.value), "source", "source_only", "seed_{seed}"
+  )
   return config
 
 
 def mean_std(values):
   values = np.asarray(values, np.float64)
-  return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+  return (
+      float(values.mean()),
+      float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+  )
 
 
 def format_results(rows) -> str:
-  lines = ["| k per class | method | chosen lr | validation acc (%) | "
-           "target test acc (%) | vs target-only (points) |",
-           "| --- | --- | --- | --- | --- | --- |"]
-  reference = {row["shots"]: row["test_mean"] for row in rows
-               if row["method"] == "target_only"}
+  lines = [
+      "| k per class | method | chosen lr | validation acc (%) | "
+      "target test acc (%) | vs target-only (points) |",
+      "| --- | --- | --- | --- | --- | --- |",
+  ]
+  reference = {
+      row["shots"]: row["test_mean"]
+      for row in rows
+      if row["method"] == "target_only"
+  }
   for row in rows:
     gap = ""
     if row["shots"] in reference and row["method"] != "target_only":
@@ -100,7 +135,8 @@ def format_results(rows) -> str:
     lines.append(
         f"| {row['shots']} | {row['method']} | {row['learning_rate']:g} | "
         f"{100 * row['validation_mean']:.1f} | "
-        f"{100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f} | {gap} |")
+        f"{100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f} | {gap} |"
+    )
   return "\n".join(lines)
 
 
@@ -111,8 +147,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   unknown = sorted(set(_METHODS.value) - set(available_methods()))
   if unknown:
-    raise app.UsageError(f"--methods {unknown} are unknown; registered: "
-                         f"{available_methods()}")
+    raise app.UsageError(
+        f"--methods {unknown} are unknown; registered: "
+        f"{available_methods()}"
+    )
   learning_rates = [float(value) for value in _LEARNING_RATES.value]
   workdir = os.path.abspath(_WORKDIR.value)
 
@@ -130,18 +168,29 @@ def main(argv):
         config = transfer_config(shots, method, learning_rate)
         check_experiment_config(config)
         results = run_experiment(
-            config, os.path.join(workdir, f"k_{shots}", method,
-                                 f"lr_{learning_rate:g}"))
+            config,
+            os.path.join(
+                workdir, f"k_{shots}", method, f"lr_{learning_rate:g}"
+            ),
+        )
         runs = [run for run in results["runs"] if run["method"] == method]
-        validation = mean_std([run["target_validation"]["accuracy"]
-                               for run in runs])[0]
-        test_mean, test_std = mean_std([run["target_test"]["accuracy"]
-                                        for run in runs])
-        candidates.append({"shots": shots, "method": method,
-                           "learning_rate": learning_rate,
-                           "validation_mean": validation,
-                           "test_mean": test_mean, "test_std": test_std,
-                           "seeds": len(runs)})
+        validation = mean_std(
+            [run["target_validation"]["accuracy"] for run in runs]
+        )[0]
+        test_mean, test_std = mean_std(
+            [run["target_test"]["accuracy"] for run in runs]
+        )
+        candidates.append(
+            {
+                "shots": shots,
+                "method": method,
+                "learning_rate": learning_rate,
+                "validation_mean": validation,
+                "test_mean": test_mean,
+                "test_std": test_std,
+                "seeds": len(runs),
+            }
+        )
       # Model selection on the validation split only; ties go to the first lr.
       best = max(candidates, key=lambda row: row["validation_mean"])
       rows.append({**best, "candidates": copy.deepcopy(candidates)})

@@ -43,37 +43,58 @@ from tljax.train.experiment import check_experiment_config, run_dir, run_experim
 
 # name → (transform of the MNIST-5k source, what it is).
 ZOO = {
-  "mnist": ({}, "MNIST-5k as is"),
-  "rot45": ({"rotation_degrees": 45.0}, "rotated 45°"),
-  "rot90": ({"rotation_degrees": 90.0}, "rotated 90°"),
-  "inverted": ({"invert": True}, "inverted, 1 − x"),
-  "noisy": ({"noise_std": 0.5, "noise_seed": 0},
-            "Gaussian noise σ = 0.5, clipped to [0, 1]"),
-  "permuted": ({"permute_labels_seed": 0},
-               "classes renamed by a fixed permutation (seed 0)"),
-  "random_labels": ({"shuffle_labels_seed": 0},
-                    "random labels: labels shuffled among the examples"),
+    "mnist": ({}, "MNIST-5k as is"),
+    "rot45": ({"rotation_degrees": 45.0}, "rotated 45°"),
+    "rot90": ({"rotation_degrees": 90.0}, "rotated 90°"),
+    "inverted": ({"invert": True}, "inverted, 1 − x"),
+    "noisy": (
+        {"noise_std": 0.5, "noise_seed": 0},
+        "Gaussian noise σ = 0.5, clipped to [0, 1]",
+    ),
+    "permuted": (
+        {"permute_labels_seed": 0},
+        "classes renamed by a fixed permutation (seed 0)",
+    ),
+    "random_labels": (
+        {"shuffle_labels_seed": 0},
+        "random labels: labels shuffled among the examples",
+    ),
 }
 
-_WORKDIR = flags.DEFINE_string("workdir", os.path.join("workdirs", "transferability"),
-                               "Zoo runs, verification runs and results.")
-_OUTPUT = flags.DEFINE_string("output", os.path.join("docs", "transferability.md"),
-                              "Where the markdown report goes.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir",
+    os.path.join("workdirs", "transferability"),
+    "Zoo runs, verification runs and results.",
+)
+_OUTPUT = flags.DEFINE_string(
+    "output",
+    os.path.join("docs", "transferability.md"),
+    "Where the markdown report goes.",
+)
 _SOURCES = flags.DEFINE_list("sources", list(ZOO), "Zoo members to train.")
 _ZOO_STEPS = flags.DEFINE_integer("zoo_steps", 1000, "Steps of every zoo run.")
-_LABELS = flags.DEFINE_integer("labels_per_class", 10,
-                               "Labeled target examples per class.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Label draws and transfer seeds 0..seeds-1.")
-_METHODS = flags.DEFINE_list("methods", ["finetune", "linear_probe"],
-                             "Transfer methods to verify with.")
+_LABELS = flags.DEFINE_integer(
+    "labels_per_class", 10, "Labeled target examples per class."
+)
+_SEEDS = flags.DEFINE_integer(
+    "seeds", 3, "Label draws and transfer seeds 0..seeds-1."
+)
+_METHODS = flags.DEFINE_list(
+    "methods", ["finetune", "linear_probe"], "Transfer methods to verify with."
+)
 _LEARNING_RATES = flags.DEFINE_list(
-    "learning_rates", ["0.01", "linear_probe=0.03"],
-    "Verification learning rates (default, then method=rate).")
+    "learning_rates",
+    ["0.01", "linear_probe=0.03"],
+    "Verification learning rates (default, then method=rate).",
+)
 _STEPS = flags.DEFINE_integer("steps", 300, "Steps of every verification run.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Target batch size.")
-_FEATURES = flags.DEFINE_enum("features", "bottleneck",
-                              list(rank_sources.FEATURE_LAYERS),
-                              "Features the feature-based scores read.")
+_FEATURES = flags.DEFINE_enum(
+    "features",
+    "bottleneck",
+    list(rank_sources.FEATURE_LAYERS),
+    "Features the feature-based scores read.",
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir.")
 
 
@@ -95,10 +116,15 @@ def train_zoo(workdir: str) -> dict:
   """Trains (or resumes) every zoo member; returns name → its run summary."""
   summaries = {}
   for name in _SOURCES.value:
-    results = run_experiment(zoo_config(name), os.path.join(workdir, "zoo", name))
+    results = run_experiment(
+        zoo_config(name), os.path.join(workdir, "zoo", name)
+    )
     summaries[name] = results["runs"][0]
-    print(f"zoo {name}: source test acc "
-          f"{100 * summaries[name]['source_test']['accuracy']:.1f}%", flush=True)
+    print(
+        f"zoo {name}: source test acc "
+        f"{100 * summaries[name]['source_test']['accuracy']:.1f}%",
+        flush=True,
+    )
   return summaries
 
 
@@ -107,24 +133,36 @@ def command_line() -> str:
 
 
 def zoo_table(summaries: dict) -> str:
-  lines = ["| source | variant of MNIST-5k | transform | source test acc (%) | "
-           "target test acc, no adaptation (%) |", "| --- | --- | --- | --- | --- |"]
+  lines = [
+      "| source | variant of MNIST-5k | transform | source test acc (%) | "
+      "target test acc, no adaptation (%) |",
+      "| --- | --- | --- | --- | --- |",
+  ]
   for name, summary in summaries.items():
     transform = json.dumps(ZOO[name][0]) if ZOO[name][0] else "—"
-    lines.append(f"| {name} | {ZOO[name][1]} | `{transform}` | "
-                 f"{100 * summary['source_test']['accuracy']:.1f} | "
-                 f"{100 * summary['target_test']['accuracy']:.1f} |")
+    lines.append(
+        f"| {name} | {ZOO[name][1]} | `{transform}` | "
+        f"{100 * summary['source_test']['accuracy']:.1f} | "
+        f"{100 * summary['target_test']['accuracy']:.1f} |"
+    )
   return "\n".join(lines)
 
 
 def tau_table(results: dict, methods, scores) -> list[str]:
   """Weighted τ of every score (rows) for every verification method (columns)."""
-  lines = ["| score | " + " | ".join(f"weighted τ, `{m}`" for m in methods) + " |",
-           "| --- |" + " --- |" * len(methods)]
+  lines = [
+      "| score | " + " | ".join(f"weighted τ, `{m}`" for m in methods) + " |",
+      "| --- |" + " --- |" * len(methods),
+  ]
   for score in scores:
-    lines.append(f"| {rank_sources.SCORE_TITLES[score]} | " + " | ".join(
-        f"{results['correlations'][m][score]['weighted_tau']:+.2f}"
-        for m in methods) + " |")
+    lines.append(
+        f"| {rank_sources.SCORE_TITLES[score]} | "
+        + " | ".join(
+            f"{results['correlations'][m][score]['weighted_tau']:+.2f}"
+            for m in methods
+        )
+        + " |"
+    )
   return lines
 
 
@@ -145,14 +183,16 @@ def anti_correlated(results: dict, method: str, scores) -> list[str]:
         f"`{method}`) ranks `{first}` first; its features on the target "
         f"examples have the {_ordinal(position)} effective rank of the "
         f"{len(rows)} sources ({row['effective_rank']:.1f}; range "
-        f"{by_rank[-1]['effective_rank']:.1f}–{by_rank[0]['effective_rank']:.1f}).")
+        f"{by_rank[-1]['effective_rank']:.1f}–{by_rank[0]['effective_rank']:.1f})."
+    )
   return lines
 
 
 def _ordinal(position: int) -> str:
   """1 → "largest", 2 → "2nd largest", ..."""
   return {1: "largest", 2: "2nd largest", 3: "3rd largest"}.get(
-      position, f"{position}th largest")
+      position, f"{position}th largest"
+  )
 
 
 def findings(results: dict, methods, scores) -> list[str]:
@@ -162,30 +202,44 @@ def findings(results: dict, methods, scores) -> list[str]:
   predicted = results["predicted_negative"]
   for method in methods:
     gaps = results["gaps"][method]
-    negative = [name for name in names if gaps[name]["verdict"] == "negative transfer"]
-    inconclusive = [name for name in names if gaps[name]["verdict"] == "inconclusive"]
+    negative = [
+        name for name in names if gaps[name]["verdict"] == "negative transfer"
+    ]
+    inconclusive = [
+        name for name in names if gaps[name]["verdict"] == "inconclusive"
+    ]
     taus = results["correlations"][method]
-    finite = [s for s in scores if np.isfinite(taus[s]["weighted_tau"])] or scores
+    finite = [
+        s for s in scores if np.isfinite(taus[s]["weighted_tau"])
+    ] or scores
     best = max(finite, key=lambda s: taus[s]["weighted_tau"])
     worst = min(finite, key=lambda s: taus[s]["weighted_tau"])
     lines.append(
         f"* **`{method}`**: weighted τ ranges from "
         f"{taus[worst]['weighted_tau']:+.2f} ({rank_sources.SCORE_TITLES[worst]}) "
         f"to {taus[best]['weighted_tau']:+.2f} ({rank_sources.SCORE_TITLES[best]}) "
-        f"over {len(names)} sources.")
+        f"over {len(names)} sources."
+    )
     if not negative:
       lines.append(
           f"  No source transfers negatively with `{method}`: no gap interval "
-          f"lies above zero (inconclusive: {', '.join(inconclusive) or 'none'}).")
+          f"lies above zero (inconclusive: {', '.join(inconclusive) or 'none'})."
+      )
       continue
     for name in negative:
       gap = gaps[name]
-      last = [rank_sources.SCORE_TITLES[s] for s in scores
-              if rank_sources.ranking(results["sources"], s)[-1] == name]
-      below = [rank_sources.SCORE_TITLES[s] for s in scores if name in predicted[s]]
+      last = [
+          rank_sources.SCORE_TITLES[s]
+          for s in scores
+          if rank_sources.ranking(results["sources"], s)[-1] == name
+      ]
+      below = [
+          rank_sources.SCORE_TITLES[s] for s in scores if name in predicted[s]
+      ]
       ranks = ", ".join(
           f"{rank_sources.SCORE_TITLES[s]} {rank_sources.ranking(results['sources'], s).index(name) + 1}"
-          for s in scores)
+          for s in scores
+      )
       lines.append(
           f"  **Negative transfer: `{name}`**, ε − ε(target only) = "
           f"{100 * gap['gap']:+.1f} points, 95% CI [{100 * gap['low']:+.1f}, "
@@ -193,16 +247,27 @@ def findings(results: dict, methods, scores) -> list[str]:
           f"among the {len(names)} sources (1 = best): {ranks}. Ranked last by "
           f"{len(last)}/{len(scores)} scores ({', '.join(last) or 'none'}); "
           f"scored below the untrained network by {len(below)}/{len(scores)} "
-          f"({', '.join(below) or 'none'}).")
-    false_alarms = {rank_sources.SCORE_TITLES[s]: [n for n in predicted[s]
-                                                   if n not in negative]
-                    for s in scores}
-    flagged = {score: names_ for score, names_ in false_alarms.items() if names_}
+          f"({', '.join(below) or 'none'})."
+      )
+    false_alarms = {
+        rank_sources.SCORE_TITLES[s]: [
+            n for n in predicted[s] if n not in negative
+        ]
+        for s in scores
+    }
+    flagged = {
+        score: names_ for score, names_ in false_alarms.items() if names_
+    }
     if flagged:
-      lines.append("  Sources scored below the untrained network without "
-                   "negative transfer here: " + "; ".join(
-                       f"{score}: {', '.join(names_)}"
-                       for score, names_ in flagged.items()) + ".")
+      lines.append(
+          "  Sources scored below the untrained network without "
+          "negative transfer here: "
+          + "; ".join(
+              f"{score}: {', '.join(names_)}"
+              for score, names_ in flagged.items()
+          )
+          + "."
+      )
   return lines
 
 
@@ -253,8 +318,10 @@ def report(summaries, results, markdown, *, seconds: float) -> str:
       f"{settings['steps']} steps of batch "
       f"{min(settings['batch_size'], 10 * _LABELS.value)} on the labeled "
       "examples, fixed learning rates "
-      + ", ".join(f"{'others' if method == 'default' else method} {rate:g}"
-                  for method, rate in settings["learning_rates"].items())
+      + ", ".join(
+          f"{'others' if method == 'default' else method} {rate:g}"
+          for method, rate in settings["learning_rates"].items()
+      )
       + " (chosen by scripts/few_shot.py on a target *validation* set), "
       "starting from the zoo model with a new head; `target_only` trains the "
       "same network from scratch on the same labels, with the same seeds. "
@@ -278,8 +345,10 @@ def report(summaries, results, markdown, *, seconds: float) -> str:
       "",
       "Scores that order the sources against the measurements:",
       "",
-      *(anti_correlated(results, methods[0], scores)
-        or [f"* none with `{methods[0]}`."]),
+      *(
+          anti_correlated(results, methods[0], scores)
+          or [f"* none with `{methods[0]}`."]
+      ),
       "",
       "## The zoo",
       "",
@@ -342,18 +411,29 @@ def main(argv):
   workdir = os.path.abspath(_WORKDIR.value)
   rank_sources.enable_compilation_cache(os.path.join(workdir, "jax_cache"))
   summaries = train_zoo(workdir)
-  target = rank_sources.TargetSpec(name="uci_digits",
-                                   labels_per_class=_LABELS.value,
-                                   data_dir=_DATA_DIR.value)
+  target = rank_sources.TargetSpec(
+      name="uci_digits",
+      labels_per_class=_LABELS.value,
+      data_dir=_DATA_DIR.value,
+  )
   settings = rank_sources.TrainSettings(
-      steps=_STEPS.value, batch_size=_BATCH_SIZE.value,
-      learning_rates=rank_sources.parse_learning_rates(_LEARNING_RATES.value))
+      steps=_STEPS.value,
+      batch_size=_BATCH_SIZE.value,
+      learning_rates=rank_sources.parse_learning_rates(_LEARNING_RATES.value),
+  )
   results, markdown = rank_sources.rank_sources(
-      [run_dir(os.path.join(workdir, "zoo", name), "source_only", 0)
-       for name in _SOURCES.value],
-      target, seeds=range(_SEEDS.value), names=list(_SOURCES.value),
-      layer=_FEATURES.value, verify_methods=_METHODS.value, settings=settings,
-      workdir=os.path.join(workdir, "rank"))
+      [
+          run_dir(os.path.join(workdir, "zoo", name), "source_only", 0)
+          for name in _SOURCES.value
+      ],
+      target,
+      seeds=range(_SEEDS.value),
+      names=list(_SOURCES.value),
+      layer=_FEATURES.value,
+      verify_methods=_METHODS.value,
+      settings=settings,
+      workdir=os.path.join(workdir, "rank"),
+  )
   seconds = time.perf_counter() - start
   text = report(summaries, results, markdown, seconds=seconds)
   os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)

@@ -17,8 +17,9 @@ def pytest_configure(config):
   closures, so without it identical programs would compile again and again.
   """
   del config
-  cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                                tempfile.mkdtemp(prefix="tljax-xla-cache-"))
+  cache = os.environ.setdefault(
+      "JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="tljax-xla-cache-")
+  )
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
@@ -27,11 +28,18 @@ def pytest_configure(config):
 # Property-based tests: a fixed example budget and a derandomized search, so
 # the suite is reproducible and its cost bounded (each new shape compiles).
 hypothesis.settings.register_profile(
-    "tljax", max_examples=20, deadline=None, derandomize=True,
-    suppress_health_check=[hypothesis.HealthCheck.too_slow,
-                           hypothesis.HealthCheck.data_too_large])
+    "tljax",
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[
+        hypothesis.HealthCheck.too_slow,
+        hypothesis.HealthCheck.data_too_large,
+    ],
+)
 hypothesis.settings.load_profile(
-    os.environ.get("TLJAX_HYPOTHESIS_PROFILE", "tljax"))
+    os.environ.get("TLJAX_HYPOTHESIS_PROFILE", "tljax")
+)
 
 
 @pytest.fixture(scope="session")

@@ -27,9 +27,17 @@ from conftest import small_config  # noqa: E402  pylint: disable=wrong-import-po
 def driver_config(data_dir, **overrides):
   """DANN on an MLP: two data streams, a key per step, SGD momentum and the
   step-dependent reversal coefficient all have to resume exactly."""
-  defaults = dict(method="dann", model__name="mlp", model__hidden_dims=(32,),
-                  steps=40, batch_size=16, log_every=1, checkpoint_every=4,
-                  keep_checkpoints=2, method_kwargs__hidden_dim=16)
+  defaults = dict(
+      method="dann",
+      model__name="mlp",
+      model__hidden_dims=(32,),
+      steps=40,
+      batch_size=16,
+      log_every=1,
+      checkpoint_every=4,
+      keep_checkpoints=2,
+      method_kwargs__hidden_dim=16,
+  )
   return small_config(data_dir, **{**defaults, **overrides})
 
 
@@ -56,12 +64,14 @@ def main():
 
   if args.hang_saving_step is not None:
     from orbax.checkpoint._src.path import atomicity  # pylint: disable=import-outside-toplevel
+
     finalize = atomicity.AtomicRenameTemporaryPath.finalize
 
     async def hanging_finalize(self, *a, **k):
       if self.get_final().name == str(args.hang_saving_step):
-        with open(os.path.join(args.workdir, "saving"), "w",
-                  encoding="utf-8") as stream:
+        with open(
+            os.path.join(args.workdir, "saving"), "w", encoding="utf-8"
+        ) as stream:
           stream.write(str(self.get()))
         await asyncio.sleep(3600)
       return await finalize(self, *a, **k)
@@ -71,8 +81,9 @@ def main():
   config = driver_config(args.data_dir, checkpoint_every=args.checkpoint_every)
   domains = loop.load_domains(config)
   print("READY", flush=True)
-  loop.train_and_evaluate(config, args.workdir, method_name=config.method,
-                          domains=domains)
+  loop.train_and_evaluate(
+      config, args.workdir, method_name=config.method, domains=domains
+  )
   print("DONE", flush=True)
 
 

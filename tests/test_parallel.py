@@ -63,17 +63,24 @@ SCRIPT = textwrap.dedent("""
 
 def test_data_parallel_matches_single_device(tmp_path):
   import numpy as np
+
   script = tmp_path / "check.py"
   script.write_text(SCRIPT)
   env = {**os.environ, "PYTHONPATH": REPO}
-  subprocess.run([sys.executable, str(script), REPO, str(tmp_path)], check=True,
-                 env=env, capture_output=True, timeout=600)
+  subprocess.run(
+      [sys.executable, str(script), REPO, str(tmp_path)],
+      check=True,
+      env=env,
+      capture_output=True,
+      timeout=600,
+  )
   out = json.loads((tmp_path / "out.json").read_text())
   assert out["devices"] == 8
   assert set(out["single"]) == set(out["parallel"])
   for name, single in out["single"].items():
-    np.testing.assert_allclose(out["parallel"][name], single, rtol=1e-5,
-                               atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(
+        out["parallel"][name], single, rtol=1e-5, atol=1e-6, err_msg=name
+    )
   # The rule sharded dense2's kernel (64 × 64) over the 8 devices by column.
   assert out["kernel_devices"] == 8
   assert out["kernel_shard_shape"] == [64, 8]
@@ -81,11 +88,14 @@ def test_data_parallel_matches_single_device(tmp_path):
   assert out["error"] is not None and "batch_size" in out["error"]
 
 
-@pytest.mark.parametrize("rules, match", [
-    ((("dense", ("model",)),), r"param_rules\[0\]"),
-    ((("(", (None,)),), r"param_rules\[0\].*regex"),
-    (("dense",), r"param_rules\[0\]"),
-])
+@pytest.mark.parametrize(
+    "rules, match",
+    [
+        ((("dense", ("model",)),), r"param_rules\[0\]"),
+        ((("(", (None,)),), r"param_rules\[0\].*regex"),
+        (("dense",), r"param_rules\[0\]"),
+    ],
+)
 def test_bad_param_rules_name_the_key(rules, match):
   config = moons.get_config()
   config.parallel.param_rules = rules
@@ -96,10 +106,15 @@ def test_bad_param_rules_name_the_key(rules, match):
 def test_state_shardings_fall_back_to_replication():
   import jax
   import numpy as np
+
   mesh = parallel.make_mesh(jax.devices()[:1])
   state = {"a": {"kernel": np.zeros((3, 5))}, "b": np.zeros(())}
-  shardings = parallel.state_shardings(state, mesh, ((r"kernel", (None, "data")),))
-  assert shardings["a"]["kernel"].spec == jax.sharding.PartitionSpec(None, "data")
+  shardings = parallel.state_shardings(
+      state, mesh, ((r"kernel", (None, "data")),)
+  )
+  assert shardings["a"]["kernel"].spec == jax.sharding.PartitionSpec(
+      None, "data"
+  )
   assert shardings["b"].spec == jax.sharding.PartitionSpec()
   placed = parallel.shard_state(state, shardings)
   np.testing.assert_array_equal(np.asarray(placed["a"]["kernel"]), 0.0)

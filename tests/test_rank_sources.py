@@ -20,14 +20,23 @@ from tljax.train.experiment import run_dir, run_experiment
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SEEDS = (0, 1)
-CACHE_OPTIONS = ("jax_compilation_cache_dir",
-                 "jax_persistent_cache_min_compile_time_secs",
-                 "jax_persistent_cache_min_entry_size_bytes")
+CACHE_OPTIONS = (
+    "jax_compilation_cache_dir",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+)
 
 
 def tiny_source_config(data_dir, transform=None):
-  config = small_config(data_dir, model__name="lenet", model__bottleneck_dim=16,
-                        batch_size=16, steps=8, checkpoint_every=8, log_every=4)
+  config = small_config(
+      data_dir,
+      model__name="lenet",
+      model__bottleneck_dim=16,
+      batch_size=16,
+      steps=8,
+      checkpoint_every=8,
+      log_every=4,
+  )
   if transform:
     config.source.kwargs.transform = transform
   return config
@@ -38,22 +47,35 @@ def tiny(tmp_path_factory, data_dir):
   """Two tiny source runs and their scores."""
   root = tmp_path_factory.mktemp("rank_sources")
   run_dirs = []
-  for name, transform in (("plain", None), ("rot90", {"rotation_degrees": 90.0})):
+  for name, transform in (
+      ("plain", None),
+      ("rot90", {"rotation_degrees": 90.0}),
+  ):
     workdir = str(root / "zoo" / name)
     run_experiment(tiny_source_config(data_dir, transform), workdir)
     run_dirs.append(run_dir(workdir, "source_only", 0))
   target = rank_sources.TargetSpec(labels_per_class=3, data_dir=data_dir)
   target_data = rank_sources.load_target(target, SEEDS)
-  runs = rank_sources.load_source_runs(run_dirs,
-                                       input_shape=target_data["input_shape"])
+  runs = rank_sources.load_source_runs(
+      run_dirs, input_shape=target_data["input_shape"]
+  )
   rows = rank_sources.score_sources(runs, target_data)
-  return {"root": root, "run_dirs": run_dirs, "target": target,
-          "target_data": target_data, "runs": runs, "rows": rows}
+  return {
+      "root": root,
+      "run_dirs": run_dirs,
+      "target": target,
+      "target_data": target_data,
+      "runs": runs,
+      "rows": rows,
+  }
 
 
 # Measured target test accuracies the fake experiment runner reports.
-FAKE_ACCURACY = {"target_only": [0.80, 0.70], "plain": [0.90, 0.60],
-                 "rot90": [0.75, 0.72]}
+FAKE_ACCURACY = {
+    "target_only": [0.80, 0.70],
+    "plain": [0.90, 0.60],
+    "rot90": [0.75, 0.72],
+}
 
 
 @pytest.fixture(scope="module")
@@ -68,22 +90,38 @@ def verified(tiny):
 
   def fake_run_experiment(config, workdir):
     calls.append((config, workdir))
-    key = ("target_only" if config.method == "target_only"
-           else os.path.basename(workdir))
-    return {"runs": [{"method": config.method, "seed": seed,
-                      "target_test": {"accuracy": FAKE_ACCURACY[key][i]}}
-                     for i, seed in enumerate(config.seeds)]}
+    key = (
+        "target_only"
+        if config.method == "target_only"
+        else os.path.basename(workdir)
+    )
+    return {
+        "runs": [
+            {
+                "method": config.method,
+                "seed": seed,
+                "target_test": {"accuracy": FAKE_ACCURACY[key][i]},
+            }
+            for i, seed in enumerate(config.seeds)
+        ]
+    }
 
   original = rank_sources.run_experiment
   rank_sources.run_experiment = fake_run_experiment
   try:
     settings = rank_sources.TrainSettings(
-        steps=7, batch_size=16,
-        learning_rates={"default": 0.01, "linear_probe": 0.03})
+        steps=7,
+        batch_size=16,
+        learning_rates={"default": 0.01, "linear_probe": 0.03},
+    )
     results, markdown = rank_sources.rank_sources(
-        tiny["run_dirs"], tiny["target"], seeds=SEEDS,
-        verify_methods=("finetune", "linear_probe"), settings=settings,
-        workdir=str(tiny["root"] / "verify"))
+        tiny["run_dirs"],
+        tiny["target"],
+        seeds=SEEDS,
+        verify_methods=("finetune", "linear_probe"),
+        settings=settings,
+        workdir=str(tiny["root"] / "verify"),
+    )
   finally:
     rank_sources.run_experiment = original
   return {"results": results, "markdown": markdown, "calls": calls}
@@ -106,8 +144,9 @@ def direct_scores(model, run_dir_, labeled):
   return {
       "logme": select.logme(features, labels),
       "leep": select.leep(probabilities, labels),
-      "nce": select.nce(probabilities.argmax(axis=1), labels,
-                        num_source_classes=10),
+      "nce": select.nce(
+          probabilities.argmax(axis=1), labels, num_source_classes=10
+      ),
       "h_score": select.h_score(features, labels),
       "shrinkage_h_score": select.shrinkage_h_score(features, labels),
       "gbc": select.gbc(source_ranking.pca(features, 64), labels),
@@ -120,42 +159,59 @@ def test_scores_are_finite_and_equal_the_select_functions(tiny):
   for row, run, run_dir_ in zip(tiny["rows"], tiny["runs"], tiny["run_dirs"]):
     assert set(row["scores"]) == set(source_ranking.SCORE_NAMES)
     assert all(np.isfinite(value) for value in row["scores"].values())
-    per_seed = [direct_scores(run.model, run_dir_,
-                              tiny["target_data"]["train"][seed])
-                for seed in SEEDS]
+    per_seed = [
+        direct_scores(run.model, run_dir_, tiny["target_data"]["train"][seed])
+        for seed in SEEDS
+    ]
     # float32 features computed in another batching (the script's) move
     # LogME's fixed point by ~1e-4 relative.
     for score in source_ranking.SCORE_NAMES:
       values = [float(scores[score]) for scores in per_seed]
-      np.testing.assert_allclose(row["per_seed"][score], values, rtol=5e-4,
-                                 atol=1e-6, err_msg=score)
-      np.testing.assert_allclose(row["scores"][score], np.mean(values),
-                                 rtol=5e-4, atol=1e-6, err_msg=score)
+      np.testing.assert_allclose(
+          row["per_seed"][score], values, rtol=5e-4, atol=1e-6, err_msg=score
+      )
+      np.testing.assert_allclose(
+          row["scores"][score],
+          np.mean(values),
+          rtol=5e-4,
+          atol=1e-6,
+          err_msg=score,
+      )
 
 
 def test_labeled_examples_are_the_training_runs_draw(tiny):
   from tljax.data import get_source, labeled_subsets
+
   train = get_source("uci_digits", "train", data_dir=tiny["target"].data_dir)
   for seed in SEEDS:
-    expected, _ = labeled_subsets(train.to_array_source(), labels_per_class=3,
-                                  validation_per_class=0, seed=seed)
+    expected, _ = labeled_subsets(
+        train.to_array_source(),
+        labels_per_class=3,
+        validation_per_class=0,
+        seed=seed,
+    )
     labeled = tiny["target_data"]["train"][seed]
     np.testing.assert_array_equal(labeled.inputs, expected.inputs)
-    assert len(labeled) == 30 and np.bincount(labeled.labels).tolist() == [3] * 10
+    assert (
+        len(labeled) == 30 and np.bincount(labeled.labels).tolist() == [3] * 10
+    )
 
 
 def test_backbone_features_are_the_backbone_output(tiny):
   run, labeled = tiny["runs"][0], tiny["target_data"]["train"][0]
   features, probabilities = rank_sources.extract(
-      run.model, run.params, run.model_state, labeled.inputs, layer="backbone")
+      run.model, run.params, run.model_state, labeled.inputs, layer="backbone"
+  )
   assert features.shape == (30, 500) and probabilities.shape == (30, 10)
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
   direct = direct_outputs(run.model, tiny["run_dirs"][0], labeled.inputs)
-  np.testing.assert_allclose(features, direct.backbone_features, rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      features, direct.backbone_features, rtol=1e-5, atol=1e-6
+  )
   with pytest.raises(ValueError, match="layer must be one of"):
-    rank_sources.extract(run.model, run.params, run.model_state,
-                         labeled.inputs, layer="logits")
+    rank_sources.extract(
+        run.model, run.params, run.model_state, labeled.inputs, layer="logits"
+    )
 
 
 def test_ranking_is_by_decreasing_score(tiny):
@@ -165,8 +221,10 @@ def test_ranking_is_by_decreasing_score(tiny):
     values = {row["name"]: row["scores"][score] for row in rows}
     assert sorted(order) == ["plain", "rot90"]
     assert values[order[0]] >= values[order[1]]
-  fake = [{"name": name, "scores": {"logme": value}}
-          for name, value in (("a", 0.1), ("b", 0.3), ("c", -1.0), ("d", 0.2))]
+  fake = [
+      {"name": name, "scores": {"logme": value}}
+      for name, value in (("a", 0.1), ("b", 0.3), ("c", -1.0), ("d", 0.2))
+  ]
   assert source_ranking.ranking(fake, "logme") == ["b", "d", "a", "c"]
 
 
@@ -174,12 +232,17 @@ def test_weighted_tau_matches_scipy():
   rng = np.random.default_rng(0)
   scores, accuracies = rng.normal(size=7), rng.uniform(size=7)
   expected = stats.weightedtau(accuracies, scores, rank=None).statistic
-  assert source_ranking.weighted_tau(scores, accuracies) == pytest.approx(expected)
+  assert source_ranking.weighted_tau(scores, accuracies) == pytest.approx(
+      expected
+  )
   # rank=None ranks the elements by decreasing accuracy.
   rank = np.argsort(np.argsort(-accuracies))
   assert source_ranking.weighted_tau(scores, accuracies) == pytest.approx(
-      stats.weightedtau(accuracies, scores, rank=rank).statistic)
-  assert source_ranking.weighted_tau(accuracies, accuracies) == pytest.approx(1.0)
+      stats.weightedtau(accuracies, scores, rank=rank).statistic
+  )
+  assert source_ranking.weighted_tau(accuracies, accuracies) == pytest.approx(
+      1.0
+  )
   with pytest.raises(ValueError, match="length >= 2"):
     source_ranking.weighted_tau([1.0], [0.5])
 
@@ -203,10 +266,12 @@ def test_verification_reports_tau_and_gaps_consistently(tiny, verified):
     for name in names:
       expected = select.negative_transfer_gap(
           [1 - a for a in FAKE_ACCURACY[name]],
-          [1 - a for a in FAKE_ACCURACY["target_only"]])
+          [1 - a for a in FAKE_ACCURACY["target_only"]],
+      )
       gap = results["gaps"][method][name]
       assert (gap["gap"], gap["low"], gap["high"]) == pytest.approx(
-          (expected.gap, expected.low, expected.high))
+          (expected.gap, expected.low, expected.high)
+      )
       assert gap["verdict"] == expected.verdict
   assert results["reference"]["name"] == "untrained"
   assert set(results["predicted_negative"]) == set(source_ranking.SCORE_NAMES)
@@ -216,11 +281,17 @@ def test_verification_reports_tau_and_gaps_consistently(tiny, verified):
 
 
 def test_verification_configs_start_from_the_sources(tiny, verified):
-  calls = {os.path.relpath(workdir, tiny["root"] / "verify"): config
-           for config, workdir in verified["calls"]}
-  assert sorted(calls) == ["finetune/plain", "finetune/rot90",
-                           "linear_probe/plain", "linear_probe/rot90",
-                           "target_only"]
+  calls = {
+      os.path.relpath(workdir, tiny["root"] / "verify"): config
+      for config, workdir in verified["calls"]
+  }
+  assert sorted(calls) == [
+      "finetune/plain",
+      "finetune/rot90",
+      "linear_probe/plain",
+      "linear_probe/rot90",
+      "target_only",
+  ]
   for path, config in calls.items():
     assert config.seeds == SEEDS and config.baselines == ()
     assert config.target.name == "uci_digits"
@@ -247,18 +318,29 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path):
   with pytest.raises(ValueError, match=r"unknown score names \['foo'\]"):
     rank_sources.rank_sources(tiny["run_dirs"], target, scores=("logme", "foo"))
   with pytest.raises(ValueError, match=r"unknown score names \['foo'\]"):
-    source_ranking.compute_scores(np.zeros((4, 2)), np.full((4, 2), 0.5),
-                                [0, 1, 0, 1], num_classes=2, scores=["foo"])
+    source_ranking.compute_scores(
+        np.zeros((4, 2)),
+        np.full((4, 2), 0.5),
+        [0, 1, 0, 1],
+        num_classes=2,
+        scores=["foo"],
+    )
   with pytest.raises(ValueError, match="not unique"):
     rank_sources.rank_sources(tiny["run_dirs"], target, names=["a", "a"])
   with pytest.raises(ValueError, match="unknown"):
-    rank_sources.rank_sources(tiny["run_dirs"], target,
-                              verify_methods=("no_such_method",),
-                              workdir=str(tmp_path / "v"))
+    rank_sources.rank_sources(
+        tiny["run_dirs"],
+        target,
+        verify_methods=("no_such_method",),
+        workdir=str(tmp_path / "v"),
+    )
   with pytest.raises(ValueError, match="does not transfer"):
-    rank_sources.rank_sources(tiny["run_dirs"], target,
-                              verify_methods=("target_only",),
-                              workdir=str(tmp_path / "v"))
+    rank_sources.rank_sources(
+        tiny["run_dirs"],
+        target,
+        verify_methods=("target_only",),
+        workdir=str(tmp_path / "v"),
+    )
   with pytest.raises(ValueError, match="method=number"):
     rank_sources.parse_learning_rates(["finetune=fast"])
 
@@ -266,9 +348,18 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path):
 def test_the_script_reports_a_missing_run_dir(tmp_path):
   # scripts/rank_sources.py is `tljax rank-sources`: one line, exit status 2.
   completed = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "rank_sources.py"),
-       f"--sources={tmp_path / 'missing'}", f"--workdir={tmp_path / 'w'}"],
-      capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+      [
+          sys.executable,
+          os.path.join(REPO, "scripts", "rank_sources.py"),
+          f"--sources={tmp_path / 'missing'}",
+          f"--workdir={tmp_path / 'w'}",
+      ],
+      capture_output=True,
+      text=True,
+      cwd=REPO,
+      timeout=120,
+      check=False,
+  )
   assert completed.returncode == 2
   assert "tljax rank-sources: error: source run dir" in completed.stderr
   assert "does not exist" in completed.stderr
@@ -282,16 +373,32 @@ def test_the_command_writes_the_tables_of_the_library(tiny, tmp_path, capsys):
   cache = {name: getattr(jax.config, name) for name in CACHE_OPTIONS}
   try:
     status, out, err = run_main(
-        ["rank-sources", "--sources", ",".join(tiny["run_dirs"]),
-         "--labels_per_class", "3", "--seeds", "0,1", "--scores",
-         "logme,leep", "--data_dir", tiny["target"].data_dir,
-         "--workdir", str(workdir), "--output", str(output)], capsys)
+        [
+            "rank-sources",
+            "--sources",
+            ",".join(tiny["run_dirs"]),
+            "--labels_per_class",
+            "3",
+            "--seeds",
+            "0,1",
+            "--scores",
+            "logme,leep",
+            "--data_dir",
+            tiny["target"].data_dir,
+            "--workdir",
+            str(workdir),
+            "--output",
+            str(output),
+        ],
+        capsys,
+    )
   finally:
     for name, value in cache.items():
       jax.config.update(name, value)
   assert status == 0, err
   _, markdown = rank_sources.rank_sources(
-      tiny["run_dirs"], tiny["target"], seeds=SEEDS, scores=("logme", "leep"))
+      tiny["run_dirs"], tiny["target"], seeds=SEEDS, scores=("logme", "leep")
+  )
   assert output.read_text(encoding="utf-8") == markdown
   assert markdown in out and f"results in {workdir}" in out
   assert (workdir / rank_sources.RESULTS_JSON).exists()

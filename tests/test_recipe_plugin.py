@@ -25,58 +25,111 @@ def build_plugin(config, model, *, weight, temperature) -> Method:
     del extras
     source, target = batch["source"], batch["target"]
     inputs = jnp.concatenate([source["input"], target["input"]])
-    outputs, model_state = model.apply(params, model_state, inputs, train=True,
-                                       key=key)
+    outputs, model_state = model.apply(
+        params, model_state, inputs, train=True, key=key
+    )
     logits = outputs.logits.astype(jnp.float32) / temperature
     count = source["input"].shape[0]
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-        logits[:count], source["label"]))
+    loss = jnp.mean(
+        optax.softmax_cross_entropy_with_integer_labels(
+            logits[:count], source["label"]
+        )
+    )
     probabilities = jax.nn.softmax(logits[count:])
-    entropy = -jnp.mean(jnp.sum(probabilities * jnp.log(probabilities + 1e-9),
-                                -1))
+    entropy = -jnp.mean(
+        jnp.sum(probabilities * jnp.log(probabilities + 1e-9), -1)
+    )
     return loss + hparams["weight"] * entropy, (
-        model_state, {"entropy": entropy, "weight": hparams["weight"]})
+        model_state,
+        {"entropy": entropy, "weight": hparams["weight"]},
+    )
 
-  return Method(name=NAME, loss_fn=loss_fn, domains=("source", "target"),
-                labeled=("source",), setting="transductive",
-                hparams={"weight": weight})
+  return Method(
+      name=NAME,
+      loss_fn=loss_fn,
+      domains=("source", "target"),
+      labeled=("source",),
+      setting="transductive",
+      hparams={"weight": weight},
+  )
 
 
 def tiny(workdir):
-  return ["--config", f"configs/moons.py:method={NAME},seeds=1",
-          "--set", "steps=4", "--set", "batch_size=32", "--set", "log_every=2",
-          "--set", "checkpoint_every=4", "--set", "progress_bar=false",
-          "--set", "baselines=()", "--workdir", str(workdir)]
+  return [
+      "--config",
+      f"configs/moons.py:method={NAME},seeds=1",
+      "--set",
+      "steps=4",
+      "--set",
+      "batch_size=32",
+      "--set",
+      "log_every=2",
+      "--set",
+      "checkpoint_every=4",
+      "--set",
+      "progress_bar=false",
+      "--set",
+      "baselines=()",
+      "--workdir",
+      str(workdir),
+  ]
 
 
 def test_trains_from_the_cli_with_its_settings(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path.parent)  # configs resolve among the packaged ones
   workdir = tmp_path / "run"
-  assert cli.main(["train", *tiny(workdir), "--set",
-                   "method_kwargs.weight=0.25", "--noreport"]) == 0
+  assert (
+      cli.main(
+          [
+              "train",
+              *tiny(workdir),
+              "--set",
+              "method_kwargs.weight=0.25",
+              "--noreport",
+          ]
+      )
+      == 0
+  )
   results = json.loads((workdir / "results.json").read_text())
   assert [row["method"] for row in results["table"]] == [NAME]
-  metrics = [json.loads(line) for line in
-             (workdir / NAME / "seed_0" / "metrics.jsonl").read_text().split(
-                 "\n") if line.strip()]
+  metrics = [
+      json.loads(line)
+      for line in (workdir / NAME / "seed_0" / "metrics.jsonl")
+      .read_text()
+      .split("\n")
+      if line.strip()
+  ]
   weights = {round(m["weight"], 6) for m in metrics if "weight" in m}
   assert weights == {0.25}
 
 
 def test_unknown_setting_is_refused_naming_it_and_the_allowed_ones(
-    tmp_path, monkeypatch, capsys):
-  with pytest.raises(ValueError, match=r"'method_kwargs\.wieght' is unknown "
-                     r"for method 'plugin_entropy'; allowed keys: "
-                     r"\['temperature', 'weight'\]"):
+    tmp_path, monkeypatch, capsys
+):
+  with pytest.raises(
+      ValueError,
+      match=r"'method_kwargs\.wieght' is unknown "
+      r"for method 'plugin_entropy'; allowed keys: "
+      r"\['temperature', 'weight'\]",
+  ):
     method_settings(NAME, {"wieght": 1.0})
   with pytest.raises(ValueError, match=r"'method_kwargs\.weight'.*type float"):
     method_settings(NAME, {"weight": "high"})
   monkeypatch.chdir(tmp_path.parent)
-  status = cli.main(["train", *tiny(tmp_path / "bad"), "--set",
-                     "method_kwargs.wieght=1.0", "--noreport"])
+  status = cli.main(
+      [
+          "train",
+          *tiny(tmp_path / "bad"),
+          "--set",
+          "method_kwargs.wieght=1.0",
+          "--noreport",
+      ]
+  )
   assert status == 2
   error = capsys.readouterr().err
-  assert "method_kwargs.wieght" in error and "['temperature', 'weight']" in error
+  assert (
+      "method_kwargs.wieght" in error and "['temperature', 'weight']" in error
+  )
 
 
 def test_sweeps_its_traced_hyper_parameter(tmp_path):
@@ -87,12 +140,16 @@ def test_sweeps_its_traced_hyper_parameter(tmp_path):
   results = run_sweep(config, str(tmp_path / "sweep"))
   members = results["members"]
   assert [m["hparams"] for m in members] == [{"weight": 0.0}, {"weight": 2.0}]
-  metrics = [json.loads(line) for line in
-             (tmp_path / "sweep" / "metrics.jsonl").read_text().split("\n")
-             if line.strip()]
+  metrics = [
+      json.loads(line)
+      for line in (tmp_path / "sweep" / "metrics.jsonl").read_text().split("\n")
+      if line.strip()
+  ]
   last = metrics[-1]
   for member in members:
     assert last[f"{member['name']}/weight"] == pytest.approx(
-        member["hparams"]["weight"])
-  assert (last[f"{members[0]['name']}/loss"]
-          != last[f"{members[1]['name']}/loss"])
+        member["hparams"]["weight"]
+    )
+  assert (
+      last[f"{members[0]['name']}/loss"] != last[f"{members[1]['name']}/loss"]
+  )

@@ -40,7 +40,8 @@ def numpy_knowledge_distillation(student_logits, teacher_logits, temperature):
     p_student = numpy_softmax(np.asarray(student_row, np.float64) / temperature)
     p_teacher = numpy_softmax(np.asarray(teacher_row, np.float64) / temperature)
     total += sum(
-      p_t * (np.log(p_t) - np.log(p_s)) for p_t, p_s in zip(p_teacher, p_student)
+        p_t * (np.log(p_t) - np.log(p_s))
+        for p_t, p_s in zip(p_teacher, p_student)
     )
   return temperature**2 * total / len(student_logits)
 
@@ -56,7 +57,9 @@ def numpy_distance_potentials(features):
   for i in range(size):
     for j in range(size):
       distances[i, j] = np.sqrt(np.sum((features[i] - features[j]) ** 2))
-  mean = sum(distances[i, j] for i in range(size) for j in range(size) if i != j)
+  mean = sum(
+      distances[i, j] for i in range(size) for j in range(size) if i != j
+  )
   mean /= size * (size - 1)
   return distances / mean
 
@@ -65,10 +68,14 @@ def numpy_rkd_distance(student, teacher):
   psi_student = numpy_distance_potentials(student)
   psi_teacher = numpy_distance_potentials(teacher)
   size = len(student)
-  return sum(
-    numpy_huber(psi_teacher[i, j] - psi_student[i, j])
-    for i in range(size) for j in range(size)
-  ) / size**2
+  return (
+      sum(
+          numpy_huber(psi_teacher[i, j] - psi_student[i, j])
+          for i in range(size)
+          for j in range(size)
+      )
+      / size**2
+  )
 
 
 def numpy_unit(vector):
@@ -91,8 +98,10 @@ def numpy_rkd_angle(student, teacher):
   for i in range(size):
     for j in range(size):
       for k in range(size):
-        total += numpy_huber(numpy_angle_potential(teacher, i, j, k)
-                             - numpy_angle_potential(student, i, j, k))
+        total += numpy_huber(
+            numpy_angle_potential(teacher, i, j, k)
+            - numpy_angle_potential(student, i, j, k)
+        )
   return total / size**3
 
 
@@ -126,17 +135,26 @@ def random_isometry(rng, rows, columns):
 def test_knowledge_distillation_matches_reference(temperature):
   with jax.enable_x64(True):
     value = relational.knowledge_distillation(
-      STUDENT_LOGITS, TEACHER_LOGITS, temperature=temperature)
+        STUDENT_LOGITS, TEACHER_LOGITS, temperature=temperature
+    )
     assert value.dtype == jnp.float64
     np.testing.assert_allclose(
-      value, numpy_knowledge_distillation(STUDENT_LOGITS, TEACHER_LOGITS,
-                                          temperature), rtol=1e-12)
+        value,
+        numpy_knowledge_distillation(
+            STUDENT_LOGITS, TEACHER_LOGITS, temperature
+        ),
+        rtol=1e-12,
+    )
   value32 = relational.knowledge_distillation(
-    STUDENT_LOGITS.astype(np.float32), TEACHER_LOGITS.astype(np.float32),
-    temperature=temperature)
+      STUDENT_LOGITS.astype(np.float32),
+      TEACHER_LOGITS.astype(np.float32),
+      temperature=temperature,
+  )
   np.testing.assert_allclose(
-    value32, numpy_knowledge_distillation(STUDENT_LOGITS, TEACHER_LOGITS,
-                                          temperature), rtol=1e-4)
+      value32,
+      numpy_knowledge_distillation(STUDENT_LOGITS, TEACHER_LOGITS, temperature),
+      rtol=1e-4,
+  )
 
 
 def test_knowledge_distillation_t_squared_keeps_the_gradient_scale():
@@ -150,7 +168,8 @@ def test_knowledge_distillation_t_squared_keeps_the_gradient_scale():
     errors = {}
     for temperature in (100.0, 1000.0):
       gradient = jax.grad(relational.knowledge_distillation)(
-        student, teacher, temperature=temperature)
+          student, teacher, temperature=temperature
+      )
       errors[temperature] = np.abs(gradient - limit).max()
     # The approach is O(1/T): the same order of magnitude at every T.
     assert errors[1000.0] < 5e-3 * np.abs(limit).max()
@@ -159,62 +178,103 @@ def test_knowledge_distillation_t_squared_keeps_the_gradient_scale():
 
 def test_rkd_distance_matches_reference():
   with jax.enable_x64(True):
-    np.testing.assert_allclose(relational.rkd_distance(STUDENT, TEACHER),
-                               numpy_rkd_distance(STUDENT, TEACHER), rtol=1e-12)
+    np.testing.assert_allclose(
+        relational.rkd_distance(STUDENT, TEACHER),
+        numpy_rkd_distance(STUDENT, TEACHER),
+        rtol=1e-12,
+    )
   np.testing.assert_allclose(
-    relational.rkd_distance(STUDENT.astype(np.float32), TEACHER.astype(np.float32)),
-    numpy_rkd_distance(STUDENT, TEACHER), rtol=1e-5)
+      relational.rkd_distance(
+          STUDENT.astype(np.float32), TEACHER.astype(np.float32)
+      ),
+      numpy_rkd_distance(STUDENT, TEACHER),
+      rtol=1e-5,
+  )
 
 
 def test_rkd_distance_uses_both_huber_branches():
   # Spread-out student distances against clustered teacher ones: some
   # normalised-distance residuals exceed 1 (the linear branch).
-  student = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [10.0, 0.0], [0.0, 10.0]])
-  teacher = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
-  assert np.abs(numpy_distance_potentials(student)
-                - numpy_distance_potentials(teacher)).max() > 1
+  student = np.array(
+      [[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [10.0, 0.0], [0.0, 10.0]]
+  )
+  teacher = np.array(
+      [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]]
+  )
+  assert (
+      np.abs(
+          numpy_distance_potentials(student)
+          - numpy_distance_potentials(teacher)
+      ).max()
+      > 1
+  )
   with jax.enable_x64(True):
-    np.testing.assert_allclose(relational.rkd_distance(student, teacher),
-                               numpy_rkd_distance(student, teacher), rtol=1e-12)
+    np.testing.assert_allclose(
+        relational.rkd_distance(student, teacher),
+        numpy_rkd_distance(student, teacher),
+        rtol=1e-12,
+    )
 
 
 def test_rkd_angle_matches_reference():
   with jax.enable_x64(True):
-    np.testing.assert_allclose(relational.rkd_angle(STUDENT, TEACHER),
-                               numpy_rkd_angle(STUDENT, TEACHER), rtol=1e-12)
+    np.testing.assert_allclose(
+        relational.rkd_angle(STUDENT, TEACHER),
+        numpy_rkd_angle(STUDENT, TEACHER),
+        rtol=1e-12,
+    )
   np.testing.assert_allclose(
-    relational.rkd_angle(STUDENT.astype(np.float32), TEACHER.astype(np.float32)),
-    numpy_rkd_angle(STUDENT, TEACHER), rtol=1e-5)
+      relational.rkd_angle(
+          STUDENT.astype(np.float32), TEACHER.astype(np.float32)
+      ),
+      numpy_rkd_angle(STUDENT, TEACHER),
+      rtol=1e-5,
+  )
 
 
 def test_rkd_is_the_weighted_sum_with_the_papers_default_weights():
   parameters = inspect.signature(relational.rkd).parameters
   assert parameters["distance_weight"].default == 25.0
   assert parameters["angle_weight"].default == 50.0
-  assert inspect.signature(
-    relational.knowledge_distillation).parameters["temperature"].default == 4.0
+  assert (
+      inspect.signature(relational.knowledge_distillation)
+      .parameters["temperature"]
+      .default
+      == 4.0
+  )
   with jax.enable_x64(True):
-    expected = (25.0 * numpy_rkd_distance(STUDENT, TEACHER)
-                + 50.0 * numpy_rkd_angle(STUDENT, TEACHER))
-    np.testing.assert_allclose(relational.rkd(STUDENT, TEACHER), expected,
-                               rtol=1e-12)
+    expected = 25.0 * numpy_rkd_distance(
+        STUDENT, TEACHER
+    ) + 50.0 * numpy_rkd_angle(STUDENT, TEACHER)
     np.testing.assert_allclose(
-      relational.rkd(STUDENT, TEACHER, distance_weight=1.0, angle_weight=2.0),
-      numpy_rkd_distance(STUDENT, TEACHER) + 2.0 * numpy_rkd_angle(STUDENT, TEACHER),
-      rtol=1e-12)
+        relational.rkd(STUDENT, TEACHER), expected, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        relational.rkd(STUDENT, TEACHER, distance_weight=1.0, angle_weight=2.0),
+        numpy_rkd_distance(STUDENT, TEACHER)
+        + 2.0 * numpy_rkd_angle(STUDENT, TEACHER),
+        rtol=1e-12,
+    )
 
 
 def test_similarity_preserving_matches_reference_for_feature_maps():
-  student_maps = RNG.normal(size=(5, 3, 2, 4))  # (batch, height, width, channels)
+  student_maps = RNG.normal(
+      size=(5, 3, 2, 4)
+  )  # (batch, height, width, channels)
   teacher_features = RNG.normal(size=(5, 7))
   with jax.enable_x64(True):
     np.testing.assert_allclose(
-      relational.similarity_preserving(student_maps, teacher_features),
-      numpy_similarity_preserving(student_maps, teacher_features), rtol=1e-12)
+        relational.similarity_preserving(student_maps, teacher_features),
+        numpy_similarity_preserving(student_maps, teacher_features),
+        rtol=1e-12,
+    )
   np.testing.assert_allclose(
-    relational.similarity_preserving(student_maps.astype(np.float32),
-                                     teacher_features.astype(np.float32)),
-    numpy_similarity_preserving(student_maps, teacher_features), rtol=1e-5)
+      relational.similarity_preserving(
+          student_maps.astype(np.float32), teacher_features.astype(np.float32)
+      ),
+      numpy_similarity_preserving(student_maps, teacher_features),
+      rtol=1e-5,
+  )
 
 
 # --- invariances and sensitivity ---------------------------------------------
@@ -233,29 +293,62 @@ def test_rkd_is_zero_for_a_scaled_rotated_translated_student():
     assert abs(float(relational.rkd_distance(student, embedded))) < 1e-20
     assert abs(float(relational.rkd_angle(student, embedded))) < 1e-20
     assert abs(float(relational.rkd(student, embedded))) < 1e-18
-  assert float(relational.rkd(student.astype(np.float32),
-                              embedded.astype(np.float32))) < 1e-8
+  assert (
+      float(
+          relational.rkd(
+              student.astype(np.float32), embedded.astype(np.float32)
+          )
+      )
+      < 1e-8
+  )
 
 
 def test_similarity_preserving_is_zero_for_a_scaled_student():
   teacher = RNG.normal(size=(6, 2, 3))
   with jax.enable_x64(True):
-    assert float(relational.similarity_preserving(2.5 * teacher, teacher)) < 1e-25
-    assert float(relational.similarity_preserving(
-      -0.3 * teacher.reshape(6, -1), teacher)) < 1e-25
+    assert (
+        float(relational.similarity_preserving(2.5 * teacher, teacher)) < 1e-25
+    )
+    assert (
+        float(
+            relational.similarity_preserving(
+                -0.3 * teacher.reshape(6, -1), teacher
+            )
+        )
+        < 1e-25
+    )
 
 
 def test_knowledge_distillation_is_zero_for_the_teachers_logits():
   with jax.enable_x64(True):
-    assert abs(float(relational.knowledge_distillation(
-      TEACHER_LOGITS, TEACHER_LOGITS))) < 1e-14
+    assert (
+        abs(
+            float(
+                relational.knowledge_distillation(
+                    TEACHER_LOGITS, TEACHER_LOGITS
+                )
+            )
+        )
+        < 1e-14
+    )
     # A constant shift per example leaves the softmax unchanged.
-    assert abs(float(relational.knowledge_distillation(
-      TEACHER_LOGITS + np.arange(5.0)[:, None], TEACHER_LOGITS))) < 1e-14
+    assert (
+        abs(
+            float(
+                relational.knowledge_distillation(
+                    TEACHER_LOGITS + np.arange(5.0)[:, None], TEACHER_LOGITS
+                )
+            )
+        )
+        < 1e-14
+    )
 
 
 def test_losses_are_positive_for_unrelated_inputs():
-  assert float(relational.knowledge_distillation(STUDENT_LOGITS, TEACHER_LOGITS)) > 0.1
+  assert (
+      float(relational.knowledge_distillation(STUDENT_LOGITS, TEACHER_LOGITS))
+      > 0.1
+  )
   assert float(relational.rkd_distance(STUDENT, TEACHER)) > 1e-2
   assert float(relational.rkd_angle(STUDENT, TEACHER)) > 1e-2
   assert float(relational.rkd(STUDENT, TEACHER)) > 1.0
@@ -274,14 +367,22 @@ def test_gradients_are_finite_and_correct_when_two_examples_coincide():
   collapsed_student = np.ones_like(STUDENT)
   collapsed_teacher = np.ones_like(TEACHER)
   with jax.enable_x64(True):
-    for loss, reference in [(relational.rkd_distance, numpy_rkd_distance),
-                            (relational.rkd_angle, numpy_rkd_angle)]:
-      np.testing.assert_allclose(loss(student, teacher),
-                                 reference(student, teacher), rtol=1e-12)
-      np.testing.assert_allclose(loss(STUDENT, teacher),
-                                 reference(STUDENT, teacher), rtol=1e-12)
-      for pair in [(student, teacher), (STUDENT, teacher),
-                   (collapsed_student, TEACHER), (STUDENT, collapsed_teacher)]:
+    for loss, reference in [
+        (relational.rkd_distance, numpy_rkd_distance),
+        (relational.rkd_angle, numpy_rkd_angle),
+    ]:
+      np.testing.assert_allclose(
+          loss(student, teacher), reference(student, teacher), rtol=1e-12
+      )
+      np.testing.assert_allclose(
+          loss(STUDENT, teacher), reference(STUDENT, teacher), rtol=1e-12
+      )
+      for pair in [
+          (student, teacher),
+          (STUDENT, teacher),
+          (collapsed_student, TEACHER),
+          (STUDENT, collapsed_teacher),
+      ]:
         assert np.isfinite(float(loss(*pair))), loss.__name__
         assert np.all(np.isfinite(jax.grad(loss)(*pair))), loss.__name__
     for pair in [(student, teacher), (collapsed_student, TEACHER)]:
@@ -289,19 +390,30 @@ def test_gradients_are_finite_and_correct_when_two_examples_coincide():
     # An all-zero activation makes a zero row of the Gram matrix.
     zero_row = STUDENT.copy()
     zero_row[2] = 0.0
-    assert np.all(np.isfinite(
-      jax.grad(relational.similarity_preserving)(zero_row, TEACHER)))
+    assert np.all(
+        np.isfinite(
+            jax.grad(relational.similarity_preserving)(zero_row, TEACHER)
+        )
+    )
 
 
-@pytest.mark.parametrize("loss, student, teacher", [
-  (relational.rkd_distance, STUDENT, TEACHER),
-  (relational.rkd_angle, STUDENT, TEACHER),
-  (relational.similarity_preserving, STUDENT, TEACHER),
-  (relational.knowledge_distillation, STUDENT_LOGITS, TEACHER_LOGITS),
-], ids=["rkd_distance", "rkd_angle", "similarity_preserving",
-        "knowledge_distillation"])
+@pytest.mark.parametrize(
+    "loss, student, teacher",
+    [
+        (relational.rkd_distance, STUDENT, TEACHER),
+        (relational.rkd_angle, STUDENT, TEACHER),
+        (relational.similarity_preserving, STUDENT, TEACHER),
+        (relational.knowledge_distillation, STUDENT_LOGITS, TEACHER_LOGITS),
+    ],
+    ids=[
+        "rkd_distance",
+        "rkd_angle",
+        "similarity_preserving",
+        "knowledge_distillation",
+    ],
+)
 def test_gradients_match_finite_differences_and_stop_at_the_teacher(
-  loss, student, teacher
+    loss, student, teacher
 ):
   with jax.enable_x64(True):
     check_grads(lambda s: loss(s, teacher), (student,), order=1, modes=["rev"])
@@ -311,33 +423,48 @@ def test_gradients_match_finite_differences_and_stop_at_the_teacher(
 
 def test_losses_work_under_jit_and_vmap():
   for loss, student, teacher in [
-    (relational.rkd, STUDENT, TEACHER),
-    (relational.similarity_preserving, STUDENT, TEACHER),
-    (relational.knowledge_distillation, STUDENT_LOGITS, TEACHER_LOGITS),
+      (relational.rkd, STUDENT, TEACHER),
+      (relational.similarity_preserving, STUDENT, TEACHER),
+      (relational.knowledge_distillation, STUDENT_LOGITS, TEACHER_LOGITS),
   ]:
-    np.testing.assert_allclose(jax.jit(loss)(student, teacher),
-                               loss(student, teacher), rtol=1e-5)
+    np.testing.assert_allclose(
+        jax.jit(loss)(student, teacher), loss(student, teacher), rtol=1e-5
+    )
   # A vmapped sweep over the hyper-parameters (traced, so unchecked).
   temperatures = jnp.array([1.0, 2.0, 4.0])
-  swept = jax.vmap(lambda t: relational.knowledge_distillation(
-    STUDENT_LOGITS, TEACHER_LOGITS, temperature=t))(temperatures)
+  swept = jax.vmap(
+      lambda t: relational.knowledge_distillation(
+          STUDENT_LOGITS, TEACHER_LOGITS, temperature=t
+      )
+  )(temperatures)
   np.testing.assert_allclose(
-    swept, [numpy_knowledge_distillation(STUDENT_LOGITS, TEACHER_LOGITS, t)
-            for t in (1.0, 2.0, 4.0)], rtol=1e-4)
+      swept,
+      [
+          numpy_knowledge_distillation(STUDENT_LOGITS, TEACHER_LOGITS, t)
+          for t in (1.0, 2.0, 4.0)
+      ],
+      rtol=1e-4,
+  )
   weights = jnp.array([[25.0, 50.0], [1.0, 2.0]])
-  swept = jax.vmap(lambda w: relational.rkd(
-    STUDENT, TEACHER, distance_weight=w[0], angle_weight=w[1]))(weights)
+  swept = jax.vmap(
+      lambda w: relational.rkd(
+          STUDENT, TEACHER, distance_weight=w[0], angle_weight=w[1]
+      )
+  )(weights)
   distance = numpy_rkd_distance(STUDENT, TEACHER)
   angle = numpy_rkd_angle(STUDENT, TEACHER)
   np.testing.assert_allclose(
-    swept, [25 * distance + 50 * angle, distance + 2 * angle], rtol=1e-5)
+      swept, [25 * distance + 50 * angle, distance + 2 * angle], rtol=1e-5
+  )
   # A vmapped batch of (student, teacher) pairs.
   students = np.stack([STUDENT, 2.0 * TEACHER[:, :3]])
   teachers = np.stack([TEACHER, TEACHER])
   batched = jax.vmap(relational.rkd_angle)(students, teachers)
   np.testing.assert_allclose(
-    batched, [numpy_rkd_angle(s, t) for s, t in zip(students, teachers)],
-    rtol=1e-5)
+      batched,
+      [numpy_rkd_angle(s, t) for s, t in zip(students, teachers)],
+      rtol=1e-5,
+  )
 
 
 # --- argument checks -----------------------------------------------------------
@@ -349,79 +476,152 @@ INF_LOGITS = TEACHER_LOGITS.copy()
 INF_LOGITS[1, 2] = np.inf
 
 BAD_CALLS = [
-  # knowledge_distillation
-  (lambda: relational.knowledge_distillation(
-    np.where(np.isinf(INF_LOGITS), np.nan, INF_LOGITS), TEACHER_LOGITS),
-   "student_logits must be finite"),
-  (lambda: relational.knowledge_distillation(STUDENT_LOGITS, INF_LOGITS),
-   "teacher_logits must be finite"),
-  (lambda: relational.knowledge_distillation(STUDENT_LOGITS, TEACHER_LOGITS[:, :3]),
-   "teacher_logits must have the same number of classes as student_logits"),
-  (lambda: relational.knowledge_distillation(STUDENT_LOGITS, TEACHER_LOGITS[:4]),
-   "teacher_logits must have the same batch size as student_logits"),
-  (lambda: relational.knowledge_distillation(STUDENT_LOGITS[0], TEACHER_LOGITS),
-   r"student_logits must have shape \(batch, num_classes\)"),
-  (lambda: relational.knowledge_distillation(
-    STUDENT_LOGITS, TEACHER_LOGITS, temperature=0.0),
-   "temperature must be a finite number > 0"),
-  (lambda: relational.knowledge_distillation(
-    STUDENT_LOGITS, TEACHER_LOGITS, temperature=-2.0),
-   "temperature must be a finite number > 0"),
-  (lambda: relational.knowledge_distillation(
-    STUDENT_LOGITS, TEACHER_LOGITS, temperature="4"),
-   "temperature must be a positive number"),
-  # rkd_distance
-  (lambda: relational.rkd_distance(STUDENT[:1], TEACHER[:1]),
-   r"student must have at least 2 rows \(a distance needs two examples\)"),
-  (lambda: relational.rkd_distance(STUDENT, TEACHER[:5]),
-   "teacher must have the same batch size as student"),
-  (lambda: relational.rkd_distance(NAN_FEATURES, TEACHER),
-   "student must be finite"),
-  (lambda: relational.rkd_distance(STUDENT, np.full_like(TEACHER, np.inf)),
-   "teacher must be finite"),
-  (lambda: relational.rkd_distance(STUDENT[:, 0], TEACHER),
-   r"student must have shape \(batch, dim\)"),
-  (lambda: relational.rkd_distance(STUDENT, TEACHER.astype(np.complex64)),
-   "teacher must hold real numbers"),
-  # rkd_angle
-  (lambda: relational.rkd_angle(STUDENT[:2], TEACHER[:2]),
-   r"student must have at least 3 rows \(an angle needs three examples\)"),
-  (lambda: relational.rkd_angle(STUDENT[:3], TEACHER[:2]),
-   "teacher must have at least 3 rows"),
-  (lambda: relational.rkd_angle(STUDENT[:4], TEACHER),
-   "teacher must have the same batch size as student"),
-  (lambda: relational.rkd_angle(STUDENT, np.where(TEACHER > 1, np.nan, TEACHER)),
-   "teacher must be finite"),
-  # rkd
-  (lambda: relational.rkd(STUDENT[:2], TEACHER[:2]),
-   "student must have at least 3 rows"),
-  (lambda: relational.rkd(STUDENT, TEACHER[:3]),
-   "teacher must have the same batch size as student"),
-  (lambda: relational.rkd(NAN_FEATURES, TEACHER), "student must be finite"),
-  (lambda: relational.rkd(STUDENT, TEACHER, distance_weight=-1.0),
-   "distance_weight must be a finite number >= 0"),
-  (lambda: relational.rkd(STUDENT, TEACHER, angle_weight=-0.5),
-   "angle_weight must be a finite number >= 0"),
-  (lambda: relational.rkd(STUDENT, TEACHER, angle_weight=float("nan")),
-   "angle_weight must be a finite number >= 0"),
-  (lambda: relational.rkd(STUDENT, TEACHER, distance_weight=None),
-   "distance_weight must be a non-negative number"),
-  # similarity_preserving
-  (lambda: relational.similarity_preserving(STUDENT[:, 0], TEACHER),
-   r"student must have shape \(batch, \.\.\.\)"),
-  (lambda: relational.similarity_preserving(STUDENT, np.zeros((6, 0, 3))),
-   r"teacher must have shape \(batch, \.\.\.\)"),
-  (lambda: relational.similarity_preserving(STUDENT, TEACHER[:2]),
-   "teacher must have the same batch size as student"),
-  (lambda: relational.similarity_preserving(NAN_FEATURES.reshape(6, 3, 1), TEACHER),
-   "student must be finite"),
-  (lambda: relational.similarity_preserving(STUDENT, object()),
-   "teacher must be an array of numbers"),
+    # knowledge_distillation
+    (
+        lambda: relational.knowledge_distillation(
+            np.where(np.isinf(INF_LOGITS), np.nan, INF_LOGITS), TEACHER_LOGITS
+        ),
+        "student_logits must be finite",
+    ),
+    (
+        lambda: relational.knowledge_distillation(STUDENT_LOGITS, INF_LOGITS),
+        "teacher_logits must be finite",
+    ),
+    (
+        lambda: relational.knowledge_distillation(
+            STUDENT_LOGITS, TEACHER_LOGITS[:, :3]
+        ),
+        "teacher_logits must have the same number of classes as student_logits",
+    ),
+    (
+        lambda: relational.knowledge_distillation(
+            STUDENT_LOGITS, TEACHER_LOGITS[:4]
+        ),
+        "teacher_logits must have the same batch size as student_logits",
+    ),
+    (
+        lambda: relational.knowledge_distillation(
+            STUDENT_LOGITS[0], TEACHER_LOGITS
+        ),
+        r"student_logits must have shape \(batch, num_classes\)",
+    ),
+    (
+        lambda: relational.knowledge_distillation(
+            STUDENT_LOGITS, TEACHER_LOGITS, temperature=0.0
+        ),
+        "temperature must be a finite number > 0",
+    ),
+    (
+        lambda: relational.knowledge_distillation(
+            STUDENT_LOGITS, TEACHER_LOGITS, temperature=-2.0
+        ),
+        "temperature must be a finite number > 0",
+    ),
+    (
+        lambda: relational.knowledge_distillation(
+            STUDENT_LOGITS, TEACHER_LOGITS, temperature="4"
+        ),
+        "temperature must be a positive number",
+    ),
+    # rkd_distance
+    (
+        lambda: relational.rkd_distance(STUDENT[:1], TEACHER[:1]),
+        r"student must have at least 2 rows \(a distance needs two examples\)",
+    ),
+    (
+        lambda: relational.rkd_distance(STUDENT, TEACHER[:5]),
+        "teacher must have the same batch size as student",
+    ),
+    (
+        lambda: relational.rkd_distance(NAN_FEATURES, TEACHER),
+        "student must be finite",
+    ),
+    (
+        lambda: relational.rkd_distance(STUDENT, np.full_like(TEACHER, np.inf)),
+        "teacher must be finite",
+    ),
+    (
+        lambda: relational.rkd_distance(STUDENT[:, 0], TEACHER),
+        r"student must have shape \(batch, dim\)",
+    ),
+    (
+        lambda: relational.rkd_distance(STUDENT, TEACHER.astype(np.complex64)),
+        "teacher must hold real numbers",
+    ),
+    # rkd_angle
+    (
+        lambda: relational.rkd_angle(STUDENT[:2], TEACHER[:2]),
+        r"student must have at least 3 rows \(an angle needs three examples\)",
+    ),
+    (
+        lambda: relational.rkd_angle(STUDENT[:3], TEACHER[:2]),
+        "teacher must have at least 3 rows",
+    ),
+    (
+        lambda: relational.rkd_angle(STUDENT[:4], TEACHER),
+        "teacher must have the same batch size as student",
+    ),
+    (
+        lambda: relational.rkd_angle(
+            STUDENT, np.where(TEACHER > 1, np.nan, TEACHER)
+        ),
+        "teacher must be finite",
+    ),
+    # rkd
+    (
+        lambda: relational.rkd(STUDENT[:2], TEACHER[:2]),
+        "student must have at least 3 rows",
+    ),
+    (
+        lambda: relational.rkd(STUDENT, TEACHER[:3]),
+        "teacher must have the same batch size as student",
+    ),
+    (lambda: relational.rkd(NAN_FEATURES, TEACHER), "student must be finite"),
+    (
+        lambda: relational.rkd(STUDENT, TEACHER, distance_weight=-1.0),
+        "distance_weight must be a finite number >= 0",
+    ),
+    (
+        lambda: relational.rkd(STUDENT, TEACHER, angle_weight=-0.5),
+        "angle_weight must be a finite number >= 0",
+    ),
+    (
+        lambda: relational.rkd(STUDENT, TEACHER, angle_weight=float("nan")),
+        "angle_weight must be a finite number >= 0",
+    ),
+    (
+        lambda: relational.rkd(STUDENT, TEACHER, distance_weight=None),
+        "distance_weight must be a non-negative number",
+    ),
+    # similarity_preserving
+    (
+        lambda: relational.similarity_preserving(STUDENT[:, 0], TEACHER),
+        r"student must have shape \(batch, \.\.\.\)",
+    ),
+    (
+        lambda: relational.similarity_preserving(STUDENT, np.zeros((6, 0, 3))),
+        r"teacher must have shape \(batch, \.\.\.\)",
+    ),
+    (
+        lambda: relational.similarity_preserving(STUDENT, TEACHER[:2]),
+        "teacher must have the same batch size as student",
+    ),
+    (
+        lambda: relational.similarity_preserving(
+            NAN_FEATURES.reshape(6, 3, 1), TEACHER
+        ),
+        "student must be finite",
+    ),
+    (
+        lambda: relational.similarity_preserving(STUDENT, object()),
+        "teacher must be an array of numbers",
+    ),
 ]
 
 
-@pytest.mark.parametrize("call, message", BAD_CALLS,
-                         ids=[f"bad{i}" for i in range(len(BAD_CALLS))])
+@pytest.mark.parametrize(
+    "call, message", BAD_CALLS, ids=[f"bad{i}" for i in range(len(BAD_CALLS))]
+)
 def test_bad_inputs_raise_value_error_naming_the_argument(call, message):
   with pytest.raises(ValueError, match=message):
     call()

@@ -26,22 +26,26 @@ from tljax.checkpoint import CheckpointError, Checkpointer
 from tljax.train.state import create_train_state
 from tljax.train.step import guard_nonfinite, make_train_step
 
-DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                      "reliability_driver.py")
+DRIVER = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "reliability_driver.py"
+)
 # Per-step and per-record fields that measure time, not training.
 TIMING = ("examples_per_second",)
 
 
 def final_params(workdir):
-  with Checkpointer(os.path.join(workdir, "checkpoints"),
-                    read_only=True) as checkpointer:
+  with Checkpointer(
+      os.path.join(workdir, "checkpoints"), read_only=True
+  ) as checkpointer:
     raw = checkpointer.restore_raw()
   return {**raw["trainable"], **raw["model_state"]}, raw
 
 
 def training_records(workdir):
-  return [{key: value for key, value in record.items() if key not in TIMING}
-          for record in metrics_lib.read_metrics(workdir)]
+  return [
+      {key: value for key, value in record.items() if key not in TIMING}
+      for record in metrics_lib.read_metrics(workdir)
+  ]
 
 
 def assert_bit_identical(a, b):
@@ -53,7 +57,8 @@ def assert_bit_identical(a, b):
     assert left.dtype == right.dtype and left.shape == right.shape, path
     assert left.tobytes() == right.tobytes(), (
         f"{jax.tree_util.keystr(path)} differs: max |Δ| "
-        f"{np.max(np.abs(left.astype(np.float64) - right))}")
+        f"{np.max(np.abs(left.astype(np.float64) - right))}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,10 @@ def reference_run(tmp_path_factory, data_dir):
 def start(workdir, data_dir, *extra):
   process = subprocess.Popen(
       [sys.executable, DRIVER, workdir, data_dir, *extra],
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
   assert process.stdout.readline().strip() == "READY", process.stderr.read()
   return process
 
@@ -94,8 +102,9 @@ def wait_for(condition, process, timeout=120.0):
 def latest_checkpoint(workdir):
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     return None, []
-  with Checkpointer(os.path.join(workdir, "checkpoints"),
-                    read_only=True) as checkpointer:
+  with Checkpointer(
+      os.path.join(workdir, "checkpoints"), read_only=True
+  ) as checkpointer:
     return checkpointer.latest_step(), checkpointer.all_steps()
 
 
@@ -103,8 +112,9 @@ def latest_checkpoint(workdir):
 RANDOM_KILLS = int(os.environ.get("TLJAX_RANDOM_KILLS", "1"))
 
 
-def test_killed_and_signalled_run_resumes_bit_exactly(tmp_path, data_dir,
-                                                      reference_run):
+def test_killed_and_signalled_run_resumes_bit_exactly(
+    tmp_path, data_dir, reference_run
+):
   """SIGKILL at random steps, SIGKILL during a save, then SIGTERM; the same
   command finishes the run bit-identical to the uninterrupted one. (SIGINT
   takes the same path: see the in-process test below.)"""
@@ -125,8 +135,9 @@ def test_killed_and_signalled_run_resumes_bit_exactly(tmp_path, data_dir,
   last_complete, _ = latest_checkpoint(workdir)
   hang_at = (last_complete or 0) + 4
   process = start(workdir, data_dir, "--hang-saving-step", str(hang_at))
-  assert wait_for(lambda: os.path.exists(os.path.join(workdir, "saving")),
-                  process), process.stderr.read()
+  assert wait_for(
+      lambda: os.path.exists(os.path.join(workdir, "saving")), process
+  ), process.stderr.read()
   process.send_signal(signal.SIGKILL)
   process.wait(timeout=60)
   assert process.returncode == -signal.SIGKILL
@@ -160,8 +171,10 @@ def test_killed_and_signalled_run_resumes_bit_exactly(tmp_path, data_dir,
   # optimizer state, step and guard counters.
   assert_bit_identical(final_params(workdir)[1], final_params(reference_dir)[1])
   assert training_records(workdir) == training_records(reference_dir)
-  assert (summary["target_test"]["accuracy"]
-          == reference_summary["target_test"]["accuracy"])
+  assert (
+      summary["target_test"]["accuracy"]
+      == reference_summary["target_test"]["accuracy"]
+  )
   sessions = provenance.read_provenance(workdir)["sessions"]
   # One per process that got as far as training (a kill may land earlier).
   assert 3 <= len(sessions) <= RANDOM_KILLS + 3
@@ -169,7 +182,8 @@ def test_killed_and_signalled_run_resumes_bit_exactly(tmp_path, data_dir,
 
 
 def test_sigint_saves_the_current_step_when_no_checkpoint_is_due(
-    tmp_path, data_dir, monkeypatch):
+    tmp_path, data_dir, monkeypatch
+):
   """In this process: without the handler no checkpoint would exist."""
   config = driver_config(data_dir, steps=400, checkpoint_every=1000)
   batches = loop.training_batches
@@ -219,8 +233,9 @@ def test_an_ignored_sigint_stays_ignored(tmp_path, data_dir, monkeypatch):
   monkeypatch.setattr(loop, "training_batches", batches_with_a_sigint)
   found = signal.signal(signal.SIGINT, signal.SIG_IGN)
   try:
-    summary = loop.train_and_evaluate(config, str(tmp_path),
-                                      method_name=config.method)
+    summary = loop.train_and_evaluate(
+        config, str(tmp_path), method_name=config.method
+    )
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
   finally:
     signal.signal(signal.SIGINT, found)
@@ -230,10 +245,11 @@ def test_an_ignored_sigint_stays_ignored(tmp_path, data_dir, monkeypatch):
 
 # --- The divergence guard ----------------------------------------------------
 
+
 def quadratic_loss(params, model_state, batch, key, extras):
   del key, extras
   residual = batch["x"] @ params["w"] - batch["y"]
-  return jnp.mean(residual ** 2), (model_state, {})
+  return jnp.mean(residual**2), (model_state, {})
 
 
 def quadratic_batches(nan_at=None):
@@ -243,16 +259,23 @@ def quadratic_batches(nan_at=None):
     x = rng.normal(size=(8, 3)).astype(np.float32)
     if index == nan_at:
       x[3, 1] = np.nan
-    batches.append({"x": jnp.asarray(x), "y": jnp.asarray(
-        rng.normal(size=(8,)).astype(np.float32))})
+    batches.append(
+        {
+            "x": jnp.asarray(x),
+            "y": jnp.asarray(rng.normal(size=(8,)).astype(np.float32)),
+        }
+    )
   return batches
 
 
 def run_steps(policy, batches):
   optimizer = optax.sgd(0.1, momentum=0.9)
   state = create_train_state({"w": jnp.ones((3,))}, {}, optimizer)
-  step = jax.jit(guard_nonfinite(make_train_step(quadratic_loss, optimizer,
-                                                 jit=False), policy))
+  step = jax.jit(
+      guard_nonfinite(
+          make_train_step(quadratic_loss, optimizer, jit=False), policy
+      )
+  )
   for batch in batches:
     state, metrics = step(state, batch, jax.random.key(0))
   return state, metrics
@@ -311,55 +334,70 @@ def tiny(data_dir, **overrides):
   return driver_config(data_dir, **{"steps": 12, **overrides})
 
 
-def test_nan_batch_under_stop_raises_naming_the_step(tmp_path, data_dir,
-                                                      monkeypatch):
+def test_nan_batch_under_stop_raises_naming_the_step(
+    tmp_path, data_dir, monkeypatch
+):
   nan_batches_at(monkeypatch, 5)  # the update to step 6
   config = tiny(data_dir, log_every=2)
-  with pytest.raises(loop.DivergenceError,
-                     match=r"step 6 were not finite.*last finite metrics "
-                           r"\(step 4\): .*loss="):
+  with pytest.raises(
+      loop.DivergenceError,
+      match=r"step 6 were not finite.*last finite metrics "
+      r"\(step 4\): .*loss=",
+  ):
     loop.train_and_evaluate(config, str(tmp_path), method_name="dann")
   latest, steps = latest_checkpoint(str(tmp_path))
   assert steps == [4]  # nothing saved after the divergence
   raw = final_params(str(tmp_path))[1]
-  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(raw)
-             if np.issubdtype(np.asarray(leaf).dtype, np.floating))
+  assert all(
+      np.isfinite(leaf).all()
+      for leaf in jax.tree.leaves(raw)
+      if np.issubdtype(np.asarray(leaf).dtype, np.floating)
+  )
 
 
-def test_nan_batch_under_skip_finishes_and_reports_it(tmp_path, data_dir,
-                                                       monkeypatch):
+def test_nan_batch_under_skip_finishes_and_reports_it(
+    tmp_path, data_dir, monkeypatch
+):
   nan_batches_at(monkeypatch, 5)
   config = tiny(data_dir, divergence_policy="skip")
   # 1 of 12 steps is more than the default max_skipped_fraction of 5%.
   with pytest.warns(loop.SkippedStepsWarning, match=r"skipped 1 of its 12"):
-    summary = loop.train_and_evaluate(config, str(tmp_path),
-                                      method_name="dann")
+    summary = loop.train_and_evaluate(config, str(tmp_path), method_name="dann")
   assert summary["skipped_steps"] == 1 and summary["steps"] == 12
   assert summary["skipped_too_many"]
-  records = {record["step"]: record
-             for record in metrics_lib.read_metrics(str(tmp_path))}
+  records = {
+      record["step"]: record
+      for record in metrics_lib.read_metrics(str(tmp_path))
+  }
   assert records[5]["skipped_steps"] == 0 and records[6]["skipped_steps"] == 1
   assert records[6]["loss"] == "nan"  # logged as it was
   params = final_params(str(tmp_path))[0]
   assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
 
 
-def test_nan_without_guard_never_reaches_a_checkpoint(tmp_path, data_dir,
-                                                       monkeypatch):
+def test_nan_without_guard_never_reaches_a_checkpoint(
+    tmp_path, data_dir, monkeypatch
+):
   nan_batches_at(monkeypatch, 5)
   config = tiny(data_dir, divergence_policy="off")
-  with pytest.raises(ValueError, match="refusing to save a checkpoint at "
-                                       "step 8: non-finite values"):
+  with pytest.raises(
+      ValueError,
+      match="refusing to save a checkpoint at " "step 8: non-finite values",
+  ):
     loop.train_and_evaluate(config, str(tmp_path), method_name="dann")
   assert latest_checkpoint(str(tmp_path))[1] == [4]
 
 
 # --- Checkpoints that cannot be trusted ----------------------------------------
 
+
 def checkpoint_files(workdir, step):
   pattern = os.path.join(workdir, "checkpoints", str(step), "state", "**", "*")
-  files = [path for path in glob.glob(pattern, recursive=True)
-           if os.path.isfile(path) and "/d/" in path]
+  files = [
+      path
+      for path in glob.glob(pattern, recursive=True)
+      if os.path.isfile(path) and "/d/" in path
+  ]
   return sorted(files, key=os.path.getsize)
 
 
@@ -385,8 +423,11 @@ def test_truncated_checkpoint_is_refused_with_a_clear_message(finished_run):
   largest = checkpoint_files(workdir, 8)[-1]
   with open(largest, "r+b") as stream:
     stream.truncate(os.path.getsize(largest) // 2)
-  with pytest.raises(CheckpointError, match=r"checkpoints/8 cannot be read: "
-                     r"it is truncated or corrupted.*earlier step \(\[4\]\)"):
+  with pytest.raises(
+      CheckpointError,
+      match=r"checkpoints/8 cannot be read: "
+      r"it is truncated or corrupted.*earlier step \(\[4\]\)",
+  ):
     loop.train_and_evaluate(config, workdir, method_name="dann")
 
 
@@ -409,8 +450,9 @@ def test_missing_checkpoint_files_are_refused(finished_run):
     loop.train_and_evaluate(config, workdir, method_name="dann")
 
 
-def test_nothing_is_unpickled_reading_data_and_checkpoints(finished_run,
-                                                           monkeypatch):
+def test_nothing_is_unpickled_reading_data_and_checkpoints(
+    finished_run, monkeypatch
+):
   workdir, config = finished_run
 
   def refuse(*args, **kwargs):
@@ -427,15 +469,19 @@ def test_nothing_is_unpickled_reading_data_and_checkpoints(finished_run,
 
 # --- Determinism and provenance ------------------------------------------------
 
+
 def test_same_config_and_seed_give_the_same_metrics_and_provenance(
-    tmp_path, data_dir):
+    tmp_path, data_dir
+):
   config = tiny(data_dir, steps=6)
   runs = [str(tmp_path / name) for name in ("a", "b")]
-  summaries = [loop.train_and_evaluate(config, workdir, method_name="dann")
-               for workdir in runs]
+  summaries = [
+      loop.train_and_evaluate(config, workdir, method_name="dann")
+      for workdir in runs
+  ]
   assert training_records(runs[0]) == training_records(runs[1])
   assert_bit_identical(final_params(runs[0])[0], final_params(runs[1])[0])
-  assert (summaries[0]["target_test"] == summaries[1]["target_test"])
+  assert summaries[0]["target_test"] == summaries[1]["target_test"]
   record = provenance.read_provenance(runs[0])
   assert record["seed"] == 0 and record["method"] == "dann"
   assert record["config"]["steps"] == 6
@@ -445,7 +491,11 @@ def test_same_config_and_seed_give_the_same_metrics_and_provenance(
   assert session["start_step"] == 0 and session["backend"] == "cpu"
   revision = provenance.git_revision()
   if revision is not None:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
-                          text=True, cwd=os.path.dirname(DRIVER),
-                          check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(DRIVER),
+        check=True,
+    ).stdout.strip()
     assert session["git"]["commit"] == head

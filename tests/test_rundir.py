@@ -83,8 +83,11 @@ def test_checkpoints_summary_and_metrics_match_the_files(run_dir):
   run = Run.open(run_dir)
   checkpoints = os.path.join(run_dir, "checkpoints")
   assert run.checkpoint_dir == checkpoints
-  assert run.checkpoint_steps() == [10, 20] == sorted(
-      int(name) for name in os.listdir(checkpoints) if name.isdigit())
+  assert (
+      run.checkpoint_steps()
+      == [10, 20]
+      == sorted(int(name) for name in os.listdir(checkpoints) if name.isdigit())
+  )
   assert run.has_checkpoint
   with run.checkpointer() as checkpointer:
     assert checkpointer.read_only
@@ -95,11 +98,16 @@ def test_checkpoints_summary_and_metrics_match_the_files(run_dir):
     expected_params, expected_state = read_checkpoint(run_dir, step=step)
     jax.tree.map(np.testing.assert_array_equal, params, expected_params)
     jax.tree.map(np.testing.assert_array_equal, model_state, expected_state)
-  jax.tree.map(np.testing.assert_array_equal, run.restore(10)[0],
-               raw["trainable"])
+  jax.tree.map(
+      np.testing.assert_array_equal, run.restore(10)[0], raw["trainable"]
+  )
   latest = run.restore()[0]
-  assert any(not np.array_equal(a, b) for a, b in zip(
-      jax.tree.leaves(latest), jax.tree.leaves(run.restore(10)[0])))
+  assert any(
+      not np.array_equal(a, b)
+      for a, b in zip(
+          jax.tree.leaves(latest), jax.tree.leaves(run.restore(10)[0])
+      )
+  )
 
   assert run.finished
   assert run.summary() == read_json(os.path.join(run_dir, "summary.json"))
@@ -116,20 +124,26 @@ def test_the_rebuilt_model_reproduces_the_runs_test_accuracy(run_dir):
   params, model_state = run.restore_model(model)
   shapes, _ = jax.eval_shape(model.init, jax.random.key(0))
   assert set(params) == set(shapes)
-  jax.tree.map(lambda leaf, shape: np.testing.assert_equal(
-      np.shape(leaf), shape.shape), params, shapes)
+  jax.tree.map(
+      lambda leaf, shape: np.testing.assert_equal(np.shape(leaf), shape.shape),
+      params,
+      shapes,
+  )
   test = domains["source"]["test"]
   batch = test.get_batch(np.arange(len(test)))
-  outputs, _ = model.apply(params, model_state, np.asarray(batch["input"]),
-                           train=False)
+  outputs, _ = model.apply(
+      params, model_state, np.asarray(batch["input"]), train=False
+  )
   accuracy = float(np.mean(np.argmax(outputs.logits, -1) == batch["label"]))
   assert accuracy == pytest.approx(
-      run.summary()["source_test"]["accuracy"], abs=1e-6)
+      run.summary()["source_test"]["accuracy"], abs=1e-6
+  )
   # The same architecture for other inputs and classes (a source run reused).
   other = run.model_for(input_shape=(5,), num_classes=3)
   other_params, other_state = other.init(jax.random.key(0))
-  other_outputs, _ = other.apply(other_params, other_state,
-                                 np.zeros((4, 5), np.float32), train=False)
+  other_outputs, _ = other.apply(
+      other_params, other_state, np.zeros((4, 5), np.float32), train=False
+  )
   assert other_outputs.logits.shape == (4, 3)
   assert type(other) is type(model)
 
@@ -145,8 +159,11 @@ def test_an_in_progress_run(run_dir, tmp_path):
   assert not run.finished and not run.has_checkpoint
   assert run.checkpoint_steps() == []
   assert run.metrics() == Run.open(run_dir).metrics()
-  with pytest.raises(ValueError, match=r"path .*running.* has no "
-                     r"summary\.json: the run has not finished"):
+  with pytest.raises(
+      ValueError,
+      match=r"path .*running.* has no "
+      r"summary\.json: the run has not finished",
+  ):
     run.summary()
   with pytest.raises(CheckpointNotFoundError, match="no checkpoint"):
     run.restore()
@@ -160,13 +177,16 @@ def test_an_in_progress_run(run_dir, tmp_path):
 
 def test_a_directory_that_is_not_a_run_is_an_error_naming_it(tmp_path):
   missing = tmp_path / "missing"
-  with pytest.raises(RunDirNotFoundError,
-                     match=r"run_dir '.*missing' does not exist"):
+  with pytest.raises(
+      RunDirNotFoundError, match=r"run_dir '.*missing' does not exist"
+  ):
     Run.open(missing, argument="run_dir")
   empty = tmp_path / "empty"
   empty.mkdir()
-  with pytest.raises(RunDirNotFoundError, match=(
-      r"path '.*empty' has no run_config\.json: it is not a tljax run")):
+  with pytest.raises(
+      RunDirNotFoundError,
+      match=(r"path '.*empty' has no run_config\.json: it is not a tljax run"),
+  ):
     Run.open(empty)
   # Both a FileNotFoundError and a ValueError, as a missing checkpoint is.
   with pytest.raises(FileNotFoundError):
@@ -174,8 +194,9 @@ def test_a_directory_that_is_not_a_run_is_an_error_naming_it(tmp_path):
   with pytest.raises(ValueError):
     Run.open(empty)
   (empty / "run_config.json").write_text("{not json")
-  with pytest.raises(ValueError, match=r"'.*empty': run_config\.json is not "
-                     "valid JSON"):
+  with pytest.raises(
+      ValueError, match=r"'.*empty': run_config\.json is not " "valid JSON"
+  ):
     Run.open(empty)
   (empty / "run_config.json").write_text(json.dumps({"method": "dann"}))
   with pytest.raises(ValueError, match="not a tljax run config"):

@@ -53,9 +53,14 @@ def numpy_logme(features, targets, *, tolerance=1e-9, max_iterations=1000):
     # N − γ, summed so that it stays accurate as β grows.
     noise = num_examples - dim + np.sum(alpha / (alpha + beta * sigma))
     residual = np.sum((features @ m - y) ** 2)
-    value = (dim / 2 * np.log(alpha) + num_examples / 2 * np.log(beta)
-             - num_examples / 2 * np.log(2 * np.pi) - beta / 2 * residual
-             - alpha / 2 * m @ m - 0.5 * np.linalg.slogdet(a)[1])
+    value = (
+        dim / 2 * np.log(alpha)
+        + num_examples / 2 * np.log(beta)
+        - num_examples / 2 * np.log(2 * np.pi)
+        - beta / 2 * residual
+        - alpha / 2 * m @ m
+        - 0.5 * np.linalg.slogdet(a)[1]
+    )
     return value / num_examples, gamma, noise, m @ m, residual
 
   scores = []
@@ -64,8 +69,10 @@ def numpy_logme(features, targets, *, tolerance=1e-9, max_iterations=1000):
     for _ in range(max_iterations):
       value, gamma, noise, weight_norm, residual = evidence(alpha, beta, y)
       new_alpha, new_beta = gamma / weight_norm, noise / residual
-      converged = (abs(new_alpha / new_beta - alpha / beta) <= tolerance * alpha / beta
-                   or abs(value - previous) <= tolerance)
+      converged = (
+          abs(new_alpha / new_beta - alpha / beta) <= tolerance * alpha / beta
+          or abs(value - previous) <= tolerance
+      )
       alpha, beta, previous = new_alpha, new_beta, value
       if converged:
         break
@@ -74,26 +81,30 @@ def numpy_logme(features, targets, *, tolerance=1e-9, max_iterations=1000):
 
 
 @pytest.mark.parametrize(
-  "seed, num_examples, dim",
-  [(0, 200, 10), (1, 60, 12), (0, 30, 40), (0, 20, 60)],
-  ids=["N>D", "N>D-small", "N<D", "N<<D"],
+    "seed, num_examples, dim",
+    [(0, 200, 10), (1, 60, 12), (0, 30, 40), (0, 20, 60)],
+    ids=["N>D", "N>D-small", "N<D", "N<<D"],
 )
 def test_logme_matches_algorithm_1(seed, num_examples, dim):
   features, labels = class_data(seed, num_examples, dim)
   expected = numpy_logme(features, np.eye(3)[labels])
   assert np.isfinite(expected)
-  np.testing.assert_allclose(float(select.logme(f32(features), labels)), expected,
-                             rtol=1e-4, atol=2e-5)
+  np.testing.assert_allclose(
+      float(select.logme(f32(features), labels)), expected, rtol=1e-4, atol=2e-5
+  )
 
 
 def test_logme_in_float64_matches_algorithm_1_closely():
   for num_examples, dim in ((200, 10), (30, 40)):
     features, labels = class_data(0, num_examples, dim)
     with jax.enable_x64(True):
-      score = select.logme(features, labels, tolerance=1e-12, max_iterations=1000)
+      score = select.logme(
+          features, labels, tolerance=1e-12, max_iterations=1000
+      )
     assert score.dtype == np.float64
-    np.testing.assert_allclose(float(score), numpy_logme(features, np.eye(3)[labels]),
-                               rtol=1e-7)
+    np.testing.assert_allclose(
+        float(score), numpy_logme(features, np.eye(3)[labels]), rtol=1e-7
+    )
 
 
 def test_logme_regression_and_rank_deficient_features_match_algorithm_1():
@@ -101,15 +112,19 @@ def test_logme_regression_and_rank_deficient_features_match_algorithm_1():
   features = rng.normal(size=(120, 6))
   target = features @ rng.normal(size=6) + 0.5 * rng.normal(size=120)
   np.testing.assert_allclose(
-    float(select.logme(f32(features), f32(target), regression=True)),
-    numpy_logme(features, target[:, None]), rtol=1e-4, atol=2e-5,
+      float(select.logme(f32(features), f32(target), regression=True)),
+      numpy_logme(features, target[:, None]),
+      rtol=1e-4,
+      atol=2e-5,
   )
   # Two duplicated columns: FᵀF has two zero eigenvalues.
   duplicated, labels = class_data(6, 120, 6)
   duplicated = np.concatenate([duplicated, duplicated[:, :2]], axis=1)
   np.testing.assert_allclose(
-    float(select.logme(f32(duplicated), labels)),
-    numpy_logme(duplicated, np.eye(3)[labels]), rtol=1e-4, atol=2e-5,
+      float(select.logme(f32(duplicated), labels)),
+      numpy_logme(duplicated, np.eye(3)[labels]),
+      rtol=1e-4,
+      atol=2e-5,
   )
 
 
@@ -118,14 +133,21 @@ def test_logme_is_invariant_to_feature_scale(num_examples, dim):
   features, labels = class_data(2, num_examples, dim)
   base = float(select.logme(f32(features), labels))
   for scale in (1e-3, 1e3):
-    np.testing.assert_allclose(float(select.logme(f32(scale * features), labels)), base,
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        float(select.logme(f32(scale * features), labels)),
+        base,
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_logme_uses_one_eigendecomposition_for_all_classes():
   features, labels = class_data(0, 60, 8, num_classes=5)
-  jaxpr = str(jax.make_jaxpr(functools.partial(select.logme, num_classes=5))(
-    f32(features), labels))
+  jaxpr = str(
+      jax.make_jaxpr(functools.partial(select.logme, num_classes=5))(
+          f32(features), labels
+      )
+  )
   assert jaxpr.count("eigh[") == 1
 
 
@@ -133,8 +155,10 @@ def test_logme_leaves_out_absent_classes():
   features, labels = class_data(0, 200, 10)
   gapped = np.where(labels == 2, 3, labels)  # class 2 absent
   np.testing.assert_allclose(
-    float(select.logme(f32(features), gapped, num_classes=4)),
-    float(select.logme(f32(features), labels)), rtol=1e-5, atol=1e-6,
+      float(select.logme(f32(features), gapped, num_classes=4)),
+      float(select.logme(f32(features), labels)),
+      rtol=1e-5,
+      atol=1e-6,
   )
 
 
@@ -162,13 +186,19 @@ def test_leep_matches_numpy_loop():
   labels = rng.integers(0, 4, 50)
   logits = rng.normal(size=(50, 6)) + 2.0 * np.eye(6)[labels]
   probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-  np.testing.assert_allclose(float(select.leep(f32(probabilities), labels)),
-                             numpy_leep(probabilities, labels), rtol=1e-5)
+  np.testing.assert_allclose(
+      float(select.leep(f32(probabilities), labels)),
+      numpy_leep(probabilities, labels),
+      rtol=1e-5,
+  )
   # A source class that never receives probability mass is skipped.
   probabilities[:, 5] = 0.0
   probabilities /= probabilities.sum(1, keepdims=True)
-  np.testing.assert_allclose(float(select.leep(f32(probabilities), labels)),
-                             numpy_leep(probabilities, labels), rtol=1e-5)
+  np.testing.assert_allclose(
+      float(select.leep(f32(probabilities), labels)),
+      numpy_leep(probabilities, labels),
+      rtol=1e-5,
+  )
 
 
 def numpy_nce(source_labels, target_labels):
@@ -187,18 +217,28 @@ def test_nce_matches_numpy_loop_and_closed_forms():
   rng = np.random.default_rng(1)
   source_labels = rng.integers(0, 5, 80)
   target_labels = (source_labels + rng.integers(0, 2, 80)) % 3
-  np.testing.assert_allclose(float(select.nce(source_labels, target_labels)),
-                             numpy_nce(source_labels, target_labels), rtol=1e-5)
+  np.testing.assert_allclose(
+      float(select.nce(source_labels, target_labels)),
+      numpy_nce(source_labels, target_labels),
+      rtol=1e-5,
+  )
   # Target determined by source: H(Y|Z) = 0.
   assert abs(float(select.nce(source_labels, source_labels % 3))) < 1e-6
   # Exactly independent: each (z, y) pair a_z · b_y times, so NCE = −H(Y).
   source_counts, target_counts = [1, 2, 3], [1, 1, 2, 4]
-  pairs = [(z, y) for z, a in enumerate(source_counts)
-           for y, b in enumerate(target_counts) for _ in range(a * b)]
+  pairs = [
+      (z, y)
+      for z, a in enumerate(source_counts)
+      for y, b in enumerate(target_counts)
+      for _ in range(a * b)
+  ]
   source_labels, target_labels = map(np.array, zip(*pairs))
   p_y = np.array(target_counts) / sum(target_counts)
-  np.testing.assert_allclose(float(select.nce(source_labels, target_labels)),
-                             np.sum(p_y * np.log(p_y)), rtol=1e-5)
+  np.testing.assert_allclose(
+      float(select.nce(source_labels, target_labels)),
+      np.sum(p_y * np.log(p_y)),
+      rtol=1e-5,
+  )
 
 
 # --- H-score -------------------------------------------------------------------
@@ -217,17 +257,20 @@ def numpy_h_score(features, labels):
 def test_h_score_matches_numpy_and_is_affine_invariant():
   features, labels = class_data(0, 150, 6, num_classes=4)
   expected = numpy_h_score(features, labels)
-  np.testing.assert_allclose(float(select.h_score(f32(features), labels)), expected,
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+      float(select.h_score(f32(features), labels)), expected, rtol=1e-4
+  )
   rng = np.random.default_rng(1)
   transform = rng.normal(size=(6, 6)) + 3 * np.eye(6)
   moved = features @ transform + rng.normal(size=6)
-  np.testing.assert_allclose(float(select.h_score(f32(moved), labels)), expected,
-                             rtol=1e-3)
+  np.testing.assert_allclose(
+      float(select.h_score(f32(moved), labels)), expected, rtol=1e-3
+  )
   # A duplicated column adds nothing: the pseudo-inverse ignores the null space.
   duplicated = np.concatenate([features, features[:, :1]], axis=1)
-  np.testing.assert_allclose(float(select.h_score(f32(duplicated), labels)), expected,
-                             rtol=1e-3)
+  np.testing.assert_allclose(
+      float(select.h_score(f32(duplicated), labels)), expected, rtol=1e-3
+  )
 
 
 @pytest.mark.parametrize("num_examples, dim", [(200, 5), (20, 30)])
@@ -235,10 +278,14 @@ def test_ledoit_wolf_shrinkage_matches_scikit_learn(num_examples, dim):
   rng = np.random.default_rng(dim)
   data = rng.normal(size=(num_examples, dim)) @ rng.normal(size=(dim, dim))
   centred = data - data.mean(0)
-  shrinkage = _ledoit_wolf_shrinkage(jnp.asarray(centred), jnp.asarray(
-    centred.T @ centred / num_examples))
-  np.testing.assert_allclose(float(shrinkage),
-                             sklearn.covariance.ledoit_wolf_shrinkage(data), rtol=1e-4)
+  shrinkage = _ledoit_wolf_shrinkage(
+      jnp.asarray(centred), jnp.asarray(centred.T @ centred / num_examples)
+  )
+  np.testing.assert_allclose(
+      float(shrinkage),
+      sklearn.covariance.ledoit_wolf_shrinkage(data),
+      rtol=1e-4,
+  )
 
 
 @pytest.mark.parametrize("num_examples, dim", [(150, 6), (30, 40)])
@@ -252,16 +299,23 @@ def test_shrinkage_h_score_matches_scikit_learn_reference(num_examples, dim):
   score = float(select.shrinkage_h_score(f32(features), labels))
   np.testing.assert_allclose(score, expected, rtol=1e-4)
   # thuml/Transfer-Learning-Library's normalisation: np.cov for the class means.
-  library = np.trace(np.linalg.pinv(shrunk)
-                     @ ((1 - shrinkage) * np.cov(class_mean_features(features, labels),
-                                                 rowvar=False)))
-  np.testing.assert_allclose(score * num_examples / (num_examples - 1), library,
-                             rtol=1e-4)
+  library = np.trace(
+      np.linalg.pinv(shrunk)
+      @ (
+          (1 - shrinkage)
+          * np.cov(class_mean_features(features, labels), rowvar=False)
+      )
+  )
+  np.testing.assert_allclose(
+      score * num_examples / (num_examples - 1), library, rtol=1e-4
+  )
   # Invariant to scaling and rotating the features.
   rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(dim, dim)))
   np.testing.assert_allclose(
-    float(select.shrinkage_h_score(f32(100.0 * features @ rotation), labels)), score,
-    rtol=1e-3)
+      float(select.shrinkage_h_score(f32(100.0 * features @ rotation), labels)),
+      score,
+      rtol=1e-3,
+  )
 
 
 # --- GBC -----------------------------------------------------------------------
@@ -282,10 +336,13 @@ def numpy_gbc(features, labels, *, spherical=False, floor=1e-4):
         continue
       covariance = (covariance_i + covariance_j) / 2
       difference = mean_i - mean_j
-      distance = difference @ np.linalg.solve(covariance, difference) / 8 + 0.5 * (
-        np.linalg.slogdet(covariance)[1]
-        - 0.5 * np.linalg.slogdet(covariance_i)[1]
-        - 0.5 * np.linalg.slogdet(covariance_j)[1])
+      distance = difference @ np.linalg.solve(
+          covariance, difference
+      ) / 8 + 0.5 * (
+          np.linalg.slogdet(covariance)[1]
+          - 0.5 * np.linalg.slogdet(covariance_i)[1]
+          - 0.5 * np.linalg.slogdet(covariance_j)[1]
+      )
       total += np.exp(-distance)
   return -total
 
@@ -296,8 +353,10 @@ def test_gbc_matches_numpy(covariance):
   features[:, 4] = 1.0  # a constant feature: the variance floor applies
   spherical = covariance == "spherical"
   np.testing.assert_allclose(
-    float(select.gbc(f32(features), labels, covariance=covariance)),
-    numpy_gbc(features, labels, spherical=spherical), rtol=1e-4, atol=1e-6,
+      float(select.gbc(f32(features), labels, covariance=covariance)),
+      numpy_gbc(features, labels, spherical=spherical),
+      rtol=1e-4,
+      atol=1e-6,
   )
 
 
@@ -315,46 +374,62 @@ def test_gbc_bounds():
 
 def coding_rate(features, eps):
   num_examples, dim = features.shape
-  return 0.5 * np.linalg.slogdet(
-    np.eye(dim) + features.T @ features / (num_examples * eps))[1]
+  return (
+      0.5
+      * np.linalg.slogdet(
+          np.eye(dim) + features.T @ features / (num_examples * eps)
+      )[1]
+  )
 
 
 def numpy_transrate(features, labels, eps=1e-4, *, uniform=False):
   centred = features - features.mean(0)
   classes = np.unique(labels)
-  weights = [1 / len(classes) if uniform else np.mean(labels == label)
-             for label in classes]
+  weights = [
+      1 / len(classes) if uniform else np.mean(labels == label)
+      for label in classes
+  ]
   return coding_rate(centred, eps) - sum(
-    weight * coding_rate(centred[labels == label], eps)
-    for weight, label in zip(weights, classes))
+      weight * coding_rate(centred[labels == label], eps)
+      for weight, label in zip(weights, classes)
+  )
 
 
 @pytest.mark.parametrize("num_examples, dim", [(120, 6), (24, 40)])
 def test_transrate_matches_numpy(num_examples, dim):
   features, unbalanced = class_data(1, num_examples, dim)
-  unbalanced = np.where(np.arange(num_examples) < num_examples // 2, 0, unbalanced)
+  unbalanced = np.where(
+      np.arange(num_examples) < num_examples // 2, 0, unbalanced
+  )
   np.testing.assert_allclose(
-    float(select.transrate(f32(features), unbalanced, eps=1e-2)),
-    numpy_transrate(features, unbalanced, 1e-2), rtol=1e-4, atol=1e-4,
+      float(select.transrate(f32(features), unbalanced, eps=1e-2)),
+      numpy_transrate(features, unbalanced, 1e-2),
+      rtol=1e-4,
+      atol=1e-4,
   )
   # On balanced classes n_c / n = 1 / C: the authors' uniform average.
   features, balanced = class_data(2, num_examples, dim)
   np.testing.assert_allclose(
-    float(select.transrate(f32(features), balanced)),
-    numpy_transrate(features, balanced, uniform=True), rtol=1e-4, atol=1e-4,
+      float(select.transrate(f32(features), balanced)),
+      numpy_transrate(features, balanced, uniform=True),
+      rtol=1e-4,
+      atol=1e-4,
   )
 
 
 # --- All label-based scores ----------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["logme", "h_score", "shrinkage_h_score", "gbc",
-                                  "transrate"])
+@pytest.mark.parametrize(
+    "name", ["logme", "h_score", "shrinkage_h_score", "gbc", "transrate"]
+)
 def test_informative_features_score_higher_than_random_ones(name):
   informative, labels = class_data(0, 200, 10, separation=1.5)
   random = np.random.default_rng(1).normal(size=informative.shape)
   score = getattr(select, name)
-  assert float(score(f32(informative), labels)) > float(score(f32(random), labels))
+  assert float(score(f32(informative), labels)) > float(
+      score(f32(random), labels)
+  )
 
 
 def test_source_scores_rank_informative_source_higher():
@@ -362,22 +437,31 @@ def test_source_scores_rank_informative_source_higher():
   labels = np.arange(150) % 3
   informative_logits = rng.normal(size=(150, 5)) + 3.0 * np.eye(5)[labels]
   random_logits = rng.normal(size=(150, 5))
-  informative, random = (jax.nn.softmax(logits) for logits in
-                         (informative_logits, random_logits))
-  assert float(select.leep(informative, labels)) > float(select.leep(random, labels))
+  informative, random = (
+      jax.nn.softmax(logits) for logits in (informative_logits, random_logits)
+  )
+  assert float(select.leep(informative, labels)) > float(
+      select.leep(random, labels)
+  )
   assert float(select.nce(np.argmax(informative, 1), labels)) > float(
-    select.nce(np.argmax(random, 1), labels))
+      select.nce(np.argmax(random, 1), labels)
+  )
 
 
 def test_scores_are_jittable_with_num_classes():
   features, labels = class_data(0, 60, 4)
   jitted = jax.jit(functools.partial(select.logme, num_classes=3))
-  np.testing.assert_allclose(float(jitted(f32(features), labels)),
-                             float(select.logme(f32(features), labels)), rtol=1e-5)
-  jitted = jax.jit(functools.partial(select.nce, num_source_classes=3,
-                                     num_target_classes=3))
-  np.testing.assert_allclose(float(jitted(labels, (labels + 1) % 3)), 0.0, atol=1e-6)
-
+  np.testing.assert_allclose(
+      float(jitted(f32(features), labels)),
+      float(select.logme(f32(features), labels)),
+      rtol=1e-5,
+  )
+  jitted = jax.jit(
+      functools.partial(select.nce, num_source_classes=3, num_target_classes=3)
+  )
+  np.testing.assert_allclose(
+      float(jitted(labels, (labels + 1) % 3)), 0.0, atol=1e-6
+  )
 
 
 def test_jitted_scores_are_nan_for_labels_out_of_range():
@@ -388,15 +472,17 @@ def test_jitted_scores_are_nan_for_labels_out_of_range():
   features = f32(features)
   probabilities = jax.nn.softmax(features)
   calls = {
-    "logme": lambda y: select.logme(features, y, num_classes=3),
-    "leep": lambda y: select.leep(probabilities, y, num_target_classes=3),
-    "nce": lambda y: select.nce(y % 2, y, num_source_classes=2,
-                                num_target_classes=3),
-    "h_score": lambda y: select.h_score(features, y, num_classes=3),
-    "shrinkage_h_score": lambda y: select.shrinkage_h_score(features, y,
-                                                            num_classes=3),
-    "gbc": lambda y: select.gbc(features, y, num_classes=3),
-    "transrate": lambda y: select.transrate(features, y, num_classes=3),
+      "logme": lambda y: select.logme(features, y, num_classes=3),
+      "leep": lambda y: select.leep(probabilities, y, num_target_classes=3),
+      "nce": lambda y: select.nce(
+          y % 2, y, num_source_classes=2, num_target_classes=3
+      ),
+      "h_score": lambda y: select.h_score(features, y, num_classes=3),
+      "shrinkage_h_score": lambda y: select.shrinkage_h_score(
+          features, y, num_classes=3
+      ),
+      "gbc": lambda y: select.gbc(features, y, num_classes=3),
+      "transrate": lambda y: select.transrate(features, y, num_classes=3),
   }
   outside = np.asarray(labels).copy()
   outside[0] = 5
@@ -407,6 +493,7 @@ def test_jitted_scores_are_nan_for_labels_out_of_range():
     assert np.isfinite(float(jitted(labels))), name
     assert np.isnan(float(jitted(outside))), name
     assert np.isnan(float(jitted(negative))), name
+
 
 # --- Proxy A-distance ----------------------------------------------------------
 
@@ -435,46 +522,106 @@ logme, leep, nce = select.logme, select.leep, select.nce
 pad = select.proxy_a_distance
 
 
-@pytest.mark.parametrize("call, message", [
-  (lambda: logme(FEATURES[0], LABELS), "features must have shape"),
-  (lambda: logme(FEATURES, LABELS[:-1]), r"labels must have shape \(12,\)"),
-  (lambda: logme(FEATURES, f32(LABELS)), "labels must hold integers"),
-  (lambda: logme(FEATURES, LABELS - 1), "labels must be >= 0"),
-  (lambda: logme(FEATURES, LABELS, num_classes=2), r"labels must lie in \[0, 2\)"),
-  (lambda: logme(FEATURES, np.zeros(12, int)), "at least 2 distinct classes"),
-  (lambda: logme(np.where(FEATURES > 1, np.nan, FEATURES), LABELS),
-   "features must be finite"),
-  (lambda: logme(0 * FEATURES, LABELS), "features must not be all zero"),
-  (lambda: logme(FEATURES, np.zeros((12, 2)), regression=True),
-   r"labels target columns \[0, 1\] are identically zero"),
-  (lambda: logme(FEATURES, np.ones((12, 2, 1)), regression=True),
-   "labels must have shape"),
-  (lambda: logme(FEATURES, LABELS, regression=1), "regression must be a bool"),
-  (lambda: logme(FEATURES, LABELS, max_iterations=0), "max_iterations"),
-  (lambda: logme(FEATURES, LABELS, tolerance=-1.0), "tolerance"),
-  (lambda: jax.jit(logme)(FEATURES, LABELS), "num_classes must be given"),
-  (lambda: leep(PROBABILITIES * 2, LABELS), "source_probabilities rows must sum to 1"),
-  (lambda: leep(PROBABILITIES + f32([-0.5, 0.5, 0, 0]), LABELS),
-   "source_probabilities must be finite and non-negative"),
-  (lambda: leep(np.ones((12, 1), int), LABELS), "source_probabilities must hold floats"),
-  (lambda: leep(PROBABILITIES, LABELS[:5]), "target_labels must have shape"),
-  (lambda: leep(PROBABILITIES, LABELS, num_target_classes=0),
-   "num_target_classes must be an int >= 1"),
-  (lambda: nce(LABELS[:, None], LABELS), "source_labels must have shape"),
-  (lambda: nce(LABELS, LABELS[:-1]), "target_labels must have shape"),
-  (lambda: nce(LABELS.astype(bool), LABELS), "source_labels must hold integers"),
-  (lambda: select.h_score(FEATURES[:1], LABELS[:1]), "at least 2 rows"),
-  (lambda: select.shrinkage_h_score(FEATURES, LABELS, num_classes=1),
-   "num_classes must be an int >= 2"),
-  (lambda: select.gbc(FEATURES, LABELS, covariance="full"), "covariance must be one of"),
-  (lambda: select.gbc(FEATURES, LABELS, variance_floor=-1.0), "variance_floor"),
-  (lambda: select.transrate(FEATURES, LABELS, eps=0.0), "eps must be a finite number > 0"),
-  (lambda: select.transrate(FEATURES > 0, LABELS), "features must hold real numbers"),
-  (lambda: pad(FEATURES, FEATURES[:, :2], key=KEY), "same feature dimension"),
-  (lambda: pad(FEATURES, FEATURES[:1], key=KEY), "target_features must have shape"),
-  (lambda: pad(FEATURES, FEATURES, key=0), "key must be"),
-  (lambda: pad(FEATURES, FEATURES, key=KEY, l2_regularization=0.0), "l2_regularization"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: logme(FEATURES[0], LABELS), "features must have shape"),
+        (
+            lambda: logme(FEATURES, LABELS[:-1]),
+            r"labels must have shape \(12,\)",
+        ),
+        (lambda: logme(FEATURES, f32(LABELS)), "labels must hold integers"),
+        (lambda: logme(FEATURES, LABELS - 1), "labels must be >= 0"),
+        (
+            lambda: logme(FEATURES, LABELS, num_classes=2),
+            r"labels must lie in \[0, 2\)",
+        ),
+        (
+            lambda: logme(FEATURES, np.zeros(12, int)),
+            "at least 2 distinct classes",
+        ),
+        (
+            lambda: logme(np.where(FEATURES > 1, np.nan, FEATURES), LABELS),
+            "features must be finite",
+        ),
+        (lambda: logme(0 * FEATURES, LABELS), "features must not be all zero"),
+        (
+            lambda: logme(FEATURES, np.zeros((12, 2)), regression=True),
+            r"labels target columns \[0, 1\] are identically zero",
+        ),
+        (
+            lambda: logme(FEATURES, np.ones((12, 2, 1)), regression=True),
+            "labels must have shape",
+        ),
+        (
+            lambda: logme(FEATURES, LABELS, regression=1),
+            "regression must be a bool",
+        ),
+        (lambda: logme(FEATURES, LABELS, max_iterations=0), "max_iterations"),
+        (lambda: logme(FEATURES, LABELS, tolerance=-1.0), "tolerance"),
+        (lambda: jax.jit(logme)(FEATURES, LABELS), "num_classes must be given"),
+        (
+            lambda: leep(PROBABILITIES * 2, LABELS),
+            "source_probabilities rows must sum to 1",
+        ),
+        (
+            lambda: leep(PROBABILITIES + f32([-0.5, 0.5, 0, 0]), LABELS),
+            "source_probabilities must be finite and non-negative",
+        ),
+        (
+            lambda: leep(np.ones((12, 1), int), LABELS),
+            "source_probabilities must hold floats",
+        ),
+        (
+            lambda: leep(PROBABILITIES, LABELS[:5]),
+            "target_labels must have shape",
+        ),
+        (
+            lambda: leep(PROBABILITIES, LABELS, num_target_classes=0),
+            "num_target_classes must be an int >= 1",
+        ),
+        (lambda: nce(LABELS[:, None], LABELS), "source_labels must have shape"),
+        (lambda: nce(LABELS, LABELS[:-1]), "target_labels must have shape"),
+        (
+            lambda: nce(LABELS.astype(bool), LABELS),
+            "source_labels must hold integers",
+        ),
+        (lambda: select.h_score(FEATURES[:1], LABELS[:1]), "at least 2 rows"),
+        (
+            lambda: select.shrinkage_h_score(FEATURES, LABELS, num_classes=1),
+            "num_classes must be an int >= 2",
+        ),
+        (
+            lambda: select.gbc(FEATURES, LABELS, covariance="full"),
+            "covariance must be one of",
+        ),
+        (
+            lambda: select.gbc(FEATURES, LABELS, variance_floor=-1.0),
+            "variance_floor",
+        ),
+        (
+            lambda: select.transrate(FEATURES, LABELS, eps=0.0),
+            "eps must be a finite number > 0",
+        ),
+        (
+            lambda: select.transrate(FEATURES > 0, LABELS),
+            "features must hold real numbers",
+        ),
+        (
+            lambda: pad(FEATURES, FEATURES[:, :2], key=KEY),
+            "same feature dimension",
+        ),
+        (
+            lambda: pad(FEATURES, FEATURES[:1], key=KEY),
+            "target_features must have shape",
+        ),
+        (lambda: pad(FEATURES, FEATURES, key=0), "key must be"),
+        (
+            lambda: pad(FEATURES, FEATURES, key=KEY, l2_regularization=0.0),
+            "l2_regularization",
+        ),
+    ],
+)
 def test_bad_inputs_raise_value_error_naming_the_argument(call, message):
   with pytest.raises(ValueError, match=message):
     call()

@@ -30,14 +30,15 @@ def sweep_config():
 
 
 def built(config):
-  model = create_model("mlp", num_classes=2, input_shape=(2,),
-                       hidden_dims=(8,))
+  model = create_model("mlp", num_classes=2, input_shape=(2,), hidden_dims=(8,))
   return build_method(config.method, config, model)
 
 
 def member_params(workdir, index):
   params, _ = read_checkpoint(workdir)
-  return {name: np.asarray(leaf)[index] for name, leaf in flatten(params).items()}
+  return {
+      name: np.asarray(leaf)[index] for name, leaf in flatten(params).items()
+  }
 
 
 def test_each_member_equals_its_single_run(tmp_path):
@@ -54,33 +55,58 @@ def test_each_member_equals_its_single_run(tmp_path):
     run = tmp_path / member_name(member)
     summary = train_and_evaluate(single, str(run), seed=member["seed"])
     ours = member_params(str(tmp_path / "sweep"), index)
-    theirs = {name: np.asarray(leaf)
-              for name, leaf in flatten(read_checkpoint(str(run))[0]).items()}
+    theirs = {
+        name: np.asarray(leaf)
+        for name, leaf in flatten(read_checkpoint(str(run))[0]).items()
+    }
     assert set(ours) == set(theirs)
     for name in theirs:
-      np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5,
-                                 atol=1e-5, err_msg=f"{member} {name}")
+      np.testing.assert_allclose(
+          ours[name],
+          theirs[name],
+          rtol=1e-5,
+          atol=1e-5,
+          err_msg=f"{member} {name}",
+      )
     swept = results["members"][index]
-    assert abs(swept["target_test"]["accuracy"]
-               - summary["target_test"]["accuracy"]) <= 0.002
+    assert (
+        abs(
+            swept["target_test"]["accuracy"]
+            - summary["target_test"]["accuracy"]
+        )
+        <= 0.002
+    )
   # The table aggregates the members over seeds.
   row = results["table"][0]
-  accuracies = [m["target_test"]["accuracy"] for m in results["members"]
-                if m["learning_rate"] == row["learning_rate"]
-                and m["hparams"] == row["hparams"]]
+  accuracies = [
+      m["target_test"]["accuracy"]
+      for m in results["members"]
+      if m["learning_rate"] == row["learning_rate"]
+      and m["hparams"] == row["hparams"]
+  ]
   assert row["target_test_accuracy_mean"] == pytest.approx(np.mean(accuracies))
   saved = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
   assert saved["table"] == results["table"]
 
 
-@pytest.mark.parametrize("field, value, match", [
-    ("learning_rates", (0.0,), r"sweep\.learning_rates"),
-    ("hparams.trade_off", (-1.0,), r"sweep\.hparams\.trade_off.*>= 0"),
-    # Members are named by their values: repeats would share a summary.
-    ("learning_rates", (1e-3, 0.05, 1e-3), r"sweep\.learning_rates.*repeated"),
-    ("hparams.trade_off", (0.3, 0.30000000001),
-     r"sweep\.hparams\.trade_off.*repeated"),
-])
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("learning_rates", (0.0,), r"sweep\.learning_rates"),
+        ("hparams.trade_off", (-1.0,), r"sweep\.hparams\.trade_off.*>= 0"),
+        # Members are named by their values: repeats would share a summary.
+        (
+            "learning_rates",
+            (1e-3, 0.05, 1e-3),
+            r"sweep\.learning_rates.*repeated",
+        ),
+        (
+            "hparams.trade_off",
+            (0.3, 0.30000000001),
+            r"sweep\.hparams\.trade_off.*repeated",
+        ),
+    ],
+)
 def test_bad_sweep_values_name_the_key(field, value, match):
   config = sweep_config()
   *parents, last = field.split(".")
@@ -105,6 +131,9 @@ def test_transfer_recipe_needs_the_source_run_to_start_from(tmp_path):
 def test_only_what_the_recipe_traces_can_be_swept():
   config = sweep_config()
   config.method, config.method_kwargs = "source_only", {}
-  with pytest.raises(ValueError, match=r"sweep\.hparams\.trade_off.*"
-                     r"'source_only' traces no such.*can sweep: \[\]"):
+  with pytest.raises(
+      ValueError,
+      match=r"sweep\.hparams\.trade_off.*"
+      r"'source_only' traces no such.*can sweep: \[\]",
+  ):
     sweep_members(config, built(config))

@@ -34,13 +34,14 @@ def read_event_file(path):
     data = stream.read()
   events, offset = [], 0
   while offset < len(data):
-    header = data[offset:offset + 8]
+    header = data[offset : offset + 8]
     (length,) = struct.unpack("<Q", header)
-    (header_crc,) = struct.unpack("<I", data[offset + 8:offset + 12])
+    (header_crc,) = struct.unpack("<I", data[offset + 8 : offset + 12])
     assert header_crc == masked_crc32c(header)
-    payload = data[offset + 12:offset + 12 + length]
+    payload = data[offset + 12 : offset + 12 + length]
     (payload_crc,) = struct.unpack(
-        "<I", data[offset + 12 + length:offset + 16 + length])
+        "<I", data[offset + 12 + length : offset + 16 + length]
+    )
     assert payload_crc == masked_crc32c(payload)
     event = event_pb2.Event()
     event.ParseFromString(payload)
@@ -57,20 +58,27 @@ def event_files(directory):
 
 def read_events(directory):
   """Every event of every event file in ``directory``, in TensorBoard's order."""
-  return [event for path in event_files(directory)
-          for event in read_event_file(path)]
+  return [
+      event
+      for path in event_files(directory)
+      for event in read_event_file(path)
+  ]
 
 
 def scalars(events):
   """``{(tag, step): value}`` of the scalar summaries."""
-  return {(value.tag, event.step): value.simple_value
-          for event in events if event.HasField("summary")
-          for value in event.summary.value}
+  return {
+      (value.tag, event.step): value.simple_value
+      for event in events
+      if event.HasField("summary")
+      for value in event.summary.value
+  }
 
 
 def moons_config(tensorboard):
   spec = importlib.util.spec_from_file_location(
-      "tensorboard_test_moons", os.path.join(REPO, "configs", "moons.py"))
+      "tensorboard_test_moons", os.path.join(REPO, "configs", "moons.py")
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config("method=source_only,seeds=1")
@@ -101,8 +109,9 @@ def test_run_writes_event_files_matching_metrics_jsonl(tmp_path):
   assert set(written) == set(expected)
   for key, value in expected.items():
     # Event files hold float32 values.
-    assert written[key] == pytest.approx(float(np.float32(value)), rel=1e-6,
-                                         abs=1e-30), key
+    assert written[key] == pytest.approx(
+        float(np.float32(value)), rel=1e-6, abs=1e-30
+    ), key
 
 
 def test_run_without_tensorboard_writes_no_event_files(tmp_path):
@@ -119,13 +128,26 @@ def test_run_without_tensorboard_writes_no_event_files(tmp_path):
 
 def test_writer_keeps_scalars_only_and_nests_tags(tmp_path):
   with metrics_lib.MetricWriter(tmp_path, tensorboard=True) as writer:
-    writer.write(3, {"loss": np.float32(0.25), "eval": {"accuracy": 0.5},
-                     "correct": np.int32(7), "finite": True,
-                     "histogram": [1.0, 2.0], "name": "dann",
-                     "diverged": float("nan")})
+    writer.write(
+        3,
+        {
+            "loss": np.float32(0.25),
+            "eval": {"accuracy": 0.5},
+            "correct": np.int32(7),
+            "finite": True,
+            "histogram": [1.0, 2.0],
+            "name": "dann",
+            "diverged": float("nan"),
+        },
+    )
   written = scalars(read_events(tmp_path / "tensorboard"))
-  assert set(written) == {("loss", 3), ("eval/accuracy", 3), ("correct", 3),
-                          ("finite", 3), ("diverged", 3)}
+  assert set(written) == {
+      ("loss", 3),
+      ("eval/accuracy", 3),
+      ("correct", 3),
+      ("finite", 3),
+      ("diverged", 3),
+  }
   assert written[("loss", 3)] == 0.25 and written[("correct", 3)] == 7.0
   assert written[("finite", 3)] == 1.0 and math.isnan(written[("diverged", 3)])
   # metrics.jsonl keeps everything, as before.
@@ -143,16 +165,23 @@ def test_resumed_writer_purges_the_steps_it_logs_again(tmp_path):
       writer.write(step, {"loss": step / 1000})
   first, resumed = event_files(tmp_path / "tensorboard")
   assert scalars(read_event_file(first)) == {
-      ("loss", 10): pytest.approx(0.1), ("loss", 20): pytest.approx(0.2),
-      ("loss", 30): pytest.approx(0.3)}
+      ("loss", 10): pytest.approx(0.1),
+      ("loss", 20): pytest.approx(0.2),
+      ("loss", 30): pytest.approx(0.3),
+  }
   resumed_events = read_event_file(resumed)
-  starts = [event.step for event in resumed_events
-            if event.HasField("session_log")
-            and event.session_log.status == event_pb2.SessionLog.START]
+  starts = [
+      event.step
+      for event in resumed_events
+      if event.HasField("session_log")
+      and event.session_log.status == event_pb2.SessionLog.START
+  ]
   # TensorBoard hides the first file's events at steps >= the START's step.
   assert starts == [20]
-  assert scalars(resumed_events) == {("loss", 20): pytest.approx(0.02),
-                                     ("loss", 30): pytest.approx(0.03)}
+  assert scalars(resumed_events) == {
+      ("loss", 20): pytest.approx(0.02),
+      ("loss", 30): pytest.approx(0.03),
+  }
 
 
 def test_no_tensorboard_creates_nothing(tmp_path):

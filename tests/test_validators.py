@@ -40,7 +40,10 @@ def numpy_entropy(distribution):
 
 
 def random_logits(seed, num_examples=40, num_classes=5, scale=3.0):
-  return f32(scale * np.random.default_rng(seed).normal(size=(num_examples, num_classes)))
+  return f32(
+      scale
+      * np.random.default_rng(seed).normal(size=(num_examples, num_classes))
+  )
 
 
 # --- Prediction entropy and information maximisation ------------------------------
@@ -51,8 +54,12 @@ def test_prediction_entropy_matches_numpy(seed, num_classes):
   logits = random_logits(seed, num_classes=num_classes)
   probabilities = numpy_softmax(logits)
   expected = -np.mean([numpy_entropy(row) for row in probabilities])
-  np.testing.assert_allclose(float(validators.prediction_entropy(logits)), expected,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      float(validators.prediction_entropy(logits)),
+      expected,
+      rtol=1e-5,
+      atol=1e-6,
+  )
 
 
 def test_prediction_entropy_is_highest_for_one_hot_predictions():
@@ -61,42 +68,68 @@ def test_prediction_entropy_is_highest_for_one_hot_predictions():
   uniform = f32(np.zeros((12, num_classes)))
   confident = float(validators.prediction_entropy(one_hot))
   assert confident == pytest.approx(0.0, abs=1e-6)
-  np.testing.assert_allclose(float(validators.prediction_entropy(uniform)),
-                             -np.log(num_classes), rtol=1e-6)
+  np.testing.assert_allclose(
+      float(validators.prediction_entropy(uniform)),
+      -np.log(num_classes),
+      rtol=1e-6,
+  )
   for seed in range(3):
-    assert float(validators.prediction_entropy(random_logits(seed, num_classes=4))) < confident
+    assert (
+        float(validators.prediction_entropy(random_logits(seed, num_classes=4)))
+        < confident
+    )
   # Log-probabilities give the same score as the logits they came from.
   logits = random_logits(0)
   np.testing.assert_allclose(
-    float(validators.prediction_entropy(jax.nn.log_softmax(logits))),
-    float(validators.prediction_entropy(logits)), rtol=1e-5)
+      float(validators.prediction_entropy(jax.nn.log_softmax(logits))),
+      float(validators.prediction_entropy(logits)),
+      rtol=1e-5,
+  )
 
 
 @pytest.mark.parametrize("seed, num_classes", [(0, 2), (1, 5), (2, 31)])
 def test_information_maximization_matches_numpy(seed, num_classes):
   logits = random_logits(seed, num_classes=num_classes)
   probabilities = numpy_softmax(logits)
-  expected = (numpy_entropy(probabilities.mean(axis=0))
-              - np.mean([numpy_entropy(row) for row in probabilities]))
-  np.testing.assert_allclose(float(validators.information_maximization(logits)),
-                             expected, rtol=1e-5, atol=1e-6)
+  expected = numpy_entropy(probabilities.mean(axis=0)) - np.mean(
+      [numpy_entropy(row) for row in probabilities]
+  )
+  np.testing.assert_allclose(
+      float(validators.information_maximization(logits)),
+      expected,
+      rtol=1e-5,
+      atol=1e-6,
+  )
 
 
 def test_information_maximization_closed_forms():
   num_classes = 5
   # Identical predictions: no information about the input, IM = 0.
-  same = f32(np.tile(np.random.default_rng(0).normal(size=num_classes), (20, 1)))
-  assert float(validators.information_maximization(same)) == pytest.approx(0.0, abs=1e-6)
+  same = f32(
+      np.tile(np.random.default_rng(0).normal(size=num_classes), (20, 1))
+  )
+  assert float(validators.information_maximization(same)) == pytest.approx(
+      0.0, abs=1e-6
+  )
   # Confident one-hot predictions spread equally over the classes: log C.
   balanced = f32(60.0 * np.eye(num_classes)[np.arange(20) % num_classes])
-  np.testing.assert_allclose(float(validators.information_maximization(balanced)),
-                             np.log(num_classes), rtol=1e-6)
+  np.testing.assert_allclose(
+      float(validators.information_maximization(balanced)),
+      np.log(num_classes),
+      rtol=1e-6,
+  )
   # Confident but all the same class: 0 (where the entropy score is maximal).
   collapsed = f32(60.0 * np.eye(num_classes)[np.zeros(20, int)])
-  assert float(validators.information_maximization(collapsed)) == pytest.approx(0.0, abs=1e-6)
-  assert float(validators.prediction_entropy(collapsed)) == pytest.approx(0.0, abs=1e-6)
+  assert float(validators.information_maximization(collapsed)) == pytest.approx(
+      0.0, abs=1e-6
+  )
+  assert float(validators.prediction_entropy(collapsed)) == pytest.approx(
+      0.0, abs=1e-6
+  )
   for seed in range(3):
-    score = float(validators.information_maximization(random_logits(seed, num_classes=5)))
+    score = float(
+        validators.information_maximization(random_logits(seed, num_classes=5))
+    )
     assert 0.0 < score < np.log(num_classes)
 
 
@@ -110,10 +143,13 @@ def numpy_snd(features, temperature):
   normalised = [row / max(np.linalg.norm(row), 1e-12) for row in features]
   entropies = []
   for i in range(num_examples):
-    similarities = np.array([
-      normalised[i] @ normalised[j] / temperature
-      for j in range(num_examples) if j != i
-    ])
+    similarities = np.array(
+        [
+            normalised[i] @ normalised[j] / temperature
+            for j in range(num_examples)
+            if j != i
+        ]
+    )
     exponentials = np.exp(similarities - similarities.max())
     neighbours = exponentials / exponentials.sum()
     entropies.append(numpy_entropy(neighbours))
@@ -122,48 +158,80 @@ def numpy_snd(features, temperature):
 
 @pytest.mark.parametrize("temperature", [0.05, 0.2, 1.0])
 def test_soft_neighborhood_density_matches_numpy_loop(temperature):
-  probabilities = f32(numpy_softmax(random_logits(0, num_examples=30, num_classes=4)))
+  probabilities = f32(
+      numpy_softmax(random_logits(0, num_examples=30, num_classes=4))
+  )
   np.testing.assert_allclose(
-    float(validators.soft_neighborhood_density(probabilities, temperature=temperature)),
-    numpy_snd(probabilities, temperature), rtol=1e-4, atol=1e-5)
+      float(
+          validators.soft_neighborhood_density(
+              probabilities, temperature=temperature
+          )
+      ),
+      numpy_snd(probabilities, temperature),
+      rtol=1e-4,
+      atol=1e-5,
+  )
   # Signed features (not only probabilities), float64.
   features = np.random.default_rng(1).normal(size=(25, 6))
   with jax.enable_x64(True):
     np.testing.assert_allclose(
-      float(validators.soft_neighborhood_density(features, temperature=temperature)),
-      numpy_snd(features, temperature), rtol=1e-10)
+        float(
+            validators.soft_neighborhood_density(
+                features, temperature=temperature
+            )
+        ),
+        numpy_snd(features, temperature),
+        rtol=1e-10,
+    )
 
 
 def test_soft_neighborhood_density_closed_forms_and_ordering():
   num_examples = 30
   # All rows point the same way: every neighbour is equally close, log(N − 1).
   same = f32(np.tile([0.7, 0.2, 0.1], (num_examples, 1)))
-  np.testing.assert_allclose(float(validators.soft_neighborhood_density(same)),
-                             np.log(num_examples - 1), rtol=1e-5)
-  # Invariant to a positive scale of each row (rows are L2-normalised).
-  probabilities = f32(numpy_softmax(random_logits(2, num_examples=num_examples)))
-  scales = f32(np.random.default_rng(3).uniform(0.1, 10.0, size=(num_examples, 1)))
   np.testing.assert_allclose(
-    float(validators.soft_neighborhood_density(probabilities * scales)),
-    float(validators.soft_neighborhood_density(probabilities)), rtol=1e-4)
+      float(validators.soft_neighborhood_density(same)),
+      np.log(num_examples - 1),
+      rtol=1e-5,
+  )
+  # Invariant to a positive scale of each row (rows are L2-normalised).
+  probabilities = f32(
+      numpy_softmax(random_logits(2, num_examples=num_examples))
+  )
+  scales = f32(
+      np.random.default_rng(3).uniform(0.1, 10.0, size=(num_examples, 1))
+  )
+  np.testing.assert_allclose(
+      float(validators.soft_neighborhood_density(probabilities * scales)),
+      float(validators.soft_neighborhood_density(probabilities)),
+      rtol=1e-4,
+  )
   # Tight clusters are denser than the same number of scattered predictions.
   rng = np.random.default_rng(4)
-  clustered = numpy_softmax(8.0 * np.eye(5)[np.arange(num_examples) % 5]
-                            + 0.1 * rng.normal(size=(num_examples, 5)))
+  clustered = numpy_softmax(
+      8.0 * np.eye(5)[np.arange(num_examples) % 5]
+      + 0.1 * rng.normal(size=(num_examples, 5))
+  )
   scattered = numpy_softmax(3.0 * rng.normal(size=(num_examples, 5)))
-  assert (float(validators.soft_neighborhood_density(f32(clustered)))
-          > float(validators.soft_neighborhood_density(f32(scattered))))
+  assert float(validators.soft_neighborhood_density(f32(clustered))) > float(
+      validators.soft_neighborhood_density(f32(scattered))
+  )
 
 
 def test_soft_neighborhood_density_sweeps_temperature_under_vmap():
   probabilities = f32(numpy_softmax(random_logits(5, num_examples=20)))
   temperatures = f32([0.05, 0.1, 0.5])
   swept = jax.vmap(
-    lambda t: validators.soft_neighborhood_density(probabilities, temperature=t)
+      lambda t: validators.soft_neighborhood_density(
+          probabilities, temperature=t
+      )
   )(temperatures)
   np.testing.assert_allclose(
-    np.asarray(swept), [numpy_snd(probabilities, t) for t in temperatures.tolist()],
-    rtol=1e-4, atol=1e-5)
+      np.asarray(swept),
+      [numpy_snd(probabilities, t) for t in temperatures.tolist()],
+      rtol=1e-4,
+      atol=1e-5,
+  )
 
 
 # --- IWV and DEV ------------------------------------------------------------------
@@ -190,11 +258,15 @@ def losses_and_weights(seed, num_examples=50):
 def test_iwv_and_dev_match_numpy(seed):
   losses, weights = losses_and_weights(seed)
   np.testing.assert_allclose(
-    float(validators.importance_weighted_validation(losses, weights)),
-    np.mean(np.float64(weights) * losses), rtol=1e-5)
+      float(validators.importance_weighted_validation(losses, weights)),
+      np.mean(np.float64(weights) * losses),
+      rtol=1e-5,
+  )
   np.testing.assert_allclose(
-    float(validators.deep_embedded_validation(losses, weights)),
-    numpy_dev(losses, weights), rtol=1e-4)
+      float(validators.deep_embedded_validation(losses, weights)),
+      numpy_dev(losses, weights),
+      rtol=1e-4,
+  )
 
 
 def test_dev_closed_forms():
@@ -205,12 +277,18 @@ def test_dev_closed_forms():
     dev = float(validators.deep_embedded_validation(losses, constant))
     assert np.isfinite(dev)
     np.testing.assert_allclose(
-      dev, float(validators.importance_weighted_validation(losses, constant)), rtol=1e-6)
+        dev,
+        float(validators.importance_weighted_validation(losses, constant)),
+        rtol=1e-6,
+    )
   # Constant losses c: L = c w is perfectly correlated with w, so η = −c and
   # DEV = c exactly, whatever the weights' mean.
   for scale in (1.0, 2.5):
-    dev = float(validators.deep_embedded_validation(np.full_like(losses, 0.3),
-                                                    scale * weights))
+    dev = float(
+        validators.deep_embedded_validation(
+            np.full_like(losses, 0.3), scale * weights
+        )
+    )
     np.testing.assert_allclose(dev, 0.3, rtol=1e-5)
 
 
@@ -221,10 +299,17 @@ def test_dev_is_unbiased_with_lower_variance_than_iwv():
   weights = f32(np.exp(x - 0.5))
   losses = f32(x > 0.5)
   target_risk = stats.norm.cdf(0.5)  # P(x > 1/2) for x ~ N(1, 1)
-  iwv = np.asarray(jax.vmap(validators.importance_weighted_validation)(losses, weights))
-  dev = np.asarray(jax.vmap(validators.deep_embedded_validation)(losses, weights))
+  iwv = np.asarray(
+      jax.vmap(validators.importance_weighted_validation)(losses, weights)
+  )
+  dev = np.asarray(
+      jax.vmap(validators.deep_embedded_validation)(losses, weights)
+  )
   np.testing.assert_allclose(
-    dev[:5], [numpy_dev(l, w) for l, w in zip(losses[:5], weights[:5])], rtol=1e-4)
+      dev[:5],
+      [numpy_dev(l, w) for l, w in zip(losses[:5], weights[:5])],
+      rtol=1e-4,
+  )
   standard_error = iwv.std() / np.sqrt(num_repeats)
   assert abs(iwv.mean() - target_risk) < 4 * standard_error
   assert abs(dev.mean() - target_risk) < 4 * standard_error
@@ -247,17 +332,25 @@ def test_density_ratios_match_scikit_learn_logistic_regression():
   evaluation = f32(np.random.default_rng(1).normal(size=source.shape))
   l2_regularization = 1e-2
   ratios = validators.domain_density_ratios(
-    source, target, evaluation_features=evaluation, l2_regularization=l2_regularization)
+      source,
+      target,
+      evaluation_features=evaluation,
+      l2_regularization=l2_regularization,
+  )
   # Same objective: mean BCE + λ/2 ‖v‖² = (Σ BCE + (n λ)/2 ‖v‖²) / n, so C = 1/(n λ);
   # scikit-learn's lbfgs does not penalise the intercept either.
   inputs = np.concatenate([source, target]).astype(np.float64)
   domains = np.r_[np.zeros(len(source)), np.ones(len(target))]
   mean, scale = inputs.mean(axis=0), inputs.std(axis=0)
-  classifier = LogisticRegression(C=1 / (l2_regularization * len(inputs)), tol=1e-10,
-                                  max_iter=1000)
+  classifier = LogisticRegression(
+      C=1 / (l2_regularization * len(inputs)), tol=1e-10, max_iter=1000
+  )
   classifier.fit((inputs - mean) / scale, domains)
-  expected = (len(source) / len(target)
-              * np.exp(classifier.decision_function((evaluation - mean) / scale)))
+  expected = (
+      len(source)
+      / len(target)
+      * np.exp(classifier.decision_function((evaluation - mean) / scale))
+  )
   np.testing.assert_allclose(np.asarray(ratios), expected, rtol=1e-3)
 
 
@@ -278,15 +371,18 @@ def test_density_ratios_of_shifted_gaussians_follow_the_true_ratio():
   # p_t(x) / p_s(x) = exp(μᵀx − ‖μ‖²/2): linear in log, so logistic regression fits it.
   true_log_ratios = source @ shift - shift @ shift / 2
   central = np.abs(true_log_ratios) < 2
-  np.testing.assert_allclose(np.log(ratios[central]), true_log_ratios[central], atol=0.2)
+  np.testing.assert_allclose(
+      np.log(ratios[central]), true_log_ratios[central], atol=0.2
+  )
   assert np.corrcoef(np.log(ratios), true_log_ratios)[0, 1] > 0.99
   # Target-like source points weigh more than source-like ones.
   towards_target = ratios[source @ shift > 1].mean()
   away_from_target = ratios[source @ shift < -1].mean()
   assert towards_target > 1 > away_from_target
   # Evaluating elsewhere uses the same fitted classifier.
-  held_out = validators.domain_density_ratios(source, target,
-                                              evaluation_features=source[::-1])
+  held_out = validators.domain_density_ratios(
+      source, target, evaluation_features=source[::-1]
+  )
   np.testing.assert_allclose(np.asarray(held_out), ratios[::-1], rtol=1e-6)
 
 
@@ -295,18 +391,24 @@ def test_validators_are_jittable():
   probabilities = f32(numpy_softmax(logits))
   losses, weights = losses_and_weights(0)
   for function, arguments in [
-    (validators.prediction_entropy, (logits,)),
-    (validators.information_maximization, (logits,)),
-    (validators.soft_neighborhood_density, (probabilities,)),
-    (validators.importance_weighted_validation, (losses, weights)),
-    (validators.deep_embedded_validation, (losses, weights)),
+      (validators.prediction_entropy, (logits,)),
+      (validators.information_maximization, (logits,)),
+      (validators.soft_neighborhood_density, (probabilities,)),
+      (validators.importance_weighted_validation, (losses, weights)),
+      (validators.deep_embedded_validation, (losses, weights)),
   ]:
-    np.testing.assert_allclose(float(jax.jit(function)(*arguments)),
-                               float(function(*arguments)), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(jax.jit(function)(*arguments)),
+        float(function(*arguments)),
+        rtol=1e-5,
+    )
   source, target = gaussian_domains(0, np.ones(2))
   ratios = validators.domain_density_ratios
-  np.testing.assert_allclose(np.asarray(jax.jit(ratios)(source, target)),
-                             np.asarray(ratios(source, target)), rtol=1e-4)
+  np.testing.assert_allclose(
+      np.asarray(jax.jit(ratios)(source, target)),
+      np.asarray(ratios(source, target)),
+      rtol=1e-4,
+  )
 
 
 # --- Bad inputs -------------------------------------------------------------------
@@ -316,44 +418,106 @@ LOSSES, WEIGHTS = losses_and_weights(0, num_examples=8)
 FEATURES = f32(np.random.default_rng(0).normal(size=(8, 3)))
 entropy, im = validators.prediction_entropy, validators.information_maximization
 snd = validators.soft_neighborhood_density
-iwv, dev = validators.importance_weighted_validation, validators.deep_embedded_validation
+iwv, dev = (
+    validators.importance_weighted_validation,
+    validators.deep_embedded_validation,
+)
 ratios = validators.domain_density_ratios
 
 
-@pytest.mark.parametrize("call, message", [
-  (lambda: entropy(LOGITS[0]), "target_logits must have shape"),
-  (lambda: entropy(LOGITS[:1]), "target_logits must have shape .* at least 2 rows"),
-  (lambda: entropy(np.where(LOGITS > 1, np.inf, LOGITS)), "target_logits must be finite"),
-  (lambda: im(LOGITS > 0), "target_logits must hold real numbers"),
-  (lambda: im(np.where(LOGITS > 1, np.nan, LOGITS)), "target_logits must be finite"),
-  (lambda: snd(FEATURES, temperature=0.0), "temperature must be a finite number > 0"),
-  (lambda: snd(FEATURES, temperature=-0.05), "temperature"),
-  (lambda: snd(FEATURES[:1]), "target_features_or_probabilities must have shape"),
-  (lambda: snd(np.where(FEATURES > 1, np.nan, FEATURES)),
-   "target_features_or_probabilities must be finite"),
-  (lambda: iwv(LOSSES, WEIGHTS[:-1]), "must have the same length"),
-  (lambda: iwv(LOSSES[:1], WEIGHTS[:1]), "source_val_losses must have shape"),
-  (lambda: iwv(LOSSES[:, None], WEIGHTS), "source_val_losses must have shape"),
-  (lambda: iwv(LOSSES, -WEIGHTS), "density_ratios must be >= 0"),
-  (lambda: iwv(LOSSES, 0 * WEIGHTS), "density_ratios must not be all zero"),
-  (lambda: dev(np.where(LOSSES > 1, np.nan, LOSSES), WEIGHTS),
-   "source_val_losses must be finite"),
-  (lambda: dev(LOSSES, np.where(WEIGHTS > 1, np.inf, WEIGHTS)),
-   "density_ratios must be finite"),
-  (lambda: dev(LOSSES, WEIGHTS - WEIGHTS.mean()), "density_ratios must be >= 0"),
-  (lambda: dev(LOSSES, WEIGHTS.astype(bool)), "density_ratios must hold real numbers"),
-  (lambda: dev(LOSSES, WEIGHTS[:1]), "density_ratios must have shape"),
-  (lambda: ratios(FEATURES, FEATURES[:, :2]), "target_features must have the feature"),
-  (lambda: ratios(FEATURES, FEATURES, evaluation_features=FEATURES[:, :2]),
-   "evaluation_features must have the feature"),
-  (lambda: ratios(FEATURES, FEATURES, evaluation_features=FEATURES[0]),
-   "evaluation_features must have shape"),
-  (lambda: ratios(FEATURES[:1], FEATURES), "source_features must have shape"),
-  (lambda: ratios(FEATURES, np.where(FEATURES > 1, np.nan, FEATURES)),
-   "target_features must be finite"),
-  (lambda: ratios(FEATURES, FEATURES, l2_regularization=0.0), "l2_regularization"),
-  (lambda: ratios(FEATURES, FEATURES, max_iterations=0), "max_iterations"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: entropy(LOGITS[0]), "target_logits must have shape"),
+        (
+            lambda: entropy(LOGITS[:1]),
+            "target_logits must have shape .* at least 2 rows",
+        ),
+        (
+            lambda: entropy(np.where(LOGITS > 1, np.inf, LOGITS)),
+            "target_logits must be finite",
+        ),
+        (lambda: im(LOGITS > 0), "target_logits must hold real numbers"),
+        (
+            lambda: im(np.where(LOGITS > 1, np.nan, LOGITS)),
+            "target_logits must be finite",
+        ),
+        (
+            lambda: snd(FEATURES, temperature=0.0),
+            "temperature must be a finite number > 0",
+        ),
+        (lambda: snd(FEATURES, temperature=-0.05), "temperature"),
+        (
+            lambda: snd(FEATURES[:1]),
+            "target_features_or_probabilities must have shape",
+        ),
+        (
+            lambda: snd(np.where(FEATURES > 1, np.nan, FEATURES)),
+            "target_features_or_probabilities must be finite",
+        ),
+        (lambda: iwv(LOSSES, WEIGHTS[:-1]), "must have the same length"),
+        (
+            lambda: iwv(LOSSES[:1], WEIGHTS[:1]),
+            "source_val_losses must have shape",
+        ),
+        (
+            lambda: iwv(LOSSES[:, None], WEIGHTS),
+            "source_val_losses must have shape",
+        ),
+        (lambda: iwv(LOSSES, -WEIGHTS), "density_ratios must be >= 0"),
+        (
+            lambda: iwv(LOSSES, 0 * WEIGHTS),
+            "density_ratios must not be all zero",
+        ),
+        (
+            lambda: dev(np.where(LOSSES > 1, np.nan, LOSSES), WEIGHTS),
+            "source_val_losses must be finite",
+        ),
+        (
+            lambda: dev(LOSSES, np.where(WEIGHTS > 1, np.inf, WEIGHTS)),
+            "density_ratios must be finite",
+        ),
+        (
+            lambda: dev(LOSSES, WEIGHTS - WEIGHTS.mean()),
+            "density_ratios must be >= 0",
+        ),
+        (
+            lambda: dev(LOSSES, WEIGHTS.astype(bool)),
+            "density_ratios must hold real numbers",
+        ),
+        (lambda: dev(LOSSES, WEIGHTS[:1]), "density_ratios must have shape"),
+        (
+            lambda: ratios(FEATURES, FEATURES[:, :2]),
+            "target_features must have the feature",
+        ),
+        (
+            lambda: ratios(
+                FEATURES, FEATURES, evaluation_features=FEATURES[:, :2]
+            ),
+            "evaluation_features must have the feature",
+        ),
+        (
+            lambda: ratios(FEATURES, FEATURES, evaluation_features=FEATURES[0]),
+            "evaluation_features must have shape",
+        ),
+        (
+            lambda: ratios(FEATURES[:1], FEATURES),
+            "source_features must have shape",
+        ),
+        (
+            lambda: ratios(FEATURES, np.where(FEATURES > 1, np.nan, FEATURES)),
+            "target_features must be finite",
+        ),
+        (
+            lambda: ratios(FEATURES, FEATURES, l2_regularization=0.0),
+            "l2_regularization",
+        ),
+        (
+            lambda: ratios(FEATURES, FEATURES, max_iterations=0),
+            "max_iterations",
+        ),
+    ],
+)
 def test_bad_inputs_raise_value_error_naming_the_argument(call, message):
   with pytest.raises(ValueError, match=message):
     call()

@@ -16,8 +16,17 @@ the data's TensorFlow Datasets.
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["align", "data", "methods", "models", "params", "relational",
-           "reweight", "select", "train"]
+__all__ = [
+    "align",
+    "data",
+    "methods",
+    "models",
+    "params",
+    "relational",
+    "reweight",
+    "select",
+    "train",
+]
 
 
 def __getattr__(name: str):

@@ -48,12 +48,20 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from tljax.errors import (CheckpointError, CheckpointNotFoundError,
-                          CheckpointSaveError)
+from tljax.errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    CheckpointSaveError,
+)
 from tljax.rundir_format import CHECKPOINT_SUBDIR
 
-__all__ = ["CHECKPOINT_SUBDIR", "CheckpointError", "CheckpointNotFoundError",
-           "CheckpointSaveError", "Checkpointer"]
+__all__ = [
+    "CHECKPOINT_SUBDIR",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "CheckpointSaveError",
+    "Checkpointer",
+]
 
 STATE_ITEM = "state"
 INTEGRITY_ITEM = "integrity"
@@ -69,8 +77,10 @@ def _key_name(key) -> str:
 
 def _leaf_names(tree) -> list[str]:
   """``a/b/c`` names of the leaves, in ``jax.tree.leaves`` order."""
-  return ["/".join(_key_name(key) for key in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+  return [
+      "/".join(_key_name(key) for key in path)
+      for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]
+  ]
 
 
 def _host_leaves(tree) -> list:
@@ -103,8 +113,14 @@ class Checkpointer:
       written): nothing is created or deleted.
   """
 
-  def __init__(self, directory: str | os.PathLike, *, max_to_keep: int | None = 3,
-               save_every: int = 1, read_only: bool = False):
+  def __init__(
+      self,
+      directory: str | os.PathLike,
+      *,
+      max_to_keep: int | None = 3,
+      save_every: int = 1,
+      read_only: bool = False,
+  ):
     if max_to_keep is not None and max_to_keep < 1:
       raise ValueError(f"max_to_keep must be >= 1 or None, got {max_to_keep}")
     if save_every < 1:
@@ -113,14 +129,17 @@ class Checkpointer:
     self.save_every = save_every
     if read_only and not os.path.isdir(self.directory):
       raise CheckpointNotFoundError(
-          f"checkpoint directory {self.directory} does not exist")
+          f"checkpoint directory {self.directory} does not exist"
+      )
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else max_to_keep,
             create=not read_only,
             # Temporary directories of saves a crash interrupted.
-            cleanup_tmp_directories=not read_only))
+            cleanup_tmp_directories=not read_only,
+        ),
+    )
     self.read_only = read_only
 
   def latest_step(self) -> int | None:
@@ -154,23 +173,38 @@ class Checkpointer:
     if not force and step % self.save_every:
       return False
     names, leaves = _leaf_names(state), _host_leaves(state)
-    bad = [name for name, leaf in zip(names, leaves)
-           if leaf is not None and np.issubdtype(leaf.dtype, np.inexact)
-           and not np.all(np.isfinite(leaf))]
+    bad = [
+        name
+        for name, leaf in zip(names, leaves)
+        if leaf is not None
+        and np.issubdtype(leaf.dtype, np.inexact)
+        and not np.all(np.isfinite(leaf))
+    ]
     if bad:
       raise ValueError(
           f"refusing to save a checkpoint at step {step}: non-finite values "
           f"in {bad[:5]}{' ...' if len(bad) > 5 else ''} (the run diverged; "
-          f"the checkpoints in {self.directory} are left as they were)")
-    integrity = {"format": _INTEGRITY_FORMAT,
-                 "sha256": {name: _digest(leaf)
-                            for name, leaf in zip(names, leaves)
-                            if leaf is not None}}
+          f"the checkpoints in {self.directory} are left as they were)"
+      )
+    integrity = {
+        "format": _INTEGRITY_FORMAT,
+        "sha256": {
+            name: _digest(leaf)
+            for name, leaf in zip(names, leaves)
+            if leaf is not None
+        },
+    }
     with self._writing(step):
       return self._manager.save(
-          step, args=ocp.args.Composite(**{
-              STATE_ITEM: ocp.args.StandardSave(state),
-              INTEGRITY_ITEM: ocp.args.JsonSave(integrity)}), force=True)
+          step,
+          args=ocp.args.Composite(
+              **{
+                  STATE_ITEM: ocp.args.StandardSave(state),
+                  INTEGRITY_ITEM: ocp.args.JsonSave(integrity),
+              }
+          ),
+          force=True,
+      )
 
   @contextlib.contextmanager
   def _writing(self, step: int | None):
@@ -181,8 +215,9 @@ class Checkpointer:
     except (CheckpointError, CheckpointSaveError):
       raise
     except Exception as error:  # Orbax and TensorStore raise many kinds
-      raise _save_error(self.directory, step, self.all_steps(),
-                        error) from error
+      raise _save_error(
+          self.directory, step, self.all_steps(), error
+      ) from error
 
   def _step_for(self, step: int | None) -> int:
     steps = self.all_steps()
@@ -194,18 +229,24 @@ class Checkpointer:
     if step not in steps:
       raise CheckpointNotFoundError(
           f"step {step} has no checkpoint in {self.directory}; its "
-          f"checkpoints are at steps {steps}")
+          f"checkpoints are at steps {steps}"
+      )
     return step
 
   def _earlier(self, step: int) -> str:
     earlier = [s for s in self.all_steps() if s != step]
-    return (f"delete it to resume from an earlier step ({earlier})" if earlier
-            else "delete it to start again")
+    return (
+        f"delete it to resume from an earlier step ({earlier})"
+        if earlier
+        else "delete it to start again"
+    )
 
   def _restore(self, step: int, state_args, allow_unverified: bool) -> Any:
     if not isinstance(allow_unverified, bool):
-      raise ValueError(f"allow_unverified must be True or False, got "
-                       f"{allow_unverified!r}")
+      raise ValueError(
+          f"allow_unverified must be True or False, got "
+          f"{allow_unverified!r}"
+      )
     step_dir = os.path.join(self.directory, str(step))
     has_integrity = os.path.isdir(os.path.join(step_dir, INTEGRITY_ITEM))
     if not has_integrity and not allow_unverified:
@@ -213,28 +254,31 @@ class Checkpointer:
           f"checkpoint {step_dir} has no integrity record ({INTEGRITY_ITEM}/, "
           "which every checkpoint tljax writes holds), so its values cannot "
           f"be verified; {self._earlier(step)}, or load it with "
-          "allow_unverified=True if you trust it")
+          "allow_unverified=True if you trust it"
+      )
     items = {STATE_ITEM: state_args}
     if has_integrity:
       items[INTEGRITY_ITEM] = ocp.args.JsonRestore()
     try:
       with _quiet_background_errors():
-        restored = self._manager.restore(step,
-                                         args=ocp.args.Composite(**items))
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     except FileNotFoundError as error:
       raise CheckpointError(
           f"checkpoint {step_dir} is incomplete (missing files: "
-          f"{_first_line(error)}); {self._earlier(step)}") from error
+          f"{_first_line(error)}); {self._earlier(step)}"
+      ) from error
     except Exception as error:  # TensorStore and Orbax raise many kinds
       message = _first_line(error)
       if "shape" in message.lower() and "mismatch" in message.lower():
         raise CheckpointError(
             f"checkpoint {step_dir} does not match the expected state: "
-            f"{message}") from error
+            f"{message}"
+        ) from error
       raise CheckpointError(
           f"checkpoint {step_dir} cannot be read: it is truncated or "
           f"corrupted ({type(error).__name__}: {message}); "
-          f"{self._earlier(step)}") from error
+          f"{self._earlier(step)}"
+      ) from error
     state = restored[STATE_ITEM]
     if has_integrity:
       self._verify(step, step_dir, state, restored[INTEGRITY_ITEM])
@@ -243,23 +287,32 @@ class Checkpointer:
   def _verify(self, step: int, step_dir: str, state, integrity) -> None:
     recorded = integrity.get("sha256") if isinstance(integrity, dict) else None
     if not isinstance(recorded, dict):
-      raise CheckpointError(f"checkpoint {step_dir}: its integrity record is "
-                            f"malformed; {self._earlier(step)}")
+      raise CheckpointError(
+          f"checkpoint {step_dir}: its integrity record is "
+          f"malformed; {self._earlier(step)}"
+      )
     for name, leaf in zip(_leaf_names(state), _host_leaves(state)):
       if leaf is None:
         continue  # held by another host, which verifies it
       if name not in recorded:
         raise CheckpointError(
             f"checkpoint {step_dir} is corrupted: its integrity record has no "
-            f"digest of {name}; {self._earlier(step)}")
+            f"digest of {name}; {self._earlier(step)}"
+        )
       if _digest(leaf) != recorded[name]:
         raise CheckpointError(
             f"checkpoint {step_dir} is corrupted: the bytes of {name} differ "
             "from those recorded when it was saved; "
-            f"{self._earlier(step)}")
+            f"{self._earlier(step)}"
+        )
 
-  def restore(self, target: Any, step: int | None = None, *,
-              allow_unverified: bool = False) -> Any:
+  def restore(
+      self,
+      target: Any,
+      step: int | None = None,
+      *,
+      allow_unverified: bool = False,
+  ) -> Any:
     """Restores the checkpoint at ``step`` (default: latest) into ``target``'s structure.
 
     ``target`` is a state (or its ``jax.ShapeDtypeStruct`` abstraction) with the
@@ -274,18 +327,21 @@ class Checkpointer:
     """
     step = self._step_for(step)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    return self._restore(step, ocp.args.StandardRestore(abstract),
-                         allow_unverified)
+    return self._restore(
+        step, ocp.args.StandardRestore(abstract), allow_unverified
+    )
 
-  def restore_raw(self, step: int | None = None, *,
-                  allow_unverified: bool = False) -> dict:
+  def restore_raw(
+      self, step: int | None = None, *, allow_unverified: bool = False
+  ) -> dict:
     """Restores the checkpoint at ``step`` (default: latest) as nested dicts.
 
     Used to read another run's parameters without knowing its optimizer.
     Same errors and ``allow_unverified`` as :meth:`restore`.
     """
-    return self._restore(self._step_for(step), ocp.args.StandardRestore(),
-                         allow_unverified)
+    return self._restore(
+        self._step_for(step), ocp.args.StandardRestore(), allow_unverified
+    )
 
   def wait(self) -> None:
     """Blocks until every pending save is on disk.
@@ -317,30 +373,42 @@ class Checkpointer:
 
 
 # How TensorStore and Orbax spell the errno of a failed write.
-_SAVE_ERRNOS = (("RESOURCE_EXHAUSTED", errno.ENOSPC),
-                ("No space left", errno.ENOSPC),
-                ("Read-only file system", errno.EROFS),
-                ("PERMISSION_DENIED", errno.EACCES),
-                ("Permission denied", errno.EACCES))
+_SAVE_ERRNOS = (
+    ("RESOURCE_EXHAUSTED", errno.ENOSPC),
+    ("No space left", errno.ENOSPC),
+    ("Read-only file system", errno.EROFS),
+    ("PERMISSION_DENIED", errno.EACCES),
+    ("Permission denied", errno.EACCES),
+)
 
 
-def _save_error(directory: str, step: int | None, steps: list[int],
-                error: BaseException) -> CheckpointSaveError:
+def _save_error(
+    directory: str, step: int | None, steps: list[int], error: BaseException
+) -> CheckpointSaveError:
   text = str(error)
-  code = (error.errno if isinstance(error, OSError) and error.errno
-          else next((code for marker, code in _SAVE_ERRNOS if marker in text),
-                    errno.EIO))
+  code = (
+      error.errno
+      if isinstance(error, OSError) and error.errno
+      else next(
+          (code for marker, code in _SAVE_ERRNOS if marker in text), errno.EIO
+      )
+  )
   # A background save's failure surfaces in a later call: name its step.
   failed = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)
   step = int(failed.group(1)) if failed else step
   what = f"step {step}" if step is not None else "a checkpoint"
-  kept = (f"the earlier checkpoints {steps} are intact and a rerun resumes "
-          f"from step {steps[-1]}" if steps
-          else "no earlier checkpoint exists")
+  kept = (
+      f"the earlier checkpoints {steps} are intact and a rerun resumes "
+      f"from step {steps[-1]}"
+      if steps
+      else "no earlier checkpoint exists"
+  )
   return CheckpointSaveError(
-      code, f"{os.strerror(code)} while saving {what} in {directory} "
+      code,
+      f"{os.strerror(code)} while saving {what} in {directory} "
       f"({type(error).__name__}: {_first_line(error)[:160]}); the unfinished "
-      f"save is never read as a checkpoint: {kept}")
+      f"save is never read as a checkpoint: {kept}",
+  )
 
 
 def _first_line(error: BaseException) -> str:

@@ -37,7 +37,9 @@ def check_non_negative(value: Any, argument: str) -> Any:
   if is_traced(value):
     return value
   if isinstance(value, bool) or not _is_real_scalar(value):
-    raise ValueError(f"{argument} must be a non-negative number, got {value!r}.")
+    raise ValueError(
+        f"{argument} must be a non-negative number, got {value!r}."
+    )
   number = float(value)
   if not math.isfinite(number) or number < 0:
     raise ValueError(f"{argument} must be a finite number >= 0, got {number}.")
@@ -72,16 +74,17 @@ def _is_real_scalar(value: Any) -> bool:
   except (TypeError, ValueError):
     return False
   return array.ndim == 0 and (
-    np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+      np.issubdtype(array.dtype, np.floating)
+      or np.issubdtype(array.dtype, np.integer)
   )
 
 
 def check_int(value: Any, argument: str, *, minimum: int) -> int:
   """``int(value)`` if ``value`` is an integer ``>= minimum`` (bools are not)."""
   if (
-    isinstance(value, bool)
-    or not isinstance(value, (int, np.integer))
-    or value < minimum
+      isinstance(value, bool)
+      or not isinstance(value, (int, np.integer))
+      or value < minimum
   ):
     raise ValueError(f"{argument} must be an int >= {minimum}, got {value!r}.")
   return int(value)
@@ -104,7 +107,8 @@ def check_probability_rows(probabilities: Any, argument: str) -> None:
     worst = int(np.argmax(np.abs(sums - 1.0)))
     raise ValueError(
         f"{argument} rows must sum to 1 (probabilities, e.g. "
-        f"jax.nn.softmax(logits)); row {worst} sums to {sums[worst]:.6g}.")
+        f"jax.nn.softmax(logits)); row {worst} sums to {sums[worst]:.6g}."
+    )
 
 
 def to_array(value: Any, argument: str) -> Any:
@@ -120,19 +124,22 @@ def to_array(value: Any, argument: str) -> Any:
     array = np.asarray(value)
   except (TypeError, ValueError) as error:
     raise ValueError(
-      f"{argument} must be an array of numbers, got {type(value).__name__} ({error})."
+        f"{argument} must be an array of numbers, got {type(value).__name__} ({error})."
     ) from None
-  if array.dtype.kind not in "biufc" and not jnp.issubdtype(array.dtype, jnp.floating):
+  if array.dtype.kind not in "biufc" and not jnp.issubdtype(
+      array.dtype, jnp.floating
+  ):
     # (ml_dtypes such as bfloat16 have NumPy kind "V" but are floats.)
     raise ValueError(
-      f"{argument} must be an array of numbers, got dtype {array.dtype} "
-      f"({type(value).__name__})."
+        f"{argument} must be an array of numbers, got dtype {array.dtype} "
+        f"({type(value).__name__})."
     )
   return array
 
 
-def check_key(key: Any, argument: str = "key", *,
-              allow_none: bool = False) -> jax.Array:
+def check_key(
+    key: Any, argument: str = "key", *, allow_none: bool = False
+) -> jax.Array:
   """A single ``jax.random`` key, as a typed key.
 
   Accepts a typed key of shape ``()`` (``jax.random.key(seed)``), returned as
@@ -145,26 +152,34 @@ def check_key(key: Any, argument: str = "key", *,
     return jax.random.key(0)
   dtype = getattr(key, "dtype", None)
   shape = getattr(key, "shape", None)
-  if isinstance(key, jax.Array) and jax.dtypes.issubdtype(
-      dtype, jax.dtypes.prng_key) and shape == ():
+  if (
+      isinstance(key, jax.Array)
+      and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+      and shape == ()
+  ):
     return key
   if dtype == jnp.uint32 and shape == (2,):
     return jax.random.wrap_key_data(jnp.asarray(key))
-  got = (f"dtype {dtype} and shape {shape}" if dtype is not None
-         else f"{type(key).__name__} {key!r}")
-  raise ValueError(f"{argument} must be {'None or ' if allow_none else ''}a "
-                   f"single jax.random key (jax.random.key(seed)), got {got}.")
+  got = (
+      f"dtype {dtype} and shape {shape}"
+      if dtype is not None
+      else f"{type(key).__name__} {key!r}"
+  )
+  raise ValueError(
+      f"{argument} must be {'None or ' if allow_none else ''}a "
+      f"single jax.random key (jax.random.key(seed)), got {got}."
+  )
 
 
 def check_labels(
-  labels: Any,
-  argument: str,
-  *,
-  length: int,
-  length_of: str,
-  num_classes: int | None = None,
-  num_classes_argument: str = "num_classes",
-  min_present: int = 1,
+    labels: Any,
+    argument: str,
+    *,
+    length: int,
+    length_of: str,
+    num_classes: int | None = None,
+    num_classes_argument: str = "num_classes",
+    min_present: int = 1,
 ) -> tuple[jax.Array, int]:
   """Integer class labels of shape ``(length,)`` and the number of classes.
 
@@ -180,39 +195,45 @@ def check_labels(
   labels = jnp.asarray(labels)
   if labels.shape != (length,):
     raise ValueError(
-      f"{argument} must have shape ({length},) (one label per row of "
-      f"{length_of}), got shape {labels.shape}."
+        f"{argument} must have shape ({length},) (one label per row of "
+        f"{length_of}), got shape {labels.shape}."
     )
   if not jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_:
-    raise ValueError(f"{argument} must hold integers, got dtype {labels.dtype}.")
+    raise ValueError(
+        f"{argument} must hold integers, got dtype {labels.dtype}."
+    )
   if num_classes is None:
     if values is None:
       raise ValueError(
-        f"{num_classes_argument} must be given when {argument} is traced "
-        "(inside jax.jit), since the number of classes sets array shapes."
+          f"{num_classes_argument} must be given when {argument} is traced "
+          "(inside jax.jit), since the number of classes sets array shapes."
       )
     negative = values[values < 0]
     if negative.size:
-      raise ValueError(f"{argument} must be >= 0, got {sorted(set(negative.tolist()))}.")
+      raise ValueError(
+          f"{argument} must be >= 0, got {sorted(set(negative.tolist()))}."
+      )
     largest = int(values.max())
     if largest >= np.iinfo(np.int32).max:
       raise ValueError(
-        f"{argument} must be < {np.iinfo(np.int32).max} (class indices), got {largest}."
+          f"{argument} must be < {np.iinfo(np.int32).max} (class indices), got {largest}."
       )
     num_classes = largest + 1
   else:
-    num_classes = check_int(num_classes, num_classes_argument, minimum=min_present)
+    num_classes = check_int(
+        num_classes, num_classes_argument, minimum=min_present
+    )
   if values is not None:
     bad = values[(values < 0) | (values >= num_classes)]
     if bad.size:
       raise ValueError(
-        f"{argument} must lie in [0, {num_classes}) ({num_classes_argument}="
-        f"{num_classes}), got {sorted(set(bad.tolist()))}."
+          f"{argument} must lie in [0, {num_classes}) ({num_classes_argument}="
+          f"{num_classes}), got {sorted(set(bad.tolist()))}."
       )
     present = np.unique(values).size
     if present < min_present:
       raise ValueError(
-        f"{argument} must contain at least {min_present} distinct classes, got "
-        f"{present}."
+          f"{argument} must contain at least {min_present} distinct classes, got "
+          f"{present}."
       )
   return labels, num_classes

@@ -61,8 +61,11 @@ class CommandError(Exception):
 
 def available_configs() -> list[str]:
   """The config files packaged with tljax (``tljax.configs``), by file name."""
-  return sorted(name for name in os.listdir(CONFIGS_DIR)
-                if name.endswith(".py") and not name.startswith("_"))
+  return sorted(
+      name
+      for name in os.listdir(CONFIGS_DIR)
+      if name.endswith(".py") and not name.startswith("_")
+  )
 
 
 def packaged_config(path: str) -> str | None:
@@ -85,7 +88,8 @@ def _config_path(path: str | None) -> str:
     raise CommandError(
         f"--config {path!r}: config file not found in the current directory "
         f"({os.getcwd()}) nor among the packaged configs "
-        f"{['configs/' + name for name in available_configs()]}")
+        f"{['configs/' + name for name in available_configs()]}"
+    )
   return found
 
 
@@ -105,15 +109,19 @@ def load_config_file(spec: str | None) -> ConfigDict:
   if not hasattr(module, "get_config"):
     raise CommandError(f"config file {path!r} defines no get_config(arg)")
   try:
-    config = (module.get_config() if argument is None
-              else module.get_config(argument))
+    config = (
+        module.get_config() if argument is None else module.get_config(argument)
+    )
   except ValueError as error:
-    raise CommandError(f"bad config argument {argument!r} for {path}: "
-                       f"{error}") from error
+    raise CommandError(
+        f"bad config argument {argument!r} for {path}: " f"{error}"
+    ) from error
   if not isinstance(config, ConfigDict):
-    raise CommandError(f"get_config() of {path!r} returned "
-                       f"{type(config).__name__}, not an ml_collections "
-                       "ConfigDict")
+    raise CommandError(
+        f"get_config() of {path!r} returned "
+        f"{type(config).__name__}, not an ml_collections "
+        "ConfigDict"
+    )
   return config
 
 
@@ -157,8 +165,10 @@ def convert_value(key: str, text: str, field_type: type):
     if field_type in (tuple, list):
       return field_type(_sequence(text))
   except ValueError as error:
-    raise CommandError(f"--set {key}={text}: config key {key!r} takes a "
-                       f"value of type {field_type.__name__}; {error}") from error
+    raise CommandError(
+        f"--set {key}={text}: config key {key!r} takes a "
+        f"value of type {field_type.__name__}; {error}"
+    ) from error
   return _literal(text)
 
 
@@ -179,16 +189,22 @@ def apply_override(config: ConfigDict, item: str) -> None:
   for part in parents:
     if not isinstance(node, ConfigDict) or part not in node:
       allowed = sorted(node.keys()) if isinstance(node, ConfigDict) else []
-      raise CommandError(f"--set {item}: config key {key!r} is unknown; "
-                         f"allowed keys here: {allowed}")
+      raise CommandError(
+          f"--set {item}: config key {key!r} is unknown; "
+          f"allowed keys here: {allowed}"
+      )
     node = node[part]
   if not isinstance(node, ConfigDict):
-    raise CommandError(f"--set {item}: config key {'.'.join(parents)!r} is a "
-                       "value, not a group of keys")
+    raise CommandError(
+        f"--set {item}: config key {'.'.join(parents)!r} is a "
+        "value, not a group of keys"
+    )
   if last in node:
     if isinstance(node[last], ConfigDict):
-      raise CommandError(f"--set {item}: config key {key!r} is a group; set "
-                         f"one of its keys: {sorted(node[last].keys())}")
+      raise CommandError(
+          f"--set {item}: config key {key!r} is a group; set "
+          f"one of its keys: {sorted(node[last].keys())}"
+      )
     value = convert_value(key, text, node.get_type(last))
   else:
     value = _literal(text)
@@ -251,6 +267,7 @@ def train(args: argparse.Namespace) -> int:
   import jax
   from tljax.train import parallel
   from tljax.train.experiment import format_gaps, format_table, run_experiment
+
   _quiet_logging()
   # Multi-host: before JAX touches a device (see tljax.train.parallel).
   parallel.maybe_initialize_distributed(config)
@@ -263,6 +280,7 @@ def train(args: argparse.Namespace) -> int:
     print(format_gaps(results["negative_transfer"]))
   if args.report and jax.process_index() == 0:
     from tljax.report import report_experiment  # matplotlib: only when asked
+
     report_experiment(workdir)
     print(f"\nreport: {os.path.join(os.path.abspath(workdir), 'report.md')}")
   print(f"\nresults in {os.path.abspath(workdir)}")
@@ -272,6 +290,7 @@ def train(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
   """``tljax report``: :func:`tljax.report.command_line.run`."""
   from tljax.report import command_line
+
   return command_line.run(args, prog=f"{PROG} report")
 
 
@@ -281,6 +300,7 @@ def sweep(args: argparse.Namespace) -> int:
   workdir = args.workdir or _default_workdir(args.config, "_sweep")
   from tljax.train import parallel
   from tljax.train.sweep import format_sweep, run_sweep
+
   _quiet_logging()
   parallel.maybe_initialize_distributed(config)
   with config_errors():
@@ -301,28 +321,41 @@ def _int_list(text: str) -> list[int]:
     return [int(item) for item in _comma_list(text)]
   except ValueError:
     raise argparse.ArgumentTypeError(
-        f"expected comma-separated integers, got {text!r}") from None
+        f"expected comma-separated integers, got {text!r}"
+    ) from None
 
 
 def rank_sources(args: argparse.Namespace) -> int:
   """``tljax rank-sources``: scores (and with --verify, transfers) the sources."""
   from tljax.train import rank_sources as ranking
+
   _quiet_logging()
   ranking.enable_compilation_cache(
-      os.path.join(os.path.abspath(args.workdir), "jax_cache"))
+      os.path.join(os.path.abspath(args.workdir), "jax_cache")
+  )
   try:
-    target = ranking.TargetSpec(name=args.target,
-                                labels_per_class=args.labels_per_class or None,
-                                validation_per_class=args.validation_per_class,
-                                data_dir=args.data_dir)
+    target = ranking.TargetSpec(
+        name=args.target,
+        labels_per_class=args.labels_per_class or None,
+        validation_per_class=args.validation_per_class,
+        data_dir=args.data_dir,
+    )
     settings = ranking.TrainSettings(
-        steps=args.steps, batch_size=args.batch_size,
-        learning_rates=ranking.parse_learning_rates(args.learning_rates))
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rates=ranking.parse_learning_rates(args.learning_rates),
+    )
     _, markdown = ranking.rank_sources(
-        args.sources, target, seeds=args.seeds, names=args.names,
-        layer=args.features, scores=args.scores or ranking.SCORE_NAMES,
+        args.sources,
+        target,
+        seeds=args.seeds,
+        names=args.names,
+        layer=args.features,
+        scores=args.scores or ranking.SCORE_NAMES,
         verify_methods=args.methods if args.verify else (),
-        settings=settings, workdir=args.workdir)
+        settings=settings,
+        workdir=args.workdir,
+    )
   except (FileNotFoundError, ValueError) as error:
     raise CommandError(str(error)) from error
   if args.output:
@@ -337,46 +370,113 @@ def _add_rank_sources_arguments(parser: argparse.ArgumentParser) -> None:
   """The flags of ``tljax rank-sources`` (lists are comma-separated)."""
   _add_traceback_argument(parser)
   add = parser.add_argument
-  add("--sources", type=_comma_list, required=True, metavar="RUN[,RUN...]",
-      help="source run dirs (WORKDIR/<method>/seed_<n>)")
-  add("--names", type=_comma_list, default=None, metavar="NAME[,NAME...]",
-      help="labels of the sources (default: from the dirs)")
-  add("--target", default="uci_digits", help="target domain name "
-      "(default: %(default)s)")
-  add("--labels_per_class", type=int, default=10, metavar="K",
-      help="labeled target examples per class (0: all; default: %(default)s)")
-  add("--validation_per_class", type=int, default=0, metavar="K",
+  add(
+      "--sources",
+      type=_comma_list,
+      required=True,
+      metavar="RUN[,RUN...]",
+      help="source run dirs (WORKDIR/<method>/seed_<n>)",
+  )
+  add(
+      "--names",
+      type=_comma_list,
+      default=None,
+      metavar="NAME[,NAME...]",
+      help="labels of the sources (default: from the dirs)",
+  )
+  add(
+      "--target",
+      default="uci_digits",
+      help="target domain name " "(default: %(default)s)",
+  )
+  add(
+      "--labels_per_class",
+      type=int,
+      default=10,
+      metavar="K",
+      help="labeled target examples per class (0: all; default: %(default)s)",
+  )
+  add(
+      "--validation_per_class",
+      type=int,
+      default=0,
+      metavar="K",
       help="target validation examples per class, drawn first (changes which "
-      "examples are labeled; default: %(default)s)")
-  add("--seeds", type=_int_list, default=[0], metavar="SEED[,SEED...]",
-      help="seeds: label draws (and verification runs; default: 0)")
-  add("--features", default="bottleneck", choices=FEATURE_LAYERS,
+      "examples are labeled; default: %(default)s)",
+  )
+  add(
+      "--seeds",
+      type=_int_list,
+      default=[0],
+      metavar="SEED[,SEED...]",
+      help="seeds: label draws (and verification runs; default: 0)",
+  )
+  add(
+      "--features",
+      default="bottleneck",
+      choices=FEATURE_LAYERS,
       help="which features the feature-based scores read "
-      "(default: %(default)s)")
-  add("--scores", type=_comma_list, default=None, metavar="SCORE[,SCORE...]",
+      "(default: %(default)s)",
+  )
+  add(
+      "--scores",
+      type=_comma_list,
+      default=None,
+      metavar="SCORE[,SCORE...]",
       help="scores to compute: logme, leep, nce, h_score, "
-      "shrinkage_h_score, gbc, transrate (default: all)")
-  add("--verify", action="store_true",
-      help="transfer from every source and measure")
-  add("--noverify", dest="verify", action="store_false",
-      help="only score (the default)")
-  add("--methods", type=_comma_list, default=["finetune"],
+      "shrinkage_h_score, gbc, transrate (default: all)",
+  )
+  add(
+      "--verify",
+      action="store_true",
+      help="transfer from every source and measure",
+  )
+  add(
+      "--noverify",
+      dest="verify",
+      action="store_false",
+      help="only score (the default)",
+  )
+  add(
+      "--methods",
+      type=_comma_list,
+      default=["finetune"],
       metavar="METHOD[,METHOD...]",
-      help="transfer methods for --verify (default: finetune)")
-  add("--learning_rates", type=_comma_list, default=["0.01"],
+      help="transfer methods for --verify (default: finetune)",
+  )
+  add(
+      "--learning_rates",
+      type=_comma_list,
+      default=["0.01"],
       metavar="RATE[,METHOD=RATE...]",
       help="learning rate of every verification run, or method=rate entries "
-      "(target_only included; default: 0.01)")
-  add("--steps", type=int, default=300,
-      help="steps of every verification run (default: %(default)s)")
-  add("--batch_size", type=int, default=32,
-      help="target batch size, at most 10 k (default: %(default)s)")
-  add("--workdir", default=os.path.join("workdirs", "rank_sources"),
-      metavar="DIR", help="verification runs and results "
-      "(default: %(default)s)")
+      "(target_only included; default: 0.01)",
+  )
+  add(
+      "--steps",
+      type=int,
+      default=300,
+      help="steps of every verification run (default: %(default)s)",
+  )
+  add(
+      "--batch_size",
+      type=int,
+      default=32,
+      help="target batch size, at most 10 k (default: %(default)s)",
+  )
+  add(
+      "--workdir",
+      default=os.path.join("workdirs", "rank_sources"),
+      metavar="DIR",
+      help="verification runs and results " "(default: %(default)s)",
+  )
   add("--data_dir", default=None, metavar="DIR", help="TFDS data dir")
-  add("--output", default=None, metavar="PATH",
-      help="also write the markdown here")
+  add(
+      "--output",
+      default=None,
+      metavar="PATH",
+      help="also write the markdown here",
+  )
 
 
 # --- The parser ------------------------------------------------------------------
@@ -384,27 +484,36 @@ def _add_rank_sources_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_traceback_argument(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
-      "--traceback", action="store_true",
+      "--traceback",
+      action="store_true",
       help="on an error, also print the full stack (for bug reports; "
-      f"{TRACEBACK_ENV}=1 does the same)")
+      f"{TRACEBACK_ENV}=1 does the same)",
+  )
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
   _add_traceback_argument(parser)
   parser.add_argument(
-      "--config", metavar="PATH[:ARG]", default=None,
+      "--config",
+      metavar="PATH[:ARG]",
+      default=None,
       help="a Python config file whose get_config(arg) returns the experiment "
       "config, optionally with its argument after a colon "
       "(configs/moons.py:method=jan,rotation=50). A relative path is looked "
       "up in the current directory, then among the configs packaged with "
       "tljax (configs/digits.py, configs/moons.py, configs/unsupervised.py). "
-      f"Default: the packaged {DEFAULT_CONFIG}.")
+      f"Default: the packaged {DEFAULT_CONFIG}.",
+  )
   parser.add_argument(
-      "--set", action="append", default=[], metavar="KEY=VALUE",
+      "--set",
+      action="append",
+      default=[],
+      metavar="KEY=VALUE",
       help="override a config field (repeatable); dotted keys reach into "
       "groups (optimizer.learning_rate=0.03) and the value is converted to "
       "the field's type: numbers, true/false, None, tuples as '(0, 1)' or "
-      "0,1 and '()' for empty. An unknown key is an error naming it.")
+      "0,1 and '()' for empty. An unknown key is an error naming it.",
+  )
 
 
 _TRAIN_EPILOG = f"""\
@@ -464,45 +573,67 @@ def build_parser() -> argparse.ArgumentParser:
   """The ``tljax`` argument parser, one subparser per command."""
   formatter = argparse.RawDescriptionHelpFormatter
   parser = argparse.ArgumentParser(
-      prog=PROG, formatter_class=formatter,
-      description=_wrap("Transfer learning in JAX: train experiments from "
-                        "Python configs, report them, rank source models and "
-                        "sweep hyper-parameters."),
+      prog=PROG,
+      formatter_class=formatter,
+      description=_wrap(
+          "Transfer learning in JAX: train experiments from "
+          "Python configs, report them, rank source models and "
+          "sweep hyper-parameters."
+      ),
       epilog=f"Run '{PROG} COMMAND --help' for a command's options and "
-      "examples.")
-  commands = parser.add_subparsers(dest="command", metavar="COMMAND",
-                                   required=True)
+      "examples.",
+  )
+  commands = parser.add_subparsers(
+      dest="command", metavar="COMMAND", required=True
+  )
 
   train_parser = commands.add_parser(
-      "train", formatter_class=formatter, epilog=_TRAIN_EPILOG,
+      "train",
+      formatter_class=formatter,
+      epilog=_TRAIN_EPILOG,
       help="train a config's method and baselines over seeds; print the table",
       description=_wrap(
           "Trains config.method and config.baselines for every seed, "
           "prints the results table and the "
-          "negative-transfer gaps, then writes the pictures and report.md."))
+          "negative-transfer gaps, then writes the pictures and report.md."
+      ),
+  )
   _add_config_arguments(train_parser)
   train_parser.add_argument(
-      "--workdir", default=None, metavar="DIR",
+      "--workdir",
+      default=None,
+      metavar="DIR",
       help="where runs, checkpoints and results go; an existing run there "
-      "resumes (default: workdirs/<config file name>)")
+      "resumes (default: workdirs/<config file name>)",
+  )
   train_parser.add_argument(
-      "--noreport", dest="report", action="store_false",
-      help="skip the pictures and report.md at the end")
+      "--noreport",
+      dest="report",
+      action="store_false",
+      help="skip the pictures and report.md at the end",
+  )
   train_parser.set_defaults(run=train)
 
   report_parser = commands.add_parser(
-      "report", formatter_class=formatter, epilog=_REPORT_EPILOG,
+      "report",
+      formatter_class=formatter,
+      epilog=_REPORT_EPILOG,
       help="pictures and markdown reports of finished runs and experiments",
       description=_wrap(
           "Pictures (training curves, features, weights, rankings) and "
-          "report.md of finished runs and experiments."))
+          "report.md of finished runs and experiments."
+      ),
+  )
   from tljax.report import command_line
+
   command_line.add_arguments(report_parser)
   _add_traceback_argument(report_parser)
   report_parser.set_defaults(run=report)
 
   rank_parser = commands.add_parser(
-      "rank-sources", formatter_class=formatter, epilog=_RANK_SOURCES_EPILOG,
+      "rank-sources",
+      formatter_class=formatter,
+      epilog=_RANK_SOURCES_EPILOG,
       help="rank source runs by transferability scores; --verify transfers "
       "and measures",
       description=_wrap(
@@ -510,23 +641,32 @@ def build_parser() -> argparse.ArgumentParser:
           "scores (LogME, LEEP, NCE, H-score, GBC, TransRate) on k labeled "
           "target examples per class; with --verify also transfers from "
           "every source and measures how well each score predicted the "
-          "result (tljax.train.rank_sources)."))
+          "result (tljax.train.rank_sources)."
+      ),
+  )
   _add_rank_sources_arguments(rank_parser)
   rank_parser.set_defaults(run=rank_sources)
 
   sweep_parser = commands.add_parser(
-      "sweep", formatter_class=formatter, epilog=_SWEEP_EPILOG,
+      "sweep",
+      formatter_class=formatter,
+      epilog=_SWEEP_EPILOG,
       help="train a grid of seeds, learning rates and trade-offs as one "
       "vmapped program",
       description=_wrap(
           "Trains config.method for every seed, learning rate and trade-off "
           "(lambda) of the config's sweep grid together "
-          "(tljax.train.sweep.run_sweep) and prints the table."))
+          "(tljax.train.sweep.run_sweep) and prints the table."
+      ),
+  )
   _add_config_arguments(sweep_parser)
   sweep_parser.add_argument(
-      "--workdir", default=None, metavar="DIR",
+      "--workdir",
+      default=None,
+      metavar="DIR",
       help="where the sweep's checkpoints and results go; a rerun resumes "
-      "(default: workdirs/<config file name>_sweep)")
+      "(default: workdirs/<config file name>_sweep)",
+  )
   sweep_parser.set_defaults(run=sweep)
   return parser
 
@@ -546,8 +686,10 @@ def main(argv=None) -> int:
   """
   argv = list(sys.argv[1:] if argv is None else argv)
   args = build_parser().parse_args(argv)
-  show_traceback = (getattr(args, "traceback", False)
-                    or os.environ.get(TRACEBACK_ENV, "").lower() in _TRUE)
+  show_traceback = (
+      getattr(args, "traceback", False)
+      or os.environ.get(TRACEBACK_ENV, "").lower() in _TRUE
+  )
   if not show_traceback:
     warnings.formatwarning = _one_line_warning
     _mute_background_failures()
@@ -561,11 +703,15 @@ def main(argv=None) -> int:
   except errors.RUN_FAILURES as error:
     if show_traceback:
       traceback.print_exc()
-    print(f"{PROG} {args.command}: error: {_failure_message(error)}",
-          file=sys.stderr)
+    print(
+        f"{PROG} {args.command}: error: {_failure_message(error)}",
+        file=sys.stderr,
+    )
     if not show_traceback:
-      print(f"(--traceback or {TRACEBACK_ENV}=1 shows where it happened)",
-            file=sys.stderr)
+      print(
+          f"(--traceback or {TRACEBACK_ENV}=1 shows where it happened)",
+          file=sys.stderr,
+      )
     return 1
 
 
@@ -585,18 +731,23 @@ def _mute_background_failures() -> None:
 
 def _failure_message(error: BaseException) -> str:
   """One line for a run failure; an ``OSError`` names the file and the cause."""
-  if isinstance(error, OSError) and not isinstance(error, tuple(
-      kind for kind in errors.RUN_FAILURES if kind is not OSError)):
+  if isinstance(error, OSError) and not isinstance(
+      error, tuple(kind for kind in errors.RUN_FAILURES if kind is not OSError)
+  ):
     if error.strerror:
       where = f" ({error.filename})" if error.filename else ""
-      hint = {errno.ENOSPC: "; free some space, or use another work dir",
-              errno.EDQUOT: "; free some space, or use another work dir",
-              errno.EROFS: "; use a writable work dir (--workdir)",
-              errno.EACCES: "; use a writable work dir (--workdir)",
-              errno.EPERM: "; use a writable work dir (--workdir)",
-              }.get(error.errno, "")
-      prefix = ("" if isinstance(error, errors.CheckpointSaveError)
-                else "cannot write or read a file: ")
+      hint = {
+          errno.ENOSPC: "; free some space, or use another work dir",
+          errno.EDQUOT: "; free some space, or use another work dir",
+          errno.EROFS: "; use a writable work dir (--workdir)",
+          errno.EACCES: "; use a writable work dir (--workdir)",
+          errno.EPERM: "; use a writable work dir (--workdir)",
+      }.get(error.errno, "")
+      prefix = (
+          ""
+          if isinstance(error, errors.CheckpointSaveError)
+          else "cannot write or read a file: "
+      )
       return f"{prefix}{error.strerror}{where}{hint}"
   text = str(error).strip() or type(error).__name__
   return " ".join(text.split("\n")[0].split())

@@ -79,20 +79,39 @@ import ml_collections
 from ml_collections import config_dict
 
 # Sub-configs whose keys are free (checked by the code they are passed to).
-_FREE_FORM = ("model", "source.kwargs", "target.kwargs", "method_kwargs",
-              "sweep.hparams")
-_POSITIVE_INTS = ("steps", "batch_size", "eval_batch_size", "log_every",
-                  "checkpoint_every", "keep_checkpoints", "prefetch")
+_FREE_FORM = (
+    "model",
+    "source.kwargs",
+    "target.kwargs",
+    "method_kwargs",
+    "sweep.hparams",
+)
+_POSITIVE_INTS = (
+    "steps",
+    "batch_size",
+    "eval_batch_size",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "prefetch",
+)
 _NON_NEGATIVE_INTS = ("eval_every",)
 # What the step's non-finite guard does (see tljax.train.step.guard_nonfinite).
 GUARD_POLICIES = ("stop", "skip", "off")
 
 
 def _domain(name: str) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict({
-      "name": name, "train_split": "train", "test_split": "test",
-      "in_memory": True, "labels_per_class": config_dict.placeholder(int),
-      "validation_per_class": 0, "kwargs": ml_collections.ConfigDict()})
+  return ml_collections.ConfigDict(
+      {
+          "name": name,
+          "train_split": "train",
+          "test_split": "test",
+          "in_memory": True,
+          "labels_per_class": config_dict.placeholder(int),
+          "validation_per_class": 0,
+          "kwargs": ml_collections.ConfigDict(),
+      }
+  )
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -106,12 +125,22 @@ def base_config() -> ml_collections.ConfigDict:
   config.target = _domain("uci_digits")
   config.data_dir = config_dict.placeholder(str)
   config.model = ml_collections.ConfigDict({"name": "lenet"})
-  config.optimizer = ml_collections.ConfigDict({
-      "name": "sgd", "learning_rate": 0.01, "momentum": 0.9,
-      "nesterov": True, "weight_decay": 5e-4, "schedule": "cosine",
-      "warmup_steps": 0, "grad_clip_norm": config_dict.placeholder(float),
-      "inv_alpha": 10.0, "inv_beta": 0.75,
-      "layer_decay": config_dict.placeholder(float), "depth_rules": ()})
+  config.optimizer = ml_collections.ConfigDict(
+      {
+          "name": "sgd",
+          "learning_rate": 0.01,
+          "momentum": 0.9,
+          "nesterov": True,
+          "weight_decay": 5e-4,
+          "schedule": "cosine",
+          "warmup_steps": 0,
+          "grad_clip_norm": config_dict.placeholder(float),
+          "inv_alpha": 10.0,
+          "inv_beta": 0.75,
+          "layer_decay": config_dict.placeholder(float),
+          "depth_rules": (),
+      }
+  )
   config.steps = 1000
   config.batch_size = 64
   config.eval_every = 0
@@ -122,17 +151,24 @@ def base_config() -> ml_collections.ConfigDict:
   config.prefetch = 2
   config.progress_bar = True
   config.trainable_rules = ((".*", 1.0),)
-  config.init_from = ml_collections.ConfigDict({
-      "workdir": config_dict.placeholder(str), "dont_load": ("head/.*",),
-      "zero_init": (), "allow_unverified": False})
+  config.init_from = ml_collections.ConfigDict(
+      {
+          "workdir": config_dict.placeholder(str),
+          "dont_load": ("head/.*",),
+          "zero_init": (),
+          "allow_unverified": False,
+      }
+  )
   config.label_smoothing = 0.0
   config.divergence_policy = "stop"
   config.max_skipped_fraction = 0.05
   config.tensorboard = False
-  config.sweep = ml_collections.ConfigDict({
-      "learning_rates": (), "hparams": ml_collections.ConfigDict()})
-  config.parallel = ml_collections.ConfigDict({
-      "data_parallel": False, "param_rules": (), "distributed": False})
+  config.sweep = ml_collections.ConfigDict(
+      {"learning_rates": (), "hparams": ml_collections.ConfigDict()}
+  )
+  config.parallel = ml_collections.ConfigDict(
+      {"data_parallel": False, "param_rules": (), "distributed": False}
+  )
   return config
 
 
@@ -148,8 +184,10 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     if not separator:
       raise ValueError(f"config argument {item!r} must look like key=value")
     if key not in defaults:
-      raise ValueError(f"config argument key {key!r} is unknown; allowed: "
-                       f"{sorted(defaults)}")
+      raise ValueError(
+          f"config argument key {key!r} is unknown; allowed: "
+          f"{sorted(defaults)}"
+      )
     default = defaults[key]
     if isinstance(default, bool):
       parsed[key] = value.lower() in ("1", "true", "yes")
@@ -209,8 +247,10 @@ def _type_error(name: str, value, expected: type, optional: bool):
     ok = True
   if ok:
     return None
-  return (f"must be of type {expected.__name__}, got {type(value).__name__} "
-          f"{value!r}")
+  return (
+      f"must be of type {expected.__name__}, got {type(value).__name__} "
+      f"{value!r}"
+  )
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -226,10 +266,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for name, _ in _items(config):
     if name not in reference:
       parent = name.rpartition(".")[0]
-      allowed = sorted(key.rpartition(".")[2] for key in reference
-                       if key.rpartition(".")[0] == parent)
-      raise ValueError(f"config key {name!r} is unknown; allowed keys here: "
-                       f"{allowed}")
+      allowed = sorted(
+          key.rpartition(".")[2]
+          for key in reference
+          if key.rpartition(".")[0] == parent
+      )
+      raise ValueError(
+          f"config key {name!r} is unknown; allowed keys here: " f"{allowed}"
+      )
   types = _field_types(base_config())
   for name, value in _items(config):
     expected, optional = types[name]
@@ -238,35 +282,54 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config key {name!r} {problem}")
   policy = config.get("divergence_policy", "stop")
   if policy not in GUARD_POLICIES:
-    raise ValueError(f"config key 'divergence_policy' must be one of "
-                     f"{list(GUARD_POLICIES)}, got {policy!r}")
+    raise ValueError(
+        f"config key 'divergence_policy' must be one of "
+        f"{list(GUARD_POLICIES)}, got {policy!r}"
+    )
   limit = config.get("max_skipped_fraction", 0.05)
   if not 0 <= limit <= 1:
-    raise ValueError(f"config key 'max_skipped_fraction' must lie in [0, 1], "
-                     f"got {limit!r}")
+    raise ValueError(
+        f"config key 'max_skipped_fraction' must lie in [0, 1], "
+        f"got {limit!r}"
+    )
   for name in ("method", "source.name", "target.name", "model.name"):
     value = config
     for part in name.split("."):
       value = value.get(part) if _is_mapping(value) else None
     if not isinstance(value, str) or not value:
-      raise ValueError(f"config key {name!r} is required (a non-empty string), "
-                       f"got {value!r}")
+      raise ValueError(
+          f"config key {name!r} is required (a non-empty string), "
+          f"got {value!r}"
+      )
   for name in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
     value = config.get(name)
     lowest = 1 if name in _POSITIVE_INTS else 0
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-      raise ValueError(f"config key {name!r} must be an integer >= {lowest}, "
-                       f"got {value!r}")
+      raise ValueError(
+          f"config key {name!r} must be an integer >= {lowest}, "
+          f"got {value!r}"
+      )
   seeds = config.get("seeds")
-  if (isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple))
-      or not seeds or not all(isinstance(seed, int) and not isinstance(
-          seed, bool) and seed >= 0 for seed in seeds)):
-    raise ValueError(f"config key 'seeds' must be a non-empty sequence of "
-                     f"non-negative integers, got {seeds!r}")
+  if (
+      isinstance(seeds, (str, bytes))
+      or not isinstance(seeds, (list, tuple))
+      or not seeds
+      or not all(
+          isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0
+          for seed in seeds
+      )
+  ):
+    raise ValueError(
+        f"config key 'seeds' must be a non-empty sequence of "
+        f"non-negative integers, got {seeds!r}"
+    )
   if len(set(seeds)) != len(seeds):
     raise ValueError(f"config key 'seeds' has repeated seeds {list(seeds)}")
   baselines = config.get("baselines")
   if isinstance(baselines, (str, bytes)) or not isinstance(
-      baselines, (list, tuple)):
-    raise ValueError(f"config key 'baselines' must be a sequence of method "
-                     f"names, got {baselines!r}")
+      baselines, (list, tuple)
+  ):
+    raise ValueError(
+        f"config key 'baselines' must be a sequence of method "
+        f"names, got {baselines!r}"
+    )

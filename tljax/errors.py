@@ -52,5 +52,10 @@ class DataError(RuntimeError):
 
 
 #: What the command line reports as one line with exit status 1.
-RUN_FAILURES = (CheckpointError, DivergenceError, WorkdirBusyError, DataError,
-                OSError)
+RUN_FAILURES = (
+    CheckpointError,
+    DivergenceError,
+    WorkdirBusyError,
+    DataError,
+    OSError,
+)

@@ -24,8 +24,9 @@ from typing import Any
 
 import jax
 
-LossFn = Callable[[Any, Any, Any, jax.Array, Any],
-                  tuple[jax.Array, tuple[Any, dict]]]
+LossFn = Callable[
+    [Any, Any, Any, jax.Array, Any], tuple[jax.Array, tuple[Any, dict]]
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Stage:
       updates; the others enter its loss as constants.
     repeat: how many times the stage is applied in a row (MCD's ``num_k``).
   """
+
   name: str
   loss_fn: LossFn
   groups: tuple[str, ...]
@@ -48,5 +50,7 @@ class Stage:
     if not self.groups:
       raise ValueError(f"Stage {self.name!r} must update at least one group")
     if not isinstance(self.repeat, int) or self.repeat < 1:
-      raise ValueError(f"Stage {self.name!r}: repeat must be an int >= 1, got "
-                       f"{self.repeat!r}")
+      raise ValueError(
+          f"Stage {self.name!r}: repeat must be an int >= 1, got "
+          f"{self.repeat!r}"
+      )

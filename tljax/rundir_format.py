@@ -27,10 +27,19 @@ from typing import Any
 
 from tljax.errors import RunDirNotFoundError
 
-__all__ = ["CHECKPOINT_SUBDIR", "METRICS_FILE", "RUN_CONFIG_FILE",
-           "SEED_DIR", "SUMMARY_FILE", "checkpoint_steps", "check_run_dir",
-           "is_run_dir", "read_run_config", "resolve_checkpoint_dir",
-           "seed_of_dir"]
+__all__ = [
+    "CHECKPOINT_SUBDIR",
+    "METRICS_FILE",
+    "RUN_CONFIG_FILE",
+    "SEED_DIR",
+    "SUMMARY_FILE",
+    "checkpoint_steps",
+    "check_run_dir",
+    "is_run_dir",
+    "read_run_config",
+    "resolve_checkpoint_dir",
+    "seed_of_dir",
+]
 
 RUN_CONFIG_FILE = "run_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -58,12 +67,14 @@ def check_run_dir(path: Any, argument: str = "run_dir") -> str:
     raise ValueError(f"{argument} must be a directory path, got {path!r}")
   path = os.fspath(path)
   if not os.path.isdir(path):
-    raise RunDirNotFoundError(f"{argument} {path!r} does not exist or is not "
-                              "a directory")
+    raise RunDirNotFoundError(
+        f"{argument} {path!r} does not exist or is not " "a directory"
+    )
   if not is_run_dir(path):
     raise RunDirNotFoundError(
         f"{argument} {path!r} has no {RUN_CONFIG_FILE}: it is not a tljax run "
-        "directory (WORKDIR/<method>/seed_<n>, or the work dir of tljax train)")
+        "directory (WORKDIR/<method>/seed_<n>, or the work dir of tljax train)"
+    )
   return path
 
 
@@ -81,12 +92,15 @@ def read_run_config(path: Any, argument: str = "run_dir") -> dict:
     with open(record_path, encoding="utf-8") as stream:
       record = json.load(stream)
   except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise ValueError(f"{argument} {path!r}: {RUN_CONFIG_FILE} is not valid "
-                     f"JSON ({error})") from None
-  if not isinstance(record, dict) or not isinstance(record.get("config"),
-                                                    dict):
-    raise ValueError(f"{argument} {path!r}: {RUN_CONFIG_FILE} is not a tljax "
-                     "run config (no 'config' key)")
+    raise ValueError(
+        f"{argument} {path!r}: {RUN_CONFIG_FILE} is not valid "
+        f"JSON ({error})"
+    ) from None
+  if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+    raise ValueError(
+        f"{argument} {path!r}: {RUN_CONFIG_FILE} is not a tljax "
+        "run config (no 'config' key)"
+    )
   return record
 
 
@@ -109,8 +123,10 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> str:
   try:
     path = os.fspath(path)
   except TypeError:
-    raise ValueError(f"path must be a directory path (str or os.PathLike), "
-                     f"got {type(path).__name__} {path!r}") from None
+    raise ValueError(
+        f"path must be a directory path (str or os.PathLike), "
+        f"got {type(path).__name__} {path!r}"
+    ) from None
   if not isinstance(path, str) or not path:
     raise ValueError(f"path must be a non-empty str path, got {path!r}")
   nested = os.path.join(path, CHECKPOINT_SUBDIR)
@@ -128,5 +144,8 @@ def checkpoint_steps(checkpoint_dir: str | os.PathLike) -> list[int]:
     names = os.listdir(checkpoint_dir)
   except (FileNotFoundError, NotADirectoryError):
     return []
-  return sorted(int(name) for name in names if name.isdigit()
-                and os.path.isdir(os.path.join(checkpoint_dir, name)))
+  return sorted(
+      int(name)
+      for name in names
+      if name.isdigit() and os.path.isdir(os.path.join(checkpoint_dir, name))
+  )

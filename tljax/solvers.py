@@ -6,8 +6,9 @@ import jax
 import optax
 
 
-def minimize_lbfgs(objective, initial, *, max_iterations: int,
-                   tolerance: float = 1e-6):
+def minimize_lbfgs(
+    objective, initial, *, max_iterations: int, tolerance: float = 1e-6
+):
   """Minimises a smooth ``objective`` with ``optax.lbfgs`` from ``initial``.
 
   Runs inside a ``jax.lax.while_loop`` (jit-safe) until the gradient norm
@@ -21,7 +22,7 @@ def minimize_lbfgs(objective, initial, *, max_iterations: int,
     parameters, state = carry
     value, grad = value_and_grad(parameters, state=state)
     updates, state = solver.update(
-      grad, state, parameters, value=value, grad=grad, value_fn=objective
+        grad, state, parameters, value=value, grad=grad, value_fn=objective
     )
     return optax.apply_updates(parameters, updates), state
 
@@ -29,7 +30,11 @@ def minimize_lbfgs(objective, initial, *, max_iterations: int,
     _, state = carry
     count = optax.tree.get(state, "count")
     gradient_norm = optax.tree.norm(optax.tree.get(state, "grad"))
-    return (count == 0) | ((count < max_iterations) & (gradient_norm >= tolerance))
+    return (count == 0) | (
+        (count < max_iterations) & (gradient_norm >= tolerance)
+    )
 
-  parameters, _ = jax.lax.while_loop(running, step, (initial, solver.init(initial)))
+  parameters, _ = jax.lax.while_loop(
+      running, step, (initial, solver.init(initial))
+  )
   return parameters

@@ -15,9 +15,15 @@ from importlib import metadata
 
 import numpy as np
 
-
-SECTION_ORDER = ("dann", "resnet", "mmd", "reweight", "logme", "compile",
-                 "sweep")
+SECTION_ORDER = (
+    "dann",
+    "resnet",
+    "mmd",
+    "reweight",
+    "logme",
+    "compile",
+    "sweep",
+)
 RESNET_GFLOP_PER_IMAGE = 3 * 4.1  # forward + backward, ResNet-50 at 224×224
 NUM_DIGIT_CLASSES = 10
 XLA_CONV_ROW = "tljax, conv_impl='xla'"
@@ -33,13 +39,17 @@ class Table:
 
   def add(self, *cells) -> None:
     if len(cells) != len(self.header):
-      raise ValueError(f"row {cells} has {len(cells)} cells, the header "
-                       f"{self.header} {len(self.header)}")
+      raise ValueError(
+          f"row {cells} has {len(cells)} cells, the header "
+          f"{self.header} {len(self.header)}"
+      )
     self.rows.append([str(cell) for cell in cells])
 
   def markdown(self) -> list[str]:
-    lines = ["| " + " | ".join(self.header) + " |",
-             "| " + " | ".join("---" for _ in self.header) + " |"]
+    lines = [
+        "| " + " | ".join(self.header) + " |",
+        "| " + " | ".join("---" for _ in self.header) + " |",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in self.rows]
     return lines
 
@@ -69,7 +79,7 @@ def fmt(value, digits: int = 3) -> str:
     return "n/a"
   if isinstance(value, str):
     return value
-  if abs(value) >= 10 ** digits:
+  if abs(value) >= 10**digits:
     return f"{value:,.0f}"
   return f"{value:.{digits}g}"
 
@@ -137,15 +147,22 @@ def describe_machine(ctx) -> list[str]:
 
   device = jax.devices()[0]
   cores = os.cpu_count()
-  usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+  usable = (
+      len(os.sched_getaffinity(0))
+      if hasattr(os, "sched_getaffinity")
+      else cores
+  )
   torch = ctx.torch
   lines = [
       f"- CPU: {cpu_model()}, {cores} logical cores ({usable} usable by this "
       "process)",
       f"- JAX backend: {device.platform} ({device.device_kind}, "
       f"{jax.device_count()} device(s))"
-      + ("; JAX's CPU runtime uses all usable cores"
-         if device.platform == "cpu" else ""),
+      + (
+          "; JAX's CPU runtime uses all usable cores"
+          if device.platform == "cpu"
+          else ""
+      ),
       f"- Python {platform.python_version()}, jax {jax.__version__}, "
       f"jaxlib {version('jaxlib')}, flax {version('flax')}, "
       f"optax {version('optax')}, numpy {np.__version__}",
@@ -153,10 +170,15 @@ def describe_machine(ctx) -> list[str]:
   if torch is None:
     lines.append("- PyTorch: not installed (its rows read n/a)")
   else:
-    lines.append(f"- PyTorch {torch.__version__}, intra-op threads set to "
-                 f"{torch.get_num_threads()} (= the usable cores, as JAX)")
-  lines.append(f"- adapt: run by {ctx.adapt_python}" if ctx.adapt_python
-               else f"- adapt: {version('adapt')}")
+    lines.append(
+        f"- PyTorch {torch.__version__}, intra-op threads set to "
+        f"{torch.get_num_threads()} (= the usable cores, as JAX)"
+    )
+  lines.append(
+      f"- adapt: run by {ctx.adapt_python}"
+      if ctx.adapt_python
+      else f"- adapt: {version('adapt')}"
+  )
   return lines
 
 

@@ -11,7 +11,6 @@ import time
 from benchmarks.common import Section, Table, fmt, ratio, resident_bytes
 from benchmarks.dann import tljax_dann
 
-
 # --- Section: compile time and memory ---------------------------------------
 
 
@@ -27,17 +26,32 @@ def section_compile(args, ctx) -> Section:
       "building, compiling and running one step where the analysis is "
       "missing. `torch.compile` first call: the first step of the compiled "
       "PyTorch DANN in the `dann` section (compilation plus one step), next "
-      "to tljax's first jitted call there."]
-  table = Table(["input", "batch", "lower (s)", "compile (s)",
-                 "XLA memory: arguments / outputs / temporaries (MiB)",
-                 "RSS growth (MiB)", "tljax first call (s)",
-                 "torch.compile first call (s)", "torch.compile ÷ tljax"])
+      "to tljax's first jitted call there."
+  ]
+  table = Table(
+      [
+          "input",
+          "batch",
+          "lower (s)",
+          "compile (s)",
+          "XLA memory: arguments / outputs / temporaries (MiB)",
+          "RSS growth (MiB)",
+          "tljax first call (s)",
+          "torch.compile first call (s)",
+          "torch.compile ÷ tljax",
+      ]
+  )
   first_calls = ctx.results.get("dann_first_call", {})
   for size in args.image_sizes:
     for batch in args.batch_sizes:
       before = resident_bytes()
-      run, lower = tljax_dann(model_name="lenet", image_shape=(size, size, 1),
-                              batch_size=batch, dtype=jnp.float32, seed=1)
+      run, lower = tljax_dann(
+          model_name="lenet",
+          image_shape=(size, size, 1),
+          batch_size=batch,
+          dtype=jnp.float32,
+          seed=1,
+      )
       start = time.perf_counter()
       lowered = lower()
       lowered_at = time.perf_counter()
@@ -47,25 +61,42 @@ def section_compile(args, ctx) -> Section:
       try:
         analysis = compiled.memory_analysis()
         if analysis is not None:
-          memory = " / ".join(f"{value / 2 ** 20:.1f}" for value in (
-              analysis.argument_size_in_bytes, analysis.output_size_in_bytes,
-              analysis.temp_size_in_bytes))
+          memory = " / ".join(
+              f"{value / 2 ** 20:.1f}"
+              for value in (
+                  analysis.argument_size_in_bytes,
+                  analysis.output_size_in_bytes,
+                  analysis.temp_size_in_bytes,
+              )
+          )
       except Exception:  # noqa: BLE001 (not every backend has it)
         pass
       run(1)
       after = resident_bytes()
-      growth = ((after - before) / 2 ** 20 if before is not None
-                and after is not None else None)
+      growth = (
+          (after - before) / 2**20
+          if before is not None and after is not None
+          else None
+      )
       first = first_calls.get((size, batch), {})
       ours = first.get("tljax (jit)")
       theirs = first.get("PyTorch torch.compile")
-      table.add(f"{size}×{size}×1", f"{batch}+{batch}",
-                fmt(lowered_at - start), fmt(compiled_at - lowered_at),
-                memory, fmt(growth), fmt(ours), fmt(theirs),
-                ratio(theirs, ours))
-      print(f"compile {size} {batch}: lower {lowered_at - start:.2f} s, "
-            f"compile {compiled_at - lowered_at:.2f} s, memory {memory}",
-            flush=True)
+      table.add(
+          f"{size}×{size}×1",
+          f"{batch}+{batch}",
+          fmt(lowered_at - start),
+          fmt(compiled_at - lowered_at),
+          memory,
+          fmt(growth),
+          fmt(ours),
+          fmt(theirs),
+          ratio(theirs, ours),
+      )
+      print(
+          f"compile {size} {batch}: lower {lowered_at - start:.2f} s, "
+          f"compile {compiled_at - lowered_at:.2f} s, memory {memory}",
+          flush=True,
+      )
   section.tables.append(table)
   section.notes = [
       "The state is donated, so XLA aliases most of the arguments to the "

@@ -13,14 +13,21 @@ import numpy as np
 
 from benchmarks.common import NUM_DIGIT_CLASSES, Section, Table, XLA_CONV_ROW, fmt, interleaved_rates, ratio, short_error, warm_up
 
-
 # --- tljax: the DANN step, built as tljax.train.loop builds it ---------------
 
 
-def tljax_dann(*, model_name: str, image_shape, batch_size: int, dtype,
-               num_classes: int = NUM_DIGIT_CLASSES, hidden_dim: int = 500,
-               weight_decay: float = 5e-4, seed: int = 0,
-               model_options=None):
+def tljax_dann(
+    *,
+    model_name: str,
+    image_shape,
+    batch_size: int,
+    dtype,
+    num_classes: int = NUM_DIGIT_CLASSES,
+    hidden_dim: int = 500,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    model_options=None,
+):
   """The registered ``dann`` recipe's jitted step, its state and one batch.
 
   Follows :func:`tljax.train.loop.train_and_evaluate`: model from the
@@ -57,35 +64,53 @@ def tljax_dann(*, model_name: str, image_shape, batch_size: int, dtype,
   config.batch_size = batch_size
 
   options = dict(bottleneck_dim=256, **(model_options or {}))
-  model = models_lib.create_model(model_name, num_classes=num_classes,
-                                  input_shape=tuple(image_shape), dtype=dtype,
-                                  **options)
+  model = models_lib.create_model(
+      model_name,
+      num_classes=num_classes,
+      input_shape=tuple(image_shape),
+      dtype=dtype,
+      **options,
+  )
   method = methods_lib.build_method("dann", config, model)
   init_key, train_key = jax.random.split(jax.random.key(seed))
   params, model_state = jax.jit(model.init)(init_key)
   rng = np.random.default_rng(seed)
   probe = types.SimpleNamespace(
-      inputs=rng.random((2, *image_shape), dtype=np.float32))
+      inputs=rng.random((2, *image_shape), dtype=np.float32)
+  )
   context = methods_lib.TransferContext(
-      params=params, model_state=model_state, transferred=frozenset(),
-      source_params=None, source_model_state=None, model=model,
-      domains={"source": {"train": probe}}, config=config, seed=seed)
+      params=params,
+      model_state=model_state,
+      transferred=frozenset(),
+      source_params=None,
+      source_model_state=None,
+      model=model,
+      domains={"source": {"train": probe}},
+      config=config,
+      seed=seed,
+  )
   # Jitted so the set-up compiles once instead of op by op (same values).
   params = {**params, **jax.jit(lambda: method.init_params(context))()}
   rules = [tuple(rule) for rule in config.trainable_rules]
   trainable, _ = params_lib.split(params, rules)
   optimizer = params_lib.with_learning_rate_multipliers(
-      make_optimizer(dict(config.optimizer), config.steps), trainable, rules,
+      make_optimizer(dict(config.optimizer), config.steps),
+      trainable,
+      rules,
       layer_decay=config.optimizer.get("layer_decay"),
-      depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules])
-  state = jax.jit(lambda params, model_state: create_train_state(
-      params, model_state, optimizer, rules=rules,
-      hparams=method.hparams))(params, model_state)
+      depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules],
+  )
+  state = jax.jit(
+      lambda params, model_state: create_train_state(
+          params, model_state, optimizer, rules=rules, hparams=method.hparams
+      )
+  )(params, model_state)
   # As the loop jits it: the per-step key fold_in(train_key, step) is made
   # inside the step from the batch's step counter.
-  step = jax.jit(keyed_by_step(make_train_step(method.loss_fn, optimizer,
-                                               jit=False)),
-                 donate_argnums=0)
+  step = jax.jit(
+      keyed_by_step(make_train_step(method.loss_fn, optimizer, jit=False)),
+      donate_argnums=0,
+  )
 
   source = jnp.asarray(rng.random((batch_size, *image_shape), dtype=np.float32))
   target = jnp.asarray(rng.random((batch_size, *image_shape), dtype=np.float32))
@@ -93,9 +118,11 @@ def tljax_dann(*, model_name: str, image_shape, batch_size: int, dtype,
   holder = {"state": state, "counter": 0}
 
   def batch_for(counter):
-    return {"step": np.int32(counter % config.steps),
-            "source": {"input": source, "label": labels},
-            "target": {"input": target}}
+    return {
+        "step": np.int32(counter % config.steps),
+        "source": {"input": source, "label": labels},
+        "target": {"input": target},
+    }
 
   def run(num_steps: int) -> float:
     start = time.perf_counter()
@@ -149,8 +176,13 @@ def torch_modules(torch):
 
     def coefficient(self) -> float:
       span = self.hi - self.lo
-      value = (2.0 * span / (1.0 + math.exp(-self.alpha * self.iter_num
-                                            / self.max_iters)) - span + self.lo)
+      value = (
+          2.0
+          * span
+          / (1.0 + math.exp(-self.alpha * self.iter_num / self.max_iters))
+          - span
+          + self.lo
+      )
       self.iter_num += 1
       return value
 
@@ -183,9 +215,11 @@ def torch_modules(torch):
       features = GradientReverseFunction.apply(torch.cat((f_s, f_t)), coeff)
       d_s, d_t = self.domain_discriminator(features).float().chunk(2)
       loss_s = nn.functional.binary_cross_entropy_with_logits(
-          d_s, torch.ones_like(d_s))
+          d_s, torch.ones_like(d_s)
+      )
       loss_t = nn.functional.binary_cross_entropy_with_logits(
-          d_t, torch.zeros_like(d_t))
+          d_t, torch.zeros_like(d_t)
+      )
       return 0.5 * (loss_s + loss_t)
 
   class LeNetBackbone(nn.Module):
@@ -216,7 +250,9 @@ def torch_modules(torch):
       self.backbone = backbone
       self.bottleneck = nn.Sequential(
           nn.Linear(backbone.out_features, bottleneck_dim),
-          nn.BatchNorm1d(bottleneck_dim), nn.ReLU())
+          nn.BatchNorm1d(bottleneck_dim),
+          nn.ReLU(),
+      )
       self.head = nn.Linear(bottleneck_dim, num_classes)
       self.features_dim = bottleneck_dim
 
@@ -228,33 +264,51 @@ def torch_modules(torch):
       WarmStartGradientReverseLayer=WarmStartGradientReverseLayer,
       DomainDiscriminator=DomainDiscriminator,
       DomainAdversarialLoss=DomainAdversarialLoss,
-      LeNetBackbone=LeNetBackbone, ImageClassifier=ImageClassifier)
+      LeNetBackbone=LeNetBackbone,
+      ImageClassifier=ImageClassifier,
+  )
 
 
-def torch_dann(torch, *, backbone, image_shape, batch_size: int,
-               compiled: bool, device: str = "cpu", autocast_dtype=None,
-               channels_last: bool = False, hidden_dim: int = 500,
-               discriminator_batch_norm: bool = False,
-               weight_decay: float = 5e-4, num_classes: int = NUM_DIGIT_CLASSES,
-               seed: int = 0):
+def torch_dann(
+    torch,
+    *,
+    backbone,
+    image_shape,
+    batch_size: int,
+    compiled: bool,
+    device: str = "cpu",
+    autocast_dtype=None,
+    channels_last: bool = False,
+    hidden_dim: int = 500,
+    discriminator_batch_norm: bool = False,
+    weight_decay: float = 5e-4,
+    num_classes: int = NUM_DIGIT_CLASSES,
+    seed: int = 0,
+):
   """``run(n) -> seconds`` of TLlib's DANN training iteration (see the module doc)."""
   modules = torch_modules(torch)
   torch.manual_seed(seed)
   classifier = modules.ImageClassifier(backbone, num_classes).to(device)
   discriminator = modules.DomainDiscriminator(
-      classifier.features_dim, hidden_dim,
-      batch_norm=discriminator_batch_norm).to(device)
+      classifier.features_dim, hidden_dim, batch_norm=discriminator_batch_norm
+  ).to(device)
   domain_adv = modules.DomainAdversarialLoss(discriminator).to(device)
-  grl = modules.WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0,
-                                              max_iters=1000)
+  grl = modules.WarmStartGradientReverseLayer(
+      alpha=1.0, lo=0.0, hi=1.0, max_iters=1000
+  )
   if channels_last:
     classifier = classifier.to(memory_format=torch.channels_last)
   optimizer = torch.optim.SGD(
       list(classifier.parameters()) + list(discriminator.parameters()),
-      lr=0.01, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+      lr=0.01,
+      momentum=0.9,
+      weight_decay=weight_decay,
+      nesterov=True,
+  )
   total = 1000
   scheduler = torch.optim.lr_scheduler.LambdaLR(
-      optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, total) / total)))
+      optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, total) / total))
+  )
   classifier.train()
   domain_adv.train()
 
@@ -264,12 +318,18 @@ def torch_dann(torch, *, backbone, image_shape, batch_size: int,
   def images():
     array = rng.random((batch_size, channels, height, width), dtype=np.float32)
     tensor = torch.from_numpy(array).to(device)
-    return (tensor.contiguous(memory_format=torch.channels_last)
-            if channels_last else tensor)
+    return (
+        tensor.contiguous(memory_format=torch.channels_last)
+        if channels_last
+        else tensor
+    )
 
   x_s, x_t = images(), images()
-  labels_s = torch.from_numpy(
-      rng.integers(0, num_classes, batch_size)).long().to(device)
+  labels_s = (
+      torch.from_numpy(rng.integers(0, num_classes, batch_size))
+      .long()
+      .to(device)
+  )
 
   def compute_loss(x_s, x_t, labels_s, coeff):
     x = torch.cat((x_s, x_t), dim=0)
@@ -282,14 +342,16 @@ def torch_dann(torch, *, backbone, image_shape, batch_size: int,
     return cls_loss + 1.0 * transfer_loss, accuracy
 
   loss_fn = torch.compile(compute_loss) if compiled else compute_loss
-  synchronize = (torch.cuda.synchronize if device.startswith("cuda")
-                 else (lambda: None))
+  synchronize = (
+      torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+  )
 
   def one_step():
     coeff = torch.tensor(grl.coefficient(), device=device)
     if autocast_dtype is not None:
-      with torch.autocast(device_type=device.split(":")[0],
-                          dtype=autocast_dtype):
+      with torch.autocast(
+          device_type=device.split(":")[0], dtype=autocast_dtype
+      ):
         loss, accuracy = loss_fn(x_s, x_t, labels_s, coeff)
     else:
       loss, accuracy = loss_fn(x_s, x_t, labels_s, coeff)
@@ -340,10 +402,19 @@ def section_dann(args, ctx) -> Section:
       f"{args.steps}, enough for the slowest to take about "
       f"{args.round_seconds:g} s), the implementations alternating within "
       "each round; the median round is reported. images/s counts both "
-      "domains. Ratio: tljax's images/s ÷ PyTorch's (above 1: tljax faster)."]
-  table = Table(["input", "batch (source+target)", "implementation",
-                 "timed steps × rounds", "steps/s", "images/s",
-                 "tljax ÷ this"])
+      "domains. Ratio: tljax's images/s ÷ PyTorch's (above 1: tljax faster)."
+  ]
+  table = Table(
+      [
+          "input",
+          "batch (source+target)",
+          "implementation",
+          "timed steps × rounds",
+          "steps/s",
+          "images/s",
+          "tljax ÷ this",
+      ]
+  )
   ctx.results.setdefault("dann_first_call", {})
   for size in args.image_sizes:
     image_shape = (size, size, 1)
@@ -351,28 +422,42 @@ def section_dann(args, ctx) -> Section:
       label = f"{size}×{size}×1"
       runners, failures = {}, {}
       first_call = {}
-      run, _ = tljax_dann(model_name="lenet", image_shape=image_shape,
-                          batch_size=batch, dtype=jnp.float32)
+      run, _ = tljax_dann(
+          model_name="lenet",
+          image_shape=image_shape,
+          batch_size=batch,
+          dtype=jnp.float32,
+      )
       first_call["tljax (jit)"] = run(1)  # trace + compile + one step
       runners["tljax (jit, donated)"] = run
       # The same step with LeNet's convolutions left to XLA (conv_impl="xla").
-      xla_run, _ = tljax_dann(model_name="lenet", image_shape=image_shape,
-                              batch_size=batch, dtype=jnp.float32,
-                              model_options={"conv_impl": "xla"})
+      xla_run, _ = tljax_dann(
+          model_name="lenet",
+          image_shape=image_shape,
+          batch_size=batch,
+          dtype=jnp.float32,
+          model_options={"conv_impl": "xla"},
+      )
       xla_run(1)
       runners[XLA_CONV_ROW] = xla_run
       if torch is not None:
         modules = torch_modules(torch)
-        for name, compiled in (("PyTorch eager (TLlib style)", False),
-                               ("PyTorch torch.compile", True)):
+        for name, compiled in (
+            ("PyTorch eager (TLlib style)", False),
+            ("PyTorch torch.compile", True),
+        ):
           if compiled and args.no_torch_compile:
             failures[name] = "skipped (--no_torch_compile)"
             continue
           try:
             backbone = modules.LeNetBackbone(size, size, 1)
-            torch_run = torch_dann(torch, backbone=backbone,
-                                   image_shape=image_shape, batch_size=batch,
-                                   compiled=compiled)
+            torch_run = torch_dann(
+                torch,
+                backbone=backbone,
+                image_shape=image_shape,
+                batch_size=batch,
+                compiled=compiled,
+            )
             first_call[name] = torch_run(1)
           except Exception as error:  # noqa: BLE001 (torch.compile may fail)
             failures[name] = short_error(error)
@@ -384,9 +469,17 @@ def section_dann(args, ctx) -> Section:
             continue
           name = f"PyTorch eager, {threads} thread{'s' * (threads > 1)}"
           backbone = modules.LeNetBackbone(size, size, 1)
-          runners[name] = with_torch_threads(torch, threads, torch_dann(
-              torch, backbone=backbone, image_shape=image_shape,
-              batch_size=batch, compiled=False))
+          runners[name] = with_torch_threads(
+              torch,
+              threads,
+              torch_dann(
+                  torch,
+                  backbone=backbone,
+                  image_shape=image_shape,
+                  batch_size=batch,
+                  compiled=False,
+              ),
+          )
           runners[name](1)
       else:
         failures["PyTorch eager (TLlib style)"] = "torch not installed"
@@ -396,23 +489,39 @@ def section_dann(args, ctx) -> Section:
       ours = rates["tljax (jit, donated)"]
       timed = f"{steps} × {args.rounds}"
       for name, rate in rates.items():
-        table.add(label, f"{batch}+{batch}", name, timed, fmt(rate),
-                  fmt(rate * 2 * batch),
-                  "—" if name == "tljax (jit, donated)"
-                  else ratio(ours, rate))
+        table.add(
+            label,
+            f"{batch}+{batch}",
+            name,
+            timed,
+            fmt(rate),
+            fmt(rate * 2 * batch),
+            "—" if name == "tljax (jit, donated)" else ratio(ours, rate),
+        )
       for name, reason in failures.items():
-        table.add(label, f"{batch}+{batch}", name, "—", "n/a", "n/a",
-                  f"n/a ({reason})")
+        table.add(
+            label,
+            f"{batch}+{batch}",
+            name,
+            "—",
+            "n/a",
+            "n/a",
+            f"n/a ({reason})",
+        )
       ctx.results["dann_first_call"][(size, batch)] = first_call
-      print(f"dann {label} {batch}+{batch}: "
-            + ", ".join(f"{k} {v * 2 * batch:,.0f} img/s"
-                        for k, v in rates.items()), flush=True)
+      print(
+          f"dann {label} {batch}+{batch}: "
+          + ", ".join(
+              f"{k} {v * 2 * batch:,.0f} img/s" for k, v in rates.items()
+          ),
+          flush=True,
+      )
   section.tables.append(table)
   section.notes = [
       "tljax: `build_method('dann', config, model)` on `create_model('lenet', "
       "bottleneck_dim=256)` (its default `conv_impl='matmul'`: each "
       "convolution one matrix product, the row "
-      f"\"{XLA_CONV_ROW}\" the same step with `lax.conv_general_dilated`; "
+      f'"{XLA_CONV_ROW}" the same step with `lax.conv_general_dilated`; '
       "see tljax/models/lenet.py), discriminator 256→500→500→1 "
       "(`config.method_kwargs.hidden_dim`), `make_optimizer` (SGD, lr 0.01, "
       "momentum 0.9 Nesterov, weight decay 5e-4, cosine schedule), "
@@ -434,8 +543,9 @@ def section_dann(args, ctx) -> Section:
   if torch is not None:
     section.notes.append(
         f"PyTorch intra-op threads: {torch.get_num_threads()} (the usable "
-        "cores; JAX's CPU runtime uses them all too). The extra \"N thread\" "
+        'cores; JAX\'s CPU runtime uses them all too). The extra "N thread" '
         "rows (`--torch_extra_threads`) show how much PyTorch's OpenMP "
         "threads lose when other processes hold the cores: its workers "
-        "spin-wait for each other, which a busy machine punishes.")
+        "spin-wait for each other, which a busy machine punishes."
+    )
   return section

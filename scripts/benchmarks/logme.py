@@ -11,12 +11,12 @@ import numpy as np
 
 from benchmarks.common import Section, Table, fmt, loglog_slope, median_seconds, ratio
 
-
 # --- Section: LogME vs NumPy ---------------------------------------------------
 
 
-def logme_numpy(features, labels, *, tolerance: float = 1e-10,
-                max_iterations: int = 100_000) -> float:
+def logme_numpy(
+    features, labels, *, tolerance: float = 1e-10, max_iterations: int = 100_000
+) -> float:
   """LogME in NumPy, float64: You et al., ICML 2021, Algorithm 1, per class.
 
   For each class ``k`` the one-hot column ``y`` is Bayesian linear
@@ -43,7 +43,8 @@ def logme_numpy(features, labels, *, tolerance: float = 1e-10,
   if dim <= num_examples:
     eigenvalues, vectors = np.linalg.eigh(features.T @ features)
     keep = eigenvalues > max(num_examples, dim) * np.finfo(float).eps * max(
-        eigenvalues.max(), 0.0)
+        eigenvalues.max(), 0.0
+    )
     sigma = eigenvalues[keep]
     left = features @ vectors[:, keep] / np.sqrt(sigma)
   else:
@@ -57,14 +58,22 @@ def logme_numpy(features, labels, *, tolerance: float = 1e-10,
     r = alpha / beta
     denominator = r + sigma
     gamma = float(np.sum(sigma / denominator))
-    weight_norm = float(np.sum(sigma * z2 / denominator ** 2))
-    residual = float(np.sum(r * r * z2 / denominator ** 2)) + outside
+    weight_norm = float(np.sum(sigma * z2 / denominator**2))
+    residual = float(np.sum(r * r * z2 / denominator**2)) + outside
     # β²σz²/(α+βσ)² = σz²/(r+σ)²; log(α + βσ) = log β + log(r + σ).
-    log_det = (rank * math.log(beta) + float(np.sum(np.log(denominator)))
-               + (dim - rank) * math.log(alpha))
-    evidence = (dim / 2 * math.log(alpha) + num_examples / 2 * math.log(beta)
-                - num_examples / 2 * math.log(2 * math.pi)
-                - beta / 2 * residual - alpha / 2 * weight_norm - log_det / 2)
+    log_det = (
+        rank * math.log(beta)
+        + float(np.sum(np.log(denominator)))
+        + (dim - rank) * math.log(alpha)
+    )
+    evidence = (
+        dim / 2 * math.log(alpha)
+        + num_examples / 2 * math.log(beta)
+        - num_examples / 2 * math.log(2 * math.pi)
+        - beta / 2 * residual
+        - alpha / 2 * weight_norm
+        - log_det / 2
+    )
     return evidence / num_examples, gamma, weight_norm, residual
 
   scores = []
@@ -78,9 +87,10 @@ def logme_numpy(features, labels, *, tolerance: float = 1e-10,
       evidence, gamma, weight_norm, residual = terms(alpha, beta, z2, outside)
       new_alpha = gamma / weight_norm
       new_beta = (num_examples - gamma) / residual
-      converged = (abs(new_alpha / new_beta - alpha / beta)
-                   <= tolerance * alpha / beta
-                   or abs(evidence - previous) <= tolerance)
+      converged = (
+          abs(new_alpha / new_beta - alpha / beta) <= tolerance * alpha / beta
+          or abs(evidence - previous) <= tolerance
+      )
       alpha, beta, previous = new_alpha, new_beta, evidence
       if converged:
         break
@@ -111,30 +121,51 @@ def section_logme(args, ctx) -> Section:
       f"compilation, then the median of {args.repeats} warm calls); NumPy: "
       "`logme_numpy` of this script (float64, the paper's fixed point per "
       "class, run to convergence), median of the same number of calls. "
-      "Ratio: NumPy's time ÷ tljax's warm time (above 1: tljax faster)."]
-  table = Table(["n", "tljax first call (s)", "tljax warm (s)", "NumPy (s)",
-                 "NumPy ÷ tljax warm", "|score difference|"])
+      "Ratio: NumPy's time ÷ tljax's warm time (above 1: tljax faster)."
+  ]
+  table = Table(
+      [
+          "n",
+          "tljax first call (s)",
+          "tljax warm (s)",
+          "NumPy (s)",
+          "NumPy ÷ tljax warm",
+          "|score difference|",
+      ]
+  )
   points = []
   for n in args.logme_sizes:
     features, labels = logme_data(n, dim, classes, seed=n)
 
     def ours(features=features, labels=labels):
       return jax.block_until_ready(
-          select.logme(features, labels, num_classes=classes))
+          select.logme(features, labels, num_classes=classes)
+      )
 
     first = median_seconds(ours, 1)
     warm = median_seconds(ours, args.repeats)
-    reference = median_seconds(lambda: logme_numpy(features, labels),
-                               args.repeats)
+    reference = median_seconds(
+        lambda: logme_numpy(features, labels), args.repeats
+    )
     difference = abs(float(ours()) - logme_numpy(features, labels))
     points.append((n, warm, reference))
-    table.add(n, fmt(first), fmt(warm), fmt(reference), ratio(reference, warm),
-              f"{difference:.1e}")
-    print(f"logme n={n}: tljax {warm:.4f} s, numpy {reference:.4f} s", flush=True)
+    table.add(
+        n,
+        fmt(first),
+        fmt(warm),
+        fmt(reference),
+        ratio(reference, warm),
+        f"{difference:.1e}",
+    )
+    print(
+        f"logme n={n}: tljax {warm:.4f} s, numpy {reference:.4f} s", flush=True
+    )
   sizes = [n for n, _, _ in points]
   section.tables.append(table)
   slopes = Table(["implementation", "log-log slope of time vs n"])
-  slopes.add("tljax (warm)", fmt(loglog_slope(sizes, [t for _, t, _ in points]), 2))
+  slopes.add(
+      "tljax (warm)", fmt(loglog_slope(sizes, [t for _, t, _ in points]), 2)
+  )
   slopes.add("NumPy", fmt(loglog_slope(sizes, [t for _, _, t in points]), 2))
   section.tables.append(slopes)
   section.notes = [

@@ -10,7 +10,6 @@ import numpy as np
 
 from benchmarks.common import Section, Table, fmt, median_seconds, ratio, short_error
 
-
 # --- Section: MK-MMD ----------------------------------------------------------
 
 
@@ -28,6 +27,7 @@ def torch_mkmmd(torch, *, distances: str = "broadcast"):
   nn = torch.nn
 
   class GaussianKernel(nn.Module):
+
     def __init__(self, alpha=1.0):
       super().__init__()
       self.alpha = alpha
@@ -37,8 +37,9 @@ def torch_mkmmd(torch, *, distances: str = "broadcast"):
         squared = ((pooled.unsqueeze(0) - pooled.unsqueeze(1)) ** 2).sum(2)
       else:
         norms = (pooled * pooled).sum(1)
-        squared = (norms[:, None] + norms[None, :]
-                   - 2.0 * pooled @ pooled.T).clamp_min(0.0)
+        squared = (
+            norms[:, None] + norms[None, :] - 2.0 * pooled @ pooled.T
+        ).clamp_min(0.0)
       sigma_square = self.alpha * torch.mean(squared.detach())
       return torch.exp(-squared / (2 * sigma_square))
 
@@ -54,6 +55,7 @@ def torch_mkmmd(torch, *, distances: str = "broadcast"):
     return weights
 
   class MultipleKernelMaximumMeanDiscrepancy(nn.Module):
+
     def __init__(self, kernels):
       super().__init__()
       self.kernels = nn.ModuleList(kernels)
@@ -68,7 +70,8 @@ def torch_mkmmd(torch, *, distances: str = "broadcast"):
       return (kernel_matrix * self.index_matrix).sum() + 2.0 / (batch - 1)
 
   return MultipleKernelMaximumMeanDiscrepancy(
-      [GaussianKernel(alpha=2.0 ** k) for k in range(-3, 2)])
+      [GaussianKernel(alpha=2.0**k) for k in range(-3, 2)]
+  )
 
 
 def section_mmd(args, ctx) -> Section:
@@ -85,9 +88,16 @@ def section_mmd(args, ctx) -> Section:
       f"{dim}-dimensional features (standard normal, target shifted by 0.5), "
       f"float32. Median of {args.repeats} calls after one warm-up call; "
       "implementations timed in turn at each size. Ratio: this row's time ÷ "
-      "tljax default's (above 1: tljax faster)."]
-  table = Table(["batch per domain", "implementation", "ms per call",
-                 "this ÷ tljax default"])
+      "tljax default's (above 1: tljax faster)."
+  ]
+  table = Table(
+      [
+          "batch per domain",
+          "implementation",
+          "ms per call",
+          "this ÷ tljax default",
+      ]
+  )
   check_notes = []
   for batch in args.mmd_sizes:
     rng = np.random.default_rng(batch)
@@ -96,31 +106,43 @@ def section_mmd(args, ctx) -> Section:
     times = {}
     failures = {}
     pooled = 2 * batch
-    tllib_multipliers = [2.0 ** k * (pooled - 1) / pooled for k in range(-3, 2)]
+    tllib_multipliers = [2.0**k * (pooled - 1) / pooled for k in range(-3, 2)]
     variants = {
         "tljax `align.mmd` (default: median heuristic)": {},
         "tljax `align.mmd`, mean heuristic (as TLlib)": {
-            "bandwidth_heuristic": "mean"},
+            "bandwidth_heuristic": "mean"
+        },
     }
     source_j, target_j = jnp.asarray(source), jnp.asarray(target)
     for name, options in variants.items():
-      function = jax.jit(jax.value_and_grad(
-          lambda s, t, options=options: align.mmd(s, t, **options),
-          argnums=(0, 1)))
+      function = jax.jit(
+          jax.value_and_grad(
+              lambda s, t, options=options: align.mmd(s, t, **options),
+              argnums=(0, 1),
+          )
+      )
       jax.block_until_ready(function(source_j, target_j))
       times[name] = median_seconds(
           lambda function=function: jax.block_until_ready(
-              function(source_j, target_j)), args.repeats)
+              function(source_j, target_j)
+          ),
+          args.repeats,
+      )
     if torch is not None:
       for name, distances in (
-          ("PyTorch TLlib-style (broadcast (N, N, D) distances, as TLlib)",
-           "broadcast"),
-          ("PyTorch TLlib-style, matmul distances", "matmul")):
-        needed = 5 * pooled * pooled * dim * 4 / 2 ** 30
+          (
+              "PyTorch TLlib-style (broadcast (N, N, D) distances, as TLlib)",
+              "broadcast",
+          ),
+          ("PyTorch TLlib-style, matmul distances", "matmul"),
+      ):
+        needed = 5 * pooled * pooled * dim * 4 / 2**30
         if distances == "broadcast" and needed > args.torch_memory_gb:
-          failures[name] = (f"its (N, N, D) differences would hold "
-                            f"≈{needed:.1f} GiB (> --torch_memory_gb "
-                            f"{args.torch_memory_gb:g})")
+          failures[name] = (
+              f"its (N, N, D) differences would hold "
+              f"≈{needed:.1f} GiB (> --torch_memory_gb "
+              f"{args.torch_memory_gb:g})"
+          )
           continue
         loss_module = torch_mkmmd(torch, distances=distances)
         z_s = torch.from_numpy(source).requires_grad_(True)
@@ -137,13 +159,19 @@ def section_mmd(args, ctx) -> Section:
           continue
         times[name] = median_seconds(call, args.repeats)
         if distances == "matmul":
-          reference = float(align.mmd(
-              source_j, target_j, bandwidth_heuristic="mean",
-              bandwidth_multipliers=tllib_multipliers)) + 2.0 / (batch - 1)
+          reference = float(
+              align.mmd(
+                  source_j,
+                  target_j,
+                  bandwidth_heuristic="mean",
+                  bandwidth_multipliers=tllib_multipliers,
+              )
+          ) + 2.0 / (batch - 1)
           check_notes.append(
               f"batch {batch}: TLlib-style value {value:.6g}, tljax "
               f"`mmd(bandwidth_heuristic='mean', bandwidth_multipliers="
-              f"2^k·(N−1)/N)` + 2/(b−1) = {reference:.6g}.")
+              f"2^k·(N−1)/N)` + 2/(b−1) = {reference:.6g}."
+          )
     else:
       failures["PyTorch TLlib-style"] = "torch not installed"
     base = times["tljax `align.mmd` (default: median heuristic)"]
@@ -151,8 +179,11 @@ def section_mmd(args, ctx) -> Section:
       table.add(batch, name, fmt(1e3 * seconds), ratio(seconds, base))
     for name, reason in failures.items():
       table.add(batch, name, "n/a", f"n/a ({reason})")
-    print(f"mmd {batch}: " + ", ".join(f"{k} {1e3 * v:.2f} ms"
-                                       for k, v in times.items()), flush=True)
+    print(
+        f"mmd {batch}: "
+        + ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in times.items()),
+        flush=True,
+    )
   section.tables.append(table)
   section.notes = [
       "tljax's default kernels: 5 Gaussians, σ² = {¼, ½, 1, 2, 4} × the "

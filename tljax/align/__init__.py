@@ -36,15 +36,19 @@ documents. None of this adds work to a jitted step.
 
 from tljax.align.class_confusion import minimum_class_confusion
 from tljax.align.classifier_discrepancy import classifier_discrepancy
-from tljax.align.conditional_adversarial import (conditional_adversarial_loss,
-                                                 multilinear_map,
-                                                 random_multilinear_matrices,
-                                                 randomized_multilinear_map)
+from tljax.align.conditional_adversarial import (
+    conditional_adversarial_loss,
+    multilinear_map,
+    random_multilinear_matrices,
+    randomized_multilinear_map,
+)
 from tljax.align.coral import CORAL_CONVENTIONS, coral, coral_recolor
 from tljax.align.domain_adversarial import domain_adversarial_loss
 from tljax.align.entropy import entropy, entropy_weights
-from tljax.align.feature_norm import (adaptive_feature_norm,
-                                      stepwise_adaptive_feature_norm)
+from tljax.align.feature_norm import (
+    adaptive_feature_norm,
+    stepwise_adaptive_feature_norm,
+)
 from tljax.align.gradient_reversal import dann_coefficient, gradient_reversal
 from tljax.align.margin_disparity import margin_disparity_discrepancy
 from tljax.align.mmd import jmmd, mmd
@@ -53,26 +57,26 @@ from tljax.align.subspace_alignment import subspace_alignment
 from tljax.align.tca import tca
 
 __all__ = [
-  "adaptive_feature_norm",
-  "batch_spectral_penalization",
-  "classifier_discrepancy",
-  "conditional_adversarial_loss",
-  "CORAL_CONVENTIONS",
-  "coral",
-  "coral_recolor",
-  "dann_coefficient",
-  "domain_adversarial_loss",
-  "entropy",
-  "entropy_weights",
-  "gradient_reversal",
-  "jmmd",
-  "margin_disparity_discrepancy",
-  "minimum_class_confusion",
-  "mmd",
-  "multilinear_map",
-  "random_multilinear_matrices",
-  "randomized_multilinear_map",
-  "stepwise_adaptive_feature_norm",
-  "subspace_alignment",
-  "tca",
+    "adaptive_feature_norm",
+    "batch_spectral_penalization",
+    "classifier_discrepancy",
+    "conditional_adversarial_loss",
+    "CORAL_CONVENTIONS",
+    "coral",
+    "coral_recolor",
+    "dann_coefficient",
+    "domain_adversarial_loss",
+    "entropy",
+    "entropy_weights",
+    "gradient_reversal",
+    "jmmd",
+    "margin_disparity_discrepancy",
+    "minimum_class_confusion",
+    "mmd",
+    "multilinear_map",
+    "random_multilinear_matrices",
+    "randomized_multilinear_map",
+    "stepwise_adaptive_feature_norm",
+    "subspace_alignment",
+    "tca",
 ]

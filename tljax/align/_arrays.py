@@ -17,8 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 
 # check_finite_result is shared with the other packages (re-exported here).
-from tljax.checks import (check_finite_result, check_non_negative,  # noqa: F401
-                          check_positive, check_probability_rows, is_traced)
+from tljax.checks import (
+    check_finite_result,
+    check_non_negative,  # noqa: F401
+    check_positive,
+    check_probability_rows,
+    is_traced,
+)
 
 
 def as_float(array: Any) -> jax.Array:
@@ -36,26 +41,28 @@ def _check_real(array: Any, argument: str) -> jax.Array:
   try:
     array = jnp.asarray(array)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"{argument} must be an array of numbers: {error}") from None
+    raise ValueError(
+        f"{argument} must be an array of numbers: {error}"
+    ) from None
   if not (
-    jnp.issubdtype(array.dtype, jnp.floating)
-    or jnp.issubdtype(array.dtype, jnp.integer)
+      jnp.issubdtype(array.dtype, jnp.floating)
+      or jnp.issubdtype(array.dtype, jnp.integer)
   ):
     raise ValueError(
-      f"{argument} must hold real numbers, got dtype {array.dtype}."
+        f"{argument} must hold real numbers, got dtype {array.dtype}."
     )
   return array
 
 
 def check_matrix(
-  array: Any,
-  argument: str,
-  *,
-  rows: str = "batch",
-  columns: str = "dim",
-  min_rows: int = 1,
-  why: str = "",
-  finite: bool = False,
+    array: Any,
+    argument: str,
+    *,
+    rows: str = "batch",
+    columns: str = "dim",
+    min_rows: int = 1,
+    why: str = "",
+    finite: bool = False,
 ) -> jax.Array:
   """A ``(rows, columns)`` real matrix with both sizes positive, as float.
 
@@ -65,14 +72,14 @@ def check_matrix(
   array = _check_real(array, argument)
   if array.ndim != 2 or 0 in array.shape:
     raise ValueError(
-      f"{argument} must have shape ({rows}, {columns}) with both sizes "
-      f"positive, got shape {array.shape}."
+        f"{argument} must have shape ({rows}, {columns}) with both sizes "
+        f"positive, got shape {array.shape}."
     )
   if array.shape[0] < min_rows:
     reason = f" ({why})" if why else ""
     raise ValueError(
-      f"{argument} must have at least {min_rows} rows{reason}, got "
-      f"{array.shape[0]}."
+        f"{argument} must have at least {min_rows} rows{reason}, got "
+        f"{array.shape[0]}."
     )
   array = as_float(array)
   if finite:
@@ -81,35 +88,38 @@ def check_matrix(
 
 
 def check_same_columns(
-  source: jax.Array,
-  target: jax.Array,
-  source_argument: str,
-  target_argument: str,
-  *,
-  what: str = "feature dimension",
+    source: jax.Array,
+    target: jax.Array,
+    source_argument: str,
+    target_argument: str,
+    *,
+    what: str = "feature dimension",
 ) -> None:
   if source.shape[1] != target.shape[1]:
     raise ValueError(
-      f"{target_argument} must have the same {what} as {source_argument} "
-      f"({source.shape[1]}), got {target.shape[1]} (shapes {source.shape} "
-      f"and {target.shape})."
+        f"{target_argument} must have the same {what} as {source_argument} "
+        f"({source.shape[1]}), got {target.shape[1]} (shapes {source.shape} "
+        f"and {target.shape})."
     )
 
 
 def check_same_shape(
-  first: jax.Array, second: jax.Array, first_argument: str, second_argument: str
+    first: jax.Array,
+    second: jax.Array,
+    first_argument: str,
+    second_argument: str,
 ) -> None:
   if first.shape != second.shape:
     raise ValueError(
-      f"{second_argument} must have the same shape as {first_argument} "
-      f"{first.shape}, got {second.shape}."
+        f"{second_argument} must have the same shape as {first_argument} "
+        f"{first.shape}, got {second.shape}."
     )
 
 
 def check_choice(value: Any, argument: str, allowed: Sequence[str]) -> str:
   if not isinstance(value, str) or value not in allowed:
     raise ValueError(
-      f"{argument} must be one of {', '.join(map(repr, allowed))}, got {value!r}."
+        f"{argument} must be one of {', '.join(map(repr, allowed))}, got {value!r}."
     )
   return value
 
@@ -124,12 +134,12 @@ def check_domain_logits(logits: Any, argument: str) -> jax.Array:
   """Domain logits of shape ``(batch,)`` or ``(batch, 1)``, returned as ``(batch,)``."""
   logits = _check_real(logits, argument)
   if not (
-    (logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1))
-    and logits.shape[0] > 0
+      (logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1))
+      and logits.shape[0] > 0
   ):
     raise ValueError(
-      f"{argument} must have shape (batch,) or (batch, 1) with batch > 0 (one "
-      f"domain logit per example), got shape {logits.shape}."
+        f"{argument} must have shape (batch,) or (batch, 1) with batch > 0 (one "
+        f"domain logit per example), got shape {logits.shape}."
     )
   logits = as_float(logits).reshape(-1)
   check_finite(logits, argument)
@@ -137,14 +147,14 @@ def check_domain_logits(logits: Any, argument: str) -> jax.Array:
 
 
 def check_example_weights(
-  weights: Any, argument: str, *, length: int, length_of: str
+    weights: Any, argument: str, *, length: int, length_of: str
 ) -> jax.Array:
   """Per-example weights of shape ``(length,)``; non-negative when concrete."""
   weights = _check_real(weights, argument)
   if weights.shape != (length,):
     raise ValueError(
-      f"{argument} must have shape ({length},) (one weight per example of "
-      f"{length_of}), got shape {weights.shape}."
+        f"{argument} must have shape ({length},) (one weight per example of "
+        f"{length_of}), got shape {weights.shape}."
     )
   weights = as_float(weights)
   if not is_traced(weights):
@@ -155,12 +165,15 @@ def check_example_weights(
 
 
 def check_probabilities(
-  probabilities: Any, argument: str, *, min_rows: int = 1
+    probabilities: Any, argument: str, *, min_rows: int = 1
 ) -> jax.Array:
   """A ``(batch, classes)`` matrix of probability rows (checked when concrete)."""
   probabilities = check_matrix(
-    probabilities, argument, columns="num_classes", min_rows=min_rows,
-    finite=True,
+      probabilities,
+      argument,
+      columns="num_classes",
+      min_rows=min_rows,
+      finite=True,
   )
   check_probability_rows(probabilities, argument)
   return probabilities
@@ -170,13 +183,13 @@ def check_finite(array: jax.Array, argument: str) -> None:
   """Finite values, checked when concrete (a traced array passes)."""
   if not is_traced(array) and not bool(np.all(np.isfinite(np.asarray(array)))):
     raise ValueError(
-      f"{argument} must be finite (it holds NaN or infinity, or values too "
-      f"large for {np.asarray(array).dtype})."
+        f"{argument} must be finite (it holds NaN or infinity, or values too "
+        f"large for {np.asarray(array).dtype})."
     )
 
 
 def check_hyperparameter(
-  value: Any, argument: str, *, positive: bool = False
+    value: Any, argument: str, *, positive: bool = False
 ) -> Any:
   """A finite number ``>= 0`` (``> 0`` with ``positive``), representable in float.
 
@@ -187,12 +200,12 @@ def check_hyperparameter(
   """
   if is_traced(value):
     if jnp.ndim(value) != 0 or not (
-      jnp.issubdtype(value.dtype, jnp.floating)
-      or jnp.issubdtype(value.dtype, jnp.integer)
+        jnp.issubdtype(value.dtype, jnp.floating)
+        or jnp.issubdtype(value.dtype, jnp.integer)
     ):
       raise ValueError(
-        f"{argument} must be a real scalar, got a traced value of shape "
-        f"{jnp.shape(value)} and dtype {value.dtype}."
+          f"{argument} must be a real scalar, got a traced value of shape "
+          f"{jnp.shape(value)} and dtype {value.dtype}."
       )
     return value
   (check_positive if positive else check_non_negative)(value, argument)
@@ -200,13 +213,13 @@ def check_hyperparameter(
   info = np.finfo(compute_dtype())
   if number > float(info.max):
     raise ValueError(
-      f"{argument} must be at most {float(info.max):.4g} (it overflows "
-      f"{info.dtype}), got {number}."
+        f"{argument} must be at most {float(info.max):.4g} (it overflows "
+        f"{info.dtype}), got {number}."
     )
   if positive and number < float(info.tiny):
     raise ValueError(
-      f"{argument} must be at least {float(info.tiny):.4g} (the smallest "
-      f"normal {info.dtype} number), got {number}."
+        f"{argument} must be at least {float(info.tiny):.4g} (the smallest "
+        f"normal {info.dtype} number), got {number}."
     )
   return value
 
@@ -222,7 +235,9 @@ def power_of_two_scale(array: jax.Array, axis: Any = None) -> jax.Array:
   magnitude = jax.lax.stop_gradient(jnp.max(jnp.abs(array), axis=axis))
   _, exponent = jnp.frexp(magnitude)  # magnitude = m 2^e, m in [0.5, 1)
   scale = jnp.ldexp(jnp.ones_like(magnitude), exponent - 1)
-  return jnp.where((magnitude > 0) & jnp.isfinite(scale) & (scale > 0), scale, 1.0)
+  return jnp.where(
+      (magnitude > 0) & jnp.isfinite(scale) & (scale > 0), scale, 1.0
+  )
 
 
 def covariance(features: jax.Array) -> jax.Array:
@@ -248,5 +263,7 @@ def squared_distances(first: jax.Array, second: jax.Array) -> jax.Array:
   """``‖a_i − b_j‖²`` for every row pair, clipped at 0 against rounding."""
   first_norms = jnp.sum(jnp.square(first), axis=1)
   second_norms = jnp.sum(jnp.square(second), axis=1)
-  distances = first_norms[:, None] + second_norms[None, :] - 2.0 * first @ second.T
+  distances = (
+      first_norms[:, None] + second_norms[None, :] - 2.0 * first @ second.T
+  )
   return jnp.maximum(distances, 0.0)

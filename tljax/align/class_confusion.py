@@ -5,15 +5,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_finite_result, check_hyperparameter,
-                                 check_matrix)
+from tljax.align._arrays import (
+    check_finite_result,
+    check_hyperparameter,
+    check_matrix,
+)
 from tljax.align.entropy import entropy_weights
 
 __all__ = ["minimum_class_confusion"]
 
 
 def minimum_class_confusion(
-  target_logits: jax.Array, *, temperature: float = 2.5
+    target_logits: jax.Array, *, temperature: float = 2.5
 ) -> jax.Array:
   r"""The MCC loss: the normalised between-class confusion of target predictions.
 
@@ -55,23 +58,28 @@ def minimum_class_confusion(
       ``temperature`` is not a positive (float-representable) number.
   """
   check_hyperparameter(temperature, "temperature", positive=True)
-  logits = check_matrix(target_logits, "target_logits", columns="num_classes",
-                        finite=True)
+  logits = check_matrix(
+      target_logits, "target_logits", columns="num_classes", finite=True
+  )
   return check_finite_result(
-    _minimum_class_confusion(logits, temperature),
-    "minimum_class_confusion is not finite for these target_logits and "
-    "temperature.",
+      _minimum_class_confusion(logits, temperature),
+      "minimum_class_confusion is not finite for these target_logits and "
+      "temperature.",
   )
 
 
 @jax.jit
 def _minimum_class_confusion(logits, temperature):
   num_classes = logits.shape[1]
-  shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=1, keepdims=True))
+  shifted = logits - jax.lax.stop_gradient(
+      jnp.max(logits, axis=1, keepdims=True)
+  )
   predictions = jax.nn.softmax(shifted / temperature, axis=1)
   weights = entropy_weights(predictions)
   confusion = (predictions * weights[:, None]).T @ predictions
   sums = jnp.sum(confusion, axis=1, keepdims=True)
   positive = sums > 0
-  confusion = jnp.where(positive, confusion / jnp.where(positive, sums, 1.0), 0.0)
+  confusion = jnp.where(
+      positive, confusion / jnp.where(positive, sums, 1.0), 0.0
+  )
   return (jnp.sum(confusion) - jnp.trace(confusion)) / num_classes

@@ -5,15 +5,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_finite_result, check_matrix,
-                                 check_same_shape)
+from tljax.align._arrays import (
+    check_finite_result,
+    check_matrix,
+    check_same_shape,
+)
 from tljax.checks import check_probability_rows
 
 __all__ = ["classifier_discrepancy"]
 
 
 def classifier_discrepancy(
-  probabilities_1: jax.Array, probabilities_2: jax.Array
+    probabilities_1: jax.Array, probabilities_2: jax.Array
 ) -> jax.Array:
   r"""Mean absolute difference between the predictions of two classifiers.
 
@@ -48,18 +51,21 @@ def classifier_discrepancy(
     ValueError: if the inputs are not probability matrices (finite,
       non-negative, rows summing to 1; checked when concrete) of one shape.
   """
-  probabilities_1 = check_matrix(probabilities_1, "probabilities_1",
-                                 columns="num_classes")
-  probabilities_2 = check_matrix(probabilities_2, "probabilities_2",
-                                 columns="num_classes")
-  check_same_shape(probabilities_1, probabilities_2, "probabilities_1",
-                   "probabilities_2")
+  probabilities_1 = check_matrix(
+      probabilities_1, "probabilities_1", columns="num_classes"
+  )
+  probabilities_2 = check_matrix(
+      probabilities_2, "probabilities_2", columns="num_classes"
+  )
+  check_same_shape(
+      probabilities_1, probabilities_2, "probabilities_1", "probabilities_2"
+  )
   check_probability_rows(probabilities_1, "probabilities_1")
   check_probability_rows(probabilities_2, "probabilities_2")
   return check_finite_result(
-    _classifier_discrepancy(probabilities_1, probabilities_2),
-    "classifier_discrepancy is not finite for these probabilities_1 and "
-    "probabilities_2.",
+      _classifier_discrepancy(probabilities_1, probabilities_2),
+      "classifier_discrepancy is not finite for these probabilities_1 and "
+      "probabilities_2.",
   )
 
 

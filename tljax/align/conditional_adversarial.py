@@ -21,18 +21,23 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_bool, check_domain_logits,
-                                 check_finite_result, check_hyperparameter,
-                                 check_matrix, check_same_columns)
+from tljax.align._arrays import (
+    check_bool,
+    check_domain_logits,
+    check_finite_result,
+    check_hyperparameter,
+    check_matrix,
+    check_same_columns,
+)
 from tljax.align.entropy import entropy_weights
 from tljax.align.gradient_reversal import gradient_reversal
 from tljax.checks import check_int, check_key
 
 __all__ = [
-  "conditional_adversarial_loss",
-  "multilinear_map",
-  "random_multilinear_matrices",
-  "randomized_multilinear_map",
+    "conditional_adversarial_loss",
+    "multilinear_map",
+    "random_multilinear_matrices",
+    "randomized_multilinear_map",
 ]
 
 
@@ -56,14 +61,18 @@ def multilinear_map(features: jax.Array, predictions: jax.Array) -> jax.Array:
       or (when concrete) products too large for the float type.
   """
   return check_finite_result(
-    _multilinear_map(*_check_map_inputs(features, predictions)),
-    "multilinear_map is not finite: features times predictions overflows the "
-    "float type.",
+      _multilinear_map(*_check_map_inputs(features, predictions)),
+      "multilinear_map is not finite: features times predictions overflows the "
+      "float type.",
   )
 
 
 def random_multilinear_matrices(
-  key: jax.Array, features_dim: int, num_classes: int, *, output_dim: int = 1024
+    key: jax.Array,
+    features_dim: int,
+    num_classes: int,
+    *,
+    output_dim: int = 1024,
 ) -> tuple[jax.Array, jax.Array]:
   r"""Draw the fixed random matrices ``(R_f, R_g)`` of the randomized multilinear map.
 
@@ -93,15 +102,15 @@ def random_multilinear_matrices(
   output_dim = check_int(output_dim, "output_dim", minimum=1)
   features_key, predictions_key = jax.random.split(key)
   return (
-    jax.random.normal(features_key, (features_dim, output_dim)),
-    jax.random.normal(predictions_key, (num_classes, output_dim)),
+      jax.random.normal(features_key, (features_dim, output_dim)),
+      jax.random.normal(predictions_key, (num_classes, output_dim)),
   )
 
 
 def randomized_multilinear_map(
-  features: jax.Array,
-  predictions: jax.Array,
-  random_matrices: tuple[jax.Array, jax.Array],
+    features: jax.Array,
+    predictions: jax.Array,
+    random_matrices: tuple[jax.Array, jax.Array],
 ) -> jax.Array:
   r"""CDAN's randomized multilinear map ``(R_f f) ⊙ (R_g g) / √d``.
 
@@ -127,26 +136,28 @@ def randomized_multilinear_map(
   """
   features, predictions = _check_map_inputs(features, predictions)
   return check_finite_result(
-    _randomized_multilinear_map(
-      features, predictions,
-      _check_random_matrices(random_matrices, features.shape[1],
-                             predictions.shape[1]),
-    ),
-    "randomized_multilinear_map is not finite: features, predictions and "
-    "random_matrices overflow the float type.",
+      _randomized_multilinear_map(
+          features,
+          predictions,
+          _check_random_matrices(
+              random_matrices, features.shape[1], predictions.shape[1]
+          ),
+      ),
+      "randomized_multilinear_map is not finite: features, predictions and "
+      "random_matrices overflow the float type.",
   )
 
 
 def conditional_adversarial_loss(
-  discriminator: Callable[[jax.Array], jax.Array],
-  source_features: jax.Array,
-  source_logits: jax.Array,
-  target_features: jax.Array,
-  target_logits: jax.Array,
-  *,
-  coeff: float | jax.Array = 1.0,
-  entropy_conditioning: bool = False,
-  random_matrices: tuple[jax.Array, jax.Array] | None = None,
+    discriminator: Callable[[jax.Array], jax.Array],
+    source_features: jax.Array,
+    source_logits: jax.Array,
+    target_features: jax.Array,
+    target_logits: jax.Array,
+    *,
+    coeff: float | jax.Array = 1.0,
+    entropy_conditioning: bool = False,
+    random_matrices: tuple[jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
   r"""The CDAN (or, with entropy conditioning, CDAN+E) adversarial loss.
 
@@ -201,52 +212,71 @@ def conditional_adversarial_loss(
   """
   if not callable(discriminator):
     raise ValueError(
-      f"discriminator must be callable (conditioned features to domain "
-      f"logits), got {type(discriminator).__name__}."
+        f"discriminator must be callable (conditioned features to domain "
+        f"logits), got {type(discriminator).__name__}."
     )
   check_hyperparameter(coeff, "coeff")
-  entropy_conditioning = check_bool(entropy_conditioning, "entropy_conditioning")
-  source_features = check_matrix(source_features, "source_features", finite=True)
-  target_features = check_matrix(target_features, "target_features", finite=True)
-  check_same_columns(source_features, target_features, "source_features",
-                     "target_features")
-  source_logits = check_matrix(source_logits, "source_logits",
-                               columns="num_classes", finite=True)
-  target_logits = check_matrix(target_logits, "target_logits",
-                               columns="num_classes", finite=True)
-  check_same_columns(source_logits, target_logits, "source_logits",
-                     "target_logits", what="number of classes")
+  entropy_conditioning = check_bool(
+      entropy_conditioning, "entropy_conditioning"
+  )
+  source_features = check_matrix(
+      source_features, "source_features", finite=True
+  )
+  target_features = check_matrix(
+      target_features, "target_features", finite=True
+  )
+  check_same_columns(
+      source_features, target_features, "source_features", "target_features"
+  )
+  source_logits = check_matrix(
+      source_logits, "source_logits", columns="num_classes", finite=True
+  )
+  target_logits = check_matrix(
+      target_logits, "target_logits", columns="num_classes", finite=True
+  )
+  check_same_columns(
+      source_logits,
+      target_logits,
+      "source_logits",
+      "target_logits",
+      what="number of classes",
+  )
   for argument, logits, features, features_argument in (
-    ("source_logits", source_logits, source_features, "source_features"),
-    ("target_logits", target_logits, target_features, "target_features"),
+      ("source_logits", source_logits, source_features, "source_features"),
+      ("target_logits", target_logits, target_features, "target_features"),
   ):
     if logits.shape[0] != features.shape[0]:
       raise ValueError(
-        f"{argument} must have one row per row of {features_argument} "
-        f"({features.shape[0]}), got {logits.shape[0]}."
+          f"{argument} must have one row per row of {features_argument} "
+          f"({features.shape[0]}), got {logits.shape[0]}."
       )
   if random_matrices is not None:
     random_matrices = _check_random_matrices(
-      random_matrices, source_features.shape[1], source_logits.shape[1]
+        random_matrices, source_features.shape[1], source_logits.shape[1]
     )
   conditioned, predictions = _condition(
-    source_features, source_logits, target_features, target_logits,
-    random_matrices,
+      source_features,
+      source_logits,
+      target_features,
+      target_logits,
+      random_matrices,
   )
   domain_logits = discriminator(gradient_reversal(conditioned, coeff))
   total = conditioned.shape[0]
   if jnp.shape(domain_logits) not in ((total,), (total, 1)):
     raise ValueError(
-      f"discriminator must return one logit per example, shape ({total},) or "
-      f"({total}, 1), got {jnp.shape(domain_logits)}."
+        f"discriminator must return one logit per example, shape ({total},) or "
+        f"({total}, 1), got {jnp.shape(domain_logits)}."
     )
   return check_finite_result(
-    _conditional_domain_loss(
-      check_domain_logits(domain_logits, "discriminator output"), predictions,
-      source_features.shape[0], entropy_conditioning,
-    ),
-    "conditional_adversarial_loss is not finite: the discriminator's logits "
-    "are too large for the float type.",
+      _conditional_domain_loss(
+          check_domain_logits(domain_logits, "discriminator output"),
+          predictions,
+          source_features.shape[0],
+          entropy_conditioning,
+      ),
+      "conditional_adversarial_loss is not finite: the discriminator's logits "
+      "are too large for the float type.",
   )
 
 
@@ -260,36 +290,45 @@ def _multilinear_map(features, predictions):
 def _randomized_multilinear_map(features, predictions, random_matrices):
   features_matrix, predictions_matrix = random_matrices
   return (
-    (features @ features_matrix) * (predictions @ predictions_matrix)
-    / math.sqrt(features_matrix.shape[1])
+      (features @ features_matrix)
+      * (predictions @ predictions_matrix)
+      / math.sqrt(features_matrix.shape[1])
   )
 
 
 @jax.jit
-def _condition(source_features, source_logits, target_features, target_logits,
-               random_matrices):
+def _condition(
+    source_features,
+    source_logits,
+    target_features,
+    target_logits,
+    random_matrices,
+):
   """The conditioned features ``T(f, g)`` and the constant predictions ``g``."""
   features = jnp.concatenate([source_features, target_features])
   predictions = jax.lax.stop_gradient(
-    jax.nn.softmax(jnp.concatenate([source_logits, target_logits]), axis=1)
+      jax.nn.softmax(jnp.concatenate([source_logits, target_logits]), axis=1)
   )
   if random_matrices is None:
     return _multilinear_map(features, predictions), predictions
   return (
-    _randomized_multilinear_map(features, predictions, random_matrices),
-    predictions,
+      _randomized_multilinear_map(features, predictions, random_matrices),
+      predictions,
   )
 
 
 @functools.partial(
-  jax.jit, static_argnames=("num_source", "entropy_conditioning")
+    jax.jit, static_argnames=("num_source", "entropy_conditioning")
 )
-def _conditional_domain_loss(domain_logits, predictions, num_source,
-                             entropy_conditioning):
-  losses = jnp.concatenate([
-    jax.nn.softplus(-domain_logits[:num_source]),
-    jax.nn.softplus(domain_logits[num_source:]),
-  ])
+def _conditional_domain_loss(
+    domain_logits, predictions, num_source, entropy_conditioning
+):
+  losses = jnp.concatenate(
+      [
+          jax.nn.softplus(-domain_logits[:num_source]),
+          jax.nn.softplus(domain_logits[num_source:]),
+      ]
+  )
   if entropy_conditioning:
     losses = losses * entropy_weights(predictions)
   return jnp.mean(losses)
@@ -297,40 +336,55 @@ def _conditional_domain_loss(domain_logits, predictions, num_source,
 
 def _check_map_inputs(features, predictions):
   features = check_matrix(features, "features", finite=True)
-  predictions = check_matrix(predictions, "predictions", columns="num_classes",
-                             finite=True)
+  predictions = check_matrix(
+      predictions, "predictions", columns="num_classes", finite=True
+  )
   if predictions.shape[0] != features.shape[0]:
     raise ValueError(
-      f"predictions must have one row per row of features "
-      f"({features.shape[0]}), got {predictions.shape[0]}."
+        f"predictions must have one row per row of features "
+        f"({features.shape[0]}), got {predictions.shape[0]}."
     )
   return features, predictions
 
 
 def _check_random_matrices(random_matrices, features_dim, num_classes):
-  if not isinstance(random_matrices, (tuple, list)) or len(random_matrices) != 2:
+  if (
+      not isinstance(random_matrices, (tuple, list))
+      or len(random_matrices) != 2
+  ):
     raise ValueError(
-      "random_matrices must be a pair (R_f, R_g), e.g. from "
-      f"random_multilinear_matrices, got {type(random_matrices).__name__}."
+        "random_matrices must be a pair (R_f, R_g), e.g. from "
+        f"random_multilinear_matrices, got {type(random_matrices).__name__}."
     )
   features_matrix = check_matrix(
-    random_matrices[0], "random_matrices[0]", rows="dim", columns="output_dim",
-    finite=True,
+      random_matrices[0],
+      "random_matrices[0]",
+      rows="dim",
+      columns="output_dim",
+      finite=True,
   )
   predictions_matrix = check_matrix(
-    random_matrices[1], "random_matrices[1]", rows="num_classes",
-    columns="output_dim", finite=True,
+      random_matrices[1],
+      "random_matrices[1]",
+      rows="num_classes",
+      columns="output_dim",
+      finite=True,
   )
   if features_matrix.shape[0] != features_dim:
     raise ValueError(
-      f"random_matrices[0] must have one row per feature ({features_dim}), "
-      f"got shape {features_matrix.shape}."
+        f"random_matrices[0] must have one row per feature ({features_dim}), "
+        f"got shape {features_matrix.shape}."
     )
   if predictions_matrix.shape[0] != num_classes:
     raise ValueError(
-      f"random_matrices[1] must have one row per class ({num_classes}), got "
-      f"shape {predictions_matrix.shape}."
+        f"random_matrices[1] must have one row per class ({num_classes}), got "
+        f"shape {predictions_matrix.shape}."
     )
-  check_same_columns(features_matrix, predictions_matrix, "random_matrices[0]",
-                     "random_matrices[1]", what="output dimension")
+  check_same_columns(
+      features_matrix,
+      predictions_matrix,
+      "random_matrices[0]",
+      "random_matrices[1]",
+      what="output dimension",
+  )
   return features_matrix, predictions_matrix

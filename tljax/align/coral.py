@@ -15,10 +15,15 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_choice, check_finite_result,
-                                 check_hyperparameter, check_matrix,
-                                 check_same_columns, covariance,
-                                 power_of_two_scale)
+from tljax.align._arrays import (
+    check_choice,
+    check_finite_result,
+    check_hyperparameter,
+    check_matrix,
+    check_same_columns,
+    covariance,
+    power_of_two_scale,
+)
 
 __all__ = ["CORAL_CONVENTIONS", "coral", "coral_recolor"]
 
@@ -26,8 +31,12 @@ __all__ = ["CORAL_CONVENTIONS", "coral", "coral_recolor"]
 CORAL_CONVENTIONS = ("paper", "tllib")
 
 
-def coral(source_features: jax.Array, target_features: jax.Array, *,
-          convention: str = "paper") -> jax.Array:
+def coral(
+    source_features: jax.Array,
+    target_features: jax.Array,
+    *,
+    convention: str = "paper",
+) -> jax.Array:
   r"""The Deep CORAL loss: the distance between source and target covariances.
 
   Sun and Saenko, "Deep CORAL: correlation alignment for deep domain
@@ -79,14 +88,14 @@ def coral(source_features: jax.Array, target_features: jax.Array, *,
   convention = check_choice(convention, "convention", CORAL_CONVENTIONS)
   source, target = _check_pair(source_features, target_features)
   return check_finite_result(
-    _coral(source, target, tllib=convention == "tllib"),
-    "coral is not finite: source_features and target_features are too large "
-    "(the loss grows as their 4th power); rescale them.",
+      _coral(source, target, tllib=convention == "tllib"),
+      "coral is not finite: source_features and target_features are too large "
+      "(the loss grows as their 4th power); rescale them.",
   )
 
 
 def coral_recolor(
-  source: jax.Array, target: jax.Array, *, eps: float = 1.0
+    source: jax.Array, target: jax.Array, *, eps: float = 1.0
 ) -> jax.Array:
   r"""CORAL: whiten the source features, then re-colour them with the target covariance.
 
@@ -136,12 +145,13 @@ def coral_recolor(
       float type.
   """
   check_hyperparameter(eps, "eps")
-  source, target = _check_pair(source, target, source_argument="source",
-                               target_argument="target")
+  source, target = _check_pair(
+      source, target, source_argument="source", target_argument="target"
+  )
   return check_finite_result(
-    _coral_recolor(source, target, eps),
-    "coral_recolor is not finite: source and target are too large for the "
-    "float type; rescale them.",
+      _coral_recolor(source, target, eps),
+      "coral_recolor is not finite: source and target are too large for the "
+      "float type; rescale them.",
   )
 
 
@@ -185,14 +195,19 @@ def _coral_recolor(source, target, eps):
 
 
 def _check_pair(
-  source, target, *, source_argument="source_features",
-  target_argument="target_features"
+    source,
+    target,
+    *,
+    source_argument="source_features",
+    target_argument="target_features",
 ):
   why = "a covariance needs two examples"
-  source = check_matrix(source, source_argument, min_rows=2, why=why,
-                        finite=True)
-  target = check_matrix(target, target_argument, min_rows=2, why=why,
-                        finite=True)
+  source = check_matrix(
+      source, source_argument, min_rows=2, why=why, finite=True
+  )
+  target = check_matrix(
+      target, target_argument, min_rows=2, why=why, finite=True
+  )
   check_same_columns(source, target, source_argument, target_argument)
   return source, target
 
@@ -209,7 +224,7 @@ def _symmetric_power(matrix: jax.Array, power: float) -> jax.Array:
   eigenvalues = jnp.maximum(eigenvalues, 0.0)
   if power < 0:
     cutoff = (
-      matrix.shape[0] * jnp.finfo(matrix.dtype).eps * jnp.max(eigenvalues)
+        matrix.shape[0] * jnp.finfo(matrix.dtype).eps * jnp.max(eigenvalues)
     )
     kept = eigenvalues > cutoff
     powers = jnp.where(kept, jnp.where(kept, eigenvalues, 1.0) ** power, 0.0)

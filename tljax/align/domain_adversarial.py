@@ -5,18 +5,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_domain_logits, check_example_weights,
-                                 check_finite_result)
+from tljax.align._arrays import (
+    check_domain_logits,
+    check_example_weights,
+    check_finite_result,
+)
 
 __all__ = ["domain_adversarial_loss"]
 
 
 def domain_adversarial_loss(
-  source_domain_logits: jax.Array,
-  target_domain_logits: jax.Array,
-  *,
-  source_weights: jax.Array | None = None,
-  target_weights: jax.Array | None = None,
+    source_domain_logits: jax.Array,
+    target_domain_logits: jax.Array,
+    *,
+    source_weights: jax.Array | None = None,
+    target_weights: jax.Array | None = None,
 ) -> jax.Array:
   r"""Binary cross-entropy of a domain classifier, source labelled 1, target 0.
 
@@ -57,18 +60,22 @@ def domain_adversarial_loss(
   target = check_domain_logits(target_domain_logits, "target_domain_logits")
   if source_weights is not None:
     source_weights = check_example_weights(
-      source_weights, "source_weights", length=source.shape[0],
-      length_of="source_domain_logits",
+        source_weights,
+        "source_weights",
+        length=source.shape[0],
+        length_of="source_domain_logits",
     )
   if target_weights is not None:
     target_weights = check_example_weights(
-      target_weights, "target_weights", length=target.shape[0],
-      length_of="target_domain_logits",
+        target_weights,
+        "target_weights",
+        length=target.shape[0],
+        length_of="target_domain_logits",
     )
   return check_finite_result(
-    _domain_adversarial_loss(source, target, source_weights, target_weights),
-    "domain_adversarial_loss is not finite: the domain logits (times their "
-    "weights) are too large for the float type.",
+      _domain_adversarial_loss(source, target, source_weights, target_weights),
+      "domain_adversarial_loss is not finite: the domain logits (times their "
+      "weights) are too large for the float type.",
   )
 
 

@@ -6,8 +6,11 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
-from tljax.align._arrays import (check_finite_result, check_matrix,
-                                 check_probabilities)
+from tljax.align._arrays import (
+    check_finite_result,
+    check_matrix,
+    check_probabilities,
+)
 
 __all__ = ["entropy", "entropy_weights"]
 
@@ -38,8 +41,10 @@ def entropy(logits: jax.Array) -> jax.Array:
     ValueError: if ``logits`` is not a non-empty finite matrix.
   """
   return check_finite_result(
-    _entropy(check_matrix(logits, "logits", columns="num_classes", finite=True)),
-    "entropy is not finite for these logits.",
+      _entropy(
+          check_matrix(logits, "logits", columns="num_classes", finite=True)
+      ),
+      "entropy is not finite for these logits.",
   )
 
 
@@ -70,8 +75,8 @@ def entropy_weights(predictions: jax.Array) -> jax.Array:
       rows (finite, non-negative, summing to 1; checked when concrete).
   """
   return check_finite_result(
-    _entropy_weights(check_probabilities(predictions, "predictions")),
-    "entropy_weights are not finite for these predictions.",
+      _entropy_weights(check_probabilities(predictions, "predictions")),
+      "entropy_weights are not finite for these predictions.",
   )
 
 

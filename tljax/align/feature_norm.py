@@ -21,14 +21,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_finite_result, check_hyperparameter,
-                                 check_matrix, power_of_two_scale)
+from tljax.align._arrays import (
+    check_finite_result,
+    check_hyperparameter,
+    check_matrix,
+    power_of_two_scale,
+)
 
 __all__ = ["adaptive_feature_norm", "stepwise_adaptive_feature_norm"]
 
 
 def stepwise_adaptive_feature_norm(
-  features: jax.Array, *, delta_r: float = 1.0
+    features: jax.Array, *, delta_r: float = 1.0
 ) -> jax.Array:
   r"""Stepwise AFN (SAFN): pull each feature norm ``Δr`` beyond its current value.
 
@@ -57,11 +61,11 @@ def stepwise_adaptive_feature_norm(
   """
   check_hyperparameter(delta_r, "delta_r")
   return check_finite_result(
-    _stepwise_adaptive_feature_norm(
-      check_matrix(features, "features", finite=True), delta_r
-    ),
-    "stepwise_adaptive_feature_norm is not finite: delta_r squared overflows "
-    "the float type.",
+      _stepwise_adaptive_feature_norm(
+          check_matrix(features, "features", finite=True), delta_r
+      ),
+      "stepwise_adaptive_feature_norm is not finite: delta_r squared overflows "
+      "the float type.",
   )
 
 
@@ -89,11 +93,12 @@ def adaptive_feature_norm(features: jax.Array, *, radius: float) -> jax.Array:
   """
   check_hyperparameter(radius, "radius")
   return check_finite_result(
-    _adaptive_feature_norm(check_matrix(features, "features", finite=True),
-                           radius),
-    "adaptive_feature_norm is not finite: the gap between the norms of "
-    "features and radius is too large (its square overflows the float "
-    "type).",
+      _adaptive_feature_norm(
+          check_matrix(features, "features", finite=True), radius
+      ),
+      "adaptive_feature_norm is not finite: the gap between the norms of "
+      "features and radius is too large (its square overflows the float "
+      "type).",
   )
 
 

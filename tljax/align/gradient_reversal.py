@@ -20,8 +20,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_finite, check_finite_result,
-                                 check_hyperparameter)
+from tljax.align._arrays import (
+    check_finite,
+    check_finite_result,
+    check_hyperparameter,
+)
 from tljax.checks import is_traced
 
 __all__ = ["dann_coefficient", "gradient_reversal"]
@@ -65,11 +68,14 @@ def gradient_reversal(x: Any, coeff: float | jax.Array = 1.0) -> Any:
       dtype = jnp.result_type(leaf)
     except (TypeError, ValueError):
       raise ValueError(
-        f"{argument} must be an array (or pytree of arrays) of numbers, got "
-        f"{type(leaf).__name__}."
+          f"{argument} must be an array (or pytree of arrays) of numbers, got "
+          f"{type(leaf).__name__}."
       ) from None
-    if not (jnp.issubdtype(dtype, jnp.floating)
-            or jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
+    if not (
+        jnp.issubdtype(dtype, jnp.floating)
+        or jnp.issubdtype(dtype, jnp.integer)
+        or dtype == jnp.bool_
+    ):
       raise ValueError(f"{argument} must hold real numbers, got dtype {dtype}.")
     if jnp.issubdtype(dtype, jnp.floating):
       check_finite(leaf, argument)
@@ -98,12 +104,12 @@ _reverse.defvjp(_reverse_forward, _reverse_backward)
 
 
 def dann_coefficient(
-  progress: float | jax.Array,
-  *,
-  gamma: float = 10.0,
-  high: float = 1.0,
-  low: float = 0.0,
-  max_progress: float | None = 1.0,
+    progress: float | jax.Array,
+    *,
+    gamma: float = 10.0,
+    high: float = 1.0,
+    low: float = 0.0,
+    max_progress: float | None = 1.0,
 ) -> jax.Array:
   r"""DANN's schedule for the reversal coefficient, from ``low`` to ``high``.
 
@@ -138,15 +144,15 @@ def dann_coefficient(
     check_hyperparameter(max_progress, "max_progress")
     if not is_traced(progress) and float(progress) > max_progress:
       raise ValueError(
-        f"progress must lie in [0, {max_progress:g}] (the fraction of training "
-        f"done), got {float(progress)}."
+          f"progress must lie in [0, {max_progress:g}] (the fraction of training "
+          f"done), got {float(progress)}."
       )
   check_hyperparameter(gamma, "gamma")
   check_hyperparameter(high, "high")
   check_hyperparameter(low, "low")
   return check_finite_result(
-    _dann_coefficient(progress, gamma, high, low),
-    "dann_coefficient is not finite: high - low overflows the float type.",
+      _dann_coefficient(progress, gamma, high, low),
+      "dann_coefficient is not finite: high - low overflows the float type.",
   )
 
 

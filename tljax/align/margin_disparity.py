@@ -5,22 +5,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_example_weights, check_finite_result,
-                                 check_hyperparameter, check_matrix,
-                                 check_same_columns, check_same_shape)
+from tljax.align._arrays import (
+    check_example_weights,
+    check_finite_result,
+    check_hyperparameter,
+    check_matrix,
+    check_same_columns,
+    check_same_shape,
+)
 
 __all__ = ["margin_disparity_discrepancy"]
 
 
 def margin_disparity_discrepancy(
-  source_logits: jax.Array,
-  source_adversarial_logits: jax.Array,
-  target_logits: jax.Array,
-  target_adversarial_logits: jax.Array,
-  *,
-  margin: float = 4.0,
-  source_weights: jax.Array | None = None,
-  target_weights: jax.Array | None = None,
+    source_logits: jax.Array,
+    source_adversarial_logits: jax.Array,
+    target_logits: jax.Array,
+    target_adversarial_logits: jax.Array,
+    *,
+    margin: float = 4.0,
+    source_weights: jax.Array | None = None,
+    target_weights: jax.Array | None = None,
 ) -> jax.Array:
   r"""The MDD surrogate between a main and an adversarial classifier head.
 
@@ -75,60 +80,85 @@ def margin_disparity_discrepancy(
   check_hyperparameter(margin, "margin")
   arrays = {}
   for argument, logits in (
-    ("source_logits", source_logits),
-    ("source_adversarial_logits", source_adversarial_logits),
-    ("target_logits", target_logits),
-    ("target_adversarial_logits", target_adversarial_logits),
+      ("source_logits", source_logits),
+      ("source_adversarial_logits", source_adversarial_logits),
+      ("target_logits", target_logits),
+      ("target_adversarial_logits", target_adversarial_logits),
   ):
-    arrays[argument] = check_matrix(logits, argument, columns="num_classes",
-                                    finite=True)
+    arrays[argument] = check_matrix(
+        logits, argument, columns="num_classes", finite=True
+    )
     if arrays[argument].shape[1] < 2:
       raise ValueError(
-        f"{argument} must have at least 2 classes, got shape "
-        f"{arrays[argument].shape}."
+          f"{argument} must have at least 2 classes, got shape "
+          f"{arrays[argument].shape}."
       )
-  check_same_shape(arrays["source_logits"], arrays["source_adversarial_logits"],
-                   "source_logits", "source_adversarial_logits")
-  check_same_shape(arrays["target_logits"], arrays["target_adversarial_logits"],
-                   "target_logits", "target_adversarial_logits")
-  check_same_columns(arrays["source_logits"], arrays["target_logits"],
-                     "source_logits", "target_logits", what="number of classes")
+  check_same_shape(
+      arrays["source_logits"],
+      arrays["source_adversarial_logits"],
+      "source_logits",
+      "source_adversarial_logits",
+  )
+  check_same_shape(
+      arrays["target_logits"],
+      arrays["target_adversarial_logits"],
+      "target_logits",
+      "target_adversarial_logits",
+  )
+  check_same_columns(
+      arrays["source_logits"],
+      arrays["target_logits"],
+      "source_logits",
+      "target_logits",
+      what="number of classes",
+  )
 
   if source_weights is not None:
     source_weights = check_example_weights(
-      source_weights, "source_weights", length=arrays["source_logits"].shape[0],
-      length_of="source_logits",
+        source_weights,
+        "source_weights",
+        length=arrays["source_logits"].shape[0],
+        length_of="source_logits",
     )
   if target_weights is not None:
     target_weights = check_example_weights(
-      target_weights, "target_weights", length=arrays["target_logits"].shape[0],
-      length_of="target_logits",
+        target_weights,
+        "target_weights",
+        length=arrays["target_logits"].shape[0],
+        length_of="target_logits",
     )
   return check_finite_result(
-    _margin_disparity_discrepancy(
-      *arrays.values(), margin, source_weights, target_weights
-    ),
-    "margin_disparity_discrepancy is not finite: the adversarial logits (or "
-    "margin, or the weights) are too large for the float type.",
+      _margin_disparity_discrepancy(
+          *arrays.values(), margin, source_weights, target_weights
+      ),
+      "margin_disparity_discrepancy is not finite: the adversarial logits (or "
+      "margin, or the weights) are too large for the float type.",
   )
 
 
 @jax.jit
 def _margin_disparity_discrepancy(
-  source_logits, source_adversarial, target_logits, target_adversarial, margin,
-  source_weights, target_weights,
+    source_logits,
+    source_adversarial,
+    target_logits,
+    target_adversarial,
+    margin,
+    source_weights,
+    target_weights,
 ):
   source_labels = jnp.argmax(source_logits, axis=1)
   target_labels = jnp.argmax(target_logits, axis=1)
 
   # log p'[ĥ] on the source: minus the cross-entropy against the pseudo labels.
   source_terms = jnp.take_along_axis(
-    jax.nn.log_softmax(source_adversarial, axis=1), source_labels[:, None], axis=1
+      jax.nn.log_softmax(source_adversarial, axis=1),
+      source_labels[:, None],
+      axis=1,
   )[:, 0]
   # log(1 − p'[ĥ]) on the target: log of the probability of the other classes.
   others = jnp.arange(target_adversarial.shape[1]) != target_labels[:, None]
   target_terms = jax.nn.logsumexp(
-    jnp.where(others, target_adversarial, -jnp.inf), axis=1
+      jnp.where(others, target_adversarial, -jnp.inf), axis=1
   ) - jax.nn.logsumexp(target_adversarial, axis=1)
 
   if source_weights is not None:

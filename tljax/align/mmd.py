@@ -89,17 +89,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.align._arrays import (as_float, check_choice, check_finite_result,
-                                 check_matrix, check_same_columns, power_of_two_scale,
-                                 squared_distances)
+from tljax.align._arrays import (
+    as_float,
+    check_choice,
+    check_finite_result,
+    check_matrix,
+    check_same_columns,
+    power_of_two_scale,
+    squared_distances,
+)
 from tljax.checks import is_traced
 
 __all__ = [
-  "BANDWIDTH_HEURISTICS",
-  "DEFAULT_BANDWIDTH_MULTIPLIERS",
-  "ESTIMATORS",
-  "jmmd",
-  "mmd",
+    "BANDWIDTH_HEURISTICS",
+    "DEFAULT_BANDWIDTH_MULTIPLIERS",
+    "ESTIMATORS",
+    "jmmd",
+    "mmd",
 ]
 
 ESTIMATORS = ("unbiased", "biased", "linear")
@@ -108,13 +114,13 @@ DEFAULT_BANDWIDTH_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def mmd(
-  source_features: jax.Array,
-  target_features: jax.Array,
-  *,
-  kernel_bandwidths: Sequence[float] | jax.Array | None = None,
-  bandwidth_multipliers: Sequence[float] | None = None,
-  bandwidth_heuristic: str = "median",
-  estimator: str = "unbiased",
+    source_features: jax.Array,
+    target_features: jax.Array,
+    *,
+    kernel_bandwidths: Sequence[float] | jax.Array | None = None,
+    bandwidth_multipliers: Sequence[float] | None = None,
+    bandwidth_heuristic: str = "median",
+    estimator: str = "unbiased",
 ) -> jax.Array:
   r"""Squared multi-kernel MMD between source and target features (DAN's MK-MMD).
 
@@ -150,31 +156,39 @@ def mmd(
       multipliers that are not positive normal numbers of the float type.
   """
   estimator, heuristic, multipliers = _check_options(
-    estimator, bandwidth_heuristic, bandwidth_multipliers, kernel_bandwidths
+      estimator, bandwidth_heuristic, bandwidth_multipliers, kernel_bandwidths
   )
   source, target = _check_layer(
-    source_features, target_features, "source_features", "target_features",
-    estimator,
+      source_features,
+      target_features,
+      "source_features",
+      "target_features",
+      estimator,
   )
   bandwidths = (
-    None if kernel_bandwidths is None
-    else _check_bandwidths(kernel_bandwidths, "kernel_bandwidths")
+      None
+      if kernel_bandwidths is None
+      else _check_bandwidths(kernel_bandwidths, "kernel_bandwidths")
   )
   return check_finite_result(
-    _estimate([(source, target, bandwidths)], multipliers, heuristic, estimator),
-    "mmd is not finite: source_features and target_features overflow the "
-    "kernel computation.",
+      _estimate(
+          [(source, target, bandwidths)], multipliers, heuristic, estimator
+      ),
+      "mmd is not finite: source_features and target_features overflow the "
+      "kernel computation.",
   )
 
 
 def jmmd(
-  source_list: Sequence[jax.Array],
-  target_list: Sequence[jax.Array],
-  *,
-  kernel_bandwidths: Sequence[Sequence[float] | jax.Array | None] | None = None,
-  bandwidth_multipliers: Sequence[float] | None = None,
-  bandwidth_heuristic: str = "median",
-  estimator: str = "unbiased",
+    source_list: Sequence[jax.Array],
+    target_list: Sequence[jax.Array],
+    *,
+    kernel_bandwidths: (
+        Sequence[Sequence[float] | jax.Array | None] | None
+    ) = None,
+    bandwidth_multipliers: Sequence[float] | None = None,
+    bandwidth_heuristic: str = "median",
+    estimator: str = "unbiased",
 ) -> jax.Array:
   r"""Squared joint MMD over several layers (JAN's JMMD).
 
@@ -215,52 +229,60 @@ def jmmd(
       differ in length or batch sizes differ between layers.
   """
   estimator, heuristic, multipliers = _check_options(
-    estimator, bandwidth_heuristic, bandwidth_multipliers, None
+      estimator, bandwidth_heuristic, bandwidth_multipliers, None
   )
-  for argument, layers in (("source_list", source_list), ("target_list", target_list)):
+  for argument, layers in (
+      ("source_list", source_list),
+      ("target_list", target_list),
+  ):
     if not isinstance(layers, (list, tuple)) or not layers:
       raise ValueError(
-        f"{argument} must be a non-empty list of (batch, dim) arrays, one per "
-        f"layer, got {type(layers).__name__}."
+          f"{argument} must be a non-empty list of (batch, dim) arrays, one per "
+          f"layer, got {type(layers).__name__}."
       )
   if len(source_list) != len(target_list):
     raise ValueError(
-      f"target_list must have one array per layer of source_list "
-      f"({len(source_list)}), got {len(target_list)}."
+        f"target_list must have one array per layer of source_list "
+        f"({len(source_list)}), got {len(target_list)}."
     )
   if kernel_bandwidths is None:
     kernel_bandwidths = [None] * len(source_list)
   elif not isinstance(kernel_bandwidths, (list, tuple)) or len(
-    kernel_bandwidths
+      kernel_bandwidths
   ) != len(source_list):
     raise ValueError(
-      f"kernel_bandwidths must be None or a list with one entry (squared "
-      f"bandwidths, or None) per layer ({len(source_list)} layers), got "
-      f"{kernel_bandwidths!r}."
+        f"kernel_bandwidths must be None or a list with one entry (squared "
+        f"bandwidths, or None) per layer ({len(source_list)} layers), got "
+        f"{kernel_bandwidths!r}."
     )
   layers = []
   for index, (source, target, bandwidths) in enumerate(
-    zip(source_list, target_list, kernel_bandwidths)
+      zip(source_list, target_list, kernel_bandwidths)
   ):
     source, target = _check_layer(
-      source, target, f"source_list[{index}]", f"target_list[{index}]", estimator
+        source,
+        target,
+        f"source_list[{index}]",
+        f"target_list[{index}]",
+        estimator,
     )
     if layers:
       for argument, array, first in (
-        ("source_list", source, layers[0][0]), ("target_list", target, layers[0][1])
+          ("source_list", source, layers[0][0]),
+          ("target_list", target, layers[0][1]),
       ):
         if array.shape[0] != first.shape[0]:
           raise ValueError(
-            f"{argument}[{index}] must have the batch size of "
-            f"{argument}[0] ({first.shape[0]}), got {array.shape[0]}."
+              f"{argument}[{index}] must have the batch size of "
+              f"{argument}[0] ({first.shape[0]}), got {array.shape[0]}."
           )
     if bandwidths is not None:
       bandwidths = _check_bandwidths(bandwidths, f"kernel_bandwidths[{index}]")
     layers.append((source, target, bandwidths))
   return check_finite_result(
-    _estimate(layers, multipliers, heuristic, estimator),
-    "jmmd is not finite: source_list and target_list overflow the kernel "
-    "computation.",
+      _estimate(layers, multipliers, heuristic, estimator),
+      "jmmd is not finite: source_list and target_list overflow the kernel "
+      "computation.",
   )
 
 
@@ -269,33 +291,41 @@ def jmmd(
 
 def _check_options(estimator, heuristic, multipliers, kernel_bandwidths):
   estimator = check_choice(estimator, "estimator", ESTIMATORS)
-  heuristic = check_choice(heuristic, "bandwidth_heuristic", BANDWIDTH_HEURISTICS)
+  heuristic = check_choice(
+      heuristic, "bandwidth_heuristic", BANDWIDTH_HEURISTICS
+  )
   if multipliers is None:
     multipliers = DEFAULT_BANDWIDTH_MULTIPLIERS
   elif kernel_bandwidths is not None:
     raise ValueError(
-      "bandwidth_multipliers scales the heuristic bandwidth, which is not "
-      "used when kernel_bandwidths is given; pass one of the two."
+        "bandwidth_multipliers scales the heuristic bandwidth, which is not "
+        "used when kernel_bandwidths is given; pass one of the two."
     )
-  return estimator, heuristic, _check_bandwidths(multipliers, "bandwidth_multipliers")
+  return (
+      estimator,
+      heuristic,
+      _check_bandwidths(multipliers, "bandwidth_multipliers"),
+  )
 
 
 def _check_layer(source, target, source_argument, target_argument, estimator):
   min_rows, why = {
-    "unbiased": (2, "the unbiased estimator averages over pairs i != j"),
-    "biased": (1, ""),
-    "linear": (2, "the linear estimator needs a pair per domain"),
+      "unbiased": (2, "the unbiased estimator averages over pairs i != j"),
+      "biased": (1, ""),
+      "linear": (2, "the linear estimator needs a pair per domain"),
   }[estimator]
-  source = check_matrix(source, source_argument, min_rows=min_rows, why=why,
-                        finite=True)
-  target = check_matrix(target, target_argument, min_rows=min_rows, why=why,
-                        finite=True)
+  source = check_matrix(
+      source, source_argument, min_rows=min_rows, why=why, finite=True
+  )
+  target = check_matrix(
+      target, target_argument, min_rows=min_rows, why=why, finite=True
+  )
   check_same_columns(source, target, source_argument, target_argument)
   if estimator == "linear" and source.shape[0] != target.shape[0]:
     raise ValueError(
-      f"estimator='linear' pairs source and target examples, so "
-      f"{target_argument} must have the batch size of {source_argument} "
-      f"({source.shape[0]}), got {target.shape[0]}."
+        f"estimator='linear' pairs source and target examples, so "
+        f"{target_argument} must have the batch size of {source_argument} "
+        f"({source.shape[0]}), got {target.shape[0]}."
     )
   return source, target
 
@@ -304,7 +334,7 @@ def _check_bandwidths(values: Any, argument: str) -> jax.Array:
   """Positive squared bandwidths (or multipliers) as a non-empty 1-D array."""
   if isinstance(values, (str, bytes)):
     raise ValueError(
-      f"{argument} must be a sequence of positive numbers, got {values!r}."
+        f"{argument} must be a sequence of positive numbers, got {values!r}."
     )
   try:
     with warnings.catch_warnings():  # a float32 overflow is reported below
@@ -312,29 +342,31 @@ def _check_bandwidths(values: Any, argument: str) -> jax.Array:
       array = jnp.asarray(values)
   except (TypeError, ValueError):
     raise ValueError(
-      f"{argument} must be a sequence of positive numbers, got {values!r}."
+        f"{argument} must be a sequence of positive numbers, got {values!r}."
     ) from None
   if (
-    array.ndim != 1
-    or array.size == 0
-    or not (jnp.issubdtype(array.dtype, jnp.floating)
-            or jnp.issubdtype(array.dtype, jnp.integer))
+      array.ndim != 1
+      or array.size == 0
+      or not (
+          jnp.issubdtype(array.dtype, jnp.floating)
+          or jnp.issubdtype(array.dtype, jnp.integer)
+      )
   ):
     raise ValueError(
-      f"{argument} must be a non-empty 1-D sequence of positive numbers, got "
-      f"{values!r}."
+        f"{argument} must be a non-empty 1-D sequence of positive numbers, got "
+        f"{values!r}."
     )
   if not is_traced(array):
     numbers = np.asarray(values, np.float64)
     if not np.all(np.isfinite(numbers)) or np.any(numbers <= 0):
       raise ValueError(
-        f"{argument} must be finite and > 0, got {numbers.tolist()}."
+          f"{argument} must be finite and > 0, got {numbers.tolist()}."
       )
     info = np.finfo(as_float(array).dtype)
     if np.any(numbers > info.max) or np.any(numbers < info.tiny):
       raise ValueError(
-        f"{argument} must lie in [{float(info.tiny):.4g}, {float(info.max):.4g}] "
-        f"(normal {info.dtype} numbers), got {numbers.tolist()}."
+          f"{argument} must lie in [{float(info.tiny):.4g}, {float(info.max):.4g}] "
+          f"(normal {info.dtype} numbers), got {numbers.tolist()}."
       )
   return as_float(array)
 
@@ -343,7 +375,7 @@ def _check_bandwidths(values: Any, argument: str) -> jax.Array:
 
 
 def _kernel_sum(
-  scaled_distances: jax.Array, bandwidths: jax.Array, scale: jax.Array
+    scaled_distances: jax.Array, bandwidths: jax.Array, scale: jax.Array
 ) -> jax.Array:
   """``Σ_u exp(−d / (2 σ_u²))`` with ``d = scaled_distances · scale²``, any shape.
 
@@ -351,7 +383,7 @@ def _kernel_sum(
   0 for ``d' = 0`` even where ``s²`` overflows.
   """
   distances = jnp.where(
-    scaled_distances > 0, scaled_distances * scale * scale, 0.0
+      scaled_distances > 0, scaled_distances * scale * scale, 0.0
   )
   return jnp.sum(jnp.exp(-distances[..., None] / (2.0 * bandwidths)), axis=-1)
 
@@ -379,58 +411,92 @@ def _pair_median(blocks) -> jax.Array:
   if dtype not in (jnp.float32, jnp.float64):  # bfloat16 / float16 features
     blocks = [(values.astype(jnp.float32), mask) for values, mask in blocks]
     dtype, int_type = jnp.float32, jnp.int32
-  bits = [(jax.lax.bitcast_convert_type(values, int_type), mask)
-          for values, mask in blocks]
+  bits = [
+      (jax.lax.bitcast_convert_type(values, int_type), mask)
+      for values, mask in blocks
+  ]
   # Masks are upper triangles of square blocks: n(n−1)/2 entries each.
-  total = sum(values.size if mask is None
-              else values.shape[0] * (values.shape[0] - 1) // 2
-              for values, mask in blocks)
+  total = sum(
+      values.size
+      if mask is None
+      else values.shape[0] * (values.shape[0] - 1) // 2
+      for values, mask in blocks
+  )
   largest = jnp.asarray(jnp.iinfo(int_type).max, int_type)
 
   def count_at_most(threshold):
-    return sum(jnp.sum((b <= threshold) if mask is None
-                       else (b <= threshold) & mask) for b, mask in bits)
+    return sum(
+        jnp.sum((b <= threshold) if mask is None else (b <= threshold) & mask)
+        for b, mask in bits
+    )
 
   def smallest(rank):
     """Bits of the value of 0-based ``rank`` in ascending order."""
+
     def step(_, bounds):
       low, high = bounds  # the answer lies in [low, high]
       middle = low + (high - low) // 2
       enough = count_at_most(middle) >= rank + 1
-      return (jnp.where(enough, low, middle + 1),
-              jnp.where(enough, middle, high))
+      return (
+          jnp.where(enough, low, middle + 1),
+          jnp.where(enough, middle, high),
+      )
+
     steps = 8 * jnp.dtype(int_type).itemsize - 1
-    low, _ = jax.lax.fori_loop(0, steps, step,
-                               (jnp.zeros((), int_type), largest))
+    low, _ = jax.lax.fori_loop(
+        0, steps, step, (jnp.zeros((), int_type), largest)
+    )
     return low
 
   lower = smallest((total - 1) // 2)
   # The next order statistic is the lower one again if it repeats, else
   # the smallest value above it.
   repeats = count_at_most(lower) >= total // 2 + 1
-  above = functools.reduce(jnp.minimum, [
-      jnp.min(jnp.where((b > lower) if mask is None else (b > lower) & mask,
-                        b, largest)) for b, mask in bits])
+  above = functools.reduce(
+      jnp.minimum,
+      [
+          jnp.min(
+              jnp.where(
+                  (b > lower) if mask is None else (b > lower) & mask,
+                  b,
+                  largest,
+              )
+          )
+          for b, mask in bits
+      ],
+  )
   upper = jnp.where(repeats, lower, above)
   values = jax.lax.bitcast_convert_type(jnp.stack([lower, upper]), dtype)
   return 0.5 * (values[0] + values[1])
 
 
-def _heuristic_variance(source_distances, target_distances, cross_distances, heuristic):
+def _heuristic_variance(
+    source_distances, target_distances, cross_distances, heuristic
+):
   """The median or mean squared distance over the pairs i < j of the pooled batch."""
-  blocks = [(jax.lax.stop_gradient(source_distances),
-             _upper_triangle(source_distances)),
-            (jax.lax.stop_gradient(target_distances),
-             _upper_triangle(target_distances)),
-            (jax.lax.stop_gradient(cross_distances), None)]
+  blocks = [
+      (
+          jax.lax.stop_gradient(source_distances),
+          _upper_triangle(source_distances),
+      ),
+      (
+          jax.lax.stop_gradient(target_distances),
+          _upper_triangle(target_distances),
+      ),
+      (jax.lax.stop_gradient(cross_distances), None),
+  ]
   if heuristic == "median":
     return _pair_median(blocks)
-  total = sum(jnp.sum(values) if mask is None
-              else jnp.sum(jnp.where(mask, values, 0.0))
-              for values, mask in blocks)
-  count = sum(values.size if mask is None
-              else values.shape[0] * (values.shape[0] - 1) // 2
-              for values, mask in blocks)
+  total = sum(
+      jnp.sum(values) if mask is None else jnp.sum(jnp.where(mask, values, 0.0))
+      for values, mask in blocks
+  )
+  count = sum(
+      values.size
+      if mask is None
+      else values.shape[0] * (values.shape[0] - 1) // 2
+      for values, mask in blocks
+  )
   return total / count
 
 
@@ -457,16 +523,16 @@ def _layer_bandwidths(distances, bandwidths, scale, multipliers, heuristic):
   variance = _heuristic_variance(*distances, heuristic)
   # Identical points have σ² = 0; the smallest normal keeps 0/σ² at 0, not NaN.
   bandwidths = jnp.maximum(
-    (multipliers * variance).astype(dtype), jnp.finfo(dtype).tiny
+      (multipliers * variance).astype(dtype), jnp.finfo(dtype).tiny
   )
   return bandwidths, jnp.ones((), dtype)
 
 
 def _pooled_distances(source, target):
   return (
-    squared_distances(source, source),
-    squared_distances(target, target),
-    squared_distances(source, target),
+      squared_distances(source, source),
+      squared_distances(target, target),
+      squared_distances(source, target),
   )
 
 
@@ -474,22 +540,28 @@ def _pooled_distances(source, target):
 def _estimate(layers, multipliers, heuristic, estimator):
   """The estimate with the product over layers of per-layer kernel sums."""
   num_source, num_target = layers[0][0].shape[0], layers[0][1].shape[0]
-  layers = [(*_layer_scale(source, target), bandwidths)
-            for source, target, bandwidths in layers]
+  layers = [
+      (*_layer_scale(source, target), bandwidths)
+      for source, target, bandwidths in layers
+  ]
   if estimator == "linear":
     num_pairs = num_source // 2
     same_first = same_second = cross_first = cross_second = 1.0
     for source, target, scale, bandwidths in layers:
       # The heuristic needs all pairs; the estimate itself reads n/2.
-      distances = (_pooled_distances(source, target) if bandwidths is None
-                   else None)
-      bandwidths, scale = _layer_bandwidths(distances, bandwidths, scale,
-                                            multipliers, heuristic)
-      x, x_next = source[0:2 * num_pairs:2], source[1:2 * num_pairs:2]
-      y, y_next = target[0:2 * num_pairs:2], target[1:2 * num_pairs:2]
+      distances = (
+          _pooled_distances(source, target) if bandwidths is None else None
+      )
+      bandwidths, scale = _layer_bandwidths(
+          distances, bandwidths, scale, multipliers, heuristic
+      )
+      x, x_next = source[0 : 2 * num_pairs : 2], source[1 : 2 * num_pairs : 2]
+      y, y_next = target[0 : 2 * num_pairs : 2], target[1 : 2 * num_pairs : 2]
 
       def kernel(a, b, bandwidths=bandwidths, scale=scale):
-        return _kernel_sum(jnp.sum(jnp.square(a - b), axis=1), bandwidths, scale)
+        return _kernel_sum(
+            jnp.sum(jnp.square(a - b), axis=1), bandwidths, scale
+        )
 
       same_first = same_first * kernel(x, x_next)
       same_second = same_second * kernel(y, y_next)
@@ -500,20 +572,29 @@ def _estimate(layers, multipliers, heuristic, estimator):
   source_kernel = target_kernel = cross_kernel = 1.0
   for source, target, scale, bandwidths in layers:
     distances = _pooled_distances(source, target)
-    bandwidths, scale = _layer_bandwidths(distances, bandwidths, scale,
-                                          multipliers, heuristic)
+    bandwidths, scale = _layer_bandwidths(
+        distances, bandwidths, scale, multipliers, heuristic
+    )
     source_distances, target_distances, cross_distances = distances
-    source_kernel = source_kernel * _kernel_sum(source_distances, bandwidths, scale)
-    target_kernel = target_kernel * _kernel_sum(target_distances, bandwidths, scale)
-    cross_kernel = cross_kernel * _kernel_sum(cross_distances, bandwidths, scale)
+    source_kernel = source_kernel * _kernel_sum(
+        source_distances, bandwidths, scale
+    )
+    target_kernel = target_kernel * _kernel_sum(
+        target_distances, bandwidths, scale
+    )
+    cross_kernel = cross_kernel * _kernel_sum(
+        cross_distances, bandwidths, scale
+    )
   if estimator == "biased":
     return (
-      jnp.mean(source_kernel) + jnp.mean(target_kernel) - 2.0 * jnp.mean(cross_kernel)
+        jnp.mean(source_kernel)
+        + jnp.mean(target_kernel)
+        - 2.0 * jnp.mean(cross_kernel)
     )
   source_term = (jnp.sum(source_kernel) - jnp.trace(source_kernel)) / (
-    num_source * (num_source - 1)
+      num_source * (num_source - 1)
   )
   target_term = (jnp.sum(target_kernel) - jnp.trace(target_kernel)) / (
-    num_target * (num_target - 1)
+      num_target * (num_target - 1)
   )
   return source_term + target_term - 2.0 * jnp.mean(cross_kernel)

@@ -7,15 +7,19 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_finite_result, check_matrix,
-                                 check_same_columns, power_of_two_scale)
+from tljax.align._arrays import (
+    check_finite_result,
+    check_matrix,
+    check_same_columns,
+    power_of_two_scale,
+)
 from tljax.checks import check_int
 
 __all__ = ["batch_spectral_penalization"]
 
 
 def batch_spectral_penalization(
-  source_features: jax.Array, target_features: jax.Array, *, k: int = 1
+    source_features: jax.Array, target_features: jax.Array, *, k: int = 1
 ) -> jax.Array:
   r"""Penalise the largest singular values of the source and target feature batches.
 
@@ -58,15 +62,15 @@ def batch_spectral_penalization(
   limit = min(min(source.shape), min(target.shape))
   if k > limit:
     raise ValueError(
-      f"k must be at most {limit}, the number of singular values of the "
-      f"smaller feature matrix (shapes {source.shape} and {target.shape}), "
-      f"got {k}."
+        f"k must be at most {limit}, the number of singular values of the "
+        f"smaller feature matrix (shapes {source.shape} and {target.shape}), "
+        f"got {k}."
     )
   return check_finite_result(
-    _batch_spectral_penalization(source, target, k),
-    "batch_spectral_penalization is not finite: source_features or "
-    "target_features are too large (the penalty grows as their square); "
-    "rescale them.",
+      _batch_spectral_penalization(source, target, k),
+      "batch_spectral_penalization is not finite: source_features or "
+      "target_features are too large (the penalty grows as their square); "
+      "rescale them.",
   )
 
 

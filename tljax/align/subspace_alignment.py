@@ -7,16 +7,20 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (check_finite_result, check_matrix,
-                                 check_same_columns, covariance,
-                                 power_of_two_scale)
+from tljax.align._arrays import (
+    check_finite_result,
+    check_matrix,
+    check_same_columns,
+    covariance,
+    power_of_two_scale,
+)
 from tljax.checks import check_int
 
 __all__ = ["subspace_alignment"]
 
 
 def subspace_alignment(
-  source: jax.Array, target: jax.Array, *, dim: int
+    source: jax.Array, target: jax.Array, *, dim: int
 ) -> tuple[jax.Array, jax.Array]:
   r"""Align the source's principal subspace with the target's.
 
@@ -66,12 +70,12 @@ def subspace_alignment(
   dim = check_int(dim, "dim", minimum=1)
   if dim > source.shape[1]:
     raise ValueError(
-      f"dim must be at most the feature dimension {source.shape[1]}, got {dim}."
+        f"dim must be at most the feature dimension {source.shape[1]}, got {dim}."
     )
   return check_finite_result(
-    _subspace_alignment(source, target, dim),
-    "subspace_alignment is not finite: source and target are too large for "
-    "the float type; rescale them.",
+      _subspace_alignment(source, target, dim),
+      "subspace_alignment is not finite: source and target are too large for "
+      "the float type; rescale them.",
   )
 
 
@@ -83,7 +87,9 @@ def _subspace_alignment(source, target, dim):
   source_basis = _principal_basis(source, dim)
   target_basis = _principal_basis(target, dim)
   alignment = source_basis.T @ target_basis
-  aligned_source = (source - jnp.mean(source, axis=0)) @ source_basis @ alignment
+  aligned_source = (
+      (source - jnp.mean(source, axis=0)) @ source_basis @ alignment
+  )
   projected_target = (target - jnp.mean(target, axis=0)) @ target_basis
   return aligned_source * source_scale, projected_target * target_scale
 

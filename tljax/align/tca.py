@@ -8,10 +8,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.align._arrays import (check_choice, check_finite_result,
-                                 check_hyperparameter, check_matrix,
-                                 check_same_columns, median,
-                                 power_of_two_scale, squared_distances)
+from tljax.align._arrays import (
+    check_choice,
+    check_finite_result,
+    check_hyperparameter,
+    check_matrix,
+    check_same_columns,
+    median,
+    power_of_two_scale,
+    squared_distances,
+)
 from tljax.checks import check_int
 
 __all__ = ["KERNELS", "tca"]
@@ -20,13 +26,13 @@ KERNELS = ("linear", "rbf")
 
 
 def tca(
-  source: jax.Array,
-  target: jax.Array,
-  *,
-  dim: int,
-  mu: float = 1.0,
-  kernel: str = "linear",
-  gamma: float | None = None,
+    source: jax.Array,
+    target: jax.Array,
+    *,
+    dim: int,
+    mu: float = 1.0,
+    kernel: str = "linear",
+    gamma: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   r"""Embed both domains on the transfer components, which shrink their MMD.
 
@@ -95,20 +101,20 @@ def tca(
   dim = check_int(dim, "dim", minimum=1)
   if dim > total:
     raise ValueError(
-      f"dim must be at most the number of examples n_S + n_T = {total}, got {dim}."
+        f"dim must be at most the number of examples n_S + n_T = {total}, got {dim}."
     )
   if gamma is not None:
     if kernel != "rbf":
       raise ValueError(
-        f"gamma is the width of the 'rbf' kernel; it cannot be used with "
-        f"kernel={kernel!r}."
+          f"gamma is the width of the 'rbf' kernel; it cannot be used with "
+          f"kernel={kernel!r}."
       )
     check_hyperparameter(gamma, "gamma", positive=True)
   return check_finite_result(
-    _tca(source, target, dim, mu, kernel, gamma),
-    "tca is not finite: the embedding of source and target is too large for "
-    "the float type (it grows as their scale squared over sqrt(mu)); rescale "
-    "them or raise mu.",
+      _tca(source, target, dim, mu, kernel, gamma),
+      "tca is not finite: the embedding of source and target is too large for "
+      "the float type (it grows as their scale squared over sqrt(mu)); rescale "
+      "them or raise mu.",
   )
 
 
@@ -130,17 +136,19 @@ def _tca(source, target, dim, mu, kernel, gamma):
     if gamma is None:  # scale-invariant: the kernel of the scaled features
       rows, cols = np.triu_indices(total, 1)
       variance = jnp.maximum(
-        median(distances[rows, cols]), jnp.finfo(distances.dtype).tiny
+          median(distances[rows, cols]), jnp.finfo(distances.dtype).tiny
       )
       gamma = 1.0 / (2.0 * variance)
     else:  # d = d' s²: it may overflow to infinity (k = 0), but 0 stays 0
       distances = jnp.where(distances > 0, distances * scale * scale, 0.0)
     kernel_matrix = jnp.exp(-gamma * distances)
 
-  mmd_vector = jnp.concatenate([
-    jnp.full((num_source,), 1.0 / num_source, pooled.dtype),
-    jnp.full((num_target,), -1.0 / num_target, pooled.dtype),
-  ])
+  mmd_vector = jnp.concatenate(
+      [
+          jnp.full((num_source,), 1.0 / num_source, pooled.dtype),
+          jnp.full((num_target,), -1.0 / num_target, pooled.dtype),
+      ]
+  )
   centred = kernel_matrix - jnp.mean(kernel_matrix, axis=0)  # H K
   scatter = centred.T @ centred  # K H K, as H = Hᵀ = H²
   projected_mean = kernel_matrix @ mmd_vector  # K e, so K L K = (K e)(K e)ᵀ
@@ -165,7 +173,7 @@ def _inverse_sqrt_rank_one_update(root_mu, vector):
   positive = squared_norm > 0
   safe_norm = jnp.where(positive, squared_norm, 1.0)
   shrink = jnp.where(
-    positive, 1.0 - root_mu / jnp.sqrt(root_mu * root_mu + safe_norm), 0.0
+      positive, 1.0 - root_mu / jnp.sqrt(root_mu * root_mu + safe_norm), 0.0
   )
   identity = jnp.eye(vector.shape[0], dtype=vector.dtype)
   return identity - shrink * jnp.outer(vector, vector) / safe_norm

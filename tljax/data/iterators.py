@@ -87,7 +87,10 @@ def batch_indices(
 
 
 def _stream(
-    source: Source, batch_size: int, seed: int, start_step: int,
+    source: Source,
+    batch_size: int,
+    seed: int,
+    start_step: int,
     with_indices: bool = False,
 ) -> Iterator[Batch]:
   for step in itertools.count(start_step):
@@ -99,7 +102,11 @@ def _stream(
 
 
 def batches(
-    source: Source, *, batch_size: int, seed: int, start_step: int = 0,
+    source: Source,
+    *,
+    batch_size: int,
+    seed: int,
+    start_step: int = 0,
     with_indices: bool = False,
 ) -> Iterator[Batch]:
   """Infinite training batches ``{"input", "label"}`` of ``source``.

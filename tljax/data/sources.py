@@ -31,14 +31,13 @@ import numpy as np
 from tljax.data import digits, toy, transforms
 from tljax.data.base import SPLITS, ArraySource, Source
 from tljax.errors import DataError
+
 TFDS_PREFIX = "tfds:"
 DATA_DIR_ENV = "TLJAX_DATA_DIR"
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "tljax", "tensorflow_datasets")
 
 _DIGIT_SOURCES = digits.DOMAIN_NAMES
 _TOY_SOURCES = ("two_moons", "gaussian_shift")
-
-
 
 
 class TfdsSource:
@@ -120,8 +119,9 @@ class TfdsSource:
     except Exception as error:  # Riegeli, ArrayRecord and TFDS raise many kinds
       if not files:
         raise
-      raise corrupted_data_error(name, files, builder.data_dir,
-                                 error) from error
+      raise corrupted_data_error(
+          name, files, builder.data_dir, error
+      ) from error
     return cls(
         data_source,
         input_shape=features[input_key].shape,
@@ -158,8 +158,9 @@ class TfdsSource:
     except Exception as error:  # Riegeli, ArrayRecord and protobuf errors
       if not self.files:
         raise
-      raise corrupted_data_error(self.name, self.files, self.dataset_dir,
-                                 error) from error
+      raise corrupted_data_error(
+          self.name, self.files, self.dataset_dir, error
+      ) from error
     label_dtype = np.int32 if self.num_classes is not None else np.float32
     if not records:
       return {
@@ -207,9 +208,12 @@ def _split_files(builder: Any, split: str) -> list[str]:
     return []
 
 
-def corrupted_data_error(name: str, files: Sequence[str],
-                         dataset_dir: str | None,
-                         error: BaseException) -> DataError:
+def corrupted_data_error(
+    name: str,
+    files: Sequence[str],
+    dataset_dir: str | None,
+    error: BaseException,
+) -> DataError:
   """The one-line error for prepared files of ``name`` that cannot be read."""
   if not files:
     shown = "a file"
@@ -217,7 +221,8 @@ def corrupted_data_error(name: str, files: Sequence[str],
     shown = files[0]
   else:
     shown = f"one of its {len(files)} files ({', '.join(files[:3])}" + (
-        ", ...)" if len(files) > 3 else ")")
+        ", ...)" if len(files) > 3 else ")"
+    )
   cause = " ".join((str(error).splitlines() or [""])[0].split())[:200]
   directory = dataset_dir or (os.path.dirname(files[0]) if files else "it")
   return DataError(
@@ -252,8 +257,9 @@ def open_prepared(open_builder, dataset_dir: str):
   try:
     return open_builder()
   except Exception as error:  # protobuf, JSON and TFDS errors
-    garbled = (_garbled_metadata(dataset_dir) if os.path.isdir(dataset_dir)
-               else None)
+    garbled = (
+        _garbled_metadata(dataset_dir) if os.path.isdir(dataset_dir) else None
+    )
     if garbled is None:
       raise
     raise DataError(
@@ -312,7 +318,8 @@ def _digit_source(
 
   builder = open_prepared(
       lambda: builders.prepare_digit_builder(name, data_dir=data_dir),
-      os.path.join(data_dir, name))
+      os.path.join(data_dir, name),
+  )
   return TfdsSource.from_builder(builder, split, name=f"{name}/{split}")
 
 
@@ -335,7 +342,8 @@ def _catalog_source(
     )
   builder = open_prepared(
       lambda: tfds.builder(catalog_name, data_dir=data_dir),
-      os.path.join(data_dir, catalog_name.split("/")[0].split(":")[0]))
+      os.path.join(data_dir, catalog_name.split("/")[0].split(":")[0]),
+  )
   try:
     return TfdsSource.from_builder(
         builder, split, name=f"{TFDS_PREFIX}{catalog_name}/{split}", **kwargs
@@ -413,7 +421,7 @@ def get_source(
     )
   if not isinstance(split, str) or not split:
     raise ValueError(f"split must be a non-empty string, got {split!r}.")
-  if name.startswith(TFDS_PREFIX) and not name[len(TFDS_PREFIX):].strip():
+  if name.startswith(TFDS_PREFIX) and not name[len(TFDS_PREFIX) :].strip():
     raise ValueError(
         f"name {name!r} names no TFDS dataset; give one after "
         f"'{TFDS_PREFIX}', e.g. '{TFDS_PREFIX}mnist'."
@@ -421,8 +429,9 @@ def get_source(
   transform = kwargs.pop("transform", None)
   if transform is not None:
     options = transforms.check_transform(transform)
-    source = get_source(name, split, data_dir=data_dir, use_tfds=use_tfds,
-                        **kwargs)
+    source = get_source(
+        name, split, data_dir=data_dir, use_tfds=use_tfds, **kwargs
+    )
     return transforms.transform_source(source, split=split, **options)
   data_dir = (
       os.path.expanduser(os.fspath(data_dir))

@@ -14,8 +14,14 @@ import numpy as np
 from tljax.data.base import ArraySource
 
 
-def per_class_indices(labels: np.ndarray, *, num_classes: int, per_class: int,
-                      seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
+def per_class_indices(
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    per_class: int,
+    seed: int,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
   """``per_class`` indices of every class, drawn without replacement.
 
   Args:
@@ -30,8 +36,11 @@ def per_class_indices(labels: np.ndarray, *, num_classes: int, per_class: int,
     Sorted indices, ``num_classes * per_class`` of them.
   """
   labels = np.asarray(labels)
-  if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) \
-      or per_class < 1:
+  if (
+      isinstance(per_class, bool)
+      or not isinstance(per_class, (int, np.integer))
+      or per_class < 1
+  ):
     raise ValueError(f"per_class must be an integer >= 1, got {per_class!r}")
   available = np.ones(labels.shape[0], bool)
   if exclude is not None:
@@ -43,14 +52,19 @@ def per_class_indices(labels: np.ndarray, *, num_classes: int, per_class: int,
     if candidates.size < per_class:
       raise ValueError(
           f"per_class={per_class} but class {label} has only {candidates.size} "
-          "examples left to draw from")
+          "examples left to draw from"
+      )
     chosen.append(rng.choice(candidates, size=per_class, replace=False))
   return np.sort(np.concatenate(chosen))
 
 
-def labeled_subsets(source: ArraySource, *, labels_per_class: int | None,
-                    validation_per_class: int, seed: int
-                    ) -> tuple[ArraySource, ArraySource | None]:
+def labeled_subsets(
+    source: ArraySource,
+    *,
+    labels_per_class: int | None,
+    validation_per_class: int,
+    seed: int,
+) -> tuple[ArraySource, ArraySource | None]:
   """Splits a labeled training source into (labeled training, validation) sources.
 
   The validation examples are drawn first, then ``labels_per_class`` labeled
@@ -61,32 +75,47 @@ def labeled_subsets(source: ArraySource, *, labels_per_class: int | None,
     ``validation_per_class`` is 0.
   """
   if not isinstance(source, ArraySource):
-    raise ValueError(f"source must be an in-memory ArraySource to draw subsets "
-                     f"from, got {type(source).__name__}")
+    raise ValueError(
+        f"source must be an in-memory ArraySource to draw subsets "
+        f"from, got {type(source).__name__}"
+    )
   if source.num_classes is None:
     raise ValueError(f"source {source.name!r} has no classes to draw per class")
   if isinstance(validation_per_class, bool) or validation_per_class < 0:
-    raise ValueError("validation_per_class must be an integer >= 0, got "
-                     f"{validation_per_class!r}")
-  seeds = np.random.SeedSequence([seed, 0x5eed]).generate_state(2)
+    raise ValueError(
+        "validation_per_class must be an integer >= 0, got "
+        f"{validation_per_class!r}"
+    )
+  seeds = np.random.SeedSequence([seed, 0x5EED]).generate_state(2)
   validation_indices = np.zeros(0, np.int64)
   validation = None
   if validation_per_class:
     validation_indices = per_class_indices(
-        source.labels, num_classes=source.num_classes,
-        per_class=validation_per_class, seed=int(seeds[0]))
-    validation = ArraySource(source.inputs[validation_indices],
-                             source.labels[validation_indices],
-                             num_classes=source.num_classes,
-                             name=f"{source.name}/validation")
+        source.labels,
+        num_classes=source.num_classes,
+        per_class=validation_per_class,
+        seed=int(seeds[0]),
+    )
+    validation = ArraySource(
+        source.inputs[validation_indices],
+        source.labels[validation_indices],
+        num_classes=source.num_classes,
+        name=f"{source.name}/validation",
+    )
   if labels_per_class is None:
     remaining = np.setdiff1d(np.arange(len(source)), validation_indices)
   else:
     remaining = per_class_indices(
-        source.labels, num_classes=source.num_classes,
-        per_class=labels_per_class, seed=int(seeds[1]),
-        exclude=validation_indices)
-  labeled = ArraySource(source.inputs[remaining], source.labels[remaining],
-                        num_classes=source.num_classes,
-                        name=f"{source.name}/labeled")
+        source.labels,
+        num_classes=source.num_classes,
+        per_class=labels_per_class,
+        seed=int(seeds[1]),
+        exclude=validation_indices,
+    )
+  labeled = ArraySource(
+      source.inputs[remaining],
+      source.labels[remaining],
+      num_classes=source.num_classes,
+      name=f"{source.name}/labeled",
+  )
   return labeled, validation

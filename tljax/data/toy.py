@@ -31,8 +31,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tljax.checks import (check_finite_number, check_int, check_non_negative,
-                          check_positive)
+from tljax.checks import (
+    check_finite_number,
+    check_int,
+    check_non_negative,
+    check_positive,
+)
 from tljax.data.base import SPLITS, ArraySource
 
 # Centre of symmetry of the noise-free moons: outer x = cos t, y = sin t and

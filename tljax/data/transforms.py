@@ -50,21 +50,21 @@ import scipy.ndimage
 from tljax.data.base import ArraySource
 
 __all__ = [
-  "TRANSFORM_KEYS",
-  "check_transform",
-  "label_permutation",
-  "rotate_images",
-  "transform_source",
+    "TRANSFORM_KEYS",
+    "check_transform",
+    "label_permutation",
+    "rotate_images",
+    "transform_source",
 ]
 
 # Every key a transform may have, with the value that changes nothing.
 _IDENTITY = {
-  "rotation_degrees": 0.0,
-  "invert": False,
-  "noise_std": 0.0,
-  "noise_seed": 0,
-  "permute_labels_seed": None,
-  "shuffle_labels_seed": None,
+    "rotation_degrees": 0.0,
+    "invert": False,
+    "noise_std": 0.0,
+    "noise_seed": 0,
+    "permute_labels_seed": None,
+    "shuffle_labels_seed": None,
 }
 TRANSFORM_KEYS = tuple(_IDENTITY)
 
@@ -74,7 +74,9 @@ def _error(key: str, expected: str, value: Any) -> ValueError:
 
 
 def _is_int(value: Any) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+  return isinstance(value, numbers.Integral) and not isinstance(
+      value, bool | np.bool_
+  )
 
 
 def check_transform(transform: Any) -> dict[str, Any]:
@@ -96,17 +98,24 @@ def check_transform(transform: Any) -> dict[str, Any]:
   if hasattr(transform, "to_dict"):  # ml_collections.ConfigDict
     transform = transform.to_dict()
   if not isinstance(transform, Mapping):
-    raise ValueError(f"transform must be a mapping with keys from "
-                     f"{list(TRANSFORM_KEYS)}, got {transform!r}.")
+    raise ValueError(
+        f"transform must be a mapping with keys from "
+        f"{list(TRANSFORM_KEYS)}, got {transform!r}."
+    )
   unknown = sorted(str(key) for key in transform if key not in _IDENTITY)
   if unknown:
-    raise ValueError(f"transform keys {unknown} are unknown; allowed: "
-                     f"{list(TRANSFORM_KEYS)}.")
+    raise ValueError(
+        f"transform keys {unknown} are unknown; allowed: "
+        f"{list(TRANSFORM_KEYS)}."
+    )
   checked = dict(_IDENTITY)
   for key, value in transform.items():
     if key == "rotation_degrees":
-      if (not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_)
-          or not math.isfinite(value)):
+      if (
+          not isinstance(value, numbers.Real)
+          or isinstance(value, bool | np.bool_)
+          or not math.isfinite(value)
+      ):
         raise _error(key, "a finite number of degrees", value)
       checked[key] = float(value)
     elif key == "invert":
@@ -114,8 +123,12 @@ def check_transform(transform: Any) -> dict[str, Any]:
         raise _error(key, "a bool", value)
       checked[key] = bool(value)
     elif key == "noise_std":
-      if (not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_)
-          or not math.isfinite(value) or value < 0):
+      if (
+          not isinstance(value, numbers.Real)
+          or isinstance(value, bool | np.bool_)
+          or not math.isfinite(value)
+          or value < 0
+      ):
         raise _error(key, "a finite number >= 0", value)
       checked[key] = float(value)
     elif key == "noise_seed":
@@ -138,15 +151,23 @@ def rotate_images(images: Any, degrees: float) -> np.ndarray:
   """
   images = np.asarray(images, np.float32)
   if images.ndim not in (3, 4):
-    raise ValueError(f"images must have shape (N, H, W) or (N, H, W, C), got "
-                     f"shape {images.shape}.")
+    raise ValueError(
+        f"images must have shape (N, H, W) or (N, H, W, C), got "
+        f"shape {images.shape}."
+    )
   if float(degrees) % 360.0 == 0.0:
     return images.copy()
   # Axes (2, 1) rotate each (H, W) image as scipy's default (1, 0) rotates a
   # single 2-D image: counter-clockwise with row 0 at the top.
-  rotated = scipy.ndimage.rotate(images, float(degrees), axes=(2, 1),
-                                 reshape=False, order=1, mode="constant",
-                                 cval=0.0)
+  rotated = scipy.ndimage.rotate(
+      images,
+      float(degrees),
+      axes=(2, 1),
+      reshape=False,
+      order=1,
+      mode="constant",
+      cval=0.0,
+  )
   return rotated.astype(np.float32, copy=False)
 
 
@@ -158,18 +179,22 @@ def label_permutation(num_classes: int, seed: int) -> np.ndarray:
 def _split_rng(seed: int, split: str) -> np.random.Generator:
   # crc32 is stable across processes (unlike hash()), so draws are reproducible.
   return np.random.default_rng(
-    np.random.SeedSequence([seed, zlib.crc32(split.encode("utf-8"))]))
+      np.random.SeedSequence([seed, zlib.crc32(split.encode("utf-8"))])
+  )
 
 
 def _check_unit_range(inputs: np.ndarray, key: str, name: str) -> None:
   low, high = float(inputs.min()), float(inputs.max())
   if low < 0.0 or high > 1.0:
-    raise ValueError(f"transform key {key!r} needs inputs in [0, 1]; {name!r} "
-                     f"has inputs in [{low:g}, {high:g}].")
+    raise ValueError(
+        f"transform key {key!r} needs inputs in [0, 1]; {name!r} "
+        f"has inputs in [{low:g}, {high:g}]."
+    )
 
 
-def transform_source(source: Any, *, split: str = "",
-                     **transform: Any) -> ArraySource:
+def transform_source(
+    source: Any, *, split: str = "", **transform: Any
+) -> ArraySource:
   """A variant of ``source`` (see the module docstring for the order and keys).
 
   Args:
@@ -191,21 +216,27 @@ def transform_source(source: Any, *, split: str = "",
   options = check_transform(transform)
   if not isinstance(source, ArraySource):
     if not hasattr(source, "to_array_source"):
-      raise ValueError(f"source must be an ArraySource or have to_array_source(), "
-                       f"got {type(source).__name__}.")
+      raise ValueError(
+          f"source must be an ArraySource or have to_array_source(), "
+          f"got {type(source).__name__}."
+      )
     source = source.to_array_source()
   inputs = np.array(source.inputs, np.float32, copy=True)
   labels = np.array(source.labels, copy=True)
   tags = []
   if float(options["rotation_degrees"]) % 360.0 != 0.0:
     if inputs.ndim not in (3, 4):
-      raise ValueError(f"transform key 'rotation_degrees' needs image inputs "
-                       f"(N, H, W[, C]); {source.name!r} has inputs of shape "
-                       f"{inputs.shape}.")
+      raise ValueError(
+          f"transform key 'rotation_degrees' needs image inputs "
+          f"(N, H, W[, C]); {source.name!r} has inputs of shape "
+          f"{inputs.shape}."
+      )
     # Linear interpolation with background 0 stays within [min(x, 0),
     # max(x, 0)]; clipping removes the rounding beyond it.
     low, high = min(float(inputs.min()), 0.0), max(float(inputs.max()), 0.0)
-    inputs = np.clip(rotate_images(inputs, options["rotation_degrees"]), low, high)
+    inputs = np.clip(
+        rotate_images(inputs, options["rotation_degrees"]), low, high
+    )
     tags.append(f"rot{options['rotation_degrees']:g}")
   if options["invert"]:
     _check_unit_range(inputs, "invert", source.name)
@@ -217,17 +248,24 @@ def transform_source(source: Any, *, split: str = "",
     noise = rng.normal(0.0, options["noise_std"], size=inputs.shape)
     inputs = np.clip(inputs + noise, 0.0, 1.0).astype(np.float32)
     tags.append(f"noise{options['noise_std']:g}/seed{options['noise_seed']}")
-  for key, tag in (("permute_labels_seed", "perm"),
-                   ("shuffle_labels_seed", "shuffle")):
+  for key, tag in (
+      ("permute_labels_seed", "perm"),
+      ("shuffle_labels_seed", "shuffle"),
+  ):
     if options[key] is not None and source.num_classes is None:
-      raise ValueError(f"transform key {key!r} needs class labels; "
-                       f"{source.name!r} is a regression source.")
+      raise ValueError(
+          f"transform key {key!r} needs class labels; "
+          f"{source.name!r} is a regression source."
+      )
   if options["permute_labels_seed"] is not None:
-    labels = label_permutation(source.num_classes,
-                               options["permute_labels_seed"])[labels]
+    labels = label_permutation(
+        source.num_classes, options["permute_labels_seed"]
+    )[labels]
     tags.append(f"perm{options['permute_labels_seed']}")
   if options["shuffle_labels_seed"] is not None:
-    labels = _split_rng(options["shuffle_labels_seed"], split).permutation(labels)
+    labels = _split_rng(options["shuffle_labels_seed"], split).permutation(
+        labels
+    )
     tags.append(f"shuffle{options['shuffle_labels_seed']}")
   name = f"{source.name}[{','.join(tags)}]" if tags else source.name
   return ArraySource(inputs, labels, num_classes=source.num_classes, name=name)

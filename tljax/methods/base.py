@@ -66,6 +66,7 @@ class Method:
       positions in the training split (importance weighting looks its
       per-example weights up by it).
   """
+
   name: str
   loss_fn: LossFn
   domains: tuple[str, ...]
@@ -87,20 +88,25 @@ class Method:
     for field in ("domains", "labeled", "example_indices"):
       unknown = set(getattr(self, field)) - set(DOMAINS)
       if unknown:
-        raise ValueError(f"Method.{field} has unknown domains {sorted(unknown)}; "
-                         f"allowed: {list(DOMAINS)}")
+        raise ValueError(
+            f"Method.{field} has unknown domains {sorted(unknown)}; "
+            f"allowed: {list(DOMAINS)}"
+        )
     if not self.domains:
       raise ValueError("Method.domains must name at least one domain")
     if self.setting not in SETTINGS:
-      raise ValueError(f"Method.setting {self.setting!r} is unknown; allowed: "
-                       f"{list(SETTINGS)}")
+      raise ValueError(
+          f"Method.setting {self.setting!r} is unknown; allowed: "
+          f"{list(SETTINGS)}"
+      )
     roles = [run.role for run in self.needs]
     if len(set(roles)) != len(roles):
       raise ValueError(f"Method.needs has repeated roles {roles}")
     for name, value in self.hparams.items():
       if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"Method.hparams[{name!r}] must be a number, got "
-                         f"{value!r}")
+        raise ValueError(
+            f"Method.hparams[{name!r}] must be a number, got " f"{value!r}"
+        )
 
   def prior_run(self, role: str) -> "PriorRun | None":
     """The run this recipe needs in ``role`` (``None`` if it needs none)."""
@@ -138,6 +144,7 @@ class PriorRun:
       starting from it (``None``: ``config.init_from.dont_load``); LP-FT keeps
       the probe's head with ``()``.
   """
+
   role: str
   method: str
   workdir: str | None = None
@@ -145,18 +152,21 @@ class PriorRun:
   dont_load: tuple[str, ...] | None = None
 
 
-def pretrain_run(config, method: str = "source_only",
-                 dont_load: tuple[str, ...] | None = None) -> PriorRun:
+def pretrain_run(
+    config,
+    method: str = "source_only",
+    dont_load: tuple[str, ...] | None = None,
+) -> PriorRun:
   """The ``"pretrain"`` :class:`PriorRun` of a transfer recipe.
 
   ``config.init_from.workdir`` stands in for a ``source_only`` pretrain run
   (a source run shared by several experiments); any other pretrain recipe
   (LP-FT's ``linear_probe``) is trained by the runner.
   """
-  workdir = (config.init_from.get("workdir") if method == "source_only"
-             else None)
-  return PriorRun(PRETRAIN, method, workdir=workdir or None,
-                  dont_load=dont_load)
+  workdir = config.init_from.get("workdir") if method == "source_only" else None
+  return PriorRun(
+      PRETRAIN, method, workdir=workdir or None, dont_load=dont_load
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +189,7 @@ class TransferContext:
     prior_runs: ``{role: directory}`` of the runs the method needs
       (:attr:`Method.needs`), ``{seed}`` already replaced.
   """
+
   params: Any
   model_state: Any
   transferred: frozenset
@@ -194,8 +205,16 @@ class TransferContext:
 MethodBuilder = Callable[..., Method]  # builder(config, model, **settings)
 
 
-def cross_entropy_loss(model, params, model_state, batch, key, *,
-                       label_smoothing: float = 0.0, train: bool = True):
+def cross_entropy_loss(
+    model,
+    params,
+    model_state,
+    batch,
+    key,
+    *,
+    label_smoothing: float = 0.0,
+    train: bool = True,
+):
   """Mean softmax cross-entropy of ``model`` on one labeled batch.
 
   ``train=False`` runs the model in inference mode (BatchNorm running
@@ -205,8 +224,9 @@ def cross_entropy_loss(model, params, model_state, batch, key, *,
   Returns ``(loss, model_state, outputs, metrics)`` where metrics holds the batch
   ``accuracy``.
   """
-  outputs, model_state = model.apply(params, model_state, batch["input"],
-                                     train=train, key=key)
+  outputs, model_state = model.apply(
+      params, model_state, batch["input"], train=train, key=key
+  )
   logits = outputs.logits.astype(jnp.float32)
   num_classes = logits.shape[-1]
   targets = jax.nn.one_hot(batch["label"], num_classes)
@@ -221,8 +241,9 @@ def label_smoothing(config) -> float:
   """``config.label_smoothing``: a number in ``[0, 1)`` (0 when unset)."""
   value = float(config.get("label_smoothing", 0.0) or 0.0)
   if not 0.0 <= value < 1.0:
-    raise ValueError(f"config key 'label_smoothing' must lie in [0, 1), got "
-                     f"{value}")
+    raise ValueError(
+        f"config key 'label_smoothing' must lie in [0, 1), got " f"{value}"
+    )
   return value
 
 
@@ -235,9 +256,18 @@ def supervised_on(domain: str, *, train: bool = True):
     def loss_fn(params, model_state, batch, key, extras):
       del extras
       loss, model_state, _, metrics = cross_entropy_loss(
-          model, params, model_state, batch[domain], key,
-          label_smoothing=smoothing, train=train)
-      return loss, (model_state, {f"{domain}_{k}": v for k, v in metrics.items()})
+          model,
+          params,
+          model_state,
+          batch[domain],
+          key,
+          label_smoothing=smoothing,
+          train=train,
+      )
+      return loss, (
+          model_state,
+          {f"{domain}_{k}": v for k, v in metrics.items()},
+      )
 
     return loss_fn
 

@@ -46,8 +46,12 @@ import jax.numpy as jnp
 
 from tljax import relational
 from tljax.methods.base import DOMAINS, Method, PriorRun
-from tljax.methods.registry import (available_methods, build_method,
-                                    method_settings, register_method)
+from tljax.methods.registry import (
+    available_methods,
+    build_method,
+    method_settings,
+    register_method,
+)
 from tljax.models import available_models, create_model
 from tljax.params import read_checkpoint
 
@@ -56,13 +60,27 @@ TEACHER = "teacher"
 BASE = "base"
 
 
-DEFAULTS = dict(base="source_only", base_kwargs={}, losses=("kd",),
-                domains=("target",), teacher_workdir="",
-                teacher_method="source_only", teacher_model={},
-                temperature=4.0, kd_weight=1.0, rkd_distance_weight=25.0,
-                rkd_angle_weight=50.0, sp_weight=3000.0)
-WEIGHTS = ("kd_weight", "rkd_distance_weight", "rkd_angle_weight",
-           "sp_weight", "temperature")
+DEFAULTS = dict(
+    base="source_only",
+    base_kwargs={},
+    losses=("kd",),
+    domains=("target",),
+    teacher_workdir="",
+    teacher_method="source_only",
+    teacher_model={},
+    temperature=4.0,
+    kd_weight=1.0,
+    rkd_distance_weight=25.0,
+    rkd_angle_weight=50.0,
+    sp_weight=3000.0,
+)
+WEIGHTS = (
+    "kd_weight",
+    "rkd_distance_weight",
+    "rkd_angle_weight",
+    "sp_weight",
+    "temperature",
+)
 
 
 def teacher_network(teacher_config, model):
@@ -76,45 +94,63 @@ def teacher_network(teacher_config, model):
     return model
   name = teacher_config.pop("name", None)
   if not isinstance(name, str) or not name:
-    raise ValueError("config key 'method_kwargs.teacher_model' must name a "
-                     "model ('name') or be empty (the student's model)")
-  return create_model(name, num_classes=model.num_classes,
-                      input_shape=tuple(model.input_shape), **teacher_config)
+    raise ValueError(
+        "config key 'method_kwargs.teacher_model' must name a "
+        "model ('name') or be empty (the student's model)"
+    )
+  return create_model(
+      name,
+      num_classes=model.num_classes,
+      input_shape=tuple(model.input_shape),
+      **teacher_config,
+  )
 
 
 def check_settings(settings) -> None:
   """Raises ``ValueError`` naming the ``method_kwargs`` key of a bad setting."""
   losses, domains = settings["losses"], settings["domains"]
   if not losses or set(losses) - set(LOSSES):
-    raise ValueError(f"config key 'method_kwargs.losses' must be a non-empty "
-                     f"sequence of {list(LOSSES)}, got {losses!r}")
+    raise ValueError(
+        f"config key 'method_kwargs.losses' must be a non-empty "
+        f"sequence of {list(LOSSES)}, got {losses!r}"
+    )
   if not domains or set(domains) - set(DOMAINS):
-    raise ValueError(f"config key 'method_kwargs.domains' must be a non-empty "
-                     f"sequence of {list(DOMAINS)}, got {domains!r}")
+    raise ValueError(
+        f"config key 'method_kwargs.domains' must be a non-empty "
+        f"sequence of {list(DOMAINS)}, got {domains!r}"
+    )
   for name in WEIGHTS:
     value = settings[name]
     if not value >= 0 or (name == "temperature" and not value > 0):
       bound = "> 0" if name == "temperature" else ">= 0"
-      raise ValueError(f"config key 'method_kwargs.{name}' must be {bound}, "
-                       f"got {value!r}")
+      raise ValueError(
+          f"config key 'method_kwargs.{name}' must be {bound}, "
+          f"got {value!r}"
+      )
   if settings["base"] == "distill":
     raise ValueError("config key 'method_kwargs.base' cannot be 'distill'")
   methods = available_methods()
   for key in ("base", "teacher_method"):
     if settings[key] not in methods:
-      raise ValueError(f"config key 'method_kwargs.{key}': method "
-                       f"{settings[key]!r} is unknown; registered methods: "
-                       f"{methods}")
+      raise ValueError(
+          f"config key 'method_kwargs.{key}': method "
+          f"{settings[key]!r} is unknown; registered methods: "
+          f"{methods}"
+      )
   teacher = settings["teacher_model"].get("name")
   if settings["teacher_model"] and teacher not in available_models():
-    raise ValueError(f"config key 'method_kwargs.teacher_model.name': model "
-                     f"{teacher!r} is unknown; registered models: "
-                     f"{available_models()}")
+    raise ValueError(
+        f"config key 'method_kwargs.teacher_model.name': model "
+        f"{teacher!r} is unknown; registered models: "
+        f"{available_models()}"
+    )
   try:
     method_settings(settings["base"], settings["base_kwargs"])
   except ValueError as error:
-    raise ValueError(f"config key 'method_kwargs.base_kwargs' (of "
-                     f"{settings['base']!r}): {error}") from None
+    raise ValueError(
+        f"config key 'method_kwargs.base_kwargs' (of "
+        f"{settings['base']!r}): {error}"
+    ) from None
 
 
 def distillation_terms(losses, weights, student, teacher):
@@ -131,15 +167,19 @@ def distillation_terms(losses, weights, student, teacher):
   teacher_features = teacher.features.astype(jnp.float32)
   if "kd" in losses:
     term = relational.knowledge_distillation(
-        student.logits.astype(jnp.float32), teacher.logits.astype(jnp.float32),
-        temperature=weights["temperature"])
+        student.logits.astype(jnp.float32),
+        teacher.logits.astype(jnp.float32),
+        temperature=weights["temperature"],
+    )
     total += weights["kd_weight"] * term
     metrics["kd"] = term
   if "rkd" in losses:
     distance = relational.rkd_distance(student_features, teacher_features)
     angle = relational.rkd_angle(student_features, teacher_features)
-    total += (weights["rkd_distance_weight"] * distance
-              + weights["rkd_angle_weight"] * angle)
+    total += (
+        weights["rkd_distance_weight"] * distance
+        + weights["rkd_angle_weight"] * angle
+    )
     metrics.update(rkd_distance=distance, rkd_angle=angle)
   if "sp" in losses:
     term = relational.similarity_preserving(student_features, teacher_features)
@@ -149,75 +189,116 @@ def distillation_terms(losses, weights, student, teacher):
 
 
 @register_method("distill", defaults=DEFAULTS, check=check_settings)
-def build_distill(config, model, *, base, base_kwargs, losses, domains,
-                  teacher_workdir, teacher_method, teacher_model: dict,
-                  **weights) -> Method:
+def build_distill(
+    config,
+    model,
+    *,
+    base,
+    base_kwargs,
+    losses,
+    domains,
+    teacher_workdir,
+    teacher_method,
+    teacher_model: dict,
+    **weights,
+) -> Method:
   """The student's recipe (see the module docstring)."""
   distill_domains = domains
   base_name = base
   base = build_method(base_name, config, model, kwargs=base_kwargs)
   if base.stages:
-    raise ValueError(f"config key 'method_kwargs.base': {base_name!r} updates "
-                     "in stages and cannot be combined with distillation")
+    raise ValueError(
+        f"config key 'method_kwargs.base': {base_name!r} updates "
+        "in stages and cannot be combined with distillation"
+    )
   teacher = teacher_network(teacher_model, model)
   if "rkd" in losses and config.batch_size * len(distill_domains) < 3:
-    raise ValueError("config key 'batch_size' must give at least 3 distilled "
-                     "examples per step for the RKD angle loss")
+    raise ValueError(
+        "config key 'batch_size' must give at least 3 distilled "
+        "examples per step for the RKD angle loss"
+    )
   model_keys = frozenset(jax.eval_shape(model.init, jax.random.key(0))[0])
-  teacher_run = PriorRun(TEACHER, teacher_method,
-                         workdir=teacher_workdir or None,
-                         model=dict(teacher_model) or None)
+  teacher_run = PriorRun(
+      TEACHER,
+      teacher_method,
+      workdir=teacher_workdir or None,
+      model=dict(teacher_model) or None,
+  )
 
   def init_extras(context):
     directory = context.prior_runs.get(TEACHER)
     if not directory:
-      raise ValueError("method 'distill' needs its teacher run: set "
-                       "config key 'method_kwargs.teacher_workdir', or run "
-                       "through run_experiment, which trains one with "
-                       "method_kwargs.teacher_method")
+      raise ValueError(
+          "method 'distill' needs its teacher run: set "
+          "config key 'method_kwargs.teacher_workdir', or run "
+          "through run_experiment, which trains one with "
+          "method_kwargs.teacher_method"
+      )
     teacher_params, teacher_state = read_checkpoint(directory)
-    teacher_keys = frozenset(jax.eval_shape(teacher.init,
-                                            jax.random.key(0))[0])
-    teacher_params = {key: value for key, value in teacher_params.items()
-                      if key in teacher_keys}
+    teacher_keys = frozenset(jax.eval_shape(teacher.init, jax.random.key(0))[0])
+    teacher_params = {
+        key: value
+        for key, value in teacher_params.items()
+        if key in teacher_keys
+    }
     # The checkpoint must fit the teacher model (names and shapes).
     probe = jnp.zeros((1, *teacher.input_shape), jnp.float32)
     try:
-      jax.eval_shape(lambda p, s: teacher.apply(p, s, probe, train=False),
-                     teacher_params, teacher_state)
+      jax.eval_shape(
+          lambda p, s: teacher.apply(p, s, probe, train=False),
+          teacher_params,
+          teacher_state,
+      )
     except Exception as error:  # noqa: BLE001 (re-raised with the argument)
       raise ValueError(
           f"config key 'method_kwargs.teacher_workdir': the checkpoint in "
           f"{directory!r} does not fit the teacher model {teacher.name!r}: "
-          f"{error}") from None
+          f"{error}"
+      ) from None
     base_extras = base.init_extras(context) if base.init_extras else None
-    return {TEACHER: {"params": teacher_params, "model_state": teacher_state},
-            BASE: base_extras}
+    return {
+        TEACHER: {"params": teacher_params, "model_state": teacher_state},
+        BASE: base_extras,
+    }
 
   def loss_fn(params, model_state, batch, key, extras, **traced):
     # traced: the base recipe's hparams, passed on as the step passes them.
     base_key, student_key = jax.random.split(key)
     loss, (model_state_out, metrics) = base.loss_fn(
-        params, model_state, batch, base_key, extras[BASE], **traced)
-    inputs = jnp.concatenate([batch[domain]["input"]
-                              for domain in distill_domains])
-    student_params = {name: value for name, value in params.items()
-                      if name in model_keys}
-    student, _ = model.apply(student_params, model_state, inputs, train=True,
-                             key=student_key)
+        params, model_state, batch, base_key, extras[BASE], **traced
+    )
+    inputs = jnp.concatenate(
+        [batch[domain]["input"] for domain in distill_domains]
+    )
+    student_params = {
+        name: value for name, value in params.items() if name in model_keys
+    }
+    student, _ = model.apply(
+        student_params, model_state, inputs, train=True, key=student_key
+    )
     frozen = jax.lax.stop_gradient(extras[TEACHER])
-    teacher_outputs, _ = teacher.apply(frozen["params"], frozen["model_state"],
-                                       inputs, train=False)
-    term, distill_metrics = distillation_terms(losses, weights, student,
-                                               teacher_outputs)
-    return loss + term, (model_state_out, {**metrics, **distill_metrics,
-                                           "distillation": term})
+    teacher_outputs, _ = teacher.apply(
+        frozen["params"], frozen["model_state"], inputs, train=False
+    )
+    term, distill_metrics = distillation_terms(
+        losses, weights, student, teacher_outputs
+    )
+    return loss + term, (
+        model_state_out,
+        {**metrics, **distill_metrics, "distillation": term},
+    )
 
-  return Method(name="distill", loss_fn=loss_fn,
-                domains=tuple(dict.fromkeys(base.domains + distill_domains)),
-                labeled=base.labeled, setting=base.setting,
-                init_extras=init_extras, init_params=base.init_params,
-                needs=(*base.needs, teacher_run), hparams=base.hparams,
-                trainable_rules=base.trainable_rules,
-                replaces_weight_decay=base.replaces_weight_decay,
-                example_indices=base.example_indices)
+  return Method(
+      name="distill",
+      loss_fn=loss_fn,
+      domains=tuple(dict.fromkeys(base.domains + distill_domains)),
+      labeled=base.labeled,
+      setting=base.setting,
+      init_extras=init_extras,
+      init_params=base.init_params,
+      needs=(*base.needs, teacher_run),
+      hparams=base.hparams,
+      trainable_rules=base.trainable_rules,
+      replaces_weight_decay=base.replaces_weight_decay,
+      example_indices=base.example_indices,
+  )

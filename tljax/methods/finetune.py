@@ -16,6 +16,11 @@ from tljax.methods.registry import register_method
 
 @register_method("finetune")
 def build(config, model) -> Method:
-  return Method(name="finetune", loss_fn=supervised_on("target")(config, model),
-                domains=("target",), labeled=("target",), setting="inductive",
-                needs=(pretrain_run(config),))
+  return Method(
+      name="finetune",
+      loss_fn=supervised_on("target")(config, model),
+      domains=("target",),
+      labeled=("target",),
+      setting="inductive",
+      needs=(pretrain_run(config),),
+  )

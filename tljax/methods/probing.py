@@ -35,36 +35,62 @@ HEAD_ONLY = (("head/.*", 1.0), (".*", None))
 
 @register_method("linear_probe")
 def build_linear_probe(config, model) -> Method:
-  return Method(name="linear_probe",
-                loss_fn=supervised_on("target", train=False)(config, model),
-                domains=("target",), labeled=("target",), setting="inductive",
-                needs=(pretrain_run(config),), trainable_rules=HEAD_ONLY)
+  return Method(
+      name="linear_probe",
+      loss_fn=supervised_on("target", train=False)(config, model),
+      domains=("target",),
+      labeled=("target",),
+      setting="inductive",
+      needs=(pretrain_run(config),),
+      trainable_rules=HEAD_ONLY,
+  )
 
 
 @register_method("lp_ft")
 def build_lp_ft(config, model) -> Method:
-  return Method(name="lp_ft", loss_fn=supervised_on("target")(config, model),
-                domains=("target",), labeled=("target",), setting="inductive",
-                needs=(pretrain_run(config, "linear_probe", dont_load=()),))
+  return Method(
+      name="lp_ft",
+      loss_fn=supervised_on("target")(config, model),
+      domains=("target",),
+      labeled=("target",),
+      setting="inductive",
+      needs=(pretrain_run(config, "linear_probe", dont_load=()),),
+  )
 
 
 def _check_surgical(settings):
   if not settings["blocks"]:
-    raise ValueError("config key 'method_kwargs.blocks' must name at least "
-                     "one block (regexes over a/b/c parameter names)")
+    raise ValueError(
+        "config key 'method_kwargs.blocks' must name at least "
+        "one block (regexes over a/b/c parameter names)"
+    )
 
 
-@register_method("surgical", defaults=dict(blocks=("backbone/conv1/.*",)),
-                 check=_check_surgical)
+@register_method(
+    "surgical",
+    defaults=dict(blocks=("backbone/conv1/.*",)),
+    check=_check_surgical,
+)
 def build_surgical(config, model, *, blocks) -> Method:
   rules = tuple((pattern, 1.0) for pattern in blocks) + HEAD_ONLY
   # A block pattern with a typo would silently turn this into a linear probe.
   names = list(flatten(jax.eval_shape(model.init, jax.random.key(0))[0]))
-  unused = [pattern for pattern in blocks
-            if not any(re.fullmatch(pattern, name) for name in names)]
+  unused = [
+      pattern
+      for pattern in blocks
+      if not any(re.fullmatch(pattern, name) for name in names)
+  ]
   if unused:
-    raise ValueError(f"config key 'method_kwargs.blocks': {unused} match no "
-                     f"parameter; parameters look like {names[:6]}")
-  return Method(name="surgical", loss_fn=supervised_on("target")(config, model),
-                domains=("target",), labeled=("target",), setting="inductive",
-                needs=(pretrain_run(config),), trainable_rules=rules)
+    raise ValueError(
+        f"config key 'method_kwargs.blocks': {unused} match no "
+        f"parameter; parameters look like {names[:6]}"
+    )
+  return Method(
+      name="surgical",
+      loss_fn=supervised_on("target")(config, model),
+      domains=("target",),
+      labeled=("target",),
+      setting="inductive",
+      needs=(pretrain_run(config),),
+      trainable_rules=rules,
+  )

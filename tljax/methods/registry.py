@@ -35,8 +35,12 @@ class _Recipe:
 _METHODS: dict[str, _Recipe] = {}
 
 
-def register_method(name: str, *, defaults: Mapping[str, Any] | None = None,
-                    check: Callable[[dict], None] | None = None):
+def register_method(
+    name: str,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    check: Callable[[dict], None] | None = None,
+):
   """Decorator: registers ``builder(config, model, **settings) -> Method`` as ``name``.
 
   Args:
@@ -53,11 +57,15 @@ def register_method(name: str, *, defaults: Mapping[str, Any] | None = None,
   defaults = dict(defaults or {})
   for key, value in defaults.items():
     if not isinstance(key, str) or not key.isidentifier():
-      raise ValueError(f"register_method({name!r}): setting name {key!r} must "
-                       "be an identifier")
+      raise ValueError(
+          f"register_method({name!r}): setting name {key!r} must "
+          "be an identifier"
+      )
     if value is None:
-      raise ValueError(f"register_method({name!r}): the default of {key!r} "
-                       "must not be None (its type is the setting's type)")
+      raise ValueError(
+          f"register_method({name!r}): the default of {key!r} "
+          "must not be None (its type is the setting's type)"
+      )
 
   def decorator(builder: MethodBuilder) -> MethodBuilder:
     if name in _METHODS:
@@ -74,8 +82,10 @@ def available_methods() -> list[str]:
 
 def _recipe(name: str) -> _Recipe:
   if name not in _METHODS:
-    raise ValueError(f"method {name!r} is unknown; registered methods: "
-                     f"{available_methods()}")
+    raise ValueError(
+        f"method {name!r} is unknown; registered methods: "
+        f"{available_methods()}"
+    )
   return _METHODS[name]
 
 
@@ -121,9 +131,11 @@ def _convert(name: str, key: str, value, default):
   else:
     ok = isinstance(value, expected)
   if not ok:
-    raise ValueError(f"config key '{KWARGS_KEY}.{key}' of method {name!r} "
-                     f"must be of type {expected.__name__}, got "
-                     f"{type(value).__name__} {value!r}")
+    raise ValueError(
+        f"config key '{KWARGS_KEY}.{key}' of method {name!r} "
+        f"must be of type {expected.__name__}, got "
+        f"{type(value).__name__} {value!r}"
+    )
   return value
 
 
@@ -139,9 +151,11 @@ def method_settings(name: str, kwargs: Mapping | None = None) -> dict:
   given = _plain(kwargs or {})
   unknown = sorted(set(given) - set(recipe.defaults))
   if unknown:
-    raise ValueError(f"config key '{KWARGS_KEY}.{unknown[0]}' is unknown for "
-                     f"method {name!r}; allowed keys: "
-                     f"{sorted(recipe.defaults)}")
+    raise ValueError(
+        f"config key '{KWARGS_KEY}.{unknown[0]}' is unknown for "
+        f"method {name!r}; allowed keys: "
+        f"{sorted(recipe.defaults)}"
+    )
   settings = _plain(recipe.defaults)
   for key, value in given.items():
     settings[key] = _convert(name, key, value, recipe.defaults[key])
@@ -162,8 +176,9 @@ def config_kwargs(name: str, config) -> Mapping:
   return config.get(KWARGS_KEY) or {}
 
 
-def build_method(name: str, config, model, *,
-                 kwargs: Mapping | None = None) -> Method:
+def build_method(
+    name: str, config, model, *, kwargs: Mapping | None = None
+) -> Method:
   """Builds recipe ``name`` for ``config`` and ``model``.
 
   Its settings are :func:`method_settings` of ``kwargs``, by default
@@ -172,5 +187,6 @@ def build_method(name: str, config, model, *,
   """
   recipe = _recipe(name)
   settings = method_settings(
-      name, config_kwargs(name, config) if kwargs is None else kwargs)
+      name, config_kwargs(name, config) if kwargs is None else kwargs
+  )
   return recipe.builder(config, model, **settings)

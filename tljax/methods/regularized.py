@@ -26,8 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tljax.methods.base import (Method, cross_entropy_loss, label_smoothing,
-                                pretrain_run)
+from tljax.methods.base import (
+    Method,
+    cross_entropy_loss,
+    label_smoothing,
+    pretrain_run,
+)
 from tljax.methods.registry import register_method
 from tljax.params import flatten, regularizers
 from tljax.params.tree import unflatten
@@ -42,17 +46,25 @@ def _transferred_subtree(context) -> dict:
 
 def _require_source(context, method: str) -> None:
   if context.source_params is None:
-    raise ValueError(f"method {method!r} regularizes towards a source model; "
-                     "it needs a source run (config.init_from.workdir or its "
-                     "pretrain run)")
+    raise ValueError(
+        f"method {method!r} regularizes towards a source model; "
+        "it needs a source run (config.init_from.workdir or its "
+        "pretrain run)"
+    )
 
 
 def _target_loss(model, config):
   smoothing = label_smoothing(config)
 
   def loss(params, model_state, batch, key):
-    return cross_entropy_loss(model, params, model_state, batch["target"], key,
-                              label_smoothing=smoothing)
+    return cross_entropy_loss(
+        model,
+        params,
+        model_state,
+        batch["target"],
+        key,
+        label_smoothing=smoothing,
+    )
 
   return loss
 
@@ -62,14 +74,19 @@ def _check_non_negative(*keys):
   def check(settings):
     for key in keys:
       if not settings[key] >= 0:
-        raise ValueError(f"config key 'method_kwargs.{key}' must be >= 0, "
-                         f"got {settings[key]}")
+        raise ValueError(
+            f"config key 'method_kwargs.{key}' must be >= 0, "
+            f"got {settings[key]}"
+        )
 
   return check
 
 
-@register_method("l2_sp", defaults=dict(alpha=0.1, beta=0.01),
-                 check=_check_non_negative("alpha", "beta"))
+@register_method(
+    "l2_sp",
+    defaults=dict(alpha=0.1, beta=0.01),
+    check=_check_non_negative("alpha", "beta"),
+)
 def build_l2_sp(config, model, *, alpha, beta) -> Method:
   target_loss = _target_loss(model, config)
 
@@ -79,45 +96,65 @@ def build_l2_sp(config, model, *, alpha, beta) -> Method:
 
   def loss_fn(params, model_state, batch, key, extras):
     loss, model_state, _, metrics = target_loss(params, model_state, batch, key)
-    penalty = regularizers.l2_sp(params, extras["start"], alpha=alpha, beta=beta)
+    penalty = regularizers.l2_sp(
+        params, extras["start"], alpha=alpha, beta=beta
+    )
     return loss + penalty, (model_state, {**metrics, "l2_sp": penalty})
 
-  return Method(name="l2_sp", loss_fn=loss_fn, domains=("target",),
-                labeled=("target",), setting="inductive",
-                needs=(pretrain_run(config),), init_extras=init_extras,
-                replaces_weight_decay=True)
+  return Method(
+      name="l2_sp",
+      loss_fn=loss_fn,
+      domains=("target",),
+      labeled=("target",),
+      setting="inductive",
+      needs=(pretrain_run(config),),
+      init_extras=init_extras,
+      replaces_weight_decay=True,
+  )
 
 
-@register_method("bss", defaults=dict(eta=0.001, k=1),
-                 check=_check_non_negative("eta", "k"))
+@register_method(
+    "bss", defaults=dict(eta=0.001, k=1), check=_check_non_negative("eta", "k")
+)
 def build_bss(config, model, *, eta, k) -> Method:
   target_loss = _target_loss(model, config)
 
   def loss_fn(params, model_state, batch, key, extras):
     del extras
-    loss, model_state, outputs, metrics = target_loss(params, model_state,
-                                                      batch, key)
-    penalty = regularizers.batch_spectral_shrinkage(outputs.backbone_features,
-                                                    k=k, eta=eta)
+    loss, model_state, outputs, metrics = target_loss(
+        params, model_state, batch, key
+    )
+    penalty = regularizers.batch_spectral_shrinkage(
+        outputs.backbone_features, k=k, eta=eta
+    )
     return loss + penalty, (model_state, {**metrics, "bss": penalty})
 
-  return Method(name="bss", loss_fn=loss_fn, domains=("target",),
-                labeled=("target",), setting="inductive",
-                needs=(pretrain_run(config),))
+  return Method(
+      name="bss",
+      loss_fn=loss_fn,
+      domains=("target",),
+      labeled=("target",),
+      setting="inductive",
+      needs=(pretrain_run(config),),
+  )
 
 
-def _fit_probe_head(features, labels, num_classes, *, steps=300,
-                    learning_rate=0.05, l2=1e-4):
+def _fit_probe_head(
+    features, labels, num_classes, *, steps=300, learning_rate=0.05, l2=1e-4
+):
   """A softmax head on fixed features by full-batch Adam (DELTA's first step)."""
   features = jnp.asarray(features, jnp.float32)
-  head = {"kernel": jnp.zeros((features.shape[-1], num_classes)),
-          "bias": jnp.zeros((num_classes,))}
+  head = {
+      "kernel": jnp.zeros((features.shape[-1], num_classes)),
+      "bias": jnp.zeros((num_classes,)),
+  }
   optimizer = optax.adam(learning_rate)
 
   def objective(head):
     logits = features @ head["kernel"] + head["bias"]
-    return (jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-        logits, labels)) + 0.5 * l2 * jnp.sum(head["kernel"] ** 2))
+    return jnp.mean(
+        optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    ) + 0.5 * l2 * jnp.sum(head["kernel"] ** 2)
 
   def step(_, carry):
     head, opt_state = carry
@@ -140,7 +177,11 @@ def delta_attention(context, layer: str, *, max_examples: int = 512):
   unchanged apart from channel-wise operations (LeNet's ``backbone/conv2``:
   ReLU and max pooling).
   """
-  model, params, model_state = context.model, context.params, context.model_state
+  model, params, model_state = (
+      context.model,
+      context.params,
+      context.model_state,
+  )
   labeled = context.domains["target"]["train"]
   count = min(len(labeled), max_examples)
   inputs = jnp.asarray(labeled.inputs[:count])
@@ -148,8 +189,10 @@ def delta_attention(context, layer: str, *, max_examples: int = 512):
   flat = flatten(params)
   kernel_name, bias_name = f"{layer}/kernel", f"{layer}/bias"
   if kernel_name not in flat:
-    raise ValueError(f"config key 'method_kwargs.layer': {layer!r} has no "
-                     f"kernel; parameters look like {list(flat)[:6]}")
+    raise ValueError(
+        f"config key 'method_kwargs.layer': {layer!r} has no "
+        f"kernel; parameters look like {list(flat)[:6]}"
+    )
   num_channels = flat[kernel_name].shape[-1]
   outputs, _ = model.apply(params, model_state, inputs, train=False)
   head = _fit_probe_head(outputs.features, labels, labeled.num_classes)
@@ -159,18 +202,24 @@ def delta_attention(context, layer: str, *, max_examples: int = 512):
     masked[kernel_name] = flat[kernel_name] * mask
     if bias_name in flat:
       masked[bias_name] = flat[bias_name] * mask
-    outputs, _ = model.apply(unflatten(masked), model_state, inputs, train=False)
+    outputs, _ = model.apply(
+        unflatten(masked), model_state, inputs, train=False
+    )
     logits = outputs.features @ head["kernel"] + head["bias"]
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits,
-                                                                    labels))
+    return jnp.mean(
+        optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    )
 
   return regularizers.delta_channel_attention(jax.jit(loss_fn), num_channels)
 
 
-@register_method("delta", defaults=dict(alpha=0.01, beta=0.01,
-                                        layer="backbone/conv2",
-                                        attention=True),
-                 check=_check_non_negative("alpha", "beta"))
+@register_method(
+    "delta",
+    defaults=dict(
+        alpha=0.01, beta=0.01, layer="backbone/conv2", attention=True
+    ),
+    check=_check_non_negative("alpha", "beta"),
+)
 def build_delta(config, model, *, alpha, beta, layer, attention) -> Method:
   """DELTA; ``layer`` is the one whose output channels the attention removes,
   ``attention=False`` weighs every channel alike."""
@@ -178,47 +227,77 @@ def build_delta(config, model, *, alpha, beta, layer, attention) -> Method:
 
   def init_extras(context):
     _require_source(context, "delta")
-    probe, _ = model.apply(context.params, context.model_state,
-                           jnp.asarray(context.domains["target"]["train"]
-                                       .inputs[:2]), train=False)
+    probe, _ = model.apply(
+        context.params,
+        context.model_state,
+        jnp.asarray(context.domains["target"]["train"].inputs[:2]),
+        train=False,
+    )
     if probe.feature_maps is None:
-      raise ValueError(f"method 'delta' regularizes feature maps; model "
-                       f"{model.name!r} has none (use a convolutional model)")
+      raise ValueError(
+          f"method 'delta' regularizes feature maps; model "
+          f"{model.name!r} has none (use a convolutional model)"
+      )
     weights = delta_attention(context, layer) if attention else None
-    return {"start_params": context.params,
-            "start_model_state": context.model_state,
-            "transferred": _transferred_subtree(context),
-            "channel_weights": weights}
+    return {
+        "start_params": context.params,
+        "start_model_state": context.model_state,
+        "transferred": _transferred_subtree(context),
+        "channel_weights": weights,
+    }
 
   def loss_fn(params, model_state, batch, key, extras):
-    loss, model_state, outputs, metrics = target_loss(params, model_state,
-                                                      batch, key)
+    loss, model_state, outputs, metrics = target_loss(
+        params, model_state, batch, key
+    )
     # The pretrained network in inference mode, as in the reference.
-    start, _ = model.apply(extras["start_params"], extras["start_model_state"],
-                           batch["target"]["input"], train=False)
+    start, _ = model.apply(
+        extras["start_params"],
+        extras["start_model_state"],
+        batch["target"]["input"],
+        train=False,
+    )
     feature_term = regularizers.delta(
-        outputs.feature_maps, jax.lax.stop_gradient(start.feature_maps),
-        channel_weights=extras["channel_weights"], alpha=alpha)
-    new_term = regularizers.l2_sp(params, extras["transferred"], alpha=0.0,
-                                  beta=beta)
+        outputs.feature_maps,
+        jax.lax.stop_gradient(start.feature_maps),
+        channel_weights=extras["channel_weights"],
+        alpha=alpha,
+    )
+    new_term = regularizers.l2_sp(
+        params, extras["transferred"], alpha=0.0, beta=beta
+    )
     return loss + feature_term + new_term, (
-        model_state, {**metrics, "delta": feature_term, "l2_new": new_term})
+        model_state,
+        {**metrics, "delta": feature_term, "l2_new": new_term},
+    )
 
-  return Method(name="delta", loss_fn=loss_fn, domains=("target",),
-                labeled=("target",), setting="inductive",
-                needs=(pretrain_run(config),), init_extras=init_extras,
-                replaces_weight_decay=True)
+  return Method(
+      name="delta",
+      loss_fn=loss_fn,
+      domains=("target",),
+      labeled=("target",),
+      setting="inductive",
+      needs=(pretrain_run(config),),
+      init_extras=init_extras,
+      replaces_weight_decay=True,
+  )
 
 
 def _source_probabilities(context, source) -> np.ndarray:
-  outputs, _ = context.model.apply(context.source_params,
-                                   context.source_model_state,
-                                   jnp.asarray(source.inputs), train=False)
+  outputs, _ = context.model.apply(
+      context.source_params,
+      context.source_model_state,
+      jnp.asarray(source.inputs),
+      train=False,
+  )
   return np.asarray(jax.nn.softmax(outputs.logits.astype(jnp.float32)))
 
 
-@register_method("co_tuning", defaults=dict(trade_off=2.3),
-                 check=_check_non_negative("trade_off"))
+@register_method(
+    "co_tuning",
+    defaults=dict(trade_off=2.3),
+    check=_check_non_negative("trade_off"),
+)
 def build_co_tuning(config, model, *, trade_off) -> Method:
   target_loss = _target_loss(model, config)
 
@@ -230,31 +309,52 @@ def build_co_tuning(config, model, *, trade_off) -> Method:
     target = context.domains["target"]
     train = target["train"]
     train_probabilities = _source_probabilities(context, train)
-    if "validation" in target:  # the paper's reverse approach needs held-out data
+    if (
+        "validation" in target
+    ):  # the paper's reverse approach needs held-out data
       validation = target["validation"]
       relationship = regularizers.cotuning_reverse_relationship(
-          train_probabilities, train.labels,
-          _source_probabilities(context, validation), validation.labels,
-          num_target_classes=train.num_classes)
+          train_probabilities,
+          train.labels,
+          _source_probabilities(context, validation),
+          validation.labels,
+          num_target_classes=train.num_classes,
+      )
     else:
       relationship = regularizers.cotuning_relationship(
-          train_probabilities, train.labels, num_target_classes=train.num_classes)
+          train_probabilities,
+          train.labels,
+          num_target_classes=train.num_classes,
+      )
     return {"relationship": jnp.asarray(relationship)}
 
   def loss_fn(params, model_state, batch, key, extras):
-    model_params = {name: value for name, value in params.items()
-                    if name != SOURCE_HEAD}
-    loss, model_state, outputs, metrics = target_loss(model_params, model_state,
-                                                      batch, key)
+    model_params = {
+        name: value for name, value in params.items() if name != SOURCE_HEAD
+    }
+    loss, model_state, outputs, metrics = target_loss(
+        model_params, model_state, batch, key
+    )
     source_head = params[SOURCE_HEAD]
-    source_logits = (outputs.features.astype(jnp.float32) @ source_head["kernel"]
-                     + source_head["bias"])
-    term = regularizers.cotuning_loss(source_logits, batch["target"]["label"],
-                                      extras["relationship"],
-                                      trade_off=trade_off)
+    source_logits = (
+        outputs.features.astype(jnp.float32) @ source_head["kernel"]
+        + source_head["bias"]
+    )
+    term = regularizers.cotuning_loss(
+        source_logits,
+        batch["target"]["label"],
+        extras["relationship"],
+        trade_off=trade_off,
+    )
     return loss + term, (model_state, {**metrics, "co_tuning": term})
 
-  return Method(name="co_tuning", loss_fn=loss_fn, domains=("target",),
-                labeled=("target",), setting="inductive",
-                needs=(pretrain_run(config),), init_params=init_params,
-                init_extras=init_extras)
+  return Method(
+      name="co_tuning",
+      loss_fn=loss_fn,
+      domains=("target",),
+      labeled=("target",),
+      setting="inductive",
+      needs=(pretrain_run(config),),
+      init_params=init_params,
+      init_extras=init_extras,
+  )

@@ -35,52 +35,79 @@ def _flat_inputs(source) -> np.ndarray:
 def _check_estimator(name: str) -> None:
   allowed = [key for key in facade.ESTIMATORS if key != "uniform"]
   if name not in allowed:
-    raise ValueError(f"config key 'method_kwargs.estimator': {name!r} is "
-                     f"unknown; allowed: {allowed}")
+    raise ValueError(
+        f"config key 'method_kwargs.estimator': {name!r} is "
+        f"unknown; allowed: {allowed}"
+    )
 
 
-def estimate_weights(domains, estimator: str = "kmm",
-                     estimator_kwargs=None) -> np.ndarray:
+def estimate_weights(
+    domains, estimator: str = "kmm", estimator_kwargs=None
+) -> np.ndarray:
   """Mean-1 importance weights of the source training split (see the module doc)."""
   name = estimator
   _check_estimator(name)
   target = domains["target"]
   target = target["unlabeled"] if "unlabeled" in target else target["train"]
   weights = facade.estimate_weights(
-      name, _flat_inputs(domains["source"]["train"]), _flat_inputs(target),
-      **dict(estimator_kwargs or {}))
-  if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(
-      weights < 0) or weights.sum() <= 0:
-    raise ValueError(f"estimator {name!r} returned unusable weights "
-                     f"(shape {weights.shape}, min {weights.min():g}, sum "
-                     f"{weights.sum():g})")
+      name,
+      _flat_inputs(domains["source"]["train"]),
+      _flat_inputs(target),
+      **dict(estimator_kwargs or {}),
+  )
+  if (
+      weights.ndim != 1
+      or not np.all(np.isfinite(weights))
+      or np.any(weights < 0)
+      or weights.sum() <= 0
+  ):
+    raise ValueError(
+        f"estimator {name!r} returned unusable weights "
+        f"(shape {weights.shape}, min {weights.min():g}, sum "
+        f"{weights.sum():g})"
+    )
   return weights / weights.mean()
 
 
-@register_method("importance_weighting",
-                 defaults=dict(estimator="kmm", estimator_kwargs={}),
-                 check=lambda settings: _check_estimator(settings["estimator"]))
-def build_importance_weighting(config, model, *, estimator,
-                               estimator_kwargs) -> Method:
+@register_method(
+    "importance_weighting",
+    defaults=dict(estimator="kmm", estimator_kwargs={}),
+    check=lambda settings: _check_estimator(settings["estimator"]),
+)
+def build_importance_weighting(
+    config, model, *, estimator, estimator_kwargs
+) -> Method:
   """Importance-weighted cross-entropy on the source (see the module doc)."""
   del config
 
   def init_extras(context):
-    return {"weights": jnp.asarray(estimate_weights(
-        context.domains, estimator, estimator_kwargs), jnp.float32)}
+    return {
+        "weights": jnp.asarray(
+            estimate_weights(context.domains, estimator, estimator_kwargs),
+            jnp.float32,
+        )
+    }
 
   def loss_fn(params, model_state, batch, key, extras):
     source = batch["source"]
-    outputs, model_state = model.apply(params, model_state, source["input"],
-                                       train=True, key=key)
+    outputs, model_state = model.apply(
+        params, model_state, source["input"], train=True, key=key
+    )
     logits = outputs.logits.astype(jnp.float32)
     weights = extras["weights"][source["index"]]
     loss = weighted_cross_entropy(logits, source["label"], weights)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == source["label"])
-    return loss, (model_state, {"source_accuracy": accuracy,
-                                "batch_weight_mean": jnp.mean(weights)})
+    return loss, (
+        model_state,
+        {"source_accuracy": accuracy, "batch_weight_mean": jnp.mean(weights)},
+    )
 
-  return Method(name="importance_weighting", loss_fn=loss_fn,
-                domains=("source",), labeled=("source",),
-                setting="transductive", init_extras=init_extras,
-                example_indices=("source",))
+  return Method(
+      name="importance_weighting",
+      loss_fn=loss_fn,
+      domains=("source",),
+      labeled=("source",),
+      setting="transductive",
+      init_extras=init_extras,
+      example_indices=("source",),
+  )

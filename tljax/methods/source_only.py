@@ -10,7 +10,10 @@ from tljax.methods.registry import register_method
 
 @register_method("source_only")
 def build(config, model) -> Method:
-  return Method(name="source_only",
-                loss_fn=supervised_on("source")(config, model),
-                domains=("source",), labeled=("source",),
-                setting="transductive")
+  return Method(
+      name="source_only",
+      loss_fn=supervised_on("source")(config, model),
+      domains=("source",),
+      labeled=("source",),
+      setting="transductive",
+  )

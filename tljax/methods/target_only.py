@@ -12,6 +12,10 @@ from tljax.methods.registry import register_method
 
 @register_method("target_only")
 def build(config, model) -> Method:
-  return Method(name="target_only",
-                loss_fn=supervised_on("target")(config, model),
-                domains=("target",), labeled=("target",), setting="inductive")
+  return Method(
+      name="target_only",
+      loss_fn=supervised_on("target")(config, model),
+      domains=("target",),
+      labeled=("target",),
+      setting="inductive",
+  )

@@ -56,8 +56,10 @@ DOMAIN = "source"
 
 
 def _split_params(params: dict, name: str) -> tuple[dict, dict]:
-  return ({key: value for key, value in params.items() if key != name},
-          params[name])
+  return (
+      {key: value for key, value in params.items() if key != name},
+      params[name],
+  )
 
 
 def _shapes(context) -> tuple[int, tuple[int, ...]]:
@@ -65,8 +67,13 @@ def _shapes(context) -> tuple[int, tuple[int, ...]]:
   train = context.domains[DOMAIN]["train"]
   input_shape = tuple(train.input_shape)
   probe, _ = jax.eval_shape(
-      lambda: context.model.apply(context.params, context.model_state,
-                                  jnp.zeros((2, *input_shape)), train=False))
+      lambda: context.model.apply(
+          context.params,
+          context.model_state,
+          jnp.zeros((2, *input_shape)),
+          train=False,
+      )
+  )
   return probe.features.shape[-1], input_shape
 
 
@@ -77,10 +84,16 @@ def _init_head(context, salt: int, sizes) -> dict:
   return jax.jit(init_mlp, static_argnums=1)(key, tuple(sizes))
 
 
-def make_dae(config, model, *, name: str = "dae", corruption: str = "masking",
-             corruption_level: float = 0.25,
-             reconstruction_loss: str = "cross_entropy",
-             hidden_dim: int | None = None) -> Method:
+def make_dae(
+    config,
+    model,
+    *,
+    name: str = "dae",
+    corruption: str = "masking",
+    corruption_level: float = 0.25,
+    reconstruction_loss: str = "cross_entropy",
+    hidden_dim: int | None = None,
+) -> Method:
   """The denoising-autoencoder recipe (see the module docstring).
 
   Args:
@@ -96,50 +109,79 @@ def make_dae(config, model, *, name: str = "dae", corruption: str = "masking",
   """
   del config
   check_choice(corruption, "corruption", unsupervised.CORRUPTIONS)
-  check_choice(reconstruction_loss, "reconstruction_loss",
-               unsupervised.RECONSTRUCTION_LOSSES)
+  check_choice(
+      reconstruction_loss,
+      "reconstruction_loss",
+      unsupervised.RECONSTRUCTION_LOSSES,
+  )
   check_non_negative(corruption_level, "corruption_level")
   if corruption == "masking" and corruption_level > 1:
-    raise ValueError(f"corruption_level must be a fraction in [0, 1] for "
-                     f"masking corruption, got {corruption_level}.")
+    raise ValueError(
+        f"corruption_level must be a fraction in [0, 1] for "
+        f"masking corruption, got {corruption_level}."
+    )
 
   def init_params(context):
     feature_dim, input_shape = _shapes(context)
     inputs = getattr(context.domains[DOMAIN]["train"], "inputs", None)
-    if (reconstruction_loss == "cross_entropy" and inputs is not None
-        and not (inputs.min() >= 0 and inputs.max() <= 1)):
+    if (
+        reconstruction_loss == "cross_entropy"
+        and inputs is not None
+        and not (inputs.min() >= 0 and inputs.max() <= 1)
+    ):
       raise ValueError(
           "dae: the cross-entropy reconstruction needs inputs in [0, 1]; the "
           f"{DOMAIN} inputs span [{inputs.min()}, {inputs.max()}] (use "
-          "reconstruction_loss='squared_error')")
-    return {DECODER: _init_head(context, 0xDAE, [
-        feature_dim, hidden_dim or feature_dim, math.prod(input_shape)])}
+          "reconstruction_loss='squared_error')"
+      )
+    return {
+        DECODER: _init_head(
+            context,
+            0xDAE,
+            [feature_dim, hidden_dim or feature_dim, math.prod(input_shape)],
+        )
+    }
 
   def loss_fn(params, model_state, batch, key, extras):
     del extras
     model_params, decoder = _split_params(params, DECODER)
     clean = batch[DOMAIN]["input"]
     noise_key, model_key = jax.random.split(key)
-    corrupted = unsupervised.corrupt(clean, noise_key, corruption=corruption,
-                                     level=corruption_level)
-    outputs, model_state = model.apply(model_params, model_state, corrupted,
-                                       train=True, key=model_key)
+    corrupted = unsupervised.corrupt(
+        clean, noise_key, corruption=corruption, level=corruption_level
+    )
+    outputs, model_state = model.apply(
+        model_params, model_state, corrupted, train=True, key=model_key
+    )
     reconstructions = apply_mlp(decoder, outputs.features).reshape(clean.shape)
     loss = unsupervised.denoising_autoencoder_loss(
-        reconstructions, clean, reconstruction_loss=reconstruction_loss)
+        reconstructions, clean, reconstruction_loss=reconstruction_loss
+    )
     return loss, (model_state, {"reconstruction_loss": loss})
 
-  return Method(name=name, loss_fn=loss_fn, domains=(DOMAIN,), labeled=(),
-                setting="unsupervised", trainable_rules=FREEZE_HEAD,
-                init_params=init_params)
+  return Method(
+      name=name,
+      loss_fn=loss_fn,
+      domains=(DOMAIN,),
+      labeled=(),
+      setting="unsupervised",
+      trainable_rules=FREEZE_HEAD,
+      init_params=init_params,
+  )
 
 
-def make_simclr(config, model, *, name: str = "simclr",
-                temperature: float = unsupervised.DEFAULT_TEMPERATURE,
-                projection_dim: int = SIMCLR_PROJECTION_DIM,
-                hidden_dim: int | None = None, min_area: float = 0.5,
-                max_rotation_degrees: float = 10.0,
-                noise_std: float = 0.05) -> Method:
+def make_simclr(
+    config,
+    model,
+    *,
+    name: str = "simclr",
+    temperature: float = unsupervised.DEFAULT_TEMPERATURE,
+    projection_dim: int = SIMCLR_PROJECTION_DIM,
+    hidden_dim: int | None = None,
+    min_area: float = 0.5,
+    max_rotation_degrees: float = 10.0,
+    noise_std: float = 0.05,
+) -> Method:
   """The SimCLR recipe (see the module docstring).
 
   Args:
@@ -159,16 +201,27 @@ def make_simclr(config, model, *, name: str = "simclr",
 
   def augment(images, key):
     return unsupervised.augment_digits(
-        images, key, min_area=min_area,
-        max_rotation_degrees=max_rotation_degrees, noise_std=noise_std)
+        images,
+        key,
+        min_area=min_area,
+        max_rotation_degrees=max_rotation_degrees,
+        noise_std=noise_std,
+    )
 
   def init_params(context):
     feature_dim, input_shape = _shapes(context)
     if len(input_shape) != 3:
-      raise ValueError(f"simclr augments images (height, width, channels); "
-                       f"the {DOMAIN} inputs have shape {input_shape}")
-    return {PROJECTION_HEAD: _init_head(context, 0x51C, [
-        feature_dim, hidden_dim or feature_dim, projection_dim])}
+      raise ValueError(
+          f"simclr augments images (height, width, channels); "
+          f"the {DOMAIN} inputs have shape {input_shape}"
+      )
+    return {
+        PROJECTION_HEAD: _init_head(
+            context,
+            0x51C,
+            [feature_dim, hidden_dim or feature_dim, projection_dim],
+        )
+    }
 
   def loss_fn(params, model_state, batch, key, extras):
     del extras
@@ -176,19 +229,29 @@ def make_simclr(config, model, *, name: str = "simclr",
     images = batch[DOMAIN]["input"]
     num_examples = images.shape[0]
     first_key, second_key, model_key = jax.random.split(key, 3)
-    views = jnp.concatenate([augment(images, first_key),
-                             augment(images, second_key)])
-    outputs, model_state = model.apply(model_params, model_state, views,
-                                       train=True, key=model_key)
+    views = jnp.concatenate(
+        [augment(images, first_key), augment(images, second_key)]
+    )
+    outputs, model_state = model.apply(
+        model_params, model_state, views, train=True, key=model_key
+    )
     projections = apply_mlp(projection_head, outputs.features)
-    loss = unsupervised.nt_xent_loss(projections[:num_examples],
-                                     projections[num_examples:],
-                                     temperature=temperature)
+    loss = unsupervised.nt_xent_loss(
+        projections[:num_examples],
+        projections[num_examples:],
+        temperature=temperature,
+    )
     return loss, (model_state, {"nt_xent": loss})
 
-  return Method(name=name, loss_fn=loss_fn, domains=(DOMAIN,), labeled=(),
-                setting="unsupervised", trainable_rules=FREEZE_HEAD,
-                init_params=init_params)
+  return Method(
+      name=name,
+      loss_fn=loss_fn,
+      domains=(DOMAIN,),
+      labeled=(),
+      setting="unsupervised",
+      trainable_rules=FREEZE_HEAD,
+      init_params=init_params,
+  )
 
 
 @register_method("dae")

@@ -46,11 +46,14 @@ def check_batch_norm_momentum(momentum: Any) -> float:
   Outside it the running statistics extrapolate away from the batches
   instead of averaging them.
   """
-  if (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
-      or not 0.0 <= momentum <= 1.0):
+  if (
+      isinstance(momentum, bool)
+      or not isinstance(momentum, numbers.Real)
+      or not 0.0 <= momentum <= 1.0
+  ):
     raise ValueError(
-      f"batch_norm_momentum must be a number in [0, 1] (the weight of the old "
-      f"running average), got {momentum!r}."
+        f"batch_norm_momentum must be a number in [0, 1] (the weight of the old "
+        f"running average), got {momentum!r}."
     )
   return float(momentum)
 
@@ -105,16 +108,16 @@ class Bottleneck(nnx.Module):
   """
 
   def __init__(
-    self,
-    in_features: int,
-    out_features: int | None,
-    *,
-    use_batch_norm: bool = True,
-    dropout_rate: float = 0.0,
-    batch_norm_momentum: float = 0.9,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    rngs: nnx.Rngs,
+      self,
+      in_features: int,
+      out_features: int | None,
+      *,
+      use_batch_norm: bool = True,
+      dropout_rate: float = 0.0,
+      batch_norm_momentum: float = 0.9,
+      dtype: Dtype = jnp.float32,
+      param_dtype: Dtype = jnp.float32,
+      rngs: nnx.Rngs,
   ):
     """Builds the bottleneck.
 
@@ -132,44 +135,52 @@ class Bottleneck(nnx.Module):
     """
     if out_features is not None and (
         isinstance(out_features, bool)
-        or not isinstance(out_features, numbers.Integral) or out_features < 1):
+        or not isinstance(out_features, numbers.Integral)
+        or out_features < 1
+    ):
       raise ValueError(
-        f"bottleneck_dim must be a positive integer or None, got "
-        f"{out_features!r}."
+          f"bottleneck_dim must be a positive integer or None, got "
+          f"{out_features!r}."
       )
     check_batch_norm_momentum(batch_norm_momentum)
     if not 0.0 <= dropout_rate < 1.0:
-      raise ValueError(f"bottleneck_dropout must lie in [0, 1), got {dropout_rate}.")
+      raise ValueError(
+          f"bottleneck_dropout must lie in [0, 1), got {dropout_rate}."
+      )
     if out_features is None and dropout_rate > 0.0:
       raise ValueError(
-        "bottleneck_dropout needs a bottleneck layer; set bottleneck_dim, or "
-        "bottleneck_dropout=0.0 for the identity bottleneck."
+          "bottleneck_dropout needs a bottleneck layer; set bottleneck_dim, or "
+          "bottleneck_dropout=0.0 for the identity bottleneck."
       )
     self.in_features = in_features
     self.out_features = in_features if out_features is None else out_features
     self.is_identity = out_features is None
     self.linear = (
-      nnx.Linear(
-        in_features, out_features, dtype=dtype, param_dtype=param_dtype, rngs=rngs
-      )
-      if not self.is_identity
-      else None
+        nnx.Linear(
+            in_features,
+            out_features,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        if not self.is_identity
+        else None
     )
     self.batch_norm = (
-      nnx.BatchNorm(
-        out_features,
-        momentum=batch_norm_momentum,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        rngs=rngs,
-      )
-      if not self.is_identity and use_batch_norm
-      else None
+        nnx.BatchNorm(
+            out_features,
+            momentum=batch_norm_momentum,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        if not self.is_identity and use_batch_norm
+        else None
     )
     self.dropout = nnx.Dropout(dropout_rate) if dropout_rate > 0.0 else None
 
   def __call__(
-    self, inputs: jax.Array, *, train: bool, rngs: nnx.Rngs | None = None
+      self, inputs: jax.Array, *, train: bool, rngs: nnx.Rngs | None = None
   ) -> jax.Array:
     """Maps ``(batch, in_features)`` to ``(batch, out_features)``."""
     if self.is_identity:
@@ -206,18 +217,18 @@ class Classifier(nnx.Module):
   """
 
   def __init__(
-    self,
-    backbone: nnx.Module,
-    backbone_dim: int,
-    num_classes: int,
-    *,
-    bottleneck_dim: int | None,
-    bottleneck_batch_norm: bool = True,
-    bottleneck_dropout: float = 0.0,
-    batch_norm_momentum: float = 0.9,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    rngs: nnx.Rngs,
+      self,
+      backbone: nnx.Module,
+      backbone_dim: int,
+      num_classes: int,
+      *,
+      bottleneck_dim: int | None,
+      bottleneck_batch_norm: bool = True,
+      bottleneck_dropout: float = 0.0,
+      batch_norm_momentum: float = 0.9,
+      dtype: Dtype = jnp.float32,
+      param_dtype: Dtype = jnp.float32,
+      rngs: nnx.Rngs,
   ):
     """Builds bottleneck and head on top of ``backbone``.
 
@@ -234,31 +245,33 @@ class Classifier(nnx.Module):
       rngs: random streams used for parameter initialisation only.
     """
     if num_classes < 1:
-      raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
+      raise ValueError(
+          f"num_classes must be a positive integer, got {num_classes}."
+      )
     self.backbone = backbone
     self.bottleneck = Bottleneck(
-      backbone_dim,
-      bottleneck_dim,
-      use_batch_norm=bottleneck_batch_norm,
-      dropout_rate=bottleneck_dropout,
-      batch_norm_momentum=batch_norm_momentum,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      rngs=rngs,
+        backbone_dim,
+        bottleneck_dim,
+        use_batch_norm=bottleneck_batch_norm,
+        dropout_rate=bottleneck_dropout,
+        batch_norm_momentum=batch_norm_momentum,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
     )
     self.head = nnx.Linear(
-      self.bottleneck.out_features,
-      num_classes,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      rngs=rngs,
+        self.bottleneck.out_features,
+        num_classes,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
     )
     self.backbone_dim = backbone_dim
     self.features_dim = self.bottleneck.out_features
     self.num_classes = num_classes
 
   def __call__(
-    self, inputs: jax.Array, *, train: bool, rngs: nnx.Rngs | None = None
+      self, inputs: jax.Array, *, train: bool, rngs: nnx.Rngs | None = None
   ) -> ModelOutput:
     """Runs backbone, bottleneck and head.
 
@@ -280,8 +293,8 @@ class Classifier(nnx.Module):
     features = self.bottleneck(backbone_features, train=train, rngs=rngs)
     logits = self.head(features)
     return ModelOutput(
-      backbone_features=backbone_features,
-      features=features,
-      logits=logits,
-      feature_maps=feature_maps,
+        backbone_features=backbone_features,
+        features=features,
+        logits=logits,
+        feature_maps=feature_maps,
     )

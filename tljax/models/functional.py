@@ -47,11 +47,11 @@ from tljax.models.mlp import MLP
 from tljax.models.resnet import resnet18, resnet50
 
 __all__ = [
-  "Model",
-  "ModelOutput",
-  "available_models",
-  "create_model",
-  "register_model",
+    "Model",
+    "ModelOutput",
+    "available_models",
+    "create_model",
+    "register_model",
 ]
 
 ModelBuilder = Callable[..., nnx.Module]
@@ -94,9 +94,13 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
 
   def decorator(builder: ModelBuilder) -> ModelBuilder:
     if name in _REGISTRY:
-      raise ValueError(f"name {name!r} is already registered (to {_REGISTRY[name]!r}).")
+      raise ValueError(
+          f"name {name!r} is already registered (to {_REGISTRY[name]!r})."
+      )
     if not callable(builder):
-      raise ValueError(f"builder for {name!r} must be callable, got {builder!r}.")
+      raise ValueError(
+          f"builder for {name!r} must be callable, got {builder!r}."
+      )
     _REGISTRY[name] = builder
     return builder
 
@@ -119,16 +123,21 @@ def _builder_options(builder: ModelBuilder) -> tuple[frozenset[str], bool]:
   if inspect.isclass(builder):
     # nnx.Module's metaclass hides the constructor's signature behind
     # ``__call__(*args, **kwargs)``; read ``__init__`` and drop ``self``.
-    parameters = list(inspect.signature(builder.__init__).parameters.values())[1:]
+    parameters = list(inspect.signature(builder.__init__).parameters.values())[
+        1:
+    ]
   else:
     parameters = list(inspect.signature(builder).parameters.values())
   accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
   names = frozenset(
-    p.name
-    for p in parameters
-    if p.kind
-    in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    and p.name not in _BUILDER_ARGUMENTS
+      p.name
+      for p in parameters
+      if p.kind
+      in (
+          inspect.Parameter.KEYWORD_ONLY,
+          inspect.Parameter.POSITIONAL_OR_KEYWORD,
+      )
+      and p.name not in _BUILDER_ARGUMENTS
   )
   return names, accepts_any
 
@@ -141,7 +150,7 @@ def _hashable(value: Any) -> Any:
 
 
 def _check_variables(
-  argument: str, given: Any, expected: Mapping[str, Any], model_name: str
+    argument: str, given: Any, expected: Mapping[str, Any], model_name: str
 ) -> dict:
   """Checks that ``given`` has exactly the expected paths and shapes.
 
@@ -152,21 +161,21 @@ def _check_variables(
   """
   if not isinstance(given, Mapping):
     raise ValueError(
-      f"{argument} must be a nested mapping of arrays, got {type(given).__name__}."
+        f"{argument} must be a nested mapping of arrays, got {type(given).__name__}."
     )
   flat = flatten(given)
   missing = sorted(set(expected) - set(flat))
   unexpected = sorted(set(flat) - set(expected))
   if missing or unexpected:
     raise ValueError(
-      f"{argument} does not match model {model_name!r}: missing paths "
-      f"{missing}, unexpected paths {unexpected}."
+        f"{argument} does not match model {model_name!r}: missing paths "
+        f"{missing}, unexpected paths {unexpected}."
     )
   for path, leaf in flat.items():
     if tuple(jnp.shape(leaf)) != tuple(expected[path].shape):
       raise ValueError(
-        f"{argument} path {path!r} has shape {tuple(jnp.shape(leaf))}, model "
-        f"{model_name!r} expects {tuple(expected[path].shape)}."
+          f"{argument} path {path!r} has shape {tuple(jnp.shape(leaf))}, model "
+          f"{model_name!r} expects {tuple(expected[path].shape)}."
       )
   return unflatten({path: jnp.asarray(leaf) for path, leaf in flat.items()})
 
@@ -199,35 +208,41 @@ class Model:
   input_shape: tuple[int, ...]
   dtype: Any = jnp.float32
   options: tuple[tuple[str, Any], ...] = ()
-  graphdef: nnx.GraphDef = dataclasses.field(init=False, repr=False, compare=False)
+  graphdef: nnx.GraphDef = dataclasses.field(
+      init=False, repr=False, compare=False
+  )
   has_dropout: bool = dataclasses.field(init=False, repr=False, compare=False)
   _param_shapes: dict = dataclasses.field(init=False, repr=False, compare=False)
-  _model_state_shapes: dict = dataclasses.field(init=False, repr=False, compare=False)
+  _model_state_shapes: dict = dataclasses.field(
+      init=False, repr=False, compare=False
+  )
 
   def __post_init__(self):
     if self.name not in _REGISTRY:
       raise ValueError(
-        f"Unknown model name {self.name!r}; registered models: {available_models()}."
+          f"Unknown model name {self.name!r}; registered models: {available_models()}."
       )
     if (
-      isinstance(self.num_classes, bool)
-      or not isinstance(self.num_classes, int | np.integer)
-      or self.num_classes < 1
+        isinstance(self.num_classes, bool)
+        or not isinstance(self.num_classes, int | np.integer)
+        or self.num_classes < 1
     ):
       raise ValueError(
-        f"num_classes must be a positive integer, got {self.num_classes!r}."
+          f"num_classes must be a positive integer, got {self.num_classes!r}."
       )
     input_shape = self.input_shape
     if (
-      not isinstance(input_shape, Sequence)
-      or not input_shape
-      or not all(
-        isinstance(size, int | np.integer) and not isinstance(size, bool) and size > 0
-        for size in input_shape
-      )
+        not isinstance(input_shape, Sequence)
+        or not input_shape
+        or not all(
+            isinstance(size, int | np.integer)
+            and not isinstance(size, bool)
+            and size > 0
+            for size in input_shape
+        )
     ):
       raise ValueError(
-        f"input_shape must be a tuple of positive integers, got {input_shape!r}."
+          f"input_shape must be a tuple of positive integers, got {input_shape!r}."
       )
     try:
       dtype = jnp.dtype(self.dtype)
@@ -235,13 +250,15 @@ class Model:
       raise ValueError(f"dtype {self.dtype!r} is not a dtype.") from error
     if not jnp.issubdtype(dtype, jnp.floating):
       raise ValueError(f"dtype must be a floating dtype, got {dtype}.")
-    options = tuple(sorted((k, _hashable(v)) for k, v in dict(self.options).items()))
+    options = tuple(
+        sorted((k, _hashable(v)) for k, v in dict(self.options).items())
+    )
     accepted, accepts_any = _builder_options(_REGISTRY[self.name])
     unknown = sorted(k for k, _ in options if k not in accepted)
     if unknown and not accepts_any:
       raise ValueError(
-        f"Unknown keyword arguments {unknown} for model {self.name!r}; "
-        f"it accepts {sorted(accepted)}."
+          f"Unknown keyword arguments {unknown} for model {self.name!r}; "
+          f"it accepts {sorted(accepted)}."
       )
     object.__setattr__(self, "num_classes", int(self.num_classes))
     object.__setattr__(self, "input_shape", tuple(int(s) for s in input_shape))
@@ -252,33 +269,38 @@ class Model:
     for submodule in _TOP_LEVEL_SUBMODULES:
       if not isinstance(getattr(abstract_module, submodule, None), nnx.Module):
         raise ValueError(
-          f"the builder registered as {self.name!r} returned a "
-          f"{type(abstract_module).__name__} without a {submodule!r} submodule; "
-          f"models need {list(_TOP_LEVEL_SUBMODULES)}."
+            f"the builder registered as {self.name!r} returned a "
+            f"{type(abstract_module).__name__} without a {submodule!r} submodule; "
+            f"models need {list(_TOP_LEVEL_SUBMODULES)}."
         )
     graphdef, param_shapes, model_state_shapes = nnx.split(
-      abstract_module, nnx.Param, ...
+        abstract_module, nnx.Param, ...
     )
     object.__setattr__(self, "graphdef", graphdef)
     object.__setattr__(
-      self, "_param_shapes", flatten(nnx.to_pure_dict(param_shapes))
+        self, "_param_shapes", flatten(nnx.to_pure_dict(param_shapes))
     )
     object.__setattr__(
-      self, "_model_state_shapes", flatten(nnx.to_pure_dict(model_state_shapes))
+        self,
+        "_model_state_shapes",
+        flatten(nnx.to_pure_dict(model_state_shapes)),
     )
     object.__setattr__(
-      self,
-      "has_dropout",
-      any(isinstance(m, nnx.Dropout) for _, m in nnx.iter_modules(abstract_module)),
+        self,
+        "has_dropout",
+        any(
+            isinstance(m, nnx.Dropout)
+            for _, m in nnx.iter_modules(abstract_module)
+        ),
     )
 
   def _build(self, key: jax.Array) -> nnx.Module:
     return _REGISTRY[self.name](
-      input_shape=self.input_shape,
-      num_classes=self.num_classes,
-      dtype=self.dtype,
-      rngs=nnx.Rngs(key),
-      **dict(self.options),
+        input_shape=self.input_shape,
+        num_classes=self.num_classes,
+        dtype=self.dtype,
+        rngs=nnx.Rngs(key),
+        **dict(self.options),
     )
 
   @property
@@ -305,13 +327,13 @@ class Model:
     return nnx.to_pure_dict(params), nnx.to_pure_dict(model_state)
 
   def apply(
-    self,
-    params: Mapping[str, Any],
-    model_state: Mapping[str, Any],
-    inputs: jax.Array,
-    *,
-    train: bool,
-    key: jax.Array | None = None,
+      self,
+      params: Mapping[str, Any],
+      model_state: Mapping[str, Any],
+      inputs: jax.Array,
+      *,
+      train: bool,
+      key: jax.Array | None = None,
   ) -> tuple[ModelOutput, dict]:
     """Runs the model on a batch.
 
@@ -337,25 +359,25 @@ class Model:
     """
     if not isinstance(train, bool | np.bool_):
       raise ValueError(
-        f"train must be a Python bool (a static argument under jit), got {train!r}."
+          f"train must be a Python bool (a static argument under jit), got {train!r}."
       )
     input_shape = tuple(jnp.shape(inputs))
     if (
-      len(input_shape) != len(self.input_shape) + 1
-      or input_shape[1:] != self.input_shape
+        len(input_shape) != len(self.input_shape) + 1
+        or input_shape[1:] != self.input_shape
     ):
       raise ValueError(
-        f"inputs must have shape (batch, {', '.join(map(str, self.input_shape))}) "
-        f"for model {self.name!r} built with input_shape={self.input_shape}, "
-        f"got shape {input_shape}."
+          f"inputs must have shape (batch, {', '.join(map(str, self.input_shape))}) "
+          f"for model {self.name!r} built with input_shape={self.input_shape}, "
+          f"got shape {input_shape}."
       )
     if train and self.has_dropout and key is None:
       raise ValueError(
-        f"key is required when train=True: model {self.name!r} has dropout."
+          f"key is required when train=True: model {self.name!r} has dropout."
       )
     params = _check_variables("params", params, self._param_shapes, self.name)
     checked_model_state = _check_variables(
-      "model_state", model_state, self._model_state_shapes, self.name
+        "model_state", model_state, self._model_state_shapes, self.name
     )
     module = nnx.merge(self.graphdef, params, checked_model_state)
     rngs = nnx.Rngs(dropout=key) if train and key is not None else None
@@ -367,12 +389,12 @@ class Model:
 
 
 def create_model(
-  name: str,
-  *,
-  num_classes: int,
-  input_shape: Sequence[int],
-  dtype: Any = jnp.float32,
-  **kwargs: Any,
+    name: str,
+    *,
+    num_classes: int,
+    input_shape: Sequence[int],
+    dtype: Any = jnp.float32,
+    **kwargs: Any,
 ) -> Model:
   """Builds a registered architecture as a functional :class:`Model`.
 
@@ -401,9 +423,9 @@ def create_model(
       unknown option names, or invalid shapes and sizes.
   """
   return Model(
-    name=name,
-    num_classes=num_classes,
-    input_shape=input_shape,
-    dtype=dtype,
-    options=tuple(kwargs.items()),
+      name=name,
+      num_classes=num_classes,
+      input_shape=input_shape,
+      dtype=dtype,
+      options=tuple(kwargs.items()),
   )

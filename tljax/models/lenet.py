@@ -136,10 +136,17 @@ def _tap_selector(height: int, width: int, kh: int, kw: int) -> np.ndarray:
   for i in range(kh):
     for j in range(kw):
       source_rows, source_cols = rows + i - top, cols + j - left
-      valid = ((source_rows >= 0) & (source_rows < height)
-               & (source_cols >= 0) & (source_cols < width))
-      selector[source_rows[valid] * width + source_cols[valid],
-               np.arange(pixels)[valid], i * kw + j] = 1.0
+      valid = (
+          (source_rows >= 0)
+          & (source_rows < height)
+          & (source_cols >= 0)
+          & (source_cols < width)
+      )
+      selector[
+          source_rows[valid] * width + source_cols[valid],
+          np.arange(pixels)[valid],
+          i * kw + j,
+      ] = 1.0
   return selector.reshape(pixels * pixels, kh * kw)
 
 
@@ -147,8 +154,11 @@ def _dense_conv_same(conv: nnx.Conv, inputs: jax.Array) -> jax.Array:
   """``conv(inputs)`` (stride 1, 'SAME') as one product with its dense matrix."""
   kernel, bias = conv.kernel[...], conv.bias[...]
   dtype = conv.dtype or jnp.result_type(inputs, kernel)
-  inputs, kernel, bias = (inputs.astype(dtype), kernel.astype(dtype),
-                          bias.astype(dtype))
+  inputs, kernel, bias = (
+      inputs.astype(dtype),
+      kernel.astype(dtype),
+      bias.astype(dtype),
+  )
   kh, kw, in_features, out_features = kernel.shape
   batch, height, width, _ = inputs.shape
   pixels = height * width
@@ -157,10 +167,14 @@ def _dense_conv_same(conv: nnx.Conv, inputs: jax.Array) -> jax.Array:
   selector = jnp.asarray(_tap_selector(height, width, kh, kw), dtype)
   dense = selector @ kernel.reshape(kh * kw, in_features * out_features)
   dense = dense.reshape(pixels, pixels, in_features, out_features)
-  dense = dense.transpose(0, 2, 1, 3).reshape(pixels * in_features,
-                                              pixels * out_features)
-  outputs = jnp.dot(inputs.reshape(batch, pixels * in_features), dense,
-                    precision=conv.precision)
+  dense = dense.transpose(0, 2, 1, 3).reshape(
+      pixels * in_features, pixels * out_features
+  )
+  outputs = jnp.dot(
+      inputs.reshape(batch, pixels * in_features),
+      dense,
+      precision=conv.precision,
+  )
   return outputs.reshape(batch, height, width, out_features) + bias
 
 
@@ -168,8 +182,9 @@ def _max_pool_2x2(inputs: jax.Array) -> jax.Array:
   """2×2 max pooling, stride 2, 'VALID' (odd trailing rows/columns dropped)."""
   batch, height, width, channels = inputs.shape
   inputs = inputs[:, : height // 2 * 2, : width // 2 * 2]
-  return inputs.reshape(batch, height // 2, 2, width // 2, 2,
-                        channels).max(axis=(2, 4))
+  return inputs.reshape(batch, height // 2, 2, width // 2, 2, channels).max(
+      axis=(2, 4)
+  )
 
 
 # --- conv → ReLU → max pool stages on maps above _DENSE_MAX_PIXELS ----------
@@ -206,8 +221,10 @@ def _over_blocks(function, block: int, *arrays):
 
   if blocks <= 1:
     return call(leaves)
-  full = [leaf[: blocks * block].reshape(blocks, block, *leaf.shape[1:])
-          for leaf in leaves]
+  full = [
+      leaf[: blocks * block].reshape(blocks, block, *leaf.shape[1:])
+      for leaf in leaves
+  ]
   summed_shapes, _ = jax.eval_shape(call, [leaf[0] for leaf in full])
 
   def add_block(total, block_leaves):
@@ -215,35 +232,54 @@ def _over_blocks(function, block: int, *arrays):
     return jax.tree.map(jnp.add, total, summed), mapped
 
   summed, mapped = jax.lax.scan(
-    add_block,
-    jax.tree.map(lambda shape: jnp.zeros(shape.shape, shape.dtype),
-                 summed_shapes),
-    full)
+      add_block,
+      jax.tree.map(
+          lambda shape: jnp.zeros(shape.shape, shape.dtype), summed_shapes
+      ),
+      full,
+  )
   mapped = jax.tree.map(
-    lambda output: output.reshape(blocks * block, *output.shape[2:]), mapped)
+      lambda output: output.reshape(blocks * block, *output.shape[2:]), mapped
+  )
   if blocks * block < batch:
     rest_summed, rest_mapped = call([leaf[blocks * block :] for leaf in leaves])
     summed = jax.tree.map(jnp.add, summed, rest_summed)
-    mapped = jax.tree.map(lambda output, rest: jnp.concatenate([output, rest]),
-                          mapped, rest_mapped)
+    mapped = jax.tree.map(
+        lambda output, rest: jnp.concatenate([output, rest]),
+        mapped,
+        rest_mapped,
+    )
   return summed, mapped
 
 
-def _xla_conv_same(inputs: jax.Array, kernel: jax.Array,
-                   precision) -> jax.Array:
+def _xla_conv_same(
+    inputs: jax.Array, kernel: jax.Array, precision
+) -> jax.Array:
   """Stride-1 'SAME' NHWC × HWIO convolution by XLA (as ``nnx.Conv``)."""
   return jax.lax.conv_general_dilated(
-    inputs, kernel, (1, 1), "SAME",
-    dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+      inputs,
+      kernel,
+      (1, 1),
+      "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      precision=precision,
+  )
 
 
 def _patches(inputs: jax.Array, kh: int, kw: int) -> jax.Array:
   """im2col: ``(B, H, W, kh·kw·C)``, tap ``(i, j)`` at ``[(i·kw + j)·C:]``."""
   _, height, width, _ = inputs.shape
-  padded = jnp.pad(inputs, ((0, 0), _same_padding(kh), _same_padding(kw),
-                            (0, 0)))
-  return jnp.concatenate([padded[:, i : i + height, j : j + width, :]
-                          for i in range(kh) for j in range(kw)], axis=-1)
+  padded = jnp.pad(
+      inputs, ((0, 0), _same_padding(kh), _same_padding(kw), (0, 0))
+  )
+  return jnp.concatenate(
+      [
+          padded[:, i : i + height, j : j + width, :]
+          for i in range(kh)
+          for j in range(kw)
+      ],
+      axis=-1,
+  )
 
 
 def _transposed_patches(inputs: jax.Array, kh: int, kw: int) -> jax.Array:
@@ -255,10 +291,17 @@ def _transposed_patches(inputs: jax.Array, kh: int, kw: int) -> jax.Array:
   transposition.
   """
   batch, height, width, channels = inputs.shape
-  padded = jnp.pad(inputs.transpose(3, 0, 1, 2),
-                   ((0, 0), (0, 0), _same_padding(kh), _same_padding(kw)))
-  taps = jnp.stack([padded[:, :, i : i + height, j : j + width]
-                    for i in range(kh) for j in range(kw)])
+  padded = jnp.pad(
+      inputs.transpose(3, 0, 1, 2),
+      ((0, 0), (0, 0), _same_padding(kh), _same_padding(kw)),
+  )
+  taps = jnp.stack(
+      [
+          padded[:, :, i : i + height, j : j + width]
+          for i in range(kh)
+          for j in range(kw)
+      ]
+  )
   return taps.reshape(kh * kw * channels, batch * height * width)
 
 
@@ -273,8 +316,10 @@ def _col2im(patch_grads: jax.Array, kh: int, kw: int) -> jax.Array:
   for i in range(kh):
     for j in range(kw):
       tap = (i * kw + j) * channels
-      total = total + jnp.pad(patch_grads[..., tap : tap + channels],
-                              ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0)))
+      total = total + jnp.pad(
+          patch_grads[..., tap : tap + channels],
+          ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0)),
+      )
   top, left = _same_padding(kh)[0], _same_padding(kw)[0]
   return total[:, top : top + height, left : left + width]
 
@@ -290,19 +335,23 @@ def _relu_max_pool_with_ties(outputs: jax.Array) -> tuple[jax.Array, jax.Array]:
   """
   batch, height, width, channels = outputs.shape
   blocks = outputs[:, : height // 2 * 2, : width // 2 * 2].reshape(
-    batch, height // 2, 2, width // 2, 2, channels)
+      batch, height // 2, 2, width // 2, 2, channels
+  )
   corners = [blocks[:, :, i, :, j, :] for i in (0, 1) for j in (0, 1)]
-  maximum = jnp.maximum(jnp.maximum(corners[0], corners[1]),
-                        jnp.maximum(corners[2], corners[3]))
+  maximum = jnp.maximum(
+      jnp.maximum(corners[0], corners[1]), jnp.maximum(corners[2], corners[3])
+  )
   positive = maximum > 0
-  code = sum(jnp.where((corner == maximum) & positive, np.uint8(1 << bit),
-                       np.uint8(0))
-             for bit, corner in enumerate(corners))
+  code = sum(
+      jnp.where((corner == maximum) & positive, np.uint8(1 << bit), np.uint8(0))
+      for bit, corner in enumerate(corners)
+  )
   return jnp.maximum(maximum, 0), code
 
 
-def _relu_max_pool_grad(code: jax.Array, pooled_grad: jax.Array, height: int,
-                        width: int) -> jax.Array:
+def _relu_max_pool_grad(
+    code: jax.Array, pooled_grad: jax.Array, height: int, width: int
+) -> jax.Array:
   """Gradient of ``max_pool_2x2(relu(·))`` at ``(B, height, width, C)``.
 
   Each block's gradient goes in equal shares to the inputs that attain its
@@ -315,9 +364,17 @@ def _relu_max_pool_grad(code: jax.Array, pooled_grad: jax.Array, height: int,
   share = pooled_grad / jnp.maximum(ties, 1)
   hits = (code[:, :, None, :, None, :] & jnp.asarray(_TIE_BITS)) != 0
   grad = jnp.where(hits, share[:, :, None, :, None, :], 0).reshape(
-    batch, 2 * pooled_height, 2 * pooled_width, channels)
-  return jnp.pad(grad, ((0, 0), (0, height - 2 * pooled_height),
-                        (0, width - 2 * pooled_width), (0, 0)))
+      batch, 2 * pooled_height, 2 * pooled_width, channels
+  )
+  return jnp.pad(
+      grad,
+      (
+          (0, 0),
+          (0, height - 2 * pooled_height),
+          (0, width - 2 * pooled_width),
+          (0, 0),
+      ),
+  )
 
 
 def _stage_forward(inputs, kernel, bias, precision):
@@ -328,23 +385,29 @@ def _stage_forward(inputs, kernel, bias, precision):
 
     def outputs(inputs):
       return _xla_conv_same(inputs, kernel, precision) + bias
+
   else:
     block = _MATMUL_BLOCK
     kernel_matrix = kernel.reshape(kh * kw * in_features, out_features)
 
     def outputs(inputs):
-      return jnp.dot(_patches(inputs, kh, kw), kernel_matrix,
-                     precision=precision) + bias
+      return (
+          jnp.dot(_patches(inputs, kh, kw), kernel_matrix, precision=precision)
+          + bias
+      )
 
   _, (pooled, code) = _over_blocks(
-    lambda inputs: ((), _relu_max_pool_with_ties(outputs(inputs))),
-    block, inputs)
+      lambda inputs: ((), _relu_max_pool_with_ties(outputs(inputs))),
+      block,
+      inputs,
+  )
   return pooled, code
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _conv_relu_pool_stages(inputs: jax.Array, kernels, biases,
-                           precisions) -> jax.Array:
+def _conv_relu_pool_stages(
+    inputs: jax.Array, kernels, biases, precisions
+) -> jax.Array:
   """Stages ``x ↦ max_pool_2x2(relu(conv(x, kernel) + bias))`` in sequence.
 
   'SAME' stride-1 convolutions with HWIO kernels, computed in blocks of the
@@ -381,32 +444,50 @@ def _conv_relu_pool_stages_bwd(precisions, residuals, pooled_grad):
     kernel_grads, bias_grads = [], []
     grad = pooled_grad
     for inputs, kernel, code, precision in reversed(
-        list(zip(stage_inputs, kernels, codes, precisions))):
+        list(zip(stage_inputs, kernels, codes, precisions))
+    ):
       kh, kw, in_features, out_features = kernel.shape
       output_grad = _relu_max_pool_grad(code, grad, *inputs.shape[1:3])
       output_grad = output_grad.reshape(-1, out_features)
-      kernel_grads.insert(0, jnp.dot(
-        _transposed_patches(inputs, kh, kw), output_grad, precision=precision,
-        preferred_element_type=accumulator).reshape(kernel.shape))
+      kernel_grads.insert(
+          0,
+          jnp.dot(
+              _transposed_patches(inputs, kh, kw),
+              output_grad,
+              precision=precision,
+              preferred_element_type=accumulator,
+          ).reshape(kernel.shape),
+      )
       bias_grads.insert(0, jnp.sum(output_grad, axis=0, dtype=accumulator))
       patch_grads = jnp.dot(
-        output_grad, kernel.reshape(kh * kw * in_features, out_features).T,
-        precision=precision, preferred_element_type=accumulator)
-      grad = _col2im(patch_grads.reshape(*inputs.shape[:3], -1), kh,
-                     kw).astype(inputs.dtype)
+          output_grad,
+          kernel.reshape(kh * kw * in_features, out_features).T,
+          precision=precision,
+          preferred_element_type=accumulator,
+      )
+      grad = _col2im(patch_grads.reshape(*inputs.shape[:3], -1), kh, kw).astype(
+          inputs.dtype
+      )
     return (tuple(kernel_grads), tuple(bias_grads)), grad
 
   (kernel_grads, bias_grads), input_grad = _over_blocks(
-    block_grads, _MATMUL_BLOCK, stage_inputs, codes, pooled_grad)
-  return (input_grad,
-          tuple(grad.astype(kernel.dtype)
-                for grad, kernel in zip(kernel_grads, kernels)),
-          tuple(grad.astype(kernel.dtype)
-                for grad, kernel in zip(bias_grads, kernels)))
+      block_grads, _MATMUL_BLOCK, stage_inputs, codes, pooled_grad
+  )
+  return (
+      input_grad,
+      tuple(
+          grad.astype(kernel.dtype)
+          for grad, kernel in zip(kernel_grads, kernels)
+      ),
+      tuple(
+          grad.astype(kernel.dtype) for grad, kernel in zip(bias_grads, kernels)
+      ),
+  )
 
 
-_conv_relu_pool_stages.defvjp(_conv_relu_pool_stages_fwd,
-                              _conv_relu_pool_stages_bwd)
+_conv_relu_pool_stages.defvjp(
+    _conv_relu_pool_stages_fwd, _conv_relu_pool_stages_bwd
+)
 
 
 class LeNetBackbone(nnx.Module):
@@ -421,13 +502,13 @@ class LeNetBackbone(nnx.Module):
   """
 
   def __init__(
-    self,
-    input_shape: Sequence[int],
-    *,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    conv_impl: str = "matmul",
-    rngs: nnx.Rngs,
+      self,
+      input_shape: Sequence[int],
+      *,
+      dtype: Dtype = jnp.float32,
+      param_dtype: Dtype = jnp.float32,
+      conv_impl: str = "matmul",
+      rngs: nnx.Rngs,
   ):
     """Builds the layers for inputs of shape ``input_shape``.
 
@@ -444,17 +525,19 @@ class LeNetBackbone(nnx.Module):
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or any(size < 1 for size in input_shape):
       raise ValueError(
-        f"input_shape must be (height, width, channels) for LeNet, got {input_shape}."
+          f"input_shape must be (height, width, channels) for LeNet, got {input_shape}."
       )
     height, width, channels = input_shape
     if height < 4 or width < 4:
       raise ValueError(
-        f"input_shape {input_shape} is too small for LeNet: height and width "
-        "must be at least 4 (two 2x2 max poolings)."
+          f"input_shape {input_shape} is too small for LeNet: height and width "
+          "must be at least 4 (two 2x2 max poolings)."
       )
     if conv_impl not in CONV_IMPLEMENTATIONS:
-      raise ValueError(f"conv_impl must be one of {list(CONV_IMPLEMENTATIONS)}, "
-                       f"got {conv_impl!r}.")
+      raise ValueError(
+          f"conv_impl must be one of {list(CONV_IMPLEMENTATIONS)}, "
+          f"got {conv_impl!r}."
+      )
     self.input_shape = input_shape
     self.conv_impl = conv_impl
     layer = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -464,7 +547,7 @@ class LeNetBackbone(nnx.Module):
     self.features_dim = 500
 
   def forward_with_feature_maps(
-    self, inputs: jax.Array, *, train: bool
+      self, inputs: jax.Array, *, train: bool
   ) -> tuple[jax.Array, jax.Array]:
     """Maps ``(batch, H, W, C)`` images to features and feature maps.
 
@@ -495,8 +578,11 @@ class LeNetBackbone(nnx.Module):
           kernels.append(kernel.astype(dtype))
           biases.append(layer.bias[...].astype(dtype))
         inputs = _conv_relu_pool_stages(
-          inputs.astype(kernels[0].dtype), tuple(kernels), tuple(biases),
-          tuple(layer.precision for layer in layers[:stages]))
+            inputs.astype(kernels[0].dtype),
+            tuple(kernels),
+            tuple(biases),
+            tuple(layer.precision for layer in layers[:stages]),
+        )
       for layer in layers[stages:]:
         inputs = _max_pool_2x2(nnx.relu(_dense_conv_same(layer, inputs)))
     feature_maps = inputs
@@ -512,18 +598,18 @@ class LeNet(Classifier):
   """LeNet backbone → bottleneck → head (see :class:`Classifier`)."""
 
   def __init__(
-    self,
-    input_shape: Sequence[int],
-    num_classes: int,
-    *,
-    bottleneck_dim: int | None = 256,
-    bottleneck_batch_norm: bool = True,
-    bottleneck_dropout: float = 0.0,
-    batch_norm_momentum: float = 0.9,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    conv_impl: str = "matmul",
-    rngs: nnx.Rngs,
+      self,
+      input_shape: Sequence[int],
+      num_classes: int,
+      *,
+      bottleneck_dim: int | None = 256,
+      bottleneck_batch_norm: bool = True,
+      bottleneck_dropout: float = 0.0,
+      batch_norm_momentum: float = 0.9,
+      dtype: Dtype = jnp.float32,
+      param_dtype: Dtype = jnp.float32,
+      conv_impl: str = "matmul",
+      rngs: nnx.Rngs,
   ):
     """Builds the LeNet classifier.
 
@@ -543,18 +629,21 @@ class LeNet(Classifier):
       rngs: random streams used for parameter initialisation.
     """
     backbone = LeNetBackbone(
-      input_shape, dtype=dtype, param_dtype=param_dtype, conv_impl=conv_impl,
-      rngs=rngs
+        input_shape,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        conv_impl=conv_impl,
+        rngs=rngs,
     )
     super().__init__(
-      backbone,
-      backbone.features_dim,
-      num_classes,
-      bottleneck_dim=bottleneck_dim,
-      bottleneck_batch_norm=bottleneck_batch_norm,
-      bottleneck_dropout=bottleneck_dropout,
-      batch_norm_momentum=batch_norm_momentum,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      rngs=rngs,
+        backbone,
+        backbone.features_dim,
+        num_classes,
+        bottleneck_dim=bottleneck_dim,
+        bottleneck_batch_norm=bottleneck_batch_norm,
+        bottleneck_dropout=bottleneck_dropout,
+        batch_norm_momentum=batch_norm_momentum,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
     )

@@ -36,13 +36,13 @@ class MLPBackbone(nnx.Module):
   """
 
   def __init__(
-    self,
-    in_features: int,
-    hidden_dims: Sequence[int],
-    *,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    rngs: nnx.Rngs,
+      self,
+      in_features: int,
+      hidden_dims: Sequence[int],
+      *,
+      dtype: Dtype = jnp.float32,
+      param_dtype: Dtype = jnp.float32,
+      rngs: nnx.Rngs,
   ):
     """Builds the hidden layers.
 
@@ -55,18 +55,22 @@ class MLPBackbone(nnx.Module):
     """
     hidden_dims = tuple(int(width) for width in hidden_dims)
     if any(width < 1 for width in hidden_dims):
-      raise ValueError(f"hidden_dims must hold positive integers, got {hidden_dims}.")
+      raise ValueError(
+          f"hidden_dims must hold positive integers, got {hidden_dims}."
+      )
     self.in_features = in_features
     self.hidden_dims = hidden_dims
     self.layer_names = tuple(f"dense{i + 1}" for i in range(len(hidden_dims)))
     widths = (in_features, *hidden_dims)
     for name, fan_in, fan_out in zip(
-      self.layer_names, widths[:-1], widths[1:], strict=True
+        self.layer_names, widths[:-1], widths[1:], strict=True
     ):
       setattr(
-        self,
-        name,
-        nnx.Linear(fan_in, fan_out, dtype=dtype, param_dtype=param_dtype, rngs=rngs),
+          self,
+          name,
+          nnx.Linear(
+              fan_in, fan_out, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+          ),
       )
     self.features_dim = widths[-1]
 
@@ -87,18 +91,18 @@ class MLP(Classifier):
   """MLP backbone → bottleneck → head (see :class:`Classifier`)."""
 
   def __init__(
-    self,
-    input_shape: Sequence[int],
-    num_classes: int,
-    *,
-    hidden_dims: Sequence[int] = (64, 64),
-    bottleneck_dim: int | None = None,
-    bottleneck_batch_norm: bool = True,
-    bottleneck_dropout: float = 0.0,
-    batch_norm_momentum: float = 0.9,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    rngs: nnx.Rngs,
+      self,
+      input_shape: Sequence[int],
+      num_classes: int,
+      *,
+      hidden_dims: Sequence[int] = (64, 64),
+      bottleneck_dim: int | None = None,
+      bottleneck_batch_norm: bool = True,
+      bottleneck_dropout: float = 0.0,
+      batch_norm_momentum: float = 0.9,
+      dtype: Dtype = jnp.float32,
+      param_dtype: Dtype = jnp.float32,
+      rngs: nnx.Rngs,
   ):
     """Builds the MLP classifier.
 
@@ -118,24 +122,24 @@ class MLP(Classifier):
     input_shape = tuple(input_shape)
     if not input_shape or any(size < 1 for size in input_shape):
       raise ValueError(
-        f"input_shape must be a non-empty tuple of positive sizes, got {input_shape}."
+          f"input_shape must be a non-empty tuple of positive sizes, got {input_shape}."
       )
     backbone = MLPBackbone(
-      math.prod(input_shape),
-      hidden_dims,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      rngs=rngs,
+        math.prod(input_shape),
+        hidden_dims,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
     )
     super().__init__(
-      backbone,
-      backbone.features_dim,
-      num_classes,
-      bottleneck_dim=bottleneck_dim,
-      bottleneck_batch_norm=bottleneck_batch_norm,
-      bottleneck_dropout=bottleneck_dropout,
-      batch_norm_momentum=batch_norm_momentum,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      rngs=rngs,
+        backbone,
+        backbone.features_dim,
+        num_classes,
+        bottleneck_dim=bottleneck_dim,
+        bottleneck_batch_norm=bottleneck_batch_norm,
+        bottleneck_dropout=bottleneck_dropout,
+        batch_norm_momentum=batch_norm_momentum,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
     )

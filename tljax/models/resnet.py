@@ -44,16 +44,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tljax.models.classifier import (Classifier, Dtype,
-                                     check_batch_norm_momentum)
+from tljax.models.classifier import (
+    Classifier,
+    Dtype,
+    check_batch_norm_momentum,
+)
 
 __all__ = [
-  "BasicBlock",
-  "BottleneckBlock",
-  "ResNet",
-  "ResNetBackbone",
-  "resnet18",
-  "resnet50",
+    "BasicBlock",
+    "BottleneckBlock",
+    "ResNet",
+    "ResNetBackbone",
+    "resnet18",
+    "resnet50",
 ]
 
 Stem = Literal["imagenet", "small"]
@@ -62,26 +65,30 @@ _STAGE_WIDTHS = (64, 128, 256, 512)
 _conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def _conv(in_channels, out_channels, kernel_size, stride, padding, layer_kwargs):
+def _conv(
+    in_channels, out_channels, kernel_size, stride, padding, layer_kwargs
+):
   return nnx.Conv(
-    in_channels,
-    out_channels,
-    (kernel_size, kernel_size),
-    strides=(stride, stride),
-    padding=((padding, padding), (padding, padding)),
-    use_bias=False,
-    kernel_init=_conv_init,
-    **layer_kwargs,
+      in_channels,
+      out_channels,
+      (kernel_size, kernel_size),
+      strides=(stride, stride),
+      padding=((padding, padding), (padding, padding)),
+      use_bias=False,
+      kernel_init=_conv_init,
+      **layer_kwargs,
   )
 
 
 def _batch_norm(channels, momentum, layer_kwargs, *, zero_scale=False):
   return nnx.BatchNorm(
-    channels,
-    momentum=momentum,
-    epsilon=1e-5,
-    scale_init=nnx.initializers.zeros if zero_scale else nnx.initializers.ones,
-    **layer_kwargs,
+      channels,
+      momentum=momentum,
+      epsilon=1e-5,
+      scale_init=nnx.initializers.zeros
+      if zero_scale
+      else nnx.initializers.ones,
+      **layer_kwargs,
   )
 
 
@@ -90,8 +97,8 @@ def _projection(in_channels, out_channels, stride, batch_norm_momentum, layer):
   if stride == 1 and in_channels == out_channels:
     return None, None
   return (
-    _conv(in_channels, out_channels, 1, stride, 0, layer),
-    _batch_norm(out_channels, batch_norm_momentum, layer),
+      _conv(in_channels, out_channels, 1, stride, 0, layer),
+      _batch_norm(out_channels, batch_norm_momentum, layer),
   )
 
 
@@ -99,7 +106,9 @@ def _shortcut(downsample_conv, downsample_bn, inputs, use_running_average):
   """The residual branch's shortcut: identity or the projection."""
   if downsample_conv is None:
     return inputs
-  return downsample_bn(downsample_conv(inputs), use_running_average=use_running_average)
+  return downsample_bn(
+      downsample_conv(inputs), use_running_average=use_running_average
+  )
 
 
 class BasicBlock(nnx.Module):
@@ -113,16 +122,16 @@ class BasicBlock(nnx.Module):
   expansion = 1
 
   def __init__(
-    self,
-    in_channels: int,
-    channels: int,
-    stride: int,
-    *,
-    batch_norm_momentum: float,
-    zero_init_residual: bool,
-    dtype: Dtype,
-    param_dtype: Dtype,
-    rngs: nnx.Rngs,
+      self,
+      in_channels: int,
+      channels: int,
+      stride: int,
+      *,
+      batch_norm_momentum: float,
+      zero_init_residual: bool,
+      dtype: Dtype,
+      param_dtype: Dtype,
+      rngs: nnx.Rngs,
   ):
     """Builds the block; it outputs ``channels`` channels."""
     layer = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -131,18 +140,20 @@ class BasicBlock(nnx.Module):
     self.bn1 = _batch_norm(channels, batch_norm_momentum, layer)
     self.conv2 = _conv(channels, channels, 3, 1, 1, layer)
     self.bn2 = _batch_norm(
-      channels, batch_norm_momentum, layer, zero_scale=zero_init_residual
+        channels, batch_norm_momentum, layer, zero_scale=zero_init_residual
     )
     self.downsample_conv, self.downsample_bn = _projection(
-      in_channels, out_channels, stride, batch_norm_momentum, layer
+        in_channels, out_channels, stride, batch_norm_momentum, layer
     )
 
   def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
     use_running_average = not train
-    x = nnx.relu(self.bn1(self.conv1(inputs), use_running_average=use_running_average))
+    x = nnx.relu(
+        self.bn1(self.conv1(inputs), use_running_average=use_running_average)
+    )
     x = self.bn2(self.conv2(x), use_running_average=use_running_average)
     shortcut = _shortcut(
-      self.downsample_conv, self.downsample_bn, inputs, use_running_average
+        self.downsample_conv, self.downsample_bn, inputs, use_running_average
     )
     return nnx.relu(x + shortcut)
 
@@ -159,16 +170,16 @@ class BottleneckBlock(nnx.Module):
   expansion = 4
 
   def __init__(
-    self,
-    in_channels: int,
-    channels: int,
-    stride: int,
-    *,
-    batch_norm_momentum: float,
-    zero_init_residual: bool,
-    dtype: Dtype,
-    param_dtype: Dtype,
-    rngs: nnx.Rngs,
+      self,
+      in_channels: int,
+      channels: int,
+      stride: int,
+      *,
+      batch_norm_momentum: float,
+      zero_init_residual: bool,
+      dtype: Dtype,
+      param_dtype: Dtype,
+      rngs: nnx.Rngs,
   ):
     """Builds the block; it outputs ``4 * channels`` channels."""
     layer = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -179,19 +190,23 @@ class BottleneckBlock(nnx.Module):
     self.bn2 = _batch_norm(channels, batch_norm_momentum, layer)
     self.conv3 = _conv(channels, out_channels, 1, 1, 0, layer)
     self.bn3 = _batch_norm(
-      out_channels, batch_norm_momentum, layer, zero_scale=zero_init_residual
+        out_channels, batch_norm_momentum, layer, zero_scale=zero_init_residual
     )
     self.downsample_conv, self.downsample_bn = _projection(
-      in_channels, out_channels, stride, batch_norm_momentum, layer
+        in_channels, out_channels, stride, batch_norm_momentum, layer
     )
 
   def __call__(self, inputs: jax.Array, *, train: bool) -> jax.Array:
     use_running_average = not train
-    x = nnx.relu(self.bn1(self.conv1(inputs), use_running_average=use_running_average))
-    x = nnx.relu(self.bn2(self.conv2(x), use_running_average=use_running_average))
+    x = nnx.relu(
+        self.bn1(self.conv1(inputs), use_running_average=use_running_average)
+    )
+    x = nnx.relu(
+        self.bn2(self.conv2(x), use_running_average=use_running_average)
+    )
     x = self.bn3(self.conv3(x), use_running_average=use_running_average)
     shortcut = _shortcut(
-      self.downsample_conv, self.downsample_bn, inputs, use_running_average
+        self.downsample_conv, self.downsample_bn, inputs, use_running_average
     )
     return nnx.relu(x + shortcut)
 
@@ -208,17 +223,17 @@ class ResNetBackbone(nnx.Module):
   """
 
   def __init__(
-    self,
-    in_channels: int,
-    *,
-    block: type[BasicBlock] | type[BottleneckBlock],
-    stage_sizes: Sequence[int],
-    stem: Stem = "imagenet",
-    batch_norm_momentum: float = 0.9,
-    zero_init_residual: bool = False,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    rngs: nnx.Rngs,
+      self,
+      in_channels: int,
+      *,
+      block: type[BasicBlock] | type[BottleneckBlock],
+      stage_sizes: Sequence[int],
+      stem: Stem = "imagenet",
+      batch_norm_momentum: float = 0.9,
+      zero_init_residual: bool = False,
+      dtype: Dtype = jnp.float32,
+      param_dtype: Dtype = jnp.float32,
+      rngs: nnx.Rngs,
   ):
     """Builds the backbone.
 
@@ -239,9 +254,11 @@ class ResNetBackbone(nnx.Module):
     if stem not in ("imagenet", "small"):
       raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}.")
     check_batch_norm_momentum(batch_norm_momentum)
-    if len(stage_sizes) != len(_STAGE_WIDTHS) or any(n < 1 for n in stage_sizes):
+    if len(stage_sizes) != len(_STAGE_WIDTHS) or any(
+        n < 1 for n in stage_sizes
+    ):
       raise ValueError(
-        f"stage_sizes must be four positive block counts, got {tuple(stage_sizes)}."
+          f"stage_sizes must be four positive block counts, got {tuple(stage_sizes)}."
       )
     layer = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.stem = stem
@@ -253,22 +270,22 @@ class ResNetBackbone(nnx.Module):
     block_names = []
     channels_in = 64
     for stage, (width, num_blocks) in enumerate(
-      zip(_STAGE_WIDTHS, stage_sizes, strict=True)
+        zip(_STAGE_WIDTHS, stage_sizes, strict=True)
     ):
       for index in range(num_blocks):
         stride = 2 if stage > 0 and index == 0 else 1
         name = f"layer{stage + 1}_{index}"
         setattr(
-          self,
-          name,
-          block(
-            channels_in,
-            width,
-            stride,
-            batch_norm_momentum=batch_norm_momentum,
-            zero_init_residual=zero_init_residual,
-            **layer,
-          ),
+            self,
+            name,
+            block(
+                channels_in,
+                width,
+                stride,
+                batch_norm_momentum=batch_norm_momentum,
+                zero_init_residual=zero_init_residual,
+                **layer,
+            ),
         )
         block_names.append(name)
         channels_in = width * block.expansion
@@ -276,7 +293,7 @@ class ResNetBackbone(nnx.Module):
     self.features_dim = channels_in
 
   def forward_with_feature_maps(
-    self, inputs: jax.Array, *, train: bool
+      self, inputs: jax.Array, *, train: bool
   ) -> tuple[jax.Array, jax.Array]:
     """Maps ``(batch, H, W, C)`` images to features and feature maps.
 
@@ -288,7 +305,9 @@ class ResNetBackbone(nnx.Module):
     """
     x = nnx.relu(self.bn1(self.conv1(inputs), use_running_average=not train))
     if self.stem == "imagenet":
-      x = nnx.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = nnx.max_pool(
+          x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1))
+      )
     for name in self.block_names:
       x = getattr(self, name)(x, train=train)
     return jnp.mean(x, axis=(1, 2)), x
@@ -306,21 +325,21 @@ class ResNet(Classifier):
   """
 
   def __init__(
-    self,
-    input_shape: Sequence[int],
-    num_classes: int,
-    *,
-    block: type[BasicBlock] | type[BottleneckBlock],
-    stage_sizes: Sequence[int],
-    stem: Stem = "imagenet",
-    zero_init_residual: bool = False,
-    bottleneck_dim: int | None = 256,
-    bottleneck_batch_norm: bool = True,
-    bottleneck_dropout: float = 0.0,
-    batch_norm_momentum: float = 0.9,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    rngs: nnx.Rngs,
+      self,
+      input_shape: Sequence[int],
+      num_classes: int,
+      *,
+      block: type[BasicBlock] | type[BottleneckBlock],
+      stage_sizes: Sequence[int],
+      stem: Stem = "imagenet",
+      zero_init_residual: bool = False,
+      bottleneck_dim: int | None = 256,
+      bottleneck_batch_norm: bool = True,
+      bottleneck_dropout: float = 0.0,
+      batch_norm_momentum: float = 0.9,
+      dtype: Dtype = jnp.float32,
+      param_dtype: Dtype = jnp.float32,
+      rngs: nnx.Rngs,
   ):
     """Builds the ResNet classifier.
 
@@ -347,71 +366,72 @@ class ResNet(Classifier):
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or any(size < 1 for size in input_shape):
       raise ValueError(
-        f"input_shape must be (height, width, channels) for ResNet, got {input_shape}."
+          f"input_shape must be (height, width, channels) for ResNet, got {input_shape}."
       )
     backbone = ResNetBackbone(
-      input_shape[-1],
-      block=block,
-      stage_sizes=stage_sizes,
-      stem=stem,
-      batch_norm_momentum=batch_norm_momentum,
-      zero_init_residual=zero_init_residual,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      rngs=rngs,
+        input_shape[-1],
+        block=block,
+        stage_sizes=stage_sizes,
+        stem=stem,
+        batch_norm_momentum=batch_norm_momentum,
+        zero_init_residual=zero_init_residual,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
     )
     super().__init__(
-      backbone,
-      backbone.features_dim,
-      num_classes,
-      bottleneck_dim=bottleneck_dim,
-      bottleneck_batch_norm=bottleneck_batch_norm,
-      bottleneck_dropout=bottleneck_dropout,
-      batch_norm_momentum=batch_norm_momentum,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      rngs=rngs,
+        backbone,
+        backbone.features_dim,
+        num_classes,
+        bottleneck_dim=bottleneck_dim,
+        bottleneck_batch_norm=bottleneck_batch_norm,
+        bottleneck_dropout=bottleneck_dropout,
+        batch_norm_momentum=batch_norm_momentum,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
     )
 
 
-def _standard_resnet(name: str, block, stage_sizes: tuple[int, ...],
-                     features_dim: int):
+def _standard_resnet(
+    name: str, block, stage_sizes: tuple[int, ...], features_dim: int
+):
   """A builder of the standard ResNet ``name`` (fixed block and stage sizes)."""
 
   def build(
-    input_shape: Sequence[int],
-    num_classes: int,
-    *,
-    stem: Stem = "imagenet",
-    zero_init_residual: bool = False,
-    bottleneck_dim: int | None = 256,
-    bottleneck_batch_norm: bool = True,
-    bottleneck_dropout: float = 0.0,
-    batch_norm_momentum: float = 0.9,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    rngs: nnx.Rngs,
+      input_shape: Sequence[int],
+      num_classes: int,
+      *,
+      stem: Stem = "imagenet",
+      zero_init_residual: bool = False,
+      bottleneck_dim: int | None = 256,
+      bottleneck_batch_norm: bool = True,
+      bottleneck_dropout: float = 0.0,
+      batch_norm_momentum: float = 0.9,
+      dtype: Dtype = jnp.float32,
+      param_dtype: Dtype = jnp.float32,
+      rngs: nnx.Rngs,
   ) -> ResNet:
     return ResNet(
-      input_shape,
-      num_classes,
-      block=block,
-      stage_sizes=stage_sizes,
-      stem=stem,
-      zero_init_residual=zero_init_residual,
-      bottleneck_dim=bottleneck_dim,
-      bottleneck_batch_norm=bottleneck_batch_norm,
-      bottleneck_dropout=bottleneck_dropout,
-      batch_norm_momentum=batch_norm_momentum,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      rngs=rngs,
+        input_shape,
+        num_classes,
+        block=block,
+        stage_sizes=stage_sizes,
+        stem=stem,
+        zero_init_residual=zero_init_residual,
+        bottleneck_dim=bottleneck_dim,
+        bottleneck_batch_norm=bottleneck_batch_norm,
+        bottleneck_dropout=bottleneck_dropout,
+        batch_norm_momentum=batch_norm_momentum,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        rngs=rngs,
     )
 
   build.__name__ = build.__qualname__ = name
   build.__doc__ = (
-    f"{name}: {block.__name__} blocks, stages ``{stage_sizes}``, "
-    f"{features_dim} backbone features.\n\n  Arguments as for :class:`ResNet`."
+      f"{name}: {block.__name__} blocks, stages ``{stage_sizes}``, "
+      f"{features_dim} backbone features.\n\n  Arguments as for :class:`ResNet`."
   )
   return build
 

@@ -25,33 +25,46 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import optax
 
-from tljax.params.tree import (Rules, flatten_tree, is_frozen,
-                               match_named_rules, unflatten)
+from tljax.params.tree import (
+    Rules,
+    flatten_tree,
+    is_frozen,
+    match_named_rules,
+    unflatten,
+)
 
 
 def _multiplier(name: str, value, argument: str = "rules") -> float:
   if isinstance(value, (bool, np.bool_)) or not isinstance(
-      value, (int, float, np.integer, np.floating)):
+      value, (int, float, np.integer, np.floating)
+  ):
     raise ValueError(
         f"{argument} give parameter {name!r} the value {value!r}; a trainable "
         "parameter's value is its learning-rate multiplier, a positive number "
-        "(None freezes it)")
+        "(None freezes it)"
+    )
   if not math.isfinite(value) or value <= 0:
-    raise ValueError(f"{argument} give parameter {name!r} the learning-rate "
-                     f"multiplier {value!r}; it must be a positive number")
+    raise ValueError(
+        f"{argument} give parameter {name!r} the learning-rate "
+        f"multiplier {value!r}; it must be a positive number"
+    )
   return float(value)
 
 
 def _check_depth_rules(depth_rules) -> None:
   if not callable(depth_rules) and (
       isinstance(depth_rules, (str, bytes, Mapping))
-      or not isinstance(depth_rules, (tuple, list))):
-    raise ValueError("depth_rules must be (regex, depth) pairs or a function "
-                     f"name -> depth, got {depth_rules!r}")
+      or not isinstance(depth_rules, (tuple, list))
+  ):
+    raise ValueError(
+        "depth_rules must be (regex, depth) pairs or a function "
+        f"name -> depth, got {depth_rules!r}"
+    )
 
 
-def depths(params: Mapping, depth_rules: Rules | Callable[[str], int]
-           ) -> dict[str, int]:
+def depths(
+    params: Mapping, depth_rules: Rules | Callable[[str], int]
+) -> dict[str, int]:
   """``{name: depth}`` for every leaf of ``params``.
 
   ``depth_rules`` is either ``(regex, depth)`` rules (first full match wins)
@@ -64,31 +77,47 @@ def depths(params: Mapping, depth_rules: Rules | Callable[[str], int]
   """
   _check_depth_rules(depth_rules)
   if callable(depth_rules):
-    values = {name: depth_rules(name)
-              for name in flatten_tree(params, "params")}
+    values = {
+        name: depth_rules(name) for name in flatten_tree(params, "params")
+    }
   else:
-    values = match_named_rules(params, depth_rules, tree_argument="params",
-                               rules_argument="depth_rules")
+    values = match_named_rules(
+        params,
+        depth_rules,
+        tree_argument="params",
+        rules_argument="depth_rules",
+    )
   for name, depth in values.items():
-    if (isinstance(depth, (bool, np.bool_))
-        or not isinstance(depth, (int, np.integer)) or depth < 0):
-      raise ValueError(f"depth_rules give parameter {name!r} the depth "
-                       f"{depth!r}; depths are non-negative integers")
+    if (
+        isinstance(depth, (bool, np.bool_))
+        or not isinstance(depth, (int, np.integer))
+        or depth < 0
+    ):
+      raise ValueError(
+          f"depth_rules give parameter {name!r} the depth "
+          f"{depth!r}; depths are non-negative integers"
+      )
   return {name: int(depth) for name, depth in values.items()}
 
 
 def _check_layer_decay(layer_decay) -> float:
-  if (isinstance(layer_decay, (bool, np.bool_))
+  if (
+      isinstance(layer_decay, (bool, np.bool_))
       or not isinstance(layer_decay, (int, float, np.integer, np.floating))
-      or not 0 < layer_decay <= 1):
+      or not 0 < layer_decay <= 1
+  ):
     raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
   return float(layer_decay)
 
 
-def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
-                              layer_decay: float | None = None,
-                              depth_rules: Rules | Callable[[str], int] = (),
-                              max_depth: int | None = None) -> dict:
+def learning_rate_multipliers(
+    trainable: Mapping,
+    rules: Rules,
+    *,
+    layer_decay: float | None = None,
+    depth_rules: Rules | Callable[[str], int] = (),
+    max_depth: int | None = None,
+) -> dict:
   """The learning-rate multiplier of every trainable leaf, as a tree like ``trainable``.
 
   Args:
@@ -111,8 +140,9 @@ def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
       outside (0, 1]; missing or invalid ``depth_rules``; ``max_depth`` not
       an integer at least every leaf's depth.
   """
-  values = match_named_rules(trainable, rules, tree_argument="trainable",
-                             rules_argument="rules")
+  values = match_named_rules(
+      trainable, rules, tree_argument="trainable", rules_argument="rules"
+  )
   frozen = []
   for name, value in values.items():
     try:
@@ -121,26 +151,38 @@ def learning_rate_multipliers(trainable: Mapping, rules: Rules, *,
     except ValueError as error:
       raise ValueError(f"rules give parameter {name!r} the {error}") from None
   if frozen:
-    raise ValueError(f"trainable holds parameters {frozen} that rules freeze; "
-                     "split the parameters with the same rules first")
-  multipliers = {name: _multiplier(name, value) for name, value in values.items()}
+    raise ValueError(
+        f"trainable holds parameters {frozen} that rules freeze; "
+        "split the parameters with the same rules first"
+    )
+  multipliers = {
+      name: _multiplier(name, value) for name, value in values.items()
+  }
   _check_depth_rules(depth_rules)
   if layer_decay is not None:
     layer_decay = _check_layer_decay(layer_decay)
     if not callable(depth_rules) and not depth_rules:
-      raise ValueError("layer_decay needs depth_rules, (regex, depth) pairs "
-                       "giving each parameter's depth")
+      raise ValueError(
+          "layer_decay needs depth_rules, (regex, depth) pairs "
+          "giving each parameter's depth"
+      )
     layer_depths = depths(trainable, depth_rules)
     deepest = max(layer_depths.values(), default=0)
     if max_depth is None:
       max_depth = deepest
-    elif (isinstance(max_depth, (bool, np.bool_))
-          or not isinstance(max_depth, (int, np.integer))
-          or max_depth < deepest):
-      raise ValueError(f"max_depth must be an integer >= the deepest "
-                       f"parameter's depth ({deepest}), got {max_depth!r}")
-    multipliers = {name: value * layer_decay ** (max_depth - layer_depths[name])
-                   for name, value in multipliers.items()}
+    elif (
+        isinstance(max_depth, (bool, np.bool_))
+        or not isinstance(max_depth, (int, np.integer))
+        or max_depth < deepest
+    ):
+      raise ValueError(
+          f"max_depth must be an integer >= the deepest "
+          f"parameter's depth ({deepest}), got {max_depth!r}"
+      )
+    multipliers = {
+        name: value * layer_decay ** (max_depth - layer_depths[name])
+        for name, value in multipliers.items()
+    }
   return unflatten(multipliers)
 
 
@@ -159,21 +201,27 @@ def scale_by_multipliers(multipliers: Mapping) -> optax.GradientTransformation:
       positive finite number (a Python or NumPy scalar, as
       :func:`learning_rate_multipliers` gives).
   """
-  flat = {name: _multiplier(name, value, "multipliers")
-          for name, value in flatten_tree(multipliers, "multipliers").items()}
+  flat = {
+      name: _multiplier(name, value, "multipliers")
+      for name, value in flatten_tree(multipliers, "multipliers").items()
+  }
   labels = unflatten({name: _label(value) for name, value in flat.items()})
-  transforms = {_label(value): (optax.identity() if value == 1.0
-                                else optax.scale(value))
-                for value in set(flat.values())}
+  transforms = {
+      _label(value): (optax.identity() if value == 1.0 else optax.scale(value))
+      for value in set(flat.values())
+  }
   return optax.partition(transforms, labels)
 
 
-def with_learning_rate_multipliers(optimizer: optax.GradientTransformation,
-                                   trainable: Mapping, rules: Rules, *,
-                                   layer_decay: float | None = None,
-                                   depth_rules: Rules | Callable[[str], int] = (),
-                                   max_depth: int | None = None
-                                   ) -> optax.GradientTransformation:
+def with_learning_rate_multipliers(
+    optimizer: optax.GradientTransformation,
+    trainable: Mapping,
+    rules: Rules,
+    *,
+    layer_decay: float | None = None,
+    depth_rules: Rules | Callable[[str], int] = (),
+    max_depth: int | None = None,
+) -> optax.GradientTransformation:
   """``optimizer`` with per-parameter learning rates from ``rules`` (and LLRD).
 
   Returns ``optimizer`` itself when every multiplier is 1.
@@ -182,15 +230,24 @@ def with_learning_rate_multipliers(optimizer: optax.GradientTransformation,
     ValueError: if ``optimizer`` is not an optax gradient transformation
       (``init`` and ``update``), or as :func:`learning_rate_multipliers`.
   """
-  if not (callable(getattr(optimizer, "init", None))
-          and callable(getattr(optimizer, "update", None))):
-    raise ValueError("optimizer must be an optax.GradientTransformation "
-                     f"(with init and update), got {optimizer!r}")
-  multipliers = learning_rate_multipliers(trainable, rules,
-                                          layer_decay=layer_decay,
-                                          depth_rules=depth_rules,
-                                          max_depth=max_depth)
-  if all(value == 1.0 for value in flatten_tree(multipliers,
-                                                "multipliers").values()):
+  if not (
+      callable(getattr(optimizer, "init", None))
+      and callable(getattr(optimizer, "update", None))
+  ):
+    raise ValueError(
+        "optimizer must be an optax.GradientTransformation "
+        f"(with init and update), got {optimizer!r}"
+    )
+  multipliers = learning_rate_multipliers(
+      trainable,
+      rules,
+      layer_decay=layer_decay,
+      depth_rules=depth_rules,
+      max_depth=max_depth,
+  )
+  if all(
+      value == 1.0
+      for value in flatten_tree(multipliers, "multipliers").values()
+  ):
     return optimizer
   return optax.chain(optimizer, scale_by_multipliers(multipliers))

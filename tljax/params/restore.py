@@ -31,29 +31,37 @@ def _compile(patterns: Sequence[str], argument: str) -> list[re.Pattern]:
   if isinstance(patterns, str):
     patterns = (patterns,)
   if isinstance(patterns, (bytes, Mapping)) or not isinstance(
-      patterns, (Sequence, set, frozenset)):
-    raise ValueError(f"{argument} must be a sequence of regexes, got "
-                     f"{patterns!r}")
+      patterns, (Sequence, set, frozenset)
+  ):
+    raise ValueError(
+        f"{argument} must be a sequence of regexes, got " f"{patterns!r}"
+    )
   compiled = []
   for pattern in patterns:
     if not isinstance(pattern, str):
-      raise ValueError(f"{argument} has a pattern {pattern!r} that is not a "
-                       "string")
+      raise ValueError(
+          f"{argument} has a pattern {pattern!r} that is not a " "string"
+      )
     try:
       compiled.append(re.compile(pattern))
     except re.error as error:
-      raise ValueError(f"{argument} has an invalid pattern {pattern!r}: "
-                       f"{error}") from None
+      raise ValueError(
+          f"{argument} has an invalid pattern {pattern!r}: " f"{error}"
+      ) from None
   return compiled
 
 
 def _check_step(step) -> int | None:
   if step is None:
     return None
-  if isinstance(step, (bool, np.bool_)) or not isinstance(
-      step, (int, np.integer)) or step < 0:
-    raise ValueError(f"step must be None (the latest) or an int >= 0, got "
-                     f"{step!r}")
+  if (
+      isinstance(step, (bool, np.bool_))
+      or not isinstance(step, (int, np.integer))
+      or step < 0
+  ):
+    raise ValueError(
+        f"step must be None (the latest) or an int >= 0, got " f"{step!r}"
+    )
   return int(step)
 
 
@@ -71,8 +79,13 @@ def _dtype(value) -> np.dtype:
   return np.dtype(dtype) if dtype is not None else np.result_type(value)
 
 
-def _merge_tree(init: Mapping, loaded: Mapping, dont_load: list[re.Pattern],
-                what: str, argument: str) -> dict:
+def _merge_tree(
+    init: Mapping,
+    loaded: Mapping,
+    dont_load: list[re.Pattern],
+    what: str,
+    argument: str,
+) -> dict:
   init_flat = flatten_tree(init, f"init_{argument}")
   loaded_flat = flatten_tree(loaded, f"loaded_{argument}")
   merged = {}
@@ -81,23 +94,33 @@ def _merge_tree(init: Mapping, loaded: Mapping, dont_load: list[re.Pattern],
       merged[name] = init_value
       continue
     if name not in loaded_flat:
-      raise ValueError(f"{what} {name!r} is missing from the checkpoint; add it "
-                       "to dont_load to keep its initial value")
+      raise ValueError(
+          f"{what} {name!r} is missing from the checkpoint; add it "
+          "to dont_load to keep its initial value"
+      )
     value = loaded_flat[name]
     if tuple(np.shape(value)) != tuple(np.shape(init_value)):
       raise ValueError(
           f"{what} {name!r} has shape {tuple(np.shape(value))} in the "
           f"checkpoint but {tuple(np.shape(init_value))} in the model; add it "
-          "to dont_load to keep its initial value")
+          "to dont_load to keep its initial value"
+      )
     if _dtype(value) != _dtype(init_value):
-      raise ValueError(f"{what} {name!r} has dtype {_dtype(value)} in the "
-                       f"checkpoint but {_dtype(init_value)} in the model")
+      raise ValueError(
+          f"{what} {name!r} has dtype {_dtype(value)} in the "
+          f"checkpoint but {_dtype(init_value)} in the model"
+      )
     merged[name] = jnp.asarray(value)
-  unexpected = [name for name in loaded_flat
-                if name not in init_flat and not _matches(name, dont_load)]
+  unexpected = [
+      name
+      for name in loaded_flat
+      if name not in init_flat and not _matches(name, dont_load)
+  ]
   if unexpected:
-    raise ValueError(f"checkpoint has unexpected {what}s {unexpected} that the "
-                     "model does not have; add them to dont_load to ignore them")
+    raise ValueError(
+        f"checkpoint has unexpected {what}s {unexpected} that the "
+        "model does not have; add them to dont_load to ignore them"
+    )
   return unflatten(merged)
 
 
@@ -109,13 +132,19 @@ def transferred_names(params: Mapping, dont_load: Sequence[str]) -> frozenset:
       sequence of valid regexes.
   """
   patterns = _compile(dont_load, "dont_load")
-  return frozenset(name for name in flatten_tree(params, "params")
-                   if not _matches(name, patterns))
+  return frozenset(
+      name
+      for name in flatten_tree(params, "params")
+      if not _matches(name, patterns)
+  )
 
 
-def read_checkpoint(checkpoint_dir: str | os.PathLike, *,
-                    step: int | None = None,
-                    allow_unverified: bool = False) -> tuple[dict, dict]:
+def read_checkpoint(
+    checkpoint_dir: str | os.PathLike,
+    *,
+    step: int | None = None,
+    allow_unverified: bool = False,
+) -> tuple[dict, dict]:
   """The full ``(params, model_state)`` of a tljax run's checkpoint, as saved.
 
   Args:
@@ -148,20 +177,28 @@ def _checkpoint_directory(checkpoint_dir) -> str:
   try:
     directory = resolve_checkpoint_dir(checkpoint_dir)
   except ValueError:
-    raise ValueError("checkpoint_dir must be a directory path (a non-empty str "
-                     f"or os.PathLike), got {checkpoint_dir!r}") from None
+    raise ValueError(
+        "checkpoint_dir must be a directory path (a non-empty str "
+        f"or os.PathLike), got {checkpoint_dir!r}"
+    ) from None
   if not os.path.isdir(directory):
     raise CheckpointNotFoundError(
         f"checkpoint_dir {directory!r} does not exist or is not a directory "
-        "(give a tljax run's work dir or its checkpoints dir)")
+        "(give a tljax run's work dir or its checkpoints dir)"
+    )
   return directory
 
 
-def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
-                    dont_load: Sequence[str] = ("head/.*",),
-                    init_model_state: Mapping | None = None,
-                    zero_init: Sequence[str] = (), step: int | None = None,
-                    allow_unverified: bool = False):
+def load_pretrained(
+    init_params: Mapping,
+    checkpoint_dir: str | os.PathLike,
+    *,
+    dont_load: Sequence[str] = ("head/.*",),
+    init_model_state: Mapping | None = None,
+    zero_init: Sequence[str] = (),
+    step: int | None = None,
+    allow_unverified: bool = False,
+):
   """Restores a tljax checkpoint into freshly initialised parameters.
 
   Args:
@@ -200,18 +237,27 @@ def load_pretrained(init_params: Mapping, checkpoint_dir: str | os.PathLike, *,
   step = _check_step(step)
   _checkpoint_directory(checkpoint_dir)
   loaded_params, loaded_model_state = read_checkpoint(
-      checkpoint_dir, step=step, allow_unverified=allow_unverified)
-  return merge_pretrained(init_params, loaded_params, dont_load=dont_load,
-                          init_model_state=init_model_state,
-                          loaded_model_state=loaded_model_state,
-                          zero_init=zero_init)
+      checkpoint_dir, step=step, allow_unverified=allow_unverified
+  )
+  return merge_pretrained(
+      init_params,
+      loaded_params,
+      dont_load=dont_load,
+      init_model_state=init_model_state,
+      loaded_model_state=loaded_model_state,
+      zero_init=zero_init,
+  )
 
 
-def merge_pretrained(init_params: Mapping, loaded_params: Mapping, *,
-                     dont_load: Sequence[str] = ("head/.*",),
-                     init_model_state: Mapping | None = None,
-                     loaded_model_state: Mapping | None = None,
-                     zero_init: Sequence[str] = ()):
+def merge_pretrained(
+    init_params: Mapping,
+    loaded_params: Mapping,
+    *,
+    dont_load: Sequence[str] = ("head/.*",),
+    init_model_state: Mapping | None = None,
+    loaded_model_state: Mapping | None = None,
+    zero_init: Sequence[str] = (),
+):
   """:func:`load_pretrained` on a checkpoint already read (:func:`read_checkpoint`).
 
   Same arguments, rules, errors and return value, with the checkpoint's
@@ -228,30 +274,53 @@ def merge_pretrained(init_params: Mapping, loaded_params: Mapping, *,
   zero_patterns = _compile(zero_init, "zero_init")
   loaded_model_state = loaded_model_state or {}
   init_names = set(flatten_tree(init_params, "init_params"))
-  names = (init_names | set(flatten_tree(loaded_params, "loaded_params"))
-           | set(flatten_tree(init_model_state or {}, "init_model_state"))
-           | set(flatten_tree(loaded_model_state, "loaded_model_state")))
-  unused = [pattern.pattern for pattern in dont_load_patterns
-            if not any(pattern.fullmatch(name) for name in names)]
+  names = (
+      init_names
+      | set(flatten_tree(loaded_params, "loaded_params"))
+      | set(flatten_tree(init_model_state or {}, "init_model_state"))
+      | set(flatten_tree(loaded_model_state, "loaded_model_state"))
+  )
+  unused = [
+      pattern.pattern
+      for pattern in dont_load_patterns
+      if not any(pattern.fullmatch(name) for name in names)
+  ]
   if unused:
-    raise ValueError(f"dont_load patterns {unused} match no parameter of the "
-                     "model or the checkpoint (a typo would silently load what "
-                     "it meant to skip)")
-  unused = [pattern.pattern for pattern in zero_patterns
-            if not any(pattern.fullmatch(name) for name in init_names)]
+    raise ValueError(
+        f"dont_load patterns {unused} match no parameter of the "
+        "model or the checkpoint (a typo would silently load what "
+        "it meant to skip)"
+    )
+  unused = [
+      pattern.pattern
+      for pattern in zero_patterns
+      if not any(pattern.fullmatch(name) for name in init_names)
+  ]
   if unused:
-    raise ValueError(f"zero_init patterns {unused} match no parameter of the "
-                     "model (a typo would silently keep what it meant to "
-                     "zero)")
-  params = _merge_tree(init_params, loaded_params, dont_load_patterns,
-                       "parameter", "params")
+    raise ValueError(
+        f"zero_init patterns {unused} match no parameter of the "
+        "model (a typo would silently keep what it meant to "
+        "zero)"
+    )
+  params = _merge_tree(
+      init_params, loaded_params, dont_load_patterns, "parameter", "params"
+  )
   if zero_patterns:
-    params = unflatten({
-        name: jnp.zeros_like(value) if _matches(name, zero_patterns) else value
-        for name, value in flatten_tree(params, "params").items()})
+    params = unflatten(
+        {
+            name: jnp.zeros_like(value)
+            if _matches(name, zero_patterns)
+            else value
+            for name, value in flatten_tree(params, "params").items()
+        }
+    )
   if init_model_state is None:
     return params
-  model_state = _merge_tree(init_model_state, loaded_model_state,
-                            dont_load_patterns, "model state entry",
-                            "model_state")
+  model_state = _merge_tree(
+      init_model_state,
+      loaded_model_state,
+      dont_load_patterns,
+      "model state entry",
+      "model_state",
+  )
   return params, model_state

@@ -44,15 +44,18 @@ def path_name(path) -> str:
   if not isinstance(path, (tuple, list)):
     raise ValueError(
         f"path must be a jax.tree_util key path (a tuple of keys), got "
-        f"{type(path).__name__} {path!r}")
+        f"{type(path).__name__} {path!r}"
+    )
   return "/".join(_key_name(key) for key in path)
 
 
 def check_tree(tree, argument: str) -> None:
   """A ``ValueError`` naming ``argument`` unless ``tree`` is a mapping."""
   if not isinstance(tree, Mapping):
-    raise ValueError(f"{argument} must be a nested mapping (dict) of arrays, "
-                     f"got {type(tree).__name__}")
+    raise ValueError(
+        f"{argument} must be a nested mapping (dict) of arrays, "
+        f"got {type(tree).__name__}"
+    )
 
 
 def flatten_tree(tree: Mapping, argument: str) -> dict[str, Any]:
@@ -68,11 +71,14 @@ def flatten_tree(tree: Mapping, argument: str) -> dict[str, Any]:
     if slashed:
       raise ValueError(
           f"{argument} has a key {slashed[0]!r} containing '/', the separator "
-          "of parameter names, so its name would be ambiguous")
+          "of parameter names, so its name would be ambiguous"
+      )
     name = path_name(path)
     if name in flat:
-      raise ValueError(f"{argument} has two leaves named {name!r} (keys of "
-                       "different types with the same text)")
+      raise ValueError(
+          f"{argument} has two leaves named {name!r} (keys of "
+          "different types with the same text)"
+      )
     flat[name] = leaf
   return flat
 
@@ -106,40 +112,53 @@ def unflatten_names(flat: Mapping[str, Any], argument: str) -> dict:
   leaf_names = set()
   for name, leaf in flat.items():
     if not isinstance(name, str):
-      raise ValueError(f"{argument} must have string keys (a/b/c names), got "
-                       f"{name!r}")
+      raise ValueError(
+          f"{argument} must have string keys (a/b/c names), got " f"{name!r}"
+      )
     *parents, last = name.split("/")
     node = tree
     for depth, key in enumerate(parents):
-      prefix = "/".join(parents[:depth + 1])
+      prefix = "/".join(parents[: depth + 1])
       if prefix in leaf_names:
-        raise ValueError(f"{argument} names {prefix!r} both as a leaf and as "
-                         f"the parent of {name!r}")
+        raise ValueError(
+            f"{argument} names {prefix!r} both as a leaf and as "
+            f"the parent of {name!r}"
+        )
       node = node.setdefault(key, {})
     if last in node:
-      raise ValueError(f"{argument} names {name!r} both as a leaf and as the "
-                       "parent of other names")
+      raise ValueError(
+          f"{argument} names {name!r} both as a leaf and as the "
+          "parent of other names"
+      )
     node[last] = leaf
     leaf_names.add(name)
   return tree
 
 
-def _check_rules(rules: Rules, argument: str = "rules"
-                 ) -> list[tuple[re.Pattern, Any]]:
+def _check_rules(
+    rules: Rules, argument: str = "rules"
+) -> list[tuple[re.Pattern, Any]]:
   if isinstance(rules, (str, bytes)) or not isinstance(rules, Sequence):
     raise ValueError(
-        f"{argument} must be a sequence of (regex, value) pairs, got {rules!r}")
+        f"{argument} must be a sequence of (regex, value) pairs, got {rules!r}"
+    )
   compiled = []
   for index, rule in enumerate(rules):
-    if (isinstance(rule, (str, bytes)) or not isinstance(rule, Sequence)
-        or len(rule) != 2 or not isinstance(rule[0], str)):
+    if (
+        isinstance(rule, (str, bytes))
+        or not isinstance(rule, Sequence)
+        or len(rule) != 2
+        or not isinstance(rule[0], str)
+    ):
       raise ValueError(
-          f"{argument}[{index}] must be a (regex, value) pair, got {rule!r}")
+          f"{argument}[{index}] must be a (regex, value) pair, got {rule!r}"
+      )
     try:
       compiled.append((re.compile(rule[0]), rule[1]))
     except re.error as error:
-      raise ValueError(f"{argument}[{index}] has an invalid regex "
-                       f"{rule[0]!r}: {error}") from None
+      raise ValueError(
+          f"{argument}[{index}] has an invalid regex " f"{rule[0]!r}: {error}"
+      ) from None
   return compiled
 
 
@@ -151,12 +170,14 @@ def match_rules(tree: Mapping, rules: Rules) -> dict[str, Any]:
       ``(regex, value)`` pair, or an invalid regex), or some names match no
       rule (all of them are listed).
   """
-  return match_named_rules(tree, rules, tree_argument="tree",
-                           rules_argument="rules")
+  return match_named_rules(
+      tree, rules, tree_argument="tree", rules_argument="rules"
+  )
 
 
-def match_named_rules(tree: Mapping, rules: Rules, *, tree_argument: str,
-                      rules_argument: str) -> dict[str, Any]:
+def match_named_rules(
+    tree: Mapping, rules: Rules, *, tree_argument: str, rules_argument: str
+) -> dict[str, Any]:
   """:func:`match_rules` with errors naming the caller's arguments."""
   flat = flatten_tree(tree, tree_argument)
   compiled = _check_rules(rules, rules_argument)
@@ -173,7 +194,8 @@ def match_named_rules(tree: Mapping, rules: Rules, *, tree_argument: str,
         f"{rules_argument} match no rule for parameters {unmatched}; every "
         f"parameter must match one of the patterns "
         f"{[rule[0] for rule in rules]} (add a catch-all rule such as "
-        "('.*', None) to freeze the rest)")
+        "('.*', None) to freeze the rest)"
+    )
   return values
 
 
@@ -201,7 +223,8 @@ def is_frozen(value) -> bool:
     if value.strip().lower() in _NEAR_FROZEN:
       raise ValueError(
           f"value {value!r} is not a frozen marker: freeze with None or "
-          f"exactly {FROZEN!r}")
+          f"exactly {FROZEN!r}"
+      )
   return False
 
 
@@ -222,8 +245,9 @@ def split(params: Mapping, rules: Rules) -> tuple[dict, dict]:
       parameter matches no rule, or a rule's value is a near miss of
       ``"frozen"`` (see :func:`is_frozen`).
   """
-  values = match_named_rules(params, rules, tree_argument="params",
-                             rules_argument="rules")
+  values = match_named_rules(
+      params, rules, tree_argument="params", rules_argument="rules"
+  )
   flat = flatten_tree(params, "params")
   frozen_names = set()
   for name, value in values.items():
@@ -232,8 +256,9 @@ def split(params: Mapping, rules: Rules) -> tuple[dict, dict]:
         frozen_names.add(name)
     except ValueError as error:
       raise ValueError(f"rules give parameter {name!r} the {error}") from None
-  trainable = {name: leaf for name, leaf in flat.items()
-               if name not in frozen_names}
+  trainable = {
+      name: leaf for name, leaf in flat.items() if name not in frozen_names
+  }
   frozen = {name: leaf for name, leaf in flat.items() if name in frozen_names}
   return unflatten(trainable), unflatten(frozen)
 
@@ -251,9 +276,11 @@ def merge(trainable: Mapping, frozen: Mapping) -> dict:
   if overlap:
     raise ValueError(
         f"trainable and frozen share parameters {overlap}; they must be "
-        "disjoint")
+        "disjoint"
+    )
   try:
     return unflatten({**flat_trainable, **flat_frozen})
   except ValueError as error:
-    raise ValueError(f"trainable and frozen do not fit together: "
-                     f"{error}") from None
+    raise ValueError(
+        f"trainable and frozen do not fit together: " f"{error}"
+    ) from None

@@ -63,9 +63,9 @@ from tljax.relational.similarity_preserving import similarity_preserving
 from tljax.relational.soft_targets import knowledge_distillation
 
 __all__ = [
-  "knowledge_distillation",
-  "rkd",
-  "rkd_angle",
-  "rkd_distance",
-  "similarity_preserving",
+    "knowledge_distillation",
+    "rkd",
+    "rkd_angle",
+    "rkd_distance",
+    "similarity_preserving",
 ]

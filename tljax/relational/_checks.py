@@ -17,8 +17,13 @@ from tljax.checks import is_traced
 
 
 def check_features(
-  features: Any, argument: str, *, columns: str = "dim", min_examples: int = 1,
-  why: str = "", flatten: bool = False,
+    features: Any,
+    argument: str,
+    *,
+    columns: str = "dim",
+    min_examples: int = 1,
+    why: str = "",
+    flatten: bool = False,
 ) -> jax.Array:
   """Finite ``(batch, columns)`` features as float.
 
@@ -30,28 +35,32 @@ def check_features(
       features = jnp.asarray(features)
     except (TypeError, ValueError) as error:
       raise ValueError(
-        f"{argument} must be an array of numbers: {error}") from None
+          f"{argument} must be an array of numbers: {error}"
+      ) from None
     if features.ndim < 2 or 0 in features.shape:
       raise ValueError(
-        f"{argument} must have shape (batch, ...) with at least 2 axes and "
-        f"no empty axis, got shape {features.shape}."
+          f"{argument} must have shape (batch, ...) with at least 2 axes and "
+          f"no empty axis, got shape {features.shape}."
       )
     features = features.reshape(features.shape[0], -1)
-  features = check_matrix(features, argument, columns=columns,
-                          min_rows=min_examples, why=why)
+  features = check_matrix(
+      features, argument, columns=columns, min_rows=min_examples, why=why
+  )
   check_finite(features, argument)
   return features
 
 
 def check_same_batch(
-  student: jax.Array, teacher: jax.Array, student_argument: str,
-  teacher_argument: str,
+    student: jax.Array,
+    teacher: jax.Array,
+    student_argument: str,
+    teacher_argument: str,
 ) -> None:
   if student.shape[0] != teacher.shape[0]:
     raise ValueError(
-      f"{teacher_argument} must have the same batch size as "
-      f"{student_argument} ({student.shape[0]}, one row per example of the "
-      f"same batch), got {teacher.shape[0]}."
+        f"{teacher_argument} must have the same batch size as "
+        f"{student_argument} ({student.shape[0]}, one row per example of the "
+        f"same batch), got {teacher.shape[0]}."
     )
 
 

@@ -46,9 +46,14 @@ import jax
 import jax.numpy as jnp
 
 from tljax.checks import check_non_negative
-from tljax.relational._checks import (check_features, check_same_batch, huber,
-                                      safe_norm, safe_normalize,
-                                      scaled_differences)
+from tljax.relational._checks import (
+    check_features,
+    check_same_batch,
+    huber,
+    safe_norm,
+    safe_normalize,
+    scaled_differences,
+)
 
 __all__ = ["rkd", "rkd_angle", "rkd_distance"]
 
@@ -74,8 +79,9 @@ def rkd_distance(student: jax.Array, teacher: jax.Array) -> jax.Array:
     ValueError: on non-matrix or, when concrete, non-finite features, fewer
       than 2 examples, or different batch sizes.
   """
-  student, teacher = _check_pair(student, teacher, min_examples=2,
-                                 why="a distance needs two examples")
+  student, teacher = _check_pair(
+      student, teacher, min_examples=2, why="a distance needs two examples"
+  )
   return _rkd_distance(student, teacher)
 
 
@@ -101,14 +107,18 @@ def rkd_angle(student: jax.Array, teacher: jax.Array) -> jax.Array:
     ValueError: on non-matrix or, when concrete, non-finite features, fewer
       than 3 examples, or different batch sizes.
   """
-  student, teacher = _check_pair(student, teacher, min_examples=3,
-                                 why="an angle needs three examples")
+  student, teacher = _check_pair(
+      student, teacher, min_examples=3, why="an angle needs three examples"
+  )
   return _rkd_angle(student, teacher)
 
 
 def rkd(
-  student: jax.Array, teacher: jax.Array, *, distance_weight: float = 25.0,
-  angle_weight: float = 50.0,
+    student: jax.Array,
+    teacher: jax.Array,
+    *,
+    distance_weight: float = 25.0,
+    angle_weight: float = 50.0,
 ) -> jax.Array:
   r"""The combined RKD loss (RKD-DA): ``λ_D ℓ_RKD-D + λ_A ℓ_RKD-A``.
 
@@ -138,16 +148,19 @@ def rkd(
   """
   check_non_negative(distance_weight, "distance_weight")
   check_non_negative(angle_weight, "angle_weight")
-  student, teacher = _check_pair(student, teacher, min_examples=3,
-                                 why="an angle needs three examples")
+  student, teacher = _check_pair(
+      student, teacher, min_examples=3, why="an angle needs three examples"
+  )
   return _rkd(student, teacher, distance_weight, angle_weight)
 
 
 def _check_pair(student, teacher, *, min_examples, why):
-  student = check_features(student, "student", min_examples=min_examples,
-                           why=why)
-  teacher = check_features(teacher, "teacher", min_examples=min_examples,
-                           why=why)
+  student = check_features(
+      student, "student", min_examples=min_examples, why=why
+  )
+  teacher = check_features(
+      teacher, "teacher", min_examples=min_examples, why=why
+  )
   check_same_batch(student, teacher, "student", "teacher")
   return student, teacher
 
@@ -183,5 +196,6 @@ def _rkd_angle(student, teacher):
 
 @jax.jit
 def _rkd(student, teacher, distance_weight, angle_weight):
-  return (distance_weight * _rkd_distance(student, teacher)
-          + angle_weight * _rkd_angle(student, teacher))
+  return distance_weight * _rkd_distance(
+      student, teacher
+  ) + angle_weight * _rkd_angle(student, teacher)

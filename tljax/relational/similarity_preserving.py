@@ -5,8 +5,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tljax.relational._checks import (check_features, check_same_batch,
-                                      rescale, safe_normalize)
+from tljax.relational._checks import (
+    check_features,
+    check_same_batch,
+    rescale,
+    safe_normalize,
+)
 
 __all__ = ["similarity_preserving"]
 

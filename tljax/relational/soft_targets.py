@@ -12,15 +12,20 @@ import jax.numpy as jnp
 
 from tljax.align._arrays import check_same_columns
 from tljax.checks import check_positive
-from tljax.relational._checks import (check_features, check_finite_result,
-                                      check_same_batch)
+from tljax.relational._checks import (
+    check_features,
+    check_finite_result,
+    check_same_batch,
+)
 
 __all__ = ["knowledge_distillation"]
 
 
 def knowledge_distillation(
-  student_logits: jax.Array, teacher_logits: jax.Array, *,
-  temperature: float = 4.0,
+    student_logits: jax.Array,
+    teacher_logits: jax.Array,
+    *,
+    temperature: float = 4.0,
 ) -> jax.Array:
   r"""The soft-target distillation loss, scaled by ``T²``.
 
@@ -68,21 +73,28 @@ def knowledge_distillation(
       temperature).
   """
   check_positive(temperature, "temperature")
-  student = check_features(student_logits, "student_logits",
-                           columns="num_classes")
-  teacher = check_features(teacher_logits, "teacher_logits",
-                           columns="num_classes")
+  student = check_features(
+      student_logits, "student_logits", columns="num_classes"
+  )
+  teacher = check_features(
+      teacher_logits, "teacher_logits", columns="num_classes"
+  )
   check_same_batch(student, teacher, "student_logits", "teacher_logits")
-  check_same_columns(student, teacher, "student_logits", "teacher_logits",
-                     what="number of classes")
+  check_same_columns(
+      student,
+      teacher,
+      "student_logits",
+      "teacher_logits",
+      what="number of classes",
+  )
   return check_finite_result(
-    _knowledge_distillation(student, teacher, temperature),
-    "knowledge_distillation overflows: the loss of these student_logits and "
-    "teacher_logits at this temperature is not finite in "
-    f"{jnp.result_type(student.dtype, teacher.dtype)} (logits of order "
-    "1e38, a temperature whose square overflows, or a student probability "
-    "that underflows to 0 where the teacher's is not); rescale the logits "
-    "or choose a temperature nearer 1.",
+      _knowledge_distillation(student, teacher, temperature),
+      "knowledge_distillation overflows: the loss of these student_logits and "
+      "teacher_logits at this temperature is not finite in "
+      f"{jnp.result_type(student.dtype, teacher.dtype)} (logits of order "
+      "1e38, a temperature whose square overflows, or a student probability "
+      "that underflows to 0 where the teacher's is not); rescale the logits "
+      "or choose a temperature nearer 1.",
   )
 
 
@@ -95,13 +107,13 @@ def _knowledge_distillation(student, teacher, temperature):
   # A class whose teacher probability underflows to 0 adds 0 (the limit of
   # p log p), never 0 · ∞ = NaN when a log-probability is -∞.
   divergence = jnp.sum(
-    jnp.where(
-      teacher_probabilities > 0,
-      teacher_probabilities
-      * (teacher_log_probabilities - student_log_probabilities),
-      0.0,
-    ),
-    axis=1,
+      jnp.where(
+          teacher_probabilities > 0,
+          teacher_probabilities
+          * (teacher_log_probabilities - student_log_probabilities),
+          0.0,
+      ),
+      axis=1,
   )
   return temperature**2 * jnp.mean(divergence)
 

@@ -19,13 +19,25 @@ display needed, the process-wide backend untouched).
 
 from tljax.report.curves import plot_training_curves
 from tljax.report.features import plot_features, project, run_features
-from tljax.report.ranking import (kendall_tau, plot_rank_sources,
-                                  plot_ranking)
-from tljax.report.reports import (experiment_report, report_experiment,
-                                  run_report)
+from tljax.report.ranking import (kendall_tau, plot_rank_sources, plot_ranking)
+from tljax.report.reports import (
+    experiment_report,
+    report_experiment,
+    run_report,
+)
 from tljax.report.weights import effective_sample_size, plot_weights
 
-__all__ = ["effective_sample_size", "experiment_report", "kendall_tau",
-           "plot_features", "plot_rank_sources", "plot_ranking",
-           "plot_training_curves", "plot_weights", "project",
-           "report_experiment", "run_features", "run_report"]
+__all__ = [
+    "effective_sample_size",
+    "experiment_report",
+    "kendall_tau",
+    "plot_features",
+    "plot_rank_sources",
+    "plot_ranking",
+    "plot_training_curves",
+    "plot_weights",
+    "project",
+    "report_experiment",
+    "run_features",
+    "run_report",
+]

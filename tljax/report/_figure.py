@@ -26,15 +26,18 @@ def check_png_path(path, argument: str = "path") -> str:
     raise ValueError(f"{argument} {path!r} must name a .png file")
   parent = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(parent):
-    raise ValueError(f"{argument} {path!r}: its directory {parent!r} does not "
-                     "exist")
+    raise ValueError(
+        f"{argument} {path!r}: its directory {parent!r} does not " "exist"
+    )
   return path
 
 
 def new_figure(rows: int, columns: int) -> tuple[Figure, np.ndarray]:
   """A figure with a ``(rows, columns)`` array of subplots."""
-  figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows),
-                  layout="constrained")
+  figure = Figure(
+      figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows),
+      layout="constrained",
+  )
   FigureCanvasAgg(figure)
   return figure, figure.subplots(rows, columns, squeeze=False)
 

@@ -13,8 +13,11 @@ import os
 import sys
 
 from tljax.report.ranking import RANK_SOURCES_JSON, plot_rank_sources
-from tljax.report.reports import (experiment_report, report_experiment,
-                                  run_report)
+from tljax.report.reports import (
+    experiment_report,
+    report_experiment,
+    run_report,
+)
 from tljax.report.runs import experiment_runs
 from tljax.rundir_format import is_run_dir
 
@@ -22,27 +25,41 @@ from tljax.rundir_format import is_run_dir
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """Adds the report arguments to ``parser``."""
   parser.add_argument(
-      "workdirs", nargs="+", metavar="WORKDIR",
+      "workdirs",
+      nargs="+",
+      metavar="WORKDIR",
       help="run dirs, experiment dirs, rank_sources.py work dirs or "
-      "rank_sources.json files")
+      "rank_sources.json files",
+  )
   parser.add_argument(
-      "--features", choices=("pca", "tsne", "none"), default="pca",
+      "--features",
+      choices=("pca", "tsne", "none"),
+      default="pca",
       help="2-D projection of the feature pictures; 'none' skips them "
-      "(they load the data and the checkpoints). Default: %(default)s.")
+      "(they load the data and the checkpoints). Default: %(default)s.",
+  )
   parser.add_argument(
-      "--max_points", type=int, default=500, metavar="N",
+      "--max_points",
+      type=int,
+      default=500,
+      metavar="N",
       help="test examples per domain in the feature pictures "
-      "(default: %(default)s)")
+      "(default: %(default)s)",
+  )
   parser.add_argument(
-      "--output", default=None, metavar="PATH",
+      "--output",
+      default=None,
+      metavar="PATH",
       help="the comparison report across the experiment dirs (markdown); "
-      "with several experiment dirs it is also printed")
+      "with several experiment dirs it is also printed",
+  )
 
 
 def report_one(workdir: str, features: str | None, max_points: int) -> str:
   """Pictures and report of one directory; returns ``"run"``, ``"experiment"`` or ``"ranking"``."""
   if os.path.isfile(workdir) or os.path.isfile(
-      os.path.join(workdir, RANK_SOURCES_JSON)):
+      os.path.join(workdir, RANK_SOURCES_JSON)
+  ):
     for path in plot_rank_sources(workdir):
       print(path)
     return "ranking"
@@ -52,18 +69,25 @@ def report_one(workdir: str, features: str | None, max_points: int) -> str:
   if os.path.isdir(workdir) and experiment_runs(workdir):
     print(report_experiment(workdir, features=features, max_points=max_points))
     return "experiment"
-  raise ValueError(f"WORKDIR {workdir!r} is not a run directory, an "
-                   "experiment directory or a rank_sources.py output")
+  raise ValueError(
+      f"WORKDIR {workdir!r} is not a run directory, an "
+      "experiment directory or a rank_sources.py output"
+  )
 
 
 def run(args: argparse.Namespace, prog: str) -> int:
   """Reports ``args.workdirs``; returns the exit status (2 on bad input, named by ``prog``)."""
   features = None if args.features == "none" else args.features
   try:
-    kinds = [report_one(workdir, features, args.max_points)
-             for workdir in args.workdirs]
-    experiments = [workdir for workdir, kind in zip(args.workdirs, kinds)
-                   if kind == "experiment"]
+    kinds = [
+        report_one(workdir, features, args.max_points)
+        for workdir in args.workdirs
+    ]
+    experiments = [
+        workdir
+        for workdir, kind in zip(args.workdirs, kinds)
+        if kind == "experiment"
+    ]
     if len(experiments) > 1 or (args.output and experiments):
       markdown = experiment_report(experiments, args.output)
       print()
@@ -71,8 +95,9 @@ def run(args: argparse.Namespace, prog: str) -> int:
       if args.output:
         print(f"\ncomparison in {os.path.abspath(args.output)}")
     elif args.output:
-      raise ValueError("--output needs at least one experiment directory to "
-                       "compare")
+      raise ValueError(
+          "--output needs at least one experiment directory to " "compare"
+      )
   except ValueError as error:
     print(f"{prog}: error: {error}", file=sys.stderr)
     return 2

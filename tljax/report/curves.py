@@ -33,7 +33,8 @@ def is_evaluation(key: str) -> bool:
   """
   prefix, slash, _ = key.rpartition("/")
   return bool(slash) and prefix.endswith(
-      tuple(f"_{split}" for split in EVALUATED_SPLITS))
+      tuple(f"_{split}" for split in EVALUATED_SPLITS)
+  )
 
 
 def panel_of(key: str) -> str | None:
@@ -119,16 +120,21 @@ def plot_training_curves(run_dir, path) -> str:
   run_dir = check_dir(run_dir, "run_dir")
   path = _figure.check_png_path(path)
   if not os.path.isfile(os.path.join(run_dir, METRICS_FILE)):
-    raise ValueError(f"run_dir {run_dir!r} has no {METRICS_FILE}: no metrics "
-                     "to plot (is it a tljax run directory?)")
+    raise ValueError(
+        f"run_dir {run_dir!r} has no {METRICS_FILE}: no metrics "
+        "to plot (is it a tljax run directory?)"
+    )
   # A run directory is read through Run (which skips the line a running run
   # is still writing); a bare directory of metrics as it is.
   run = Run.open(run_dir, argument="run_dir") if is_run_dir(run_dir) else None
-  series = metric_series(run.metrics() if run is not None
-                         else read_metrics(run_dir))
+  series = metric_series(
+      run.metrics() if run is not None else read_metrics(run_dir)
+  )
   if not series:
-    raise ValueError(f"run_dir {run_dir!r}: {METRICS_FILE} holds no scalar "
-                     "metrics to plot")
+    raise ValueError(
+        f"run_dir {run_dir!r}: {METRICS_FILE} holds no scalar "
+        "metrics to plot"
+    )
   panels: dict[str, list[str]] = {}
   for key in sorted(series):
     panels.setdefault(panel_of(key), []).append(key)
@@ -142,15 +148,20 @@ def plot_training_curves(run_dir, path) -> str:
       if is_evaluation(key):
         axis.plot(steps, values, "--o", markersize=4, label=key)
       else:
-        axis.plot(steps, values, "-", marker="." if len(steps) < 30 else None,
-                  label=key)
+        axis.plot(
+            steps,
+            values,
+            "-",
+            marker="." if len(steps) < 30 else None,
+            label=key,
+        )
     axis.set_title(PANEL_TITLES[kind])
     axis.set_xlabel("step")
     axis.grid(alpha=0.3)
     if kind == "learning_rate":
       axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     axis.legend(fontsize="small")
-  for axis in list(axes.flat)[len(kinds):]:
+  for axis in list(axes.flat)[len(kinds) :]:
     axis.set_visible(False)
   if run is not None:
     figure.suptitle(f"{run.recipe}, seed {run.seed}: training curves")

@@ -35,12 +35,15 @@ def project(features, *, method: str = "pca", seed: int = 0) -> np.ndarray:
   = seed``; van der Maaten & Hinton 2008).
   """
   if method not in PROJECTIONS:
-    raise ValueError(f"method must be one of {list(PROJECTIONS)}, got "
-                     f"{method!r}")
+    raise ValueError(
+        f"method must be one of {list(PROJECTIONS)}, got " f"{method!r}"
+    )
   features = np.asarray(features, np.float64)
   if features.ndim != 2 or features.shape[0] < 3:
-    raise ValueError(f"features must be an (N, D) matrix with N >= 3, got "
-                     f"shape {features.shape}")
+    raise ValueError(
+        f"features must be an (N, D) matrix with N >= 3, got "
+        f"shape {features.shape}"
+    )
   if not np.all(np.isfinite(features)):
     raise ValueError("features must be finite")
   if method == "pca":
@@ -53,15 +56,21 @@ def project(features, *, method: str = "pca", seed: int = 0) -> np.ndarray:
   from sklearn.manifold import TSNE
 
   perplexity = min(30.0, (features.shape[0] - 1) / 3)
-  return TSNE(n_components=2, perplexity=perplexity, init="pca",
-              random_state=seed).fit_transform(features)
+  return TSNE(
+      n_components=2, perplexity=perplexity, init="pca", random_state=seed
+  ).fit_transform(features)
 
 
 def _check_max_points(max_points) -> int:
-  if isinstance(max_points, bool) or not isinstance(
-      max_points, (int, np.integer)) or max_points < 2:
-    raise ValueError(f"max_points must be an integer >= 2 (examples per "
-                     f"domain), got {max_points!r}")
+  if (
+      isinstance(max_points, bool)
+      or not isinstance(max_points, (int, np.integer))
+      or max_points < 2
+  ):
+    raise ValueError(
+        f"max_points must be an integer >= 2 (examples per "
+        f"domain), got {max_points!r}"
+    )
   return int(max_points)
 
 
@@ -70,8 +79,14 @@ def _apply(model):
   return jax.jit(functools.partial(model.apply, train=False))
 
 
-def run_features(run_dir, *, layer: str = "bottleneck", max_points: int = 500,
-                 seed: int = 0, domains=None) -> dict:
+def run_features(
+    run_dir,
+    *,
+    layer: str = "bottleneck",
+    max_points: int = 500,
+    seed: int = 0,
+    domains=None,
+) -> dict:
   """Features of both domains' test examples under a run's final checkpoint.
 
   Args:
@@ -107,22 +122,30 @@ def run_features(run_dir, *, layer: str = "bottleneck", max_points: int = 500,
     indices = np.sort(rng.choice(len(test), size=count, replace=False))
     batch = test.get_batch(indices)
     for start in range(0, count, 512):
-      outputs, _ = apply(params, model_state,
-                         np.asarray(batch["input"][start:start + 512]))
-      chosen = outputs.features if layer == "bottleneck" else \
-          outputs.backbone_features
+      outputs, _ = apply(
+          params, model_state, np.asarray(batch["input"][start : start + 512])
+      )
+      chosen = (
+          outputs.features
+          if layer == "bottleneck"
+          else outputs.backbone_features
+      )
       features.append(np.asarray(chosen, np.float32))
     names += [domain] * count
     labels.append(np.asarray(batch["label"]))
-  return {"features": np.concatenate(features), "domain": np.array(names),
-          "label": np.concatenate(labels),
-          "num_classes": domains["source"]["train"].num_classes}
+  return {
+      "features": np.concatenate(features),
+      "domain": np.array(names),
+      "label": np.concatenate(labels),
+      "num_classes": domains["source"]["train"].num_classes,
+  }
 
 
 def _check_has_checkpoint(run: Run) -> None:
   if not run.has_checkpoint:
-    raise ValueError(f"run_dir {run.path!r} has no checkpoint to compute "
-                     "features with")
+    raise ValueError(
+        f"run_dir {run.path!r} has no checkpoint to compute " "features with"
+    )
 
 
 def before_adaptation_run(run_dir) -> str | None:
@@ -137,33 +160,58 @@ def _draw(axis, points, domain, labels, num_classes) -> None:
   for name, colour in DOMAIN_COLOURS.items():
     in_domain = domain == name
     if num_classes is None:
-      axis.scatter(*points[in_domain].T, s=10, c=colour, alpha=0.6,
-                   linewidths=0)
+      axis.scatter(
+          *points[in_domain].T, s=10, c=colour, alpha=0.6, linewidths=0
+      )
       continue
     for label in range(num_classes):
       chosen = in_domain & (labels == label)
       if chosen.any():
-        axis.scatter(*points[chosen].T, s=14, c=colour, alpha=0.6,
-                     marker=CLASS_MARKERS[label % len(CLASS_MARKERS)],
-                     linewidths=0)
+        axis.scatter(
+            *points[chosen].T,
+            s=14,
+            c=colour,
+            alpha=0.6,
+            marker=CLASS_MARKERS[label % len(CLASS_MARKERS)],
+            linewidths=0,
+        )
   axis.set_xticks([])
   axis.set_yticks([])
 
 
 def _legend_handles(num_classes) -> list:
-  handles = [Line2D([], [], linestyle="", marker="o", color=colour,
-                    label=f"{name} test")
-             for name, colour in DOMAIN_COLOURS.items()]
+  handles = [
+      Line2D(
+          [], [], linestyle="", marker="o", color=colour, label=f"{name} test"
+      )
+      for name, colour in DOMAIN_COLOURS.items()
+  ]
   if num_classes is not None and num_classes <= len(CLASS_MARKERS):
-    handles += [Line2D([], [], linestyle="", color="grey",
-                       marker=CLASS_MARKERS[label], label=f"class {label}")
-                for label in range(num_classes)]
+    handles += [
+        Line2D(
+            [],
+            [],
+            linestyle="",
+            color="grey",
+            marker=CLASS_MARKERS[label],
+            label=f"class {label}",
+        )
+        for label in range(num_classes)
+    ]
   return handles
 
 
-def plot_features(run_dir, path, *, method: str = "pca",
-                  max_points: int = 500, layer: str = "bottleneck",
-                  compare: bool = True, seed: int = 0, domains=None) -> str:
+def plot_features(
+    run_dir,
+    path,
+    *,
+    method: str = "pca",
+    max_points: int = 500,
+    layer: str = "bottleneck",
+    compare: bool = True,
+    seed: int = 0,
+    domains=None,
+) -> str:
   """Source and target test examples in a run's feature space, projected to 2-D.
 
   Colour is the domain (source blue, target orange), the marker is the class
@@ -200,8 +248,9 @@ def plot_features(run_dir, path, *, method: str = "pca",
   run = Run.open(run_dir, argument="run_dir")
   path = _figure.check_png_path(path)
   if method not in PROJECTIONS:
-    raise ValueError(f"method must be one of {list(PROJECTIONS)}, got "
-                     f"{method!r}")
+    raise ValueError(
+        f"method must be one of {list(PROJECTIONS)}, got " f"{method!r}"
+    )
   if layer not in LAYERS:
     raise ValueError(f"layer must be one of {list(LAYERS)}, got {layer!r}")
   _check_max_points(max_points)
@@ -214,15 +263,25 @@ def plot_features(run_dir, path, *, method: str = "pca",
   figure, axes = _figure.new_figure(1, len(panels))
   num_classes = None
   for axis, (panel_dir, title) in zip(axes.flat, panels):
-    embedding = run_features(panel_dir, layer=layer, max_points=max_points,
-                             seed=seed, domains=domains)
+    embedding = run_features(
+        panel_dir,
+        layer=layer,
+        max_points=max_points,
+        seed=seed,
+        domains=domains,
+    )
     num_classes = embedding["num_classes"]
     points = project(embedding["features"], method=method, seed=seed)
     _draw(axis, points, embedding["domain"], embedding["label"], num_classes)
     axis.set_title(title)
-  figure.legend(handles=_legend_handles(num_classes), loc="outside right",
-                fontsize="small")
+  figure.legend(
+      handles=_legend_handles(num_classes),
+      loc="outside right",
+      fontsize="small",
+  )
   projection = "PCA" if method == "pca" else "t-SNE"
-  figure.suptitle(f"{layer} features of the test examples ({projection}), "
-                  f"seed {run.seed}")
+  figure.suptitle(
+      f"{layer} features of the test examples ({projection}), "
+      f"seed {run.seed}"
+  )
   return _figure.save(figure, path)

@@ -19,11 +19,15 @@ RANK_SOURCES_JSON = "rank_sources.json"  # what scripts/rank_sources.py writes
 def _vector(values, argument: str, size: int | None = None) -> np.ndarray:
   values = np.asarray(values, np.float64)
   if values.ndim != 1 or values.size < 2:
-    raise ValueError(f"{argument} must be a 1-D sequence of at least 2 "
-                     f"numbers, got shape {values.shape}")
+    raise ValueError(
+        f"{argument} must be a 1-D sequence of at least 2 "
+        f"numbers, got shape {values.shape}"
+    )
   if size is not None and values.size != size:
-    raise ValueError(f"{argument} must have one entry per source ({size}), got "
-                     f"{values.size}")
+    raise ValueError(
+        f"{argument} must have one entry per source ({size}), got "
+        f"{values.size}"
+    )
   if not np.all(np.isfinite(values)):
     raise ValueError(f"{argument} must be finite")
   return values
@@ -34,11 +38,17 @@ def kendall_tau(scores, accuracies) -> float:
   return float(stats.kendalltau(scores, accuracies).statistic)
 
 
-def plot_ranking(scores, accuracies, path, labels, *,
-                 score_name: str = "score",
-                 reference_score=None,
-                 reference_accuracy: float | None = None,
-                 title: str | None = None) -> str:
+def plot_ranking(
+    scores,
+    accuracies,
+    path,
+    labels,
+    *,
+    score_name: str = "score",
+    reference_score=None,
+    reference_accuracy: float | None = None,
+    title: str | None = None,
+) -> str:
   """Each source's transferability score against its measured accuracy.
 
   One panel per score, the sources as labelled points (measured target test
@@ -66,13 +76,17 @@ def plot_ranking(scores, accuracies, path, labels, *,
   path = _figure.check_png_path(path)
   accuracies = _vector(accuracies, "accuracies")
   if isinstance(labels, str) or len(labels) != accuracies.size:
-    raise ValueError(f"labels must be one name per source ({accuracies.size}), "
-                     f"got {labels!r}")
+    raise ValueError(
+        f"labels must be one name per source ({accuracies.size}), "
+        f"got {labels!r}"
+    )
   if isinstance(scores, Mapping):
     if not scores:
       raise ValueError("scores is an empty mapping; give at least one score")
-    named = {str(name): _vector(values, f"scores[{name!r}]", accuracies.size)
-             for name, values in scores.items()}
+    named = {
+        str(name): _vector(values, f"scores[{name!r}]", accuracies.size)
+        for name, values in scores.items()
+    }
   else:
     named = {score_name: _vector(scores, "scores", accuracies.size)}
   if reference_score is not None and not isinstance(reference_score, Mapping):
@@ -83,14 +97,27 @@ def plot_ranking(scores, accuracies, path, labels, *,
   for axis, (name, values) in zip(axes.flat, named.items()):
     axis.scatter(100 * accuracies, values, color="tab:blue", zorder=3)
     for label, x, y in zip(labels, 100 * accuracies, values):
-      axis.annotate(str(label), (x, y), textcoords="offset points",
-                    xytext=(4, 4), fontsize="small")
+      axis.annotate(
+          str(label),
+          (x, y),
+          textcoords="offset points",
+          xytext=(4, 4),
+          fontsize="small",
+      )
     if reference_score is not None and name in reference_score:
-      axis.axhline(reference_score[name], color="grey", linestyle="--",
-                   label="untrained network")
+      axis.axhline(
+          reference_score[name],
+          color="grey",
+          linestyle="--",
+          label="untrained network",
+      )
     if reference_accuracy is not None:
-      axis.axvline(100 * reference_accuracy, color="tab:red", linestyle=":",
-                   label="target only")
+      axis.axvline(
+          100 * reference_accuracy,
+          color="tab:red",
+          linestyle=":",
+          label="target only",
+      )
     tau = kendall_tau(values, accuracies)
     tau_text = f"{tau:+.2f}" if np.isfinite(tau) else "undefined"
     axis.set_title(f"{name}: Kendall τ = {tau_text}")
@@ -99,7 +126,7 @@ def plot_ranking(scores, accuracies, path, labels, *,
     axis.grid(alpha=0.3)
     if reference_score is not None or reference_accuracy is not None:
       axis.legend(fontsize="small")
-  for axis in list(axes.flat)[len(named):]:
+  for axis in list(axes.flat)[len(named) :]:
     axis.set_visible(False)
   if title:
     figure.suptitle(title)
@@ -111,14 +138,18 @@ def read_rank_sources(results) -> tuple[dict, str | None]:
   if isinstance(results, Mapping):
     return dict(results), None
   if not isinstance(results, (str, os.PathLike)):
-    raise ValueError(f"results must be a rank_sources.json path, a directory "
-                     f"holding one, or its parsed dict; got {results!r}")
+    raise ValueError(
+        f"results must be a rank_sources.json path, a directory "
+        f"holding one, or its parsed dict; got {results!r}"
+    )
   results = os.fspath(results)
   if os.path.isdir(results):
     results = os.path.join(results, RANK_SOURCES_JSON)
   if not os.path.isfile(results):
-    raise ValueError(f"results {results!r} does not exist (run "
-                     "scripts/rank_sources.py with --workdir to write it)")
+    raise ValueError(
+        f"results {results!r} does not exist (run "
+        "scripts/rank_sources.py with --workdir to write it)"
+    )
   return read_json(results), os.path.dirname(os.path.abspath(results))
 
 
@@ -146,13 +177,16 @@ def plot_rank_sources(results, directory=None) -> list[str]:
     raise ValueError(f"directory {directory!r} is not an existing directory")
   sources = results.get("sources")
   if not isinstance(sources, list) or len(sources) < 2:
-    raise ValueError("results must list at least 2 scored sources "
-                     "(results['sources'])")
+    raise ValueError(
+        "results must list at least 2 scored sources " "(results['sources'])"
+    )
   verification = results.get("verification")
   if not verification or not verification.get("accuracy"):
-    raise ValueError("results has no measured accuracies: run "
-                     "scripts/rank_sources.py with --verify to plot scores "
-                     "against them")
+    raise ValueError(
+        "results has no measured accuracies: run "
+        "scripts/rank_sources.py with --verify to plot scores "
+        "against them"
+    )
   names = [row["name"] for row in sources]
   score_names = list(results.get("scores") or sources[0]["scores"])
   reference = results.get("reference") or {}
@@ -165,13 +199,19 @@ def plot_rank_sources(results, directory=None) -> list[str]:
     safe = re.sub(r"[^\w.-]", "_", str(method))
     path = os.path.join(directory, f"rank_sources_{safe}.png")
     plot_ranking(
-        {score: [row["scores"][score] for row in sources]
-         for score in score_names},
-        [float(np.mean(accuracy[name])) for name in names], path, names,
+        {
+            score: [row["scores"][score] for row in sources]
+            for score in score_names
+        },
+        [float(np.mean(accuracy[name])) for name in names],
+        path,
+        names,
         reference_score=reference.get("scores"),
-        reference_accuracy=(float(np.mean(target_only)) if target_only
-                            else None),
+        reference_accuracy=(
+            float(np.mean(target_only)) if target_only else None
+        ),
         title=f"scores against {method}'s target test accuracy (mean over "
-        f"{np.size(accuracy[names[0]])} seeds)")
+        f"{np.size(accuracy[names[0]])} seeds)",
+    )
     paths.append(path)
   return paths

@@ -26,8 +26,9 @@ def check_dir(path, argument: str) -> str:
     raise ValueError(f"{argument} must be a directory path, got {path!r}")
   path = os.fspath(path)
   if not os.path.isdir(path):
-    raise ValueError(f"{argument} {path!r} does not exist or is not a "
-                     "directory")
+    raise ValueError(
+        f"{argument} {path!r} does not exist or is not a " "directory"
+    )
   return path
 
 
@@ -48,8 +49,9 @@ def sibling_run(run_dir, method: str) -> str | None:
   root = experiment_dir(run_dir)
   if root is None:
     return None
-  sibling = os.path.join(root, method, os.path.basename(
-      os.path.normpath(run_dir)))
+  sibling = os.path.join(
+      root, method, os.path.basename(os.path.normpath(run_dir))
+  )
   if os.path.abspath(sibling) == os.path.abspath(run_dir):
     return None
   if not is_run_dir(sibling) or not Run.open(sibling).finished:
@@ -81,15 +83,19 @@ def experiment_runs(workdir) -> dict[str, list[str]]:
       path = os.path.join(method_dir, name)
       if match and is_run_dir(path):
         found.setdefault(method, []).append((int(match.group(1)), path))
-  return {method: [path for _, path in sorted(found[method])]
-          for method in method_order(workdir, found)}
+  return {
+      method: [path for _, path in sorted(found[method])]
+      for method in method_order(workdir, found)
+  }
 
 
 def check_experiment_dir(workdir, argument: str = "workdir") -> str:
   """``workdir``, if it holds at least one run directory."""
   workdir = check_dir(workdir, argument)
   if not experiment_runs(workdir):
-    raise ValueError(f"{argument} {workdir!r} holds no run directories "
-                     "(<method>/seed_<n>/run_config.json): it is not a tljax "
-                     "experiment directory")
+    raise ValueError(
+        f"{argument} {workdir!r} holds no run directories "
+        "(<method>/seed_<n>/run_config.json): it is not a tljax "
+        "experiment directory"
+    )
   return workdir

@@ -67,36 +67,45 @@ iterations at about 3 s per kernel-matrix product.
 """
 
 from tljax.reweight.basis import DensityRatioFit
-from tljax.reweight.boosting import (WeightedLogisticRegression, WeightedRidge,
-                                     adaboost_r2, tradaboost, tradaboost_r2)
+from tljax.reweight.boosting import (
+    WeightedLogisticRegression,
+    WeightedRidge,
+    adaboost_r2,
+    tradaboost,
+    tradaboost_r2,
+)
 from tljax.reweight.classifier import classifier_density_ratio
 from tljax.reweight.kliep import kliep
 from tljax.reweight.kmm import KMMResult, kmm, project_box_slab
 from tljax.reweight.losses import weighted_cross_entropy, weighted_squared_error
 from tljax.reweight.lsif import rulsif, ulsif
-from tljax.reweight.nearest_neighbors import (nearest_neighbor_counts,
-                                              nearest_neighbors_weighting)
-from tljax.reweight.facade import (ImportanceWeightedClassifier,
-                                   ImportanceWeightedRegressor)
+from tljax.reweight.nearest_neighbors import (
+    nearest_neighbor_counts,
+    nearest_neighbors_weighting,
+)
+from tljax.reweight.facade import (
+    ImportanceWeightedClassifier,
+    ImportanceWeightedRegressor,
+)
 
 __all__ = [
-  "DensityRatioFit",
-  "ImportanceWeightedClassifier",
-  "ImportanceWeightedRegressor",
-  "KMMResult",
-  "WeightedLogisticRegression",
-  "WeightedRidge",
-  "adaboost_r2",
-  "classifier_density_ratio",
-  "kliep",
-  "kmm",
-  "nearest_neighbor_counts",
-  "nearest_neighbors_weighting",
-  "project_box_slab",
-  "rulsif",
-  "tradaboost",
-  "tradaboost_r2",
-  "ulsif",
-  "weighted_cross_entropy",
-  "weighted_squared_error",
+    "DensityRatioFit",
+    "ImportanceWeightedClassifier",
+    "ImportanceWeightedRegressor",
+    "KMMResult",
+    "WeightedLogisticRegression",
+    "WeightedRidge",
+    "adaboost_r2",
+    "classifier_density_ratio",
+    "kliep",
+    "kmm",
+    "nearest_neighbor_counts",
+    "nearest_neighbors_weighting",
+    "project_box_slab",
+    "rulsif",
+    "tradaboost",
+    "tradaboost_r2",
+    "ulsif",
+    "weighted_cross_entropy",
+    "weighted_squared_error",
 ]

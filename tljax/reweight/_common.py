@@ -33,11 +33,15 @@ MEDIAN_MAX_POINTS = 1000
 
 
 def check_domains(
-  source: Any, target: Any, *, min_rows: int = 1, why: str = ""
+    source: Any, target: Any, *, min_rows: int = 1, why: str = ""
 ) -> tuple[jax.Array, jax.Array]:
   """Finite ``(n_s, d)`` source and ``(n_t, d)`` target matrices in one float dtype."""
-  source = check_matrix(source, "source", rows="n_source", min_rows=min_rows, why=why)
-  target = check_matrix(target, "target", rows="n_target", min_rows=min_rows, why=why)
+  source = check_matrix(
+      source, "source", rows="n_source", min_rows=min_rows, why=why
+  )
+  target = check_matrix(
+      target, "target", rows="n_target", min_rows=min_rows, why=why
+  )
   check_same_columns(source, target, "source", "target")
   check_finite_values(source, "source")
   check_finite_values(target, "target")
@@ -48,8 +52,8 @@ def check_domains(
 def check_finite_values(array: jax.Array, argument: str) -> None:
   if is_traced(array):
     raise ValueError(
-      f"{argument} must be a concrete array: the importance-weight estimators "
-      "fit on data and cannot run inside jax.jit."
+        f"{argument} must be a concrete array: the importance-weight estimators "
+        "fit on data and cannot run inside jax.jit."
     )
   if not bool(np.all(np.isfinite(np.asarray(array)))):
     raise ValueError(f"{argument} must be finite (it holds NaN or infinity).")
@@ -60,8 +64,8 @@ def check_points(points: Any, argument: str, dim: int, dtype) -> jax.Array:
   points = check_matrix(points, argument, rows="num_points")
   if points.shape[1] != dim:
     raise ValueError(
-      f"{argument} must have the feature dimension of the fitted data ({dim}), "
-      f"got shape {points.shape}."
+        f"{argument} must have the feature dimension of the fitted data ({dim}), "
+        f"got shape {points.shape}."
     )
   check_finite_values(points, argument)
   return points.astype(dtype)
@@ -72,28 +76,33 @@ def check_grid(values: Any, argument: str) -> np.ndarray | None:
   if values is None:
     return None
   if isinstance(values, (str, bytes)):
-    raise ValueError(f"{argument} must be a positive number or a sequence of them, "
-                     f"got {values!r}.")
+    raise ValueError(
+        f"{argument} must be a positive number or a sequence of them, "
+        f"got {values!r}."
+    )
   try:
     array = np.asarray(values)
   except (TypeError, ValueError):
     raise ValueError(
-      f"{argument} must be a positive number or a sequence of them, got {values!r}."
+        f"{argument} must be a positive number or a sequence of them, got {values!r}."
     ) from None
   if array.dtype == np.bool_ or not (
-    np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+      np.issubdtype(array.dtype, np.floating)
+      or np.issubdtype(array.dtype, np.integer)
   ):
     raise ValueError(
-      f"{argument} must be a positive number or a sequence of them, got {values!r}."
+        f"{argument} must be a positive number or a sequence of them, got {values!r}."
     )
   array = np.atleast_1d(array).astype(np.float64)
   if array.ndim != 1 or array.size == 0:
     raise ValueError(
-      f"{argument} must be a positive number or a non-empty 1-D sequence of them, "
-      f"got shape {array.shape}."
+        f"{argument} must be a positive number or a non-empty 1-D sequence of them, "
+        f"got shape {array.shape}."
     )
   if not np.all(np.isfinite(array)) or np.any(array <= 0):
-    raise ValueError(f"{argument} must be finite and > 0, got {array.tolist()}.")
+    raise ValueError(
+        f"{argument} must be finite and > 0, got {array.tolist()}."
+    )
   return array
 
 
@@ -101,7 +110,9 @@ def check_optional_positive(value: Any, argument: str) -> Any:
   return None if value is None else check_positive(value, argument)
 
 
-def check_representable(value: Any, argument: str, dtype, *, factor: float = 1.0) -> None:
+def check_representable(
+    value: Any, argument: str, dtype, *, factor: float = 1.0
+) -> None:
   """``factor · value`` (a checked finite number or array) stays finite in ``dtype``.
 
   The hyper-parameters are cast to the data's floating dtype; a value beyond
@@ -114,8 +125,8 @@ def check_representable(value: Any, argument: str, dtype, *, factor: float = 1.0
   if not np.all(values <= largest):
     limit = largest / factor
     raise ValueError(
-      f"{argument} must be at most {limit:.4g} (the largest {np.dtype(dtype).name} "
-      f"number{'' if factor == 1 else f' / {factor:g}'}), got {value!r}."
+        f"{argument} must be at most {limit:.4g} (the largest {np.dtype(dtype).name} "
+        f"number{'' if factor == 1 else f' / {factor:g}'}), got {value!r}."
     )
 
 
@@ -141,39 +152,51 @@ class Normalization:
 
   def __init__(self, *arrays: jax.Array):
     self.first_exponent = power_of_two_exponent(
-      max(float(_largest_magnitude(array)) for array in arrays)
+        max(float(_largest_magnitude(array)) for array in arrays)
     )
     first = _power_of_two_factors(-self.first_exponent, arrays[0].dtype)
     total = sum(_scaled_sum(array, *first) for array in arrays)
     self.mean = total / sum(array.shape[0] for array in arrays)
     self.second_exponent = power_of_two_exponent(
-      max(float(_largest_deviation(array, *first, self.mean)) for array in arrays)
+        max(
+            float(_largest_deviation(array, *first, self.mean))
+            for array in arrays
+        )
     )
     self.exponent = self.first_exponent + self.second_exponent
 
   def __call__(self, array: jax.Array) -> jax.Array:
     """``array`` mapped, in its own dtype (values beyond the dtype's range saturate)."""
-    return _map(array, *_power_of_two_factors(-self.first_exponent, array.dtype),
-                self.mean.astype(array.dtype),
-                *_power_of_two_factors(-self.second_exponent, array.dtype))
+    return _map(
+        array,
+        *_power_of_two_factors(-self.first_exponent, array.dtype),
+        self.mean.astype(array.dtype),
+        *_power_of_two_factors(-self.second_exponent, array.dtype),
+    )
 
   def length(self, value: Any, dtype) -> np.ndarray:
     """A length (a width ``σ``) in the mapped units, clipped into the dtype's range."""
-    return _clip_positive(np.ldexp(np.asarray(value, np.float64), -self.exponent), dtype)
+    return _clip_positive(
+        np.ldexp(np.asarray(value, np.float64), -self.exponent), dtype
+    )
 
   def inverse_gamma(self, value: Any, dtype) -> np.ndarray:
     """``γ`` (per squared length) of the mapped units back in the original units."""
-    return _clip_positive(np.ldexp(np.asarray(value, np.float64), -2 * self.exponent),
-                          dtype)
+    return _clip_positive(
+        np.ldexp(np.asarray(value, np.float64), -2 * self.exponent), dtype
+    )
 
   def gamma(self, value: Any, dtype) -> np.ndarray:
     """``γ`` (per squared length) of the original units in the mapped units."""
-    return _clip_positive(np.ldexp(np.asarray(value, np.float64), 2 * self.exponent),
-                          dtype)
+    return _clip_positive(
+        np.ldexp(np.asarray(value, np.float64), 2 * self.exponent), dtype
+    )
 
   def inverse_length(self, value: Any, dtype) -> np.ndarray:
     """A length of the mapped units back in the original units."""
-    return _clip_positive(np.ldexp(np.asarray(value, np.float64), self.exponent), dtype)
+    return _clip_positive(
+        np.ldexp(np.asarray(value, np.float64), self.exponent), dtype
+    )
 
 
 def normalize(*arrays: jax.Array) -> tuple[Normalization, list[jax.Array]]:
@@ -185,7 +208,10 @@ def normalize(*arrays: jax.Array) -> tuple[Normalization, list[jax.Array]]:
 def _power_of_two_factors(exponent: int, dtype) -> tuple[jax.Array, jax.Array]:
   """Two factors whose product is ``2**exponent``, each within ``dtype``'s range."""
   half = exponent // 2
-  return (jnp.asarray(2.0 ** half, dtype), jnp.asarray(2.0 ** (exponent - half), dtype))
+  return (
+      jnp.asarray(2.0**half, dtype),
+      jnp.asarray(2.0 ** (exponent - half), dtype),
+  )
 
 
 @jax.jit
@@ -228,13 +254,17 @@ def squared_distances(first: jax.Array, second: jax.Array) -> jax.Array:
   """``‖a_i − b_j‖²`` for every row pair, clipped at 0 against rounding."""
   first_norms = jnp.sum(jnp.square(first), axis=1)
   second_norms = jnp.sum(jnp.square(second), axis=1)
-  distances = first_norms[:, None] + second_norms[None, :] - 2.0 * matmul(
-    first, second.T
+  distances = (
+      first_norms[:, None]
+      + second_norms[None, :]
+      - 2.0 * matmul(first, second.T)
   )
   return jnp.maximum(distances, 0.0)
 
 
-def gaussian_kernel(first: jax.Array, second: jax.Array, gamma: jax.Array) -> jax.Array:
+def gaussian_kernel(
+    first: jax.Array, second: jax.Array, gamma: jax.Array
+) -> jax.Array:
   """``exp(−γ ‖a_i − b_j‖²)``, shape ``(len(first), len(second))``.
 
   1 where the distance is 0, also for ``γ = ∞`` (a width that underflowed).
@@ -243,14 +273,18 @@ def gaussian_kernel(first: jax.Array, second: jax.Array, gamma: jax.Array) -> ja
   return jnp.exp(-jnp.where(distances > 0, gamma * distances, 0.0))
 
 
-def gaussian_basis(points: jax.Array, centers: jax.Array, sigma: jax.Array) -> jax.Array:
+def gaussian_basis(
+    points: jax.Array, centers: jax.Array, sigma: jax.Array
+) -> jax.Array:
   """``φ_l(x) = exp(−‖x − c_l‖² / (2 σ²))``, shape ``(len(points), len(centers))``."""
   return gaussian_kernel(points, centers, 1.0 / (2.0 * jnp.square(sigma)))
 
 
 def median_squared_distance(
-  source: jax.Array, target: jax.Array, key: jax.Array,
-  max_points: int = MEDIAN_MAX_POINTS,
+    source: jax.Array,
+    target: jax.Array,
+    key: jax.Array,
+    max_points: int = MEDIAN_MAX_POINTS,
 ) -> jax.Array:
   """The median of ``‖z_i − z_j‖²`` over the pairs ``i < j`` of the pooled data.
 
@@ -288,10 +322,13 @@ def _median_squared_distance(pooled, key, *, max_points):
   median = 0.5 * (values[(count - 1) // 2] + values[count // 2])
   positive = jnp.sum(values > 0)
   start = count - positive  # the positive values are the last ones
-  positive_median = 0.5 * (values[start + jnp.maximum(positive - 1, 0) // 2]
-                           + values[jnp.minimum(start + positive // 2, count - 1)])
-  median = jnp.where(median > 0, median,
-                     jnp.where(positive > 0, positive_median, 1.0))
+  positive_median = 0.5 * (
+      values[start + jnp.maximum(positive - 1, 0) // 2]
+      + values[jnp.minimum(start + positive // 2, count - 1)]
+  )
+  median = jnp.where(
+      median > 0, median, jnp.where(positive > 0, positive_median, 1.0)
+  )
   return jnp.maximum(median, jnp.finfo(pooled.dtype).tiny)
 
 
@@ -315,12 +352,15 @@ def blocked_rows(function, rows: jax.Array, block_size: int) -> jax.Array:
 
 #: Default Gaussian widths, as multiples of the median pooled distance:
 #: nine points from 1/10 to 10, evenly spaced in log scale.
-DEFAULT_WIDTH_MULTIPLIERS = tuple(float(10.0 ** e) for e in np.linspace(-1, 1, 9))
+DEFAULT_WIDTH_MULTIPLIERS = tuple(float(10.0**e) for e in np.linspace(-1, 1, 9))
 
 
 def width_grid(
-  sigmas: Any, source: jax.Array, target: jax.Array, key: jax.Array,
-  normalization: Normalization,
+    sigmas: Any,
+    source: jax.Array,
+    target: jax.Array,
+    key: jax.Array,
+    normalization: Normalization,
 ) -> tuple[np.ndarray, np.ndarray]:
   """The candidate widths in the original and in the normalised units.
 
@@ -337,10 +377,14 @@ def width_grid(
   return normalization.inverse_length(scaled, dtype), scaled
 
 
-def choose_centers(target: jax.Array, num_centers: int, key: jax.Array) -> jax.Array:
+def choose_centers(
+    target: jax.Array, num_centers: int, key: jax.Array
+) -> jax.Array:
   """The sorted rows of ``min(num_centers, n_t)`` target examples drawn without replacement."""
   count = min(num_centers, target.shape[0])
-  return jnp.sort(jax.random.choice(key, target.shape[0], (count,), replace=False))
+  return jnp.sort(
+      jax.random.choice(key, target.shape[0], (count,), replace=False)
+  )
 
 
 class BasisSetup(NamedTuple):
@@ -351,6 +395,7 @@ class BasisSetup(NamedTuple):
   units and ``scaled_widths`` the same in the normalised ones (in the data's
   dtype); ``original_centers`` are the chosen target rows as given.
   """
+
   source: jax.Array
   target: jax.Array
   widths: np.ndarray
@@ -360,18 +405,28 @@ class BasisSetup(NamedTuple):
   original_centers: jax.Array
 
 
-def prepare_basis(source: jax.Array, target: jax.Array, sigmas: Any,
-                  num_centers: int, median_key: jax.Array,
-                  center_key: jax.Array) -> BasisSetup:
+def prepare_basis(
+    source: jax.Array,
+    target: jax.Array,
+    sigmas: Any,
+    num_centers: int,
+    median_key: jax.Array,
+    center_key: jax.Array,
+) -> BasisSetup:
   """Normalises checked data and picks the candidate widths and the centres."""
   normalization, (scaled_source, scaled_target) = normalize(source, target)
-  widths, scaled_widths = width_grid(sigmas, scaled_source, scaled_target,
-                                     median_key, normalization)
+  widths, scaled_widths = width_grid(
+      sigmas, scaled_source, scaled_target, median_key, normalization
+  )
   center_rows = choose_centers(scaled_target, num_centers, center_key)
   return BasisSetup(
-    scaled_source, scaled_target, widths,
-    jnp.asarray(scaled_widths, scaled_source.dtype), center_rows,
-    scaled_target[center_rows], target[center_rows],
+      scaled_source,
+      scaled_target,
+      widths,
+      jnp.asarray(scaled_widths, scaled_source.dtype),
+      center_rows,
+      scaled_target[center_rows],
+      target[center_rows],
   )
 
 

@@ -60,5 +60,7 @@ class DensityRatioFit(NamedTuple):
 @jax.jit
 def _evaluate(points, centers, sigma, alpha):
   return jnp.matmul(
-    gaussian_basis(points, centers, sigma), alpha, precision=jax.lax.Precision.HIGHEST
+      gaussian_basis(points, centers, sigma),
+      alpha,
+      precision=jax.lax.Precision.HIGHEST,
   )

@@ -14,12 +14,12 @@ __all__ = ["classifier_density_ratio"]
 
 
 def classifier_density_ratio(
-  source: Any,
-  target: Any,
-  *,
-  evaluation: Any = None,
-  l2_regularization: float = 1e-3,
-  max_iterations: int = 200,
+    source: Any,
+    target: Any,
+    *,
+    evaluation: Any = None,
+    l2_regularization: float = 1e-3,
+    max_iterations: int = 200,
 ) -> jax.Array:
   r"""Importance weights ``(n_s / n_t) · p(t | x) / p(s | x)`` of a logistic domain classifier.
 
@@ -62,16 +62,24 @@ def classifier_density_ratio(
       ratios that overflow the dtype; the message names it.
   """
   source, target = check_domains(
-    source, target, min_rows=2, why="the classifier needs examples of each domain"
+      source,
+      target,
+      min_rows=2,
+      why="the classifier needs examples of each domain",
   )
   if evaluation is not None:
-    evaluation = check_points(evaluation, "evaluation", source.shape[1], source.dtype)
+    evaluation = check_points(
+        evaluation, "evaluation", source.shape[1], source.dtype
+    )
   check_positive(l2_regularization, "l2_regularization")
   max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
   # domain_density_ratios divides the data by its largest magnitude before
   # standardising it (so data at 1e30 or 1e-30 stays in range) and raises,
   # naming l2_regularization, when the ratios overflow.
   return domain_density_ratios(
-    source, target, evaluation_features=evaluation,
-    l2_regularization=l2_regularization, max_iterations=max_iterations,
+      source,
+      target,
+      evaluation_features=evaluation,
+      l2_regularization=l2_regularization,
+      max_iterations=max_iterations,
   )

@@ -10,9 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from tljax.checks import check_int, check_key
-from tljax.reweight._common import (DEFAULT_WIDTH_MULTIPLIERS, argbest,
-                                    check_domains, check_grid,
-                                    gaussian_basis, matmul, prepare_basis)
+from tljax.reweight._common import (
+    DEFAULT_WIDTH_MULTIPLIERS,
+    argbest,
+    check_domains,
+    check_grid,
+    gaussian_basis,
+    matmul,
+    prepare_basis,
+)
 from tljax.reweight.basis import DensityRatioFit, _evaluate
 
 __all__ = ["kliep"]
@@ -29,7 +35,7 @@ BOUNDARY_FRACTION = 0.99
 #: Backtracking accepts a step ``s`` that shrinks the residual by ``1 − 0.01 s``.
 ARMIJO_FRACTION = 0.01
 #: Backtracking gives up (and the iteration ends) below this step.
-MIN_STEP = 2.0 ** -30
+MIN_STEP = 2.0**-30
 #: The iteration ends after this many Newton steps in a row that do not
 #: lower the duality gap once it is below ``STALL_GAP`` (its rounding floor).
 STALLED_STEPS = 3
@@ -40,14 +46,14 @@ NEWTON_RIDGE = 1e-7
 
 
 def kliep(
-  source: Any,
-  target: Any,
-  *,
-  sigmas: Any = None,
-  num_centers: int = 100,
-  num_folds: int = 5,
-  max_iterations: int = 100,
-  key: jax.Array | None = None,
+    source: Any,
+    target: Any,
+    *,
+    sigmas: Any = None,
+    num_centers: int = 100,
+    num_folds: int = 5,
+    max_iterations: int = 100,
+    key: jax.Array | None = None,
 ) -> DensityRatioFit:
   r"""KLIEP: the density ratio ``p_t / p_s`` that maximises the target likelihood.
 
@@ -170,16 +176,23 @@ def kliep(
   median_key, center_key, fold_key = jax.random.split(key, 3)
   num_target = target.shape[0]
   checked = check_grid(sigmas, "sigmas")
-  num_widths = len(DEFAULT_WIDTH_MULTIPLIERS) if checked is None else checked.size
+  num_widths = (
+      len(DEFAULT_WIDTH_MULTIPLIERS) if checked is None else checked.size
+  )
   if num_widths > 1 and num_target < num_folds:
     raise ValueError(
-      f"target must have at least num_folds={num_folds} examples for the "
-      f"cross-validation over sigmas, got {num_target}."
+        f"target must have at least num_folds={num_folds} examples for the "
+        f"cross-validation over sigmas, got {num_target}."
     )
-  basis = prepare_basis(source, target, sigmas, num_centers, median_key,
-                        center_key)
-  source, target, centers, center_rows = (basis.source, basis.target,
-                                          basis.centers, basis.center_rows)
+  basis = prepare_basis(
+      source, target, sigmas, num_centers, median_key, center_key
+  )
+  source, target, centers, center_rows = (
+      basis.source,
+      basis.target,
+      basis.centers,
+      basis.center_rows,
+  )
   widths, scaled_widths = basis.widths, basis.scaled_widths
   dtype = source.dtype
   # The source enters the fits only through b: the solver's programs depend
@@ -188,31 +201,45 @@ def kliep(
 
   if widths.size > 1:
     order = jax.random.permutation(fold_key, num_target)
-    folds = jnp.zeros(num_target, jnp.int32).at[order].set(
-      jnp.arange(num_target, dtype=jnp.int32) % num_folds
+    folds = (
+        jnp.zeros(num_target, jnp.int32)
+        .at[order]
+        .set(jnp.arange(num_target, dtype=jnp.int32) % num_folds)
     )
-    scores = np.asarray(_lcv_scores(
-      target, centers, center_rows, scaled_widths, source_means, folds,
-      max_iterations, num_folds=num_folds,
-    ))
+    scores = np.asarray(
+        _lcv_scores(
+            target,
+            centers,
+            center_rows,
+            scaled_widths,
+            source_means,
+            folds,
+            max_iterations,
+            num_folds=num_folds,
+        )
+    )
     (best,) = argbest(scores, maximize=True)
   else:
     scores = np.full(1, np.nan)
     best = 0
-  alpha = _kliep_final(target, centers, scaled_widths[best], source_means[best],
-                       max_iterations)
+  alpha = _kliep_final(
+      target, centers, scaled_widths[best], source_means[best], max_iterations
+  )
   weights = _evaluate(source, centers, scaled_widths[best], alpha)
   values = np.asarray(weights)
   if not (np.all(np.isfinite(values)) and np.any(values > 0)):
     raise ValueError(
-      f"sigmas: at sigma={float(widths[best]):.4g} the Gaussian basis functions "
-      "vanish (in floating point) at every source example, so no ratio can "
-      "average 1 over the source; use wider sigmas."
+        f"sigmas: at sigma={float(widths[best]):.4g} the Gaussian basis functions "
+        "vanish (in floating point) at every source example, so no ratio can "
+        "average 1 over the source; use wider sigmas."
     )
   return DensityRatioFit(
-    weights=weights, alpha=alpha, centers=basis.original_centers,
-    sigma=jnp.asarray(widths[best], dtype),
-    regularization=jnp.zeros((), dtype), cv_scores=jnp.asarray(scores, dtype),
+      weights=weights,
+      alpha=alpha,
+      centers=basis.original_centers,
+      sigma=jnp.asarray(widths[best], dtype),
+      regularization=jnp.zeros((), dtype),
+      cv_scores=jnp.asarray(scores, dtype),
   )
 
 
@@ -264,39 +291,66 @@ def _maximise_likelihood(design, source_mean, mask, max_iterations):
     return jnp.max(jnp.where(used > 0, c, -jnp.inf)) - 1.0
 
   def residual(beta, dual, inverse_t):
-    return jnp.sqrt(jnp.sum(jnp.square(gradient(beta) - dual))
-                    + jnp.sum(jnp.square(used * (beta * dual - inverse_t))))
+    return jnp.sqrt(
+        jnp.sum(jnp.square(gradient(beta) - dual))
+        + jnp.sum(jnp.square(used * (beta * dual - inverse_t)))
+    )
 
   def running(state):
     iteration, _, _, gap, moved, stalled = state
-    return ((iteration < max_iterations) & (gap > GAP_TOLERANCE) & moved
-            & (stalled < STALLED_STEPS))
+    return (
+        (iteration < max_iterations)
+        & (gap > GAP_TOLERANCE)
+        & moved
+        & (stalled < STALLED_STEPS)
+    )
 
   def newton(state):
     iteration, beta, dual, gap, _, stalled = state
     inverse_t = jnp.vdot(beta, dual) / (BARRIER_FACTOR * num_used)
     inverse = inverse_fitted(beta)
-    weighted = scaled * inverse[:, None]  # the rows of Ã divided by Ãβ (rows is 0 or 1)
+    weighted = (
+        scaled * inverse[:, None]
+    )  # the rows of Ã divided by Ãβ (rows is 0 or 1)
     hessian = matmul(weighted.T, weighted) / count
     step_gradient = used * (1.0 - matmul(scaled.T, inverse) / count)
-    system = jnp.where(both_used, hessian + jnp.diag(dual / safe(beta)),
-                       jnp.diag(1.0 - used))
+    system = jnp.where(
+        both_used, hessian + jnp.diag(dual / safe(beta)), jnp.diag(1.0 - used)
+    )
     scale = 1.0 / jnp.sqrt(jnp.diag(system))
-    factor = jnp.linalg.cholesky(system * scale[:, None] * scale[None, :] + ridge)
+    factor = jnp.linalg.cholesky(
+        system * scale[:, None] * scale[None, :] + ridge
+    )
     right = used * (inverse_t / safe(beta) - step_gradient)
-    beta_step = used * scale * jax.scipy.linalg.cho_solve((factor, True), scale * right)
+    beta_step = (
+        used * scale * jax.scipy.linalg.cho_solve((factor, True), scale * right)
+    )
     dual_step = used * (inverse_t - beta * dual - dual * beta_step) / safe(beta)
     # The largest step keeping β > 0 and z > 0, backed off from the boundary.
-    limits = jnp.concatenate([
-      jnp.where(beta_step < 0, -beta / jnp.where(beta_step < 0, beta_step, -1.0), jnp.inf),
-      jnp.where(dual_step < 0, -dual / jnp.where(dual_step < 0, dual_step, -1.0), jnp.inf),
-    ])
+    limits = jnp.concatenate(
+        [
+            jnp.where(
+                beta_step < 0,
+                -beta / jnp.where(beta_step < 0, beta_step, -1.0),
+                jnp.inf,
+            ),
+            jnp.where(
+                dual_step < 0,
+                -dual / jnp.where(dual_step < 0, dual_step, -1.0),
+                jnp.inf,
+            ),
+        ]
+    )
     largest = jnp.minimum(1.0, BOUNDARY_FRACTION * jnp.min(limits))
     current = residual(beta, dual, inverse_t)
 
     def too_long(step):  # also for a NaN residual
-      trial = residual(beta + step * beta_step, dual + step * dual_step, inverse_t)
-      return ~(trial <= (1.0 - ARMIJO_FRACTION * step) * current) & (step >= MIN_STEP)
+      trial = residual(
+          beta + step * beta_step, dual + step * dual_step, inverse_t
+      )
+      return ~(trial <= (1.0 - ARMIJO_FRACTION * step) * current) & (
+          step >= MIN_STEP
+      )
 
     step = jax.lax.while_loop(too_long, lambda step: 0.5 * step, largest)
     moved = step >= MIN_STEP
@@ -310,10 +364,16 @@ def _maximise_likelihood(design, source_mean, mask, max_iterations):
   initial = used / jnp.maximum(num_used, 1.0)
   solvable = (num_used > 0) & (jnp.sum(rows) > 0)
   _, beta, _, _, _, _ = jax.lax.while_loop(
-    running, newton,
-    (jnp.zeros((), jnp.int32), initial, used,
-     jnp.where(solvable, duality_gap(initial), -jnp.inf), solvable,
-     jnp.zeros((), jnp.int32)),
+      running,
+      newton,
+      (
+          jnp.zeros((), jnp.int32),
+          initial,
+          used,
+          jnp.where(solvable, duality_gap(initial), -jnp.inf),
+          solvable,
+          jnp.zeros((), jnp.int32),
+      ),
   )
   alpha = used * beta / safe(source_mean)
   return alpha / jnp.vdot(source_mean, alpha)
@@ -323,17 +383,29 @@ def _maximise_likelihood(design, source_mean, mask, max_iterations):
 def _source_means(source, centers, widths):
   """``b_l = mean_i φ_l(x_i)`` at each width, ``(num_widths, b)``."""
   return jax.lax.map(
-    lambda sigma: jnp.mean(gaussian_basis(source, centers, sigma), axis=0), widths
+      lambda sigma: jnp.mean(gaussian_basis(source, centers, sigma), axis=0),
+      widths,
   )
 
 
 @functools.partial(jax.jit, static_argnames=("num_folds",))
-def _lcv_scores(target, centers, center_rows, widths, source_means, folds,
-                max_iterations, *, num_folds):
+def _lcv_scores(
+    target,
+    centers,
+    center_rows,
+    widths,
+    source_means,
+    folds,
+    max_iterations,
+    *,
+    num_folds,
+):
   fold_ids = jnp.arange(num_folds)
   held_out = (folds[None, :] == fold_ids[:, None]).astype(target.dtype)
   # A centre drawn from a held-out example is left out of that fold's model.
-  kept_centers = (folds[center_rows][None, :] != fold_ids[:, None]).astype(target.dtype)
+  kept_centers = (folds[center_rows][None, :] != fold_ids[:, None]).astype(
+      target.dtype
+  )
 
   def score(width_and_mean):
     sigma, source_mean = width_and_mean
@@ -341,8 +413,9 @@ def _lcv_scores(target, centers, center_rows, widths, source_means, folds,
 
     def fold_score(out_and_kept):
       out, kept = out_and_kept
-      alpha = _maximise_likelihood(design * kept, source_mean * kept, 1.0 - out,
-                                   max_iterations)
+      alpha = _maximise_likelihood(
+          design * kept, source_mean * kept, 1.0 - out, max_iterations
+      )
       log_ratios = jnp.log(matmul(design, alpha))  # −inf where the fit is 0
       return jnp.sum(jnp.where(out > 0, log_ratios, 0.0)) / jnp.sum(out)
 

@@ -12,16 +12,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from tljax.align._arrays import check_choice
-from tljax.checks import (check_finite_result, check_int, check_key,
-                          check_non_negative, check_positive)
-from tljax.reweight._kmm_solvers import (INTERIOR_POINT_MAX_STEPS,
-                                          interior_point, one_blas_thread,
-                                          projected_gradient)
-from tljax.reweight._common import (blocked_rows, check_domains,
-                                    check_finite_values,
-                                    check_representable, gaussian_kernel,
-                                    matmul, median_squared_distance,
-                                    normalize)
+from tljax.checks import (
+    check_finite_result,
+    check_int,
+    check_key,
+    check_non_negative,
+    check_positive,
+)
+from tljax.reweight._kmm_solvers import (
+    INTERIOR_POINT_MAX_STEPS,
+    interior_point,
+    one_blas_thread,
+    projected_gradient,
+)
+from tljax.reweight._common import (
+    blocked_rows,
+    check_domains,
+    check_finite_values,
+    check_representable,
+    gaussian_kernel,
+    matmul,
+    median_squared_distance,
+    normalize,
+)
 
 __all__ = ["KERNEL_APPROXIMATIONS", "KMMResult", "kmm", "project_box_slab"]
 
@@ -64,21 +77,21 @@ class KMMResult(NamedTuple):
 
 
 def kmm(
-  source: Any,
-  target: Any,
-  *,
-  gamma: float | None = None,
-  B: float = 1000.0,  # noqa: N803 (the paper's name)
-  eps: float | None = None,
-  kernel_approximation: str = "exact",
-  rank: int = 1000,
-  materialize_kernel: bool | None = None,
-  solver: str = "auto",
-  block_size: int = 128,
-  max_iterations: int = 10000,
-  tolerance: float = 1e-6,
-  power_iterations: int = 30,
-  key: jax.Array | None = None,
+    source: Any,
+    target: Any,
+    *,
+    gamma: float | None = None,
+    B: float = 1000.0,  # noqa: N803 (the paper's name)
+    eps: float | None = None,
+    kernel_approximation: str = "exact",
+    rank: int = 1000,
+    materialize_kernel: bool | None = None,
+    solver: str = "auto",
+    block_size: int = 128,
+    max_iterations: int = 10000,
+    tolerance: float = 1e-6,
+    power_iterations: int = 30,
+    key: jax.Array | None = None,
 ) -> KMMResult:
   r"""Kernel mean matching: source weights whose kernel mean matches the target's.
 
@@ -262,32 +275,33 @@ def kmm(
       raise ValueError(f"eps must lie in [0, 1), got {float(eps)}.")
   if float(B) < 1.0 - float(eps):
     raise ValueError(
-      f"B must be >= 1 - eps = {1.0 - float(eps):.6g} for the weights to be able "
-      f"to sum to n_s (1 - eps); got B={float(B)}."
+        f"B must be >= 1 - eps = {1.0 - float(eps):.6g} for the weights to be able "
+        f"to sum to n_s (1 - eps); got B={float(B)}."
     )
   kernel_approximation = check_choice(
-    kernel_approximation, "kernel_approximation", KERNEL_APPROXIMATIONS
+      kernel_approximation, "kernel_approximation", KERNEL_APPROXIMATIONS
   )
   rank = check_int(rank, "rank", minimum=1)
   if kernel_approximation == "nystroem" and rank > num_source + target.shape[0]:
     raise ValueError(
-      f"rank must be at most the number of pooled examples "
-      f"{num_source + target.shape[0]}, got {rank}."
+        f"rank must be at most the number of pooled examples "
+        f"{num_source + target.shape[0]}, got {rank}."
     )
   if materialize_kernel is not None and not isinstance(
-    materialize_kernel, (bool, np.bool_)
+      materialize_kernel, (bool, np.bool_)
   ):
     raise ValueError(
-      f"materialize_kernel must be None, True or False, got {materialize_kernel!r}."
+        f"materialize_kernel must be None, True or False, got {materialize_kernel!r}."
     )
   solver = check_choice(solver, "solver", SOLVERS)
-  if solver == "interior_point" and (kernel_approximation != "exact"
-                                     or materialize_kernel is False):
+  if solver == "interior_point" and (
+      kernel_approximation != "exact" or materialize_kernel is False
+  ):
     raise ValueError(
-      "solver='interior_point' needs the exact kernel matrix in memory "
-      "(kernel_approximation='exact', materialize_kernel None or True), got "
-      f"kernel_approximation={kernel_approximation!r}, "
-      f"materialize_kernel={materialize_kernel!r}."
+        "solver='interior_point' needs the exact kernel matrix in memory "
+        "(kernel_approximation='exact', materialize_kernel None or True), got "
+        f"kernel_approximation={kernel_approximation!r}, "
+        f"materialize_kernel={materialize_kernel!r}."
     )
   block_size = check_int(block_size, "block_size", minimum=1)
   max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
@@ -299,46 +313,77 @@ def kmm(
   if kernel_approximation == "nystroem":
     mode = "nystroem"
   elif materialize_kernel is None:
-    mode = ("dense" if num_source <= DENSE_MAX_SOURCE or solver == "interior_point"
-            else "blocked")
+    mode = (
+        "dense"
+        if num_source <= DENSE_MAX_SOURCE or solver == "interior_point"
+        else "blocked"
+    )
   else:
     mode = "dense" if materialize_kernel else "blocked"
   if solver == "auto":
-    solver = ("interior_point"
-              if mode == "dense" and num_source <= INTERIOR_POINT_MAX_SOURCE
-              else "projected_gradient")
+    solver = (
+        "interior_point"
+        if mode == "dense" and num_source <= INTERIOR_POINT_MAX_SOURCE
+        else "projected_gradient"
+    )
 
   # Fit on translated and rescaled data (see tljax.reweight._common): the
   # kernel, hence the weights, are unchanged, and γ is scaled to match.
   normalization, (source, target) = normalize(source, target)
   if gamma is None:
     median_key = jax.random.split(check_key(key, allow_none=True))[0]
-    scaled_gamma = 1.0 / (2.0 * float(median_squared_distance(source, target,
-                                                                median_key)))
+    scaled_gamma = 1.0 / (
+        2.0 * float(median_squared_distance(source, target, median_key))
+    )
     gamma = normalization.inverse_gamma(scaled_gamma, dtype)
   else:
     scaled_gamma = normalization.gamma(gamma, dtype)
   # The key is split only when used (a split is a dispatch of its own).
-  landmark_key = (jax.random.split(check_key(key, allow_none=True))[1] if mode == "nystroem"
-                  else None)
-  with (one_blas_thread() if solver == "interior_point"
-        else contextlib.nullcontext()):
-    weights, objective, iterations, converged = jax.block_until_ready(_kmm(
-      source, target, np.asarray(scaled_gamma, dtype), np.asarray(B, dtype),
-      np.asarray(eps, dtype), np.asarray(tolerance, dtype), landmark_key,
-      mode=mode, solver=solver, block_size=min(block_size, num_source),
-      rank=rank, max_iterations=max_iterations,
-      power_iterations=power_iterations,
-    ))
-  check_finite_result(weights, "gamma: the fit produced NaN or infinity (the "
-                      "kernel is numerically degenerate; try the "
-                      "median-heuristic gamma=None or more landmarks).")
-  return KMMResult(weights, objective, jnp.asarray(np.asarray(gamma, dtype)),
-                   jnp.asarray(np.asarray(eps, dtype)), iterations, converged)
+  landmark_key = (
+      jax.random.split(check_key(key, allow_none=True))[1]
+      if mode == "nystroem"
+      else None
+  )
+  with (
+      one_blas_thread()
+      if solver == "interior_point"
+      else contextlib.nullcontext()
+  ):
+    weights, objective, iterations, converged = jax.block_until_ready(
+        _kmm(
+            source,
+            target,
+            np.asarray(scaled_gamma, dtype),
+            np.asarray(B, dtype),
+            np.asarray(eps, dtype),
+            np.asarray(tolerance, dtype),
+            landmark_key,
+            mode=mode,
+            solver=solver,
+            block_size=min(block_size, num_source),
+            rank=rank,
+            max_iterations=max_iterations,
+            power_iterations=power_iterations,
+        )
+    )
+  check_finite_result(
+      weights,
+      "gamma: the fit produced NaN or infinity (the "
+      "kernel is numerically degenerate; try the "
+      "median-heuristic gamma=None or more landmarks).",
+  )
+  return KMMResult(
+      weights,
+      objective,
+      jnp.asarray(np.asarray(gamma, dtype)),
+      jnp.asarray(np.asarray(eps, dtype)),
+      iterations,
+      converged,
+  )
 
 
 def project_box_slab(
-  values: Any, upper: float, lower_sum: float, upper_sum: float
+    values: Any, upper: float, lower_sum: float, upper_sum: float
 ) -> jax.Array:
   r"""The Euclidean projection onto ``{β : 0 ≤ β_i ≤ upper, lower_sum ≤ Σβ ≤ upper_sum}``.
 
@@ -371,13 +416,21 @@ def project_box_slab(
   try:
     array = values if isinstance(values, jax.Array) else np.asarray(values)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"values must be an array of real numbers: {error}") from None
-  if array.ndim != 1 or array.shape[0] == 0 or array.dtype == bool or not (
-    jnp.issubdtype(array.dtype, jnp.floating) or jnp.issubdtype(array.dtype, jnp.integer)
+    raise ValueError(
+        f"values must be an array of real numbers: {error}"
+    ) from None
+  if (
+      array.ndim != 1
+      or array.shape[0] == 0
+      or array.dtype == bool
+      or not (
+          jnp.issubdtype(array.dtype, jnp.floating)
+          or jnp.issubdtype(array.dtype, jnp.integer)
+      )
   ):
     raise ValueError(
-      f"values must be a non-empty 1-D array of real numbers, got shape "
-      f"{array.shape} and dtype {array.dtype}."
+        f"values must be a non-empty 1-D array of real numbers, got shape "
+        f"{array.shape} and dtype {array.dtype}."
     )
   array = jnp.asarray(array)
   check_finite_values(array, "values")
@@ -386,12 +439,12 @@ def project_box_slab(
   check_non_negative(upper_sum, "upper_sum")
   if float(upper_sum) < float(lower_sum):
     raise ValueError(
-      f"upper_sum must be >= lower_sum ({float(lower_sum)}), got {float(upper_sum)}."
+        f"upper_sum must be >= lower_sum ({float(lower_sum)}), got {float(upper_sum)}."
     )
   if float(lower_sum) > array.shape[0] * float(upper):
     raise ValueError(
-      f"lower_sum must be <= n * upper = {array.shape[0] * float(upper)} (else "
-      f"the set is empty), got {float(lower_sum)}."
+        f"lower_sum must be <= n * upper = {array.shape[0] * float(upper)} (else "
+        f"the set is empty), got {float(lower_sum)}."
     )
   array = array.astype(jnp.promote_types(array.dtype, jnp.float32))
   dtype = array.dtype
@@ -402,12 +455,14 @@ def project_box_slab(
   reach = float(np.max(np.abs(np.asarray(array, np.float64)))) + float(upper)
   if not reach <= 0.5 * float(jnp.finfo(dtype).max):
     raise ValueError(
-      f"values must satisfy max|values| + upper <= {0.5 * float(jnp.finfo(dtype).max):.4g} "
-      f"(half the largest {np.dtype(dtype).name} number), got {reach:.4g}."
+        f"values must satisfy max|values| + upper <= {0.5 * float(jnp.finfo(dtype).max):.4g} "
+        f"(half the largest {np.dtype(dtype).name} number), got {reach:.4g}."
     )
   return _project_box_slab(
-    array, jnp.asarray(upper, dtype), jnp.asarray(lower_sum, dtype),
-    jnp.asarray(upper_sum, dtype),
+      array,
+      jnp.asarray(upper, dtype),
+      jnp.asarray(lower_sum, dtype),
+      jnp.asarray(upper_sum, dtype),
   )
 
 
@@ -440,15 +495,20 @@ def _project_box_slab(values, upper, lower_sum, upper_sum):
     low, high, count = state
     middle = 0.5 * (low + high)
     too_big = clipped_sum(middle) > goal  # s(τ) > goal: τ is larger
-    return (jnp.where(too_big, middle, low), jnp.where(too_big, high, middle),
-            count + 1)
+    return (
+        jnp.where(too_big, middle, low),
+        jnp.where(too_big, high, middle),
+        count + 1,
+    )
 
   low, high, _ = jax.lax.while_loop(
-    bisecting, bisect, (low, high, jnp.zeros((), jnp.int32))
+      bisecting, bisect, (low, high, jnp.zeros((), jnp.int32))
   )
   sum_low, sum_high = clipped_sum(low), clipped_sum(high)
   gap = sum_low - sum_high
-  fraction = jnp.where(gap > 0, (sum_low - goal) / jnp.where(gap > 0, gap, 1.0), 0.0)
+  fraction = jnp.where(
+      gap > 0, (sum_low - goal) / jnp.where(gap > 0, gap, 1.0), 0.0
+  )
   shift = low + jnp.clip(fraction, 0.0, 1.0) * (high - low)
   shift = jnp.where(above | below, shift, zero)
   return jnp.clip(values - shift, 0.0, upper)
@@ -457,15 +517,33 @@ def _project_box_slab(values, upper, lower_sum, upper_sum):
 # --- Solver ------------------------------------------------------------------------
 
 
-
-
 @functools.partial(
-  jax.jit,
-  static_argnames=("mode", "solver", "block_size", "rank", "max_iterations",
-                   "power_iterations"),
+    jax.jit,
+    static_argnames=(
+        "mode",
+        "solver",
+        "block_size",
+        "rank",
+        "max_iterations",
+        "power_iterations",
+    ),
 )
-def _kmm(source, target, gamma, upper, eps, tolerance, key, *, mode, solver,
-         block_size, rank, max_iterations, power_iterations):
+def _kmm(
+    source,
+    target,
+    gamma,
+    upper,
+    eps,
+    tolerance,
+    key,
+    *,
+    mode,
+    solver,
+    block_size,
+    rank,
+    max_iterations,
+    power_iterations,
+):
   num_source, num_target = source.shape[0], target.shape[0]
   dtype = source.dtype
   scale = num_source / num_target
@@ -473,38 +551,47 @@ def _kmm(source, target, gamma, upper, eps, tolerance, key, *, mode, solver,
   if mode == "nystroem":
     pooled = jnp.concatenate([source, target])
     landmarks = pooled[
-      jax.random.choice(key, pooled.shape[0], (rank,), replace=False)
+        jax.random.choice(key, pooled.shape[0], (rank,), replace=False)
     ]
     eigenvalues, eigenvectors = jnp.linalg.eigh(
-      gaussian_kernel(landmarks, landmarks, gamma)
+        gaussian_kernel(landmarks, landmarks, gamma)
     )
     # The pseudo-inverse square root of W, dropping eigenvalues at rounding level.
     cutoff = jnp.max(eigenvalues) * rank * jnp.finfo(dtype).eps
     keep = eigenvalues > cutoff
     inverse_root = eigenvectors * jnp.where(
-      keep, jax.lax.rsqrt(jnp.where(keep, eigenvalues, 1.0)), 0.0
+        keep, jax.lax.rsqrt(jnp.where(keep, eigenvalues, 1.0)), 0.0
     )
-    source_features = matmul(gaussian_kernel(source, landmarks, gamma), inverse_root)
-    target_features = matmul(gaussian_kernel(target, landmarks, gamma), inverse_root)
+    source_features = matmul(
+        gaussian_kernel(source, landmarks, gamma), inverse_root
+    )
+    target_features = matmul(
+        gaussian_kernel(target, landmarks, gamma), inverse_root
+    )
     kappa = scale * matmul(source_features, jnp.sum(target_features, axis=0))
 
     def matvec(vector):
       return matmul(source_features, matmul(source_features.T, vector))
+
   else:
     kappa = scale * blocked_rows(
-      lambda block: jnp.sum(gaussian_kernel(block, target, gamma), axis=1),
-      source, block_size,
+        lambda block: jnp.sum(gaussian_kernel(block, target, gamma), axis=1),
+        source,
+        block_size,
     )
     if mode == "dense":
       kernel = gaussian_kernel(source, source, gamma)
 
       def matvec(vector):
         return matmul(kernel, vector)
+
     else:
+
       def matvec(vector):
         return blocked_rows(
-          lambda block: matmul(gaussian_kernel(block, source, gamma), vector),
-          source, block_size,
+            lambda block: matmul(gaussian_kernel(block, source, gamma), vector),
+            source,
+            block_size,
         )
 
   lower_sum = num_source * (1.0 - eps)
@@ -518,15 +605,24 @@ def _kmm(source, target, gamma, upper, eps, tolerance, key, *, mode, solver,
 
   def finish(start):
     return projected_gradient(
-      matvec, kappa, project, start, tolerance, max_iterations=max_iterations,
-      power_iterations=power_iterations,
-      floor=jnp.finfo(dtype).tiny if mode == "nystroem" else 1.0,
+        matvec,
+        kappa,
+        project,
+        start,
+        tolerance,
+        max_iterations=max_iterations,
+        power_iterations=power_iterations,
+        floor=jnp.finfo(dtype).tiny if mode == "nystroem" else 1.0,
     )
 
   if solver == "interior_point":
     weights, steps, _ = interior_point(
-      kernel, kappa, upper, eps, tolerance,
-      max_steps=min(max_iterations, INTERIOR_POINT_MAX_STEPS),
+        kernel,
+        kappa,
+        upper,
+        eps,
+        tolerance,
+        max_steps=min(max_iterations, INTERIOR_POINT_MAX_STEPS),
     )
     # The iterate, projected, is finished by projected gradient: the
     # weights of the active bounds (left at the tolerance's distance) go

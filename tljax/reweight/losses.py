@@ -27,9 +27,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from tljax.align._arrays import (as_float, check_example_weights,
-                                 check_finite, check_matrix,
-                                 check_same_shape)
+from tljax.align._arrays import (
+    as_float,
+    check_example_weights,
+    check_finite,
+    check_matrix,
+    check_same_shape,
+)
 from tljax.checks import check_finite_result
 from tljax.select._checks import check_labels, check_real_dtype
 
@@ -57,18 +61,27 @@ def weighted_cross_entropy(logits: Any, labels: Any, weights: Any) -> jax.Array:
   check_finite(logits, "logits")
   num_examples, num_classes = logits.shape
   labels, _ = check_labels(
-    labels, "labels", length=num_examples, length_of="logits",
-    num_classes=num_classes, num_classes_argument="logits.shape[1]", min_present=1,
+      labels,
+      "labels",
+      length=num_examples,
+      length_of="logits",
+      num_classes=num_classes,
+      num_classes_argument="logits.shape[1]",
+      min_present=1,
   )
   weights = check_example_weights(
-    weights, "weights", length=num_examples, length_of="logits"
+      weights, "weights", length=num_examples, length_of="logits"
   ).astype(logits.dtype)
   log_probabilities = jax.nn.log_softmax(logits, axis=1)
-  losses = -jnp.take_along_axis(log_probabilities, labels[:, None], axis=1)[:, 0]
+  losses = -jnp.take_along_axis(log_probabilities, labels[:, None], axis=1)[
+      :, 0
+  ]
   return _check_finite_loss(jnp.mean(weights * losses), "weights")
 
 
-def weighted_squared_error(predictions: Any, targets: Any, weights: Any) -> jax.Array:
+def weighted_squared_error(
+    predictions: Any, targets: Any, weights: Any
+) -> jax.Array:
   r"""The importance-weighted squared error ``(1/n) Σ_i w_i ‖ŷ_i − y_i‖²``.
 
   For ``(n,)`` predictions the squared norm is the squared difference; for
@@ -93,32 +106,39 @@ def weighted_squared_error(predictions: Any, targets: Any, weights: Any) -> jax.
   check_same_shape(predictions, targets, "predictions", "targets")
   num_examples = predictions.shape[0]
   weights = check_example_weights(
-    weights, "weights", length=num_examples, length_of="predictions"
+      weights, "weights", length=num_examples, length_of="predictions"
   )
-  dtype = jnp.promote_types(jnp.promote_types(predictions.dtype, targets.dtype),
-                            weights.dtype)
+  dtype = jnp.promote_types(
+      jnp.promote_types(predictions.dtype, targets.dtype), weights.dtype
+  )
   differences = predictions.astype(dtype) - targets.astype(dtype)
   squared = jnp.square(differences).reshape(num_examples, -1).sum(axis=1)
-  return _check_finite_loss(jnp.mean(weights.astype(dtype) * squared), "predictions")
+  return _check_finite_loss(
+      jnp.mean(weights.astype(dtype) * squared), "predictions"
+  )
 
 
 def _check_finite_loss(loss: jax.Array, argument: str) -> jax.Array:
   """A concrete loss that overflowed its dtype raises (a traced one passes)."""
   return check_finite_result(
-    loss, f"{argument}: the loss overflows {loss.dtype} (the inputs are finite "
-    "but their weighted squared or log-probability terms are too large); "
-    "rescale the weights or the values.")
+      loss,
+      f"{argument}: the loss overflows {loss.dtype} (the inputs are finite "
+      "but their weighted squared or log-probability terms are too large); "
+      "rescale the weights or the values.",
+  )
 
 
 def _check_regression(values: Any, argument: str) -> jax.Array:
   try:
     array = jnp.asarray(values)
   except TypeError as error:
-    raise ValueError(f"{argument} must be an array of numbers: {error}") from None
+    raise ValueError(
+        f"{argument} must be an array of numbers: {error}"
+    ) from None
   if array.ndim not in (1, 2) or 0 in array.shape:
     raise ValueError(
-      f"{argument} must have shape (n,) or (n, k) with positive sizes, got "
-      f"shape {array.shape}."
+        f"{argument} must have shape (n,) or (n, k) with positive sizes, got "
+        f"shape {array.shape}."
     )
   check_real_dtype(array, argument)
   array = as_float(array)

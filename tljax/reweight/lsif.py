@@ -10,29 +10,38 @@ import jax.numpy as jnp
 import jax.scipy.linalg
 import numpy as np
 
-from tljax.checks import (check_finite_result, check_int, check_key,
-                          check_non_negative)
-from tljax.reweight._common import (argbest, check_domains,
-                                    check_grid,
-                                    check_representable, gaussian_basis,
-                                    matmul, prepare_basis)
+from tljax.checks import (
+    check_finite_result,
+    check_int,
+    check_key,
+    check_non_negative,
+)
+from tljax.reweight._common import (
+    argbest,
+    check_domains,
+    check_grid,
+    check_representable,
+    gaussian_basis,
+    matmul,
+    prepare_basis,
+)
 from tljax.reweight.basis import DensityRatioFit
 
 __all__ = ["DEFAULT_LAMBDAS", "rulsif", "ulsif"]
 
 #: The default regularisation candidates: ``10^{-3}, 10^{-2.5}, …, 10`` (nine
 #: points, as in the uLSIF authors' code).
-DEFAULT_LAMBDAS = tuple(float(10.0 ** e) for e in np.linspace(-3, 1, 9))
+DEFAULT_LAMBDAS = tuple(float(10.0**e) for e in np.linspace(-3, 1, 9))
 
 
 def ulsif(
-  source: Any,
-  target: Any,
-  *,
-  sigmas: Any = None,
-  lambdas: Any = None,
-  num_centers: int = 100,
-  key: jax.Array | None = None,
+    source: Any,
+    target: Any,
+    *,
+    sigmas: Any = None,
+    lambdas: Any = None,
+    num_centers: int = 100,
+    key: jax.Array | None = None,
 ) -> DensityRatioFit:
   r"""uLSIF: the density ratio ``p_t / p_s`` by regularised least squares, in closed form.
 
@@ -96,18 +105,20 @@ def ulsif(
       regularised system so ill-conditioned that the solve gives NaN; the
       message names it.
   """
-  return _least_squares_fit(source, target, 0.0, sigmas, lambdas, num_centers, key)
+  return _least_squares_fit(
+      source, target, 0.0, sigmas, lambdas, num_centers, key
+  )
 
 
 def rulsif(
-  source: Any,
-  target: Any,
-  *,
-  alpha: float = 0.1,
-  sigmas: Any = None,
-  lambdas: Any = None,
-  num_centers: int = 100,
-  key: jax.Array | None = None,
+    source: Any,
+    target: Any,
+    *,
+    alpha: float = 0.1,
+    sigmas: Any = None,
+    lambdas: Any = None,
+    num_centers: int = 100,
+    key: jax.Array | None = None,
 ) -> DensityRatioFit:
   r"""RuLSIF: the relative density ratio ``p_t / (α p_t + (1 − α) p_s)`` by least squares.
 
@@ -157,13 +168,15 @@ def rulsif(
   if not float(alpha) < 1.0:
     raise ValueError(f"alpha must lie in [0, 1), got {float(alpha)}.")
   return _least_squares_fit(
-    source, target, float(alpha), sigmas, lambdas, num_centers, key
+      source, target, float(alpha), sigmas, lambdas, num_centers, key
   )
 
 
-def _least_squares_fit(source, target, relative, sigmas, lambdas, num_centers, key):
+def _least_squares_fit(
+    source, target, relative, sigmas, lambdas, num_centers, key
+):
   source, target = check_domains(
-    source, target, min_rows=2, why="leave-one-out removes one of each"
+      source, target, min_rows=2, why="leave-one-out removes one of each"
   )
   dtype = source.dtype
   lambda_grid = check_grid(lambdas, "lambdas")
@@ -173,41 +186,61 @@ def _least_squares_fit(source, target, relative, sigmas, lambdas, num_centers, k
   num_centers = check_int(num_centers, "num_centers", minimum=1)
   key = check_key(key, allow_none=True)
   median_key, center_key = jax.random.split(key)
-  basis = prepare_basis(source, target, sigmas, num_centers, median_key,
-                        center_key)
+  basis = prepare_basis(
+      source, target, sigmas, num_centers, median_key, center_key
+  )
   source, target, centers = basis.source, basis.target, basis.centers
   widths, scaled_widths = basis.widths, basis.scaled_widths
   relative = jnp.asarray(relative, dtype)
   if widths.size * lambda_grid.size > 1:
-    scores = np.asarray(_loo_scores(
-      source, target, centers, scaled_widths,
-      jnp.asarray(lambda_grid, dtype), relative,
-    ))
+    scores = np.asarray(
+        _loo_scores(
+            source,
+            target,
+            centers,
+            scaled_widths,
+            jnp.asarray(lambda_grid, dtype),
+            relative,
+        )
+    )
     best_sigma, best_lambda = argbest(scores, maximize=False)
   else:
     scores = np.full((1, 1), np.nan)
     best_sigma = best_lambda = 0
   regularization = jnp.asarray(lambda_grid[best_lambda], dtype)
-  coefficients, weights = _fit(source, target, centers, scaled_widths[best_sigma],
-                               regularization, relative)
+  coefficients, weights = _fit(
+      source,
+      target,
+      centers,
+      scaled_widths[best_sigma],
+      regularization,
+      relative,
+  )
   check_finite_result(
-    weights,
-    "lambdas: the fit produced NaN or infinity (the regularised system at "
-    f"sigma={float(widths[best_sigma]):.4g} and "
-    f"lambda={float(lambda_grid[best_lambda]):.4g} is numerically singular; "
-    "use larger lambdas).",
+      weights,
+      "lambdas: the fit produced NaN or infinity (the regularised system at "
+      f"sigma={float(widths[best_sigma]):.4g} and "
+      f"lambda={float(lambda_grid[best_lambda]):.4g} is numerically singular; "
+      "use larger lambdas).",
   )
   return DensityRatioFit(
-    weights=weights, alpha=coefficients, centers=basis.original_centers,
-    sigma=jnp.asarray(widths[best_sigma], dtype),
-    regularization=regularization, cv_scores=jnp.asarray(scores, dtype),
+      weights=weights,
+      alpha=coefficients,
+      centers=basis.original_centers,
+      sigma=jnp.asarray(widths[best_sigma], dtype),
+      regularization=regularization,
+      cv_scores=jnp.asarray(scores, dtype),
   )
 
 
 def _moments(source_design, target_design, relative):
   """``Ĥ`` and ``ĥ`` of the α-relative least-squares objective."""
-  source_second = matmul(source_design.T, source_design) / source_design.shape[0]
-  target_second = matmul(target_design.T, target_design) / target_design.shape[0]
+  source_second = (
+      matmul(source_design.T, source_design) / source_design.shape[0]
+  )
+  target_second = (
+      matmul(target_design.T, target_design) / target_design.shape[0]
+  )
   second = relative * target_second + (1.0 - relative) * source_second
   return second, jnp.mean(target_design, axis=0), source_second, target_second
 
@@ -217,9 +250,11 @@ def _fit(source, target, centers, sigma, regularization, relative):
   source_design = gaussian_basis(source, centers, sigma)
   target_design = gaussian_basis(target, centers, sigma)
   second, first, _, _ = _moments(source_design, target_design, relative)
-  system = second + regularization * jnp.eye(second.shape[0], dtype=second.dtype)
+  system = second + regularization * jnp.eye(
+      second.shape[0], dtype=second.dtype
+  )
   coefficients = jnp.maximum(
-    jax.scipy.linalg.solve(system, first, assume_a="pos"), 0.0
+      jax.scipy.linalg.solve(system, first, assume_a="pos"), 0.0
   )
   return coefficients, matmul(source_design, coefficients)
 
@@ -237,10 +272,12 @@ def _loo_scores(source, target, centers, widths, lambdas, relative):
     source_design = gaussian_basis(source, centers, sigma)
     target_design = gaussian_basis(target, centers, sigma)
     _, first, source_second, target_second = _moments(
-      source_design, target_design, relative
+        source_design, target_design, relative
     )
-    base = (relative * num_target / (num_target - 1) * target_second
-            + (1.0 - relative) * num_source / (num_source - 1) * source_second)
+    base = (
+        relative * num_target / (num_target - 1) * target_second
+        + (1.0 - relative) * num_source / (num_source - 1) * source_second
+    )
     held_target = target_design[:pairs].T  # ψ_k as columns, (b, n)
     held_source = source_design[:pairs].T  # φ_k
 
@@ -253,7 +290,7 @@ def _loo_scores(source, target, centers, widths, lambdas, relative):
       solved_source = solve(held_source)  # M⁻¹φ_k
       # M⁻¹ ĥ_k with ĥ_k = (n_t ĥ − ψ_k) / (n_t − 1).
       base_solution = (num_target * solved_first[:, None] - solved_target) / (
-        num_target - 1
+          num_target - 1
       )
       s_tt = jnp.sum(held_target * solved_target, axis=0)
       s_ss = jnp.sum(held_source * solved_source, axis=0)
@@ -269,15 +306,17 @@ def _loo_scores(source, target, centers, widths, lambdas, relative):
       z_t = (m22 * r_t - m12 * r_s) / determinant
       z_s = (m11 * r_s - m21 * r_t) / determinant
       solutions = jnp.maximum(
-        base_solution + solved_target * (target_weight * z_t)
-        + solved_source * (source_weight * z_s),
-        0.0,
+          base_solution
+          + solved_target * (target_weight * z_t)
+          + solved_source * (source_weight * z_s),
+          0.0,
       )
       fit_target = jnp.sum(held_target * solutions, axis=0)
       fit_source = jnp.sum(held_source * solutions, axis=0)
       return jnp.mean(
-        0.5 * relative * jnp.square(fit_target)
-        + 0.5 * (1.0 - relative) * jnp.square(fit_source) - fit_target
+          0.5 * relative * jnp.square(fit_target)
+          + 0.5 * (1.0 - relative) * jnp.square(fit_source)
+          - fit_target
       )
 
     return jax.lax.map(for_lambda, lambdas)

@@ -10,14 +10,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from tljax.checks import check_int, check_non_negative
-from tljax.reweight._common import (blocked_rows, check_domains, matmul,
-                                    normalize)
+from tljax.reweight._common import (
+    blocked_rows,
+    check_domains,
+    matmul,
+    normalize,
+)
 
 __all__ = ["nearest_neighbor_counts", "nearest_neighbors_weighting"]
 
 
 def nearest_neighbors_weighting(
-  source: Any, target: Any, *, smoothing: float = 1.0, block_size: int = 256
+    source: Any, target: Any, *, smoothing: float = 1.0, block_size: int = 256
 ) -> jax.Array:
   r"""Weights from how many target examples fall in each source example's Voronoi cell.
 
@@ -70,7 +74,7 @@ def nearest_neighbors_weighting(
 
 
 def nearest_neighbor_counts(
-  source: Any, target: Any, *, block_size: int = 256
+    source: Any, target: Any, *, block_size: int = 256
 ) -> jax.Array:
   r"""``N_i``: how many target examples have source example ``i`` as nearest neighbour.
 
@@ -96,7 +100,9 @@ def _counts(source, target, *, block_size):
 
   def nearest(block):
     # argmin_i ‖x'_j − x_i‖² = argmin_i (‖x_i‖² − 2 x'_j·x_i).
-    return jnp.argmin(source_norms[None, :] - 2.0 * matmul(block, source.T), axis=1)
+    return jnp.argmin(
+        source_norms[None, :] - 2.0 * matmul(block, source.T), axis=1
+    )
 
   neighbours = blocked_rows(nearest, target, block_size)
   return jnp.zeros(source.shape[0], source.dtype).at[neighbours].add(1.0)

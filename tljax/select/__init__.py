@@ -50,35 +50,41 @@ from tljax.select.hscore import h_score, shrinkage_h_score
 from tljax.select.leep import leep
 from tljax.select.logme import logme
 from tljax.select.nce import nce
-from tljax.select.task_grouping import (group_tasks, lookahead_affinity,
-                                        score_grouping, train_with_affinities)
+from tljax.select.task_grouping import (
+    group_tasks,
+    lookahead_affinity,
+    score_grouping,
+    train_with_affinities,
+)
 from tljax.select.transrate import transrate
-from tljax.select.validators import (deep_embedded_validation,
-                                     domain_density_ratios,
-                                     importance_weighted_validation,
-                                     information_maximization,
-                                     prediction_entropy,
-                                     soft_neighborhood_density)
+from tljax.select.validators import (
+    deep_embedded_validation,
+    domain_density_ratios,
+    importance_weighted_validation,
+    information_maximization,
+    prediction_entropy,
+    soft_neighborhood_density,
+)
 
 __all__ = [
-  "TransferGap",
-  "deep_embedded_validation",
-  "domain_density_ratios",
-  "importance_weighted_validation",
-  "information_maximization",
-  "prediction_entropy",
-  "score_grouping",
-  "soft_neighborhood_density",
-  "gbc",
-  "group_tasks",
-  "h_score",
-  "leep",
-  "logme",
-  "lookahead_affinity",
-  "nce",
-  "negative_transfer_gap",
-  "proxy_a_distance",
-  "shrinkage_h_score",
-  "train_with_affinities",
-  "transrate",
+    "TransferGap",
+    "deep_embedded_validation",
+    "domain_density_ratios",
+    "importance_weighted_validation",
+    "information_maximization",
+    "prediction_entropy",
+    "score_grouping",
+    "soft_neighborhood_density",
+    "gbc",
+    "group_tasks",
+    "h_score",
+    "leep",
+    "logme",
+    "lookahead_affinity",
+    "nce",
+    "negative_transfer_gap",
+    "proxy_a_distance",
+    "shrinkage_h_score",
+    "train_with_affinities",
+    "transrate",
 ]

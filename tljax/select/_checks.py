@@ -15,9 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 
 # Shared with the other packages (re-exported here for the scores).
-from tljax.checks import (check_finite_result, check_int,  # noqa: F401
-                          check_labels, check_probability_rows, is_traced,
-                          to_array)
+from tljax.checks import (
+    check_finite_result,
+    check_int,  # noqa: F401
+    check_labels,
+    check_probability_rows,
+    is_traced,
+    to_array,
+)
 
 
 def as_jax_array(array: Any) -> jax.Array:
@@ -46,8 +51,8 @@ def check_finite(array: Any, original: Any, argument: str) -> None:
   with np.errstate(over="ignore"):
     if not np.all(np.isfinite(values.astype(dtype))):
       raise ValueError(
-        f"{argument} must be finite, but overflows {dtype} (largest magnitude "
-        f"{np.max(np.abs(values)):.6g}); rescale it."
+          f"{argument} must be finite, but overflows {dtype} (largest magnitude "
+          f"{np.max(np.abs(values)):.6g}); rescale it."
       )
 
 
@@ -66,8 +71,8 @@ def as_parameter(value: Any, dtype: Any, argument: str) -> jax.Array:
   if not np.isfinite(converted) or (number > 0 and converted == 0):
     info = np.finfo(np.dtype(dtype))
     raise ValueError(
-      f"{argument} must be representable in {np.dtype(dtype).name} (between "
-      f"{float(info.tiny):.3g} and {float(info.max):.3g}), got {number}."
+        f"{argument} must be representable in {np.dtype(dtype).name} (between "
+        f"{float(info.tiny):.3g} and {float(info.max):.3g}), got {number}."
     )
   return jnp.asarray(converted)
 
@@ -80,7 +85,9 @@ def max_abs_scale(array: jax.Array) -> jax.Array:
   underflow (1e-30).
   """
   largest = jnp.max(jnp.abs(array))
-  return jnp.where(largest >= jnp.finfo(array.dtype).tiny, largest, 1.0).astype(array.dtype)
+  return jnp.where(largest >= jnp.finfo(array.dtype).tiny, largest, 1.0).astype(
+      array.dtype
+  )
 
 
 def as_float(array: Any) -> jax.Array:
@@ -92,20 +99,28 @@ def as_float(array: Any) -> jax.Array:
 def check_real_dtype(array: jax.Array, argument: str) -> None:
   """Floats or integers (not booleans or complex numbers)."""
   dtype = array.dtype
-  if not (jnp.issubdtype(dtype, jnp.floating)
-          or (jnp.issubdtype(dtype, jnp.integer) and dtype != jnp.bool_)):
+  if not (
+      jnp.issubdtype(dtype, jnp.floating)
+      or (jnp.issubdtype(dtype, jnp.integer) and dtype != jnp.bool_)
+  ):
     raise ValueError(f"{argument} must hold real numbers, got dtype {dtype}.")
 
 
-def check_features(features: Any, argument: str, *, min_rows: int = 2) -> jax.Array:
+def check_features(
+    features: Any, argument: str, *, min_rows: int = 2
+) -> jax.Array:
   """A real ``(num_examples, feature_dim)`` matrix, finite when concrete."""
   traced = is_traced(features)
   original = to_array(features, argument)
   features = as_jax_array(original)
-  if features.ndim != 2 or features.shape[0] < min_rows or features.shape[1] < 1:
+  if (
+      features.ndim != 2
+      or features.shape[0] < min_rows
+      or features.shape[1] < 1
+  ):
     raise ValueError(
-      f"{argument} must have shape (num_examples, feature_dim) with at least "
-      f"{min_rows} rows and 1 column, got shape {features.shape}."
+        f"{argument} must have shape (num_examples, feature_dim) with at least "
+        f"{min_rows} rows and 1 column, got shape {features.shape}."
     )
   check_real_dtype(features, argument)
   features = as_float(features)
@@ -134,11 +149,13 @@ def check_probabilities(probabilities: Any, argument: str) -> jax.Array:
   probabilities = jnp.asarray(to_array(probabilities, argument))
   if probabilities.ndim != 2 or 0 in probabilities.shape:
     raise ValueError(
-      f"{argument} must have shape (num_examples, num_source_classes) with both "
-      f"sizes positive, got shape {probabilities.shape}."
+        f"{argument} must have shape (num_examples, num_source_classes) with both "
+        f"sizes positive, got shape {probabilities.shape}."
     )
   if not jnp.issubdtype(probabilities.dtype, jnp.floating):
-    raise ValueError(f"{argument} must hold floats, got dtype {probabilities.dtype}.")
+    raise ValueError(
+        f"{argument} must hold floats, got dtype {probabilities.dtype}."
+    )
   if not traced:
     check_probability_rows(probabilities, argument)
   return as_float(probabilities)
@@ -155,7 +172,7 @@ def dot(left: jax.Array, right: jax.Array) -> jax.Array:
 
 
 def class_statistics(
-  features: jax.Array, labels: jax.Array, num_classes: int
+    features: jax.Array, labels: jax.Array, num_classes: int
 ) -> tuple[jax.Array, jax.Array]:
   """Per-class counts ``(C,)`` and means ``(C, D)``; an empty class's mean is 0."""
   one_hot = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)

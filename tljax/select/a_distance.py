@@ -17,12 +17,12 @@ __all__ = ["proxy_a_distance"]
 
 
 def proxy_a_distance(
-  source_features: Any,
-  target_features: Any,
-  *,
-  key: jax.Array,
-  l2_regularization: float = 1e-3,
-  max_iterations: int = 200,
+    source_features: Any,
+    target_features: Any,
+    *,
+    key: jax.Array,
+    l2_regularization: float = 1e-3,
+    max_iterations: int = 200,
 ) -> jax.Array:
   r"""The proxy A-distance ``2 (1 − 2 ε)`` of a linear domain classifier.
 
@@ -71,15 +71,17 @@ def proxy_a_distance(
   target_features = check_features(target_features, "target_features")
   if source_features.shape[1] != target_features.shape[1]:
     raise ValueError(
-      f"source_features and target_features must have the same feature "
-      f"dimension, got {source_features.shape[1]} and {target_features.shape[1]}."
+        f"source_features and target_features must have the same feature "
+        f"dimension, got {source_features.shape[1]} and {target_features.shape[1]}."
     )
   key = check_key(key)
   dtype = jnp.promote_types(source_features.dtype, target_features.dtype)
   return _proxy_a_distance(
-    source_features.astype(dtype), target_features.astype(dtype), key,
-    as_parameter(l2_regularization, dtype, "l2_regularization"),
-    max_iterations=max_iterations,
+      source_features.astype(dtype),
+      target_features.astype(dtype),
+      key,
+      as_parameter(l2_regularization, dtype, "l2_regularization"),
+      max_iterations=max_iterations,
   )
 
 
@@ -91,24 +93,36 @@ def _split(features, key):
 
 
 @functools.partial(jax.jit, static_argnames=("max_iterations",))
-def _proxy_a_distance(source_features, target_features, key, l2_regularization, *,
-                      max_iterations):
+def _proxy_a_distance(
+    source_features, target_features, key, l2_regularization, *, max_iterations
+):
   # Standardisation makes the result independent of the feature scale;
   # dividing by max |x| first keeps its squares in range (1e30, 1e-30).
   scale = max_abs_scale(jnp.concatenate([source_features, target_features]))
-  source_features, target_features = source_features / scale, target_features / scale
+  source_features, target_features = (
+      source_features / scale,
+      target_features / scale,
+  )
   source_key, target_key = jax.random.split(key)
   source_train, source_test = _split(source_features, source_key)
   target_train, target_test = _split(target_features, target_key)
   inputs = jnp.concatenate([source_train, target_train])
-  domains = jnp.concatenate([
-    jnp.zeros(source_train.shape[0], inputs.dtype),
-    jnp.ones(target_train.shape[0], inputs.dtype),
-  ])
-  weights = jnp.concatenate([
-    jnp.full(source_train.shape[0], 0.5 / source_train.shape[0], inputs.dtype),
-    jnp.full(target_train.shape[0], 0.5 / target_train.shape[0], inputs.dtype),
-  ])
+  domains = jnp.concatenate(
+      [
+          jnp.zeros(source_train.shape[0], inputs.dtype),
+          jnp.ones(target_train.shape[0], inputs.dtype),
+      ]
+  )
+  weights = jnp.concatenate(
+      [
+          jnp.full(
+              source_train.shape[0], 0.5 / source_train.shape[0], inputs.dtype
+          ),
+          jnp.full(
+              target_train.shape[0], 0.5 / target_train.shape[0], inputs.dtype
+          ),
+      ]
+  )
   mean = jnp.mean(inputs, axis=0)
   scale = jnp.std(inputs, axis=0)
   scale = jnp.where(scale > 0, scale, 1.0)
@@ -121,11 +135,18 @@ def _proxy_a_distance(source_features, target_features, key, l2_regularization, 
   def objective(parameters):
     weight, bias = parameters
     logits = inputs @ weight + bias
-    loss = jnp.sum(weights * optax.sigmoid_binary_cross_entropy(logits, domains))
+    loss = jnp.sum(
+        weights * optax.sigmoid_binary_cross_entropy(logits, domains)
+    )
     return loss + 0.5 * l2_regularization * jnp.sum(jnp.square(weight))
 
-  initial = (jnp.zeros(inputs.shape[1], inputs.dtype), jnp.zeros((), inputs.dtype))
-  weight, bias = minimize_lbfgs(objective, initial, max_iterations=max_iterations)
+  initial = (
+      jnp.zeros(inputs.shape[1], inputs.dtype),
+      jnp.zeros((), inputs.dtype),
+  )
+  weight, bias = minimize_lbfgs(
+      objective, initial, max_iterations=max_iterations
+  )
   source_error = jnp.mean(standardise(source_test) @ weight + bias > 0)
   target_error = jnp.mean(standardise(target_test) @ weight + bias <= 0)
   error = 0.5 * (source_error + target_error)

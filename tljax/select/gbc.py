@@ -9,9 +9,15 @@ import jax
 import jax.numpy as jnp
 
 from tljax.checks import check_non_negative
-from tljax.select._checks import (as_parameter, check_features, check_labels,
-                                  class_statistics, dot, max_abs_scale,
-                                  nan_if_out_of_range)
+from tljax.select._checks import (
+    as_parameter,
+    check_features,
+    check_labels,
+    class_statistics,
+    dot,
+    max_abs_scale,
+    nan_if_out_of_range,
+)
 
 __all__ = ["gbc"]
 
@@ -19,12 +25,12 @@ _COVARIANCES = ("diagonal", "spherical")
 
 
 def gbc(
-  features: Any,
-  labels: Any,
-  *,
-  covariance: str = "diagonal",
-  variance_floor: float = 1e-4,
-  num_classes: int | None = None,
+    features: Any,
+    labels: Any,
+    *,
+    covariance: str = "diagonal",
+    variance_floor: float = 1e-4,
+    num_classes: int | None = None,
 ) -> jax.Array:
   r"""GBC, minus the summed Bhattacharyya overlap of Gaussian class fits.
 
@@ -81,16 +87,30 @@ def gbc(
     ValueError: on a malformed argument; the message names it.
   """
   if not isinstance(covariance, str) or covariance not in _COVARIANCES:
-    raise ValueError(f"covariance must be one of {_COVARIANCES}, got {covariance!r}.")
+    raise ValueError(
+        f"covariance must be one of {_COVARIANCES}, got {covariance!r}."
+    )
   check_non_negative(variance_floor, "variance_floor")
   features = check_features(features, "features")
   labels, num_classes = check_labels(
-    labels, "labels", length=features.shape[0], length_of="features",
-    num_classes=num_classes, num_classes_argument="num_classes", min_present=2,
+      labels,
+      "labels",
+      length=features.shape[0],
+      length_of="features",
+      num_classes=num_classes,
+      num_classes_argument="num_classes",
+      min_present=2,
   )
-  variance_floor = as_parameter(variance_floor, features.dtype, "variance_floor")
-  score = _gbc(features, labels, variance_floor, num_classes=num_classes,
-               spherical=covariance == "spherical")
+  variance_floor = as_parameter(
+      variance_floor, features.dtype, "variance_floor"
+  )
+  score = _gbc(
+      features,
+      labels,
+      variance_floor,
+      num_classes=num_classes,
+      spherical=covariance == "spherical",
+  )
   return nan_if_out_of_range(score, labels, num_classes)
 
 
@@ -107,17 +127,19 @@ def _gbc(features, labels, variance_floor, *, num_classes, spherical):
   # A floor this large relative to the (at most 1) variances sets them all
   # equal; capped, it stays finite without changing the result in float.
   variance_floor = jnp.minimum(
-    variance_floor / first / first / second / second,
-    1 / jnp.square(jnp.finfo(features.dtype).eps),
+      variance_floor / first / first / second / second,
+      1 / jnp.square(jnp.finfo(features.dtype).eps),
   )
   counts, means = class_statistics(features, labels, num_classes)
   deviations = features - means[labels]
   one_hot = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)
-  variances = dot(one_hot.T, jnp.square(deviations)) / jnp.maximum(counts, 1)[:, None]
+  variances = (
+      dot(one_hot.T, jnp.square(deviations)) / jnp.maximum(counts, 1)[:, None]
+  )
   variances = jnp.maximum(variances, variance_floor)
   if spherical:
     variances = jnp.broadcast_to(
-      jnp.mean(variances, axis=1, keepdims=True), variances.shape
+        jnp.mean(variances, axis=1, keepdims=True), variances.shape
     )
   log_variances = jnp.log(variances)
   present = counts > 0
@@ -133,16 +155,23 @@ def _gbc(features, labels, variance_floor, *, num_classes, spherical):
     positive = average > 0
     squared = jnp.square(mean - means)
     mahalanobis = jnp.where(
-      positive, squared / jnp.where(positive, average, 1.0),
-      jnp.where(squared > 0, jnp.inf, 0.0),
+        positive,
+        squared / jnp.where(positive, average, 1.0),
+        jnp.where(squared > 0, jnp.inf, 0.0),
     )
     log_ratio = jnp.where(
-      positive, jnp.log(jnp.where(positive, average, 1.0))
-      - 0.5 * (log_variance + log_variances), 0.0,
+        positive,
+        jnp.log(jnp.where(positive, average, 1.0))
+        - 0.5 * (log_variance + log_variances),
+        0.0,
     )
-    distance = jnp.sum(mahalanobis, axis=1) / 8 + 0.5 * jnp.sum(log_ratio, axis=1)
+    distance = jnp.sum(mahalanobis, axis=1) / 8 + 0.5 * jnp.sum(
+        log_ratio, axis=1
+    )
     return jnp.exp(-distance)
 
   coefficients = jax.lax.map(row, (means, variances, log_variances))
-  pairs = present[:, None] & present[None, :] & ~jnp.eye(num_classes, dtype=bool)
+  pairs = (
+      present[:, None] & present[None, :] & ~jnp.eye(num_classes, dtype=bool)
+  )
   return -jnp.sum(jnp.where(pairs, coefficients, 0.0))

@@ -17,7 +17,12 @@ import numpy as np
 
 from tljax.checks import check_int, is_traced
 
-__all__ = ["MAX_GROUPING_TASKS", "TaskGrouping", "group_tasks", "score_grouping"]
+__all__ = [
+    "MAX_GROUPING_TASKS",
+    "TaskGrouping",
+    "group_tasks",
+    "score_grouping",
+]
 
 # group_tasks enumerates subsets of the tasks: 3^T (group, served subset) pairs.
 MAX_GROUPING_TASKS = 9
@@ -27,15 +32,19 @@ def concrete_array(value: Any, argument: str) -> np.ndarray:
   """``value`` as a NumPy array; a ValueError naming ``argument`` if traced or not numbers."""
   if is_traced(value):
     raise ValueError(
-      f"{argument} must be concrete (this function runs NumPy code and cannot be "
-      "traced by jax.jit or jax.vmap)."
+        f"{argument} must be concrete (this function runs NumPy code and cannot be "
+        "traced by jax.jit or jax.vmap)."
     )
   try:
     array = np.asarray(value)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"{argument} must be an array of numbers ({error}).") from None
+    raise ValueError(
+        f"{argument} must be an array of numbers ({error})."
+    ) from None
   if array.dtype.kind not in "biufc":
-    raise ValueError(f"{argument} must be an array of numbers, got dtype {array.dtype}.")
+    raise ValueError(
+        f"{argument} must be an array of numbers, got dtype {array.dtype}."
+    )
   return array
 
 
@@ -51,6 +60,7 @@ class TaskGrouping(NamedTuple):
     task_scores: ``(T,)`` the affinity task ``j`` receives from its serving
       group: the mean of ``Z_{i→j}`` over its other members (0 when alone).
   """
+
   groups: tuple[tuple[int, ...], ...]
   score: float
   serving: tuple[int, ...]
@@ -60,17 +70,28 @@ class TaskGrouping(NamedTuple):
 def _check_affinity(affinity: Any) -> np.ndarray:
   if is_traced(affinity):
     raise ValueError(
-      "affinity must be concrete: the grouping is a search in NumPy and cannot "
-      "run under jax.jit."
+        "affinity must be concrete: the grouping is a search in NumPy and cannot "
+        "run under jax.jit."
     )
   affinity = concrete_array(affinity, "affinity")
-  if affinity.ndim != 2 or affinity.shape[0] != affinity.shape[1] or affinity.shape[0] < 1:
+  if (
+      affinity.ndim != 2
+      or affinity.shape[0] != affinity.shape[1]
+      or affinity.shape[0] < 1
+  ):
     raise ValueError(
-      f"affinity must be a square (num_tasks, num_tasks) matrix, got shape {affinity.shape}."
+        f"affinity must be a square (num_tasks, num_tasks) matrix, got shape {affinity.shape}."
     )
-  if not (np.issubdtype(affinity.dtype, np.floating)
-          or np.issubdtype(affinity.dtype, np.integer)) or affinity.dtype == np.bool_:
-    raise ValueError(f"affinity must hold real numbers, got dtype {affinity.dtype}.")
+  if (
+      not (
+          np.issubdtype(affinity.dtype, np.floating)
+          or np.issubdtype(affinity.dtype, np.integer)
+      )
+      or affinity.dtype == np.bool_
+  ):
+    raise ValueError(
+        f"affinity must hold real numbers, got dtype {affinity.dtype}."
+    )
   affinity = affinity.astype(np.float64)
   if not np.all(np.isfinite(affinity)):
     raise ValueError("affinity must be finite (no NaN or infinity).")
@@ -88,7 +109,9 @@ def _received(affinity: np.ndarray, members: np.ndarray) -> np.ndarray:
   return totals / np.maximum(others, 1)
 
 
-def score_grouping(affinity: Any, groups: Sequence[Sequence[int]]) -> TaskGrouping:
+def score_grouping(
+    affinity: Any, groups: Sequence[Sequence[int]]
+) -> TaskGrouping:
   r"""The TAG objective of given groups: ``Σ_j max_{g ∋ j} mean_{i ∈ g, i ≠ j} Z_{i→j}``.
 
   Each task is served by the group containing it that gives it the highest
@@ -111,32 +134,50 @@ def score_grouping(affinity: Any, groups: Sequence[Sequence[int]]) -> TaskGroupi
   affinity = _check_affinity(affinity)
   num_tasks = affinity.shape[0]
   if isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable):
-    raise ValueError(f"groups must be a sequence of groups of task indices, got {groups!r}.")
+    raise ValueError(
+        f"groups must be a sequence of groups of task indices, got {groups!r}."
+    )
   normalised = set()
   for group in groups:
     if isinstance(group, (str, bytes)) or not isinstance(group, Iterable):
-      raise ValueError(f"groups must hold sequences of task indices, got the group {group!r}.")
-    members = tuple(sorted(set(check_int(task, "groups", minimum=0) for task in group)))
+      raise ValueError(
+          f"groups must hold sequences of task indices, got the group {group!r}."
+      )
+    members = tuple(
+        sorted(set(check_int(task, "groups", minimum=0) for task in group))
+    )
     if not members:
       raise ValueError("groups must not contain an empty group.")
     if members[-1] >= num_tasks:
-      raise ValueError(f"groups must hold task indices in [0, {num_tasks}), got {members[-1]}.")
+      raise ValueError(
+          f"groups must hold task indices in [0, {num_tasks}), got {members[-1]}."
+      )
     normalised.add(members)
   groups = tuple(sorted(normalised))
-  missing = sorted(set(range(num_tasks)) - {task for group in groups for task in group})
+  missing = sorted(
+      set(range(num_tasks)) - {task for group in groups for task in group}
+  )
   if missing:
-    raise ValueError(f"groups must cover every task; tasks {missing} are in no group.")
+    raise ValueError(
+        f"groups must cover every task; tasks {missing} are in no group."
+    )
   membership = np.zeros((len(groups), num_tasks))
   for index, group in enumerate(groups):
     membership[index, list(group)] = 1.0
   received = np.where(membership > 0, _received(affinity, membership), -np.inf)
   serving = np.argmax(received, axis=0)  # the first maximum on ties
   task_scores = received[serving, np.arange(num_tasks)]
-  return TaskGrouping(groups, float(task_scores.sum()), tuple(int(g) for g in serving),
-                      task_scores)
+  return TaskGrouping(
+      groups,
+      float(task_scores.sum()),
+      tuple(int(g) for g in serving),
+      task_scores,
+  )
 
 
-def group_tasks(affinity: Any, num_groups: int, *, overlap: bool = True) -> TaskGrouping:
+def group_tasks(
+    affinity: Any, num_groups: int, *, overlap: bool = True
+) -> TaskGrouping:
   r"""The groups of at most ``num_groups`` that maximise the total affinity (TAG).
 
   Fifty et al. (2021), Section 3.3: choose groups ``𝒢`` (the models to
@@ -186,14 +227,17 @@ def group_tasks(affinity: Any, num_groups: int, *, overlap: bool = True) -> Task
   num_tasks = affinity.shape[0]
   if num_tasks > MAX_GROUPING_TASKS:
     raise ValueError(
-      f"affinity has {num_tasks} tasks; group_tasks searches all groupings and "
-      f"supports at most {MAX_GROUPING_TASKS} tasks."
+        f"affinity has {num_tasks} tasks; group_tasks searches all groupings and "
+        f"supports at most {MAX_GROUPING_TASKS} tasks."
     )
-  if (isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer))
-      or not 1 <= num_groups <= num_tasks):
+  if (
+      isinstance(num_groups, bool)
+      or not isinstance(num_groups, (int, np.integer))
+      or not 1 <= num_groups <= num_tasks
+  ):
     raise ValueError(
-      f"num_groups must be an int in [1, {num_tasks}] (the number of tasks), got "
-      f"{num_groups!r}."
+        f"num_groups must be an int in [1, {num_tasks}] (the number of tasks), got "
+        f"{num_groups!r}."
     )
   if not isinstance(overlap, bool):
     raise ValueError(f"overlap must be a bool, got {overlap!r}.")
@@ -201,7 +245,9 @@ def group_tasks(affinity: Any, num_groups: int, *, overlap: bool = True) -> Task
 
   num_subsets = 1 << num_tasks
   masks = np.arange(num_subsets)
-  membership = ((masks[:, None] >> np.arange(num_tasks)[None, :]) & 1).astype(np.float64)
+  membership = ((masks[:, None] >> np.arange(num_tasks)[None, :]) & 1).astype(
+      np.float64
+  )
   received = _received(affinity, membership) * membership  # 0 outside the group
   # value[s, g] = Σ_{j ∈ s} received(g, j), wanted for s ⊆ g only.
   value = membership @ received.T
@@ -245,6 +291,8 @@ def group_tasks(affinity: Any, num_groups: int, *, overlap: bool = True) -> Task
     served = choice[mask]
     if served:
       group = int(best_group[served])
-      groups.append(tuple(task for task in range(num_tasks) if group >> task & 1))
+      groups.append(
+          tuple(task for task in range(num_tasks) if group >> task & 1)
+      )
       mask ^= served
   return score_grouping(affinity, groups)

@@ -8,13 +8,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from tljax.select._checks import (check_features, check_labels, class_statistics,
-                                  dot, max_abs_scale, nan_if_out_of_range)
+from tljax.select._checks import (
+    check_features,
+    check_labels,
+    class_statistics,
+    dot,
+    max_abs_scale,
+    nan_if_out_of_range,
+)
 
 __all__ = ["h_score", "shrinkage_h_score"]
 
 
-def h_score(features: Any, labels: Any, *, num_classes: int | None = None) -> jax.Array:
+def h_score(
+    features: Any, labels: Any, *, num_classes: int | None = None
+) -> jax.Array:
   r"""H-score: how much of the feature variance the class means explain.
 
   Bao, Li, Huang, Zheng, Wang, Zamir and Guibas, "An information-theoretic
@@ -52,11 +60,12 @@ def h_score(features: Any, labels: Any, *, num_classes: int | None = None) -> ja
   """
   features, labels, num_classes = _check(features, labels, num_classes)
   return nan_if_out_of_range(
-    _h_score(features, labels, num_classes=num_classes), labels, num_classes)
+      _h_score(features, labels, num_classes=num_classes), labels, num_classes
+  )
 
 
 def shrinkage_h_score(
-  features: Any, labels: Any, *, num_classes: int | None = None
+    features: Any, labels: Any, *, num_classes: int | None = None
 ) -> jax.Array:
   r"""The shrinkage-based H-score, with a Ledoit-Wolf feature covariance.
 
@@ -103,15 +112,22 @@ def shrinkage_h_score(
   """
   features, labels, num_classes = _check(features, labels, num_classes)
   return nan_if_out_of_range(
-    _shrinkage_h_score(features, labels, num_classes=num_classes), labels,
-    num_classes)
+      _shrinkage_h_score(features, labels, num_classes=num_classes),
+      labels,
+      num_classes,
+  )
 
 
 def _check(features, labels, num_classes):
   features = check_features(features, "features")
   labels, num_classes = check_labels(
-    labels, "labels", length=features.shape[0], length_of="features",
-    num_classes=num_classes, num_classes_argument="num_classes", min_present=2,
+      labels,
+      "labels",
+      length=features.shape[0],
+      length_of="features",
+      num_classes=num_classes,
+      num_classes_argument="num_classes",
+      min_present=2,
   )
   return features, labels, num_classes
 
@@ -136,7 +152,9 @@ def _covariances(features, labels, num_classes):
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _h_score(features, labels, *, num_classes):
-  _, feature_covariance, between_covariance = _covariances(features, labels, num_classes)
+  _, feature_covariance, between_covariance = _covariances(
+      features, labels, num_classes
+  )
   inverse = jnp.linalg.pinv(feature_covariance, hermitian=True)
   return jnp.sum(inverse * between_covariance)  # tr(AB), B symmetric
 
@@ -144,7 +162,7 @@ def _h_score(features, labels, *, num_classes):
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _shrinkage_h_score(features, labels, *, num_classes):
   centred, feature_covariance, between_covariance = _covariances(
-    features, labels, num_classes
+      features, labels, num_classes
   )
   shrinkage = _ledoit_wolf_shrinkage(centred, feature_covariance)
   dim = features.shape[1]
@@ -159,7 +177,9 @@ def _ledoit_wolf_shrinkage(centred, covariance):
   num_examples, dim = centred.shape
   mu = jnp.trace(covariance) / dim
   delta = jnp.sum(jnp.square(covariance - mu * jnp.eye(dim))) / dim
-  fourth = jnp.sum(jnp.square(jnp.sum(jnp.square(centred), axis=1))) / num_examples
+  fourth = (
+      jnp.sum(jnp.square(jnp.sum(jnp.square(centred), axis=1))) / num_examples
+  )
   beta = (fourth - jnp.sum(jnp.square(covariance))) / (num_examples * dim)
   beta = jnp.clip(beta, 0.0, delta)
   return jnp.where(delta > 0, beta / jnp.where(delta > 0, delta, 1.0), 0.0)

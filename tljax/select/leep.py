@@ -8,17 +8,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from tljax.select._checks import (check_labels, check_probabilities, dot,
-                                  nan_if_out_of_range)
+from tljax.select._checks import (
+    check_labels,
+    check_probabilities,
+    dot,
+    nan_if_out_of_range,
+)
 
 __all__ = ["leep"]
 
 
 def leep(
-  source_probabilities: Any,
-  target_labels: Any,
-  *,
-  num_target_classes: int | None = None,
+    source_probabilities: Any,
+    target_labels: Any,
+    *,
+    num_target_classes: int | None = None,
 ) -> jax.Array:
   r"""LEEP, the average log-likelihood of the expected empirical predictor.
 
@@ -49,14 +53,21 @@ def leep(
   Raises:
     ValueError: on a malformed argument; the message names it.
   """
-  source_probabilities = check_probabilities(source_probabilities, "source_probabilities")
-  target_labels, num_target_classes = check_labels(
-    target_labels, "target_labels", length=source_probabilities.shape[0],
-    length_of="source_probabilities", num_classes=num_target_classes,
-    num_classes_argument="num_target_classes", min_present=1,
+  source_probabilities = check_probabilities(
+      source_probabilities, "source_probabilities"
   )
-  score = _leep(source_probabilities, target_labels,
-                num_target_classes=num_target_classes)
+  target_labels, num_target_classes = check_labels(
+      target_labels,
+      "target_labels",
+      length=source_probabilities.shape[0],
+      length_of="source_probabilities",
+      num_classes=num_target_classes,
+      num_classes_argument="num_target_classes",
+      min_present=1,
+  )
+  score = _leep(
+      source_probabilities, target_labels, num_target_classes=num_target_classes
+  )
   return nan_if_out_of_range(score, target_labels, num_target_classes)
 
 
@@ -64,12 +75,12 @@ def leep(
 def _leep(source_probabilities, target_labels, *, num_target_classes):
   num_examples = source_probabilities.shape[0]
   target_one_hot = jax.nn.one_hot(
-    target_labels, num_target_classes, dtype=source_probabilities.dtype
+      target_labels, num_target_classes, dtype=source_probabilities.dtype
   )
   joint = dot(target_one_hot.T, source_probabilities) / num_examples  # (C, Z)
   source_marginal = jnp.sum(joint, axis=0)
   conditional = joint / jnp.where(source_marginal > 0, source_marginal, 1.0)
   expected_prediction = jnp.sum(
-    dot(source_probabilities, conditional.T) * target_one_hot, axis=1
+      dot(source_probabilities, conditional.T) * target_one_hot, axis=1
   )
   return jnp.mean(jnp.log(expected_prediction))

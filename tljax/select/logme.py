@@ -11,23 +11,32 @@ import jax.numpy as jnp
 import numpy as np
 
 from tljax.checks import check_int, check_positive, is_traced
-from tljax.select._checks import (as_float, as_jax_array, as_parameter,
-                                  check_features, check_finite,
-                                  check_finite_result, check_labels,
-                                  check_real_dtype, dot, max_abs_scale,
-                                  nan_if_out_of_range, to_array)
+from tljax.select._checks import (
+    as_float,
+    as_jax_array,
+    as_parameter,
+    check_features,
+    check_finite,
+    check_finite_result,
+    check_labels,
+    check_real_dtype,
+    dot,
+    max_abs_scale,
+    nan_if_out_of_range,
+    to_array,
+)
 
 __all__ = ["logme"]
 
 
 def logme(
-  features: Any,
-  labels: Any,
-  *,
-  regression: bool = False,
-  num_classes: int | None = None,
-  max_iterations: int = 100,
-  tolerance: float = 1e-6,
+    features: Any,
+    labels: Any,
+    *,
+    regression: bool = False,
+    num_classes: int | None = None,
+    max_iterations: int = 100,
+    tolerance: float = 1e-6,
 ) -> jax.Array:
   r"""LogME, the average log maximum evidence per example.
 
@@ -122,28 +131,40 @@ def logme(
   check_positive(tolerance, "tolerance")
   features = check_features(features, "features")
   if not is_traced(features) and not np.any(np.asarray(features)):
-    raise ValueError("features must not be all zero; the evidence has no maximum.")
+    raise ValueError(
+        "features must not be all zero; the evidence has no maximum."
+    )
   num_examples = features.shape[0]
   if regression:
     targets = _check_regression_targets(labels, num_examples)
     present = jnp.ones((targets.shape[1],), bool)
   else:
     labels, num_classes = check_labels(
-      labels, "labels", length=num_examples, length_of="features",
-      num_classes=num_classes, num_classes_argument="num_classes", min_present=2,
+        labels,
+        "labels",
+        length=num_examples,
+        length_of="features",
+        num_classes=num_classes,
+        num_classes_argument="num_classes",
+        min_present=2,
     )
     targets = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)
     present = jnp.any(targets > 0, axis=0)
   tolerance = as_parameter(tolerance, features.dtype, "tolerance")
-  score = _logme(features, targets.astype(features.dtype), present, tolerance,
-                 max_iterations=max_iterations)
+  score = _logme(
+      features,
+      targets.astype(features.dtype),
+      present,
+      tolerance,
+      max_iterations=max_iterations,
+  )
   if not regression:
     score = nan_if_out_of_range(score, labels, num_classes)
   return check_finite_result(
-    score,
-    "logme: the evidence is not finite for these features and labels; the labels "
-    "(targets) may lie exactly in the span of the features, a noise-free fit whose "
-    "evidence has no maximum.",
+      score,
+      "logme: the evidence is not finite for these features and labels; the labels "
+      "(targets) may lie exactly in the span of the features, a noise-free fit whose "
+      "evidence has no maximum.",
   )
 
 
@@ -153,10 +174,14 @@ def _check_regression_targets(labels: Any, num_examples: int) -> jax.Array:
   targets = as_jax_array(original)
   if targets.ndim == 1:
     targets = targets[:, None]
-  if targets.ndim != 2 or targets.shape[0] != num_examples or targets.shape[1] < 1:
+  if (
+      targets.ndim != 2
+      or targets.shape[0] != num_examples
+      or targets.shape[1] < 1
+  ):
     raise ValueError(
-      f"labels must have shape ({num_examples},) or ({num_examples}, num_targets) "
-      f"for regression (one row per row of features), got shape {jnp.shape(labels)}."
+        f"labels must have shape ({num_examples},) or ({num_examples}, num_targets) "
+        f"for regression (one row per row of features), got shape {jnp.shape(labels)}."
     )
   check_real_dtype(targets, "labels")
   targets = as_float(targets)
@@ -168,8 +193,8 @@ def _check_regression_targets(labels: Any, num_examples: int) -> jax.Array:
     zero = np.flatnonzero(~np.any(values != 0, axis=0)).tolist()
     if zero:
       raise ValueError(
-        f"labels target columns {zero} are identically zero; their evidence "
-        "has no maximum."
+          f"labels target columns {zero} are identically zero; their evidence "
+          "has no maximum."
       )
   return targets
 
@@ -184,7 +209,7 @@ def _logme(features, targets, present, tolerance, *, max_iterations):
   features = features / max_abs_scale(features)
   target_scales = jnp.max(jnp.abs(targets), axis=0)
   target_scales = jnp.where(
-    target_scales >= jnp.finfo(targets.dtype).tiny, target_scales, 1.0
+      target_scales >= jnp.finfo(targets.dtype).tiny, target_scales, 1.0
   )
   targets = targets / target_scales
   if dim <= num_examples:
@@ -217,33 +242,49 @@ def _logme(features, targets, present, tolerance, *, max_iterations):
     denominator = sigma[:, None] + ratio
     gamma = jnp.sum(sigma[:, None] / denominator, axis=0)
     # N − γ without cancellation as β → ∞ (see the docstring).
-    effective_noise = num_examples - sigma.shape[0] + jnp.sum(ratio / denominator, axis=0)
-    weight_norm = jnp.sum(sigma[:, None] * squared / jnp.square(denominator), axis=0)
-    residual = jnp.sum(squared * jnp.square(ratio / denominator), axis=0) + outside
+    effective_noise = (
+        num_examples - sigma.shape[0] + jnp.sum(ratio / denominator, axis=0)
+    )
+    weight_norm = jnp.sum(
+        sigma[:, None] * squared / jnp.square(denominator), axis=0
+    )
+    residual = (
+        jnp.sum(squared * jnp.square(ratio / denominator), axis=0) + outside
+    )
     # D log α + N log β − log|A|, where log|A| = Σ_{i≤r} log(α + β σ_i)
     # + (D − r) log α counts the D − r zero eigenvalues of FᵀF missing from
     # sigma; regrouped as below, no two large terms cancel when β → ∞.
     log_terms = (num_examples - sigma.shape[0]) * jnp.log(beta) + jnp.sum(
-      jnp.log(alpha / denominator), axis=0
+        jnp.log(alpha / denominator), axis=0
     )
-    evidence = 0.5 * (
-      log_terms - num_examples * math.log(2 * math.pi)
-      - beta * residual - alpha * weight_norm
-    ) / num_examples
+    evidence = (
+        0.5
+        * (
+            log_terms
+            - num_examples * math.log(2 * math.pi)
+            - beta * residual
+            - alpha * weight_norm
+        )
+        / num_examples
+    )
     return evidence, gamma, effective_noise, weight_norm, residual
 
   def step(state):
     alpha, beta, previous, done, iteration = state
-    evidence, gamma, effective_noise, weight_norm, residual = evaluate(alpha, beta)
+    evidence, gamma, effective_noise, weight_norm, residual = evaluate(
+        alpha, beta
+    )
     new_beta = effective_noise / residual
     # ‖m‖² = 0 (y orthogonal to the features' span): the evidence grows
     # towards its finite α → ∞ limit; α/β is capped at 1/eps (σ_max = 1).
     positive = weight_norm > 0
-    new_alpha = jnp.where(positive, gamma / jnp.where(positive, weight_norm, 1.0), jnp.inf)
+    new_alpha = jnp.where(
+        positive, gamma / jnp.where(positive, weight_norm, 1.0), jnp.inf
+    )
     new_alpha = jnp.minimum(new_alpha, new_beta / eps)
     ratio = alpha / beta
     converged = (jnp.abs(new_alpha / new_beta - ratio) <= tolerance * ratio) | (
-      jnp.abs(evidence - previous) <= tolerance
+        jnp.abs(evidence - previous) <= tolerance
     )
     alpha = jnp.where(done, alpha, new_alpha)
     beta = jnp.where(done, beta, new_beta)

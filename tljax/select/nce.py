@@ -15,11 +15,11 @@ __all__ = ["nce"]
 
 
 def nce(
-  source_labels: Any,
-  target_labels: Any,
-  *,
-  num_source_classes: int | None = None,
-  num_target_classes: int | None = None,
+    source_labels: Any,
+    target_labels: Any,
+    *,
+    num_source_classes: int | None = None,
+    num_target_classes: int | None = None,
 ) -> jax.Array:
   r"""NCE, the negative conditional entropy ``−H(Y | Z)``.
 
@@ -52,29 +52,44 @@ def nce(
   shape = jnp.shape(source_labels)
   if len(shape) != 1 or shape[0] < 1:
     raise ValueError(
-      f"source_labels must have shape (num_examples,) with num_examples >= 1, got "
-      f"shape {shape}."
+        f"source_labels must have shape (num_examples,) with num_examples >= 1, got "
+        f"shape {shape}."
     )
   num_examples = shape[0]
   source_labels, num_source_classes = check_labels(
-    source_labels, "source_labels", length=num_examples, length_of="source_labels",
-    num_classes=num_source_classes, num_classes_argument="num_source_classes",
-    min_present=1,
+      source_labels,
+      "source_labels",
+      length=num_examples,
+      length_of="source_labels",
+      num_classes=num_source_classes,
+      num_classes_argument="num_source_classes",
+      min_present=1,
   )
   target_labels, num_target_classes = check_labels(
-    target_labels, "target_labels", length=num_examples, length_of="source_labels",
-    num_classes=num_target_classes, num_classes_argument="num_target_classes",
-    min_present=1,
+      target_labels,
+      "target_labels",
+      length=num_examples,
+      length_of="source_labels",
+      num_classes=num_target_classes,
+      num_classes_argument="num_target_classes",
+      min_present=1,
   )
-  score = _nce(source_labels, target_labels,
-               num_source_classes=num_source_classes,
-               num_target_classes=num_target_classes)
+  score = _nce(
+      source_labels,
+      target_labels,
+      num_source_classes=num_source_classes,
+      num_target_classes=num_target_classes,
+  )
   score = nan_if_out_of_range(score, source_labels, num_source_classes)
   return nan_if_out_of_range(score, target_labels, num_target_classes)
 
 
-@functools.partial(jax.jit, static_argnames=("num_source_classes", "num_target_classes"))
-def _nce(source_labels, target_labels, *, num_source_classes, num_target_classes):
+@functools.partial(
+    jax.jit, static_argnames=("num_source_classes", "num_target_classes")
+)
+def _nce(
+    source_labels, target_labels, *, num_source_classes, num_target_classes
+):
   source_one_hot = jax.nn.one_hot(source_labels, num_source_classes)
   target_one_hot = jax.nn.one_hot(target_labels, num_target_classes)
   joint = source_one_hot.T @ target_one_hot / source_labels.shape[0]  # (Z, C)

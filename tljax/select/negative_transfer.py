@@ -41,24 +41,36 @@ class TransferGap(_TransferGapFields):
 
   __slots__ = ()
 
-  def __new__(cls, gap: float, low: float, high: float, num_seeds: int) -> "TransferGap":
+  def __new__(
+      cls, gap: float, low: float, high: float, num_seeds: int
+  ) -> "TransferGap":
     values = {}
     for name, value in (("gap", gap), ("low", low), ("high", high)):
-      if (isinstance(value, bool)
+      if (
+          isinstance(value, bool)
           or not isinstance(value, (int, float, np.integer, np.floating))
-          or not math.isfinite(value)):
+          or not math.isfinite(value)
+      ):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
       values[name] = float(value)
     if not -1 <= values["gap"] <= 1:
-      raise ValueError(f"gap must lie in [-1, 1] (a difference of error rates), got {gap}")
+      raise ValueError(
+          f"gap must lie in [-1, 1] (a difference of error rates), got {gap}"
+      )
     if not values["low"] <= values["gap"] <= values["high"]:
-      raise ValueError(f"low <= gap <= high must hold, got low={low}, gap={gap}, "
-                       f"high={high}")
-    if (isinstance(num_seeds, bool) or not isinstance(num_seeds, (int, np.integer))
-        or num_seeds < 1):
+      raise ValueError(
+          f"low <= gap <= high must hold, got low={low}, gap={gap}, "
+          f"high={high}"
+      )
+    if (
+        isinstance(num_seeds, bool)
+        or not isinstance(num_seeds, (int, np.integer))
+        or num_seeds < 1
+    ):
       raise ValueError(f"num_seeds must be an int >= 1, got {num_seeds!r}")
-    return super().__new__(cls, values["gap"], values["low"], values["high"],
-                           int(num_seeds))
+    return super().__new__(
+        cls, values["gap"], values["low"], values["high"], int(num_seeds)
+    )
 
   @property
   def verdict(self) -> str:
@@ -76,9 +88,12 @@ class TransferGap(_TransferGapFields):
     return "inconclusive"
 
 
-def negative_transfer_gap(transfer_errors: Sequence[float],
-                          target_only_errors: Sequence[float], *,
-                          confidence: float = 0.95) -> TransferGap:
+def negative_transfer_gap(
+    transfer_errors: Sequence[float],
+    target_only_errors: Sequence[float],
+    *,
+    confidence: float = 0.95,
+) -> TransferGap:
   """The gap ε(transfer) − ε(target only) over paired seeds, with a t interval.
 
   Args:
@@ -99,25 +114,38 @@ def negative_transfer_gap(transfer_errors: Sequence[float],
   transfer = _as_errors(transfer_errors, "transfer_errors")
   reference = _as_errors(target_only_errors, "target_only_errors")
   if transfer.ndim != 1 or transfer.size == 0:
-    raise ValueError(f"transfer_errors must be a non-empty 1-D sequence, got "
-                     f"shape {transfer.shape}")
+    raise ValueError(
+        f"transfer_errors must be a non-empty 1-D sequence, got "
+        f"shape {transfer.shape}"
+    )
   if reference.shape != transfer.shape:
-    raise ValueError(f"target_only_errors must pair with transfer_errors "
-                     f"(shape {transfer.shape}), got shape {reference.shape}")
-  for name, values in (("transfer_errors", transfer),
-                       ("target_only_errors", reference)):
+    raise ValueError(
+        f"target_only_errors must pair with transfer_errors "
+        f"(shape {transfer.shape}), got shape {reference.shape}"
+    )
+  for name, values in (
+      ("transfer_errors", transfer),
+      ("target_only_errors", reference),
+  ):
     if not np.all(np.isfinite(values)) or np.any((values < 0) | (values > 1)):
       raise ValueError(f"{name} must be error rates in [0, 1], got {values}")
-  if (isinstance(confidence, bool)
+  if (
+      isinstance(confidence, bool)
       or not isinstance(confidence, (int, float, np.integer, np.floating))
-      or not 0 < confidence < 1):
-    raise ValueError(f"confidence must be in (0, 1) (a number), got {confidence!r}")
+      or not 0 < confidence < 1
+  ):
+    raise ValueError(
+        f"confidence must be in (0, 1) (a number), got {confidence!r}"
+    )
   differences = transfer - reference
   gap = float(differences.mean())
   if differences.size == 1:
     return TransferGap(gap, gap, gap, 1)
-  half_width = float(stats.t.ppf(0.5 + confidence / 2, differences.size - 1)
-                     * differences.std(ddof=1) / np.sqrt(differences.size))
+  half_width = float(
+      stats.t.ppf(0.5 + confidence / 2, differences.size - 1)
+      * differences.std(ddof=1)
+      / np.sqrt(differences.size)
+  )
   return TransferGap(gap, gap - half_width, gap + half_width, differences.size)
 
 
@@ -126,8 +154,12 @@ def _as_errors(values: Sequence[float], argument: str) -> np.ndarray:
   try:
     array = np.asarray(values)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"{argument} must be a 1-D sequence of error rates ({error})") from None
+    raise ValueError(
+        f"{argument} must be a 1-D sequence of error rates ({error})"
+    ) from None
   if array.dtype.kind not in "iuf":
-    raise ValueError(f"{argument} must hold real numbers (error rates in [0, 1]), got "
-                     f"dtype {array.dtype}")
+    raise ValueError(
+        f"{argument} must hold real numbers (error rates in [0, 1]), got "
+        f"dtype {array.dtype}"
+    )
   return array.astype(np.float64)

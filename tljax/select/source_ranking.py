@@ -34,11 +34,15 @@ from tljax.select.nce import nce
 from tljax.select.negative_transfer import negative_transfer_gap
 from tljax.select.transrate import transrate
 
+
 def _score_nce(features, probabilities, labels, num_classes):
   del features
-  return nce(np.argmax(probabilities, axis=1), labels,
-             num_source_classes=probabilities.shape[1],
-             num_target_classes=num_classes)
+  return nce(
+      np.argmax(probabilities, axis=1),
+      labels,
+      num_source_classes=probabilities.shape[1],
+      num_target_classes=num_classes,
+  )
 
 
 GBC_PCA_DIM = 64
@@ -64,19 +68,26 @@ def _score_gbc(features, probabilities, labels, num_classes):
 # name → (features, source probabilities, labels, num_classes) → score.
 # Every score is higher-is-better.
 SCORES: dict[str, Callable[..., Any]] = {
-  "logme": lambda f, p, y, c: logme(f, y, num_classes=c),
-  "leep": lambda f, p, y, c: leep(p, y, num_target_classes=c),
-  "nce": _score_nce,
-  "h_score": lambda f, p, y, c: h_score(f, y, num_classes=c),
-  "shrinkage_h_score": lambda f, p, y, c: shrinkage_h_score(
-      f, y, num_classes=c),
-  "gbc": _score_gbc,
-  "transrate": lambda f, p, y, c: transrate(f, y, num_classes=c),
+    "logme": lambda f, p, y, c: logme(f, y, num_classes=c),
+    "leep": lambda f, p, y, c: leep(p, y, num_target_classes=c),
+    "nce": _score_nce,
+    "h_score": lambda f, p, y, c: h_score(f, y, num_classes=c),
+    "shrinkage_h_score": lambda f, p, y, c: shrinkage_h_score(
+        f, y, num_classes=c
+    ),
+    "gbc": _score_gbc,
+    "transrate": lambda f, p, y, c: transrate(f, y, num_classes=c),
 }
 SCORE_NAMES = tuple(SCORES)
-SCORE_TITLES = {"logme": "LogME", "leep": "LEEP", "nce": "NCE",
-                "h_score": "H-score", "shrinkage_h_score": "shrinkage H-score",
-                "gbc": "GBC", "transrate": "TransRate"}
+SCORE_TITLES = {
+    "logme": "LogME",
+    "leep": "LEEP",
+    "nce": "NCE",
+    "h_score": "H-score",
+    "shrinkage_h_score": "shrinkage H-score",
+    "gbc": "GBC",
+    "transrate": "TransRate",
+}
 
 
 def check_score_names(names: Sequence[str]) -> tuple[str, ...]:
@@ -86,17 +97,24 @@ def check_score_names(names: Sequence[str]) -> tuple[str, ...]:
   names = tuple(names)
   unknown = [name for name in names if name not in SCORES]
   if unknown or not names:
-    raise ValueError(f"unknown score names {unknown}; known scores: "
-                     f"{list(SCORE_NAMES)}" if unknown else
-                     f"no score names given; known scores: {list(SCORE_NAMES)}")
+    raise ValueError(
+        f"unknown score names {unknown}; known scores: " f"{list(SCORE_NAMES)}"
+        if unknown
+        else f"no score names given; known scores: {list(SCORE_NAMES)}"
+    )
   if len(set(names)) != len(names):
     raise ValueError(f"score names are repeated: {list(names)}")
   return names
 
 
-def compute_scores(features: Any, probabilities: Any, labels: Any, *,
-                   num_classes: int,
-                   scores: Sequence[str] = SCORE_NAMES) -> dict[str, float]:
+def compute_scores(
+    features: Any,
+    probabilities: Any,
+    labels: Any,
+    *,
+    num_classes: int,
+    scores: Sequence[str] = SCORE_NAMES,
+) -> dict[str, float]:
   """Every requested score of one model on one labeled target set.
 
   Args:
@@ -117,8 +135,10 @@ def compute_scores(features: Any, probabilities: Any, labels: Any, *,
   features = np.asarray(features, np.float32)
   probabilities = np.asarray(probabilities, np.float32)
   labels = np.asarray(labels, np.int32)
-  return {name: float(SCORES[name](features, probabilities, labels, num_classes))
-          for name in scores}
+  return {
+      name: float(SCORES[name](features, probabilities, labels, num_classes))
+      for name in scores
+  }
 
 
 def effective_rank(features: Any) -> float:
@@ -128,10 +148,11 @@ def effective_rank(features: Any) -> float:
   (1 for features on a line, D for isotropic ones).
   """
   features = np.asarray(features, np.float64)
-  variances = np.linalg.svd(features - features.mean(axis=0),
-                            compute_uv=False) ** 2
+  variances = (
+      np.linalg.svd(features - features.mean(axis=0), compute_uv=False) ** 2
+  )
   total = variances.sum()
-  return float(total ** 2 / np.sum(variances ** 2)) if total > 0 else 0.0
+  return float(total**2 / np.sum(variances**2)) if total > 0 else 0.0
 
 
 def ranking(rows: Sequence[Mapping], score: str) -> list[str]:
@@ -151,40 +172,58 @@ def weighted_tau(scores: Sequence[float], accuracies: Sequence[float]) -> float:
   scores = np.asarray(scores, np.float64)
   accuracies = np.asarray(accuracies, np.float64)
   if scores.shape != accuracies.shape or scores.ndim != 1 or scores.size < 2:
-    raise ValueError(f"scores and accuracies must be 1-D of one length >= 2, "
-                     f"got shapes {scores.shape} and {accuracies.shape}")
+    raise ValueError(
+        f"scores and accuracies must be 1-D of one length >= 2, "
+        f"got shapes {scores.shape} and {accuracies.shape}"
+    )
   return float(stats.weightedtau(accuracies, scores, rank=None).statistic)
 
 
-def correlations(rows: Sequence[Mapping], accuracy: Mapping[str, Sequence[float]],
-                 scores: Sequence[str]) -> dict[str, dict[str, float]]:
+def correlations(
+    rows: Sequence[Mapping],
+    accuracy: Mapping[str, Sequence[float]],
+    scores: Sequence[str],
+) -> dict[str, dict[str, float]]:
   """Per score: weighted τ and Kendall τ against the mean measured accuracy."""
   names = [row["name"] for row in rows]
   measured = [float(np.mean(accuracy[name])) for name in names]
   result = {}
   for score in scores:
     values = [row["scores"][score] for row in rows]
-    result[score] = {"weighted_tau": weighted_tau(values, measured),
-                     "kendall_tau": float(stats.kendalltau(values,
-                                                           measured).statistic)}
+    result[score] = {
+        "weighted_tau": weighted_tau(values, measured),
+        "kendall_tau": float(stats.kendalltau(values, measured).statistic),
+    }
   return result
 
 
-def transfer_gaps(accuracy: Mapping[str, Sequence[float]],
-                  target_only: Sequence[float]) -> dict[str, dict]:
+def transfer_gaps(
+    accuracy: Mapping[str, Sequence[float]], target_only: Sequence[float]
+) -> dict[str, dict]:
   """Per source: ε(transfer) − ε(target only), paired over seeds, 95 % CI."""
   reference = [1 - value for value in target_only]
   gaps = {}
   for name, values in accuracy.items():
     gap = negative_transfer_gap([1 - value for value in values], reference)
-    gaps[name] = {"gap": gap.gap, "low": gap.low, "high": gap.high,
-                  "seeds": gap.num_seeds, "verdict": gap.verdict}
+    gaps[name] = {
+        "gap": gap.gap,
+        "low": gap.low,
+        "high": gap.high,
+        "seeds": gap.num_seeds,
+        "verdict": gap.verdict,
+    }
   return gaps
 
 
-def predicted_negative(rows: Sequence[Mapping], reference: Mapping,
-                       scores: Sequence[str]) -> dict[str, list[str]]:
+def predicted_negative(
+    rows: Sequence[Mapping], reference: Mapping, scores: Sequence[str]
+) -> dict[str, list[str]]:
   """Per score: the sources scoring below the untrained network."""
-  return {score: [row["name"] for row in rows
-                  if row["scores"][score] < reference["scores"][score]]
-          for score in scores}
+  return {
+      score: [
+          row["name"]
+          for row in rows
+          if row["scores"][score] < reference["scores"][score]
+      ]
+      for score in scores
+  }

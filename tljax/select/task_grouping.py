@@ -43,36 +43,40 @@ import numpy as np
 import optax
 
 from tljax.checks import check_int, check_positive, is_traced
+
 # The group search lives in its own module; re-exported here, where it was.
-from tljax.select.grouping_search import (MAX_GROUPING_TASKS, TaskGrouping,
-                                          concrete_array, group_tasks,
-                                          score_grouping)
+from tljax.select.grouping_search import (
+    MAX_GROUPING_TASKS,
+    TaskGrouping,
+    concrete_array,
+    group_tasks,
+    score_grouping,
+)
 
 __all__ = [
-  "MAX_GROUPING_TASKS",
-  "MultiTaskRun",
-  "TaskGrouping",
-  "group_tasks",
-  "lookahead_affinity",
-  "multitask_accuracy",
-  "multitask_logits",
-  "multitask_losses",
-  "score_grouping",
-  "train_with_affinities",
+    "MAX_GROUPING_TASKS",
+    "MultiTaskRun",
+    "TaskGrouping",
+    "group_tasks",
+    "lookahead_affinity",
+    "multitask_accuracy",
+    "multitask_logits",
+    "multitask_losses",
+    "score_grouping",
+    "train_with_affinities",
 ]
-
 
 
 # --- Inter-task affinity at one step ------------------------------------------
 
 
 def lookahead_affinity(
-  task_losses: Callable[[Any, Any, Any], jax.Array],
-  shared_params: Any,
-  task_params: Any,
-  batch: Any,
-  *,
-  learning_rate: Any,
+    task_losses: Callable[[Any, Any, Any], jax.Array],
+    shared_params: Any,
+    task_params: Any,
+    batch: Any,
+    *,
+    learning_rate: Any,
 ) -> jax.Array:
   r"""The inter-task affinities ``Z_{i→j}`` of one step (Fifty et al., Eq. 3).
 
@@ -122,12 +126,14 @@ def lookahead_affinity(
   check_positive(learning_rate, "learning_rate")
   leaves = jax.tree.leaves(shared_params)
   if not leaves:
-    raise ValueError("shared_params must hold at least one array (the shared parameters).")
+    raise ValueError(
+        "shared_params must hold at least one array (the shared parameters)."
+    )
   for leaf in leaves:
     if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
       raise ValueError(
-        f"shared_params must hold float arrays (they are differentiated), got dtype "
-        f"{jnp.result_type(leaf)}."
+          f"shared_params must hold float arrays (they are differentiated), got dtype "
+          f"{jnp.result_type(leaf)}."
       )
 
   def losses_at(shared):
@@ -136,17 +142,19 @@ def lookahead_affinity(
   losses, pullback = jax.vjp(losses_at, shared_params)
   if losses.ndim != 1 or losses.shape[0] < 1:
     raise ValueError(
-      "task_losses must return a 1-D array of the T task losses, got shape "
-      f"{losses.shape}."
+        "task_losses must return a 1-D array of the T task losses, got shape "
+        f"{losses.shape}."
     )
   if not jnp.issubdtype(losses.dtype, jnp.floating):
-    raise ValueError(f"task_losses must return floats, got dtype {losses.dtype}.")
+    raise ValueError(
+        f"task_losses must return floats, got dtype {losses.dtype}."
+    )
   if not is_traced(losses):
     values = np.asarray(losses)
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
       raise ValueError(
-        "task_losses must return finite losses > 0 at shared_params (the "
-        f"affinity divides by them), got {values.tolist()}."
+          "task_losses must return finite losses > 0 at shared_params (the "
+          f"affinity divides by them), got {values.tolist()}."
       )
   num_tasks = losses.shape[0]
   # Row i of the identity pulled back: ∇_{θ_s} L_i, stacked along a new axis.
@@ -154,8 +162,9 @@ def lookahead_affinity(
 
   def lookahead(gradient):
     moved = jax.tree.map(
-      lambda param, grad: param - (learning_rate * grad).astype(param.dtype),
-      shared_params, gradient,
+        lambda param, grad: param - (learning_rate * grad).astype(param.dtype),
+        shared_params,
+        gradient,
     )
     return losses_at(moved)
 
@@ -163,8 +172,8 @@ def lookahead_affinity(
   affinity = 1.0 - after / losses[None, :]
   if not is_traced(affinity) and not np.all(np.isfinite(np.asarray(affinity))):
     raise ValueError(
-      "lookahead_affinity: the losses after the lookahead step are not finite; "
-      "lower learning_rate."
+        "lookahead_affinity: the losses after the lookahead step are not finite; "
+        "lower learning_rate."
     )
   return affinity
 
@@ -194,10 +203,14 @@ def multitask_logits(params: dict, inputs: Any) -> tuple[jax.Array, ...]:
     inputs: ``(N, ...)`` inputs, flattened to ``(N, D)``.
   """
   features = _trunk(params["shared"], jnp.asarray(inputs))
-  return tuple(_dot(features, head["kernel"]) + head["bias"] for head in params["heads"])
+  return tuple(
+      _dot(features, head["kernel"]) + head["bias"] for head in params["heads"]
+  )
 
 
-def multitask_losses(shared_params: dict, heads: Sequence[dict], batch: dict) -> jax.Array:
+def multitask_losses(
+    shared_params: dict, heads: Sequence[dict], batch: dict
+) -> jax.Array:
   """Mean softmax cross-entropy of every head, ``(T,)``.
 
   A ``task_losses`` for :func:`lookahead_affinity` with the model of
@@ -210,38 +223,58 @@ def multitask_losses(shared_params: dict, heads: Sequence[dict], batch: dict) ->
   """
   features = _trunk(shared_params, batch["inputs"])
   labels = batch["labels"]
-  return jnp.stack([
-    jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-      _dot(features, head["kernel"]) + head["bias"], labels[:, task]))
-    for task, head in enumerate(heads)
-  ])
+  return jnp.stack(
+      [
+          jnp.mean(
+              optax.softmax_cross_entropy_with_integer_labels(
+                  _dot(features, head["kernel"]) + head["bias"], labels[:, task]
+              )
+          )
+          for task, head in enumerate(heads)
+      ]
+  )
 
 
 def multitask_accuracy(params: dict, inputs: Any, labels: Any) -> np.ndarray:
   """Per-task accuracy ``(T,)`` of a multi-task model on ``labels`` ``(N, T)``."""
   labels = np.asarray(labels)
   logits = multitask_logits(params, inputs)
-  return np.array([
-    float(np.mean(np.asarray(jnp.argmax(task_logits, axis=-1)) == labels[:, task]))
-    for task, task_logits in enumerate(logits)
-  ])
+  return np.array(
+      [
+          float(
+              np.mean(
+                  np.asarray(jnp.argmax(task_logits, axis=-1))
+                  == labels[:, task]
+              )
+          )
+          for task, task_logits in enumerate(logits)
+      ]
+  )
 
 
-def _init_params(key: jax.Array, in_features: int, hidden_dims: tuple[int, ...],
-                 num_classes: tuple[int, ...]) -> dict:
+def _init_params(
+    key: jax.Array,
+    in_features: int,
+    hidden_dims: tuple[int, ...],
+    num_classes: tuple[int, ...],
+) -> dict:
   """He-normal trunk, LeCun-normal heads, zero biases."""
   keys = jax.random.split(key, len(hidden_dims) + len(num_classes))
   shared, fan_in = {}, in_features
   for n, width in enumerate(hidden_dims):
     shared[f"dense{n + 1}"] = {
-      "kernel": jax.random.normal(keys[n], (fan_in, width)) * math.sqrt(2 / fan_in),
-      "bias": jnp.zeros((width,)),
+        "kernel": jax.random.normal(keys[n], (fan_in, width))
+        * math.sqrt(2 / fan_in),
+        "bias": jnp.zeros((width,)),
     }
     fan_in = width
   heads = tuple(
-    {"kernel": jax.random.normal(head_key, (fan_in, classes)) * math.sqrt(1 / fan_in),
-     "bias": jnp.zeros((classes,))}
-    for head_key, classes in zip(keys[len(hidden_dims):], num_classes)
+      {
+          "kernel": jax.random.normal(head_key, (fan_in, classes))
+          * math.sqrt(1 / fan_in),
+          "bias": jnp.zeros((classes,)),
+      }
+      for head_key, classes in zip(keys[len(hidden_dims) :], num_classes)
   )
   return {"shared": shared, "heads": heads}
 
@@ -260,6 +293,7 @@ class MultiTaskRun(NamedTuple):
       step's update).
     losses: ``(steps, T)`` the training batches' task losses.
   """
+
   params: dict
   affinity: np.ndarray | None
   affinity_history: np.ndarray
@@ -274,7 +308,9 @@ def _default_optimizer(learning_rate: float) -> optax.GradientTransformation:
 
 
 @functools.partial(jax.jit, static_argnames=("optimizer", "affinity_every"))
-def _train(params, inputs, labels, indices, learning_rate, *, optimizer, affinity_every):
+def _train(
+    params, inputs, labels, indices, learning_rate, *, optimizer, affinity_every
+):
   num_tasks = labels.shape[1]
 
   def step(carry, xs):
@@ -289,10 +325,15 @@ def _train(params, inputs, labels, indices, learning_rate, *, optimizer, affinit
     (_, losses), grads = jax.value_and_grad(objective, has_aux=True)(params)
     if affinity_every:
       affinity = jax.lax.cond(
-        step_number % affinity_every == 0,
-        lambda: lookahead_affinity(multitask_losses, params["shared"], params["heads"],
-                                   batch, learning_rate=learning_rate),
-        lambda: jnp.zeros((num_tasks, num_tasks), losses.dtype),
+          step_number % affinity_every == 0,
+          lambda: lookahead_affinity(
+              multitask_losses,
+              params["shared"],
+              params["heads"],
+              batch,
+              learning_rate=learning_rate,
+          ),
+          lambda: jnp.zeros((num_tasks, num_tasks), losses.dtype),
       )
     else:
       affinity = jnp.zeros((0, 0), losses.dtype)
@@ -301,20 +342,21 @@ def _train(params, inputs, labels, indices, learning_rate, *, optimizer, affinit
 
   steps = indices.shape[0]
   (params, _), (losses, affinities) = jax.lax.scan(
-    step, (params, optimizer.init(params)), (indices, jnp.arange(steps))
+      step, (params, optimizer.init(params)), (indices, jnp.arange(steps))
   )
   return params, losses, affinities
 
 
-def _check_labels(labels: Any, num_examples: int,
-                  num_classes: Sequence[int] | None) -> tuple[np.ndarray, tuple[int, ...]]:
+def _check_labels(
+    labels: Any, num_examples: int, num_classes: Sequence[int] | None
+) -> tuple[np.ndarray, tuple[int, ...]]:
   labels = concrete_array(labels, "labels")
   if labels.ndim == 1:
     labels = labels[:, None]
   if labels.ndim != 2 or labels.shape[0] != num_examples or labels.shape[1] < 1:
     raise ValueError(
-      f"labels must have shape ({num_examples}, num_tasks) (one row per input), "
-      f"got shape {labels.shape}."
+        f"labels must have shape ({num_examples}, num_tasks) (one row per input), "
+        f"got shape {labels.shape}."
     )
   if not np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_:
     raise ValueError(f"labels must hold integers, got dtype {labels.dtype}.")
@@ -322,37 +364,46 @@ def _check_labels(labels: Any, num_examples: int,
   if num_classes is None:
     if np.any(labels < 0):
       raise ValueError("labels must be >= 0.")
-    num_classes = tuple(max(int(labels[:, task].max()) + 1, 2) for task in range(num_tasks))
+    num_classes = tuple(
+        max(int(labels[:, task].max()) + 1, 2) for task in range(num_tasks)
+    )
   else:
-    if isinstance(num_classes, (str, bytes)) or not isinstance(num_classes, Sequence):
+    if isinstance(num_classes, (str, bytes)) or not isinstance(
+        num_classes, Sequence
+    ):
       raise ValueError(
-        f"num_classes must be a sequence of class counts, one per task, got {num_classes!r}."
+          f"num_classes must be a sequence of class counts, one per task, got {num_classes!r}."
       )
     num_classes = tuple(num_classes)
     if len(num_classes) != num_tasks:
       raise ValueError(
-        f"num_classes must give one count per task ({num_tasks}), got {len(num_classes)}."
+          f"num_classes must give one count per task ({num_tasks}), got {len(num_classes)}."
       )
-    num_classes = tuple(check_int(c, "num_classes", minimum=2) for c in num_classes)
-    bad = [task for task, c in enumerate(num_classes)
-           if np.any((labels[:, task] < 0) | (labels[:, task] >= c))]
+    num_classes = tuple(
+        check_int(c, "num_classes", minimum=2) for c in num_classes
+    )
+    bad = [
+        task
+        for task, c in enumerate(num_classes)
+        if np.any((labels[:, task] < 0) | (labels[:, task] >= c))
+    ]
     if bad:
       raise ValueError(f"labels of tasks {bad} lie outside [0, num_classes).")
   return labels.astype(np.int32), num_classes
 
 
 def train_with_affinities(
-  inputs: Any,
-  labels: Any,
-  *,
-  num_classes: Sequence[int] | None = None,
-  hidden_dims: Sequence[int] = (64,),
-  steps: int = 1000,
-  batch_size: int = 64,
-  learning_rate: float = 0.1,
-  optimizer: optax.GradientTransformation | None = None,
-  affinity_every: int = 10,
-  seed: int = 0,
+    inputs: Any,
+    labels: Any,
+    *,
+    num_classes: Sequence[int] | None = None,
+    hidden_dims: Sequence[int] = (64,),
+    steps: int = 1000,
+    batch_size: int = 64,
+    learning_rate: float = 0.1,
+    optimizer: optax.GradientTransformation | None = None,
+    affinity_every: int = 10,
+    seed: int = 0,
 ) -> MultiTaskRun:
   r"""Trains a multi-task MLP on all tasks jointly, recording inter-task affinities.
 
@@ -394,27 +445,42 @@ def train_with_affinities(
   inputs = concrete_array(inputs, "inputs")
   if inputs.ndim < 2 or inputs.shape[0] < 1 or math.prod(inputs.shape[1:]) < 1:
     raise ValueError(
-      f"inputs must have shape (num_examples, ...) with at least one example and "
-      f"one feature, got shape {inputs.shape}."
+        f"inputs must have shape (num_examples, ...) with at least one example and "
+        f"one feature, got shape {inputs.shape}."
     )
-  if not (np.issubdtype(inputs.dtype, np.floating) or np.issubdtype(inputs.dtype, np.integer)) \
-      or inputs.dtype == np.bool_:
-    raise ValueError(f"inputs must hold real numbers, got dtype {inputs.dtype}.")
+  if (
+      not (
+          np.issubdtype(inputs.dtype, np.floating)
+          or np.issubdtype(inputs.dtype, np.integer)
+      )
+      or inputs.dtype == np.bool_
+  ):
+    raise ValueError(
+        f"inputs must hold real numbers, got dtype {inputs.dtype}."
+    )
   if not np.all(np.isfinite(inputs)):
     raise ValueError("inputs must be finite (no NaN or infinity).")
   num_examples = inputs.shape[0]
   labels, num_classes = _check_labels(labels, num_examples, num_classes)
-  if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Sequence):
-    raise ValueError(f"hidden_dims must be a sequence of layer widths, got {hidden_dims!r}.")
+  if isinstance(hidden_dims, (str, bytes)) or not isinstance(
+      hidden_dims, Sequence
+  ):
+    raise ValueError(
+        f"hidden_dims must be a sequence of layer widths, got {hidden_dims!r}."
+    )
   hidden_dims = tuple(hidden_dims)
   if not hidden_dims:
-    raise ValueError("hidden_dims must name at least one hidden layer (the shared trunk).")
-  hidden_dims = tuple(check_int(width, "hidden_dims", minimum=1) for width in hidden_dims)
+    raise ValueError(
+        "hidden_dims must name at least one hidden layer (the shared trunk)."
+    )
+  hidden_dims = tuple(
+      check_int(width, "hidden_dims", minimum=1) for width in hidden_dims
+  )
   steps = check_int(steps, "steps", minimum=1)
   batch_size = check_int(batch_size, "batch_size", minimum=1)
   if batch_size > num_examples:
     raise ValueError(
-      f"batch_size must be at most the number of examples ({num_examples}), got {batch_size}."
+        f"batch_size must be at most the number of examples ({num_examples}), got {batch_size}."
     )
   check_positive(learning_rate, "learning_rate")
   affinity_every = check_int(affinity_every, "affinity_every", minimum=0)
@@ -422,31 +488,42 @@ def train_with_affinities(
   if optimizer is None:
     optimizer = _default_optimizer(float(learning_rate))
   elif not isinstance(optimizer, optax.GradientTransformation):
-    raise ValueError(f"optimizer must be an optax.GradientTransformation, got {optimizer!r}.")
+    raise ValueError(
+        f"optimizer must be an optax.GradientTransformation, got {optimizer!r}."
+    )
 
   rng = np.random.default_rng(seed)
   epochs = -(-steps * batch_size // num_examples)
   order = np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])
-  indices = order[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+  indices = (
+      order[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+  )
   with np.errstate(over="ignore"):
     flat_inputs = inputs.reshape(num_examples, -1).astype(np.float32)
   if not np.all(np.isfinite(flat_inputs)):
     raise ValueError(
-      "inputs must fit in float32 (the model's dtype), got magnitudes up to "
-      f"{np.max(np.abs(inputs)):.6g}; rescale them."
+        "inputs must fit in float32 (the model's dtype), got magnitudes up to "
+        f"{np.max(np.abs(inputs)):.6g}; rescale them."
     )
-  params = _init_params(jax.random.key(seed), flat_inputs.shape[1], hidden_dims, num_classes)
+  params = _init_params(
+      jax.random.key(seed), flat_inputs.shape[1], hidden_dims, num_classes
+  )
   params, losses, affinities = _train(
-    params, jnp.asarray(flat_inputs), jnp.asarray(labels), jnp.asarray(indices),
-    jnp.float32(learning_rate), optimizer=optimizer, affinity_every=affinity_every,
+      params,
+      jnp.asarray(flat_inputs),
+      jnp.asarray(labels),
+      jnp.asarray(indices),
+      jnp.float32(learning_rate),
+      optimizer=optimizer,
+      affinity_every=affinity_every,
   )
   num_tasks = labels.shape[1]
   losses = np.asarray(losses)
   if not np.all(np.isfinite(losses)):
     step = int(np.argmax(~np.all(np.isfinite(losses), axis=1)))
     raise ValueError(
-      f"train_with_affinities: training diverged (non-finite losses from step {step}); "
-      "lower learning_rate (or change optimizer)."
+        f"train_with_affinities: training diverged (non-finite losses from step {step}); "
+        "lower learning_rate (or change optimizer)."
     )
   if affinity_every:
     recorded = np.arange(0, steps, affinity_every)

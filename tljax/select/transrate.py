@@ -9,18 +9,24 @@ import jax
 import jax.numpy as jnp
 
 from tljax.checks import check_positive
-from tljax.select._checks import (as_parameter, check_features, check_labels, dot,
-                                  max_abs_scale, nan_if_out_of_range)
+from tljax.select._checks import (
+    as_parameter,
+    check_features,
+    check_labels,
+    dot,
+    max_abs_scale,
+    nan_if_out_of_range,
+)
 
 __all__ = ["transrate"]
 
 
 def transrate(
-  features: Any,
-  labels: Any,
-  *,
-  eps: float = 1e-4,
-  num_classes: int | None = None,
+    features: Any,
+    labels: Any,
+    *,
+    eps: float = 1e-4,
+    num_classes: int | None = None,
 ) -> jax.Array:
   r"""TransRate, the coding rate of the features minus that given the labels.
 
@@ -71,11 +77,20 @@ def transrate(
   check_positive(eps, "eps")
   features = check_features(features, "features")
   labels, num_classes = check_labels(
-    labels, "labels", length=features.shape[0], length_of="features",
-    num_classes=num_classes, num_classes_argument="num_classes", min_present=2,
+      labels,
+      "labels",
+      length=features.shape[0],
+      length_of="features",
+      num_classes=num_classes,
+      num_classes_argument="num_classes",
+      min_present=2,
   )
-  score = _transrate(features, labels, as_parameter(eps, features.dtype, "eps"),
-                     num_classes=num_classes)
+  score = _transrate(
+      features,
+      labels,
+      as_parameter(eps, features.dtype, "eps"),
+      num_classes=num_classes,
+  )
   return nan_if_out_of_range(score, labels, num_classes)
 
 
@@ -95,7 +110,7 @@ def _half_log_det_identity_plus(gram, log_scale):
     eigenvalues = jnp.linalg.eigvalsh(gram)
     positive = eigenvalues > 0
     log_eigenvalues = jnp.where(
-      positive, jnp.log(jnp.where(positive, eigenvalues, 1.0)), -jnp.inf
+        positive, jnp.log(jnp.where(positive, eigenvalues, 1.0)), -jnp.inf
     )
     return 0.5 * jnp.sum(jnp.logaddexp(0.0, log_scale + log_eigenvalues))
 
@@ -126,7 +141,11 @@ def _transrate(features, labels, eps, *, num_classes):
     else:
       class_gram = gram * member[:, None] * member[None, :]
     class_scale = log_scale - jnp.log(jnp.maximum(count, 1))
-    return count / num_examples * _half_log_det_identity_plus(class_gram, class_scale)
+    return (
+        count
+        / num_examples
+        * _half_log_det_identity_plus(class_gram, class_scale)
+    )
 
   class_rates = jax.lax.map(weighted_class_rate, jnp.arange(num_classes))
   return rate - jnp.sum(class_rates)

@@ -44,19 +44,27 @@ import numpy as np
 import optax
 
 from tljax.checks import check_int, check_positive, is_traced
-from tljax.select._checks import (as_float, as_jax_array, as_parameter,
-                                  check_features, check_finite,
-                                  check_finite_result, check_real_dtype, dot,
-                                  max_abs_scale, to_array)
+from tljax.select._checks import (
+    as_float,
+    as_jax_array,
+    as_parameter,
+    check_features,
+    check_finite,
+    check_finite_result,
+    check_real_dtype,
+    dot,
+    max_abs_scale,
+    to_array,
+)
 from tljax.solvers import minimize_lbfgs
 
 __all__ = [
-  "deep_embedded_validation",
-  "domain_density_ratios",
-  "importance_weighted_validation",
-  "information_maximization",
-  "prediction_entropy",
-  "soft_neighborhood_density",
+    "deep_embedded_validation",
+    "domain_density_ratios",
+    "importance_weighted_validation",
+    "information_maximization",
+    "prediction_entropy",
+    "soft_neighborhood_density",
 ]
 
 
@@ -70,8 +78,8 @@ def _check_logits(logits: Any, argument: str) -> jax.Array:
   logits = as_jax_array(original)
   if logits.ndim != 2 or logits.shape[0] < 2 or logits.shape[1] < 1:
     raise ValueError(
-      f"{argument} must have shape (num_examples, num_classes) with at least 2 "
-      f"rows and 1 column, got shape {logits.shape}."
+        f"{argument} must have shape (num_examples, num_classes) with at least 2 "
+        f"rows and 1 column, got shape {logits.shape}."
     )
   check_real_dtype(logits, argument)
   logits = as_float(logits)
@@ -87,8 +95,8 @@ def _check_vector(values: Any, argument: str) -> jax.Array:
   values = as_jax_array(original)
   if values.ndim != 1 or values.shape[0] < 2:
     raise ValueError(
-      f"{argument} must have shape (num_examples,) with at least 2 examples, got "
-      f"shape {values.shape}."
+        f"{argument} must have shape (num_examples,) with at least 2 examples, got "
+        f"shape {values.shape}."
     )
   check_real_dtype(values, argument)
   values = as_float(values)
@@ -98,7 +106,7 @@ def _check_vector(values: Any, argument: str) -> jax.Array:
 
 
 def _check_losses_and_ratios(
-  source_val_losses: Any, density_ratios: Any
+    source_val_losses: Any, density_ratios: Any
 ) -> tuple[jax.Array, jax.Array]:
   """Per-example losses and importance weights of the same length, in one dtype."""
   ratios_traced = is_traced(density_ratios)
@@ -106,16 +114,16 @@ def _check_losses_and_ratios(
   ratios = _check_vector(density_ratios, "density_ratios")
   if losses.shape != ratios.shape:
     raise ValueError(
-      f"source_val_losses and density_ratios must have the same length (one "
-      f"weight per source validation example), got {losses.shape[0]} and "
-      f"{ratios.shape[0]}."
+        f"source_val_losses and density_ratios must have the same length (one "
+        f"weight per source validation example), got {losses.shape[0]} and "
+        f"{ratios.shape[0]}."
     )
   if not ratios_traced:
     values = np.asarray(density_ratios, np.float64)
     if np.any(values < 0):
       raise ValueError(
-        f"density_ratios must be >= 0 (importance weights), got minimum "
-        f"{values.min():.6g}."
+          f"density_ratios must be >= 0 (importance weights), got minimum "
+          f"{values.min():.6g}."
       )
     if not np.any(values > 0):
       raise ValueError("density_ratios must not be all zero.")
@@ -198,7 +206,8 @@ def _entropies(logits: jax.Array) -> jax.Array:
   log_probabilities = jax.nn.log_softmax(logits, axis=1)
   probabilities = jnp.exp(log_probabilities)
   return -jnp.sum(
-    jnp.where(probabilities > 0, probabilities * log_probabilities, 0.0), axis=1
+      jnp.where(probabilities > 0, probabilities * log_probabilities, 0.0),
+      axis=1,
   )
 
 
@@ -210,7 +219,7 @@ def _information_maximization(logits):
 
 
 def soft_neighborhood_density(
-  target_features_or_probabilities: Any, *, temperature: float = 0.05
+    target_features_or_probabilities: Any, *, temperature: float = 0.05
 ) -> jax.Array:
   r"""Soft neighbourhood density (SND) of the target examples; higher is better.
 
@@ -257,7 +266,7 @@ def soft_neighborhood_density(
   """
   check_positive(temperature, "temperature")
   features = check_features(
-    target_features_or_probabilities, "target_features_or_probabilities"
+      target_features_or_probabilities, "target_features_or_probabilities"
   )
   temperature = as_parameter(temperature, features.dtype, "temperature")
   return _soft_neighborhood_density(features, temperature)
@@ -268,7 +277,9 @@ def _soft_neighborhood_density(features, temperature):
   # Each row scaled to max |f_i| = 1 first (the cosine does not change), so
   # that its squared norm neither overflows nor underflows.
   largest = jnp.max(jnp.abs(features), axis=1, keepdims=True)
-  features = features / jnp.where(largest >= jnp.finfo(features.dtype).tiny, largest, 1.0)
+  features = features / jnp.where(
+      largest >= jnp.finfo(features.dtype).tiny, largest, 1.0
+  )
   norms = jnp.linalg.norm(features, axis=1, keepdims=True)
   normalised = features / jnp.maximum(norms, 1e-12)
   similarities = dot(normalised, normalised.T)
@@ -278,11 +289,11 @@ def _soft_neighborhood_density(features, temperature):
   # non-maximal similarities to -inf instead of the maximal ones to +inf.
   shifted = similarities - jnp.max(similarities, axis=1, keepdims=True)
   log_neighbours = jax.nn.log_softmax(
-    jnp.where(others, shifted / temperature, -jnp.inf), axis=1
+      jnp.where(others, shifted / temperature, -jnp.inf), axis=1
   )
   neighbours = jnp.exp(log_neighbours)
   entropies = -jnp.sum(  # 0 · log 0 = 0
-    jnp.where(neighbours > 0, neighbours * log_neighbours, 0.0), axis=1
+      jnp.where(neighbours > 0, neighbours * log_neighbours, 0.0), axis=1
   )
   return jnp.mean(entropies)
 
@@ -290,7 +301,9 @@ def _soft_neighborhood_density(features, temperature):
 # --- Risks on re-weighted source validation losses (lower is better) --------------
 
 
-def importance_weighted_validation(source_val_losses: Any, density_ratios: Any) -> jax.Array:
+def importance_weighted_validation(
+    source_val_losses: Any, density_ratios: Any
+) -> jax.Array:
   r"""The importance-weighted source validation loss, a target-risk estimate; lower is better.
 
   Sugiyama, Krauledat and Müller, "Covariate shift adaptation by importance
@@ -322,13 +335,15 @@ def importance_weighted_validation(source_val_losses: Any, density_ratios: Any) 
       the risk of concrete inputs overflows the float range.
   """
   losses, ratios = _check_losses_and_ratios(source_val_losses, density_ratios)
-  return check_finite_result(_importance_weighted_validation(losses, ratios),
-                             _OVERFLOW.format("importance-weighted loss"))
+  return check_finite_result(
+      _importance_weighted_validation(losses, ratios),
+      _OVERFLOW.format("importance-weighted loss"),
+  )
 
 
 _OVERFLOW = (
-  "The {} overflows: source_val_losses times density_ratios exceed the float "
-  "range; rescale the losses or check the density ratios."
+    "The {} overflows: source_val_losses times density_ratios exceed the float "
+    "range; rescale the losses or check the density ratios."
 )
 
 
@@ -345,7 +360,9 @@ def _importance_weighted_validation(losses, ratios):
   return jnp.mean(ratios * losses) * loss_scale * ratio_scale
 
 
-def deep_embedded_validation(source_val_losses: Any, density_ratios: Any) -> jax.Array:
+def deep_embedded_validation(
+    source_val_losses: Any, density_ratios: Any
+) -> jax.Array:
   r"""Deep embedded validation (DEV) risk, a target-risk estimate; lower is better.
 
   You, Wang, Long and Wang, "Towards accurate model selection in deep
@@ -382,8 +399,9 @@ def deep_embedded_validation(source_val_losses: Any, density_ratios: Any) -> jax
       the risk of concrete inputs overflows the float range.
   """
   losses, ratios = _check_losses_and_ratios(source_val_losses, density_ratios)
-  return check_finite_result(_deep_embedded_validation(losses, ratios),
-                             _OVERFLOW.format("DEV risk"))
+  return check_finite_result(
+      _deep_embedded_validation(losses, ratios), _OVERFLOW.format("DEV risk")
+  )
 
 
 @jax.jit
@@ -396,23 +414,29 @@ def _deep_embedded_validation(losses, ratios):
   weighted_mean = jnp.mean(weighted)
   ratio_mean = jnp.mean(ratios)
   centred_ratios = ratios - ratio_mean
-  covariance = jnp.sum((weighted - weighted_mean) * centred_ratios) / (num_examples - 1)
+  covariance = jnp.sum((weighted - weighted_mean) * centred_ratios) / (
+      num_examples - 1
+  )
   variance = jnp.sum(jnp.square(centred_ratios)) / (num_examples - 1)
   # Equal weights: Var(w) = 0 in exact arithmetic, but rounding in the mean
   # can leave a tiny variance; test the weights themselves.
   constant = jnp.all(ratios == ratios[0]) | (variance <= 0)
-  eta = jnp.where(constant, 0.0, -covariance / jnp.where(constant, 1.0, variance))
+  eta = jnp.where(
+      constant, 0.0, -covariance / jnp.where(constant, 1.0, variance)
+  )
   # = mean(L) + η mean(w) − η, unscaled.
-  return loss_scale * (ratio_scale * weighted_mean + eta * (ratio_scale * ratio_mean - 1))
+  return loss_scale * (
+      ratio_scale * weighted_mean + eta * (ratio_scale * ratio_mean - 1)
+  )
 
 
 def domain_density_ratios(
-  source_features: Any,
-  target_features: Any,
-  *,
-  evaluation_features: Any = None,
-  l2_regularization: float = 1e-3,
-  max_iterations: int = 200,
+    source_features: Any,
+    target_features: Any,
+    *,
+    evaluation_features: Any = None,
+    l2_regularization: float = 1e-3,
+    max_iterations: int = 200,
 ) -> jax.Array:
   r"""Density ratios ``p_t(x) / p_s(x)`` from a logistic-regression domain classifier.
 
@@ -470,47 +494,56 @@ def domain_density_ratios(
     evaluation_features = source_features
   else:
     evaluation_features = check_features(
-      evaluation_features, "evaluation_features", min_rows=1
+        evaluation_features, "evaluation_features", min_rows=1
     )
   dim = source_features.shape[1]
-  for argument, features in (("target_features", target_features),
-                             ("evaluation_features", evaluation_features)):
+  for argument, features in (
+      ("target_features", target_features),
+      ("evaluation_features", evaluation_features),
+  ):
     if features.shape[1] != dim:
       raise ValueError(
-        f"{argument} must have the feature dimension of source_features, {dim}, "
-        f"got {features.shape[1]}."
+          f"{argument} must have the feature dimension of source_features, {dim}, "
+          f"got {features.shape[1]}."
       )
   dtype = jnp.promote_types(
-    jnp.promote_types(source_features.dtype, target_features.dtype),
-    evaluation_features.dtype,
+      jnp.promote_types(source_features.dtype, target_features.dtype),
+      evaluation_features.dtype,
   )
   ratios = _domain_density_ratios(
-    source_features.astype(dtype), target_features.astype(dtype),
-    evaluation_features.astype(dtype),
-    as_parameter(l2_regularization, dtype, "l2_regularization"),
-    max_iterations=max_iterations,
+      source_features.astype(dtype),
+      target_features.astype(dtype),
+      evaluation_features.astype(dtype),
+      as_parameter(l2_regularization, dtype, "l2_regularization"),
+      max_iterations=max_iterations,
   )
   return check_finite_result(
-    ratios,
-    "domain_density_ratios: the ratios overflow (exp of the domain logit exceeds "
-    f"the {jnp.dtype(dtype).name} range): source_features and target_features are "
-    "(nearly) separable, or evaluation_features lie far outside them; raise "
-    "l2_regularization or use fewer features.",
+      ratios,
+      "domain_density_ratios: the ratios overflow (exp of the domain logit exceeds "
+      f"the {jnp.dtype(dtype).name} range): source_features and target_features are "
+      "(nearly) separable, or evaluation_features lie far outside them; raise "
+      "l2_regularization or use fewer features.",
   )
 
 
 @functools.partial(jax.jit, static_argnames=("max_iterations",))
-def _domain_density_ratios(source_features, target_features, evaluation_features,
-                           l2_regularization, *, max_iterations):
+def _domain_density_ratios(
+    source_features,
+    target_features,
+    evaluation_features,
+    l2_regularization,
+    *,
+    max_iterations,
+):
   num_source, num_target = source_features.shape[0], target_features.shape[0]
   inputs = jnp.concatenate([source_features, target_features])
   # Standardisation makes the ratios independent of the feature scale;
   # dividing by max |x| first keeps its squares in range (1e30, 1e-30).
   scale = max_abs_scale(inputs)
   inputs, evaluation_features = inputs / scale, evaluation_features / scale
-  domains = jnp.concatenate([
-    jnp.zeros(num_source, inputs.dtype), jnp.ones(num_target, inputs.dtype)
-  ])
+  domains = jnp.concatenate(
+      [jnp.zeros(num_source, inputs.dtype), jnp.ones(num_target, inputs.dtype)]
+  )
   mean = jnp.mean(inputs, axis=0)
   scale = jnp.std(inputs, axis=0)
   scale = jnp.where(scale > 0, scale, 1.0)
@@ -522,7 +555,14 @@ def _domain_density_ratios(source_features, target_features, evaluation_features
     loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, domains))
     return loss + 0.5 * l2_regularization * jnp.sum(jnp.square(weight))
 
-  initial = (jnp.zeros(inputs.shape[1], inputs.dtype), jnp.zeros((), inputs.dtype))
-  weight, bias = minimize_lbfgs(objective, initial, max_iterations=max_iterations)
+  initial = (
+      jnp.zeros(inputs.shape[1], inputs.dtype),
+      jnp.zeros((), inputs.dtype),
+  )
+  weight, bias = minimize_lbfgs(
+      objective, initial, max_iterations=max_iterations
+  )
   logits = dot((evaluation_features - mean) / scale, weight) + bias
-  return jnp.exp(logits + math.log(num_source / num_target)).astype(inputs.dtype)
+  return jnp.exp(logits + math.log(num_source / num_target)).astype(
+      inputs.dtype
+  )

@@ -5,9 +5,18 @@ The checkpoint format moved to the bottom of tljax (see
 keeps working.
 """
 
-from tljax.checkpoint import (CHECKPOINT_SUBDIR, CheckpointError,
-                              CheckpointNotFoundError, CheckpointSaveError,
-                              Checkpointer)
+from tljax.checkpoint import (
+    CHECKPOINT_SUBDIR,
+    CheckpointError,
+    CheckpointNotFoundError,
+    CheckpointSaveError,
+    Checkpointer,
+)
 
-__all__ = ["CHECKPOINT_SUBDIR", "CheckpointError", "CheckpointNotFoundError",
-           "CheckpointSaveError", "Checkpointer"]
+__all__ = [
+    "CHECKPOINT_SUBDIR",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "CheckpointSaveError",
+    "Checkpointer",
+]

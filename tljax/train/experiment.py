@@ -22,8 +22,13 @@ from tljax.select import negative_transfer_gap
 from tljax.train import metrics as metrics_lib
 from tljax.train import parallel
 from tljax.train import workdir as workdir_lib
-from tljax.train.loop import (TRAIN_EVERYTHING, build_model, load_domains,
-                              pretrain_init_from, train_and_evaluate)
+from tljax.train.loop import (
+    TRAIN_EVERYTHING,
+    build_model,
+    load_domains,
+    pretrain_init_from,
+    train_and_evaluate,
+)
 
 CONFIG_JSON = "config.json"
 RESULTS_JSON = "results.json"
@@ -43,26 +48,32 @@ def check_experiment_config(config) -> None:
   """
   check_config(config)
   methods = methods_lib.available_methods()
-  for key, name in [("method", config.method),
-                    *((f"baselines[{i}]", name)
-                      for i, name in enumerate(config.baselines))]:
+  for key, name in [
+      ("method", config.method),
+      *((f"baselines[{i}]", name) for i, name in enumerate(config.baselines)),
+  ]:
     if name not in methods:
-      raise ValueError(f"config key {key!r}: method {name!r} is unknown; "
-                       f"registered methods: {methods}")
+      raise ValueError(
+          f"config key {key!r}: method {name!r} is unknown; "
+          f"registered methods: {methods}"
+      )
   methods_lib.method_settings(config.method, config.get("method_kwargs"))
   if config.get("parallel") is not None:
     parallel.check_param_rules(config.parallel.get("param_rules"))
   models = models_lib.available_models()
   if config.model.name not in models:
-    raise ValueError(f"config key 'model.name': model {config.model.name!r} is "
-                     f"unknown; registered models: {models}")
+    raise ValueError(
+        f"config key 'model.name': model {config.model.name!r} is "
+        f"unknown; registered models: {models}"
+    )
   sources = data_lib.available_sources()
   for domain in ("source", "target"):
     name = config[domain].name
     if name not in sources and not name.startswith("tfds:"):
       raise ValueError(
           f"config key '{domain}.name': dataset {name!r} is unknown; known: "
-          f"{list(sources)} or 'tfds:<catalog name>'")
+          f"{list(sources)} or 'tfds:<catalog name>'"
+      )
 
 
 def prior_run_config(config, prior):
@@ -115,9 +126,13 @@ def run_experiment(config, workdir: str) -> dict:
   check_experiment_config(config)
   with workdir_lib.WorkdirLock(workdir):
     # The experiment's config binds once one of its runs completed a step.
-    workdir_lib.claim(os.path.join(workdir, CONFIG_JSON), config.to_dict(),
-                      what="an experiment", config_key=None,
-                      binding=workdir_lib.completed_a_step(workdir))
+    workdir_lib.claim(
+        os.path.join(workdir, CONFIG_JSON),
+        config.to_dict(),
+        what="an experiment",
+        config_key=None,
+        binding=workdir_lib.completed_a_step(workdir),
+    )
     return _run_experiment(config, workdir)
 
 
@@ -126,16 +141,18 @@ def _run_experiment(config, workdir: str) -> dict:
   domains = load_domains(config)
   model = build_model(config, domains)
   names = list(dict.fromkeys([config.method, *config.baselines]))
-  methods = {name: methods_lib.build_method(name, config, model)
-             for name in names}
+  methods = {
+      name: methods_lib.build_method(name, config, model) for name in names
+  }
   summaries: dict[tuple[str, str, int], dict] = {}
 
   def run(name: str, seed: int, cfg=config, root: str = workdir) -> dict:
     if (root, name, seed) in summaries:
       return summaries[(root, name, seed)]
     run_model = model if cfg is config else build_model(cfg, domains)
-    method = (methods.get(name) if cfg is config else None) or \
-        methods_lib.build_method(name, cfg, run_model)
+    method = (
+        methods.get(name) if cfg is config else None
+    ) or methods_lib.build_method(name, cfg, run_model)
     init_from, prior_runs = None, {}
     for prior in method.needs:
       if prior.workdir:
@@ -152,35 +169,60 @@ def _run_experiment(config, workdir: str) -> dict:
       else:
         prior_runs[prior.role] = directory
     summaries[(root, name, seed)] = train_and_evaluate(
-        cfg, run_dir(root, name, seed), method_name=name, seed=seed,
-        init_from=init_from, prior_runs=prior_runs, domains=domains)
+        cfg,
+        run_dir(root, name, seed),
+        method_name=name,
+        seed=seed,
+        init_from=init_from,
+        prior_runs=prior_runs,
+        domains=domains,
+    )
     return summaries[(root, name, seed)]
 
   for name in names:
     for seed in config.seeds:
       run(name, int(seed))
-  table = [aggregate(name, methods[name].setting,
-                     [summaries[(workdir, name, int(seed))]
-                      for seed in config.seeds])
-           for name in names]
-  gaps = transfer_gaps(names, {name: method.setting
-                               for name, method in methods.items()},
-                       {(name, seed): summary
-                        for (root, name, seed), summary in summaries.items()
-                        if root == workdir},
-                       [int(seed) for seed in config.seeds])
-  results = {"runs": list(summaries.values()), "table": table,
-             "negative_transfer": gaps}
-  metrics_lib.write_json_atomically(os.path.join(workdir, RESULTS_JSON), results)
-  with open(os.path.join(workdir, RESULTS_MARKDOWN), "w", encoding="utf-8") as f:
+  table = [
+      aggregate(
+          name,
+          methods[name].setting,
+          [summaries[(workdir, name, int(seed))] for seed in config.seeds],
+      )
+      for name in names
+  ]
+  gaps = transfer_gaps(
+      names,
+      {name: method.setting for name, method in methods.items()},
+      {
+          (name, seed): summary
+          for (root, name, seed), summary in summaries.items()
+          if root == workdir
+      },
+      [int(seed) for seed in config.seeds],
+  )
+  results = {
+      "runs": list(summaries.values()),
+      "table": table,
+      "negative_transfer": gaps,
+  }
+  metrics_lib.write_json_atomically(
+      os.path.join(workdir, RESULTS_JSON), results
+  )
+  with open(
+      os.path.join(workdir, RESULTS_MARKDOWN), "w", encoding="utf-8"
+  ) as f:
     f.write(format_table(table) + "\n")
     if gaps:
       f.write("\n" + format_gaps(gaps) + "\n")
   return results
 
 
-def transfer_gaps(names: list[str], settings: dict[str, str], summaries: dict,
-                  seeds: list[int]) -> list:
+def transfer_gaps(
+    names: list[str],
+    settings: dict[str, str],
+    summaries: dict,
+    seeds: list[int],
+) -> list:
   """ε(method) − ε(target_only) on the target test split, per inductive method.
 
   Only methods in the inductive setting are compared: they see the same target
@@ -192,49 +234,66 @@ def transfer_gaps(names: list[str], settings: dict[str, str], summaries: dict,
   """
   if "target_only" not in names:
     return []
-  reference = [1 - summaries[("target_only", seed)]["target_test"]["accuracy"]
-               for seed in seeds]
+  reference = [
+      1 - summaries[("target_only", seed)]["target_test"]["accuracy"]
+      for seed in seeds
+  ]
   gaps = []
   for name in names:
     if name == "target_only" or settings[name] != "inductive":
       continue
-    errors = [1 - summaries[(name, seed)]["target_test"]["accuracy"]
-              for seed in seeds]
+    errors = [
+        1 - summaries[(name, seed)]["target_test"]["accuracy"] for seed in seeds
+    ]
     gap = negative_transfer_gap(errors, reference)
-    gaps.append({"method": name, "gap": gap.gap, "low": gap.low,
-                 "high": gap.high, "seeds": gap.num_seeds,
-                 "verdict": gap.verdict})
+    gaps.append(
+        {
+            "method": name,
+            "gap": gap.gap,
+            "low": gap.low,
+            "high": gap.high,
+            "seeds": gap.num_seeds,
+            "verdict": gap.verdict,
+        }
+    )
   return gaps
 
 
 def format_gaps(gaps: list[dict]) -> str:
   """The negative-transfer gaps as a markdown table, in points of error."""
-  lines = ["| method | ε(method) − ε(target_only) (points) | 95% CI | verdict |",
-           "| --- | --- | --- | --- |"]
+  lines = [
+      "| method | ε(method) − ε(target_only) (points) | 95% CI | verdict |",
+      "| --- | --- | --- | --- |",
+  ]
   for row in gaps:
-    lines.append(f"| {row['method']} | {100 * row['gap']:+.1f} | "
-                 f"[{100 * row['low']:+.1f}, {100 * row['high']:+.1f}] | "
-                 f"{row['verdict']} |")
+    lines.append(
+        f"| {row['method']} | {100 * row['gap']:+.1f} | "
+        f"[{100 * row['low']:+.1f}, {100 * row['high']:+.1f}] | "
+        f"{row['verdict']} |"
+    )
   return "\n".join(lines)
 
 
 def aggregate(name: str, setting: str, summaries: list[dict]) -> dict:
   """Mean and sample standard deviation of the test accuracies over seeds."""
   row = {"method": name, "setting": setting, "seeds": len(summaries)}
-  flagged = [summary for summary in summaries
-             if summary.get("skipped_too_many")]
+  flagged = [
+      summary for summary in summaries if summary.get("skipped_too_many")
+  ]
   if flagged:
     # divergence_policy="skip" dropped most updates of these seeds.
-    row["skipped_steps"] = {str(summary["seed"]): [summary["skipped_steps"],
-                                                   summary["steps"]]
-                            for summary in flagged}
+    row["skipped_steps"] = {
+        str(summary["seed"]): [summary["skipped_steps"], summary["steps"]]
+        for summary in flagged
+    }
   for split in ("source_test", "target_validation", "target_test"):
     if split not in summaries[0]:
       continue
     accuracies = np.array([summary[split]["accuracy"] for summary in summaries])
     row[f"{split}_accuracy_mean"] = float(accuracies.mean())
-    row[f"{split}_accuracy_std"] = (float(accuracies.std(ddof=1))
-                                    if len(accuracies) > 1 else 0.0)
+    row[f"{split}_accuracy_std"] = (
+        float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0
+    )
   return row
 
 
@@ -250,22 +309,30 @@ def format_table(table: list[dict]) -> str:
   if any("target_validation_accuracy_mean" in row for row in table):
     splits.insert(1, "target_validation")
     headers.insert(1, "target val acc (%)")
-  lines = ["| method | setting | " + " | ".join(headers) + " | seeds |",
-           "| --- | --- | " + " | ".join("---" for _ in headers) + " | --- |"]
+  lines = [
+      "| method | setting | " + " | ".join(headers) + " | seeds |",
+      "| --- | --- | " + " | ".join("---" for _ in headers) + " | --- |",
+  ]
   notes = []
   for row in table:
     cells = [row["method"], row["setting"]]
     if row.get("skipped_steps"):
       cells[0] += " ⚠"
-      seeds = ", ".join(f"seed {seed}: {skipped} of {steps}" for seed, (
-          skipped, steps) in row["skipped_steps"].items())
-      notes.append(f"⚠ {row['method']}: steps skipped as non-finite "
-                   f"(divergence_policy='skip') — {seeds}; these numbers are "
-                   "not those of trained models")
+      seeds = ", ".join(
+          f"seed {seed}: {skipped} of {steps}"
+          for seed, (skipped, steps) in row["skipped_steps"].items()
+      )
+      notes.append(
+          f"⚠ {row['method']}: steps skipped as non-finite "
+          f"(divergence_policy='skip') — {seeds}; these numbers are "
+          "not those of trained models"
+      )
     for split in splits:
       if f"{split}_accuracy_mean" in row:
-        cells.append(f"{100 * row[f'{split}_accuracy_mean']:.1f} ± "
-                     f"{100 * row[f'{split}_accuracy_std']:.1f}")
+        cells.append(
+            f"{100 * row[f'{split}_accuracy_mean']:.1f} ± "
+            f"{100 * row[f'{split}_accuracy_std']:.1f}"
+        )
       else:
         cells.append("")
     cells.append(str(row["seeds"]))

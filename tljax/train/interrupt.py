@@ -72,5 +72,7 @@ class StopSignals:
     if self.received is None:
       return
     signal.raise_signal(self.received)
-    raise KeyboardInterrupt(f"stopped by signal {self.received} after step "
-                            f"{step}; checkpoint saved")
+    raise KeyboardInterrupt(
+        f"stopped by signal {self.received} after step "
+        f"{step}; checkpoint saved"
+    )

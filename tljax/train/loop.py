@@ -36,9 +36,15 @@ from tljax.train import provenance
 from tljax.train import workdir as workdir_lib
 from tljax.train.workdir import RUN_CONFIG_FILE
 from tljax.train.interrupt import StopSignals
-from tljax.train.step import (GroupedOptimizer, guard_nonfinite,
-                              keyed_by_step, make_staged_train_step,
-                              make_train_step, split_groups, updates_per_step)
+from tljax.train.step import (
+    GroupedOptimizer,
+    guard_nonfinite,
+    keyed_by_step,
+    make_staged_train_step,
+    make_train_step,
+    split_groups,
+    updates_per_step,
+)
 
 # The splits evaluated during and after training, logged as
 # "<domain>_<split>/<metric>".
@@ -54,21 +60,31 @@ def load_domains(config) -> dict[str, dict[str, Any]]:
     kwargs = dict(spec.get("kwargs") or {})
     domains[domain] = {}
     for split in ("train", "test"):
-      source = data_lib.get_source(spec.name, spec[f"{split}_split"],
-                                   data_dir=config.get("data_dir"), **kwargs)
+      source = data_lib.get_source(
+          spec.name,
+          spec[f"{split}_split"],
+          data_dir=config.get("data_dir"),
+          **kwargs,
+      )
       if spec.in_memory and hasattr(source, "to_array_source"):
         source = source.to_array_source()
       domains[domain][split] = source
-  shapes = {domain: splits["train"].input_shape
-            for domain, splits in domains.items()}
+  shapes = {
+      domain: splits["train"].input_shape for domain, splits in domains.items()
+  }
   if len(set(shapes.values())) != 1:
-    raise ValueError(f"source and target inputs differ in shape {shapes}; one "
-                     "model must read both domains")
-  classes = {domain: splits["train"].num_classes
-             for domain, splits in domains.items()}
+    raise ValueError(
+        f"source and target inputs differ in shape {shapes}; one "
+        "model must read both domains"
+    )
+  classes = {
+      domain: splits["train"].num_classes for domain, splits in domains.items()
+  }
   if len(set(classes.values())) != 1:
-    raise ValueError(f"source and target have different label sets {classes}; "
-                     "closed-set transfer needs the same classes")
+    raise ValueError(
+        f"source and target have different label sets {classes}; "
+        "closed-set transfer needs the same classes"
+    )
   return domains
 
 
@@ -89,8 +105,11 @@ def select_target_labels(domains, config, seed: int) -> dict:
   if labels_per_class is None and not validation_per_class:
     return {**domains, "target": target}
   labeled, validation = data_lib.labeled_subsets(
-      domains["target"]["train"], labels_per_class=labels_per_class,
-      validation_per_class=validation_per_class, seed=seed)
+      domains["target"]["train"],
+      labels_per_class=labels_per_class,
+      validation_per_class=validation_per_class,
+      seed=seed,
+  )
   target["train"] = labeled
   if validation is not None:
     target["validation"] = validation
@@ -101,9 +120,12 @@ def build_model(config, domains) -> models_lib.Model:
   """The config's model for the domains' input shape and number of classes."""
   kwargs = {key: value for key, value in config.model.items() if key != "name"}
   train = domains["source"]["train"]
-  return models_lib.create_model(config.model.name,
-                                 num_classes=train.num_classes,
-                                 input_shape=tuple(train.input_shape), **kwargs)
+  return models_lib.create_model(
+      config.model.name,
+      num_classes=train.num_classes,
+      input_shape=tuple(train.input_shape),
+      **kwargs,
+  )
 
 
 def pretrain_init_from(method, config, source_dir: str) -> dict:
@@ -114,11 +136,16 @@ def pretrain_init_from(method, config, source_dir: str) -> dict:
   the config's ``init_from.zero_init`` and ``init_from.allow_unverified``.
   """
   prior = method.prior_run(methods_lib.base.PRETRAIN)
-  dont_load = (config.init_from.dont_load
-               if prior is None or prior.dont_load is None
-               else prior.dont_load)
-  init_from = {"workdir": source_dir, "dont_load": list(dont_load),
-               "zero_init": list(config.init_from.zero_init)}
+  dont_load = (
+      config.init_from.dont_load
+      if prior is None or prior.dont_load is None
+      else prior.dont_load
+  )
+  init_from = {
+      "workdir": source_dir,
+      "dont_load": list(dont_load),
+      "zero_init": list(config.init_from.zero_init),
+  }
   if config.init_from.get("allow_unverified"):
     # Only when asked: a run's record of init_from stays as it was otherwise.
     init_from["allow_unverified"] = True
@@ -130,8 +157,9 @@ def _stream_seed(seed: int, domain: str) -> int:
   return seed if domain == "source" else data_lib.target_stream_seed(seed)
 
 
-def training_batches(method, domains, *, batch_size: int, seed: int,
-                     start_step: int) -> Iterator[dict]:
+def training_batches(
+    method, domains, *, batch_size: int, seed: int, start_step: int
+) -> Iterator[dict]:
   """Batches for ``method``: one stream per domain it trains on, labels only where allowed.
 
   Each batch is ``{"step": int32, domain: {"input"[, "label"][, "index"]},
@@ -144,20 +172,29 @@ def training_batches(method, domains, *, batch_size: int, seed: int,
   streams = {}
   for domain in method.domains:
     # A domain the method may not label reads its whole training split.
-    split = ("train" if domain in method.labeled
-             else "unlabeled" if "unlabeled" in domains[domain] else "train")
+    split = (
+        "train"
+        if domain in method.labeled
+        else "unlabeled"
+        if "unlabeled" in domains[domain]
+        else "train"
+    )
     streams[domain] = data_lib.batches(
-        domains[domain][split], batch_size=batch_size,
-        seed=_stream_seed(seed, domain), start_step=start_step,
-        with_indices=domain in method.example_indices)
+        domains[domain][split],
+        batch_size=batch_size,
+        seed=_stream_seed(seed, domain),
+        start_step=start_step,
+        with_indices=domain in method.example_indices,
+    )
   for step in itertools.count(start_step):
     # The step lets a loss follow the training progress (DANN's warm-up).
     batch = {"step": np.int32(step)}
     for domain, stream in streams.items():
       examples = next(stream)
       if domain not in method.labeled:
-        examples = {key: examples[key] for key in ("input", "index")
-                    if key in examples}
+        examples = {
+            key: examples[key] for key in ("input", "index") if key in examples
+        }
       batch[domain] = examples
     yield batch
 
@@ -165,15 +202,20 @@ def training_batches(method, domains, *, batch_size: int, seed: int,
 def _evaluate_domains(model, state, domains, batch_size, model_keys) -> dict:
   # Parameters a method added next to the model's (model_keys) are not the
   # model's to read.
-  params = {key: value for key, value in state.params.items()
-            if key in model_keys}
+  params = {
+      key: value for key, value in state.params.items() if key in model_keys
+  }
   results = {}
   for domain, splits in domains.items():
     for split in EVALUATED_SPLITS:
       if split in splits:
         results[f"{domain}_{split}"] = evaluate(
-            model, params, state.model_state, splits[split],
-            batch_size=batch_size)
+            model,
+            params,
+            state.model_state,
+            splits[split],
+            batch_size=batch_size,
+        )
   return results
 
 
@@ -186,6 +228,7 @@ def _jitted_init(model):
 @dataclasses.dataclass(frozen=True)
 class RunSetup:
   """Everything a run needs before its first step (see :func:`setup_run`)."""
+
   domains: dict
   model: Any
   method: Any
@@ -197,10 +240,16 @@ class RunSetup:
   schedule: Any
 
 
-def setup_run(config, method_name: str, seed: int, *, domains=None,
-              init_from: Mapping | None = None,
-              prior_runs: Mapping[str, str] | None = None,
-              inject_learning_rate: bool = False) -> RunSetup:
+def setup_run(
+    config,
+    method_name: str,
+    seed: int,
+    *,
+    domains=None,
+    init_from: Mapping | None = None,
+    prior_runs: Mapping[str, str] | None = None,
+    inject_learning_rate: bool = False,
+) -> RunSetup:
   """Data, model, method, initial train state, optimizer and (unjitted) step of one run.
 
   The part of :func:`train_and_evaluate` before the loop; a sweep
@@ -223,35 +272,55 @@ def setup_run(config, method_name: str, seed: int, *, domains=None,
     dont_load = tuple(init_from.get("dont_load") or ())
     source_params, source_model_state = params_lib.read_checkpoint(
         init_from["workdir"],
-        allow_unverified=bool(init_from.get("allow_unverified")))
+        allow_unverified=bool(init_from.get("allow_unverified")),
+    )
     params, model_state = params_lib.merge_pretrained(
-        params, source_params, dont_load=dont_load,
+        params,
+        source_params,
+        dont_load=dont_load,
         zero_init=tuple(init_from.get("zero_init") or ()),
-        init_model_state=model_state, loaded_model_state=source_model_state)
+        init_model_state=model_state,
+        loaded_model_state=source_model_state,
+    )
     transferred = params_lib.transferred_names(params, dont_load)
   context = methods_lib.TransferContext(
-      params=params, model_state=model_state, transferred=transferred,
-      source_params=source_params, source_model_state=source_model_state,
-      model=model, domains=domains, config=config, seed=seed,
+      params=params,
+      model_state=model_state,
+      transferred=transferred,
+      source_params=source_params,
+      source_model_state=source_model_state,
+      model=model,
+      domains=domains,
+      config=config,
+      seed=seed,
       # Finished runs the method names itself, unless the caller gives them.
-      prior_runs={**{prior.role: prior.workdir.format(seed=seed)
-                     for prior in method.needs
-                     if prior.workdir and prior.role != methods_lib.PRETRAIN},
-                  **(prior_runs or {})})
+      prior_runs={
+          **{
+              prior.role: prior.workdir.format(seed=seed)
+              for prior in method.needs
+              if prior.workdir and prior.role != methods_lib.PRETRAIN
+          },
+          **(prior_runs or {}),
+      },
+  )
   model_keys = frozenset(params)
   if method.init_params is not None:
     added = method.init_params(context)
     clash = sorted(set(added) & set(params))
     if clash:
-      raise ValueError(f"method {method_name!r} adds parameters {clash} that "
-                       "the model already has")
+      raise ValueError(
+          f"method {method_name!r} adds parameters {clash} that "
+          "the model already has"
+      )
     params = {**params, **added}
   extras = method.init_extras(context) if method.init_extras else None
   # Rules: the method's own, else the config's for the experiment's method;
   # the references train everything.
   rules = method.trainable_rules or (
-      config.trainable_rules if method_name == config.method
-      else TRAIN_EVERYTHING)
+      config.trainable_rules
+      if method_name == config.method
+      else TRAIN_EVERYTHING
+  )
   rules = [tuple(rule) for rule in rules]
   trainable, _ = params_lib.split(params, rules)
   optimizer_config = dict(config.optimizer)
@@ -262,46 +331,79 @@ def setup_run(config, method_name: str, seed: int, *, domains=None,
   depth_rules = [tuple(rule) for rule in config.optimizer.depth_rules]
   # Layer-wise decay counts from the deepest trainable parameter of the whole
   # model, also for a recipe that splits it into groups (MCD).
-  max_depth = (max(params_lib.depths(trainable, depth_rules).values(),
-                   default=0)
-               if layer_decay is not None and depth_rules else None)
+  max_depth = (
+      max(params_lib.depths(trainable, depth_rules).values(), default=0)
+      if layer_decay is not None and depth_rules
+      else None
+  )
 
   def build_optimizer(subtree, updates: int = 1):
     # A group updated k times per step runs its schedule over k * steps
     # updates (warm-up scaled alike), so it follows the step-wise schedule.
     group_config = dict(optimizer_config)
     group_config["warmup_steps"] = updates * int(
-        optimizer_config.get("warmup_steps") or 0)
+        optimizer_config.get("warmup_steps") or 0
+    )
     return params_lib.with_learning_rate_multipliers(
-        make_optimizer(group_config, updates * config.steps,
-                       inject_learning_rate=inject_learning_rate), subtree, rules,
-        layer_decay=layer_decay, depth_rules=depth_rules, max_depth=max_depth)
+        make_optimizer(
+            group_config,
+            updates * config.steps,
+            inject_learning_rate=inject_learning_rate,
+        ),
+        subtree,
+        rules,
+        layer_decay=layer_decay,
+        depth_rules=depth_rules,
+        max_depth=max_depth,
+    )
 
   if method.stages:
     names = sorted({group for _, group in method.param_groups})
-    idle = [name for name in names
-            if not updates_per_step(method.stages, name)]
+    idle = [name for name in names if not updates_per_step(method.stages, name)]
     if idle:
-      raise ValueError(f"method {method_name!r}: parameter groups {idle} are "
-                       "updated by no stage")
+      raise ValueError(
+          f"method {method_name!r}: parameter groups {idle} are "
+          "updated by no stage"
+      )
     optimizer = GroupedOptimizer(
-        {group: build_optimizer(subtree,
-                                updates_per_step(method.stages, group))
-         for group, subtree in split_groups(trainable, method.param_groups,
-                                            names).items()},
-        method.param_groups)
+        {
+            group: build_optimizer(
+                subtree, updates_per_step(method.stages, group)
+            )
+            for group, subtree in split_groups(
+                trainable, method.param_groups, names
+            ).items()
+        },
+        method.param_groups,
+    )
   else:
     optimizer = build_optimizer(trainable)
   schedule = make_schedule(config.optimizer, config.steps)
-  state = create_train_state(params, model_state, optimizer, rules=rules,
-                             extras=extras, hparams=method.hparams)
-  step_fn = (make_staged_train_step(method.stages, optimizer, jit=False)
-             if method.stages
-             else make_train_step(method.loss_fn, optimizer, jit=False))
+  state = create_train_state(
+      params,
+      model_state,
+      optimizer,
+      rules=rules,
+      extras=extras,
+      hparams=method.hparams,
+  )
+  step_fn = (
+      make_staged_train_step(method.stages, optimizer, jit=False)
+      if method.stages
+      else make_train_step(method.loss_fn, optimizer, jit=False)
+  )
   step_fn = guard_nonfinite(step_fn, divergence_policy(config))
-  return RunSetup(domains=domains, model=model, method=method, state=state,
-                  optimizer=optimizer, step_fn=step_fn, train_key=train_key,
-                  model_keys=model_keys, schedule=schedule)
+  return RunSetup(
+      domains=domains,
+      model=model,
+      method=method,
+      state=state,
+      optimizer=optimizer,
+      step_fn=step_fn,
+      train_key=train_key,
+      model_keys=model_keys,
+      schedule=schedule,
+  )
 
 
 def divergence_policy(config) -> str:
@@ -309,21 +411,27 @@ def divergence_policy(config) -> str:
   return config.get("divergence_policy", "stop")
 
 
-def _divergence_message(first_step: int, policy: str,
-                        last_finite: tuple[int, dict] | None) -> str:
+def _divergence_message(
+    first_step: int, policy: str, last_finite: tuple[int, dict] | None
+) -> str:
   if last_finite is None:
     before = "no finite metrics were logged before it"
   else:
     step, metrics = last_finite
-    shown = ", ".join(f"{key}={value:.6g}" for key, value in metrics.items()
-                      if isinstance(value, float))
+    shown = ", ".join(
+        f"{key}={value:.6g}"
+        for key, value in metrics.items()
+        if isinstance(value, float)
+    )
     before = f"the last finite metrics (step {step}): {shown}"
-  return (f"training stopped (divergence_policy={policy!r}): the loss, "
-          f"gradients or new parameters of step {first_step + 1} were not "
-          f"finite; {before}. The state was not updated from that step on and "
-          "no checkpoint was written after it. Lower the learning rate, clip "
-          "gradients (optimizer.grad_clip_norm) or set "
-          "divergence_policy='skip' to skip such steps.")
+  return (
+      f"training stopped (divergence_policy={policy!r}): the loss, "
+      f"gradients or new parameters of step {first_step + 1} were not "
+      f"finite; {before}. The state was not updated from that step on and "
+      "no checkpoint was written after it. Lower the learning rate, clip "
+      "gradients (optimizer.grad_clip_norm) or set "
+      "divergence_policy='skip' to skip such steps."
+  )
 
 
 def skipped_fraction_limit(config) -> float:
@@ -335,20 +443,29 @@ class SkippedStepsWarning(UserWarning):
   """A run skipped more of its steps than ``config.max_skipped_fraction``."""
 
 
-def skipped_steps_message(method_name: str, seed: int, skipped: int,
-                          steps: int, limit: float) -> str:
-  return (f"{method_name} seed {seed} skipped {skipped} of its {steps} steps "
-          f"({100 * skipped / max(steps, 1):.0f}%, more than "
-          f"max_skipped_fraction={limit:g}) as non-finite under "
-          "divergence_policy='skip'; its results are not those of a trained "
-          "model. Lower the learning rate or clip gradients "
-          "(optimizer.grad_clip_norm)")
+def skipped_steps_message(
+    method_name: str, seed: int, skipped: int, steps: int, limit: float
+) -> str:
+  return (
+      f"{method_name} seed {seed} skipped {skipped} of its {steps} steps "
+      f"({100 * skipped / max(steps, 1):.0f}%, more than "
+      f"max_skipped_fraction={limit:g}) as non-finite under "
+      "divergence_policy='skip'; its results are not those of a trained "
+      "model. Lower the learning rate or clip gradients "
+      "(optimizer.grad_clip_norm)"
+  )
 
 
-def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
-                       seed: int = 0, init_from: Mapping | None = None,
-                       prior_runs: Mapping[str, str] | None = None,
-                       domains=None) -> dict:
+def train_and_evaluate(
+    config,
+    workdir: str,
+    *,
+    method_name: str | None = None,
+    seed: int = 0,
+    init_from: Mapping | None = None,
+    prior_runs: Mapping[str, str] | None = None,
+    domains=None,
+) -> dict:
   """Trains one method with one seed into ``workdir`` and returns its summary.
 
   Args:
@@ -379,34 +496,67 @@ def train_and_evaluate(config, workdir: str, *, method_name: str | None = None,
   start_time = time.perf_counter()
   # Set up first: a value checked where it is used (a model option, an
   # optimizer setting) then raises before the work dir is touched.
-  run = setup_run(config, method_name, seed, domains=domains,
-                  init_from=init_from, prior_runs=prior_runs)
+  run = setup_run(
+      config,
+      method_name,
+      seed,
+      domains=domains,
+      init_from=init_from,
+      prior_runs=prior_runs,
+  )
   with workdir_lib.WorkdirLock(workdir):
-    return _train_and_evaluate(config, workdir, run, method_name, seed,
-                               init_from, prior_runs, start_time)
+    return _train_and_evaluate(
+        config,
+        workdir,
+        run,
+        method_name,
+        seed,
+        init_from,
+        prior_runs,
+        start_time,
+    )
 
 
-def _train_and_evaluate(config, workdir: str, run: RunSetup, method_name: str,
-                        seed: int, init_from, prior_runs,
-                        start_time: float) -> dict:
+def _train_and_evaluate(
+    config,
+    workdir: str,
+    run: RunSetup,
+    method_name: str,
+    seed: int,
+    init_from,
+    prior_runs,
+    start_time: float,
+) -> dict:
   """The body of :func:`train_and_evaluate`, with the work dir locked."""
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_SUBDIR)
   # A run that has a checkpoint owns the work dir: a different config is
   # refused before anything is written. Without one, any stored record is
   # that of a run which never completed a step, and is replaced.
   claimed = workdir_lib.has_checkpoint(checkpoint_dir)
-  record = {"config": config.to_dict(), "method": method_name, "seed": seed,
-            "init_from": dict(init_from) if init_from is not None else None}
+  record = {
+      "config": config.to_dict(),
+      "method": method_name,
+      "seed": seed,
+      "init_from": dict(init_from) if init_from is not None else None,
+  }
   if prior_runs:
     record["prior_runs"] = dict(prior_runs)
-  workdir_lib.claim(os.path.join(workdir, RUN_CONFIG_FILE), record,
-                    what="a run", binding=claimed)
-  domains, model, method, state = (run.domains, run.model, run.method,
-                                   run.state)
+  workdir_lib.claim(
+      os.path.join(workdir, RUN_CONFIG_FILE),
+      record,
+      what="a run",
+      binding=claimed,
+  )
+  domains, model, method, state = (
+      run.domains,
+      run.model,
+      run.method,
+      run.state,
+  )
   train_key, model_keys, schedule = run.train_key, run.model_keys, run.schedule
 
   # --- The update step: one jitted pure function, state donated -------------
-  mesh = (parallel.make_mesh() if config.parallel.data_parallel else None)
+  mesh = parallel.make_mesh() if config.parallel.data_parallel else None
   # The per-step key fold_in(train_key, step) is made inside the step.
   step_fn = keyed_by_step(run.step_fn)
   if mesh is None:
@@ -415,24 +565,35 @@ def _train_and_evaluate(config, workdir: str, run: RunSetup, method_name: str,
     # The same step, its state placed on the mesh by rule and the batch split
     # along it; XLA inserts the gradient all-reduce.
     parallel.check_batch_size(config.batch_size, mesh)
-    shardings = parallel.state_shardings(state, mesh,
-                                         config.parallel.param_rules)
-    train_step = jax.jit(step_fn, donate_argnums=0,
-                         out_shardings=(shardings, parallel.replicated(mesh)))
+    shardings = parallel.state_shardings(
+        state, mesh, config.parallel.param_rules
+    )
+    train_step = jax.jit(
+        step_fn,
+        donate_argnums=0,
+        out_shardings=(shardings, parallel.replicated(mesh)),
+    )
 
   # --- Checkpoints: resume from the latest complete one ---------------------
-  checkpointer = Checkpointer(checkpoint_dir,
-                              max_to_keep=config.keep_checkpoints,
-                              save_every=config.checkpoint_every)
+  checkpointer = Checkpointer(
+      checkpoint_dir,
+      max_to_keep=config.keep_checkpoints,
+      save_every=config.checkpoint_every,
+  )
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state)
   if mesh is not None:
     state = parallel.shard_state(state, shardings)
   start_step = int(state.step)
 
-  provenance.record_session(workdir, seed=seed, config=config,
-                            start_step=start_step, claimed=claimed,
-                            method=method_name)
+  provenance.record_session(
+      workdir,
+      seed=seed,
+      config=config,
+      start_step=start_step,
+      claimed=claimed,
+      method=method_name,
+  )
 
   # --- The loop ---------------------------------------------------------------
   policy = divergence_policy(config)
@@ -447,18 +608,31 @@ def _train_and_evaluate(config, workdir: str, run: RunSetup, method_name: str,
         raise DivergenceError(_divergence_message(first, policy, last_finite))
 
   writer = metrics_lib.MetricWriter(
-      workdir, tensorboard=bool(config.get("tensorboard")),
-      resume_step=start_step)
+      workdir,
+      tensorboard=bool(config.get("tensorboard")),
+      resume_step=start_step,
+  )
   batches = data_lib.prefetch(
-      training_batches(method, domains, batch_size=config.batch_size,
-                       seed=seed, start_step=start_step),
+      training_batches(
+          method,
+          domains,
+          batch_size=config.batch_size,
+          seed=seed,
+          start_step=start_step,
+      ),
       size=config.prefetch,
-      transfer=parallel.batch_transfer(mesh) if mesh is not None else None)
+      transfer=parallel.batch_transfer(mesh) if mesh is not None else None,
+  )
   examples_per_step = config.batch_size * len(method.domains)
-  progress = tqdm.tqdm(range(start_step, config.steps), initial=start_step,
-                       total=config.steps, desc=f"{method_name} seed {seed}",
-                       disable=not config.progress_bar, mininterval=2.0,
-                       dynamic_ncols=True)
+  progress = tqdm.tqdm(
+      range(start_step, config.steps),
+      initial=start_step,
+      total=config.steps,
+      desc=f"{method_name} seed {seed}",
+      disable=not config.progress_bar,
+      mininterval=2.0,
+      dynamic_ncols=True,
+  )
   window_start, window_steps = time.perf_counter(), 0
   signals = StopSignals()
   try:
@@ -471,24 +645,42 @@ def _train_and_evaluate(config, workdir: str, run: RunSetup, method_name: str,
           step_metrics = jax.device_get(step_metrics)
           elapsed = time.perf_counter() - window_start
           throughput = window_steps * examples_per_step / max(elapsed, 1e-9)
-          writer.write(done, {**step_metrics,
-                              "examples_per_second": throughput,
-                              "learning_rate": schedule(step)})
+          writer.write(
+              done,
+              {
+                  **step_metrics,
+                  "examples_per_second": throughput,
+                  "learning_rate": schedule(step),
+              },
+          )
           check_divergence(state, done)
           if np.isfinite(step_metrics["loss"]):
-            last_finite = (done, {key: float(value) for key, value
-                                  in step_metrics.items()
-                                  if np.ndim(value) == 0})
-          progress.set_postfix(loss=f"{float(step_metrics['loss']):.4f}",
-                               ex_per_s=f"{throughput:,.0f}")
+            last_finite = (
+                done,
+                {
+                    key: float(value)
+                    for key, value in step_metrics.items()
+                    if np.ndim(value) == 0
+                },
+            )
+          progress.set_postfix(
+              loss=f"{float(step_metrics['loss']):.4f}",
+              ex_per_s=f"{throughput:,.0f}",
+          )
           window_start, window_steps = time.perf_counter(), 0
         if config.eval_every and done % config.eval_every == 0:
           check_divergence(state, done)
-          evaluation = _evaluate_domains(model, state, domains,
-                                         config.eval_batch_size, model_keys)
-          writer.write(done, {f"{name}/{key}": value
-                              for name, result in evaluation.items()
-                              for key, value in result.items()})
+          evaluation = _evaluate_domains(
+              model, state, domains, config.eval_batch_size, model_keys
+          )
+          writer.write(
+              done,
+              {
+                  f"{name}/{key}": value
+                  for name, result in evaluation.items()
+                  for key, value in result.items()
+              },
+          )
         # SIGTERM/SIGINT: this step is logged; save it, then leave.
         stopping = signals.received is not None
         if checkpointer.is_due(done) or done == config.steps or stopping:
@@ -506,20 +698,28 @@ def _train_and_evaluate(config, workdir: str, run: RunSetup, method_name: str,
     signals.resend(int(state.step))
 
   # --- Final evaluation and summary (the last step: nothing picked on test) ---
-  evaluation = _evaluate_domains(model, state, domains, config.eval_batch_size,
-                                 model_keys)
+  evaluation = _evaluate_domains(
+      model, state, domains, config.eval_batch_size, model_keys
+  )
   steps, skipped = int(state.step), int(state.skipped_steps)
   limit = skipped_fraction_limit(config)
   summary = {
-      "method": method_name, "setting": method.setting, "seed": seed,
-      "steps": steps, "resumed_from_step": start_step,
+      "method": method_name,
+      "setting": method.setting,
+      "seed": seed,
+      "steps": steps,
+      "resumed_from_step": start_step,
       "skipped_steps": skipped,
       "skipped_too_many": skipped > limit * steps,
       "init_from": dict(init_from) if init_from is not None else None,
-      "wall_seconds": time.perf_counter() - start_time, **evaluation}
+      "wall_seconds": time.perf_counter() - start_time,
+      **evaluation,
+  }
   metrics_lib.write_summary(workdir, summary)
   if summary["skipped_too_many"]:
-    warnings.warn(skipped_steps_message(method_name, seed, skipped, steps,
-                                        limit), SkippedStepsWarning,
-                  stacklevel=3)  # the caller of train_and_evaluate
+    warnings.warn(
+        skipped_steps_message(method_name, seed, skipped, steps, limit),
+        SkippedStepsWarning,
+        stacklevel=3,
+    )  # the caller of train_and_evaluate
   return summary

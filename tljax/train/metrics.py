@@ -59,14 +59,20 @@ class MetricWriter:
   Call :meth:`close` when done (or use the writer as a context manager).
   """
 
-  def __init__(self, workdir: str | os.PathLike, *, tensorboard: bool = False,
-               resume_step: int | None = None):
+  def __init__(
+      self,
+      workdir: str | os.PathLike,
+      *,
+      tensorboard: bool = False,
+      resume_step: int | None = None,
+  ):
     os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, METRICS_FILE)
     if resume_step is not None and os.path.exists(self.path):
       self._drop_after(int(resume_step))
-    self.tensorboard_dir = (os.path.join(workdir, TENSORBOARD_SUBDIR)
-                            if tensorboard else None)
+    self.tensorboard_dir = (
+        os.path.join(workdir, TENSORBOARD_SUBDIR) if tensorboard else None
+    )
     self._summary_writer_class = None
     self._summary_writer = None
     if tensorboard:
@@ -74,8 +80,10 @@ class MetricWriter:
       try:
         from tensorboardX import SummaryWriter
       except ImportError as error:
-        raise ImportError("TensorBoard event files (config.tensorboard) need "
-                          "tensorboardX: pip install tensorboardX") from error
+        raise ImportError(
+            "TensorBoard event files (config.tensorboard) need "
+            "tensorboardX: pip install tensorboardX"
+        ) from error
       self._summary_writer_class = SummaryWriter
 
   def _drop_after(self, step: int) -> None:
@@ -105,8 +113,10 @@ class MetricWriter:
       # suffix keeps a writer started within the same second from
       # overwriting the last one's file (and sorts after it).
       self._summary_writer = self._summary_writer_class(
-          self.tensorboard_dir, purge_step=int(step),
-          filename_suffix=f".{time.time_ns()}")
+          self.tensorboard_dir,
+          purge_step=int(step),
+          filename_suffix=f".{time.time_ns()}",
+      )
     for tag, value in _scalars(metrics):
       self._summary_writer.add_scalar(tag, value, int(step))
     self._summary_writer.flush()
@@ -137,9 +147,11 @@ def _scalars(metrics: Mapping[str, Any], prefix: str = ""):
     if isinstance(value, (str, bytes)):
       continue
     array = np.asarray(value)
-    if array.ndim == 0 and (np.issubdtype(array.dtype, np.integer)
-                            or np.issubdtype(array.dtype, np.floating)
-                            or array.dtype == np.bool_):
+    if array.ndim == 0 and (
+        np.issubdtype(array.dtype, np.integer)
+        or np.issubdtype(array.dtype, np.floating)
+        or array.dtype == np.bool_
+    ):
       yield tag, float(array)
 
 
@@ -171,7 +183,9 @@ def write_json_atomically(path: str | os.PathLike, payload: Any) -> None:
     raise
 
 
-def write_summary(workdir: str | os.PathLike, summary: Mapping[str, Any]) -> str:
+def write_summary(
+    workdir: str | os.PathLike, summary: Mapping[str, Any]
+) -> str:
   path = os.path.join(workdir, SUMMARY_FILE)
   write_json_atomically(path, summary)
   return path

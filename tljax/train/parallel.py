@@ -68,8 +68,10 @@ def make_mesh(devices=None) -> Mesh:
 def check_batch_size(batch_size: int, mesh: Mesh, argument: str = "batch_size"):
   size = mesh.shape[DATA_AXIS]
   if batch_size % size:
-    raise ValueError(f"{argument} ({batch_size}) must be divisible by the number "
-                     f"of devices in the data-parallel mesh ({size})")
+    raise ValueError(
+        f"{argument} ({batch_size}) must be divisible by the number "
+        f"of devices in the data-parallel mesh ({size})"
+    )
 
 
 def _path_name(path) -> str:
@@ -89,19 +91,25 @@ def check_param_rules(rules) -> list[tuple[str, tuple]]:
   checked = []
   for index, rule in enumerate(rules or ()):
     if not isinstance(rule, (list, tuple)) or len(rule) != 2:
-      raise ValueError(f"config key 'parallel.param_rules[{index}]' must be a "
-                       f"(regex, spec) pair, got {rule!r}")
+      raise ValueError(
+          f"config key 'parallel.param_rules[{index}]' must be a "
+          f"(regex, spec) pair, got {rule!r}"
+      )
     pattern, spec = rule
     try:
       re.compile(pattern)
     except (re.error, TypeError) as error:
-      raise ValueError(f"config key 'parallel.param_rules[{index}]': bad regex "
-                       f"{pattern!r}: {error}") from None
+      raise ValueError(
+          f"config key 'parallel.param_rules[{index}]': bad regex "
+          f"{pattern!r}: {error}"
+      ) from None
     spec = tuple(spec) if isinstance(spec, (list, tuple)) else None
     if spec is None or any(axis not in (None, DATA_AXIS) for axis in spec):
-      raise ValueError(f"config key 'parallel.param_rules[{index}]': spec must be "
-                       f"a tuple of None or {DATA_AXIS!r} per dimension, got "
-                       f"{rule[1]!r}")
+      raise ValueError(
+          f"config key 'parallel.param_rules[{index}]': spec must be "
+          f"a tuple of None or {DATA_AXIS!r} per dimension, got "
+          f"{rule[1]!r}"
+      )
     checked.append((pattern, spec))
   return checked
 
@@ -118,7 +126,8 @@ def state_shardings(state: Any, mesh: Mesh, rules=()) -> Any:
       if re.search(pattern, name):
         if len(spec) != len(shape) or any(
             axis is not None and shape[dim] % mesh.shape[axis]
-            for dim, axis in enumerate(spec)):
+            for dim, axis in enumerate(spec)
+        ):
           return replicated
         return NamedSharding(mesh, PartitionSpec(*spec))
     return replicated
@@ -130,9 +139,13 @@ def shard_state(state: Any, shardings: Any) -> Any:
   """``state`` placed with ``shardings`` (from host or single-device arrays)."""
   return jax.tree.map(
       lambda leaf, sharding: jax.make_array_from_callback(
-          np.shape(leaf), sharding,
-          lambda index, leaf=leaf: np.asarray(leaf)[index]),
-      state, shardings)
+          np.shape(leaf),
+          sharding,
+          lambda index, leaf=leaf: np.asarray(leaf)[index],
+      ),
+      state,
+      shardings,
+  )
 
 
 def batch_transfer(mesh: Mesh):
@@ -154,7 +167,8 @@ def batch_transfer(mesh: Mesh):
     rows = leaf.shape[0] // processes
     index = jax.process_index()
     return jax.make_array_from_process_local_data(
-        data, leaf[index * rows:(index + 1) * rows], leaf.shape)
+        data, leaf[index * rows : (index + 1) * rows], leaf.shape
+    )
 
   return lambda batch: jax.tree.map(place, batch)
 

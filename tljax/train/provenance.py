@@ -21,9 +21,20 @@ import jax
 from tljax.train import metrics as metrics_lib
 
 PROVENANCE_FILE = "provenance.json"
-PACKAGES = ("tljax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
-            "chex", "numpy", "scipy", "scikit-learn", "ml-collections",
-            "tensorflow-datasets")
+PACKAGES = (
+    "tljax",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "chex",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "ml-collections",
+    "tensorflow-datasets",
+)
 
 
 def package_versions(packages=PACKAGES) -> dict[str, str | None]:
@@ -43,16 +54,31 @@ def git_revision(directory: str | None = None) -> dict[str, Any] | None:
   ``dirty`` is whether tracked files differ from the commit (the run's code
   may then not be the commit's).
   """
-  directory = directory or os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__)))
+  directory = directory or os.path.dirname(
+      os.path.dirname(os.path.abspath(__file__))
+  )
   try:
     commit = subprocess.run(
-        ["git", "-C", directory, "rev-parse", "HEAD"], capture_output=True,
-        text=True, timeout=10, check=True).stdout.strip()
+        ["git", "-C", directory, "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout.strip()
     status = subprocess.run(
-        ["git", "-C", directory, "status", "--porcelain",
-         "--untracked-files=no"], capture_output=True, text=True, timeout=10,
-        check=True).stdout
+        [
+            "git",
+            "-C",
+            directory,
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout
   except (OSError, subprocess.SubprocessError):
     return None
   return {"commit": commit, "dirty": bool(status.strip())}
@@ -63,22 +89,31 @@ def session_record(start_step: int) -> dict[str, Any]:
   devices = jax.devices()
   return {
       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec="seconds"),
+          timespec="seconds"
+      ),
       "start_step": int(start_step),
       "versions": package_versions(),
       "git": git_revision(),
       "python": sys.version.split()[0],
       "platform": platform.platform(),
       "backend": jax.default_backend(),
-      "devices": [f"{device.platform}:{device.device_kind}"
-                  for device in devices],
+      "devices": [
+          f"{device.platform}:{device.device_kind}" for device in devices
+      ],
       "process_index": jax.process_index(),
       "process_count": jax.process_count(),
   }
 
 
-def record_session(workdir: str, *, seed: Any, config: Any, start_step: int,
-                   claimed: bool = True, **fields) -> dict:
+def record_session(
+    workdir: str,
+    *,
+    seed: Any,
+    config: Any,
+    start_step: int,
+    claimed: bool = True,
+    **fields,
+) -> dict:
   """Adds this session to ``workdir/provenance.json`` (created on first start).
 
   ``claimed``: whether the run had completed a step before this session
@@ -86,15 +121,22 @@ def record_session(workdir: str, *, seed: Any, config: Any, start_step: int,
   config belongs to an attempt that never trained, and is replaced.
   """
   path = os.path.join(workdir, PROVENANCE_FILE)
-  fresh = {"seed": seed, "config": metrics_lib.to_python(config),
-           **metrics_lib.to_python(fields), "sessions": []}
+  fresh = {
+      "seed": seed,
+      "config": metrics_lib.to_python(config),
+      **metrics_lib.to_python(fields),
+      "sessions": [],
+  }
   record = None
   if os.path.exists(path):
     with open(path, encoding="utf-8") as stream:
       record = json.load(stream)
     stale = {key: value for key, value in record.items() if key != "sessions"}
-    if not claimed and stale != json.loads(json.dumps(
-        {key: value for key, value in fresh.items() if key != "sessions"})):
+    if not claimed and stale != json.loads(
+        json.dumps(
+            {key: value for key, value in fresh.items() if key != "sessions"}
+        )
+    ):
       record = None
   record = record or fresh
   record["sessions"].append(session_record(start_step))

@@ -60,16 +60,26 @@ from tljax import data as data_lib
 from tljax import methods as methods_lib
 from tljax import models as models_lib
 from tljax.config import base_config
-from tljax.select.source_ranking import (SCORE_NAMES, SCORE_TITLES,
-                                         check_score_names, compute_scores,
-                                         correlations, effective_rank,
-                                         predicted_negative, ranking,
-                                         transfer_gaps)
+from tljax.select.source_ranking import (
+    SCORE_NAMES,
+    SCORE_TITLES,
+    check_score_names,
+    compute_scores,
+    correlations,
+    effective_rank,
+    predicted_negative,
+    ranking,
+    transfer_gaps,
+)
 from tljax.train import metrics as metrics_lib
 from tljax.train.experiment import check_experiment_config, run_experiment
 from tljax.train.loop import select_target_labels
-from tljax.train.source_runs import (SourceRun, default_name, load_source_run,
-                                     model_config)
+from tljax.train.source_runs import (
+    SourceRun,
+    default_name,
+    load_source_run,
+    model_config,
+)
 
 RESULTS_JSON = "rank_sources.json"
 RESULTS_MARKDOWN = "rank_sources.md"
@@ -80,8 +90,12 @@ REFERENCE_NAME = "untrained"
 # --- Source runs and the target -----------------------------------------------
 
 
-def load_source_runs(run_dirs: Sequence[str], *, input_shape: Sequence[int],
-                     names: Sequence[str] | None = None) -> list[SourceRun]:
+def load_source_runs(
+    run_dirs: Sequence[str],
+    *,
+    input_shape: Sequence[int],
+    names: Sequence[str] | None = None,
+) -> list[SourceRun]:
   """:func:`load_source_run` for each directory; names must be unique."""
   if not run_dirs:
     raise ValueError("no source run dirs given")
@@ -90,13 +104,19 @@ def load_source_runs(run_dirs: Sequence[str], *, input_shape: Sequence[int],
   names = list(names) if names else [default_name(d) for d in run_dirs]
   repeated = sorted({name for name in names if names.count(name) > 1})
   if repeated:
-    raise ValueError(f"source names {repeated} are not unique; give names "
-                     "explicitly (--names)")
+    raise ValueError(
+        f"source names {repeated} are not unique; give names "
+        "explicitly (--names)"
+    )
   if REFERENCE_NAME in names:
-    raise ValueError(f"{REFERENCE_NAME!r} is reserved for the untrained "
-                     "reference; rename that source")
-  return [load_source_run(run_dir, input_shape=input_shape, name=name)
-          for run_dir, name in zip(run_dirs, names)]
+    raise ValueError(
+        f"{REFERENCE_NAME!r} is reserved for the untrained "
+        "reference; rename that source"
+    )
+  return [
+      load_source_run(run_dir, input_shape=input_shape, name=name)
+      for run_dir, name in zip(run_dirs, names)
+  ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +126,7 @@ class TargetSpec:
   The same fields go into every verification run's ``config.target``, so the
   scores see exactly the labeled examples that training sees.
   """
+
   name: str = "uci_digits"
   labels_per_class: int | None = 10
   validation_per_class: int = 0
@@ -134,19 +155,29 @@ def load_target(target: TargetSpec, seeds: Sequence[int]) -> dict:
   config = target_config(target)
   splits = {}
   for split in ("train", "test"):
-    source = data_lib.get_source(target.name, split, data_dir=target.data_dir,
-                                 **dict(target.kwargs))
+    source = data_lib.get_source(
+        target.name, split, data_dir=target.data_dir, **dict(target.kwargs)
+    )
     if hasattr(source, "to_array_source"):
       source = source.to_array_source()
     splits[split] = source
   if splits["train"].num_classes is None:
-    raise ValueError(f"target {target.name!r} has no classes to rank sources on")
+    raise ValueError(
+        f"target {target.name!r} has no classes to rank sources on"
+    )
   domains = {"target": splits}
-  labeled = {int(seed): select_target_labels(domains, config, int(seed))
-             ["target"]["train"] for seed in seeds}
-  return {"train": labeled, "test": splits["test"],
-          "num_classes": splits["train"].num_classes,
-          "input_shape": splits["train"].input_shape}
+  labeled = {
+      int(seed): select_target_labels(domains, config, int(seed))["target"][
+          "train"
+      ]
+      for seed in seeds
+  }
+  return {
+      "train": labeled,
+      "test": splits["test"],
+      "num_classes": splits["train"].num_classes,
+      "input_shape": splits["train"].input_shape,
+  }
 
 
 # --- Features and scores --------------------------------------------------------
@@ -157,24 +188,32 @@ def _apply_fn(model: models_lib.Model):
   return jax.jit(functools.partial(model.apply, train=False))
 
 
-def extract(model: models_lib.Model, params, model_state, inputs: Any, *,
-            layer: str = "bottleneck",
-            batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def extract(
+    model: models_lib.Model,
+    params,
+    model_state,
+    inputs: Any,
+    *,
+    layer: str = "bottleneck",
+    batch_size: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
   """Features (``layer``) and head probabilities of ``inputs``, inference mode.
 
   Returns:
     ``(features (N, D), probabilities (N, num_classes))`` as float32 NumPy.
   """
   if layer not in FEATURE_LAYERS:
-    raise ValueError(f"layer must be one of {list(FEATURE_LAYERS)}, got "
-                     f"{layer!r}")
+    raise ValueError(
+        f"layer must be one of {list(FEATURE_LAYERS)}, got " f"{layer!r}"
+    )
   inputs = np.asarray(inputs, np.float32)
   features, probabilities = [], []
   apply = _apply_fn(model)
   for start in range(0, inputs.shape[0], batch_size):
-    outputs, _ = apply(params, model_state, inputs[start:start + batch_size])
-    chosen = (outputs.features if layer == "bottleneck"
-              else outputs.backbone_features)
+    outputs, _ = apply(params, model_state, inputs[start : start + batch_size])
+    chosen = (
+        outputs.features if layer == "bottleneck" else outputs.backbone_features
+    )
     features.append(np.asarray(chosen, np.float32))
     probabilities.append(np.asarray(jax.nn.softmax(outputs.logits), np.float32))
   return np.concatenate(features), np.concatenate(probabilities)
@@ -186,32 +225,55 @@ def untrained_params(model: models_lib.Model, seed: int) -> tuple[dict, dict]:
   return jax.jit(model.init)(init_key)
 
 
-def score_model(model, params_for_seed: Callable[[int], tuple], name: str,
-                target: Mapping, *, layer: str, scores: Sequence[str]) -> dict:
+def score_model(
+    model,
+    params_for_seed: Callable[[int], tuple],
+    name: str,
+    target: Mapping,
+    *,
+    layer: str,
+    scores: Sequence[str],
+) -> dict:
   """One model's scores on every seed's labeled target set, and their means."""
   per_seed = {score: [] for score in scores}
   ranks = []
   for seed, labeled in target["train"].items():
     params, model_state = params_for_seed(seed)
-    features, probabilities = extract(model, params, model_state,
-                                      labeled.inputs, layer=layer)
-    values = compute_scores(features, probabilities, labeled.labels,
-                            num_classes=target["num_classes"], scores=scores)
+    features, probabilities = extract(
+        model, params, model_state, labeled.inputs, layer=layer
+    )
+    values = compute_scores(
+        features,
+        probabilities,
+        labeled.labels,
+        num_classes=target["num_classes"],
+        scores=scores,
+    )
     for score, value in values.items():
       per_seed[score].append(value)
     ranks.append(effective_rank(features))
   means = {score: float(np.mean(values)) for score, values in per_seed.items()}
   if not all(np.isfinite(value) for value in means.values()):
-    bad = sorted(score for score, value in means.items() if not np.isfinite(value))
+    bad = sorted(
+        score for score, value in means.items() if not np.isfinite(value)
+    )
     raise FloatingPointError(f"scores {bad} of {name!r} are not finite")
-  return {"name": name, "scores": means, "per_seed": per_seed,
-          "seeds": sorted(target["train"]),
-          "effective_rank": float(np.mean(ranks))}
+  return {
+      "name": name,
+      "scores": means,
+      "per_seed": per_seed,
+      "seeds": sorted(target["train"]),
+      "effective_rank": float(np.mean(ranks)),
+  }
 
 
-def score_sources(runs: Sequence[SourceRun], target: Mapping, *,
-                  layer: str = "bottleneck",
-                  scores: Sequence[str] = SCORE_NAMES) -> list[dict]:
+def score_sources(
+    runs: Sequence[SourceRun],
+    target: Mapping,
+    *,
+    layer: str = "bottleneck",
+    scores: Sequence[str] = SCORE_NAMES,
+) -> list[dict]:
   """The scores of every source run (mean over the target's seeds).
 
   Returns:
@@ -222,43 +284,78 @@ def score_sources(runs: Sequence[SourceRun], target: Mapping, *,
   scores = check_score_names(scores)
   rows = []
   for run in runs:
-    row = score_model(run.model, lambda seed, run=run: (run.params,
-                                                         run.model_state),
-                      run.name, target, layer=layer, scores=scores)
+    row = score_model(
+        run.model,
+        lambda seed, run=run: (run.params, run.model_state),
+        run.name,
+        target,
+        layer=layer,
+        scores=scores,
+    )
     rows.append({**row, "run_dir": run.run_dir})
   return rows
 
 
-def score_untrained(run: SourceRun, target: Mapping, *,
-                    layer: str = "bottleneck",
-                    scores: Sequence[str] = SCORE_NAMES) -> dict:
+def score_untrained(
+    run: SourceRun,
+    target: Mapping,
+    *,
+    layer: str = "bottleneck",
+    scores: Sequence[str] = SCORE_NAMES,
+) -> dict:
   """The scores of ``run``'s architecture at each seed's initialisation."""
   scores = check_score_names(scores)
-  return {**score_model(run.model,
-                        lambda seed: untrained_params(run.model, seed),
-                        REFERENCE_NAME, target, layer=layer, scores=scores),
-          "run_dir": None}
+  return {
+      **score_model(
+          run.model,
+          lambda seed: untrained_params(run.model, seed),
+          REFERENCE_NAME,
+          target,
+          layer=layer,
+          scores=scores,
+      ),
+      "run_dir": None,
+  }
 
-def format_scores(rows: Sequence[Mapping], scores: Sequence[str],
-                  reference: Mapping | None = None) -> str:
+
+def format_scores(
+    rows: Sequence[Mapping],
+    scores: Sequence[str],
+    reference: Mapping | None = None,
+) -> str:
   """A markdown table: each source's mean score and its rank (1 = best).
 
   The last column is the features' :func:`effective_rank` (a diagnostic).
   """
-  ranks = {score: {name: position + 1
-                   for position, name in enumerate(ranking(rows, score))}
-           for score in scores}
-  lines = ["| source | " + " | ".join(SCORE_TITLES[s] for s in scores)
-           + " | features' effective rank |",
-           "| --- |" + " --- |" * (len(scores) + 1)]
+  ranks = {
+      score: {
+          name: position + 1
+          for position, name in enumerate(ranking(rows, score))
+      }
+      for score in scores
+  }
+  lines = [
+      "| source | "
+      + " | ".join(SCORE_TITLES[s] for s in scores)
+      + " | features' effective rank |",
+      "| --- |" + " --- |" * (len(scores) + 1),
+  ]
   for row in rows:
-    cells = [f"{row['scores'][s]:.4g} ({ranks[s][row['name']]})" for s in scores]
-    lines.append(f"| {row['name']} | " + " | ".join(cells)
-                 + f" | {row['effective_rank']:.1f} |")
+    cells = [
+        f"{row['scores'][s]:.4g} ({ranks[s][row['name']]})" for s in scores
+    ]
+    lines.append(
+        f"| {row['name']} | "
+        + " | ".join(cells)
+        + f" | {row['effective_rank']:.1f} |"
+    )
   if reference is not None:
     cells = [f"{reference['scores'][s]:.4g}" for s in scores]
-    lines.append(f"| *{reference['name']} (reference)* | " + " | ".join(cells)
-                 + f" | {reference['effective_rank']:.1f} |")
+    lines.append(
+        f"| *{reference['name']} (reference)* | "
+        + " | ".join(cells)
+        + f" | {reference['effective_rank']:.1f} |"
+    )
   return "\n".join(lines)
 
 
@@ -268,18 +365,22 @@ def format_scores(rows: Sequence[Mapping], scores: Sequence[str],
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
   """Fixed hyper-parameters of every verification run (scripts/few_shot.py's)."""
+
   steps: int = 300
   batch_size: int = 32
   learning_rates: Mapping[str, float] = dataclasses.field(
-      default_factory=lambda: {"default": 0.01})
+      default_factory=lambda: {"default": 0.01}
+  )
 
   def learning_rate(self, method: str) -> float:
     rates = dict(self.learning_rates)
     if method in rates:
       return float(rates[method])
     if "default" not in rates:
-      raise ValueError(f"no learning rate for method {method!r} and no "
-                       f"default in {rates}")
+      raise ValueError(
+          f"no learning rate for method {method!r} and no "
+          f"default in {rates}"
+      )
     return float(rates["default"])
 
 
@@ -291,17 +392,23 @@ def parse_learning_rates(values: Sequence[str]) -> dict[str, float]:
     try:
       rates[method if separator else "default"] = float(rate)
     except ValueError:
-      raise ValueError(f"learning rate {value!r} must be a number or "
-                       "method=number") from None
+      raise ValueError(
+          f"learning rate {value!r} must be a number or " "method=number"
+      ) from None
   for method, rate in rates.items():
     if not rate > 0:
       raise ValueError(f"learning rate of {method!r} must be > 0, got {rate}")
   return rates
 
 
-def transfer_config(run: SourceRun | None, method: str, target: TargetSpec,
-                    seeds: Sequence[int], settings: TrainSettings,
-                    model: Mapping | None = None) -> ml_collections.ConfigDict:
+def transfer_config(
+    run: SourceRun | None,
+    method: str,
+    target: TargetSpec,
+    seeds: Sequence[int],
+    settings: TrainSettings,
+    model: Mapping | None = None,
+) -> ml_collections.ConfigDict:
   """The config of ``method`` on the target from ``run`` (None: no source).
 
   The model is the source run's (``model`` when ``run`` is None); the source
@@ -315,15 +422,19 @@ def transfer_config(run: SourceRun | None, method: str, target: TargetSpec,
   config.baselines = ()
   config.seeds = tuple(int(seed) for seed in seeds)
   config.model = ml_collections.ConfigDict(
-      model_config(run.config) if run is not None else dict(model))
+      model_config(run.config) if run is not None else dict(model)
+  )
   if run is not None:
     config.source = ml_collections.ConfigDict(run.config.source.to_dict())
     # str.format in run_experiment fills {seed}; other braces are literal.
     config.init_from.workdir = run.run_dir.replace("{", "{{").replace("}", "}}")
   config.steps = settings.steps
   config.checkpoint_every = settings.steps
-  config.batch_size = (settings.batch_size if target.labels_per_class is None
-                       else min(settings.batch_size, 10 * target.labels_per_class))
+  config.batch_size = (
+      settings.batch_size
+      if target.labels_per_class is None
+      else min(settings.batch_size, 10 * target.labels_per_class)
+  )
   config.optimizer.learning_rate = settings.learning_rate(method)
   config.progress_bar = False
   config.eval_every = 0
@@ -331,9 +442,14 @@ def transfer_config(run: SourceRun | None, method: str, target: TargetSpec,
   return config
 
 
-def _accuracies(results: Mapping, method: str, seeds: Sequence[int]) -> list[float]:
-  by_seed = {run["seed"]: run["target_test"]["accuracy"]
-             for run in results["runs"] if run["method"] == method}
+def _accuracies(
+    results: Mapping, method: str, seeds: Sequence[int]
+) -> list[float]:
+  by_seed = {
+      run["seed"]: run["target_test"]["accuracy"]
+      for run in results["runs"]
+      if run["method"] == method
+  }
   return [float(by_seed[int(seed)]) for seed in seeds]
 
 
@@ -344,21 +460,30 @@ def check_methods(methods: Sequence[str], run: SourceRun) -> tuple[str, ...]:
     raise ValueError("no verification methods given")
   unknown = sorted(set(methods) - set(methods_lib.available_methods()))
   if unknown:
-    raise ValueError(f"methods {unknown} are unknown; registered: "
-                     f"{methods_lib.available_methods()}")
+    raise ValueError(
+        f"methods {unknown} are unknown; registered: "
+        f"{methods_lib.available_methods()}"
+    )
   for name in methods:
     method = methods_lib.build_method(name, run.config, run.model)
     if method.setting != "inductive" or not method.pretrain:
-      raise ValueError(f"method {name!r} does not transfer from a source run "
-                       "with target labels (it must be inductive and start "
-                       "from a source run)")
+      raise ValueError(
+          f"method {name!r} does not transfer from a source run "
+          "with target labels (it must be inductive and start "
+          "from a source run)"
+      )
   return methods
 
 
-def verify(runs: Sequence[SourceRun], target: TargetSpec, *,
-           seeds: Sequence[int], workdir: str,
-           methods: Sequence[str] = ("finetune",),
-           settings: TrainSettings = TrainSettings()) -> dict:
+def verify(
+    runs: Sequence[SourceRun],
+    target: TargetSpec,
+    *,
+    seeds: Sequence[int],
+    workdir: str,
+    methods: Sequence[str] = ("finetune",),
+    settings: TrainSettings = TrainSettings(),
+) -> dict:
   """Transfers from every source with every method, and trains target-only.
 
   Runs go to ``workdir/<method>/<source name>/`` and
@@ -372,26 +497,41 @@ def verify(runs: Sequence[SourceRun], target: TargetSpec, *,
   if not runs:
     raise ValueError("no source runs to verify")
   methods = check_methods(methods, runs[0])
-  models = {json.dumps(model_config(run.config), sort_keys=True) for run in runs}
+  models = {
+      json.dumps(model_config(run.config), sort_keys=True) for run in runs
+  }
   if len(models) != 1:
-    raise ValueError("--verify compares the sources against one target-only "
-                     "reference, so every source run must have the same model "
-                     f"config; got {sorted(models)}")
+    raise ValueError(
+        "--verify compares the sources against one target-only "
+        "reference, so every source run must have the same model "
+        f"config; got {sorted(models)}"
+    )
   seeds = [int(seed) for seed in seeds]
   reference = run_experiment(
-      transfer_config(None, "target_only", target, seeds, settings,
-                      model=model_config(runs[0].config)),
-      os.path.join(workdir, "target_only"))
+      transfer_config(
+          None,
+          "target_only",
+          target,
+          seeds,
+          settings,
+          model=model_config(runs[0].config),
+      ),
+      os.path.join(workdir, "target_only"),
+  )
   accuracy = {}
   for method in methods:
     accuracy[method] = {}
     for run in runs:
       results = run_experiment(
           transfer_config(run, method, target, seeds, settings),
-          os.path.join(workdir, method, run.name))
+          os.path.join(workdir, method, run.name),
+      )
       accuracy[method][run.name] = _accuracies(results, method, seeds)
-  return {"target_only": _accuracies(reference, "target_only", seeds),
-          "accuracy": accuracy, "seeds": seeds}
+  return {
+      "target_only": _accuracies(reference, "target_only", seeds),
+      "accuracy": accuracy,
+      "seeds": seeds,
+  }
 
 
 # --- Tables and results ---------------------------------------------------------
@@ -399,46 +539,75 @@ def verify(runs: Sequence[SourceRun], target: TargetSpec, *,
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
   values = np.asarray(values, np.float64)
-  return (float(values.mean()),
-          float(values.std(ddof=1)) if values.size > 1 else 0.0)
+  return (
+      float(values.mean()),
+      float(values.std(ddof=1)) if values.size > 1 else 0.0,
+  )
 
 
-def format_verification(rows: Sequence[Mapping], verification: Mapping,
-                        method: str, scores: Sequence[str]) -> str:
+def format_verification(
+    rows: Sequence[Mapping],
+    verification: Mapping,
+    method: str,
+    scores: Sequence[str],
+) -> str:
   """Markdown: measured accuracy and gap per source, then τ per score."""
   accuracy = verification["accuracy"][method]
   gaps = transfer_gaps(accuracy, verification["target_only"])
   reference = mean_std(verification["target_only"])
-  lines = [f"| source | target test acc (%) | ε({method}) − ε(target_only) "
-           "(points) | 95% CI | verdict |",
-           "| --- | --- | --- | --- | --- |"]
+  lines = [
+      f"| source | target test acc (%) | ε({method}) − ε(target_only) "
+      "(points) | 95% CI | verdict |",
+      "| --- | --- | --- | --- | --- |",
+  ]
   order = sorted(accuracy, key=lambda name: -np.mean(accuracy[name]))
   for name in order:
     mean, std = mean_std(accuracy[name])
     gap = gaps[name]
-    lines.append(f"| {name} | {100 * mean:.1f} ± {100 * std:.1f} | "
-                 f"{100 * gap['gap']:+.1f} | [{100 * gap['low']:+.1f}, "
-                 f"{100 * gap['high']:+.1f}] | {gap['verdict']} |")
-  lines.append(f"| *target_only (reference)* | {100 * reference[0]:.1f} ± "
-               f"{100 * reference[1]:.1f} | | | |")
+    lines.append(
+        f"| {name} | {100 * mean:.1f} ± {100 * std:.1f} | "
+        f"{100 * gap['gap']:+.1f} | [{100 * gap['low']:+.1f}, "
+        f"{100 * gap['high']:+.1f}] | {gap['verdict']} |"
+    )
+  lines.append(
+      f"| *target_only (reference)* | {100 * reference[0]:.1f} ± "
+      f"{100 * reference[1]:.1f} | | | |"
+  )
   taus = correlations(rows, accuracy, scores)
-  lines += ["", "| score | weighted τ | Kendall τ | ranking (best first) |",
-            "| --- | --- | --- | --- |"]
+  lines += [
+      "",
+      "| score | weighted τ | Kendall τ | ranking (best first) |",
+      "| --- | --- | --- | --- |",
+  ]
   for score in scores:
-    lines.append(f"| {SCORE_TITLES[score]} | {taus[score]['weighted_tau']:+.2f} | "
-                 f"{taus[score]['kendall_tau']:+.2f} | "
-                 f"{', '.join(ranking(rows, score))} |")
+    lines.append(
+        f"| {SCORE_TITLES[score]} | {taus[score]['weighted_tau']:+.2f} | "
+        f"{taus[score]['kendall_tau']:+.2f} | "
+        f"{', '.join(ranking(rows, score))} |"
+    )
   lines.append(f"| *measured ({method})* | | | {', '.join(order)} |")
   return "\n".join(lines)
 
 
-def results_dict(rows, reference, verification, scores, *, target: TargetSpec,
-                 layer: str, settings: TrainSettings | None) -> dict:
+def results_dict(
+    rows,
+    reference,
+    verification,
+    scores,
+    *,
+    target: TargetSpec,
+    layer: str,
+    settings: TrainSettings | None,
+) -> dict:
   """Everything, JSON-ready."""
-  results = {"target": dataclasses.asdict(target), "features": layer,
-             "scores": list(scores), "sources": list(rows),
-             "reference": reference,
-             "rankings": {score: ranking(rows, score) for score in scores}}
+  results = {
+      "target": dataclasses.asdict(target),
+      "features": layer,
+      "scores": list(scores),
+      "sources": list(rows),
+      "reference": reference,
+      "rankings": {score: ranking(rows, score) for score in scores},
+  }
   if reference is not None:
     results["predicted_negative"] = predicted_negative(rows, reference, scores)
   if verification is not None:
@@ -446,19 +615,27 @@ def results_dict(rows, reference, verification, scores, *, target: TargetSpec,
     results["settings"] = dataclasses.asdict(settings)
     results["correlations"] = {
         method: correlations(rows, accuracy, scores)
-        for method, accuracy in verification["accuracy"].items()}
+        for method, accuracy in verification["accuracy"].items()
+    }
     results["gaps"] = {
         method: transfer_gaps(accuracy, verification["target_only"])
-        for method, accuracy in verification["accuracy"].items()}
+        for method, accuracy in verification["accuracy"].items()
+    }
   return metrics_lib.to_python(results)
 
 
-def rank_sources(run_dirs: Sequence[str], target: TargetSpec, *,
-                 seeds: Sequence[int] = (0,), names: Sequence[str] | None = None,
-                 layer: str = "bottleneck", scores: Sequence[str] = SCORE_NAMES,
-                 verify_methods: Sequence[str] = (),
-                 settings: TrainSettings = TrainSettings(),
-                 workdir: str | None = None) -> tuple[dict, str]:
+def rank_sources(
+    run_dirs: Sequence[str],
+    target: TargetSpec,
+    *,
+    seeds: Sequence[int] = (0,),
+    names: Sequence[str] | None = None,
+    layer: str = "bottleneck",
+    scores: Sequence[str] = SCORE_NAMES,
+    verify_methods: Sequence[str] = (),
+    settings: TrainSettings = TrainSettings(),
+    workdir: str | None = None,
+) -> tuple[dict, str]:
   """Scores (and, with ``verify_methods``, verifies) the sources.
 
   Returns:
@@ -467,41 +644,68 @@ def rank_sources(run_dirs: Sequence[str], target: TargetSpec, *,
   """
   scores = check_score_names(scores)
   if layer not in FEATURE_LAYERS:
-    raise ValueError(f"layer must be one of {list(FEATURE_LAYERS)}, got {layer!r}")
+    raise ValueError(
+        f"layer must be one of {list(FEATURE_LAYERS)}, got {layer!r}"
+    )
   if verify_methods and workdir is None:
     raise ValueError("verification needs a workdir for its runs")
   seeds = [int(seed) for seed in seeds]
   target_data = load_target(target, seeds)
-  runs = load_source_runs(run_dirs, input_shape=target_data["input_shape"],
-                          names=names)
+  runs = load_source_runs(
+      run_dirs, input_shape=target_data["input_shape"], names=names
+  )
   if verify_methods:
     check_methods(verify_methods, runs[0])
   rows = score_sources(runs, target_data, layer=layer, scores=scores)
   reference = score_untrained(runs[0], target_data, layer=layer, scores=scores)
-  labels = ("all" if target.labels_per_class is None
-            else str(target.labels_per_class))
-  sections = [f"Target `{target.name}`, {labels} labeled examples per class, "
-              f"seeds {seeds} (scores: mean over the seeds' draws), "
-              f"{layer} features.", "",
-              format_scores(rows, scores, reference)]
+  labels = (
+      "all" if target.labels_per_class is None else str(target.labels_per_class)
+  )
+  sections = [
+      f"Target `{target.name}`, {labels} labeled examples per class, "
+      f"seeds {seeds} (scores: mean over the seeds' draws), "
+      f"{layer} features.",
+      "",
+      format_scores(rows, scores, reference),
+  ]
   verification = None
   if verify_methods:
-    verification = verify(runs, target, seeds=seeds, workdir=workdir,
-                          methods=verify_methods, settings=settings)
+    verification = verify(
+        runs,
+        target,
+        seeds=seeds,
+        workdir=workdir,
+        methods=verify_methods,
+        settings=settings,
+    )
     for method in verify_methods:
-      sections += ["", f"Verification: `{method}`, {settings.steps} steps, "
-                   f"learning rate {settings.learning_rate(method):g} "
-                   f"(target_only: {settings.learning_rate('target_only'):g}), "
-                   f"{len(seeds)} seeds.", "",
-                   format_verification(rows, verification, method, scores)]
-  results = results_dict(rows, reference, verification, scores, target=target,
-                         layer=layer,
-                         settings=settings if verification else None)
+      sections += [
+          "",
+          f"Verification: `{method}`, {settings.steps} steps, "
+          f"learning rate {settings.learning_rate(method):g} "
+          f"(target_only: {settings.learning_rate('target_only'):g}), "
+          f"{len(seeds)} seeds.",
+          "",
+          format_verification(rows, verification, method, scores),
+      ]
+  results = results_dict(
+      rows,
+      reference,
+      verification,
+      scores,
+      target=target,
+      layer=layer,
+      settings=settings if verification else None,
+  )
   markdown = "\n".join(sections) + "\n"
   if workdir is not None:
     os.makedirs(workdir, exist_ok=True)
-    metrics_lib.write_json_atomically(os.path.join(workdir, RESULTS_JSON), results)
-    with open(os.path.join(workdir, RESULTS_MARKDOWN), "w", encoding="utf-8") as f:
+    metrics_lib.write_json_atomically(
+        os.path.join(workdir, RESULTS_JSON), results
+    )
+    with open(
+        os.path.join(workdir, RESULTS_MARKDOWN), "w", encoding="utf-8"
+    ) as f:
       f.write(markdown)
   return results, markdown
 

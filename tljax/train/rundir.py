@@ -30,9 +30,14 @@ from tljax import models as models_lib
 from tljax.checkpoint import Checkpointer
 from tljax.errors import CheckpointNotFoundError
 from tljax.params import read_checkpoint
-from tljax.rundir_format import (METRICS_FILE, SUMMARY_FILE,
-                                 checkpoint_steps, read_run_config,
-                                 resolve_checkpoint_dir, seed_of_dir)
+from tljax.rundir_format import (
+    METRICS_FILE,
+    SUMMARY_FILE,
+    checkpoint_steps,
+    read_run_config,
+    resolve_checkpoint_dir,
+    seed_of_dir,
+)
 from tljax.train.loop import build_model, load_domains
 
 __all__ = ["Run"]
@@ -68,8 +73,9 @@ class Run:
       ValueError: if ``run_config.json`` is not a tljax run record.
     """
     record = read_run_config(path, argument)
-    return cls(path=os.path.abspath(os.fspath(path)), record=record,
-               argument=argument)
+    return cls(
+        path=os.path.abspath(os.fspath(path)), record=record, argument=argument
+    )
 
   # --- The record ------------------------------------------------------------
 
@@ -121,8 +127,9 @@ class Run:
     self._check_has_checkpoint()
     return Checkpointer(self.checkpoint_dir, read_only=True)
 
-  def restore(self, step: int | None = None, *,
-              allow_unverified: bool = False) -> tuple[dict, dict]:
+  def restore(
+      self, step: int | None = None, *, allow_unverified: bool = False
+  ) -> tuple[dict, dict]:
     """``(params, model_state)`` of the checkpoint at ``step`` (default: latest).
 
     Everything the run trained, as saved (a method's own parameters, such as
@@ -130,11 +137,17 @@ class Run:
     Errors as :func:`tljax.params.read_checkpoint`.
     """
     self._check_has_checkpoint()
-    return read_checkpoint(self.path, step=step,
-                           allow_unverified=allow_unverified)
+    return read_checkpoint(
+        self.path, step=step, allow_unverified=allow_unverified
+    )
 
-  def restore_model(self, model: models_lib.Model, step: int | None = None, *,
-                    allow_unverified: bool = False) -> tuple[dict, dict]:
+  def restore_model(
+      self,
+      model: models_lib.Model,
+      step: int | None = None,
+      *,
+      allow_unverified: bool = False,
+  ) -> tuple[dict, dict]:
     """:meth:`restore`, keeping only the top-level entries ``model`` has.
 
     A method's parameters next to the model's (a domain discriminator) are
@@ -142,15 +155,21 @@ class Run:
     """
     params, model_state = self.restore(step, allow_unverified=allow_unverified)
     shapes, state_shapes = jax.eval_shape(model.init, jax.random.key(0))
-    return ({key: value for key, value in params.items() if key in shapes},
-            {key: value for key, value in model_state.items()
-             if key in state_shapes})
+    return (
+        {key: value for key, value in params.items() if key in shapes},
+        {
+            key: value
+            for key, value in model_state.items()
+            if key in state_shapes
+        },
+    )
 
   def _check_has_checkpoint(self) -> None:
     # The error read_checkpoint gives a directory without checkpoints.
     if not self.has_checkpoint:
-      raise CheckpointNotFoundError(f"{self.argument} {self.path!r} has no "
-                                    "checkpoint yet")
+      raise CheckpointNotFoundError(
+          f"{self.argument} {self.path!r} has no " "checkpoint yet"
+      )
 
   # --- Results ---------------------------------------------------------------
 
@@ -167,8 +186,10 @@ class Run:
     """
     path = os.path.join(self.path, SUMMARY_FILE)
     if not os.path.isfile(path):
-      raise ValueError(f"{self.argument} {self.path!r} has no {SUMMARY_FILE}: "
-                       "the run has not finished")
+      raise ValueError(
+          f"{self.argument} {self.path!r} has no {SUMMARY_FILE}: "
+          "the run has not finished"
+      )
     return _read_json(path)
 
   @property
@@ -195,8 +216,9 @@ class Run:
       try:
         records.append(json.loads(line))
       except json.JSONDecodeError as error:
-        raise ValueError(f"{path!r} line {number} is not JSON: "
-                         f"{error}") from None
+        raise ValueError(
+            f"{path!r} line {number} is not JSON: " f"{error}"
+        ) from None
     return records
 
   # --- The model -------------------------------------------------------------
@@ -215,8 +237,9 @@ class Run:
     config = self.config
     return build_model(config, domains or load_domains(config))
 
-  def model_for(self, *, input_shape: Sequence[int],
-                num_classes: int) -> models_lib.Model:
+  def model_for(
+      self, *, input_shape: Sequence[int], num_classes: int
+  ) -> models_lib.Model:
     """The run's architecture (``config.model``) for other inputs or classes.
 
     What a source run becomes on a target task: the same model options,
@@ -226,8 +249,11 @@ class Run:
     model = self.config.model
     options = {key: value for key, value in model.items() if key != "name"}
     return models_lib.create_model(
-        model.name, num_classes=int(num_classes),
-        input_shape=tuple(int(size) for size in input_shape), **options)
+        model.name,
+        num_classes=int(num_classes),
+        input_shape=tuple(int(size) for size in input_shape),
+        **options,
+    )
 
 
 def _read_json(path: str):

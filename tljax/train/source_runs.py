@@ -39,6 +39,7 @@ class SourceRun:
       ``head``).
     model_state: its BatchNorm statistics.
   """
+
   name: str
   run_dir: str
   config: ml_collections.ConfigDict
@@ -62,8 +63,9 @@ def model_config(config) -> dict:
   return dict(model.to_dict() if hasattr(model, "to_dict") else model)
 
 
-def load_source_run(run_dir: str, *, input_shape: Sequence[int],
-                    name: str | None = None) -> SourceRun:
+def load_source_run(
+    run_dir: str, *, input_shape: Sequence[int], name: str | None = None
+) -> SourceRun:
   """Rebuilds a source run's model and reads its latest checkpoint.
 
   Args:
@@ -82,31 +84,44 @@ def load_source_run(run_dir: str, *, input_shape: Sequence[int],
   params, model_state = run.restore()
   flat = flatten(params)
   if "head/bias" not in flat:
-    raise ValueError(f"source run {run_dir!r} has no 'head/bias' parameter; "
-                     "is it a tljax classifier?")
-  model = run.model_for(input_shape=input_shape,
-                        num_classes=int(np.shape(flat["head/bias"])[0]))
+    raise ValueError(
+        f"source run {run_dir!r} has no 'head/bias' parameter; "
+        "is it a tljax classifier?"
+    )
+  model = run.model_for(
+      input_shape=input_shape, num_classes=int(np.shape(flat["head/bias"])[0])
+  )
   # Parameters a method added next to the model's (a domain discriminator)
   # are not the model's.
   shapes, state_shapes = jax.eval_shape(model.init, jax.random.key(0))
   params = {key: value for key, value in params.items() if key in shapes}
-  model_state = {key: value for key, value in model_state.items()
-                 if key in state_shapes}
-  for what, given, expected in (("parameter", params, shapes),
-                                ("model state entry", model_state,
-                                 state_shapes)):
+  model_state = {
+      key: value for key, value in model_state.items() if key in state_shapes
+  }
+  for what, given, expected in (
+      ("parameter", params, shapes),
+      ("model state entry", model_state, state_shapes),
+  ):
     given_flat, expected_flat = flatten(given), flatten(expected)
     for path, leaf in expected_flat.items():
       if path not in given_flat:
-        raise ValueError(f"source run {run_dir!r}: {what} {path!r} of model "
-                         f"{config.model.name!r} is missing from the checkpoint")
+        raise ValueError(
+            f"source run {run_dir!r}: {what} {path!r} of model "
+            f"{config.model.name!r} is missing from the checkpoint"
+        )
       if tuple(np.shape(given_flat[path])) != tuple(leaf.shape):
         raise ValueError(
             f"source run {run_dir!r}: {what} {path!r} has shape "
             f"{tuple(np.shape(given_flat[path]))} in the checkpoint but "
             f"{tuple(leaf.shape)} in model {config.model.name!r} for target "
-            f"inputs of shape {tuple(input_shape)}")
-  return SourceRun(name=name or default_name(run_dir), run_dir=run_dir,
-                   config=config, method=str(run.recipe),
-                   model=model, params=unflatten(flatten(params)),
-                   model_state=unflatten(flatten(model_state)))
+            f"inputs of shape {tuple(input_shape)}"
+        )
+  return SourceRun(
+      name=name or default_name(run_dir),
+      run_dir=run_dir,
+      config=config,
+      method=str(run.recipe),
+      model=model,
+      params=unflatten(flatten(params)),
+      model_state=unflatten(flatten(model_state)),
+  )

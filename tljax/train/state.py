@@ -38,6 +38,7 @@ class TrainState:
     first_nonfinite_step: the ``step`` of the first such update, ``-1`` if
       none (int32 scalar).
   """
+
   step: jax.Array
   trainable: Any
   frozen: Any
@@ -46,9 +47,11 @@ class TrainState:
   extras: Any = dataclasses.field(default_factory=dict)
   hparams: Any = dataclasses.field(default_factory=dict)
   skipped_steps: jax.Array = dataclasses.field(
-      default_factory=lambda: jnp.zeros((), jnp.int32))
+      default_factory=lambda: jnp.zeros((), jnp.int32)
+  )
   first_nonfinite_step: jax.Array = dataclasses.field(
-      default_factory=lambda: jnp.full((), -1, jnp.int32))
+      default_factory=lambda: jnp.full((), -1, jnp.int32)
+  )
 
   @property
   def params(self) -> dict:
@@ -56,9 +59,14 @@ class TrainState:
     return params_lib.merge(self.trainable, self.frozen)
 
 
-def create_train_state(params, model_state, optimizer: optax.GradientTransformation,
-                       rules=((".*", 1.0),), extras=None,
-                       hparams=None) -> TrainState:
+def create_train_state(
+    params,
+    model_state,
+    optimizer: optax.GradientTransformation,
+    rules=((".*", 1.0),),
+    extras=None,
+    hparams=None,
+) -> TrainState:
   """Splits ``params`` by ``rules`` and initialises the optimizer on the trainable part.
 
   Args:
@@ -75,12 +83,19 @@ def create_train_state(params, model_state, optimizer: optax.GradientTransformat
   trainable, frozen = params_lib.split(params, rules)
   if not params_lib.flatten(trainable):
     raise ValueError(
-        f"rules {list(rules)} freeze every parameter; nothing would be trained")
-  return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
-                    frozen=frozen, opt_state=optimizer.init(trainable),
-                    model_state=model_state,
-                    # A copy: extras often hold the starting parameters, and
-                    # the step donates the state, which must not alias itself.
-                    extras=jax.tree.map(jnp.copy, extras or {}),
-                    hparams={name: jnp.asarray(value, jnp.float32)
-                             for name, value in (hparams or {}).items()})
+        f"rules {list(rules)} freeze every parameter; nothing would be trained"
+    )
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      trainable=trainable,
+      frozen=frozen,
+      opt_state=optimizer.init(trainable),
+      model_state=model_state,
+      # A copy: extras often hold the starting parameters, and
+      # the step donates the state, which must not alias itself.
+      extras=jax.tree.map(jnp.copy, extras or {}),
+      hparams={
+          name: jnp.asarray(value, jnp.float32)
+          for name, value in (hparams or {}).items()
+      },
+  )

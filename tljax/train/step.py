@@ -28,8 +28,12 @@ from tljax.losses import LossFn, Stage
 from tljax.train.state import TrainState
 
 
-def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
-                    *, jit: bool = True):
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    jit: bool = True,
+):
   """Returns ``step(state, batch, key) -> (state, metrics)``.
 
   The step differentiates ``loss_fn`` with respect to ``state.trainable`` only:
@@ -46,18 +50,29 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
   def step(state: TrainState, batch, key) -> tuple[TrainState, dict]:
     def objective(trainable):
       merged = params_lib.merge(trainable, state.frozen)
-      return loss_fn(merged, state.model_state, batch, key, state.extras,
-                     **traced(state))
+      return loss_fn(
+          merged, state.model_state, batch, key, state.extras, **traced(state)
+      )
 
     (loss, (model_state, metrics)), grads = jax.value_and_grad(
-        objective, has_aux=True)(state.trainable)
-    updates, opt_state = optimizer.update(grads, state.opt_state,
-                                          state.trainable)
+        objective, has_aux=True
+    )(state.trainable)
+    updates, opt_state = optimizer.update(
+        grads, state.opt_state, state.trainable
+    )
     trainable = optax.apply_updates(state.trainable, updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
-                   update_norm=optax.tree.norm(updates))
-    new_state = state.replace(step=state.step + 1, trainable=trainable,
-                              opt_state=opt_state, model_state=model_state)
+    metrics = dict(
+        metrics,
+        loss=loss,
+        grad_norm=optax.tree.norm(grads),
+        update_norm=optax.tree.norm(updates),
+    )
+    new_state = state.replace(
+        step=state.step + 1,
+        trainable=trainable,
+        opt_state=opt_state,
+        model_state=model_state,
+    )
     return new_state, metrics
 
   return jax.jit(step, donate_argnums=0) if jit else step
@@ -81,8 +96,7 @@ def keyed_by_step(step_fn):
   """
 
   def step(state: TrainState, batch, train_key: jax.Array):
-    return step_fn(state, batch,
-                   jax.random.fold_in(train_key, batch["step"]))
+    return step_fn(state, batch, jax.random.fold_in(train_key, batch["step"]))
 
   return step
 
@@ -102,11 +116,20 @@ def split_groups(tree, rules, groups) -> dict[str, dict]:
   flat = params_lib.flatten(tree)
   unknown = sorted(set(assignment.values()) - set(groups))
   if unknown:
-    raise ValueError(f"rules assign parameters to groups {unknown}; known: "
-                     f"{sorted(groups)}")
-  return {group: params_lib.unflatten(
-      {name: leaf for name, leaf in flat.items() if assignment[name] == group})
-          for group in groups}
+    raise ValueError(
+        f"rules assign parameters to groups {unknown}; known: "
+        f"{sorted(groups)}"
+    )
+  return {
+      group: params_lib.unflatten(
+          {
+              name: leaf
+              for name, leaf in flat.items()
+              if assignment[name] == group
+          }
+      )
+      for group in groups
+  }
 
 
 class GroupedOptimizer:
@@ -121,26 +144,32 @@ class GroupedOptimizer:
   train state holds (so checkpoints and resumption need nothing special).
   """
 
-  def __init__(self, optimizers: dict[str, optax.GradientTransformation],
-               rules):
+  def __init__(
+      self, optimizers: dict[str, optax.GradientTransformation], rules
+  ):
     self.optimizers = dict(optimizers)
     self.rules = tuple(tuple(rule) for rule in rules)
     unknown = sorted({group for _, group in self.rules} - set(self.optimizers))
     if unknown:
-      raise ValueError(f"GroupedOptimizer rules name groups {unknown} that "
-                       f"have no optimizer; known: {sorted(self.optimizers)}")
+      raise ValueError(
+          f"GroupedOptimizer rules name groups {unknown} that "
+          f"have no optimizer; known: {sorted(self.optimizers)}"
+      )
 
   def split(self, tree) -> dict[str, dict]:
     """``{group: subtree}`` of ``tree`` (groups without leaves map to ``{}``)."""
     return split_groups(tree, self.rules, self.optimizers)
 
   def init(self, trainable) -> dict:
-    return {group: self.optimizers[group].init(subtree)
-            for group, subtree in self.split(trainable).items()}
+    return {
+        group: self.optimizers[group].init(subtree)
+        for group, subtree in self.split(trainable).items()
+    }
 
 
-def make_staged_train_step(stages, optimizer: GroupedOptimizer, *,
-                           jit: bool = True):
+def make_staged_train_step(
+    stages, optimizer: GroupedOptimizer, *, jit: bool = True
+):
   """``step(state, batch, key)`` running ``stages`` one after the other.
 
   Each stage differentiates its loss with respect to its groups only and
@@ -156,9 +185,11 @@ def make_staged_train_step(stages, optimizer: GroupedOptimizer, *,
   for stage in stages:
     unknown = sorted(set(stage.groups) - set(optimizer.optimizers))
     if unknown:
-      raise ValueError(f"stage {stage.name!r} updates groups {unknown} that "
-                       f"the optimizer does not know: "
-                       f"{sorted(optimizer.optimizers)}")
+      raise ValueError(
+          f"stage {stage.name!r} updates groups {unknown} that "
+          f"the optimizer does not know: "
+          f"{sorted(optimizer.optimizers)}"
+      )
 
   def step(state: TrainState, batch, key) -> tuple[TrainState, dict]:
     groups = optimizer.split(state.trainable)
@@ -166,48 +197,76 @@ def make_staged_train_step(stages, optimizer: GroupedOptimizer, *,
     model_state = state.model_state
     metrics, all_grads, first_loss = {}, [], None
     for stage_index, stage in enumerate(stages):
-      active = [group for group in stage.groups
-                if params_lib.flatten(groups[group])]
+      active = [
+          group for group in stage.groups if params_lib.flatten(groups[group])
+      ]
       for repeat in range(stage.repeat):
         stage_key = jax.random.fold_in(key, stage_index * 1024 + repeat)
 
-        def objective(updated, stage=stage, model_state=model_state,
-                      stage_key=stage_key):
-          trainable = params_lib.unflatten({
-              name: leaf for group, subtree in {**groups, **updated}.items()
-              for name, leaf in params_lib.flatten(subtree).items()})
+        def objective(
+            updated, stage=stage, model_state=model_state, stage_key=stage_key
+        ):
+          trainable = params_lib.unflatten(
+              {
+                  name: leaf
+                  for group, subtree in {**groups, **updated}.items()
+                  for name, leaf in params_lib.flatten(subtree).items()
+              }
+          )
           merged = params_lib.merge(trainable, state.frozen)
-          return stage.loss_fn(merged, model_state, batch, stage_key,
-                               state.extras, **traced(state))
+          return stage.loss_fn(
+              merged,
+              model_state,
+              batch,
+              stage_key,
+              state.extras,
+              **traced(state),
+          )
 
         (loss, (model_state, stage_metrics)), grads = jax.value_and_grad(
-            objective, has_aux=True)({group: groups[group] for group in active})
+            objective, has_aux=True
+        )({group: groups[group] for group in active})
         for group in active:
           updates, opt_state[group] = optimizer.optimizers[group].update(
-              grads[group], opt_state[group], groups[group])
+              grads[group], opt_state[group], groups[group]
+          )
           groups[group] = optax.apply_updates(groups[group], updates)
         all_grads.append(grads)
         if first_loss is None:
           first_loss = loss
-      metrics.update({f"{stage.name}/{name}": value
-                      for name, value in {**stage_metrics, "loss": loss}.items()})
-    trainable = params_lib.unflatten({
-        name: leaf for subtree in groups.values()
-        for name, leaf in params_lib.flatten(subtree).items()})
-    metrics = dict(metrics, loss=first_loss,
-                   grad_norm=optax.tree.norm(all_grads))
-    new_state = state.replace(step=state.step + 1, trainable=trainable,
-                              opt_state=opt_state, model_state=model_state)
+      metrics.update(
+          {
+              f"{stage.name}/{name}": value
+              for name, value in {**stage_metrics, "loss": loss}.items()
+          }
+      )
+    trainable = params_lib.unflatten(
+        {
+            name: leaf
+            for subtree in groups.values()
+            for name, leaf in params_lib.flatten(subtree).items()
+        }
+    )
+    metrics = dict(
+        metrics, loss=first_loss, grad_norm=optax.tree.norm(all_grads)
+    )
+    new_state = state.replace(
+        step=state.step + 1,
+        trainable=trainable,
+        opt_state=opt_state,
+        model_state=model_state,
+    )
     return new_state, metrics
 
   return jax.jit(step, donate_argnums=0) if jit else step
 
 
-
-
 def _all_finite(tree) -> jax.Array:
-  flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
-           if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+  flags = [
+      jnp.all(jnp.isfinite(leaf))
+      for leaf in jax.tree.leaves(tree)
+      if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+  ]
   return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
 
 
@@ -239,8 +298,14 @@ def guard_nonfinite(step, policy: str = "stop"):
 
   def guarded(state: TrainState, batch, key) -> tuple[TrainState, dict]:
     new_state, metrics = step(state, batch, key)
-    finite = _all_finite((metrics["loss"], metrics["grad_norm"],
-                          new_state.trainable, new_state.model_state))
+    finite = _all_finite(
+        (
+            metrics["loss"],
+            metrics["grad_norm"],
+            new_state.trainable,
+            new_state.model_state,
+        )
+    )
     apply = finite
     if policy == "stop":
       apply = finite & (state.first_nonfinite_step < 0)
@@ -248,14 +313,19 @@ def guard_nonfinite(step, policy: str = "stop"):
     def choose(new, old):
       return jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
 
-    first = jnp.where(~finite & (state.first_nonfinite_step < 0), state.step,
-                      state.first_nonfinite_step)
+    first = jnp.where(
+        ~finite & (state.first_nonfinite_step < 0),
+        state.step,
+        state.first_nonfinite_step,
+    )
     skipped = state.skipped_steps + (~finite).astype(jnp.int32)
     new_state = new_state.replace(
         trainable=choose(new_state.trainable, state.trainable),
         opt_state=choose(new_state.opt_state, state.opt_state),
         model_state=choose(new_state.model_state, state.model_state),
-        skipped_steps=skipped, first_nonfinite_step=first)
+        skipped_steps=skipped,
+        first_nonfinite_step=first,
+    )
     return new_state, dict(metrics, skipped_steps=skipped)
 
   return guarded

@@ -59,8 +59,14 @@ from tljax.train import metrics as metrics_lib
 from tljax.train.experiment import check_experiment_config
 from tljax.train.interrupt import StopSignals
 from tljax.train import workdir as workdir_lib
-from tljax.train.loop import (_evaluate_domains, build_model, load_domains,
-                              pretrain_init_from, setup_run, training_batches)
+from tljax.train.loop import (
+    _evaluate_domains,
+    build_model,
+    load_domains,
+    pretrain_init_from,
+    setup_run,
+    training_batches,
+)
 from tljax.train.optim import set_learning_rate
 from tljax.train.step import keyed_by_step
 
@@ -76,15 +82,21 @@ def _swept_values(name: str, given, *, positive: bool) -> tuple[float, ...]:
     given = (given,)
   given = tuple(given or ())
   for value in given:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        np.isfinite(value) and (value > 0 or not positive)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (np.isfinite(value) and (value > 0 or not positive))
+    ):
       bound = "finite numbers > 0" if positive else "finite numbers"
-      raise ValueError(f"config key 'sweep.{name}' must hold {bound}, got "
-                       f"{given!r}")
+      raise ValueError(
+          f"config key 'sweep.{name}' must hold {bound}, got " f"{given!r}"
+      )
   if len({member_value(float(v)) for v in given}) != len(given):
     # Members are named (and their summaries stored) by these values.
-    raise ValueError(f"config key 'sweep.{name}' has repeated values (to "
-                     f"{NAME_DIGITS} significant digits): {given!r}")
+    raise ValueError(
+        f"config key 'sweep.{name}' has repeated values (to "
+        f"{NAME_DIGITS} significant digits): {given!r}"
+    )
   return tuple(float(v) for v in given)
 
 
@@ -97,16 +109,17 @@ def sweep_members(config, method) -> list[dict]:
   check of that setting. ``hparams`` holds every traced hyper-parameter of
   the member (the config's value where not swept).
   """
-  learning_rates = _swept_values("learning_rates",
-                                 config.sweep.get("learning_rates"),
-                                 positive=True) or (
-                                     float(config.optimizer.learning_rate),)
+  learning_rates = _swept_values(
+      "learning_rates", config.sweep.get("learning_rates"), positive=True
+  ) or (float(config.optimizer.learning_rate),)
   swept = dict(config.sweep.get("hparams") or {})
   unknown = sorted(set(swept) - set(method.hparams))
   if unknown:
-    raise ValueError(f"config key 'sweep.hparams.{unknown[0]}': method "
-                     f"{config.method!r} traces no such hyper-parameter; it "
-                     f"can sweep: {sorted(method.hparams)}")
+    raise ValueError(
+        f"config key 'sweep.hparams.{unknown[0]}': method "
+        f"{config.method!r} traces no such hyper-parameter; it "
+        f"can sweep: {sorted(method.hparams)}"
+    )
   grids = {}
   settings = methods_lib.method_defaults(config.method)
   for name in sorted(method.hparams):
@@ -115,17 +128,27 @@ def sweep_members(config, method) -> list[dict]:
       if name in settings:
         # The recipe's own check of the setting (e.g. trade_off >= 0).
         try:
-          methods_lib.method_settings(config.method, {
-              **dict(config.get("method_kwargs") or {}), name: value})
+          methods_lib.method_settings(
+              config.method,
+              {**dict(config.get("method_kwargs") or {}), name: value},
+          )
         except ValueError as error:
-          raise ValueError(f"config key 'sweep.hparams.{name}': {value!r} is "
-                           f"refused: {error}") from None
+          raise ValueError(
+              f"config key 'sweep.hparams.{name}': {value!r} is "
+              f"refused: {error}"
+          ) from None
     grids[name] = values or (float(method.hparams[name]),)
   names = list(grids)
-  return [{"seed": int(seed), "learning_rate": lr,
-           "hparams": dict(zip(names, values))}
-          for seed, lr, *values in itertools.product(
-              config.seeds, learning_rates, *grids.values())]
+  return [
+      {
+          "seed": int(seed),
+          "learning_rate": lr,
+          "hparams": dict(zip(names, values)),
+      }
+      for seed, lr, *values in itertools.product(
+          config.seeds, learning_rates, *grids.values()
+      )
+  ]
 
 
 def _prior_runs(config, method) -> tuple[dict | None, dict]:
@@ -144,12 +167,14 @@ def _prior_runs(config, method) -> tuple[dict | None, dict]:
             f"config key 'init_from.workdir': method {config.method!r} starts "
             f"from a {prior.method!r} run, which a sweep does not train; "
             "train it first (tljax train) and set init_from.workdir to its "
-            "run directory ({seed} is replaced by each member's seed)")
+            "run directory ({seed} is replaced by each member's seed)"
+        )
       raise ValueError(
           f"config key 'method_kwargs': method {config.method!r} needs a "
           f"{prior.role!r} run ({prior.method!r}), which a sweep does not "
           "train; train it first and name its run directory in the "
-          "method's settings ({seed} is replaced by each member's seed)")
+          "method's settings ({seed} is replaced by each member's seed)"
+      )
     if prior.role == methods_lib.PRETRAIN:
       init_from = pretrain_init_from(method, config, prior.workdir)
     else:
@@ -188,51 +213,81 @@ def run_sweep(config, workdir: str) -> dict:
   """
   check_experiment_config(config)
   if config.parallel.data_parallel:
-    raise ValueError("config key 'parallel.data_parallel': a sweep runs on one "
-                     "device; use one or the other")
+    raise ValueError(
+        "config key 'parallel.data_parallel': a sweep runs on one "
+        "device; use one or the other"
+    )
   start_time = time.perf_counter()
   base_domains = load_domains(config)
-  method = methods_lib.build_method(config.method, config,
-                                    build_model(config, base_domains))
+  method = methods_lib.build_method(
+      config.method, config, build_model(config, base_domains)
+  )
   members = sweep_members(config, method)
   init_from, prior_runs = _prior_runs(config, method)
 
   def for_seed(template, seed):
-    return None if template is None else {
-        key: (value.format(seed=seed) if key == "workdir" else value)
-        for key, value in template.items()}
+    return (
+        None
+        if template is None
+        else {
+            key: (value.format(seed=seed) if key == "workdir" else value)
+            for key, value in template.items()
+        }
+    )
 
-  runs = [setup_run(config, config.method, member["seed"],
-                    domains=base_domains, inject_learning_rate=True,
-                    init_from=for_seed(init_from, member["seed"]),
-                    prior_runs={role: directory.format(seed=member["seed"])
-                                for role, directory in prior_runs.items()})
-          for member in members]
+  runs = [
+      setup_run(
+          config,
+          config.method,
+          member["seed"],
+          domains=base_domains,
+          inject_learning_rate=True,
+          init_from=for_seed(init_from, member["seed"]),
+          prior_runs={
+              role: directory.format(seed=member["seed"])
+              for role, directory in prior_runs.items()
+          },
+      )
+      for member in members
+  ]
   if runs[0].method.stages:
-    raise ValueError(f"config key 'method': {config.method!r} updates in "
-                     "stages; sweeps support single-update recipes")
+    raise ValueError(
+        f"config key 'method': {config.method!r} updates in "
+        "stages; sweeps support single-update recipes"
+    )
   with workdir_lib.WorkdirLock(workdir):
     return _train_sweep(config, workdir, members, runs, start_time)
 
 
-def _train_sweep(config, workdir: str, members: list[dict], runs: list,
-                 start_time: float) -> dict:
+def _train_sweep(
+    config, workdir: str, members: list[dict], runs: list, start_time: float
+) -> dict:
   """The body of :func:`run_sweep`, with the work dir locked."""
   method, model = runs[0].method, runs[0].model
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_SUBDIR)
   # Checked once the set-up has checked every value it uses; binding once
   # the sweep has a checkpoint (see tljax.train.workdir).
-  workdir_lib.claim(os.path.join(workdir, workdir_lib.RUN_CONFIG_FILE),
-                    {"config": config.to_dict(), "sweep": members},
-                    what="a sweep",
-                    binding=workdir_lib.has_checkpoint(checkpoint_dir))
+  workdir_lib.claim(
+      os.path.join(workdir, workdir_lib.RUN_CONFIG_FILE),
+      {"config": config.to_dict(), "sweep": members},
+      what="a sweep",
+      binding=workdir_lib.has_checkpoint(checkpoint_dir),
+  )
   # Each member's learning rate and traced hyper-parameters in its state.
-  state = _stack([run.state.replace(
-      opt_state=set_learning_rate(run.state.opt_state,
-                                  member["learning_rate"]),
-      hparams={name: jnp.asarray(value, jnp.float32)
-               for name, value in member["hparams"].items()})
-                  for run, member in zip(runs, members)])
+  state = _stack(
+      [
+          run.state.replace(
+              opt_state=set_learning_rate(
+                  run.state.opt_state, member["learning_rate"]
+              ),
+              hparams={
+                  name: jnp.asarray(value, jnp.float32)
+                  for name, value in member["hparams"].items()
+              },
+          )
+          for run, member in zip(runs, members)
+      ]
+  )
   train_keys = jnp.stack([run.train_key for run in runs])
 
   def step(state, batch, train_keys):
@@ -240,20 +295,30 @@ def _train_sweep(config, workdir: str, members: list[dict], runs: list,
     return jax.vmap(keyed_by_step(runs[0].step_fn))(state, batch, train_keys)
 
   train_step = jax.jit(step, donate_argnums=0)
-  checkpointer = Checkpointer(checkpoint_dir,
-                              max_to_keep=config.keep_checkpoints,
-                              save_every=config.checkpoint_every)
+  checkpointer = Checkpointer(
+      checkpoint_dir,
+      max_to_keep=config.keep_checkpoints,
+      save_every=config.checkpoint_every,
+  )
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state)
   start_step = int(state.step[0])
-  streams = [training_batches(method, run.domains, batch_size=config.batch_size,
-                              seed=member["seed"], start_step=start_step)
-             for run, member in zip(runs, members)]
+  streams = [
+      training_batches(
+          method,
+          run.domains,
+          batch_size=config.batch_size,
+          seed=member["seed"],
+          start_step=start_step,
+      )
+      for run, member in zip(runs, members)
+  ]
 
   def stacked_batches():
     for batches in zip(*streams):
-      batch = _stack([{k: v for k, v in b.items() if k != "step"}
-                      for b in batches])
+      batch = _stack(
+          [{k: v for k, v in b.items() if k != "step"} for b in batches]
+      )
       batch["step"] = jnp.full((len(members),), batches[0]["step"], jnp.int32)
       yield batch
 
@@ -267,12 +332,16 @@ def _train_sweep(config, workdir: str, members: list[dict], runs: list,
         done = index + 1
         if done % config.log_every == 0 or done == config.steps:
           step_metrics = jax.device_get(step_metrics)
-          writer.write(done, {f"{member_name(member)}/{key}": float(value[i])
-                              for key, value in step_metrics.items()
-                              for i, member in enumerate(members)})
+          writer.write(
+              done,
+              {
+                  f"{member_name(member)}/{key}": float(value[i])
+                  for key, value in step_metrics.items()
+                  for i, member in enumerate(members)
+              },
+          )
         stopping = signals.received is not None  # SIGTERM/SIGINT
-        checkpointer.save(done, state,
-                          force=done == config.steps or stopping)
+        checkpointer.save(done, state, force=done == config.steps or stopping)
         if stopping:
           break
   finally:
@@ -284,17 +353,28 @@ def _train_sweep(config, workdir: str, members: list[dict], runs: list,
 
   summaries = []
   for index, (run, member) in enumerate(zip(runs, members)):
-    evaluation = _evaluate_domains(model, _member(state, index), run.domains,
-                                   config.eval_batch_size, run.model_keys)
-    summary = {"method": config.method, **member, "name": member_name(member),
-               "steps": int(state.step[index]),
-               "skipped_steps": int(state.skipped_steps[index]),
-               # Under divergence_policy "stop" a diverged member keeps its
-               # last finite state; the others train on.
-               "diverged_at_step": (
-                   int(state.first_nonfinite_step[index]) + 1
-                   if int(state.first_nonfinite_step[index]) >= 0 else None),
-               **evaluation}
+    evaluation = _evaluate_domains(
+        model,
+        _member(state, index),
+        run.domains,
+        config.eval_batch_size,
+        run.model_keys,
+    )
+    summary = {
+        "method": config.method,
+        **member,
+        "name": member_name(member),
+        "steps": int(state.step[index]),
+        "skipped_steps": int(state.skipped_steps[index]),
+        # Under divergence_policy "stop" a diverged member keeps its
+        # last finite state; the others train on.
+        "diverged_at_step": (
+            int(state.first_nonfinite_step[index]) + 1
+            if int(state.first_nonfinite_step[index]) >= 0
+            else None
+        ),
+        **evaluation,
+    }
     member_dir = os.path.join(workdir, member_name(member))
     os.makedirs(member_dir, exist_ok=True)
     metrics_lib.write_summary(member_dir, summary)
@@ -304,16 +384,27 @@ def _train_sweep(config, workdir: str, members: list[dict], runs: list,
   def setting(summary):
     return (summary["learning_rate"], tuple(sorted(summary["hparams"].items())))
 
-  for (lr, hparams), group in itertools.groupby(sorted(summaries, key=setting),
-                                                key=setting):
+  for (lr, hparams), group in itertools.groupby(
+      sorted(summaries, key=setting), key=setting
+  ):
     accuracies = np.array([s["target_test"]["accuracy"] for s in group])
-    table.append({"learning_rate": lr, "hparams": dict(hparams),
-                  "seeds": len(accuracies),
-                  "target_test_accuracy_mean": float(accuracies.mean()),
-                  "target_test_accuracy_std": (float(accuracies.std(ddof=1))
-                                               if len(accuracies) > 1 else 0.0)})
-  results = {"method": config.method, "members": summaries, "table": table,
-             "wall_seconds": time.perf_counter() - start_time}
+    table.append(
+        {
+            "learning_rate": lr,
+            "hparams": dict(hparams),
+            "seeds": len(accuracies),
+            "target_test_accuracy_mean": float(accuracies.mean()),
+            "target_test_accuracy_std": (
+                float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0
+            ),
+        }
+    )
+  results = {
+      "method": config.method,
+      "members": summaries,
+      "table": table,
+      "wall_seconds": time.perf_counter() - start_time,
+  }
   metrics_lib.write_json_atomically(os.path.join(workdir, SWEEP_JSON), results)
   with open(os.path.join(workdir, SWEEP_MARKDOWN), "w", encoding="utf-8") as f:
     f.write(format_sweep(results) + "\n")
@@ -323,13 +414,17 @@ def _train_sweep(config, workdir: str, members: list[dict], runs: list,
 def format_sweep(results: dict) -> str:
   """The sweep's table in markdown: one row per learning rate and hyper-parameters."""
   names = sorted({name for row in results["table"] for name in row["hparams"]})
-  lines = [f"| {results['method']}: learning rate | "
-           + "".join(f"{name} | " for name in names)
-           + "seeds | target test accuracy (%) |",
-           "| --- | " + "--- | " * len(names) + "--- | --- |"]
+  lines = [
+      f"| {results['method']}: learning rate | "
+      + "".join(f"{name} | " for name in names)
+      + "seeds | target test accuracy (%) |",
+      "| --- | " + "--- | " * len(names) + "--- | --- |",
+  ]
   for row in results["table"]:
     values = "".join(f"{row['hparams'][name]:g} | " for name in names)
-    lines.append(f"| {row['learning_rate']:g} | {values}{row['seeds']} | "
-                 f"{100 * row['target_test_accuracy_mean']:.1f} ± "
-                 f"{100 * row['target_test_accuracy_std']:.1f} |")
+    lines.append(
+        f"| {row['learning_rate']:g} | {values}{row['seeds']} | "
+        f"{100 * row['target_test_accuracy_mean']:.1f} ± "
+        f"{100 * row['target_test_accuracy_std']:.1f} |"
+    )
   return "\n".join(lines)

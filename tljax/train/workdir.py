@@ -84,10 +84,14 @@ def _unlock(descriptor: int) -> None:
 
 
 def _holder_details() -> dict[str, Any]:
-  return {"pid": os.getpid(), "host": socket.gethostname(),
-          "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
-              timespec="seconds"),
-          "command": " ".join(sys.argv)}
+  return {
+      "pid": os.getpid(),
+      "host": socket.gethostname(),
+      "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"
+      ),
+      "command": " ".join(sys.argv),
+  }
 
 
 def read_holder(workdir: str) -> dict[str, Any] | None:
@@ -110,8 +114,10 @@ def _describe(holder: dict[str, Any] | None) -> str:
   if holder is None:
     return "another process (its details are not written yet)"
   command = holder.get("command")
-  return (f"pid {holder.get('pid')} on host {holder.get('host')}, started "
-          f"{holder.get('started')}" + (f" ({command})" if command else ""))
+  return (
+      f"pid {holder.get('pid')} on host {holder.get('host')}, started "
+      f"{holder.get('started')}" + (f" ({command})" if command else "")
+  )
 
 
 class WorkdirLock:
@@ -138,8 +144,9 @@ class WorkdirLock:
 
   def acquire(self) -> WorkdirLock:
     if self.held:
-      raise RuntimeError(f"the lock of {self.workdir} is already held by this "
-                         "WorkdirLock")
+      raise RuntimeError(
+          f"the lock of {self.workdir} is already held by this " "WorkdirLock"
+      )
     os.makedirs(self.workdir, exist_ok=True)
     flags = os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -153,7 +160,8 @@ class WorkdirLock:
         raise WorkdirBusyError(
             f"work dir {self.workdir} is in use by another tljax run: "
             f"{_describe(self._wait_for_holder())}; wait for it to finish, "
-            "stop it, or use another work dir")
+            "stop it, or use another work dir"
+        )
       self._write_holder(descriptor)
     except BaseException:
       os.close(descriptor)
@@ -218,14 +226,16 @@ def differences(old, new, prefix: str = ""):
   """Dotted paths where the JSON trees ``old`` and ``new`` differ."""
   if isinstance(old, dict) and isinstance(new, dict):
     for key in set(old) | set(new):
-      yield from differences(old.get(key, _MISSING), new.get(key, _MISSING),
-                             f"{prefix}{key}.")
+      yield from differences(
+          old.get(key, _MISSING), new.get(key, _MISSING), f"{prefix}{key}."
+      )
   elif old != new:
     yield prefix.rstrip(".")
 
 
-def _added_at_default(existing: dict, claim: dict, path: str,
-                      config_key: str | None) -> bool:
+def _added_at_default(
+    existing: dict, claim: dict, path: str, config_key: str | None
+) -> bool:
   """Whether ``path`` is a config field the stored claim predates, now at its default."""
   prefix = "" if config_key is None else config_key + "."
   if not path.startswith(prefix) or _lookup(existing, path) is not _MISSING:
@@ -240,10 +250,12 @@ def _added_at_default(existing: dict, claim: dict, path: str,
       break
   if field is None:
     return False
-  default = json.loads(json.dumps(metrics_lib.to_python(
-      base_config().to_dict())))
-  return (_lookup(default, field) is not _MISSING
-          and _lookup(default, field) == _lookup(claim, prefix + field))
+  default = json.loads(
+      json.dumps(metrics_lib.to_python(base_config().to_dict()))
+  )
+  return _lookup(default, field) is not _MISSING and _lookup(
+      default, field
+  ) == _lookup(claim, prefix + field)
 
 
 def as_json(value) -> Any:
@@ -251,8 +263,9 @@ def as_json(value) -> Any:
   return json.loads(json.dumps(metrics_lib.to_python(value)))
 
 
-def changed_keys(existing: dict, claim: dict, *,
-                 config_key: str | None = "config") -> list[str]:
+def changed_keys(
+    existing: dict, claim: dict, *, config_key: str | None = "config"
+) -> list[str]:
   """The dotted keys where ``claim`` differs from the stored ``existing`` one.
 
   Config fields introduced after ``existing`` was written and at their
@@ -261,8 +274,11 @@ def changed_keys(existing: dict, claim: dict, *,
   is the config itself).
   """
   claim = as_json(claim)
-  return sorted(path for path in differences(existing, claim)
-                if not _added_at_default(existing, claim, path, config_key))
+  return sorted(
+      path
+      for path in differences(existing, claim)
+      if not _added_at_default(existing, claim, path, config_key)
+  )
 
 
 def read_claim(path: str) -> dict | None:
@@ -273,13 +289,16 @@ def read_claim(path: str) -> dict | None:
     try:
       return json.load(stream)
     except ValueError as error:
-      raise ValueError(f"{path} is not valid JSON ({error}); it records the "
-                       "config this work dir was run with: restore it, or "
-                       "use another work dir") from None
+      raise ValueError(
+          f"{path} is not valid JSON ({error}); it records the "
+          "config this work dir was run with: restore it, or "
+          "use another work dir"
+      ) from None
 
 
-def check_claim(path: str, claim: dict, *, what: str,
-                config_key: str | None = "config") -> None:
+def check_claim(
+    path: str, claim: dict, *, what: str, config_key: str | None = "config"
+) -> None:
   """Refuses ``claim`` if ``path`` holds a different one (writes nothing).
 
   Raises:
@@ -294,7 +313,8 @@ def check_claim(path: str, claim: dict, *, what: str,
     raise ValueError(
         f"work dir {workdir!r} holds {what} with another config (it differs "
         f"at {changed[:10]}{' ...' if len(changed) > 10 else ''}); rerun it "
-        "with the same config, or use another work dir")
+        "with the same config, or use another work dir"
+    )
 
 
 def write_claim(path: str, claim: dict) -> None:
@@ -311,24 +331,32 @@ def has_checkpoint(checkpoint_dir: str) -> bool:
     names = os.listdir(checkpoint_dir)
   except (FileNotFoundError, NotADirectoryError):
     return False
-  return any(name.isdigit() and os.path.isdir(os.path.join(checkpoint_dir,
-                                                           name))
-             for name in names)
+  return any(
+      name.isdigit() and os.path.isdir(os.path.join(checkpoint_dir, name))
+      for name in names
+  )
 
 
 def completed_a_step(workdir: str) -> bool:
   """Whether a run in ``workdir`` (the run itself, or any run below it) has a checkpoint."""
   for root, dirs, _ in os.walk(workdir):
     if CHECKPOINT_SUBDIR in dirs and has_checkpoint(
-        os.path.join(root, CHECKPOINT_SUBDIR)):
+        os.path.join(root, CHECKPOINT_SUBDIR)
+    ):
       return True
     # Step directories are not runs: do not walk into them.
     dirs[:] = [name for name in dirs if name != CHECKPOINT_SUBDIR]
   return False
 
 
-def claim(path: str, record: dict, *, what: str, binding: bool,
-          config_key: str | None = "config") -> None:
+def claim(
+    path: str,
+    record: dict,
+    *,
+    what: str,
+    binding: bool,
+    config_key: str | None = "config",
+) -> None:
   """Checks ``record`` against the claim at ``path``, or (re)writes it.
 
   ``binding``: whether the work dir has completed a step; then a different

@@ -23,16 +23,32 @@ input gives a NaN result.
 
 from tljax.unsupervised.augment import augment_digits
 from tljax.unsupervised.contrastive import DEFAULT_TEMPERATURE, nt_xent_loss
-from tljax.unsupervised.denoising import (CORRUPTIONS, RECONSTRUCTION_LOSSES,
-                                          corrupt, denoising_autoencoder_loss)
+from tljax.unsupervised.denoising import (
+    CORRUPTIONS,
+    RECONSTRUCTION_LOSSES,
+    corrupt,
+    denoising_autoencoder_loss,
+)
 from tljax.unsupervised.kmeans import KMeansResult, kmeans
-from tljax.unsupervised.metrics import (adjusted_rand_index,
-                                        clustering_accuracy,
-                                        contingency_table,
-                                        normalized_mutual_info)
+from tljax.unsupervised.metrics import (
+    adjusted_rand_index,
+    clustering_accuracy,
+    contingency_table,
+    normalized_mutual_info,
+)
 
-__all__ = ["CORRUPTIONS", "DEFAULT_TEMPERATURE", "KMeansResult",
-           "RECONSTRUCTION_LOSSES", "adjusted_rand_index", "augment_digits",
-           "clustering_accuracy", "contingency_table", "corrupt",
-           "denoising_autoencoder_loss", "kmeans", "normalized_mutual_info",
-           "nt_xent_loss"]
+__all__ = [
+    "CORRUPTIONS",
+    "DEFAULT_TEMPERATURE",
+    "KMeansResult",
+    "RECONSTRUCTION_LOSSES",
+    "adjusted_rand_index",
+    "augment_digits",
+    "clustering_accuracy",
+    "contingency_table",
+    "corrupt",
+    "denoising_autoencoder_loss",
+    "kmeans",
+    "normalized_mutual_info",
+    "nt_xent_loss",
+]

@@ -31,33 +31,46 @@ import jax.numpy as jnp
 import jax.scipy.ndimage
 
 from tljax.align._arrays import as_float
-from tljax.checks import (check_key, check_non_negative, check_positive,
-                          is_traced)
+from tljax.checks import (
+    check_key,
+    check_non_negative,
+    check_positive,
+    is_traced,
+)
 
 __all__ = ["augment_digits"]
+
 
 def _view(image, key, min_area, log_aspect_range, max_rotation, noise_std):
   """One random view of one ``(H, W, C)`` image."""
   height, width = image.shape[0], image.shape[1]
   area_key, aspect_key, x_key, y_key, angle_key, noise_key = jax.random.split(
-      key, 6)
+      key, 6
+  )
   area = jax.random.uniform(area_key, (), minval=min_area, maxval=1.0)
-  aspect = jnp.exp(jax.random.uniform(aspect_key, (),
-                                      minval=log_aspect_range[0],
-                                      maxval=log_aspect_range[1]))
+  aspect = jnp.exp(
+      jax.random.uniform(
+          aspect_key, (), minval=log_aspect_range[0], maxval=log_aspect_range[1]
+      )
+  )
   crop_width = jnp.minimum(width * jnp.sqrt(area * aspect), width)
   crop_height = jnp.minimum(height * jnp.sqrt(area / aspect), height)
-  centre_x = jax.random.uniform(x_key, (), minval=crop_width / 2,
-                                maxval=width - crop_width / 2)
-  centre_y = jax.random.uniform(y_key, (), minval=crop_height / 2,
-                                maxval=height - crop_height / 2)
-  angle = jax.random.uniform(angle_key, (), minval=-max_rotation,
-                             maxval=max_rotation)
+  centre_x = jax.random.uniform(
+      x_key, (), minval=crop_width / 2, maxval=width - crop_width / 2
+  )
+  centre_y = jax.random.uniform(
+      y_key, (), minval=crop_height / 2, maxval=height - crop_height / 2
+  )
+  angle = jax.random.uniform(
+      angle_key, (), minval=-max_rotation, maxval=max_rotation
+  )
   # Output pixel centres relative to the output's centre, scaled into the
   # crop, rotated and moved to the crop's centre; then to array indices.
-  rows, columns = jnp.meshgrid(jnp.arange(height) + 0.5 - height / 2,
-                               jnp.arange(width) + 0.5 - width / 2,
-                               indexing="ij")
+  rows, columns = jnp.meshgrid(
+      jnp.arange(height) + 0.5 - height / 2,
+      jnp.arange(width) + 0.5 - width / 2,
+      indexing="ij",
+  )
   offset_x = columns * crop_width / width
   offset_y = rows * crop_height / height
   cos, sin = jnp.cos(angle), jnp.sin(angle)
@@ -66,17 +79,23 @@ def _view(image, key, min_area, log_aspect_range, max_rotation, noise_std):
 
   def resample(channel):
     return jax.scipy.ndimage.map_coordinates(
-        channel, [source_y, source_x], order=1, mode="constant", cval=0.0)
+        channel, [source_y, source_x], order=1, mode="constant", cval=0.0
+    )
 
   view = jax.vmap(resample, in_axes=2, out_axes=2)(image)
   view = view + noise_std * jax.random.normal(noise_key, view.shape, view.dtype)
   return jnp.clip(view, 0.0, 1.0)
 
 
-def augment_digits(images: Any, key: jax.Array, *, min_area: float = 0.5,
-                   aspect_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                   max_rotation_degrees: float = 10.0,
-                   noise_std: float = 0.05) -> jax.Array:
+def augment_digits(
+    images: Any,
+    key: jax.Array,
+    *,
+    min_area: float = 0.5,
+    aspect_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    max_rotation_degrees: float = 10.0,
+    noise_std: float = 0.05,
+) -> jax.Array:
   """An independent random view of every image (see the module docstring).
 
   Args:
@@ -101,8 +120,10 @@ def augment_digits(images: Any, key: jax.Array, *, min_area: float = 0.5,
   """
   images = jnp.asarray(images)
   if images.ndim != 4 or 0 in images.shape:
-    raise ValueError(f"images must have shape (batch, height, width, channels) "
-                     f"with every size positive, got {images.shape}.")
+    raise ValueError(
+        f"images must have shape (batch, height, width, channels) "
+        f"with every size positive, got {images.shape}."
+    )
   images = as_float(images)
   key = check_key(key)
   check_positive(min_area, "min_area")
@@ -111,18 +132,23 @@ def augment_digits(images: Any, key: jax.Array, *, min_area: float = 0.5,
   try:
     low, high = aspect_ratio
   except (TypeError, ValueError):
-    raise ValueError(f"aspect_ratio must be a pair (lowest, highest) of "
-                     f"positive numbers, got {aspect_ratio!r}.") from None
+    raise ValueError(
+        f"aspect_ratio must be a pair (lowest, highest) of "
+        f"positive numbers, got {aspect_ratio!r}."
+    ) from None
   check_positive(low, "aspect_ratio[0]")
   check_positive(high, "aspect_ratio[1]")
   if not is_traced(low) and not is_traced(high) and float(low) > float(high):
-    raise ValueError(f"aspect_ratio must be (lowest, highest), got "
-                     f"{aspect_ratio!r}.")
+    raise ValueError(
+        f"aspect_ratio must be (lowest, highest), got " f"{aspect_ratio!r}."
+    )
   check_non_negative(max_rotation_degrees, "max_rotation_degrees")
   check_non_negative(noise_std, "noise_std")
   keys = jax.random.split(key, images.shape[0])
   log_aspect_range = (jnp.log(low), jnp.log(high))
   max_rotation = jnp.deg2rad(max_rotation_degrees)
-  return jax.vmap(lambda image, view_key: _view(
-      image, view_key, min_area, log_aspect_range, max_rotation,
-      noise_std))(images, keys)
+  return jax.vmap(
+      lambda image, view_key: _view(
+          image, view_key, min_area, log_aspect_range, max_rotation, noise_std
+      )
+  )(images, keys)

@@ -32,8 +32,12 @@ __all__ = ["DEFAULT_TEMPERATURE", "nt_xent_loss"]
 DEFAULT_TEMPERATURE = 0.5
 
 
-def nt_xent_loss(first_embeddings: Any, second_embeddings: Any, *,
-                 temperature: float = DEFAULT_TEMPERATURE) -> jax.Array:
+def nt_xent_loss(
+    first_embeddings: Any,
+    second_embeddings: Any,
+    *,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> jax.Array:
   """NT-Xent of paired embeddings (row ``n`` of both is one example's two views).
 
   Args:
@@ -50,10 +54,18 @@ def nt_xent_loss(first_embeddings: Any, second_embeddings: Any, *,
     ValueError: naming the argument, for non-matrix or mismatched
       embeddings, fewer than 2 examples (no negatives), or τ <= 0.
   """
-  first = check_matrix(first_embeddings, "first_embeddings", min_rows=2,
-                       why="NT-Xent needs at least one negative example")
-  second = check_matrix(second_embeddings, "second_embeddings", min_rows=2,
-                        why="NT-Xent needs at least one negative example")
+  first = check_matrix(
+      first_embeddings,
+      "first_embeddings",
+      min_rows=2,
+      why="NT-Xent needs at least one negative example",
+  )
+  second = check_matrix(
+      second_embeddings,
+      "second_embeddings",
+      min_rows=2,
+      why="NT-Xent needs at least one negative example",
+  )
   check_same_shape(first, second, "first_embeddings", "second_embeddings")
   check_positive(temperature, "temperature")
   num_examples = first.shape[0]
@@ -63,13 +75,16 @@ def nt_xent_loss(first_embeddings: Any, second_embeddings: Any, *,
   # squared norm neither underflows nor overflows; a zero row stays zero
   # with a zero, not NaN, gradient.
   largest = jax.lax.stop_gradient(
-      jnp.max(jnp.abs(embeddings), axis=1, keepdims=True))
+      jnp.max(jnp.abs(embeddings), axis=1, keepdims=True)
+  )
   nonzero = largest > 0
   embeddings = embeddings / jnp.where(nonzero, largest, 1.0)
   squared_norms = jnp.sum(jnp.square(embeddings), axis=1, keepdims=True)
   embeddings = jnp.where(
-      nonzero, embeddings * jax.lax.rsqrt(jnp.where(nonzero, squared_norms,
-                                                    1.0)), 0.0)
+      nonzero,
+      embeddings * jax.lax.rsqrt(jnp.where(nonzero, squared_norms, 1.0)),
+      0.0,
+  )
   logits = embeddings @ embeddings.T / temperature
   views = 2 * num_examples
   logits = jnp.where(jnp.eye(views, dtype=bool), -jnp.inf, logits)

@@ -35,8 +35,12 @@ import optax
 from tljax.align._arrays import as_float, check_choice, check_same_shape
 from tljax.checks import check_key, check_non_negative, is_traced
 
-__all__ = ["CORRUPTIONS", "RECONSTRUCTION_LOSSES", "corrupt",
-           "denoising_autoencoder_loss"]
+__all__ = [
+    "CORRUPTIONS",
+    "RECONSTRUCTION_LOSSES",
+    "corrupt",
+    "denoising_autoencoder_loss",
+]
 
 CORRUPTIONS = ("masking", "gaussian")
 RECONSTRUCTION_LOSSES = ("cross_entropy", "squared_error")
@@ -46,19 +50,31 @@ def _check_batch(array: Any, argument: str) -> jax.Array:
   try:
     array = jnp.asarray(array)
   except TypeError as error:
-    raise ValueError(f"{argument} must be an array of numbers: {error}") from None
-  if not (jnp.issubdtype(array.dtype, jnp.floating)
-          or jnp.issubdtype(array.dtype, jnp.integer)):
-    raise ValueError(f"{argument} must hold real numbers, got dtype "
-                     f"{array.dtype}.")
+    raise ValueError(
+        f"{argument} must be an array of numbers: {error}"
+    ) from None
+  if not (
+      jnp.issubdtype(array.dtype, jnp.floating)
+      or jnp.issubdtype(array.dtype, jnp.integer)
+  ):
+    raise ValueError(
+        f"{argument} must hold real numbers, got dtype " f"{array.dtype}."
+    )
   if array.ndim < 2 or 0 in array.shape:
-    raise ValueError(f"{argument} must have shape (batch, ...) with at least "
-                     f"one example and one component, got {array.shape}.")
+    raise ValueError(
+        f"{argument} must have shape (batch, ...) with at least "
+        f"one example and one component, got {array.shape}."
+    )
   return as_float(array)
 
 
-def corrupt(inputs: Any, key: jax.Array, *, corruption: str = "masking",
-            level: float = 0.25) -> jax.Array:
+def corrupt(
+    inputs: Any,
+    key: jax.Array,
+    *,
+    corruption: str = "masking",
+    level: float = 0.25,
+) -> jax.Array:
   """The corrupted inputs ``x̃ ~ q(x̃ | x)`` (see the module docstring).
 
   Args:
@@ -84,20 +100,26 @@ def corrupt(inputs: Any, key: jax.Array, *, corruption: str = "masking",
   if corruption == "gaussian":
     return inputs + level * jax.random.normal(key, inputs.shape, inputs.dtype)
   if not is_traced(level) and float(level) > 1:
-    raise ValueError(f"level must be a fraction in [0, 1] for masking "
-                     f"corruption, got {level}.")
+    raise ValueError(
+        f"level must be a fraction in [0, 1] for masking "
+        f"corruption, got {level}."
+    )
   batch, components = inputs.shape[0], int(np.prod(inputs.shape[1:]))
   # A random rank per component; the ⌊ν d⌉ lowest ranked are destroyed.
-  ranks = jnp.argsort(jnp.argsort(
-      jax.random.uniform(key, (batch, components)), axis=1), axis=1)
+  ranks = jnp.argsort(
+      jnp.argsort(jax.random.uniform(key, (batch, components)), axis=1), axis=1
+  )
   # ⌊ν d⌉ rounds halves up (jnp.round would round them to even).
   destroyed = ranks < jnp.floor(level * components + 0.5)
   return jnp.where(destroyed.reshape(inputs.shape), 0.0, inputs)
 
 
-def denoising_autoencoder_loss(reconstructions: Any, clean_inputs: Any, *,
-                               reconstruction_loss: str = "cross_entropy"
-                               ) -> jax.Array:
+def denoising_autoencoder_loss(
+    reconstructions: Any,
+    clean_inputs: Any,
+    *,
+    reconstruction_loss: str = "cross_entropy",
+) -> jax.Array:
   """Mean over the batch of the summed reconstruction loss against the clean inputs.
 
   Args:
@@ -118,17 +140,21 @@ def denoising_autoencoder_loss(reconstructions: Any, clean_inputs: Any, *,
   """
   reconstructions = _check_batch(reconstructions, "reconstructions")
   clean_inputs = _check_batch(clean_inputs, "clean_inputs")
-  check_same_shape(reconstructions, clean_inputs, "reconstructions",
-                   "clean_inputs")
-  check_choice(reconstruction_loss, "reconstruction_loss",
-               RECONSTRUCTION_LOSSES)
+  check_same_shape(
+      reconstructions, clean_inputs, "reconstructions", "clean_inputs"
+  )
+  check_choice(
+      reconstruction_loss, "reconstruction_loss", RECONSTRUCTION_LOSSES
+  )
   if reconstruction_loss == "squared_error":
     losses = jnp.square(clean_inputs - reconstructions)
   else:
     if not is_traced(clean_inputs):
       values = np.asarray(clean_inputs)
       if not np.all((values >= 0) & (values <= 1)):
-        raise ValueError("clean_inputs must be in [0, 1] for the cross-entropy "
-                         "reconstruction loss (use 'squared_error' otherwise).")
+        raise ValueError(
+            "clean_inputs must be in [0, 1] for the cross-entropy "
+            "reconstruction loss (use 'squared_error' otherwise)."
+        )
     losses = optax.sigmoid_binary_cross_entropy(reconstructions, clean_inputs)
   return jnp.mean(jnp.sum(losses.reshape(losses.shape[0], -1), axis=1))

@@ -43,6 +43,7 @@ class KMeansResult(NamedTuple):
     inertia: the sum of squared distances of the points to their centroids.
     num_iters: the Lloyd iterations the returned start ran.
   """
+
   assignments: jax.Array
   centroids: jax.Array
   inertia: jax.Array
@@ -54,8 +55,9 @@ def _seed(key, features, num_clusters: int, num_local_trials: int):
   num_points = features.shape[0]
   # All draws at once: one random call compiles faster than one per step.
   draws = jax.random.uniform(key, (num_clusters, num_local_trials))
-  first = features[jnp.minimum((draws[0, 0] * num_points).astype(jnp.int32),
-                               num_points - 1)]
+  first = features[
+      jnp.minimum((draws[0, 0] * num_points).astype(jnp.int32), num_points - 1)
+  ]
   centroids = jnp.zeros((num_clusters, features.shape[1]), features.dtype)
   centroids = centroids.at[0].set(first)
   closest = squared_distances(first[None], features)[0]
@@ -68,16 +70,24 @@ def _seed(key, features, num_clusters: int, num_local_trials: int):
     weights = jnp.where(jnp.sum(closest) > 0, closest, 1.0)
     cumulative = jnp.cumsum(weights)
     candidates = jnp.minimum(
-        jnp.searchsorted(cumulative, draws[index] * cumulative[-1],
-                         side="right", method="compare_all"), num_points - 1)
+        jnp.searchsorted(
+            cumulative,
+            draws[index] * cumulative[-1],
+            side="right",
+            method="compare_all",
+        ),
+        num_points - 1,
+    )
     candidate_closest = jnp.minimum(
-        closest[None], squared_distances(features[candidates], features))
+        closest[None], squared_distances(features[candidates], features)
+    )
     best = jnp.argmin(jnp.sum(candidate_closest, axis=1))
     centroids = centroids.at[index].set(features[candidates[best]])
     return centroids, candidate_closest[best]
 
-  centroids, _ = jax.lax.fori_loop(1, num_clusters, add_centroid,
-                                   (centroids, closest))
+  centroids, _ = jax.lax.fori_loop(
+      1, num_clusters, add_centroid, (centroids, closest)
+  )
   return centroids
 
 
@@ -93,15 +103,18 @@ def _update(features, centroids, assignments, distances):
   counts = jnp.sum(members, axis=0)
   means = (members.T @ features) / jnp.maximum(counts, 1.0)[:, None]
   empty = counts == 0
-  point_costs = jnp.take_along_axis(distances, assignments[:, None], axis=1)[:, 0]
+  point_costs = jnp.take_along_axis(distances, assignments[:, None], axis=1)[
+      :, 0
+  ]
   _, farthest = jax.lax.top_k(point_costs, num_clusters)
   # The i-th empty cluster takes the i-th farthest point.
   rank = jnp.maximum(jnp.cumsum(empty) - 1, 0)
   return jnp.where(empty[:, None], features[farthest[rank]], means)
 
 
-def _single_start(key, features, num_clusters, num_local_trials, max_iters,
-                  tolerance):
+def _single_start(
+    key, features, num_clusters, num_local_trials, max_iters, tolerance
+):
   centroids = _seed(key, features, num_clusters, num_local_trials)
 
   def keep_going(carry):
@@ -115,33 +128,57 @@ def _single_start(key, features, num_clusters, num_local_trials, max_iters,
     return iteration + 1, updated, jnp.sum(jnp.square(updated - centroids))
 
   num_iters, centroids, _ = jax.lax.while_loop(
-      keep_going, lloyd_step,
-      (jnp.int32(0), centroids, jnp.asarray(jnp.inf, features.dtype)))
+      keep_going,
+      lloyd_step,
+      (jnp.int32(0), centroids, jnp.asarray(jnp.inf, features.dtype)),
+  )
   assignments, _ = _assign(features, centroids)
   # Exact distances for the inertia (the expanded form loses precision).
   inertia = jnp.sum(jnp.square(features - centroids[assignments]))
   return KMeansResult(assignments, centroids, inertia, num_iters)
 
 
-@functools.partial(jax.jit, static_argnames=("num_clusters", "num_init",
-                                             "max_iters", "num_local_trials"))
-def _kmeans(features, key, tol, *, num_clusters, num_init, max_iters,
-            num_local_trials):
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "num_clusters",
+        "num_init",
+        "max_iters",
+        "num_local_trials",
+    ),
+)
+def _kmeans(
+    features, key, tol, *, num_clusters, num_init, max_iters, num_local_trials
+):
   tolerance = tol * jnp.mean(jnp.var(features, axis=0))
   # Distances are ‖a‖² + ‖b‖² − 2 a·b: centred first (as scikit-learn does),
   # so that a large offset shared by all points does not cancel them away.
   mean = jnp.mean(features, axis=0)
   centred = features - mean
-  starts = jax.vmap(lambda start_key: _single_start(
-      start_key, centred, num_clusters, num_local_trials, max_iters,
-      tolerance))(jax.random.split(key, num_init))
+  starts = jax.vmap(
+      lambda start_key: _single_start(
+          start_key,
+          centred,
+          num_clusters,
+          num_local_trials,
+          max_iters,
+          tolerance,
+      )
+  )(jax.random.split(key, num_init))
   best = jax.tree.map(lambda leaf: leaf[jnp.argmin(starts.inertia)], starts)
   return best._replace(centroids=best.centroids + mean)
 
 
-def kmeans(features: Any, num_clusters: int, *, key: jax.Array,
-           num_init: int = 10, max_iters: int = 300, tol: float = 1e-4,
-           num_local_trials: int | None = None) -> KMeansResult:
+def kmeans(
+    features: Any,
+    num_clusters: int,
+    *,
+    key: jax.Array,
+    num_init: int = 10,
+    max_iters: int = 300,
+    tol: float = 1e-4,
+    num_local_trials: int | None = None,
+) -> KMeansResult:
   """Clusters the rows of ``features`` into ``num_clusters`` groups.
 
   Args:
@@ -172,8 +209,10 @@ def kmeans(features: Any, num_clusters: int, *, key: jax.Array,
   num_points = features.shape[0]
   num_clusters = check_int(num_clusters, "num_clusters", minimum=1)
   if num_clusters > num_points:
-    raise ValueError(f"num_clusters must be at most the number of points "
-                     f"({num_points}), got {num_clusters}.")
+    raise ValueError(
+        f"num_clusters must be at most the number of points "
+        f"({num_points}), got {num_clusters}."
+    )
   key = check_key(key)
   num_init = check_int(num_init, "num_init", minimum=1)
   max_iters = check_int(max_iters, "max_iters", minimum=1)
@@ -181,6 +220,12 @@ def kmeans(features: Any, num_clusters: int, *, key: jax.Array,
   if num_local_trials is None:
     num_local_trials = 2 + int(math.log(num_clusters))
   num_local_trials = check_int(num_local_trials, "num_local_trials", minimum=1)
-  return _kmeans(features, key, jnp.asarray(tol, features.dtype),
-                 num_clusters=num_clusters, num_init=num_init,
-                 max_iters=max_iters, num_local_trials=num_local_trials)
+  return _kmeans(
+      features,
+      key,
+      jnp.asarray(tol, features.dtype),
+      num_clusters=num_clusters,
+      num_init=num_init,
+      max_iters=max_iters,
+      num_local_trials=num_local_trials,
+  )

@@ -34,22 +34,33 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
-__all__ = ["adjusted_rand_index", "clustering_accuracy", "contingency_table",
-           "normalized_mutual_info"]
+__all__ = [
+    "adjusted_rand_index",
+    "clustering_accuracy",
+    "contingency_table",
+    "normalized_mutual_info",
+]
 
 
 def _check_labels(labels: Any, argument: str) -> np.ndarray:
   try:
     labels = np.asarray(labels)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"{argument} must be a 1-D array of labels: {error}") from None
+    raise ValueError(
+        f"{argument} must be a 1-D array of labels: {error}"
+    ) from None
   if labels.ndim != 1 or labels.shape[0] == 0:
-    raise ValueError(f"{argument} must be a non-empty 1-D array of labels, got "
-                     f"shape {labels.shape}.")
+    raise ValueError(
+        f"{argument} must be a non-empty 1-D array of labels, got "
+        f"shape {labels.shape}."
+    )
   if labels.dtype == object:
-    raise ValueError(f"{argument} must hold numbers or strings, got dtype "
-                     "object.")
-  if np.issubdtype(labels.dtype, np.inexact) and not np.all(np.isfinite(labels)):
+    raise ValueError(
+        f"{argument} must hold numbers or strings, got dtype " "object."
+    )
+  if np.issubdtype(labels.dtype, np.inexact) and not np.all(
+      np.isfinite(labels)
+  ):
     raise ValueError(f"{argument} must be finite (it holds NaN or infinity).")
   return labels
 
@@ -71,9 +82,11 @@ def contingency_table(labels_true: Any, labels_pred: Any) -> np.ndarray:
   labels_true = _check_labels(labels_true, "labels_true")
   labels_pred = _check_labels(labels_pred, "labels_pred")
   if labels_pred.shape != labels_true.shape:
-    raise ValueError(f"labels_pred must have one label per example of "
-                     f"labels_true ({labels_true.shape[0]}), got "
-                     f"{labels_pred.shape[0]}.")
+    raise ValueError(
+        f"labels_pred must have one label per example of "
+        f"labels_true ({labels_true.shape[0]}), got "
+        f"{labels_pred.shape[0]}."
+    )
   classes, class_codes = np.unique(labels_true, return_inverse=True)
   clusters, cluster_codes = np.unique(labels_pred, return_inverse=True)
   table = np.zeros((classes.size, clusters.size), np.int64)
@@ -106,10 +119,18 @@ def normalized_mutual_info(labels_true: Any, labels_pred: Any) -> float:
   class_counts, cluster_counts = table.sum(1), table.sum(0)
   rows, columns = np.nonzero(table)
   joint = table[rows, columns].astype(np.float64)
-  mutual_information = float(np.sum(
-      joint / total * (np.log(joint) + np.log(total)
-                       - np.log(class_counts[rows].astype(np.float64))
-                       - np.log(cluster_counts[columns].astype(np.float64)))))
+  mutual_information = float(
+      np.sum(
+          joint
+          / total
+          * (
+              np.log(joint)
+              + np.log(total)
+              - np.log(class_counts[rows].astype(np.float64))
+              - np.log(cluster_counts[columns].astype(np.float64))
+          )
+      )
+  )
   if mutual_information <= 0:
     return 0.0  # independent labelings
   normaliser = (_entropy(class_counts) + _entropy(cluster_counts)) / 2

@@ -33,21 +33,26 @@ Conventions shared by every penalty here:
   constant: its gradient is stopped.
 """
 
-from tljax.params.regularizers.cotuning import (cotuning_loss,
-                                                cotuning_relationship,
-                                                cotuning_reverse_relationship)
-from tljax.params.regularizers.feature_maps import (delta,
-                                                    delta_channel_attention)
+from tljax.params.regularizers.cotuning import (
+    cotuning_loss,
+    cotuning_relationship,
+    cotuning_reverse_relationship,
+)
+from tljax.params.regularizers.feature_maps import (
+    delta,
+    delta_channel_attention,
+)
 from tljax.params.regularizers.spectral_shrinkage import (
-  batch_spectral_shrinkage)
+    batch_spectral_shrinkage,
+)
 from tljax.params.regularizers.starting_point import l2_sp
 
 __all__ = [
-  "batch_spectral_shrinkage",
-  "cotuning_loss",
-  "cotuning_relationship",
-  "cotuning_reverse_relationship",
-  "delta",
-  "delta_channel_attention",
-  "l2_sp",
+    "batch_spectral_shrinkage",
+    "cotuning_loss",
+    "cotuning_relationship",
+    "cotuning_reverse_relationship",
+    "delta",
+    "delta_channel_attention",
+    "l2_sp",
 ]

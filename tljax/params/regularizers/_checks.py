@@ -29,12 +29,16 @@ def check_array(array: Any, argument: str) -> jax.Array:
   try:
     array = jnp.asarray(array)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"{argument} must be an array of numbers: {error}") from None
+    raise ValueError(
+        f"{argument} must be an array of numbers: {error}"
+    ) from None
   if not (
-    jnp.issubdtype(array.dtype, jnp.floating)
-    or jnp.issubdtype(array.dtype, jnp.integer)
+      jnp.issubdtype(array.dtype, jnp.floating)
+      or jnp.issubdtype(array.dtype, jnp.integer)
   ):
-    raise ValueError(f"{argument} must hold real numbers, got dtype {array.dtype}.")
+    raise ValueError(
+        f"{argument} must hold real numbers, got dtype {array.dtype}."
+    )
   check_finite(array, argument)
   return array
 
@@ -56,13 +60,17 @@ def check_probabilities(probabilities: Any, argument: str) -> jax.Array:
   try:
     probabilities = jnp.asarray(probabilities)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"{argument} must be an array of numbers: {error}") from None
+    raise ValueError(
+        f"{argument} must be an array of numbers: {error}"
+    ) from None
   if probabilities.ndim != 2 or 0 in probabilities.shape:
     raise ValueError(
-      f"{argument} must have shape (num_examples, num_source_classes) with both "
-      f"sizes positive, got shape {probabilities.shape}."
+        f"{argument} must have shape (num_examples, num_source_classes) with both "
+        f"sizes positive, got shape {probabilities.shape}."
     )
   if not jnp.issubdtype(probabilities.dtype, jnp.floating):
-    raise ValueError(f"{argument} must hold floats, got dtype {probabilities.dtype}.")
+    raise ValueError(
+        f"{argument} must hold floats, got dtype {probabilities.dtype}."
+    )
   check_probability_rows(probabilities, argument)
   return probabilities

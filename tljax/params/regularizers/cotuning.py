@@ -16,17 +16,26 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tljax.checks import (check_int, check_labels, check_non_negative,
-                          check_positive, check_probability_rows, is_traced)
-from tljax.params.regularizers._checks import (as_float, check_array,
-                                               check_finite_result,
-                                               check_probabilities)
+from tljax.checks import (
+    check_int,
+    check_labels,
+    check_non_negative,
+    check_positive,
+    check_probability_rows,
+    is_traced,
+)
+from tljax.params.regularizers._checks import (
+    as_float,
+    check_array,
+    check_finite_result,
+    check_probabilities,
+)
 from tljax.solvers import minimize_lbfgs
 
 __all__ = [
-  "cotuning_loss",
-  "cotuning_relationship",
-  "cotuning_reverse_relationship",
+    "cotuning_loss",
+    "cotuning_relationship",
+    "cotuning_reverse_relationship",
 ]
 
 # The grid of inverse regularisation strengths the Co-Tuning code searches
@@ -40,10 +49,10 @@ COTUNING_INVERSE_REGULARIZATIONS = (
 
 
 def cotuning_relationship(
-  source_probabilities: jax.Array,
-  target_labels: jax.Array,
-  *,
-  num_target_classes: int,
+    source_probabilities: jax.Array,
+    target_labels: jax.Array,
+    *,
+    num_target_classes: int,
 ) -> jax.Array:
   r"""Co-Tuning's category relationship ``p(y_s | y_t)``, direct approach.
 
@@ -81,17 +90,19 @@ def cotuning_relationship(
       distributions, labels out of range, or a target class without examples
       (value checks run on concrete arrays, not under ``jax.jit``).
   """
-  num_target_classes = check_int(num_target_classes, "num_target_classes", minimum=1)
+  num_target_classes = check_int(
+      num_target_classes, "num_target_classes", minimum=1
+  )
   source_probabilities = check_probabilities(
-    source_probabilities, "source_probabilities"
+      source_probabilities, "source_probabilities"
   )
   target_labels, _ = check_labels(
-    target_labels,
-    "target_labels",
-    length=source_probabilities.shape[0],
-    length_of="source_probabilities",
-    num_classes=num_target_classes,
-    num_classes_argument="num_target_classes",
+      target_labels,
+      "target_labels",
+      length=source_probabilities.shape[0],
+      length_of="source_probabilities",
+      num_classes=num_target_classes,
+      num_classes_argument="num_target_classes",
   )
   _check_every_class_present(target_labels, num_target_classes)
   one_hot = jax.nn.one_hot(target_labels, num_target_classes, dtype=jnp.float32)
@@ -100,27 +111,29 @@ def cotuning_relationship(
   return sums / counts[:, None]
 
 
-def _check_every_class_present(target_labels: jax.Array, num_target_classes: int):
+def _check_every_class_present(
+    target_labels: jax.Array, num_target_classes: int
+):
   if is_traced(target_labels):
     return
   counts = np.bincount(np.asarray(target_labels), minlength=num_target_classes)
   empty = np.flatnonzero(counts == 0).tolist()
   if empty:
     raise ValueError(
-      f"target_labels has no example of target classes {empty}; the "
-      "relationship p(y_s | y_t) needs every class."
+        f"target_labels has no example of target classes {empty}; the "
+        "relationship p(y_s | y_t) needs every class."
     )
 
 
 def cotuning_reverse_relationship(
-  source_probabilities: jax.Array,
-  target_labels: jax.Array,
-  validation_probabilities: jax.Array,
-  validation_labels: jax.Array,
-  *,
-  num_target_classes: int,
-  inverse_regularizations: Sequence[float] = COTUNING_INVERSE_REGULARIZATIONS,
-  max_iterations: int = 500,
+    source_probabilities: jax.Array,
+    target_labels: jax.Array,
+    validation_probabilities: jax.Array,
+    validation_labels: jax.Array,
+    *,
+    num_target_classes: int,
+    inverse_regularizations: Sequence[float] = COTUNING_INVERSE_REGULARIZATIONS,
+    max_iterations: int = 500,
 ) -> jax.Array:
   r"""Co-Tuning's category relationship ``p(y_s | y_t)``, reverse approach.
 
@@ -175,83 +188,91 @@ def cotuning_reverse_relationship(
     ValueError: on shape mismatches, invalid probabilities or labels, an
       empty target class, or a non-positive regularisation strength.
   """
-  num_target_classes = check_int(num_target_classes, "num_target_classes", minimum=1)
+  num_target_classes = check_int(
+      num_target_classes, "num_target_classes", minimum=1
+  )
   max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
   source_probabilities = check_probabilities(
-    source_probabilities, "source_probabilities"
+      source_probabilities, "source_probabilities"
   )
   validation_probabilities = check_probabilities(
-    validation_probabilities, "validation_probabilities"
+      validation_probabilities, "validation_probabilities"
   )
   num_source_classes = source_probabilities.shape[1]
   if validation_probabilities.shape[1] != num_source_classes:
     raise ValueError(
-      f"validation_probabilities must have {num_source_classes} columns like "
-      f"source_probabilities, got shape {validation_probabilities.shape}."
+        f"validation_probabilities must have {num_source_classes} columns like "
+        f"source_probabilities, got shape {validation_probabilities.shape}."
     )
   target_labels, _ = check_labels(
-    target_labels,
-    "target_labels",
-    length=source_probabilities.shape[0],
-    length_of="source_probabilities",
-    num_classes=num_target_classes,
-    num_classes_argument="num_target_classes",
+      target_labels,
+      "target_labels",
+      length=source_probabilities.shape[0],
+      length_of="source_probabilities",
+      num_classes=num_target_classes,
+      num_classes_argument="num_target_classes",
   )
   validation_labels, _ = check_labels(
-    validation_labels,
-    "validation_labels",
-    length=validation_probabilities.shape[0],
-    length_of="validation_probabilities",
-    num_classes=num_target_classes,
-    num_classes_argument="num_target_classes",
+      validation_labels,
+      "validation_labels",
+      length=validation_probabilities.shape[0],
+      length_of="validation_probabilities",
+      num_classes=num_target_classes,
+      num_classes_argument="num_target_classes",
   )
   _check_every_class_present(target_labels, num_target_classes)
   if (
-    isinstance(inverse_regularizations, (str, bytes))
-    or not isinstance(inverse_regularizations, Sequence)
-    or not inverse_regularizations
+      isinstance(inverse_regularizations, (str, bytes))
+      or not isinstance(inverse_regularizations, Sequence)
+      or not inverse_regularizations
   ):
     raise ValueError(
-      "inverse_regularizations must be a non-empty sequence of positive numbers, "
-      f"got {inverse_regularizations!r}."
+        "inverse_regularizations must be a non-empty sequence of positive numbers, "
+        f"got {inverse_regularizations!r}."
     )
   for strength in inverse_regularizations:
     check_positive(strength, "inverse_regularizations")
 
   train = as_float(source_probabilities)
   return _reverse_relationship(
-    train,
-    jax.nn.one_hot(target_labels, num_target_classes, dtype=train.dtype),
-    as_float(validation_probabilities),
-    validation_labels,
-    jnp.asarray(inverse_regularizations, train.dtype),
-    max_iterations=max_iterations,
+      train,
+      jax.nn.one_hot(target_labels, num_target_classes, dtype=train.dtype),
+      as_float(validation_probabilities),
+      validation_labels,
+      jnp.asarray(inverse_regularizations, train.dtype),
+      max_iterations=max_iterations,
   )
 
 
 @functools.partial(jax.jit, static_argnames="max_iterations")
 def _reverse_relationship(
-  train, train_targets, validation, validation_labels, strengths, *, max_iterations
+    train,
+    train_targets,
+    validation,
+    validation_labels,
+    strengths,
+    *,
+    max_iterations,
 ):
   """The computation of :func:`cotuning_reverse_relationship`, compiled once."""
   validation_targets = jax.nn.one_hot(
-    validation_labels, train_targets.shape[1], dtype=train.dtype
+      validation_labels, train_targets.shape[1], dtype=train.dtype
   )
 
   def fit(strength):
     return _fit_logistic_regression(
-      train, train_targets, strength, max_iterations=max_iterations
+        train, train_targets, strength, max_iterations=max_iterations
     )
 
   coefficients = jax.vmap(fit)(strengths)  # (num_strengths, C_s, C_t)
   validation_logits = jnp.einsum("ms,kst->kmt", validation, coefficients)
   accuracies = jnp.mean(
-    jnp.argmax(validation_logits, axis=-1) == validation_labels, axis=-1
+      jnp.argmax(validation_logits, axis=-1) == validation_labels, axis=-1
   )
   best = jnp.argmax(accuracies)  # the first best, as numpy's argmax
   coefficient = coefficients[best]
   temperature = _calibrate_temperature(
-    validation_logits[best], validation_targets, max_iterations=max_iterations
+      validation_logits[best], validation_targets, max_iterations=max_iterations
   )
   target_given_source = jax.nn.softmax(coefficient * temperature, axis=1)
   source_marginal = jnp.mean(jnp.concatenate([train, validation]), axis=0)
@@ -269,13 +290,15 @@ def _fit_logistic_regression(inputs, targets, strength, *, max_iterations):
 
   def objective(coefficients):
     cross_entropy = jnp.mean(
-      optax.softmax_cross_entropy(inputs @ coefficients, targets)
+        optax.softmax_cross_entropy(inputs @ coefficients, targets)
     )
     penalty = jnp.sum(jnp.square(coefficients)) / (2 * strength * num_examples)
     return cross_entropy + penalty
 
   initial = jnp.zeros((inputs.shape[1], targets.shape[1]), inputs.dtype)
-  return minimize_lbfgs(objective, initial, max_iterations=max_iterations, tolerance=1e-6)
+  return minimize_lbfgs(
+      objective, initial, max_iterations=max_iterations, tolerance=1e-6
+  )
 
 
 def _calibrate_temperature(logits, targets, *, max_iterations):
@@ -285,16 +308,19 @@ def _calibrate_temperature(logits, targets, *, max_iterations):
     return jnp.mean(optax.softmax_cross_entropy(logits * scale, targets))
 
   return minimize_lbfgs(
-    objective, jnp.ones((), logits.dtype), max_iterations=max_iterations, tolerance=1e-7
+      objective,
+      jnp.ones((), logits.dtype),
+      max_iterations=max_iterations,
+      tolerance=1e-7,
   )
 
 
 def cotuning_loss(
-  source_logits: jax.Array,
-  target_labels: jax.Array,
-  relationship: jax.Array,
-  *,
-  trade_off: float = 2.3,
+    source_logits: jax.Array,
+    target_labels: jax.Array,
+    relationship: jax.Array,
+    *,
+    trade_off: float = 2.3,
 ) -> jax.Array:
   r"""Co-Tuning's source-head loss: cross-entropy to translated source labels.
 
@@ -335,40 +361,43 @@ def cotuning_loss(
   logits_shape = tuple(source_logits.shape)
   if len(logits_shape) != 2 or 0 in logits_shape:
     raise ValueError(
-      f"source_logits must have shape (batch, num_source_classes), got shape "
-      f"{logits_shape}."
+        f"source_logits must have shape (batch, num_source_classes), got shape "
+        f"{logits_shape}."
     )
   relationship = check_array(relationship, "relationship")
   relationship_shape = tuple(relationship.shape)
-  if (len(relationship_shape) != 2 or relationship_shape[1] != logits_shape[1]
-      or relationship_shape[0] == 0):
+  if (
+      len(relationship_shape) != 2
+      or relationship_shape[1] != logits_shape[1]
+      or relationship_shape[0] == 0
+  ):
     raise ValueError(
-      f"relationship must have shape (num_target_classes, {logits_shape[1]}) to "
-      f"match source_logits, got shape {relationship_shape}."
+        f"relationship must have shape (num_target_classes, {logits_shape[1]}) to "
+        f"match source_logits, got shape {relationship_shape}."
     )
   check_probability_rows(relationship, "relationship")
   target_labels, _ = check_labels(
-    target_labels,
-    "target_labels",
-    length=logits_shape[0],
-    length_of="source_logits",
-    num_classes=relationship_shape[0],
-    num_classes_argument="num_target_classes",
+      target_labels,
+      "target_labels",
+      length=logits_shape[0],
+      length_of="source_logits",
+      num_classes=relationship_shape[0],
+      num_classes_argument="num_target_classes",
   )
   soft_labels = jnp.take(
-    jax.lax.stop_gradient(as_float(relationship)),
-    target_labels,
-    axis=0,
-    mode="fill",
-    fill_value=jnp.nan,
+      jax.lax.stop_gradient(as_float(relationship)),
+      target_labels,
+      axis=0,
+      mode="fill",
+      fill_value=jnp.nan,
   )
   log_probabilities = jax.nn.log_softmax(as_float(source_logits), axis=-1)
   # A source class with soft label 0 adds 0, never 0 · ∞ = NaN when its
   # log-probability underflows to -∞ (logits spread beyond the float range).
   terms = jnp.where(soft_labels == 0, 0.0, soft_labels * log_probabilities)
   return check_finite_result(
-    trade_off * -jnp.mean(jnp.sum(terms, axis=-1)),
-    "cotuning_loss overflows: the cross-entropy of these source_logits "
-    "against the relationship's soft labels is not finite in float32 "
-    "(logits spread by 1e38 or more); rescale the source_logits.",
+      trade_off * -jnp.mean(jnp.sum(terms, axis=-1)),
+      "cotuning_loss overflows: the cross-entropy of these source_logits "
+      "against the relationship's soft labels is not finite in float32 "
+      "(logits spread by 1e38 or more); rescale the source_logits.",
   )

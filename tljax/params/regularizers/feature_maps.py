@@ -12,21 +12,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.checks import (check_int, check_non_negative, check_positive,
-                          is_traced)
-from tljax.params.regularizers._checks import (as_float, check_array,
-                                               check_finite,
-                                               check_finite_result)
+from tljax.checks import (
+    check_int,
+    check_non_negative,
+    check_positive,
+    is_traced,
+)
+from tljax.params.regularizers._checks import (
+    as_float,
+    check_array,
+    check_finite,
+    check_finite_result,
+)
 
 __all__ = ["delta", "delta_channel_attention"]
 
 
 def delta(
-  feature_maps: jax.Array,
-  start_feature_maps: jax.Array,
-  *,
-  channel_weights: jax.Array | None = None,
-  alpha: float = 0.01,
+    feature_maps: jax.Array,
+    start_feature_maps: jax.Array,
+    *,
+    channel_weights: jax.Array | None = None,
+    alpha: float = 0.01,
 ) -> jax.Array:
   r"""DELTA: attention-weighted distance to the pretrained feature maps.
 
@@ -89,21 +96,26 @@ def delta(
   check_non_negative(alpha, "alpha")
   if feature_maps is None:
     raise ValueError(
-      "feature_maps is None: the model exposes no spatial feature map (an MLP "
-      "backbone); DELTA needs (batch, height, width, channels) maps."
+        "feature_maps is None: the model exposes no spatial feature map (an MLP "
+        "backbone); DELTA needs (batch, height, width, channels) maps."
     )
   feature_maps = check_array(feature_maps, "feature_maps")
   shape = tuple(feature_maps.shape)
   if len(shape) != 4 or 0 in shape:
     raise ValueError(
-      f"feature_maps must have shape (batch, height, width, channels) (NHWC) "
-      f"with no empty axis, got shape {shape}."
+        f"feature_maps must have shape (batch, height, width, channels) (NHWC) "
+        f"with no empty axis, got shape {shape}."
     )
-  if start_feature_maps is None or tuple(jnp.shape(start_feature_maps)) != shape:
-    start_shape = None if start_feature_maps is None else jnp.shape(start_feature_maps)
+  if (
+      start_feature_maps is None
+      or tuple(jnp.shape(start_feature_maps)) != shape
+  ):
+    start_shape = (
+        None if start_feature_maps is None else jnp.shape(start_feature_maps)
+    )
     raise ValueError(
-      f"start_feature_maps must have the shape of feature_maps {shape}, got "
-      f"{start_shape}."
+        f"start_feature_maps must have the shape of feature_maps {shape}, got "
+        f"{start_shape}."
     )
   start_feature_maps = check_array(start_feature_maps, "start_feature_maps")
   batch, height, width, channels = shape
@@ -113,31 +125,31 @@ def delta(
     weights = as_float(check_array(channel_weights, "channel_weights"))
     if weights.shape not in ((channels,), (batch, channels)):
       raise ValueError(
-        f"channel_weights must have shape ({channels},) or ({batch}, {channels}), "
-        f"got shape {weights.shape}."
+          f"channel_weights must have shape ({channels},) or ({batch}, {channels}), "
+          f"got shape {weights.shape}."
       )
     if not is_traced(weights) and bool(np.any(np.asarray(weights) < 0)):
       raise ValueError("channel_weights must be non-negative.")
   difference = as_float(feature_maps) - jax.lax.stop_gradient(
-    as_float(start_feature_maps)
+      as_float(start_feature_maps)
   )
   # (N, C): the mean over spatial positions of each channel's squared change.
   per_channel = jnp.sum(jnp.square(difference), axis=(1, 2)) / (height * width)
   return check_finite_result(
-    alpha * 0.5 * channels * jnp.sum(weights * per_channel),
-    "delta overflows: the penalty of these feature_maps and "
-    "start_feature_maps is not finite in float32 (differences of order 1e19 "
-    "or more); rescale them or reduce alpha.",
+      alpha * 0.5 * channels * jnp.sum(weights * per_channel),
+      "delta overflows: the penalty of these feature_maps and "
+      "start_feature_maps is not finite in float32 (differences of order 1e19 "
+      "or more); rescale them or reduce alpha.",
   )
 
 
 def delta_channel_attention(
-  loss_fn: Callable[[jax.Array], jax.Array],
-  num_channels: int,
-  *,
-  temperature: float = 5.0,
-  standardize: bool = True,
-  batch_size: int | None = None,
+    loss_fn: Callable[[jax.Array], jax.Array],
+    num_channels: int,
+    *,
+    temperature: float = 5.0,
+    standardize: bool = True,
+    batch_size: int | None = None,
 ) -> jax.Array:
   r"""DELTA's supervised channel attention: how much each channel matters.
 
@@ -209,11 +221,12 @@ def delta_channel_attention(
   if not isinstance(standardize, (bool, np.bool_)):
     raise ValueError(f"standardize must be True or False, got {standardize!r}.")
   full_loss = check_array(
-    loss_fn(jnp.ones((num_channels,), jnp.float32)), "loss_fn's loss")
+      loss_fn(jnp.ones((num_channels,), jnp.float32)), "loss_fn's loss"
+  )
   if full_loss.ndim > 1:
     raise ValueError(
-      "loss_fn must return a scalar or per-example losses of shape (batch,), "
-      f"got shape {full_loss.shape}."
+        "loss_fn must return a scalar or per-example losses of shape (batch,), "
+        f"got shape {full_loss.shape}."
     )
   one_channel_off = 1.0 - jnp.eye(num_channels, dtype=jnp.float32)
   if batch_size is None:
@@ -223,8 +236,8 @@ def delta_channel_attention(
   losses = check_array(losses, "loss_fn's losses with one channel removed")
   if losses.shape != (num_channels, *full_loss.shape):
     raise ValueError(
-      f"loss_fn must return the same shape for every mask: {full_loss.shape} "
-      f"for all channels kept, {losses.shape[1:]} with one removed."
+        f"loss_fn must return the same shape for every mask: {full_loss.shape} "
+        f"for all channels kept, {losses.shape[1:]} with one removed."
     )
   # Channels last: (C,) or (N, C).
   drops = jnp.moveaxis(as_float(losses) - as_float(full_loss), 0, -1)
@@ -232,5 +245,7 @@ def delta_channel_attention(
   if standardize:
     centred = drops - jnp.mean(drops, axis=-1, keepdims=True)
     spread = jnp.std(drops, axis=-1, keepdims=True)
-    drops = jnp.where(spread > 0, centred / jnp.where(spread > 0, spread, 1.0), 0.0)
+    drops = jnp.where(
+        spread > 0, centred / jnp.where(spread > 0, spread, 1.0), 0.0
+    )
   return jax.nn.softmax(drops / temperature, axis=-1)

@@ -12,14 +12,17 @@ import jax
 import jax.numpy as jnp
 
 from tljax.checks import check_int, check_non_negative
-from tljax.params.regularizers._checks import (as_float, check_array,
-                                               check_finite_result)
+from tljax.params.regularizers._checks import (
+    as_float,
+    check_array,
+    check_finite_result,
+)
 
 __all__ = ["batch_spectral_shrinkage"]
 
 
 def batch_spectral_shrinkage(
-  features: jax.Array, *, k: int = 1, eta: float = 0.001
+    features: jax.Array, *, k: int = 1, eta: float = 0.001
 ) -> jax.Array:
   r"""Batch Spectral Shrinkage (BSS): shrink the smallest singular values.
 
@@ -63,20 +66,20 @@ def batch_spectral_shrinkage(
   shape = tuple(features.shape)
   if len(shape) != 2 or 0 in shape:
     raise ValueError(
-      f"features must have shape (batch, dim) with both sizes positive, got "
-      f"shape {shape}."
+        f"features must have shape (batch, dim) with both sizes positive, got "
+        f"shape {shape}."
     )
   k = check_int(k, "k", minimum=1)
   if k > min(shape):
     raise ValueError(
-      f"k must be at most min(batch, dim) = {min(shape)} (the number of "
-      f"singular values of features with shape {shape}), got {k}."
+        f"k must be at most min(batch, dim) = {min(shape)} (the number of "
+        f"singular values of features with shape {shape}), got {k}."
     )
   check_non_negative(eta, "eta")
   singular_values = jnp.linalg.svd(as_float(features), compute_uv=False)
   return check_finite_result(
-    eta * jnp.sum(jnp.square(singular_values[-k:])),  # sorted descending
-    "batch_spectral_shrinkage overflows: the squared singular values of "
-    "these features are not finite in float32 (features of order 1e19 or "
-    "more); rescale them or reduce eta.",
+      eta * jnp.sum(jnp.square(singular_values[-k:])),  # sorted descending
+      "batch_spectral_shrinkage overflows: the squared singular values of "
+      "these features are not finite in float32 (features of order 1e19 or "
+      "more); rescale them or reduce eta.",
   )

@@ -12,19 +12,22 @@ import jax
 import jax.numpy as jnp
 
 from tljax.checks import check_non_negative
-from tljax.params.regularizers._checks import (as_float, check_array,
-                                               check_finite_result)
+from tljax.params.regularizers._checks import (
+    as_float,
+    check_array,
+    check_finite_result,
+)
 from tljax.params.tree import flatten_tree
 
 __all__ = ["l2_sp"]
 
 
 def l2_sp(
-  params: Mapping[str, Any],
-  start_params: Mapping[str, Any],
-  *,
-  alpha: float = 0.1,
-  beta: float = 0.01,
+    params: Mapping[str, Any],
+    start_params: Mapping[str, Any],
+    *,
+    alpha: float = 0.1,
+    beta: float = 0.01,
 ) -> jax.Array:
   r"""L2-SP: an L2 penalty towards the pretrained starting point.
 
@@ -78,7 +81,7 @@ def l2_sp(
   for argument, tree in (("params", params), ("start_params", start_params)):
     if not isinstance(tree, Mapping):
       raise ValueError(
-        f"{argument} must be a nested mapping of arrays, got {type(tree).__name__}."
+          f"{argument} must be a nested mapping of arrays, got {type(tree).__name__}."
       )
   flat_params = flatten_tree(params, "params")
   flat_start = flatten_tree(start_params, "start_params")
@@ -88,14 +91,14 @@ def l2_sp(
   unknown = sorted(set(flat_start) - set(flat_params))
   if unknown:
     raise ValueError(
-      f"start_params has parameters that params lacks: {unknown}; start_params "
-      "must hold a subset of params' names."
+        f"start_params has parameters that params lacks: {unknown}; start_params "
+        "must hold a subset of params' names."
     )
   for name, start in flat_start.items():
     if jnp.shape(start) != jnp.shape(flat_params[name]):
       raise ValueError(
-        f"start_params path {name!r} has shape {jnp.shape(start)}, params has "
-        f"{jnp.shape(flat_params[name])}."
+          f"start_params path {name!r} has shape {jnp.shape(start)}, params has "
+          f"{jnp.shape(flat_params[name])}."
       )
   transferred, new = [], []
   for name, leaf in flat_params.items():
@@ -108,8 +111,8 @@ def l2_sp(
   transferred_norm = sum(transferred, jnp.zeros((), jnp.float32))
   new_norm = sum(new, jnp.zeros((), jnp.float32))
   return check_finite_result(
-    0.5 * alpha * transferred_norm + 0.5 * beta * new_norm,
-    "l2_sp overflows: the penalty of these params and start_params is not "
-    "finite in float32 (values of order 1e19 or more); rescale them or "
-    "reduce alpha and beta.",
+      0.5 * alpha * transferred_norm + 0.5 * beta * new_norm,
+      "l2_sp overflows: the penalty of these params and start_params is not "
+      "finite in float32 (values of order 1e19 or more); rescale them or "
+      "reduce alpha and beta.",
   )

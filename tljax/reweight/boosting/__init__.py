@@ -31,22 +31,30 @@ learners), :mod:`~tljax.reweight.boosting.classification` (TrAdaBoost),
 :mod:`~tljax.reweight.boosting.regression` (AdaBoost.R2, TrAdaBoost.R2).
 """
 
-from tljax.reweight.boosting.classification import (TrAdaBoostResult,
-                                                    tradaboost)
-from tljax.reweight.boosting.learners import (WeightedLogisticRegression,
-                                              WeightedRidge)
-from tljax.reweight.boosting.regression import (LOSSES, AdaBoostR2Model,
-                                                TrAdaBoostR2Result,
-                                                adaboost_r2, tradaboost_r2)
+from tljax.reweight.boosting.classification import (
+    TrAdaBoostResult,
+    tradaboost,
+)
+from tljax.reweight.boosting.learners import (
+    WeightedLogisticRegression,
+    WeightedRidge,
+)
+from tljax.reweight.boosting.regression import (
+    LOSSES,
+    AdaBoostR2Model,
+    TrAdaBoostR2Result,
+    adaboost_r2,
+    tradaboost_r2,
+)
 
 __all__ = [
-  "LOSSES",
-  "AdaBoostR2Model",
-  "TrAdaBoostR2Result",
-  "TrAdaBoostResult",
-  "WeightedLogisticRegression",
-  "WeightedRidge",
-  "adaboost_r2",
-  "tradaboost",
-  "tradaboost_r2",
+    "LOSSES",
+    "AdaBoostR2Model",
+    "TrAdaBoostR2Result",
+    "TrAdaBoostResult",
+    "WeightedLogisticRegression",
+    "WeightedRidge",
+    "adaboost_r2",
+    "tradaboost",
+    "tradaboost_r2",
 ]

@@ -17,15 +17,25 @@ from typing import Any
 import numpy as np
 
 from tljax.checks import check_int
-from tljax.reweight.boosting._base import (check_example_labels, check_inputs,
-                                           check_learner, check_predict_inputs,
-                                           check_same_columns,
-                                           check_sample_weight, fit_clone,
-                                           predict)
+from tljax.reweight.boosting._base import (
+    check_example_labels,
+    check_inputs,
+    check_learner,
+    check_predict_inputs,
+    check_same_columns,
+    check_sample_weight,
+    fit_clone,
+    predict,
+)
 from tljax.reweight.boosting.learners import WeightedLogisticRegression
 
-__all__ = ["MAX_ERROR", "MIN_ERROR", "TrAdaBoostResult", "WEIGHT_RESCALE",
-           "tradaboost"]
+__all__ = [
+    "MAX_ERROR",
+    "MIN_ERROR",
+    "TrAdaBoostResult",
+    "WEIGHT_RESCALE",
+    "tradaboost",
+]
 
 #: TrAdaBoost clips the target error ``ε_t`` into ``[MIN_ERROR, MAX_ERROR]``.
 MIN_ERROR = 1e-10
@@ -77,27 +87,31 @@ class TrAdaBoostResult:
     to ties.
     """
     inputs = check_predict_inputs(inputs, self.num_features, "inputs")
-    voters = self.learners[self.first_voting_round:]
-    vote_weights = np.log(1.0 / self.betas[self.first_voting_round:])
+    voters = self.learners[self.first_voting_round :]
+    vote_weights = np.log(1.0 / self.betas[self.first_voting_round :])
     hypotheses = np.stack([predict(h, inputs) for h in voters])  # (T, M)
     if len(self.classes) == 2:
-      chosen = (vote_weights @ hypotheses >= 0.5 * vote_weights.sum()).astype(int)
+      chosen = (vote_weights @ hypotheses >= 0.5 * vote_weights.sum()).astype(
+          int
+      )
     else:
-      scores = np.stack([vote_weights @ (hypotheses == k)
-                         for k in range(len(self.classes))], axis=1)
+      scores = np.stack(
+          [vote_weights @ (hypotheses == k) for k in range(len(self.classes))],
+          axis=1,
+      )
       chosen = np.argmax(scores, axis=1)
     return self.classes[chosen]
 
 
 def tradaboost(
-  source_inputs: Any,
-  source_labels: Any,
-  target_inputs: Any,
-  target_labels: Any,
-  *,
-  num_rounds: int = 20,
-  learner: Any = None,
-  initial_weights: Any = None,
+    source_inputs: Any,
+    source_labels: Any,
+    target_inputs: Any,
+    target_labels: Any,
+    *,
+    num_rounds: int = 20,
+    learner: Any = None,
+    initial_weights: Any = None,
 ) -> TrAdaBoostResult:
   r"""TrAdaBoost: boosting that lowers misclassified source examples' weights.
 
@@ -166,12 +180,24 @@ def tradaboost(
   """
   source_inputs = check_inputs(source_inputs, "source_inputs", "n_source")
   target_inputs = check_inputs(target_inputs, "target_inputs", "n_target")
-  check_same_columns(source_inputs, target_inputs, "source_inputs", "target_inputs")
+  check_same_columns(
+      source_inputs, target_inputs, "source_inputs", "target_inputs"
+  )
   num_source, num_target = source_inputs.shape[0], target_inputs.shape[0]
-  source_labels = check_example_labels(source_labels, "source_labels", length=num_source,
-                                length_of="source_inputs", integer=True)
-  target_labels = check_example_labels(target_labels, "target_labels", length=num_target,
-                                length_of="target_inputs", integer=True)
+  source_labels = check_example_labels(
+      source_labels,
+      "source_labels",
+      length=num_source,
+      length_of="source_inputs",
+      integer=True,
+  )
+  target_labels = check_example_labels(
+      target_labels,
+      "target_labels",
+      length=num_target,
+      length_of="target_inputs",
+      integer=True,
+  )
   num_rounds = check_int(num_rounds, "num_rounds", minimum=1)
   if learner is None:
     learner = WeightedLogisticRegression()
@@ -179,14 +205,17 @@ def tradaboost(
   total = num_source + num_target
   weights = check_sample_weight(initial_weights, "initial_weights", total)
   if not weights[num_source:].sum() > 0:
-    raise ValueError("initial_weights must give the target examples a positive total.")
+    raise ValueError(
+        "initial_weights must give the target examples a positive total."
+    )
 
-  classes, encoded = np.unique(np.concatenate([source_labels, target_labels]),
-                               return_inverse=True)
+  classes, encoded = np.unique(
+      np.concatenate([source_labels, target_labels]), return_inverse=True
+  )
   if len(classes) < 2:
     raise ValueError(
-      "source_labels and target_labels together must hold at least 2 classes, "
-      f"got only {classes.tolist()}."
+        "source_labels and target_labels together must hold at least 2 classes, "
+        f"got only {classes.tolist()}."
     )
   inputs = np.concatenate([source_inputs, target_inputs])
   source = slice(0, num_source)
@@ -200,7 +229,7 @@ def tradaboost(
     predictions = predict(hypothesis, inputs)
     if not np.all(np.isin(predictions, np.arange(len(classes)))):
       raise ValueError(
-        "learner.predict must return the class indices 0 … K−1 it was fitted on."
+          "learner.predict must return the class indices 0 … K−1 it was fitted on."
       )
     wrong = (predictions != encoded).astype(np.float64)
     error = float(weights[target] @ wrong[target] / weights[target].sum())
@@ -218,11 +247,15 @@ def tradaboost(
     history.append(weights.copy())
 
   return TrAdaBoostResult(
-    learners=tuple(learners), classes=classes, betas=np.asarray(betas),
-    errors=np.asarray(errors), source_beta=source_beta, weights=weights,
-    weight_history=np.stack(history),
-    first_voting_round=math.ceil(num_rounds / 2) - 1,
-    num_features=source_inputs.shape[1],
+      learners=tuple(learners),
+      classes=classes,
+      betas=np.asarray(betas),
+      errors=np.asarray(errors),
+      source_beta=source_beta,
+      weights=weights,
+      weight_history=np.stack(history),
+      first_voting_round=math.ceil(num_rounds / 2) - 1,
+      num_features=source_inputs.shape[1],
   )
 
 

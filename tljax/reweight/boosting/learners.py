@@ -21,9 +21,12 @@ import optax
 
 from tljax.checks import check_int, check_positive
 from tljax.reweight._common import power_of_two_exponent
-from tljax.reweight.boosting._base import (check_example_labels, check_inputs,
-                                           check_predict_inputs,
-                                           check_sample_weight)
+from tljax.reweight.boosting._base import (
+    check_example_labels,
+    check_inputs,
+    check_predict_inputs,
+    check_sample_weight,
+)
 from tljax.solvers import minimize_lbfgs
 
 __all__ = ["WeightedLogisticRegression", "WeightedRidge"]
@@ -54,16 +57,20 @@ class _Params:
     return f"{type(self).__name__}({arguments})"
 
 
-def _check_fit_data(inputs: Any, labels: Any, sample_weight: Any, *,
-                    integer: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_fit_data(
+    inputs: Any, labels: Any, sample_weight: Any, *, integer: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   inputs = check_inputs(inputs, "X", "num_examples")
-  labels = check_example_labels(labels, "y", length=inputs.shape[0], length_of="X",
-                         integer=integer)
+  labels = check_example_labels(
+      labels, "y", length=inputs.shape[0], length_of="X", integer=integer
+  )
   weights = check_sample_weight(sample_weight, "sample_weight", inputs.shape[0])
   return inputs, labels, weights / weights.sum()
 
 
-def _padded(inputs: np.ndarray, labels: np.ndarray, weights: np.ndarray, label_dtype):
+def _padded(
+    inputs: np.ndarray, labels: np.ndarray, weights: np.ndarray, label_dtype
+):
   """JAX arrays padded with zero-weight rows up to a power of two (at least 8).
 
   Fits on similar sizes (the folds of a cross-validation, say) then share
@@ -71,16 +78,18 @@ def _padded(inputs: np.ndarray, labels: np.ndarray, weights: np.ndarray, label_d
   """
   padding = max(8, 1 << (inputs.shape[0] - 1).bit_length()) - inputs.shape[0]
   dtype = jnp.promote_types(jnp.float32, jnp.asarray(inputs).dtype)
-  return (jnp.asarray(np.pad(inputs, ((0, padding), (0, 0))), dtype),
-          jnp.asarray(np.pad(labels, (0, padding)), label_dtype or dtype),
-          jnp.asarray(np.pad(weights, (0, padding)), dtype))
+  return (
+      jnp.asarray(np.pad(inputs, ((0, padding), (0, 0))), dtype),
+      jnp.asarray(np.pad(labels, (0, padding)), label_dtype or dtype),
+      jnp.asarray(np.pad(weights, (0, padding)), dtype),
+  )
 
 
 def _check_fitted(learner: Any) -> None:
   if not hasattr(learner, "coef_"):
     raise ValueError(
-      f"X: {type(learner).__name__} must be fitted (call fit(X, y)) before it "
-      "predicts."
+        f"X: {type(learner).__name__} must be fitted (call fit(X, y)) before it "
+        "predicts."
     )
 
 
@@ -115,8 +124,12 @@ class WeightedLogisticRegression(_Params):
 
   _param_names = ("l2_regularization", "max_iterations", "tolerance")
 
-  def __init__(self, l2_regularization: float = 1e-2, max_iterations: int = 500,
-               tolerance: float = 1e-5):
+  def __init__(
+      self,
+      l2_regularization: float = 1e-2,
+      max_iterations: int = 500,
+      tolerance: float = 1e-5,
+  ):
     self.l2_regularization = l2_regularization
     self.max_iterations = max_iterations
     self.tolerance = tolerance
@@ -143,16 +156,19 @@ class WeightedLogisticRegression(_Params):
     else:
       inputs, encoded, weights = _padded(inputs, encoded, weights, jnp.int32)
       coef, intercept = _fit_logistic(
-        inputs, encoded, weights,
-        jnp.asarray(self.l2_regularization, inputs.dtype),
-        jnp.asarray(self.tolerance, inputs.dtype),
-        num_classes=num_classes, max_iterations=int(self.max_iterations),
+          inputs,
+          encoded,
+          weights,
+          jnp.asarray(self.l2_regularization, inputs.dtype),
+          jnp.asarray(self.tolerance, inputs.dtype),
+          num_classes=num_classes,
+          max_iterations=int(self.max_iterations),
       )
     coef, intercept = np.asarray(coef), np.asarray(intercept)
     if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
       raise ValueError(
-        "X: the logistic-regression fit diverged to NaN or infinity (features "
-        f"too large for {coef.dtype}?); standardise X or raise l2_regularization."
+          "X: the logistic-regression fit diverged to NaN or infinity (features "
+          f"too large for {coef.dtype}?); standardise X or raise l2_regularization."
       )
     self.coef_ = coef
     self.intercept_ = intercept
@@ -184,8 +200,16 @@ class WeightedLogisticRegression(_Params):
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iterations"))
-def _fit_logistic(inputs, labels, weights, l2_regularization, tolerance, *,
-                  num_classes, max_iterations):
+def _fit_logistic(
+    inputs,
+    labels,
+    weights,
+    l2_regularization,
+    tolerance,
+    *,
+    num_classes,
+    max_iterations,
+):
   dim = inputs.shape[1]
   outputs = 1 if num_classes == 2 else num_classes
 
@@ -193,17 +217,22 @@ def _fit_logistic(inputs, labels, weights, l2_regularization, tolerance, *,
     coef, intercept = parameters
     logits = inputs @ coef.T + intercept
     if num_classes == 2:
-      losses = optax.sigmoid_binary_cross_entropy(logits[:, 0],
-                                                  labels.astype(inputs.dtype))
+      losses = optax.sigmoid_binary_cross_entropy(
+          logits[:, 0], labels.astype(inputs.dtype)
+      )
     else:
       losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return (jnp.sum(weights * losses)
-            + 0.5 * l2_regularization * jnp.sum(jnp.square(coef)))
+    return jnp.sum(weights * losses) + 0.5 * l2_regularization * jnp.sum(
+        jnp.square(coef)
+    )
 
-  initial = (jnp.zeros((outputs, dim), inputs.dtype),
-             jnp.zeros((outputs,), inputs.dtype))
-  return minimize_lbfgs(objective, initial, max_iterations=max_iterations,
-                        tolerance=tolerance)
+  initial = (
+      jnp.zeros((outputs, dim), inputs.dtype),
+      jnp.zeros((outputs,), inputs.dtype),
+  )
+  return minimize_lbfgs(
+      objective, initial, max_iterations=max_iterations, tolerance=tolerance
+  )
 
 
 class WeightedRidge(_Params):
@@ -249,7 +278,9 @@ class WeightedRidge(_Params):
       ValueError: on a malformed ``X``, ``y`` or ``sample_weight``; the
         message names it.
     """
-    inputs, targets, weights = _check_fit_data(X, y, sample_weight, integer=False)
+    inputs, targets, weights = _check_fit_data(
+        X, y, sample_weight, integer=False
+    )
     # Centre with the weighted means and scale each feature and the targets
     # by a power of two, in float64: w_j = (B / A_j) ω_j solves the same
     # problem with the penalty λ / A_j² on ω_j, so the solution is unchanged
@@ -257,10 +288,12 @@ class WeightedRidge(_Params):
     input_mean = weights @ inputs
     target_mean = float(weights @ targets)
     centred = inputs - input_mean
-    input_exponents = np.array([power_of_two_exponent(v)
-                                for v in np.max(np.abs(centred), axis=0)])
+    input_exponents = np.array(
+        [power_of_two_exponent(v) for v in np.max(np.abs(centred), axis=0)]
+    )
     target_exponent = power_of_two_exponent(
-      float(np.max(np.abs(targets - target_mean))))
+        float(np.max(np.abs(targets - target_mean)))
+    )
     scaled_inputs = np.ldexp(centred, -input_exponents)
     scaled_targets = np.ldexp(targets - target_mean, -target_exponent)
     dtype = jnp.promote_types(jnp.float32, jnp.asarray(inputs).dtype)
@@ -271,15 +304,23 @@ class WeightedRidge(_Params):
     # forces ω_j to rounding level anyway (too large).
     penalties = np.clip(penalties, finfo.tiny, math.sqrt(finfo.max))
     scaled_inputs, scaled_targets, weights = _padded(
-      scaled_inputs, scaled_targets, weights, None)
-    coef = np.asarray(_fit_ridge(scaled_inputs, scaled_targets, weights,
-                                 jnp.asarray(penalties, dtype)), np.float64)
+        scaled_inputs, scaled_targets, weights, None
+    )
+    coef = np.asarray(
+        _fit_ridge(
+            scaled_inputs,
+            scaled_targets,
+            weights,
+            jnp.asarray(penalties, dtype),
+        ),
+        np.float64,
+    )
     self.coef_ = np.ldexp(coef, target_exponent - input_exponents)
     self.intercept_ = float(target_mean - input_mean @ self.coef_)
     if not (np.all(np.isfinite(self.coef_)) and math.isfinite(self.intercept_)):
       raise ValueError(
-        "X and y: the ridge fit overflowed float64 (features or targets near "
-        "1e308); rescale them."
+          "X and y: the ridge fit overflowed float64 (features or targets near "
+          "1e308); rescale them."
       )
     return self
 

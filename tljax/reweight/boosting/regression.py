@@ -23,37 +23,52 @@ import numpy as np
 from scipy.special import logsumexp
 
 from tljax.checks import check_int, check_key
-from tljax.reweight.boosting._base import (check_choice, check_example_labels,
-                                           check_inputs, check_learner,
-                                           check_predict_inputs,
-                                           check_same_columns,
-                                           check_sample_weight, fit_clone,
-                                           predict_real)
+from tljax.reweight.boosting._base import (
+    check_choice,
+    check_example_labels,
+    check_inputs,
+    check_learner,
+    check_predict_inputs,
+    check_same_columns,
+    check_sample_weight,
+    fit_clone,
+    predict_real,
+)
 from tljax.reweight.boosting.classification import MIN_ERROR
 from tljax.reweight.boosting.learners import WeightedRidge
 
-__all__ = ["LOSSES", "AdaBoostR2Model", "TrAdaBoostR2Result", "adaboost_r2",
-           "tradaboost_r2"]
+__all__ = [
+    "LOSSES",
+    "AdaBoostR2Model",
+    "TrAdaBoostR2Result",
+    "adaboost_r2",
+    "tradaboost_r2",
+]
 
 #: Adjusted-error functions of AdaBoost.R2 (Drucker 1997) for ``r = |y − h(x)| / D``.
 LOSSES = ("linear", "square", "exponential")
 
 
-def _adjusted_errors(predictions: np.ndarray, labels: np.ndarray, loss: str) -> np.ndarray:
+def _adjusted_errors(
+    predictions: np.ndarray, labels: np.ndarray, loss: str
+) -> np.ndarray:
   """Drucker's ``L_i`` in ``[0, 1]`` from ``r_i = |y_i − h(x_i)| / max_j |y_j − h(x_j)|``."""
   residuals = np.abs(predictions - labels)
   largest = residuals.max()
   ratios = residuals / largest if largest > 0 else np.zeros_like(residuals)
   if loss == "square":
-    return ratios ** 2
+    return ratios**2
   if loss == "exponential":
     return 1.0 - np.exp(-ratios)
   return ratios
 
 
-def _weighted_median(predictions: np.ndarray, vote_weights: np.ndarray) -> np.ndarray:
+def _weighted_median(
+    predictions: np.ndarray, vote_weights: np.ndarray
+) -> np.ndarray:
   """Per column of ``(T, M)`` predictions: the smallest ``h_t`` whose
-  cumulative vote weight (in increasing order of ``h_t``) reaches half the total."""
+  cumulative vote weight (in increasing order of ``h_t``) reaches half the total.
+  """
   order = np.argsort(predictions, axis=0, kind="stable")
   ranked = np.take_along_axis(predictions, order, axis=0)
   cumulative = np.cumsum(vote_weights[order], axis=0)
@@ -90,14 +105,14 @@ class AdaBoostR2Model:
 
 
 def adaboost_r2(
-  inputs: Any,
-  labels: Any,
-  *,
-  num_rounds: int = 10,
-  learner: Any = None,
-  loss: str = "linear",
-  sample_weight: Any = None,
-  frozen: Any = None,
+    inputs: Any,
+    labels: Any,
+    *,
+    num_rounds: int = 10,
+    learner: Any = None,
+    loss: str = "linear",
+    sample_weight: Any = None,
+    frozen: Any = None,
 ) -> AdaBoostR2Model:
   r"""AdaBoost.R2 (Drucker 1997), with optionally frozen weights (AdaBoost.R2′).
 
@@ -148,8 +163,13 @@ def adaboost_r2(
     ValueError: on a malformed argument; the message names it.
   """
   inputs = check_inputs(inputs, "inputs", "num_examples")
-  labels = check_example_labels(labels, "labels", length=inputs.shape[0],
-                         length_of="inputs", integer=False)
+  labels = check_example_labels(
+      labels,
+      "labels",
+      length=inputs.shape[0],
+      length_of="inputs",
+      integer=False,
+  )
   num_rounds = check_int(num_rounds, "num_rounds", minimum=1)
   if learner is None:
     learner = WeightedRidge()
@@ -162,20 +182,28 @@ def adaboost_r2(
     frozen = np.asarray(frozen)
     if frozen.dtype != bool or frozen.shape != (inputs.shape[0],):
       raise ValueError(
-        f"frozen must be None or a boolean mask of shape ({inputs.shape[0]},), got "
-        f"dtype {frozen.dtype} and shape {frozen.shape}."
+          f"frozen must be None or a boolean mask of shape ({inputs.shape[0]},), got "
+          f"dtype {frozen.dtype} and shape {frozen.shape}."
       )
-  return _adaboost_r2(inputs, labels, weights / weights.sum(), frozen,
-                      num_rounds=num_rounds, learner=learner, loss=loss)
+  return _adaboost_r2(
+      inputs,
+      labels,
+      weights / weights.sum(),
+      frozen,
+      num_rounds=num_rounds,
+      learner=learner,
+      loss=loss,
+  )
 
 
-def _adaboost_r2(inputs, labels, distribution, frozen, *, num_rounds, learner, loss):
+def _adaboost_r2(
+    inputs, labels, distribution, frozen, *, num_rounds, learner, loss
+):
   learners, betas, errors = [], [], []
   free = ~frozen
   for _ in range(num_rounds):
     hypothesis = fit_clone(learner, inputs, labels, distribution)
-    losses = _adjusted_errors(predict_real(hypothesis, inputs),
-                              labels, loss)
+    losses = _adjusted_errors(predict_real(hypothesis, inputs), labels, loss)
     error = float(distribution @ losses)
     if error >= 0.5:
       if not learners:
@@ -194,13 +222,21 @@ def _adaboost_r2(inputs, labels, distribution, frozen, *, num_rounds, learner, l
   betas = np.asarray(betas)
   vote_weights = np.ones(1) if np.isnan(betas[0]) else np.log(1.0 / betas)
   return AdaBoostR2Model(
-    learners=tuple(learners), betas=betas, errors=np.asarray(errors),
-    vote_weights=vote_weights, weights=distribution, num_features=inputs.shape[1],
+      learners=tuple(learners),
+      betas=betas,
+      errors=np.asarray(errors),
+      vote_weights=vote_weights,
+      weights=distribution,
+      num_features=inputs.shape[1],
   )
 
 
-def _solve_source_beta(source_weights: np.ndarray, source_losses: np.ndarray,
-                       target_mass: float, fraction: float) -> float:
+def _solve_source_beta(
+    source_weights: np.ndarray,
+    source_losses: np.ndarray,
+    target_mass: float,
+    fraction: float,
+) -> float:
   r"""``β`` in ``[0, 1]`` with ``T / (T + Σ_src w_i β^{L_i}) = fraction``, by bisection.
 
   Bisection on ``u = ln β <= 0``, over which the source mass
@@ -271,17 +307,17 @@ class TrAdaBoostR2Result:
 
 
 def tradaboost_r2(
-  source_inputs: Any,
-  source_labels: Any,
-  target_inputs: Any,
-  target_labels: Any,
-  *,
-  num_steps: int = 10,
-  num_rounds: int = 10,
-  num_folds: int = 5,
-  learner: Any = None,
-  loss: str = "linear",
-  key: jax.Array | None = None,
+    source_inputs: Any,
+    source_labels: Any,
+    target_inputs: Any,
+    target_labels: Any,
+    *,
+    num_steps: int = 10,
+    num_rounds: int = 10,
+    num_folds: int = 5,
+    learner: Any = None,
+    loss: str = "linear",
+    key: jax.Array | None = None,
 ) -> TrAdaBoostR2Result:
   r"""Two-stage TrAdaBoost.R2: boosting for regression transfer.
 
@@ -350,19 +386,31 @@ def tradaboost_r2(
   """
   source_inputs = check_inputs(source_inputs, "source_inputs", "n_source")
   target_inputs = check_inputs(target_inputs, "target_inputs", "n_target")
-  check_same_columns(source_inputs, target_inputs, "source_inputs", "target_inputs")
+  check_same_columns(
+      source_inputs, target_inputs, "source_inputs", "target_inputs"
+  )
   num_source, num_target = source_inputs.shape[0], target_inputs.shape[0]
-  source_labels = check_example_labels(source_labels, "source_labels", length=num_source,
-                                length_of="source_inputs", integer=False)
-  target_labels = check_example_labels(target_labels, "target_labels", length=num_target,
-                                length_of="target_inputs", integer=False)
+  source_labels = check_example_labels(
+      source_labels,
+      "source_labels",
+      length=num_source,
+      length_of="source_inputs",
+      integer=False,
+  )
+  target_labels = check_example_labels(
+      target_labels,
+      "target_labels",
+      length=num_target,
+      length_of="target_inputs",
+      integer=False,
+  )
   num_steps = check_int(num_steps, "num_steps", minimum=1)
   num_rounds = check_int(num_rounds, "num_rounds", minimum=1)
   num_folds = check_int(num_folds, "num_folds", minimum=2)
   if num_folds > num_target:
     raise ValueError(
-      f"num_folds must be at most the number of target examples ({num_target}), "
-      f"got {num_folds}."
+        f"num_folds must be at most the number of target examples ({num_target}), "
+        f"got {num_folds}."
     )
   if learner is None:
     learner = WeightedRidge()
@@ -383,11 +431,20 @@ def tradaboost_r2(
   history, betas, cv_errors = [], [], []
   for step in range(num_steps):
     history.append(weights)
-    cv_errors.append(_cross_validate(
-      source_inputs, source_labels, target_inputs, target_labels,
-      weights[source], weights[target], folds,
-      num_rounds=num_rounds, learner=learner, loss=loss,
-    ))
+    cv_errors.append(
+        _cross_validate(
+            source_inputs,
+            source_labels,
+            target_inputs,
+            target_labels,
+            weights[source],
+            weights[target],
+            folds,
+            num_rounds=num_rounds,
+            learner=learner,
+            loss=loss,
+        )
+    )
     if step == num_steps - 1:
       break
     weights = weights.copy()
@@ -396,11 +453,13 @@ def tradaboost_r2(
       weights[source] = 0.0
     else:
       hypothesis = fit_clone(learner, inputs, labels, weights)
-      errors = _adjusted_errors(predict_real(hypothesis, inputs),
-                                labels, loss)
-      fraction = start_fraction + (step + 1) / (num_steps - 1) * (1 - start_fraction)
-      beta = _solve_source_beta(weights[source], errors[source],
-                                weights[target].sum(), fraction)
+      errors = _adjusted_errors(predict_real(hypothesis, inputs), labels, loss)
+      fraction = start_fraction + (step + 1) / (num_steps - 1) * (
+          1 - start_fraction
+      )
+      beta = _solve_source_beta(
+          weights[source], errors[source], weights[target].sum(), fraction
+      )
       if beta > 0:
         weights[source] *= beta ** errors[source]
       else:
@@ -411,19 +470,40 @@ def tradaboost_r2(
   cv_errors = np.asarray(cv_errors)
   best = int(np.argmin(cv_errors))
   frozen = np.arange(total) < num_source
-  model = _adaboost_r2(inputs, labels, history[best], frozen,
-                       num_rounds=num_rounds, learner=learner, loss=loss)
+  model = _adaboost_r2(
+      inputs,
+      labels,
+      history[best],
+      frozen,
+      num_rounds=num_rounds,
+      learner=learner,
+      loss=loss,
+  )
   history = np.stack(history)
   return TrAdaBoostR2Result(
-    model=model, best_step=best, cv_errors=cv_errors, betas=np.asarray(betas),
-    target_weight_fractions=history[:, target].sum(axis=1),
-    weight_history=history, weights=history[best],
+      model=model,
+      best_step=best,
+      cv_errors=cv_errors,
+      betas=np.asarray(betas),
+      target_weight_fractions=history[:, target].sum(axis=1),
+      weight_history=history,
+      weights=history[best],
   )
 
 
-def _cross_validate(source_inputs, source_labels, target_inputs, target_labels,
-                    source_weights, target_weights, folds, *, num_rounds, learner,
-                    loss) -> float:
+def _cross_validate(
+    source_inputs,
+    source_labels,
+    target_inputs,
+    target_labels,
+    source_weights,
+    target_weights,
+    folds,
+    *,
+    num_rounds,
+    learner,
+    loss,
+) -> float:
   """Mean squared target error of AdaBoost.R2′ over the ``folds`` of the target."""
   num_source = source_inputs.shape[0]
   squared_errors = np.empty(target_inputs.shape[0])
@@ -431,15 +511,21 @@ def _cross_validate(source_inputs, source_labels, target_inputs, target_labels,
     train = np.setdiff1d(np.arange(target_inputs.shape[0]), test)
     train_weights = target_weights[train]
     if train_weights.sum() > 0:
-      train_weights = train_weights * (target_weights.sum() / train_weights.sum())
+      train_weights = train_weights * (
+          target_weights.sum() / train_weights.sum()
+      )
     weights = np.concatenate([source_weights, train_weights])
     frozen = np.arange(len(weights)) < num_source
     model = _adaboost_r2(
-      np.concatenate([source_inputs, target_inputs[train]]),
-      np.concatenate([source_labels, target_labels[train]]),
-      weights / weights.sum(), frozen,
-      num_rounds=num_rounds, learner=learner, loss=loss,
+        np.concatenate([source_inputs, target_inputs[train]]),
+        np.concatenate([source_labels, target_labels[train]]),
+        weights / weights.sum(),
+        frozen,
+        num_rounds=num_rounds,
+        learner=learner,
+        loss=loss,
     )
-    squared_errors[test] = (model.predict(target_inputs[test])
-                            - target_labels[test]) ** 2
+    squared_errors[test] = (
+        model.predict(target_inputs[test]) - target_labels[test]
+    ) ** 2
   return float(squared_errors.mean())
