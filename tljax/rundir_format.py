@@ -45,6 +45,9 @@ RUN_CONFIG_FILE = "run_config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_SUBDIR = "checkpoints"
+#: An experiment's work dir (above its ``<method>/seed_<n>/`` runs).
+EXPERIMENT_CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
 #: The name of a run directory inside an experiment's ``<method>/``.
 SEED_DIR = re.compile(r"seed_(\d+)")
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import os
 
-from tljax.rundir_format import SEED_DIR, is_run_dir, seed_of_dir
+from tljax.rundir_format import (
+    EXPERIMENT_CONFIG_FILE,
+    RESULTS_FILE,
+    SEED_DIR,
+    is_run_dir,
+    seed_of_dir,
+)
 from tljax.train.rundir import Run
-
-EXPERIMENT_CONFIG_FILE = "config.json"
-RESULTS_FILE = "results.json"
 
 
 def check_dir(path, argument: str) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 from tljax import data as data_lib
 from tljax import methods as methods_lib
 from tljax import models as models_lib
+from tljax import rundir_format
 from tljax.config import check_config
 from tljax.select import negative_transfer_gap
 from tljax.train import metrics as metrics_lib
@@ -30,8 +31,8 @@ from tljax.train.loop import (
     train_and_evaluate,
 )
 
-CONFIG_JSON = "config.json"
-RESULTS_JSON = "results.json"
+CONFIG_JSON = rundir_format.EXPERIMENT_CONFIG_FILE
+RESULTS_JSON = rundir_format.RESULTS_FILE
 RESULTS_MARKDOWN = "results.md"
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import jax
 import numpy as np
 
-METRICS_FILE = "metrics.jsonl"
+from tljax.rundir_format import METRICS_FILE, SUMMARY_FILE
+
 TENSORBOARD_SUBDIR = "tensorboard"
-SUMMARY_FILE = "summary.json"
 
 
 def to_python(value: Any) -> Any:

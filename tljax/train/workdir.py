@@ -38,6 +38,7 @@ import jax
 from tljax.checkpoint import CHECKPOINT_SUBDIR
 from tljax.config import base_config
 from tljax.errors import WorkdirBusyError
+from tljax.rundir_format import RUN_CONFIG_FILE
 from tljax.train import metrics as metrics_lib
 
 try:  # POSIX
@@ -47,8 +48,6 @@ except ImportError:  # Windows: msvcrt's byte-range lock
   import msvcrt  # pylint: disable=import-error
 
 LOCK_FILE = ".tljax.lock"
-# The config a run (or sweep) was started with.
-RUN_CONFIG_FILE = "run_config.json"
 # How long a refused writer waits for the holder to finish writing its
 # details into the lock file (it writes them right after taking the lock).
 _HOLDER_WAIT_SECONDS = 1.0
