@@ -20,6 +20,7 @@ import pytest
 import sklearn.covariance
 
 from tljax import select
+from tljax.select import _checks as select_checks
 from tljax.select.hscore import _ledoit_wolf_shrinkage
 
 
@@ -625,3 +626,14 @@ pad = select.proxy_a_distance
 def test_bad_inputs_raise_value_error_naming_the_argument(call, message):
   with pytest.raises(ValueError, match=message):
     call()
+
+
+@pytest.mark.parametrize("shape", [(50, 3), (40, 64), (30, 129), (7, 200)])
+def test_gram_equals_the_float64_product_and_is_exactly_symmetric(shape):
+  matrix = np.random.default_rng(sum(shape)).standard_normal(shape)
+  result = np.asarray(select_checks.gram(jnp.asarray(matrix, jnp.float32)))
+  reference = matrix.T @ matrix
+  assert result.shape == (shape[1], shape[1])
+  np.testing.assert_array_equal(result, result.T)
+  scale = np.sqrt(np.outer(np.diag(reference), np.diag(reference)))
+  assert np.max(np.abs(result - reference) / scale) < 1e-5

@@ -226,6 +226,23 @@ def median_seconds(function, repeats: int) -> float:
   return statistics.median(times)
 
 
+def interleaved_medians(functions, repeats: int) -> list[float]:
+  """The median wall times of ``repeats`` rounds that call each function once.
+
+  Calling the contenders in turn, round after round, exposes them to the
+  same machine load: a burst of other work slows one round of each, not all
+  calls of one. Use it for ratios of fast calls (milliseconds), where
+  back-to-back blocks of calls would each catch a different load.
+  """
+  times = [[] for _ in functions]
+  for _ in range(repeats):
+    for function, record in zip(functions, times):
+      start = time.perf_counter()
+      function()
+      record.append(time.perf_counter() - start)
+  return [statistics.median(record) for record in times]
+
+
 def resident_bytes() -> int | None:
   try:
     with open("/proc/self/status", encoding="utf-8") as stream:

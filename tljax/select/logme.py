@@ -21,6 +21,7 @@ from tljax.select._checks import (
     check_labels,
     check_real_dtype,
     dot,
+    gram,
     max_abs_scale,
     nan_if_out_of_range,
     to_array,
@@ -213,9 +214,9 @@ def _logme(features, targets, present, tolerance, *, max_iterations):
   )
   targets = targets / target_scales
   if dim <= num_examples:
-    eigenvalues, eigenvectors = jnp.linalg.eigh(dot(features.T, features))
+    eigenvalues, eigenvectors = jnp.linalg.eigh(gram(features))
   else:
-    eigenvalues, eigenvectors = jnp.linalg.eigh(dot(features, features.T))
+    eigenvalues, eigenvectors = jnp.linalg.eigh(gram(features.T))
   largest = jnp.max(eigenvalues)
   keep = eigenvalues > max(num_examples, dim) * eps * largest
   # Scaled so that the largest eigenvalue is 1 (see the docstring).
