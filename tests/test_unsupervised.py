@@ -1,6 +1,7 @@
 """Unsupervised transfer: clustering metrics, k-means, the DAE and SimCLR objectives and recipes."""
 
 import dataclasses
+import inspect
 import itertools
 import json
 import os
@@ -19,7 +20,12 @@ from sklearn.datasets import load_digits
 from conftest import small_config
 from tljax import unsupervised
 from tljax.data import ArraySource
-from tljax.methods import TransferContext, available_methods, build_method
+from tljax.methods import (
+    TransferContext,
+    available_methods,
+    build_method,
+    method_defaults,
+)
 from tljax.methods.unsupervised import (
     DECODER,
     PROJECTION_HEAD,
@@ -399,6 +405,30 @@ def test_recipes_are_registered_unsupervised_and_check_their_arguments(
     make_dae(config, model, corruption_level=1.5)
   with pytest.raises(ValueError, match="temperature"):
     make_simclr(config, model, temperature=0.0)
+
+
+@pytest.mark.parametrize(
+    "name, make", [("dae", make_dae), ("simclr", make_simclr)]
+)
+def test_recipe_settings_come_from_method_kwargs(data_dir, name, make):
+  # The registered defaults are the make_* keyword defaults (None → 0).
+  expected = {
+      key: 0 if parameter.default is None else parameter.default
+      for key, parameter in inspect.signature(make).parameters.items()
+      if parameter.kind is inspect.Parameter.KEYWORD_ONLY and key != "name"
+  }
+  assert method_defaults(name) == expected
+  model = create_model(
+      "lenet", num_classes=10, input_shape=(8, 8, 1), bottleneck_dim=16
+  )
+  config = small_config(data_dir)
+  config.method = name
+  config.method_kwargs = {"hidden_dim": -1}
+  with pytest.raises(ValueError, match="hidden_dim"):
+    build_method(name, config, model)
+  config.method_kwargs = {"no_such_setting": 1}
+  with pytest.raises(ValueError, match="no_such_setting"):
+    build_method(name, config, model)
 
 
 @pytest.mark.parametrize(

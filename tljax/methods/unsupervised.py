@@ -29,8 +29,9 @@ ResNet-50), the decoder is a two-layer MLP, the optimizer and schedule are
 the config's (SimCLR uses LARS with large batches), and the augmentations are
 the digit-sized ones of :mod:`tljax.unsupervised.augment`. The
 hyper-parameters are the keyword arguments of :func:`make_dae` and
-:func:`make_simclr` (the registered recipes use their defaults); a variant is
-registered with ``register_method(name)(functools.partial(make_dae, ...))``.
+:func:`make_simclr`; a config sets them in ``config.method_kwargs`` (e.g.
+``method_kwargs.corruption_level=0.5``), and the registered defaults are
+those of the two functions (``hidden_dim=0``: the feature dim).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import jax.numpy as jnp
 
 from tljax import unsupervised
 from tljax.align._arrays import check_choice
-from tljax.checks import check_non_negative, check_positive
+from tljax.checks import check_int, check_non_negative, check_positive
 from tljax.methods.adaptation import apply_mlp, init_mlp
 from tljax.methods.base import Method
 from tljax.methods.registry import register_method
@@ -84,6 +85,32 @@ def _init_head(context, salt: int, sizes) -> dict:
   return jax.jit(init_mlp, static_argnums=1)(key, tuple(sizes))
 
 
+def _check_dae(settings) -> None:
+  """The denoising autoencoder's settings; errors name the setting."""
+  if settings["hidden_dim"] is not None:
+    check_int(settings["hidden_dim"], "hidden_dim", minimum=0)
+  check_choice(settings["corruption"], "corruption", unsupervised.CORRUPTIONS)
+  check_choice(
+      settings["reconstruction_loss"],
+      "reconstruction_loss",
+      unsupervised.RECONSTRUCTION_LOSSES,
+  )
+  check_non_negative(settings["corruption_level"], "corruption_level")
+  if settings["corruption"] == "masking" and settings["corruption_level"] > 1:
+    raise ValueError(
+        f"corruption_level must be a fraction in [0, 1] for "
+        f"masking corruption, got {settings['corruption_level']}."
+    )
+
+
+def _check_simclr(settings) -> None:
+  """SimCLR's settings; errors name the setting."""
+  check_positive(settings["temperature"], "temperature")
+  check_int(settings["projection_dim"], "projection_dim", minimum=1)
+  if settings["hidden_dim"] is not None:
+    check_int(settings["hidden_dim"], "hidden_dim", minimum=0)
+
+
 def make_dae(
     config,
     model,
@@ -105,21 +132,17 @@ def make_dae(
     corruption_level: ν for masking, σ for Gaussian noise.
     reconstruction_loss: ``"cross_entropy"`` (inputs in [0, 1]) or
       ``"squared_error"``.
-    hidden_dim: the decoder's hidden width (default: the feature dim).
+    hidden_dim: the decoder's hidden width (``None`` or 0: the feature dim).
   """
   del config
-  check_choice(corruption, "corruption", unsupervised.CORRUPTIONS)
-  check_choice(
-      reconstruction_loss,
-      "reconstruction_loss",
-      unsupervised.RECONSTRUCTION_LOSSES,
+  _check_dae(
+      dict(
+          corruption=corruption,
+          corruption_level=corruption_level,
+          reconstruction_loss=reconstruction_loss,
+          hidden_dim=hidden_dim,
+      )
   )
-  check_non_negative(corruption_level, "corruption_level")
-  if corruption == "masking" and corruption_level > 1:
-    raise ValueError(
-        f"corruption_level must be a fraction in [0, 1] for "
-        f"masking corruption, got {corruption_level}."
-    )
 
   def init_params(context):
     feature_dim, input_shape = _shapes(context)
@@ -191,13 +214,19 @@ def make_simclr(
     name: the recipe's name (that of a registered variant).
     temperature: NT-Xent's τ.
     projection_dim: the projection head's output dimension.
-    hidden_dim: the projection head's hidden width (default: the feature
-      dim, as the paper's).
+    hidden_dim: the projection head's hidden width (``None`` or 0: the
+      feature dim, as the paper's).
     min_area, max_rotation_degrees, noise_std: the augmentation's (see
       :func:`tljax.unsupervised.augment_digits`).
   """
   del config
-  check_positive(temperature, "temperature")
+  _check_simclr(
+      dict(
+          temperature=temperature,
+          projection_dim=projection_dim,
+          hidden_dim=hidden_dim,
+      )
+  )
 
   def augment(images, key):
     return unsupervised.augment_digits(
@@ -254,11 +283,31 @@ def make_simclr(
   )
 
 
-@register_method("dae")
-def build_dae(config, model) -> Method:
-  return make_dae(config, model)
+@register_method(
+    "dae",
+    defaults=dict(
+        corruption="masking",
+        corruption_level=0.25,
+        reconstruction_loss="cross_entropy",
+        hidden_dim=0,
+    ),
+    check=_check_dae,
+)
+def build_dae(config, model, **settings) -> Method:
+  return make_dae(config, model, **settings)
 
 
-@register_method("simclr")
-def build_simclr(config, model) -> Method:
-  return make_simclr(config, model)
+@register_method(
+    "simclr",
+    defaults=dict(
+        temperature=unsupervised.DEFAULT_TEMPERATURE,
+        projection_dim=SIMCLR_PROJECTION_DIM,
+        hidden_dim=0,
+        min_area=0.5,
+        max_rotation_degrees=10.0,
+        noise_std=0.05,
+    ),
+    check=_check_simclr,
+)
+def build_simclr(config, model, **settings) -> Method:
+  return make_simclr(config, model, **settings)
