@@ -9,7 +9,11 @@ Domains (see :func:`get_source`; a source is registered by name with
   tensorflow-datasets, as in-memory arrays;
 * ``two_moons`` and ``gaussian_shift``: generated domains with a known shift
   (:mod:`.toy`);
-* ``tfds:<catalog_name>``: any TFDS dataset prepared in ArrayRecord format.
+* ``tfds:<catalog_name>``: any TFDS dataset prepared in ArrayRecord format;
+* ``folder:<directory>`` and ``imagelist:<file>``: the user's images (an
+  image folder ``root/<class>/<image>``, or TLlib's image-list file),
+  prepared once into ArrayRecord as encoded bytes and decoded per batch
+  (:mod:`.image_files`, :mod:`.images`, :mod:`.image_sources`).
 
 Variants of any of them (rotated, inverted, noisy, relabelled; a source zoo
 for transferability experiments): ``get_source(..., transform={...})``, see
@@ -20,81 +24,82 @@ Iterators (:mod:`.iterators`): stateless, resumable training streams
 evaluation batches (:func:`eval_batches`) and device prefetching
 (:func:`prefetch`).
 
-tensorflow_datasets is imported only when a TFDS-backed source is opened.
+Each name here is imported from its module on first use (PEP 562), so
+``import tljax.data.images`` (image decoding, for data-loader worker
+processes) loads neither JAX nor tensorflow_datasets; tensorflow_datasets
+is imported only when a TFDS-backed source is opened.
 """
 
-from tljax.data.base import ArraySource, Source
-from tljax.data.digits import (
-    binarize,
-    block_counts,
-    counts_to_inputs,
-    digit_split_indices,
-    load_digit_domain,
-    mnist_to_uci_counts,
-    normalize_bitmap,
-    stratified_split_indices,
-)
-from tljax.data.iterators import (
-    PrefetchIterator,
-    batch_indices,
-    batches,
-    eval_batches,
-    paired_batches,
-    prefetch,
-    target_stream_seed,
-)
-from tljax.data.sources import (
-    TfdsSource,
-    available_sources,
-    check_source_name,
-    default_data_dir,
-    get_source,
-    register_source,
-    source_prefixes,
-)
-from tljax.data.subsets import labeled_subsets, per_class_indices
-from tljax.data.toy import gaussian_shift, rotation_matrix, two_moons
-from tljax.data.transforms import (
-    TRANSFORM_KEYS,
-    check_transform,
-    label_permutation,
-    rotate_images,
-    transform_source,
-)
+import importlib
+import importlib.util
+import pkgutil
 
-__all__ = [
-    "ArraySource",
-    "TRANSFORM_KEYS",
-    "check_transform",
-    "label_permutation",
-    "rotate_images",
-    "transform_source",
-    "labeled_subsets",
-    "per_class_indices",
-    "PrefetchIterator",
-    "Source",
-    "TfdsSource",
-    "available_sources",
-    "batch_indices",
-    "batches",
-    "binarize",
-    "block_counts",
-    "check_source_name",
-    "counts_to_inputs",
-    "default_data_dir",
-    "digit_split_indices",
-    "eval_batches",
-    "gaussian_shift",
-    "get_source",
-    "load_digit_domain",
-    "mnist_to_uci_counts",
-    "normalize_bitmap",
-    "paired_batches",
-    "prefetch",
-    "register_source",
-    "rotation_matrix",
-    "source_prefixes",
-    "stratified_split_indices",
-    "target_stream_seed",
-    "two_moons",
-]
+# Each public name and the module of tljax.data that defines it.
+_EXPORTS = {
+    "ArraySource": "base",
+    "Source": "base",
+    "binarize": "digits",
+    "block_counts": "digits",
+    "counts_to_inputs": "digits",
+    "digit_split_indices": "digits",
+    "load_digit_domain": "digits",
+    "mnist_to_uci_counts": "digits",
+    "normalize_bitmap": "digits",
+    "stratified_split_indices": "digits",
+    "ImageFiles": "image_files",
+    "folder_class_names": "image_files",
+    "match_class_names": "image_files",
+    "read_image_list": "image_files",
+    "scan_image_folder": "image_files",
+    "ImageRecords": "images",
+    "decode_image": "images",
+    "ImageSource": "image_sources",
+    "image_folder_source": "image_sources",
+    "image_list_source": "image_sources",
+    "PrefetchIterator": "iterators",
+    "batch_indices": "iterators",
+    "batches": "iterators",
+    "eval_batches": "iterators",
+    "paired_batches": "iterators",
+    "prefetch": "iterators",
+    "target_stream_seed": "iterators",
+    # Through sources, so the built-in sources are registered first.
+    "available_sources": "sources",
+    "check_source_name": "sources",
+    "default_data_dir": "sources",
+    "get_source": "sources",
+    "register_source": "sources",
+    "source_prefixes": "sources",
+    "TfdsSource": "sources",
+    "labeled_subsets": "subsets",
+    "per_class_indices": "subsets",
+    "gaussian_shift": "toy",
+    "rotation_matrix": "toy",
+    "two_moons": "toy",
+    "TRANSFORM_KEYS": "transforms",
+    "check_transform": "transforms",
+    "label_permutation": "transforms",
+    "rotate_images": "transforms",
+    "transform_source": "transforms",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+  # PEP 562: a public name, or a submodule, is imported on first access.
+  if name in _EXPORTS:
+    value = getattr(
+        importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name
+    )
+    globals()[name] = value
+    return value
+  if not name.startswith("_") and importlib.util.find_spec(
+      f"{__name__}.{name}"
+  ):
+    return importlib.import_module(f"{__name__}.{name}")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+  submodules = {module.name for module in pkgutil.iter_modules(__path__)}
+  return sorted(set(globals()) | set(_EXPORTS) | submodules)

@@ -15,8 +15,9 @@ itself, or for a prefix with what follows it (``"shifted:0.5"`` calls
 ``build_shifted("0.5", ...)``), then the split, the resolved
 ``data_dir``, ``use_tfds`` and the source's own options (``config.<domain>.
 kwargs``). The builder refuses options it does not take, naming them. The
-built-in sources (the digits, the toy domains and ``tfds:``) register
-themselves here when :mod:`tljax.data.sources` is imported; a source outside tljax does the same, imported before the config
+built-in sources (the digits, the toy domains, ``tfds:``, ``folder:`` and
+``imagelist:``) register themselves here when :mod:`tljax.data.sources` is
+imported; a source outside tljax does the same, imported before the config
 runs (``tests/test_sources_plugin.py``). See docs/design.md, "Where a new
 piece goes".
 

@@ -10,12 +10,15 @@ Every source has the interface of :class:`Source`:
 * ``num_classes`` (``None`` for regression), ``input_shape`` (one example's
   shape) and ``name``.
 
-Two kinds exist: :class:`~tljax.data.base.ArraySource` (NumPy arrays in
-memory, defined with :class:`Source` in :mod:`.base`) and :class:`TfdsSource`
-(a TFDS random-access data source over ArrayRecord files, read without
-TensorFlow). :func:`get_source` is the single entry point that builds one by
-name, through the registry of :mod:`tljax.data.registry`, where this module
-registers the digits, the toy domains and ``tfds:``.
+Three kinds exist: :class:`~tljax.data.base.ArraySource` (NumPy arrays in
+memory, defined with :class:`Source` in :mod:`.base`), :class:`TfdsSource` (a
+TFDS random-access data source over ArrayRecord files, read without
+TensorFlow) and :class:`~tljax.data.image_sources.ImageSource` (encoded
+images from the user's disk, decoded per batch). :func:`get_source` is the
+single entry point that builds one by name, through the registry of
+:mod:`tljax.data.registry`: this module registers the digits, the toy
+domains and ``tfds:``, and importing :mod:`.image_sources` registers
+``folder:`` and ``imagelist:``.
 
 TensorFlow Datasets is optional: it is imported only when a source needs it,
 and the bundled digit domains fall back to in-memory arrays made by the same
@@ -30,7 +33,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tljax.data import digits, toy, transforms
+# image_sources registers "folder:" and "imagelist:" when it is imported.
+from tljax.data import digits, image_sources, toy, transforms
 from tljax.data.base import SPLITS, ArraySource, Source
 from tljax.data.registry import (
     DATA_DIR_ENV,
@@ -431,6 +435,11 @@ def get_source(
     in ArrayRecord format in ``data_dir``; nothing is downloaded. ``split``
     accepts TFDS split syntax (``"train[:10%]"``); ``kwargs`` may give
     ``input_key`` / ``label_key`` (default ``"image"`` / ``"label"``).
+  * ``"folder:<directory>"`` (``root/<class>/<image>``) and
+    ``"imagelist:<file>"`` (TLlib's ``path label`` lines): the user's images,
+    prepared once into ``data_dir`` as encoded bytes; splits ``"all"``,
+    ``"train"``, ``"test"``; ``kwargs``: ``image_size``, ``classes``, ... (see
+    :mod:`tljax.data.image_sources`).
 
   Every name also takes ``transform``: a mapping (e.g. ``{"rotation_degrees":
   90.0}``, keys in :data:`tljax.data.transforms.TRANSFORM_KEYS`: rotation,
@@ -442,24 +451,27 @@ def get_source(
 
   Args:
     name: one of :func:`available_sources`, or a name with one of
-      :func:`source_prefixes` (``"tfds:<catalog_name>"``).
-    split: ``"train"`` or ``"test"`` (catalog datasets: their own splits).
+      :func:`source_prefixes` (``"tfds:<catalog_name>"``,
+      ``"folder:<directory>"``, ``"imagelist:<file>"``).
+    split: ``"train"`` or ``"test"`` (catalog datasets: their own splits;
+      image domains also ``"all"``).
     data_dir: TFDS data directory; default ``$TLJAX_DATA_DIR``, else
       ``~/.cache/tljax/tensorflow_datasets``.
     use_tfds: ``None`` uses TFDS when importable; ``True`` requires it;
       ``False`` builds the digit domains in memory. Toy domains are always in
-      memory; catalog datasets always use TFDS.
+      memory; catalog datasets and image domains always use TFDS.
     **kwargs: options of the named source.
 
   Returns:
-    A :class:`Source` (:class:`ArraySource`, :class:`TfdsSource`, or a
-    registered source's).
+    A :class:`Source` (:class:`ArraySource`, :class:`TfdsSource`,
+    :class:`tljax.data.image_sources.ImageSource`, or a registered source's).
 
   Raises:
     ValueError: unknown name or split (the message lists the allowed ones),
       unexpected ``kwargs``, a bad ``transform`` (naming the key) or a
       contradictory ``use_tfds``.
-    FileNotFoundError: a catalog dataset that is not prepared in ``data_dir``.
+    FileNotFoundError: a catalog dataset that is not prepared in ``data_dir``,
+      or an image folder or list that does not exist.
     ImportError: ``use_tfds=True`` or a catalog name without tensorflow-datasets.
   """
   builder, argument = lookup_source(name)
