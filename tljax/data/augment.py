@@ -13,7 +13,8 @@ alone, so a batch is a pure function of ``(seed, step)`` when the key is.
 
 Two execution places:
 
-* **Workers** (NumPy and Pillow, one uint8 ``(H, W, 3)`` image at a time):
+* **Workers** (NumPy and Pillow, one uint8 ``(H, W, 3)`` image at a time;
+  an RGB PIL image is taken too, saving the decoder's conversion):
   :func:`random_resized_crop`, :func:`horizontal_flip`, :func:`color_jitter`,
   :func:`resize`, :func:`center_crop`, :func:`normalize`, composed by the
   picklable :class:`TrainAugment` and :class:`EvalAugment` that a loader's
@@ -72,11 +73,19 @@ _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(4)
 # --- Argument checks -------------------------------------------------------
 
 
-def _check_image(image: Any, argument: str = "image") -> np.ndarray:
+def _check_image(image: Any, argument: str = "image") -> Any:
+  """A uint8 ``(H, W, 3)`` array, or an RGB PIL image (returned as is)."""
+  if isinstance(image, Image.Image):
+    if image.mode != "RGB" or 0 in image.size:
+      raise ValueError(
+          f"{argument} must be an RGB image (image.convert('RGB')), got a "
+          f"{image.mode} PIL image of size {image.size}."
+      )
+    return image
   if not isinstance(image, np.ndarray):
     raise ValueError(
-        f"{argument} must be a NumPy array (H, W, 3), got "
-        f"{type(image).__name__}."
+        f"{argument} must be a uint8 NumPy array (H, W, 3) or an RGB PIL "
+        f"image, got {type(image).__name__}."
     )
   if image.ndim != 3 or image.shape[-1] != 3 or 0 in image.shape:
     raise ValueError(
@@ -294,14 +303,25 @@ def resized_shape(
 # --- Workers: NumPy and Pillow on one uint8 (H, W, 3) image ---------------
 
 
-def _pil_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _height_width(image: Any) -> tuple[int, int]:
+  if isinstance(image, Image.Image):
+    return image.height, image.width
+  return image.shape[0], image.shape[1]
+
+
+def _as_array(image: Any) -> np.ndarray:
+  return np.asarray(image) if isinstance(image, Image.Image) else image
+
+
+def _pil_resize(image: Any, shape: tuple[int, int]) -> np.ndarray:
   """Pillow's antialiased bilinear resize (torchvision's PIL default)."""
-  if image.shape[:2] == tuple(shape):
-    return image
-  resized = Image.fromarray(image).resize(
-      (shape[1], shape[0]), Image.Resampling.BILINEAR
+  if _height_width(image) == tuple(shape):
+    return _as_array(image)
+  if not isinstance(image, Image.Image):
+    image = Image.fromarray(image)
+  return np.asarray(
+      image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
   )
-  return np.asarray(resized)
 
 
 def resized_crop(
@@ -312,7 +332,8 @@ def resized_crop(
   """torchvision's ``F.resized_crop`` on PIL: crop ``box``, then resize.
 
   Args:
-    image: uint8 ``(H, W, 3)``.
+    image: uint8 ``(H, W, 3)``, or an RGB PIL image (one conversion less:
+      a decoder may hand its PIL image over).
     box: ``(top, left, h, w)`` inside the image.
     size: output side (square) or ``(height, width)``.
   """
@@ -320,18 +341,21 @@ def resized_crop(
   size = _check_hw(size, "size")
   shape = (size, size) if isinstance(size, int) else size
   top, left, h, w = (int(v) for v in box)
+  height, width = _height_width(image)
   if not (
       0 <= top
       and 0 <= left
       and 0 < h
       and 0 < w
-      and top + h <= image.shape[0]
-      and left + w <= image.shape[1]
+      and top + h <= height
+      and left + w <= width
   ):
     raise ValueError(
         f"box {box} (top, left, h, w) must lie inside the image of shape "
-        f"{image.shape[:2]}."
+        f"{(height, width)}."
     )
+  if isinstance(image, Image.Image):
+    return _pil_resize(image.crop((left, top, left + w, top + h)), shape)
   return _pil_resize(image[top : top + h, left : left + w], shape)
 
 
@@ -348,9 +372,7 @@ def random_resized_crop(
   Pillow's antialiased bilinear filter. Returns uint8 ``(size, size, 3)``.
   """
   image = _check_image(image)
-  box = random_resized_crop_box(
-      rng, image.shape[0], image.shape[1], scale, ratio
-  )
+  box = random_resized_crop_box(rng, *_height_width(image), scale, ratio)
   return resized_crop(image, box, size)
 
 
@@ -359,7 +381,7 @@ def horizontal_flip(
 ) -> np.ndarray:
   """torchvision's ``RandomHorizontalFlip(p)``: mirrored with probability p."""
   rng = _check_rng(rng)
-  image = _check_image(image)
+  image = _as_array(_check_image(image))
   p = _check_probability(p, "p")
   if rng.random() < p:
     return np.ascontiguousarray(image[:, ::-1])
@@ -379,6 +401,8 @@ def grayscale(image: Any) -> Any:
 
   Works on NumPy and JAX float arrays ``(..., 3)``; returns ``(..., 1)``.
   """
+  if isinstance(image, np.ndarray):
+    return image @ np.asarray(_LUMA, image.dtype)[:, None]
   r, g, b = image[..., 0:1], image[..., 1:2], image[..., 2:3]
   return _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
 
@@ -388,47 +412,51 @@ def _blend(xp, image, other, factor):
   return xp.clip(factor * image + (1.0 - factor) * other, 0.0, 1.0)
 
 
-def _rgb_to_hsv(xp, image):
-  """torchvision's ``_rgb2hsv`` (Pillow's algorithm), on ``(..., 3)`` in [0, 1]."""
-  r, g, b = image[..., 0], image[..., 1], image[..., 2]
-  maxc = xp.max(image, axis=-1)
-  minc = xp.min(image, axis=-1)
+def _rgb_to_hsv(xp, r, g, b):
+  """torchvision's ``_rgb2hsv`` (Pillow's algorithm) on planes in [0, 1].
+
+  Returns the planes ``h, s, v``. torchvision's ``fmod(x, 1)`` is ``x -
+  floor(x)`` here (the same for the non-negative ``x`` it is applied to),
+  and its divisors ``where(maxc == minc, 1, ·)`` are ``· + (maxc ==
+  minc)`` (the same: the numerators are 0 there).
+  """
+  maxc = xp.maximum(xp.maximum(r, g), b)
+  minc = xp.minimum(xp.minimum(r, g), b)
   equal = maxc == minc
   chroma = maxc - minc
-  ones = xp.ones_like(maxc)
-  s = chroma / xp.where(equal, ones, maxc)
-  divisor = xp.where(equal, ones, chroma)
+  s = chroma / (maxc + equal)
+  divisor = chroma + equal
   rc = (maxc - r) / divisor
   gc = (maxc - g) / divisor
   bc = (maxc - b) / divisor
-  hr = (maxc == r) * (bc - gc)
-  hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
-  hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
-  h = xp.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
-  return h, s, maxc
+  is_r = maxc == r
+  is_g = (maxc == g) & ~is_r
+  is_b = ~(is_r | is_g)
+  h = is_r * (bc - gc) + is_g * (2.0 + rc - bc) + is_b * (4.0 + gc - rc)
+  h = h / 6.0 + 1.0
+  return h - xp.floor(h), s, maxc
 
 
 def _hsv_to_rgb(xp, h, s, v):
-  """torchvision's ``_hsv2rgb``."""
-  i = xp.floor(h * 6.0)
-  f = h * 6.0 - i
-  i = i.astype(np.int32) % 6
-  p = xp.clip(v * (1.0 - s), 0.0, 1.0)
-  q = xp.clip(v * (1.0 - s * f), 0.0, 1.0)
-  t = xp.clip(v * (1.0 - s * (1.0 - f)), 0.0, 1.0)
-  choices = (
-      (v, t, p),
-      (q, v, p),
-      (p, v, t),
-      (p, q, v),
-      (t, p, v),
-      (v, p, q),
-  )
-  channels = [
-      xp.select([i == k for k in range(6)], [c[channel] for c in choices])
-      for channel in range(3)
-  ]
-  return xp.stack(channels, axis=-1)
+  """torchvision's ``_hsv2rgb`` as planes ``v - v·s·clip(min(k, 4 - k), 0, 1)``.
+
+  With ``k = (n + 6h) mod 6`` for ``n = 5, 3, 1`` (R, G, B): the closed form
+  of the six sectors' ``(v, t, p), (q, v, p), ...`` table.
+  """
+  planes = []
+  for n in (5.0, 3.0, 1.0):
+    k = n + 6.0 * h
+    k = k - 6.0 * (k >= 6.0)
+    weight = xp.clip(xp.minimum(k, 4.0 - k), 0.0, 1.0)
+    planes.append(v - v * s * weight)
+  return planes
+
+
+def _planes(xp, image):
+  """The channels of ``(..., 3)`` as three contiguous planes."""
+  if xp is np:
+    return [np.ascontiguousarray(image[..., c]) for c in range(3)]
+  return [image[..., c] for c in range(3)]
 
 
 def adjust_brightness(image: Any, factor: Any) -> Any:
@@ -461,8 +489,9 @@ def adjust_hue(image: Any, factor: Any) -> Any:
   if isinstance(factor, numbers.Real) and not -0.5 <= factor <= 0.5:
     raise ValueError(f"factor must be in [-0.5, 0.5] for hue, got {factor}.")
   xp = jnp if isinstance(image, jax.Array) else np
-  h, s, v = _rgb_to_hsv(xp, image)
-  return _hsv_to_rgb(xp, xp.fmod(h + factor + 1.0, 1.0), s, v)
+  h, s, v = _rgb_to_hsv(xp, *_planes(xp, image))
+  h = h + factor + 1.0
+  return xp.stack(_hsv_to_rgb(xp, h - xp.floor(h), s, v), axis=-1)
 
 
 _ADJUST = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
@@ -494,7 +523,7 @@ def color_jitter(
   is converted to float ``[0, 1]``, adjusted, and rounded back to uint8.
   """
   rng = _check_rng(rng)
-  image = _check_image(image)
+  image = _as_array(_check_image(image))
   ranges = _jitter_ranges(brightness, contrast, saturation, hue)
   order = rng.permutation(4)
   factors = [None if r is None else rng.uniform(r[0], r[1]) for r in ranges]
@@ -514,14 +543,32 @@ def resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
   ``(h, w)`` is the output shape (TLlib's ``ResizeImage``).
   """
   image = _check_image(image)
-  return _pil_resize(image, resized_shape(*image.shape[:2], size))
+  return _pil_resize(image, resized_shape(*_height_width(image), size))
 
 
 def center_crop(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
   """torchvision's ``CenterCrop(size)`` (see :func:`center_crop_box`)."""
-  image = _check_image(image)
+  image = _as_array(_check_image(image))
   top, left, h, w = center_crop_box(image.shape[0], image.shape[1], size)
   return image[top : top + h, left : left + w]
+
+
+@functools.lru_cache(maxsize=8)
+def _normalize_rows(
+    width: int, mean: tuple[float, ...], std: tuple[float, ...], uint8: bool
+) -> tuple[np.ndarray, np.ndarray]:
+  """``scale`` and ``offset`` of :func:`normalize`, tiled over a row of pixels.
+
+  (A whole row per multiply keeps NumPy's inner loop contiguous: ten times
+  faster than broadcasting a 3-vector over the channels.)
+  """
+  mean_array = np.asarray(mean, np.float32)
+  std_array = np.asarray(std, np.float32)
+  scale = (np.float32(1.0 / 255.0) if uint8 else np.float32(1.0)) / std_array
+  rows = np.tile(scale, width), np.tile(mean_array / std_array, width)
+  for row in rows:
+    row.flags.writeable = False
+  return rows
 
 
 def normalize(
@@ -531,17 +578,28 @@ def normalize(
 ) -> np.ndarray:
   """``ToTensor()`` then ``Normalize(mean, std)``: ``(x / 255 - mean) / std``.
 
-  uint8 images (any leading shape, channels last) to float32; a float image
-  is taken as already in ``[0, 1]``.
+  uint8 images ``(..., W, 3)`` to float32, computed as ``x · (1 /
+  (255·std)) - mean / std`` (one float32 rounding apart); a float image is
+  taken as already in ``[0, 1]``.
   """
   image = np.asarray(image)
-  if image.ndim < 1 or image.shape[-1] != 3:
+  if image.ndim < 2 or image.shape[-1] != 3:
     raise ValueError(
-        f"image must have 3 channels last, got shape {image.shape}."
+        f"image must be (..., W, 3) with 3 channels last, got shape "
+        f"{image.shape}."
     )
   mean, std = _check_mean_std(mean, std)
-  values = _to_float(image) if image.dtype == np.uint8 else image
-  return ((values - mean) / std).astype(np.float32)
+  scale, offset = _normalize_rows(
+      image.shape[-2],
+      tuple(mean.tolist()),
+      tuple(std.tolist()),
+      image.dtype == np.uint8,
+  )
+  values = image.astype(np.float32)
+  rows = values.reshape(-1, scale.size)
+  rows *= scale
+  rows -= offset
+  return values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -630,7 +688,7 @@ class EvalAugment:
       image = center_crop(image, self.crop)
     if self.normalize:
       return normalize(image, self.mean, self.std)
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(_as_array(image))
 
 
 # --- Device: JAX on a batch of uint8 (B, H, W, 3) images ------------------
