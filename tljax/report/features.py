@@ -98,7 +98,7 @@ def run_features(
       replacement with ``numpy.random.default_rng(seed)`` (the same examples
       for every run on the same data).
     seed: the draw's seed.
-    domains: pre-loaded data (:func:`tljax.train.loop.load_domains` of the
+    domains: pre-loaded data (:func:`tljax.train.domains.load_domains` of the
       run's config), to share between runs; loaded when ``None``.
 
   Returns:

@@ -35,7 +35,7 @@ from tljax.report.runs import (
     sibling_run,
 )
 from tljax.report.weights import plot_weights
-from tljax.train.loop import load_domains
+from tljax.train.domains import load_domains
 from tljax.train.rundir import Run
 
 REPORT_FILE = "report.md"

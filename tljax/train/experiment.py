@@ -23,12 +23,12 @@ from tljax.select import negative_transfer_gap
 from tljax.train import metrics as metrics_lib
 from tljax.train import parallel
 from tljax.train import workdir as workdir_lib
-from tljax.train.loop import (
+from tljax.train.domains import load_domains
+from tljax.train.loop import train_and_evaluate
+from tljax.train.run_setup import (
     TRAIN_EVERYTHING,
     build_model,
-    load_domains,
     pretrain_init_from,
-    train_and_evaluate,
 )
 
 CONFIG_JSON = rundir_format.EXPERIMENT_CONFIG_FILE

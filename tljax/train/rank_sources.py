@@ -9,7 +9,7 @@ rebuilding a run's model is :mod:`tljax.train.source_runs`.
 
 Given a labeled target task (k labeled examples per class of the target's
 training split, drawn per seed exactly as
-:func:`tljax.train.loop.select_target_labels` draws them for training) and
+:func:`tljax.train.domains.select_target_labels` draws them for training) and
 several source runs (tljax run directories, ``WORKDIR/<method>/seed_<n>``,
 each with a checkpoint and ``run_config.json``):
 
@@ -73,7 +73,7 @@ from tljax.select.source_ranking import (
 )
 from tljax.train import metrics as metrics_lib
 from tljax.train.experiment import check_experiment_config, run_experiment
-from tljax.train.loop import select_target_labels
+from tljax.train.domains import select_target_labels
 from tljax.train.source_runs import (
     SourceRun,
     default_name,
@@ -149,7 +149,7 @@ def load_target(target: TargetSpec, seeds: Sequence[int]) -> dict:
   """The target's splits: ``{"train": {seed: labeled ArraySource}, "test"}``.
 
   Each seed's labeled subset is drawn by
-  :func:`tljax.train.loop.select_target_labels`, as a training run with that
+  :func:`tljax.train.domains.select_target_labels`, as a training run with that
   seed draws it.
   """
   config = target_config(target)

@@ -38,7 +38,8 @@ from tljax.rundir_format import (
     resolve_checkpoint_dir,
     seed_of_dir,
 )
-from tljax.train.loop import build_model, load_domains
+from tljax.train.domains import load_domains
+from tljax.train.run_setup import build_model
 
 __all__ = ["Run"]
 
@@ -224,7 +225,7 @@ class Run:
   # --- The model -------------------------------------------------------------
 
   def domains(self) -> dict[str, dict[str, Any]]:
-    """The run's data, loaded from its config (:func:`~tljax.train.loop.load_domains`)."""
+    """The run's data, loaded from its config (:func:`~tljax.train.domains.load_domains`)."""
     return load_domains(self.config)
 
   def model(self, domains: Mapping | None = None) -> models_lib.Model:

@@ -59,14 +59,9 @@ from tljax.train import metrics as metrics_lib
 from tljax.train.experiment import check_experiment_config
 from tljax.train.interrupt import StopSignals
 from tljax.train import workdir as workdir_lib
-from tljax.train.loop import (
-    _evaluate_domains,
-    build_model,
-    load_domains,
-    pretrain_init_from,
-    setup_run,
-    training_batches,
-)
+from tljax.train.domains import load_domains, training_batches
+from tljax.train.loop import _evaluate_domains
+from tljax.train.run_setup import build_model, pretrain_init_from, setup_run
 from tljax.train.optim import set_learning_rate
 from tljax.train.step import keyed_by_step
 
@@ -155,7 +150,7 @@ def _prior_runs(config, method) -> tuple[dict | None, dict]:
   """``(init_from, prior_runs)`` of a recipe that needs runs first, ``{seed}`` still in them.
 
   As :func:`tljax.train.experiment.run_experiment` does with finished runs
-  (:func:`tljax.train.loop.pretrain_init_from` for the ``"pretrain"`` one);
+  (:func:`tljax.train.run_setup.pretrain_init_from` for the ``"pretrain"`` one);
   a sweep does not train them itself, so a recipe that needs an unnamed
   run is an error rather than a silent training from scratch.
   """

@@ -20,6 +20,8 @@ Two rules keep a work dir's files consistent with each other:
   anything is written*, naming the keys that differ. A run that failed
   before its first checkpoint (a bad value found inside the loop) claims
   nothing: the corrected command runs there and replaces the record.
+  :func:`claim_run` makes this check for a run, :func:`claim` for an
+  experiment or a sweep.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -367,3 +370,45 @@ def claim(
     if read_claim(path) is not None:
       return
   write_claim(path, record)
+
+
+def claim_run(
+    workdir: str,
+    config,
+    *,
+    method: str,
+    seed: int,
+    init_from: Mapping | None,
+    prior_runs: Mapping[str, str] | None = None,
+) -> bool:
+  """Claims ``workdir`` for one run: checks or writes its ``run_config.json``.
+
+  The record is ``{"config", "method", "seed", "init_from"[,
+  "prior_runs"]}``. A run that has a checkpoint owns the work dir: a
+  different config is refused before anything is written. Without one, any
+  stored record is that of a run which never completed a step, and is
+  replaced.
+
+  Returns:
+    Whether the run had completed a step (its stored record was binding).
+
+  Raises:
+    ValueError: ``workdir`` holds a run (one that completed a step) with
+      another record, naming the keys that differ.
+  """
+  claimed = has_checkpoint(os.path.join(workdir, CHECKPOINT_SUBDIR))
+  record = {
+      "config": config.to_dict(),
+      "method": method,
+      "seed": seed,
+      "init_from": dict(init_from) if init_from is not None else None,
+  }
+  if prior_runs:
+    record["prior_runs"] = dict(prior_runs)
+  claim(
+      os.path.join(workdir, RUN_CONFIG_FILE),
+      record,
+      what="a run",
+      binding=claimed,
+  )
+  return claimed
