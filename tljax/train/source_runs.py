@@ -6,7 +6,8 @@ task: :func:`load_source_run` rebuilds the architecture from the run's config
 for the target's input shape, reads the latest checkpoint and keeps only the
 model's parameters (``backbone``, ``bottleneck``, ``head``; not what a method
 trained next to them, such as a domain discriminator), checking every shape.
-:mod:`tljax.train.rank_sources` scores and fine-tunes from such runs.
+:mod:`tljax.train.source_scores` scores such runs and
+:mod:`tljax.train.rank_sources` fine-tunes from them.
 """
 
 from __future__ import annotations
