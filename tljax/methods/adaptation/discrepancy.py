@@ -1,0 +1,180 @@
+"""Adaptation recipes that add a fixed term of the batch: no extra player.
+
+The source cross-entropy plus ``λ`` times a discrepancy between the
+domains' bottleneck features (``dan``: MK-MMD; ``deep_coral``: CORAL;
+``jan``: JMMD of the features and the predictions) or a regulariser of the
+features or predictions (``afn``: stepwise adaptive feature norm of both
+domains; ``mcc``: minimum class confusion of the target predictions); see
+:mod:`tljax.methods.adaptation`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from tljax import align
+from tljax.methods.adaptation._base import check_trade_off, joint_forward
+from tljax.methods.base import Method
+from tljax.methods.registry import register_method
+
+JAN_PREDICTION_SIGMA = 0.92  # JAN's fixed kernel on the softmax predictions
+
+
+def discrepancy_method(
+    name: str, discrepancy, model, trade_off: float
+) -> Method:
+
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
+    del extras
+    loss, model_state, source_features, target_features, _, _, metrics = (
+        joint_forward(model, params, model_state, batch, key)
+    )
+    term = discrepancy(source_features, target_features)
+    return loss + hparams["trade_off"] * term, (
+        model_state,
+        {**metrics, name: term},
+    )
+
+  return Method(
+      name=name,
+      loss_fn=loss_fn,
+      domains=("source", "target"),
+      labeled=("source",),
+      setting="transductive",
+      hparams={"trade_off": trade_off},
+  )
+
+
+@register_method("dan", defaults=dict(trade_off=1.0), check=check_trade_off)
+def build_dan(config, model, *, trade_off) -> Method:
+  del config
+  return discrepancy_method("dan", align.mmd, model, trade_off)
+
+
+def check_coral(settings):
+  check_trade_off(settings)
+  if settings["coral_convention"] not in align.CORAL_CONVENTIONS:
+    raise ValueError(
+        f"config key 'method_kwargs.coral_convention' must be "
+        f"one of {list(align.CORAL_CONVENTIONS)}, got "
+        f"{settings['coral_convention']!r}"
+    )
+
+
+@register_method(
+    "deep_coral",
+    defaults=dict(trade_off=1.0, coral_convention="paper"),
+    check=check_coral,
+)
+def build_deep_coral(config, model, *, trade_off, coral_convention) -> Method:
+  # "paper" (Sun & Saenko) or "tllib" (TLlib's code: 4x the covariance term
+  # plus a mean term); see align.coral.
+  del config
+  return discrepancy_method(
+      "deep_coral",
+      functools.partial(align.coral, convention=coral_convention),
+      model,
+      trade_off,
+  )
+
+
+@register_method("jan", defaults=dict(trade_off=1.0), check=check_trade_off)
+def build_jan(config, model, *, trade_off) -> Method:
+  """JAN: joint MMD of the features and the softmax predictions."""
+  del config
+
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
+    del extras
+    (
+        loss,
+        model_state,
+        source_features,
+        target_features,
+        source_logits,
+        target_logits,
+        metrics,
+    ) = joint_forward(model, params, model_state, batch, key)
+    term = align.jmmd(
+        [source_features, jax.nn.softmax(source_logits)],
+        [target_features, jax.nn.softmax(target_logits)],
+        kernel_bandwidths=[None, [JAN_PREDICTION_SIGMA**2]],
+    )
+    return loss + hparams["trade_off"] * term, (
+        model_state,
+        {**metrics, "jmmd": term},
+    )
+
+  return Method(
+      name="jan",
+      loss_fn=loss_fn,
+      domains=("source", "target"),
+      labeled=("source",),
+      setting="transductive",
+      hparams={"trade_off": trade_off},
+  )
+
+
+@register_method(
+    "afn", defaults=dict(trade_off=0.05, delta_r=1.0), check=check_trade_off
+)
+def build_afn(config, model, *, trade_off, delta_r) -> Method:
+  """Stepwise AFN on the bottleneck features of both domains (``Δr`` = ``delta_r``)."""
+  del config
+
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
+    del extras
+    loss, model_state, source_features, target_features, _, _, metrics = (
+        joint_forward(model, params, model_state, batch, key)
+    )
+    term = align.stepwise_adaptive_feature_norm(
+        source_features, delta_r=delta_r
+    ) + align.stepwise_adaptive_feature_norm(target_features, delta_r=delta_r)
+    norm = jnp.mean(
+        jnp.linalg.norm(
+            jnp.concatenate([source_features, target_features]), axis=-1
+        )
+    )
+    return loss + hparams["trade_off"] * term, (
+        model_state,
+        {**metrics, "feature_norm_loss": term, "feature_norm": norm},
+    )
+
+  return Method(
+      name="afn",
+      loss_fn=loss_fn,
+      domains=("source", "target"),
+      labeled=("source",),
+      setting="transductive",
+      hparams={"trade_off": trade_off},
+  )
+
+
+@register_method(
+    "mcc", defaults=dict(trade_off=1.0, temperature=2.5), check=check_trade_off
+)
+def build_mcc(config, model, *, trade_off, temperature) -> Method:
+  """Minimum class confusion of the target predictions (temperature ``temperature``)."""
+  del config
+
+  def loss_fn(params, model_state, batch, key, extras, *, hparams):
+    del extras
+    loss, model_state, _, _, _, target_logits, metrics = joint_forward(
+        model, params, model_state, batch, key
+    )
+    term = align.minimum_class_confusion(target_logits, temperature=temperature)
+    return loss + hparams["trade_off"] * term, (
+        model_state,
+        {**metrics, "mcc": term},
+    )
+
+  return Method(
+      name="mcc",
+      loss_fn=loss_fn,
+      domains=("source", "target"),
+      labeled=("source",),
+      setting="transductive",
+      hparams={"trade_off": trade_off},
+  )
