@@ -6,9 +6,10 @@ repeats: a package (or top-level module) may import one on its own floor or
 below, never above; on top of that no two modules import each other, directly
 or around a loop; and a tljax import inside a function, which would hide an
 upward import or a loop from both readers and this test, is allowed only in
-tljax/cli.py (each subcommand imports what it runs when it runs) and of a
-module that wraps an optional heavy dependency (tljax.data.builders, the
-TFDS builders, is imported where tensorflow_datasets would be).
+tljax/cli/commands.py (each subcommand of the command line imports what it
+runs when it runs) and of a module that wraps an optional heavy dependency
+(tljax.data.builders, the TFDS builders, is imported where
+tensorflow_datasets would be).
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ LAZY_DEPENDENCIES = (
     "tensorflow_datasets",
     "torch",
 )
-IN_FUNCTION_TLJAX_IMPORTS_ALLOWED = ("tljax.cli",)
+# The subcommands of the command line (not the rest of tljax.cli, whose
+# imports are all at module level).
+IN_FUNCTION_TLJAX_IMPORTS_ALLOWED = ("tljax.cli.commands",)
 LOSS_LIBRARIES = (
     "tljax.align",
     "tljax.select",
@@ -230,12 +233,15 @@ def test_tljax_modules_are_imported_at_module_level():
   assert not hidden, "\n".join(hidden)
 
 
-def _loaded(module: str, among: tuple[str, ...]) -> str:
-  """Which of ``among`` a fresh interpreter has loaded after ``import module``."""
+def _loaded(module: str, among: tuple[str, ...], then: str = "") -> str:
+  """Which of ``among`` a fresh interpreter has loaded after ``import module``.
+
+  ``then``: a statement run after the import (before the modules are listed).
+  """
   program = (
-      "import sys; import {0}; print(sorted({{name.split('.')[0] for "
+      "import sys; import {0}; {2}; print(sorted({{name.split('.')[0] for "
       "name in sys.modules}} & set({1!r})))"
-  ).format(module, among)
+  ).format(module, among, then or "pass")
   completed = subprocess.run(
       [sys.executable, "-c", program],
       cwd=ROOT,
@@ -257,3 +263,12 @@ def test_command_line_and_config_fields_import_without_jax(module):
   # `tljax --help` and a config file (which imports tljax.config) answer
   # without the seconds JAX takes to import.
   assert _loaded(module, ("jax", "flax", "optax", "orbax")) == "[]"
+
+
+def test_command_line_help_needs_no_jax():
+  # `tljax --help` and each subcommand's build the whole parser; the flags of
+  # every subcommand are defined without importing what it runs.
+  loaded = _loaded(
+      "tljax.cli", ("jax", "flax", "optax", "orbax"), "tljax.cli.build_parser()"
+  )
+  assert loaded == "[]"

@@ -1,9 +1,11 @@
-"""The report command line, shared by ``scripts/report.py`` and ``tljax report``.
+"""What ``tljax report`` runs (``scripts/report.py`` calls the same command).
 
-:func:`add_arguments` defines the arguments (``WORKDIR...``, ``--features``,
-``--max_points``, ``--output``) on a parser; :func:`run` reports every
-``WORKDIR`` by what it is (:func:`report_one`) and, with several experiment
-directories or ``--output``, writes and prints one comparison report.
+:func:`run` reports every ``WORKDIR`` by what it is (:func:`report_one`) and,
+with several experiment directories or ``--output``, writes and prints one
+comparison report. The arguments (``WORKDIR...``, ``--features``,
+``--max_points``, ``--output``) are defined with the other subcommands' in
+:func:`tljax.cli.arguments.add_report_arguments`, so that ``tljax --help``
+needs neither this package nor JAX.
 """
 
 from __future__ import annotations
@@ -20,39 +22,6 @@ from tljax.report.reports import (
 )
 from tljax.report.runs import experiment_runs
 from tljax.rundir_format import is_run_dir
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """Adds the report arguments to ``parser``."""
-  parser.add_argument(
-      "workdirs",
-      nargs="+",
-      metavar="WORKDIR",
-      help="run dirs, experiment dirs, rank_sources.py work dirs or "
-      "rank_sources.json files",
-  )
-  parser.add_argument(
-      "--features",
-      choices=("pca", "tsne", "none"),
-      default="pca",
-      help="2-D projection of the feature pictures; 'none' skips them "
-      "(they load the data and the checkpoints). Default: %(default)s.",
-  )
-  parser.add_argument(
-      "--max_points",
-      type=int,
-      default=500,
-      metavar="N",
-      help="test examples per domain in the feature pictures "
-      "(default: %(default)s)",
-  )
-  parser.add_argument(
-      "--output",
-      default=None,
-      metavar="PATH",
-      help="the comparison report across the experiment dirs (markdown); "
-      "with several experiment dirs it is also printed",
-  )
 
 
 def report_one(workdir: str, features: str | None, max_points: int) -> str:
