@@ -97,6 +97,27 @@ def test_same_batches_as_the_iterators():
   )
 
 
+def test_domain_batches_are_each_streams_batches():
+  streams = {
+      "source": loader.Stream(SOURCE, 8, seed=1, with_indices=True),
+      "target": loader.Stream(TARGET, 5, seed=2),
+      "unlabeled": loader.Stream(TARGET, 3, seed=3),
+  }
+  got = _take(loader.grain_domain_batches(streams, start_step=4), 6)
+  for name, stream in streams.items():
+    expected = itertools.islice(
+        iterators.batches(
+            stream.source,
+            batch_size=stream.batch_size,
+            seed=stream.seed,
+            start_step=4,
+            with_indices=stream.with_indices,
+        ),
+        6,
+    )
+    _assert_same([batch[name] for batch in got], list(expected))
+
+
 def test_resume_at_step_k_equals_uninterrupted():
   def run(start_step, count):
     return _take(
@@ -268,6 +289,26 @@ def ragged(rng, example):
         (
             lambda: loader.grain_eval_batches(SOURCE, batch_size=2.5),
             "batch_size",
+        ),
+        (
+            lambda: loader.grain_domain_batches(
+                {"target": loader.Stream(TARGET, 22, seed=0)}
+            ),
+            r"streams\['target'\].batch_size=22 exceeds the 21 examples",
+        ),
+        (
+            lambda: loader.grain_domain_batches(
+                {"target": loader.Stream(TARGET, 2, seed=-3)}
+            ),
+            r"streams\['target'\].seed",
+        ),
+        (
+            lambda: loader.grain_domain_batches({"target": TARGET}),
+            r"streams\['target'\] must be a tljax.data.loader.Stream",
+        ),
+        (
+            lambda: loader.grain_domain_batches({}),
+            "streams must be a non-empty",
         ),
         (lambda: loader.ImageTransform("crop"), "augment must be a callable"),
         (

@@ -18,7 +18,9 @@ generator is :func:`example_rng` ``(seed, k, position)``. So
 * without a transform, batch ``k`` equals :func:`tljax.data.iterators.batches`'
   batch ``k`` (:func:`grain_paired_batches` equals
   :func:`~tljax.data.iterators.paired_batches`, :func:`grain_eval_batches`
-  equals :func:`~tljax.data.iterators.eval_batches`);
+  equals :func:`~tljax.data.iterators.eval_batches`, and each named
+  :class:`Stream` of :func:`grain_domain_batches`, a training loop's set of
+  domains, equals ``batches`` with its seed);
 * ``worker_count=W > 0`` builds batches in ``W`` grain worker processes
   (``mp_prefetch``: worker ``w`` builds steps ``w, w + W, ...``, which are
   handed back in order through shared memory), ``0`` in the calling process.
@@ -208,16 +210,31 @@ def apply_transform(
 
 
 @dataclasses.dataclass(frozen=True)
-class _TrainStream:
-  """One stream: the batch of a step, a pure function of (seed, step)."""
+class Stream:
+  """One training stream of :func:`grain_domain_batches`.
 
-  source: Source
+  Its batch of step ``k`` is a pure function of ``(seed, k)``: the examples
+  of :func:`~tljax.data.iterators.batch_indices` ``(len(source),
+  batch_size, seed=seed, step=k)``, each through ``transform`` with
+  :func:`example_rng` ``(seed, k, position)``, and with ``with_indices``
+  their positions as ``"index"`` (int32).
+
+  Attributes:
+    source: a source (``get_batch``) or a sequence of dict records.
+    batch_size: examples per batch, ``<= len(source)``.
+    seed: the stream's non-negative seed.
+    transform: ``(rng, example) -> example``, or None.
+    with_indices: add ``"index"``.
+  """
+
+  source: Any
   batch_size: int
   seed: int
-  transform: Transform | None
-  with_indices: bool
+  transform: Transform | None = None
+  with_indices: bool = False
 
   def batch(self, step: int) -> Batch:
+    """The batch of ``step``."""
     indices = batch_indices(
         len(self.source), self.batch_size, seed=self.seed, step=step
     )
@@ -239,7 +256,7 @@ class _TrainStream:
 class _TrainRecord:
   """grain's record ``step``: one stream's batch, or named streams' batches."""
 
-  streams: tuple[_TrainStream, ...]
+  streams: tuple[Stream, ...]
   names: tuple[str, ...] | None = None
 
   def __call__(self, step: int) -> Any:
@@ -473,7 +490,7 @@ def grain_batches(
       worker_count, worker_buffer_size
   )
   transform = _check_transform(transform, "transform", worker_count)
-  stream = _TrainStream(source, batch_size, seed, transform, bool(with_indices))
+  stream = Stream(source, batch_size, seed, transform, bool(with_indices))
   return _iterate(
       _TrainRecord((stream,)),
       start_step,
@@ -539,17 +556,78 @@ def grain_paired_batches(
       worker_count,
   )
   streams = (
-      _TrainStream(source, batch_size, seed, transform, False),
-      _TrainStream(
-          target,
-          target_batch_size,
-          target_stream_seed(seed),
-          target_transform,
-          False,
+      Stream(source, batch_size, seed, transform),
+      Stream(
+          target, target_batch_size, target_stream_seed(seed), target_transform
       ),
   )
   return _iterate(
       _TrainRecord(streams, ("source", "target")),
+      start_step,
+      sys.maxsize,
+      worker_count,
+      worker_buffer_size,
+  )
+
+
+def grain_domain_batches(
+    streams: dict[str, Stream],
+    *,
+    start_step: int = 0,
+    worker_count: int = 0,
+    worker_buffer_size: int = 2,
+) -> LoaderIterator:
+  """Infinite ``{name: batch}`` dicts of several named streams, one per step.
+
+  The general form of :func:`grain_paired_batches` (which is
+  ``{"source": Stream(source, B, seed), "target": Stream(target, B,
+  target_stream_seed(seed))}``): a training loop over any set of domains
+  makes all of a step's batches in one grain record, so one set of workers
+  serves every domain. Batch ``i`` is that of step ``start_step + i`` of
+  every stream.
+
+  Args:
+    streams: a non-empty dict of :class:`Stream` by name.
+    start_step: first step.
+    worker_count: worker processes (0: this process).
+    worker_buffer_size: steps each worker prepares ahead (>= 1).
+
+  Raises:
+    ValueError: naming the bad argument (``streams['target'].batch_size``
+      for a stream's field), before any worker starts.
+  """
+  if not isinstance(streams, dict) or not streams:
+    raise ValueError(
+        f"streams must be a non-empty dict of Stream by name, got {streams!r}."
+    )
+  start_step = check_int(start_step, "start_step", minimum=0)
+  worker_count, worker_buffer_size = _check_workers(
+      worker_count, worker_buffer_size
+  )
+  checked = []
+  for name, stream in streams.items():
+    argument = f"streams[{name!r}]"
+    if not isinstance(stream, Stream):
+      raise ValueError(
+          f"{argument} must be a tljax.data.loader.Stream, got "
+          f"{type(stream).__name__}."
+      )
+    source = _check_source(stream.source, f"{argument}.source")
+    checked.append(
+        Stream(
+            source,
+            _check_batch_size(
+                stream.batch_size, source, f"{argument}.batch_size"
+            ),
+            check_int(stream.seed, f"{argument}.seed", minimum=0),
+            _check_transform(
+                stream.transform, f"{argument}.transform", worker_count
+            ),
+            bool(stream.with_indices),
+        )
+    )
+  return _iterate(
+      _TrainRecord(tuple(checked), tuple(streams)),
       start_step,
       sys.maxsize,
       worker_count,
