@@ -1,7 +1,10 @@
-"""tljax.data.augment against torchvision's definitions (written out here)."""
+"""tljax.data.augment and augment_jax against torchvision's definitions."""
 
 import colorsys
 import functools
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tljax.data import augment
+from tljax.data import augment, augment_jax
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -46,7 +49,7 @@ def test_crop_box_stays_in_torchvision_ranges():
 
 
 def test_jax_crop_box_stays_in_torchvision_ranges():
-  boxes = augment.random_resized_crop_boxes_jax(
+  boxes = augment_jax.random_resized_crop_boxes_jax(
       jax.random.key(0), 1000, 300, 400
   )
   _check_boxes_in_ranges(np.asarray(boxes), 300, 400)
@@ -67,7 +70,7 @@ def test_crop_fallback_is_torchvision_central_crop(shape, scale, expected):
   rng = np.random.default_rng(1)
   assert augment.random_resized_crop_box(rng, *shape, scale=scale) == expected
   if shape == (10, 1000):  # The device rule too (one shape: one compile).
-    boxes = augment.random_resized_crop_boxes_jax(
+    boxes = augment_jax.random_resized_crop_boxes_jax(
         jax.random.key(1), 4, *shape, scale=scale
     )
     assert all(tuple(box) == expected for box in np.asarray(boxes).tolist())
@@ -98,11 +101,13 @@ def test_train_output_shape_dtype_and_range():
   assert (out >= -MEAN / STD - 1e-6).all()
   assert (out <= (1 - MEAN) / STD + 1e-6).all()
   batch = np.stack([image, _image(seed=1)])
-  out = augment.augment_batch_jax(jax.random.key(0), batch, size=16, **jitter)
+  out = augment_jax.augment_batch_jax(
+      jax.random.key(0), batch, size=16, **jitter
+  )
   assert out.shape == (2, 16, 16, 3) and out.dtype == jnp.float32
   assert (np.asarray(out) >= -MEAN / STD - 1e-5).all()
   assert (np.asarray(out) <= (1 - MEAN) / STD + 1e-5).all()
-  out = augment.augment_batch_jax(
+  out = augment_jax.augment_batch_jax(
       jax.random.key(0), batch, size=16, normalize=False
   )
   assert out.shape == (2, 16, 16, 3) and out.dtype == jnp.uint8
@@ -220,7 +225,7 @@ def test_normalize_closed_form():
   expected = (image.astype(np.float32) / 255 - MEAN) / STD
   np.testing.assert_allclose(augment.normalize(image), expected, atol=1e-5)
   np.testing.assert_allclose(
-      np.asarray(augment.normalize_jax(image)), expected, atol=1e-6
+      np.asarray(augment_jax.normalize_jax(image)), expected, atol=1e-6
   )
   out = augment.EvalAugment(resize=None, crop=None, normalize=True)(None, image)
   np.testing.assert_allclose(out, expected, atol=1e-5)
@@ -238,7 +243,7 @@ def test_same_key_same_output_different_keys_different_crops():
   assert len(boxes) > 15
   batch = np.stack([image, image])
   # The configuration of test_train_output_shape_dtype_and_range: compiled once.
-  device = functools.partial(augment.augment_batch_jax, size=16, **JITTER)
+  device = functools.partial(augment_jax.augment_batch_jax, size=16, **JITTER)
   one = device(jax.random.key(3), batch)
   two = device(jax.random.key(3), batch)
   other = device(jax.random.key(4), batch)
@@ -252,7 +257,7 @@ def test_device_crop_is_close_to_pillow_crop():
   image = _image(96, 128)
   box = (10, 20, 60, 80)
   expected = augment.resized_crop(image, box, 32).astype(np.float32)
-  out = augment.resized_crop_jax(
+  out = augment_jax.resized_crop_jax(
       jnp.asarray(image, jnp.float32), jnp.asarray(box), 32
   )
   # The filters agree inside; at the border scale_and_translate also reads
@@ -300,13 +305,13 @@ def test_device_crop_is_close_to_pillow_crop():
             "box",
         ),
         (
-            lambda: augment.augment_batch_jax(
+            lambda: augment_jax.augment_batch_jax(
                 jax.random.key(0), np.zeros((2, 8, 8, 3), np.float32)
             ),
             "images must be a uint8 batch",
         ),
         (
-            lambda: augment.augment_batch_jax(
+            lambda: augment_jax.augment_batch_jax(
                 "key", np.zeros((2, 8, 8, 3), np.uint8)
             ),
             "key",
@@ -331,3 +336,20 @@ def test_a_pil_image_gives_the_same_result_as_its_array():
   )
   with pytest.raises(ValueError, match="image must be an RGB image"):
     train(np.random.default_rng(8), Image.fromarray(image).convert("L"))
+
+
+def test_the_workers_augmentations_import_without_jax():
+  # Loader workers and image preparation use tljax.data.augment; its colour
+  # arithmetic takes JAX arrays without importing JAX.
+  program = (
+      "import sys, tljax.data.augment; print(sorted({'jax', 'flax'} & "
+      "{n.split('.')[0] for n in sys.modules}))"
+  )
+  completed = subprocess.run(
+      [sys.executable, "-c", program],
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      capture_output=True,
+      text=True,
+      check=True,
+  )
+  assert completed.stdout.strip() == "[]"

@@ -7,8 +7,8 @@ Two measurements, printed as markdown tables:
    images (``ResizeImage(256)``'s output) to normalised 224×224 float32, in
    one process: in the workers' code (:class:`tljax.data.augment.
    TrainAugment`, NumPy and Pillow, one image at a time) and on the device
-   (:func:`tljax.data.augment.augment_batch_jax`, jitted, a batch at a time;
-   here the device is this machine's CPU), without and with TLlib's
+   (:func:`tljax.data.augment_jax.augment_batch_jax`, jitted, a batch at a
+   time; here the device is this machine's CPU), without and with TLlib's
    ``ColorJitter(0.5, 0.5, 0.5, 0.5)``.
 2. **Loader**: a folder of JPEGs (``--images`` synthetic 500×375 photos-like
    files, or ``--folder``) decoded and augmented with torchvision's
@@ -45,7 +45,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from tljax.data import augment, loader
+from tljax.data import augment, augment_jax, loader
 
 MEAN, STD = augment.IMAGENET_MEAN, augment.IMAGENET_STD
 TLLIB_JITTER = dict(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.5)
@@ -187,7 +187,7 @@ def bench_augment(batch_size: int, steps: int, rounds: int) -> list[str]:
     def device(jitter=jitter):
       key = jax.random.key(0)
       for step in range(sys.maxsize):
-        yield augment.augment_batch_jax(
+        yield augment_jax.augment_batch_jax(
             jax.random.fold_in(key, step), device_images, **jitter
         )
 
