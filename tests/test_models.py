@@ -1166,3 +1166,55 @@ def test_mismatched_variables(mlp_setup):
       ValueError, match=r"model_state.*bottleneck/batch_norm/mean"
   ):
     model.apply(params, {}, inputs, train=False)
+
+
+def test_input_convention_normalizes_per_channel_and_reads_uint8():
+  mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+  plain = models.create_model(
+      "lenet", num_classes=3, input_shape=(12, 12, 3), bottleneck_dim=8
+  )
+  convention = models.create_model(
+      "lenet",
+      num_classes=3,
+      input_shape=(12, 12, 3),
+      bottleneck_dim=8,
+      input_mean=list(mean),
+      input_std=std,
+  )
+  assert convention.input_mean == mean and convention != plain
+  params, state = plain.init(jax.random.key(0))
+  pixels = np.random.default_rng(0).integers(0, 256, (4, 12, 12, 3), np.uint8)
+  unit = pixels.astype(np.float32) / 255
+  # NumPy reference of the convention, fed to the model without one.
+  reference = (unit - np.array(mean, np.float32)) / np.array(std, np.float32)
+  expected, _ = plain.apply(params, state, reference, train=False)
+  for inputs in (unit, pixels):
+    outputs, _ = convention.apply(params, state, inputs, train=False)
+    np.testing.assert_allclose(
+        outputs.logits, expected.logits, rtol=1e-5, atol=1e-5
+    )
+  # uint8 without a convention is read as [0, 1].
+  from_bytes, _ = plain.apply(params, state, pixels, train=False)
+  from_floats, _ = plain.apply(params, state, unit, train=False)
+  np.testing.assert_allclose(
+      from_bytes.logits, from_floats.logits, rtol=1e-6, atol=1e-6
+  )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(input_mean=(0.5, 0.5, 0.5)), "given together"),
+        (dict(input_mean=(0.5, 0.5), input_std=(1, 1)), "1 or 3 finite"),
+        (
+            dict(input_mean=0.5, input_std=(1, 0, 1)),
+            "input_std must be positive",
+        ),
+        (dict(input_mean=float("nan"), input_std=1), "input_mean must be"),
+    ],
+)
+def test_input_convention_errors_name_the_argument(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    models.create_model(
+        "lenet", num_classes=3, input_shape=(12, 12, 3), **kwargs
+    )

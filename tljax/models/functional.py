@@ -199,6 +199,11 @@ class Model:
       otherwise.
     options: the builder's extra keyword arguments, as sorted ``(name, value)``
       pairs.
+    input_mean, input_std: the input convention, per channel (the last input
+      axis) or one value for all: :meth:`apply` feeds the network
+      ``(inputs - input_mean) / input_std``, e.g. ImageNet's
+      ``(0.485, 0.456, 0.406)`` and ``(0.229, 0.224, 0.225)`` for images in
+      [0, 1]; ``None``: the inputs as they are.
     graphdef: the module's static structure (``nnx.GraphDef``).
     has_dropout: whether ``apply(..., train=True)`` needs a ``key``.
   """
@@ -208,6 +213,8 @@ class Model:
   input_shape: tuple[int, ...]
   dtype: Any = jnp.float32
   options: tuple[tuple[str, Any], ...] = ()
+  input_mean: tuple[float, ...] | None = None
+  input_std: tuple[float, ...] | None = None
   graphdef: nnx.GraphDef = dataclasses.field(
       init=False, repr=False, compare=False
   )
@@ -260,6 +267,7 @@ class Model:
           f"Unknown keyword arguments {unknown} for model {self.name!r}; "
           f"it accepts {sorted(accepted)}."
       )
+    self._check_input_convention()
     object.__setattr__(self, "num_classes", int(self.num_classes))
     object.__setattr__(self, "input_shape", tuple(int(s) for s in input_shape))
     object.__setattr__(self, "dtype", dtype)
@@ -293,6 +301,46 @@ class Model:
             for _, m in nnx.iter_modules(abstract_module)
         ),
     )
+
+  def _check_input_convention(self) -> None:
+    mean, std = self.input_mean, self.input_std
+    if (mean is None) != (std is None):
+      raise ValueError(
+          "input_mean and input_std must be given together (or neither), got "
+          f"input_mean={mean!r}, input_std={std!r}."
+      )
+    if mean is None:
+      return
+    channels = self.input_shape[-1]
+    for argument, value in (("input_mean", mean), ("input_std", std)):
+      values = np.atleast_1d(np.asarray(value, dtype=np.float64))
+      if (
+          values.ndim != 1
+          or values.size not in (1, channels)
+          or not np.all(np.isfinite(values))
+      ):
+        raise ValueError(
+            f"{argument} must be 1 or {channels} finite numbers (one per "
+            f"channel of input_shape {tuple(self.input_shape)}), got {value!r}."
+        )
+      if argument == "input_std" and not np.all(values > 0):
+        raise ValueError(f"input_std must be positive, got {value!r}.")
+      object.__setattr__(self, argument, tuple(float(v) for v in values))
+
+  def normalize_inputs(self, inputs: jax.Array) -> jax.Array:
+    """The network's input: uint8 images scaled to [0, 1], then the convention.
+
+    uint8 inputs (images as stored, 0..255) become ``inputs / 255`` in
+    float32, so a batch can travel to the device as bytes; then
+    ``(x - input_mean) / input_std`` when the model has a convention.
+    """
+    if inputs.dtype == jnp.uint8:
+      inputs = inputs.astype(jnp.float32) / 255.0
+    if self.input_mean is None:
+      return inputs
+    mean = jnp.asarray(self.input_mean, jnp.float32)
+    std = jnp.asarray(self.input_std, jnp.float32)
+    return ((inputs - mean) / std).astype(inputs.dtype)
 
   def _build(self, key: jax.Array) -> nnx.Module:
     return _REGISTRY[self.name](
@@ -381,7 +429,7 @@ class Model:
     )
     module = nnx.merge(self.graphdef, params, checked_model_state)
     rngs = nnx.Rngs(dropout=key) if train and key is not None else None
-    outputs = module(inputs, train=train, rngs=rngs)
+    outputs = module(self.normalize_inputs(inputs), train=train, rngs=rngs)
     if not train:
       return outputs, model_state
     _, _, new_model_state = nnx.split(module, nnx.Param, ...)
@@ -394,6 +442,8 @@ def create_model(
     num_classes: int,
     input_shape: Sequence[int],
     dtype: Any = jnp.float32,
+    input_mean: Sequence[float] | float | None = None,
+    input_std: Sequence[float] | float | None = None,
     **kwargs: Any,
 ) -> Model:
   """Builds a registered architecture as a functional :class:`Model`.
@@ -410,6 +460,9 @@ def create_model(
     num_classes: number of output classes.
     input_shape: per-example input shape (no batch axis).
     dtype: computation dtype; parameters stay float32.
+    input_mean, input_std: the input convention (see :class:`Model`), e.g.
+      ImageNet's (``tljax.data.augment.IMAGENET_MEAN`` and ``IMAGENET_STD``)
+      for images in [0, 1] or uint8.
     **kwargs: architecture options, e.g. ``hidden_dims`` (mlp), ``stem`` and
       ``zero_init_residual`` (resnets), and for all built-in models
       ``bottleneck_dim``, ``bottleneck_batch_norm``, ``bottleneck_dropout``,
@@ -428,4 +481,6 @@ def create_model(
       input_shape=input_shape,
       dtype=dtype,
       options=tuple(kwargs.items()),
+      input_mean=_hashable(input_mean),
+      input_std=_hashable(input_std),
   )
