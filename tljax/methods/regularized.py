@@ -184,8 +184,8 @@ def delta_attention(context, layer: str, *, max_examples: int = 512):
   )
   labeled = context.domains["target"]["train"]
   count = min(len(labeled), max_examples)
-  inputs = jnp.asarray(labeled.inputs[:count])
-  labels = jnp.asarray(labeled.labels[:count])
+  first = labeled.get_batch(np.arange(count))
+  inputs, labels = jnp.asarray(first["input"]), jnp.asarray(first["label"])
   flat = flatten(params)
   kernel_name, bias_name = f"{layer}/kernel", f"{layer}/bias"
   if kernel_name not in flat:
@@ -230,7 +230,7 @@ def build_delta(config, model, *, alpha, beta, layer, attention) -> Method:
     probe, _ = model.apply(
         context.params,
         context.model_state,
-        jnp.asarray(context.domains["target"]["train"].inputs[:2]),
+        jnp.zeros((1, *model.input_shape), jnp.float32),
         train=False,
     )
     if probe.feature_maps is None:

@@ -98,11 +98,14 @@ def joint_forward(model, params, model_state, batch, key):
 
 
 def model_dims(context) -> tuple[int, int]:
-  """(bottleneck feature dim, number of classes) of the model."""
-  probe, _ = context.model.apply(
-      context.params,
-      context.model_state,
-      jnp.asarray(context.domains["source"]["train"].inputs[:2]),
-      train=False,
+  """(bottleneck feature dim, number of classes) of the model, from its shapes."""
+  model = context.model
+  probe, _ = jax.eval_shape(
+      lambda: model.apply(
+          context.params,
+          context.model_state,
+          jnp.zeros((1, *model.input_shape), jnp.float32),
+          train=False,
+      )
   )
   return probe.features.shape[-1], probe.logits.shape[-1]
