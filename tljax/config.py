@@ -26,6 +26,15 @@ Fields (defaults in :func:`base_config`):
 * ``steps``, ``batch_size`` (per domain), ``eval_every``, ``eval_batch_size``,
   ``log_every``, ``checkpoint_every``, ``keep_checkpoints``, ``prefetch``,
   ``progress_bar``.
+* ``data_workers``: processes that read, decode and augment training batches
+  (grain; 0: the training process itself).
+* ``augment``: the training augmentation of image domains (``folder:``,
+  ``imagelist:``): ``name`` ``"none"`` (the evaluation view, as the other
+  sources) or ``"tllib"`` (TLlib's and torchvision's: the source's
+  ``resize``, then ``RandomResizedCrop(image_size, scale, ratio)``,
+  ``RandomHorizontalFlip(flip_prob)`` and ``ColorJitter(*color_jitter)``
+  (brightness, contrast, saturation, hue; all 0: none)); see
+  :func:`tljax.train.domains.training_batches`.
 * ``trainable_rules``: ordered ``(regex, value)`` rules; ``None`` freezes.
   They apply to ``method``; the baselines and a pretrain run (the source run a
   ``finetune`` starts from) train every parameter.
@@ -95,7 +104,9 @@ _POSITIVE_INTS = (
     "keep_checkpoints",
     "prefetch",
 )
-_NON_NEGATIVE_INTS = ("eval_every",)
+_NON_NEGATIVE_INTS = ("eval_every", "data_workers")
+# The training augmentations of image domains (see tljax.train.domains).
+AUGMENTATIONS = ("none", "tllib")
 # What the step's non-finite guard does (see tljax.train.step.guard_nonfinite).
 GUARD_POLICIES = ("stop", "skip", "off")
 
@@ -149,6 +160,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every = 500
   config.keep_checkpoints = 2
   config.prefetch = 2
+  config.data_workers = 0
+  config.augment = ml_collections.ConfigDict(
+      {
+          "name": "none",
+          "scale": (0.08, 1.0),
+          "ratio": (3 / 4, 4 / 3),
+          "flip_prob": 0.5,
+          "color_jitter": (0.0, 0.0, 0.0, 0.0),
+      }
+  )
   config.progress_bar = True
   config.trainable_rules = ((".*", 1.0),)
   config.init_from = ml_collections.ConfigDict(
@@ -285,6 +306,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         f"config key 'divergence_policy' must be one of "
         f"{list(GUARD_POLICIES)}, got {policy!r}"
+    )
+  augmentation = config.get("augment", {}).get("name", "none")
+  if augmentation not in AUGMENTATIONS:
+    raise ValueError(
+        f"config key 'augment.name' must be one of {list(AUGMENTATIONS)}, "
+        f"got {augmentation!r}"
     )
   limit = config.get("max_skipped_fraction", 0.05)
   if not 0 <= limit <= 1:

@@ -16,11 +16,19 @@ all target images), and ``"train"`` / ``"test"``, a fixed stratified
 division with ``test_fraction`` of each class in ``"test"``
 (:func:`tljax.data.image_files.holdout_indices`). An image-list path containing
 ``{split}`` (``imagelist:/data/domainnet/clipart_{split}.txt``) is instead
-one file per split, each used whole.
+one file per split, each used whole; so is a folder path containing
+``{split}`` (``folder:/data/mnist_m/{split}``: ``train/`` and ``test/``
+folders, e.g. :func:`tljax.data.mnist_m.write_mnist_m`'s).
 
 Options (``config.<domain>.kwargs``):
 
 * ``image_size`` (224): the side of the square images batches hold;
+* ``resize`` (None): the evaluation view resizes each image to ``resize`` ×
+  ``resize`` before the ``image_size`` center crop, TLlib's
+  ``ResizeImage(256)`` + ``CenterCrop(224)`` with ``resize=256``; the
+  training augmentation (``config.augment``) resizes the same way before its
+  random crop. None: the shorter side is resized to ``image_size``
+  (torchvision's ``Resize`` + ``CenterCrop`` of the same size);
 * ``classes``: the label space, matched by class name
   (:func:`tljax.data.image_files.match_class_names`): a sequence of names in label
   order, or the other domain's image folder (``"folder:<dir>"`` or the
@@ -43,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from tljax.data import image_files, images
+from tljax.data import augment, image_files, images
 from tljax.data.base import ArraySource
 from tljax.data.registry import register_source, resolve_data_dir
 from tljax.errors import DataError
@@ -53,15 +61,15 @@ IMAGELIST_PREFIX = "imagelist:"
 IMAGE_SPLITS = ("train", "test", "all")
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_TEST_FRACTION = 0.2
+SPLIT_FIELD = "{split}"  # in a folder or list path: one per split
 _DECODE_CHUNK = 256
 
 
 class ImageSource:
   """A source over a prepared image domain: encoded records, decoded batches.
 
-  ``get_batch(indices)`` decodes each image (:func:`tljax.data.images.
-  decode_image`: RGB, shorter side resized to ``image_size``, center crop)
-  into ``{"input": (B, image_size, image_size, 3) float32 in [0, 1],
+  ``get_batch(indices)`` decodes each image (:meth:`view`: RGB, resized,
+  center-cropped to ``image_size``) into ``{"input": (B, image_size, image_size, 3) float32 in [0, 1],
   "label": (B,) int32}``. ``source[i]`` (and :attr:`records`, the same
   without this class, for data-loader workers) is ``{"image": encoded
   bytes, "label": int32, "path": str}``.
@@ -72,6 +80,8 @@ class ImageSource:
     class_names: label ``i`` is ``class_names[i]``.
     num_classes: ``len(class_names)``.
     image_size: the side of the decoded images.
+    resize: the side of the square each image is resized to before the
+      center crop, or None (the shorter side to ``image_size``).
     name: a label for logs and error messages.
     skipped: the paths (relative to the root) skipped as corrupt when the
       domain was prepared.
@@ -88,6 +98,7 @@ class ImageSource:
       name: str,
       skipped: Sequence[str] = (),
       dataset_dir: str | None = None,
+      resize: int | None = None,
   ):
     self.records = records
     self.labels = np.asarray(labels, dtype=np.int32)
@@ -99,6 +110,15 @@ class ImageSource:
     self.class_names = tuple(class_names)
     self.num_classes = len(self.class_names)
     self.image_size = images.check_image_size(image_size)
+    if resize is not None:
+      resize = images.check_image_size(resize, "resize")
+      if resize < self.image_size:
+        raise ValueError(
+            f"resize ({resize}) must be at least image_size "
+            f"({self.image_size}): the center crop is taken from the resized "
+            "image"
+        )
+    self.resize = resize
     self.name = name
     self.skipped = tuple(skipped)
     self.dataset_dir = dataset_dir
@@ -126,6 +146,18 @@ class ImageSource:
   def __getitem__(self, index: int) -> dict[str, Any]:
     return self._read([index])[0]
 
+  def view(self, data: bytes) -> np.ndarray:
+    """One encoded image as the evaluation view: uint8 ``input_shape``.
+
+    :func:`tljax.data.images.decode_image` to RGB, then either the shorter
+    side resized to ``image_size`` (``resize`` None) or the image resized to
+    ``resize`` × ``resize``, then the ``image_size`` center crop.
+    """
+    if self.resize is None:
+      return images.decode_image(data, self.image_size)
+    image = augment.resize(images.decode_image(data), (self.resize,) * 2)
+    return augment.center_crop(image, self.image_size)
+
   def get_batch(self, indices: Any) -> dict[str, np.ndarray]:
     """The decoded images and labels at ``indices``."""
     keys = [int(index) for index in np.asarray(indices).reshape(-1)]
@@ -138,7 +170,7 @@ class ImageSource:
     labels = np.zeros((len(keys),), np.int32)
     for row, record in enumerate(self._read(keys)):
       try:
-        image = images.decode_image(record["image"], self.image_size)
+        image = self.view(record["image"])
       except OSError as error:
         raise DataError(
             f"{self.name}: image {record['path']} no longer decodes "
@@ -185,6 +217,8 @@ def _label_space(
     folder = os.fspath(classes)
     if folder.startswith(FOLDER_PREFIX):
       folder = folder[len(FOLDER_PREFIX) :]
+    # A folder with one directory per split shares its training classes.
+    folder = folder.replace(SPLIT_FIELD, "train")
     if not os.path.isdir(os.path.expanduser(folder)):
       raise ValueError(
           f"classes {classes!r} is not an image folder: give a directory "
@@ -218,6 +252,7 @@ def open_image_domain(
     data_dir: str | os.PathLike[str] | None = None,
     name: str,
     image_size: int = DEFAULT_IMAGE_SIZE,
+    resize: int | None = None,
     classes: Any = None,
     allow_missing_classes: bool = False,
     skip_corrupt: bool = False,
@@ -261,6 +296,7 @@ def open_image_domain(
       labels=label_map[own_labels[indices]],
       class_names=class_names,
       image_size=image_size,
+      resize=resize,
       name=f"{name}/{split}",
       skipped=metadata.get("skipped", ()),
       dataset_dir=builders.image_dataset_dir(files, data_dir),
@@ -276,17 +312,32 @@ def image_folder_source(
 ) -> ImageSource:
   """``split`` of image folder ``path`` (``path/<class>/<image>``).
 
-  ``options``: ``image_size``, ``classes``, ``allow_missing_classes``,
+  A ``{split}`` in ``path`` (``/data/mnist_m/{split}``) is replaced by
+  ``split`` (``"train"`` or ``"test"``) and that folder is used whole: a
+  domain shipped with one folder per split.
+
+  ``options``: ``image_size``, ``resize``, ``classes``, ``allow_missing_classes``,
   ``skip_corrupt``, ``test_fraction`` (see the module docstring).
   ``get_source("folder:<path>", split)`` calls this.
   """
   _check_options(options, FOLDER_PREFIX, ())
+  if not isinstance(path, (str, os.PathLike)):
+    raise ValueError(f"path must be a directory, got {path!r}")
+  whole = SPLIT_FIELD in os.fspath(path)
+  if whole:
+    if split not in ("train", "test"):
+      raise ValueError(
+          f"split must be 'train' or 'test' for the per-split folder "
+          f"{os.fspath(path)!r}, got {split!r}"
+      )
+    path = os.fspath(path).replace(SPLIT_FIELD, split)
   files = image_files.scan_image_folder(path)
   return open_image_domain(
       files,
       split,
       data_dir=data_dir,
       name=f"{FOLDER_PREFIX}{files.origin}",
+      whole=whole,
       **options,
   )
 
@@ -331,6 +382,7 @@ def image_list_source(
 
 _OPTIONS = (
     "image_size",
+    "resize",
     "classes",
     "allow_missing_classes",
     "skip_corrupt",

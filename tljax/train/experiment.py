@@ -41,7 +41,8 @@ def check_experiment_config(config) -> None:
 
   Raises ``ValueError`` naming the key for an unknown method (``method``,
   ``baselines``), model (``model.name``) or data source (``source.name``,
-  ``target.name``; ``tfds:<catalog name>`` is checked when opened), for
+  ``target.name``, by the source registry; what follows a prefix such as
+  ``tfds:`` or ``folder:`` is checked when opened), for
   ``method_kwargs`` the method does not accept (an unknown key, a value of
   the wrong type, or one its recipe's check refuses, e.g. ``distill``'s
   ``teacher_method``: see :func:`tljax.methods.method_settings`), and for
@@ -67,14 +68,11 @@ def check_experiment_config(config) -> None:
         f"config key 'model.name': model {config.model.name!r} is "
         f"unknown; registered models: {models}"
     )
-  sources = data_lib.available_sources()
   for domain in ("source", "target"):
-    name = config[domain].name
-    if name not in sources and not name.startswith("tfds:"):
-      raise ValueError(
-          f"config key '{domain}.name': dataset {name!r} is unknown; known: "
-          f"{list(sources)} or 'tfds:<catalog name>'"
-      )
+    try:
+      data_lib.check_source_name(config[domain].name)
+    except ValueError as error:
+      raise ValueError(f"config key '{domain}.name': {error}") from error
 
 
 def prior_run_config(config, prior):

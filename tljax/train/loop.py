@@ -249,6 +249,7 @@ def _train_and_evaluate(
           batch_size=config.batch_size,
           seed=seed,
           start_step=start_step,
+          config=config,
       ),
       size=config.prefetch,
       transfer=parallel.batch_transfer(mesh) if mesh is not None else None,

@@ -305,6 +305,7 @@ def _train_sweep(
           batch_size=config.batch_size,
           seed=member["seed"],
           start_step=start_step,
+          config=config,
       )
       for run, member in zip(runs, members)
   ]
