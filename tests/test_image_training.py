@@ -191,3 +191,31 @@ def test_a_folder_per_split_is_read_whole_through_the_split_field(tmp_path):
   assert train.class_names == CLASSES
   with pytest.raises(ValueError, match="'train' or 'test'"):
     data_lib.get_source(name, "all", data_dir=data_dir)
+
+
+def test_tfds_images_of_varying_size_get_the_folder_view():
+  rng = np.random.default_rng(7)
+  shapes = [(30, 40), (50, 20), (16, 16)]
+  records = [
+      {"image": rng.integers(0, 256, (*shape, 3), np.uint8), "label": k}
+      for k, shape in enumerate(shapes)
+  ]
+  with pytest.raises(ValueError, match="need the option image_size"):
+    data_lib.TfdsSource(
+        records, input_shape=(None, None, 3), num_classes=3, name="x"
+    )
+  source = data_lib.TfdsSource(
+      records,
+      input_shape=(None, None, 3),
+      num_classes=3,
+      name="x",
+      image_size=12,
+      resize=14,
+  )
+  batch = source.get_batch([0, 1, 2])
+  assert batch["input"].shape == (3, 12, 12, 3)
+  for record, image in zip(records, batch["input"]):
+    # Pillow reference: ResizeImage(14) (bilinear), CenterCrop(12), / 255.
+    resized = Image.fromarray(record["image"]).resize((14, 14), Image.BILINEAR)
+    expected = np.asarray(resized)[1:13, 1:13].astype(np.float32) / 255
+    np.testing.assert_allclose(image, expected, atol=1e-6)

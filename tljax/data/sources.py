@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 # image_sources registers "folder:" and "imagelist:" when it is imported.
-from tljax.data import digits, image_sources, toy, transforms
+from tljax.data import augment, digits, image_sources, images, toy, transforms
 from tljax.data.base import SPLITS, ArraySource, Source
 from tljax.data.registry import (
     DATA_DIR_ENV,
@@ -62,6 +62,12 @@ class TfdsSource:
   Batches are read with ``data_source.__getitems__`` (one batched ArrayRecord
   read) when the data source has it, otherwise record by record.
 
+  Images of varying size (an image feature of shape ``(None, None, 3)``, as
+  DomainNet's) need ``image_size``: each is then resized (its shorter side
+  to ``image_size``, or to ``resize`` × ``resize`` when given) and
+  center-cropped to ``image_size`` × ``image_size``, the evaluation view of
+  the image-folder sources (:meth:`tljax.data.ImageSource.view`).
+
   Attributes:
     data_source: the wrapped sequence of feature dicts.
     num_classes: from the label's ``ClassLabel`` feature, ``None`` otherwise.
@@ -80,11 +86,29 @@ class TfdsSource:
       label_key: str = "label",
       files: Sequence[str] = (),
       dataset_dir: str | None = None,
+      image_size: int | None = None,
+      resize: int | None = None,
   ):
+    self.image_size = self.resize = None
+    if image_size is not None:
+      input_shape = tuple(input_shape)
+      if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(
+            f"image_size applies to RGB images (height, width, 3); "
+            f"{name!r}'s inputs have shape {input_shape}."
+        )
+      self.image_size = images.check_image_size(image_size)
+      if resize is not None:
+        self.resize = images.check_image_size(resize, "resize")
+      input_shape = (self.image_size, self.image_size, 3)
+    elif resize is not None:
+      raise ValueError("resize needs image_size (the crop taken after it).")
     if any(dim is None for dim in input_shape):
       raise ValueError(
           f"input_shape must be fully defined to stack examples into batches, "
-          f"got {tuple(input_shape)} for {name!r}."
+          f"got {tuple(input_shape)} for {name!r}; images of varying size "
+          "need the option image_size (e.g. config.source.kwargs.image_size"
+          " = 224)."
       )
     self.data_source = data_source
     self.num_classes = num_classes
@@ -104,6 +128,8 @@ class TfdsSource:
       name: str | None = None,
       input_key: str = "image",
       label_key: str = "label",
+      image_size: int | None = None,
+      resize: int | None = None,
   ) -> TfdsSource:
     """Opens ``split`` of a prepared ``tfds.core.DatasetBuilder`` (ArrayRecord).
 
@@ -143,6 +169,8 @@ class TfdsSource:
         label_key=label_key,
         files=files,
         dataset_dir=os.fspath(builder.data_dir),
+        image_size=image_size,
+        resize=resize,
     )
 
   @property
@@ -180,7 +208,7 @@ class TfdsSource:
           "label": np.zeros((0,), label_dtype),
       }
     inputs = np.stack(
-        [np.asarray(record[self.input_key]) for record in records]
+        [self._view(np.asarray(record[self.input_key])) for record in records]
     )
     labels = np.stack(
         [np.asarray(record[self.label_key]) for record in records]
@@ -191,6 +219,16 @@ class TfdsSource:
       inputs = inputs.astype(np.float32, copy=False)
     labels = labels.astype(label_dtype)
     return {"input": inputs, "label": labels}
+
+  def _view(self, image: np.ndarray) -> np.ndarray:
+    """The fixed-size view of one image (see the class docstring)."""
+    if self.image_size is None:
+      return image
+    if self.resize is None:
+      image = augment.resize(image, self.image_size)
+    else:
+      image = augment.resize(image, (self.resize, self.resize))
+    return augment.center_crop(image, self.image_size)
 
   def to_array_source(self, *, chunk_size: int = 4096) -> ArraySource:
     """Reads every record into memory (for small datasets)."""
