@@ -153,3 +153,15 @@ def test_sweeps_its_traced_hyper_parameter(tmp_path):
   assert (
       last[f"{members[0]['name']}/loss"] != last[f"{members[1]['name']}/loss"]
   )
+
+
+def test_a_sequence_setting_reads_the_command_lines_comma_separated_form():
+  # As `--set method_kwargs.losses=kd,rkd` leaves it: a string.
+  assert method_settings("distill", {"losses": "kd,rkd"})["losses"] == (
+      "kd",
+      "rkd",
+  )
+  assert method_settings("distill", {"losses": "sp"})["losses"] == ("sp",)
+  assert method_settings("distill", {"losses": ["kd"]})["losses"] == ("kd",)
+  with pytest.raises(ValueError, match="losses.*'kd', 'xx'"):
+    method_settings("distill", {"losses": "kd, xx"})

@@ -16,6 +16,8 @@ result as keyword arguments.
 
 from __future__ import annotations
 
+import ast
+
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -110,6 +112,25 @@ def _plain(value):
   return value
 
 
+def _comma_separated(text: str) -> tuple:
+  """``"kd,rkd"`` as ``("kd", "rkd")``, ``"0.5, 1"`` as ``(0.5, 1)``.
+
+  How a sequence setting arrives from the command line
+  (``--set method_kwargs.losses=kd,rkd``): each item a Python literal where
+  it is one, else the string.
+  """
+  items = []
+  for part in text.split(","):
+    part = part.strip()
+    if not part:
+      continue
+    try:
+      items.append(ast.literal_eval(part))
+    except (ValueError, SyntaxError):
+      items.append(part)
+  return tuple(items)
+
+
 def _convert(name: str, key: str, value, default):
   """``value`` as the type of ``default``, or a ``ValueError`` naming the key."""
   expected = type(default)
@@ -123,6 +144,10 @@ def _convert(name: str, key: str, value, default):
   elif isinstance(default, str):
     ok = isinstance(value, str)
   elif isinstance(default, tuple):
+    if isinstance(value, list):
+      value = tuple(value)
+    elif isinstance(value, str):
+      value = _comma_separated(value)
     ok = isinstance(value, tuple)
     expected = tuple
   elif isinstance(default, Mapping):
