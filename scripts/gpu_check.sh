@@ -8,7 +8,8 @@
 #     members == single runs, bf16 compute with f32 parameters (on the GPU);
 #  3. the ResNet-50 DANN step (224x224, batch 32+32) throughput in f32 and bf16,
 #     as a fraction of the peak FLOP/s given (H100 SXM: 67 / 989 dense TFLOP/s;
-#     H200: the same chip) -> OUTDIR/gpu_benchmark.md.
+#     H200: the same chip) -> OUTDIR/gpu_benchmark.md;
+#  4. that step fed by the image pipeline (see the end of this file).
 set -euo pipefail
 OUT="${1:-gpu_check_out}"
 mkdir -p "$OUT"
@@ -39,3 +40,12 @@ timeout 300 python scripts/benchmark.py --sections resnet --no_torch \
   --peak_tflops_fp32 "${PEAK_TFLOPS_FP32:-67}" --peak_tflops_bf16 "${PEAK_TFLOPS_BF16:-989}" \
   --note "scripts/gpu_check.sh" --output "$OUT/gpu_benchmark.md"
 cat "$OUT/gpu_benchmark.md"
+# 4. The same step fed by tljax's image pipeline (grain workers decoding and
+#    augmenting synthetic JPEGs) next to the step alone -> OUTDIR/gpu_fed_step.md.
+if python -c "import grain, PIL" 2>/dev/null; then
+  timeout 240 python scripts/benchmarks/fed_step.py --steps 20 --images 256 \
+    --output "$OUT/gpu_fed_step.md" || echo "fed step: failed or timed out"
+  cat "$OUT/gpu_fed_step.md" 2>/dev/null || true
+else
+  echo "fed step: skipped (grain or Pillow not installed on this machine)"
+fi

@@ -27,6 +27,7 @@ def tljax_dann(
     weight_decay: float = 5e-4,
     seed: int = 0,
     model_options=None,
+    feed=None,
 ):
   """The registered ``dann`` recipe's jitted step, its state and one batch.
 
@@ -37,7 +38,10 @@ def tljax_dann(
   Returns ``(run, lower)``: ``run(n)`` executes ``n`` steps the way the loop
   calls them (a host step counter in the batch, the key folded from it in
   the step) and returns the seconds until the last finishes; ``lower()``
-  gives the step lowered for the current state and batch.
+  gives the step lowered for the current state and batch. With ``feed``
+  (an iterator of host batches ``{"source": {"input", "label"}, "target":
+  {"input"}}``, e.g. a loader's, already on the way to the device), each
+  step takes its batch from it instead of reusing the one on the device.
   """
   import jax
   import jax.numpy as jnp
@@ -118,6 +122,8 @@ def tljax_dann(
   holder = {"state": state, "counter": 0}
 
   def batch_for(counter):
+    if feed is not None:
+      return {"step": np.int32(counter % config.steps), **next(feed)}
     return {
         "step": np.int32(counter % config.steps),
         "source": {"input": source, "label": labels},
