@@ -69,7 +69,8 @@ class ImageSource:
   """A source over a prepared image domain: encoded records, decoded batches.
 
   ``get_batch(indices)`` decodes each image (:meth:`view`: RGB, resized,
-  center-cropped to ``image_size``) into ``{"input": (B, image_size, image_size, 3) float32 in [0, 1],
+  center-cropped to ``image_size``) into ``{"input": (B, image_size,
+  image_size, 3) float32 in [0, 1],
   "label": (B,) int32}``. ``source[i]`` (and :attr:`records`, the same
   without this class, for data-loader workers) is ``{"image": encoded
   bytes, "label": int32, "path": str}``.
