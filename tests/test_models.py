@@ -1035,7 +1035,22 @@ def test_bfloat16_resnet_shapes(name):
 
 def test_registry(monkeypatch):
   monkeypatch.setattr(functional, "_REGISTRY", dict(functional._REGISTRY))
-  assert models.available_models() == ["lenet", "mlp", "resnet18", "resnet50"]
+  assert models.available_models() == [
+      "lenet",
+      "mlp",
+      "resnet",
+      "resnet18",
+      "resnet50",
+      "vit",
+      "vit_b16",
+      "vit_b32",
+      "vit_l16",
+      "vit_l32",
+      "vit_s16",
+      "vit_s32",
+      "vit_ti16",
+      "vit_ti32",
+  ]
 
   @models.register_model("wide_mlp")
   def wide_mlp(input_shape, num_classes, *, dtype, rngs, bottleneck_dim=None):

@@ -10,7 +10,10 @@ The rest of tljax uses them through :func:`create_model`, which returns a
 dicts of arrays.
 
 Architectures: ``mlp`` (:class:`MLP`), ``lenet`` (:class:`LeNet`; LeCun et al.,
-1998), ``resnet18`` and ``resnet50`` (:class:`ResNet`; He et al., 2016).
+1998), ``resnet18``, ``resnet50`` and ``resnet`` (:class:`ResNet`; He et al., 2016),
+``vit`` and ``vit_{ti,s,b,l}{16,32}`` (:class:`ViT`; Dosovitskiy et al., 2021).
+Pretrained timm ResNets and ViTs load with :func:`load_timm`
+(:mod:`tljax.models.convert`).
 """
 
 from tljax.models.classifier import Bottleneck, Classifier, ModelOutput
@@ -27,8 +30,16 @@ from tljax.models.resnet import (
     BottleneckBlock,
     ResNet,
     ResNetBackbone,
+    resnet,
     resnet18,
     resnet50,
+)
+from tljax.models.vit import VIT_VARIANTS, ViT, ViTBackbone, vit
+from tljax.models.convert import (
+    Converted,
+    convert_timm,
+    load_timm,
+    resample_posemb,
 )
 
 __all__ = [
@@ -36,6 +47,7 @@ __all__ = [
     "Bottleneck",
     "BottleneckBlock",
     "Classifier",
+    "Converted",
     "LeNet",
     "LeNetBackbone",
     "MLP",
@@ -45,8 +57,16 @@ __all__ = [
     "ResNet",
     "ResNetBackbone",
     "available_models",
+    "convert_timm",
     "create_model",
+    "load_timm",
     "register_model",
+    "resnet",
     "resnet18",
     "resnet50",
+    "resample_posemb",
+    "VIT_VARIANTS",
+    "ViT",
+    "ViTBackbone",
+    "vit",
 ]

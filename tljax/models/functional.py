@@ -24,7 +24,9 @@ reads the BatchNorm statistics back. The module holds no random state, so the
 same graph definition serves training and evaluation.
 
 Architectures are registered by name with :func:`register_model`; the built-in
-ones are ``mlp``, ``lenet``, ``resnet18`` and ``resnet50``.
+ones are ``mlp``, ``lenet``, ``resnet18``, ``resnet50``, ``resnet`` (any block,
+stage sizes and widths), ``vit`` (any size) and the standard ViTs ``vit_ti16``,
+``vit_s16``, ``vit_b16``, ``vit_l16`` and their ``…32`` patch-32 variants.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from tljax.models.classifier import ModelOutput
 from tljax.params.tree import flatten, unflatten
 from tljax.models.lenet import LeNet
 from tljax.models.mlp import MLP
-from tljax.models.resnet import resnet18, resnet50
+from tljax.models.resnet import resnet, resnet18, resnet50
+from tljax.models.vit import STANDARD_VITS, vit
 
 __all__ = [
     "Model",
@@ -116,6 +119,10 @@ register_model("mlp")(MLP)
 register_model("lenet")(LeNet)
 register_model("resnet18")(resnet18)
 register_model("resnet50")(resnet50)
+register_model("resnet")(resnet)
+register_model("vit")(vit)
+for _name, _builder in STANDARD_VITS.items():
+  register_model(_name)(_builder)
 
 
 def _builder_options(builder: ModelBuilder) -> tuple[frozenset[str], bool]:

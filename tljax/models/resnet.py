@@ -42,6 +42,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from tljax.models.classifier import (
@@ -55,6 +56,7 @@ __all__ = [
     "BottleneckBlock",
     "ResNet",
     "ResNetBackbone",
+    "resnet",
     "resnet18",
     "resnet50",
 ]
@@ -63,6 +65,14 @@ Stem = Literal["imagenet", "small"]
 
 _STAGE_WIDTHS = (64, 128, 256, 512)
 _conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def _positive_int(value) -> bool:
+  return (
+      isinstance(value, int | np.integer)
+      and not isinstance(value, bool)
+      and value > 0
+  )
 
 
 def _conv(
@@ -219,7 +229,8 @@ class ResNetBackbone(nnx.Module):
 
   Attributes:
     stem: ``"imagenet"`` or ``"small"``.
-    features_dim: ``512 * block.expansion``.
+    features_dim: ``stage_widths[-1] * block.expansion`` (``512 *
+      block.expansion`` with the default widths).
   """
 
   def __init__(
@@ -231,6 +242,8 @@ class ResNetBackbone(nnx.Module):
       stem: Stem = "imagenet",
       batch_norm_momentum: float = 0.9,
       zero_init_residual: bool = False,
+      stage_widths: Sequence[int] = _STAGE_WIDTHS,
+      stem_width: int = 64,
       dtype: Dtype = jnp.float32,
       param_dtype: Dtype = jnp.float32,
       rngs: nnx.Rngs,
@@ -247,6 +260,11 @@ class ResNetBackbone(nnx.Module):
       batch_norm_momentum: running-average momentum (flax convention).
       zero_init_residual: zero-initialise the last BatchNorm scale of each
         block.
+      stage_widths: the four stages' widths (a block's inner width;
+        ``block.expansion`` times it comes out), ``(64, 128, 256, 512)`` as
+        in torchvision; timm's ``channels``.
+      stem_width: the stem convolution's output channels (64; timm's
+        ``stem_width``).
       dtype: computation dtype.
       param_dtype: parameter dtype.
       rngs: random streams used for parameter initialisation.
@@ -260,17 +278,28 @@ class ResNetBackbone(nnx.Module):
       raise ValueError(
           f"stage_sizes must be four positive block counts, got {tuple(stage_sizes)}."
       )
+    stage_widths = tuple(stage_widths)
+    if len(stage_widths) != len(_STAGE_WIDTHS) or not all(
+        _positive_int(w) for w in stage_widths
+    ):
+      raise ValueError(
+          f"stage_widths must be four positive widths, got {stage_widths}."
+      )
+    if not _positive_int(stem_width):
+      raise ValueError(
+          f"stem_width must be a positive integer, got {stem_width!r}."
+      )
     layer = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.stem = stem
     if stem == "imagenet":
-      self.conv1 = _conv(in_channels, 64, 7, 2, 3, layer)
+      self.conv1 = _conv(in_channels, stem_width, 7, 2, 3, layer)
     else:
-      self.conv1 = _conv(in_channels, 64, 3, 1, 1, layer)
-    self.bn1 = _batch_norm(64, batch_norm_momentum, layer)
+      self.conv1 = _conv(in_channels, stem_width, 3, 1, 1, layer)
+    self.bn1 = _batch_norm(stem_width, batch_norm_momentum, layer)
     block_names = []
-    channels_in = 64
+    channels_in = stem_width
     for stage, (width, num_blocks) in enumerate(
-        zip(_STAGE_WIDTHS, stage_sizes, strict=True)
+        zip(stage_widths, stage_sizes, strict=True)
     ):
       for index in range(num_blocks):
         stride = 2 if stage > 0 and index == 0 else 1
@@ -337,6 +366,8 @@ class ResNet(Classifier):
       bottleneck_batch_norm: bool = True,
       bottleneck_dropout: float = 0.0,
       batch_norm_momentum: float = 0.9,
+      stage_widths: Sequence[int] = _STAGE_WIDTHS,
+      stem_width: int = 64,
       dtype: Dtype = jnp.float32,
       param_dtype: Dtype = jnp.float32,
       rngs: nnx.Rngs,
@@ -359,6 +390,8 @@ class ResNet(Classifier):
       bottleneck_dropout: dropout rate at the end of the bottleneck.
       batch_norm_momentum: running-average momentum (flax convention) of
         every BatchNorm.
+      stage_widths: the four stages' widths (see :class:`ResNetBackbone`).
+      stem_width: the stem's output channels.
       dtype: computation dtype.
       param_dtype: parameter dtype.
       rngs: random streams used for parameter initialisation.
@@ -375,6 +408,8 @@ class ResNet(Classifier):
         stem=stem,
         batch_norm_momentum=batch_norm_momentum,
         zero_init_residual=zero_init_residual,
+        stage_widths=stage_widths,
+        stem_width=stem_width,
         dtype=dtype,
         param_dtype=param_dtype,
         rngs=rngs,
@@ -438,3 +473,52 @@ def _standard_resnet(
 
 resnet18 = _standard_resnet("resnet18", BasicBlock, (2, 2, 2, 2), 512)
 resnet50 = _standard_resnet("resnet50", BottleneckBlock, (3, 4, 6, 3), 2048)
+
+
+_BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckBlock}
+
+
+def resnet(
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    block: Literal["basic", "bottleneck"],
+    stage_sizes: Sequence[int],
+    stage_widths: Sequence[int] = _STAGE_WIDTHS,
+    stem_width: int = 64,
+    stem: Stem = "imagenet",
+    zero_init_residual: bool = False,
+    bottleneck_dim: int | None = 256,
+    bottleneck_batch_norm: bool = True,
+    bottleneck_dropout: float = 0.0,
+    batch_norm_momentum: float = 0.9,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    rngs: nnx.Rngs,
+) -> ResNet:
+  """Any ResNet: ``block`` ``"basic"`` or ``"bottleneck"``, stage sizes and widths.
+
+  ResNet-34 is ``block="basic", stage_sizes=(3, 4, 6, 3)``, ResNet-101
+  ``block="bottleneck", stage_sizes=(3, 4, 23, 3)``; narrow ones (timm's
+  ``channels`` and ``stem_width``) are what the converter tests' fixtures
+  use. Other arguments as for :class:`ResNet`.
+  """
+  if block not in _BLOCKS:
+    raise ValueError(f"block must be one of {sorted(_BLOCKS)}, got {block!r}.")
+  return ResNet(
+      input_shape,
+      num_classes,
+      block=_BLOCKS[block],
+      stage_sizes=tuple(stage_sizes),
+      stem=stem,
+      zero_init_residual=zero_init_residual,
+      bottleneck_dim=bottleneck_dim,
+      bottleneck_batch_norm=bottleneck_batch_norm,
+      bottleneck_dropout=bottleneck_dropout,
+      batch_norm_momentum=batch_norm_momentum,
+      stage_widths=tuple(stage_widths),
+      stem_width=stem_width,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      rngs=rngs,
+  )

@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Writes tests/fixtures/pretrained/: small timm models and their outputs.
+
+Each fixture is a model built with timm's own constructors (random
+initialisation, then every floating tensor redrawn, BatchNorm running
+statistics included, so no parameter is left at a trivial value), saved as
+timm saves it (``<name>.safetensors``, the state dict by timm's names) and
+``<name>.npz`` with fixed inputs and timm's outputs in eval mode:
+
+  images    (2, 32, 32, 3) uint8, NHWC (timm gets ``images / 255``
+            normalised by the fixture's mean/std, as NCHW float32; tljax's
+            Model reads uint8 the same way)
+  features  ``forward_head(forward_features(x), pre_logits=True)``, the
+            pooled features before the head
+  logits    ``model(x)``
+  mean, std the input convention the test gives the converter
+
+tests/test_pretrained.py converts each fixture with tljax.models.load_timm
+and requires tljax's outputs to equal these, without torch. This script
+needs torch and timm (the ``bench`` extra) and is never imported by tljax or
+the tests:
+
+  python scripts/make_pretrained_fixtures.py [--out tests/fixtures/pretrained]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(_REPO, "tests", "fixtures", "pretrained")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def import_timm():
+  """Imports timm, tolerating a torchvision whose C ops do not load.
+
+  timm imports torchvision at module level; a torchvision wheel built for
+  another torch (e.g. a CUDA torchvision next to a CPU torch) fails while
+  registering its fake ``nms`` kernel. Nothing here uses torchvision's ops, so
+  that registration is skipped when it fails.
+  """
+  import torch  # pylint: disable=import-outside-toplevel
+
+  register_fake = torch.library.register_fake
+
+  def tolerant_register_fake(*args, **kwargs):
+    try:
+      decorator = register_fake(*args, **kwargs)
+    except RuntimeError:
+      return lambda function: function
+
+    def apply(function):
+      try:
+        return decorator(function)
+      except RuntimeError:
+        return function
+
+    return apply
+
+  torch.library.register_fake = tolerant_register_fake
+  try:
+    import timm  # pylint: disable=import-outside-toplevel
+  finally:
+    torch.library.register_fake = register_fake
+  return timm
+
+
+def build_models(timm):
+  """``{name: (timm module, mean, std)}``: the fixtures' upstream models."""
+  from timm.models.resnet import BasicBlock, Bottleneck, ResNet  # pylint: disable=import-outside-toplevel
+  from timm.models.vision_transformer import VisionTransformer  # pylint: disable=import-outside-toplevel
+
+  del timm
+  vit = dict(
+      num_classes=10,
+      img_size=32,
+      patch_size=8,
+      embed_dim=64,
+      depth=2,
+      num_heads=4,
+      mlp_ratio=2.0,
+  )
+  half = (0.5, 0.5, 0.5)
+  return {
+      # ResNet-18's blocks, one per stage, narrow stages (timm's channels).
+      "resnet_basic": (
+          ResNet(
+              BasicBlock, [1, 1, 1, 1], num_classes=10, channels=(4, 8, 16, 32)
+          ),
+          IMAGENET_MEAN,
+          IMAGENET_STD,
+      ),
+      # ResNet-50's bottleneck blocks (stride on the 3x3), one per stage.
+      "resnet_bottleneck": (
+          ResNet(
+              Bottleneck, [1, 1, 1, 1], num_classes=10, channels=(4, 8, 16, 32)
+          ),
+          IMAGENET_MEAN,
+          IMAGENET_STD,
+      ),
+      # A 2-block ViT of width 64, patch 8, image 32, class token.
+      "vit_token": (VisionTransformer(**vit), half, half),
+      # The same with average pooling after the final norm (no fc_norm).
+      "vit_gap": (
+          VisionTransformer(
+              **vit, class_token=False, global_pool="avg", fc_norm=False
+          ),
+          half,
+          half,
+      ),
+  }
+
+
+def randomize(module, seed: int):
+  """Redraws every floating tensor: N(0, 0.2²), norm scales around 1,
+  running variances positive."""
+  import torch  # pylint: disable=import-outside-toplevel
+
+  generator = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, tensor in module.state_dict().items():
+      if not tensor.dtype.is_floating_point:
+        continue
+      value = torch.randn(tensor.shape, generator=generator) * 0.2
+      if name.endswith("running_var"):
+        value = value.abs() + 0.5
+      elif name.endswith("weight") and tensor.ndim == 1:
+        value = value + 1.0  # a BatchNorm or LayerNorm scale, around 1
+      tensor.copy_(value)
+  return module.eval()
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", default=OUT)
+  args = parser.parse_args(argv)
+  timm = import_timm()
+  import torch  # pylint: disable=import-outside-toplevel
+  from safetensors.torch import save_file  # pylint: disable=import-outside-toplevel
+
+  os.makedirs(args.out, exist_ok=True)
+  images = np.random.RandomState(0).randint(0, 256, (2, 32, 32, 3), np.uint8)
+  scaled = images.astype(np.float32) / np.float32(255.0)
+  for seed, (name, (module, mean, std)) in enumerate(
+      build_models(timm).items()
+  ):
+    torch.manual_seed(seed)
+    randomize(module, seed)
+    mean32, std32 = np.float32(mean), np.float32(std)
+    inputs = torch.from_numpy(
+        ((scaled - mean32) / std32).transpose(0, 3, 1, 2).copy()
+    )
+    with torch.no_grad():
+      features = module.forward_head(
+          module.forward_features(inputs), pre_logits=True
+      )
+      logits = module(inputs)
+    state = {k: v.contiguous() for k, v in module.state_dict().items()}
+    save_file(state, os.path.join(args.out, f"{name}.safetensors"))
+    np.savez(
+        os.path.join(args.out, f"{name}.npz"),
+        images=images,
+        features=features.numpy(),
+        logits=logits.numpy(),
+        mean=np.asarray(mean, np.float64),
+        std=np.asarray(std, np.float64),
+        timm_version=np.asarray(timm.__version__),
+        torch_version=np.asarray(torch.__version__),
+    )
+    print(name, features.shape, logits.shape)
+  total = sum(
+      os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out)
+  )
+  print(f"{args.out}: {total} bytes")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
