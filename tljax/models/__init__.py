@@ -39,6 +39,7 @@ from tljax.models.convert import (
     Converted,
     convert_timm,
     load_timm,
+    load_torchvision,
     resample_posemb,
 )
 
@@ -60,6 +61,7 @@ __all__ = [
     "convert_timm",
     "create_model",
     "load_timm",
+    "load_torchvision",
     "register_model",
     "resnet",
     "resnet18",

@@ -12,6 +12,10 @@ options and input convention (:class:`Converted`)::
     outputs, _ = model.apply(converted.params, converted.model_state,
                              images, train=False)   # images in [0, 1] or uint8
 
+A torchvision ``.pth`` (or any PyTorch state dict under the same names) loads
+with :func:`load_torchvision` where torch is installed
+(``torch.load(weights_only=True)``, never plain pickle).
+
 For another task, build the model with its own head and merge the converted
 backbone with :func:`tljax.params.merge_pretrained` (``dont_load`` keeps the
 new ``head`` and ``bottleneck``).
@@ -65,6 +69,7 @@ __all__ = [
     "Converted",
     "convert_timm",
     "load_timm",
+    "load_torchvision",
     "resample_posemb",
 ]
 
@@ -615,6 +620,60 @@ def load_timm(
     raise ValueError(
         f"path {os.fspath(path)!r} is not a safetensors file: {error}"
     ) from error
+  return convert_timm(
+      arrays,
+      image_size=image_size,
+      num_heads=num_heads,
+      input_mean=input_mean,
+      input_std=input_std,
+  )
+
+
+def load_torchvision(
+    path: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    num_heads: int | None = None,
+    input_mean: tuple[float, ...] | None = None,
+    input_std: tuple[float, ...] | None = None,
+) -> Converted:
+  """Reads a PyTorch ``.pth`` state dict and converts it (:func:`convert_timm`).
+
+  For torchvision's ImageNet ResNets (``resnet18-f37072fd.pth``, …), whose
+  names timm shares, and timm's own ``pytorch_model.bin``. Needs torch, which
+  loads the file with ``weights_only=True`` (tensors only, no arbitrary
+  pickled objects). Arguments as :func:`convert_timm`'s.
+
+  Raises:
+    FileNotFoundError: if ``path`` is not a file.
+    ImportError: without torch (``pip install torch``, the ``bench`` extra).
+    ValueError: as :func:`convert_timm`, or a file that does not hold a
+      state dict of tensors.
+  """
+  if not isinstance(path, str | os.PathLike) or not os.path.isfile(path):
+    raise FileNotFoundError(f"path {path!r} is not a file.")
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError as error:
+    raise ImportError(
+        "load_torchvision needs torch to read a .pth file (pip install torch); "
+        "load_timm reads model.safetensors without it."
+    ) from error
+  try:
+    state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+  except Exception as error:  # torch raises pickle and runtime errors.
+    raise ValueError(
+        f"path {os.fspath(path)!r} is not a PyTorch state dict loadable with "
+        f"weights_only=True: {error}"
+    ) from error
+  if not isinstance(state, Mapping) or not all(
+      isinstance(v, torch.Tensor) for v in state.values()
+  ):
+    raise ValueError(
+        f"path {os.fspath(path)!r} does not hold a state dict of tensors "
+        f"(got {type(state).__name__})."
+    )
+  arrays = {k: v.detach().cpu().float().numpy() for k, v in state.items()}
   return convert_timm(
       arrays,
       image_size=image_size,
