@@ -15,8 +15,15 @@ timm saves it (``<name>.safetensors``, the state dict by timm's names) and
   logits    ``model(x)``
   mean, std the input convention the test gives the converter
 
+``vit_augreg.checkpoint.npz`` is a ViT in the original ViT / AugReg ``.npz``
+layout (the names of google-research/vision_transformer, which big_vision
+also reads), random arrays loaded into a timm ViT by timm's own npz loader
+(``vision_transformer._load_weights``); ``vit_augreg.npz`` holds timm's
+outputs for it.
+
 tests/test_pretrained.py converts each fixture with tljax.models.load_timm
-and requires tljax's outputs to equal these, without torch. This script
+(load_big_vision for the npz) and requires tljax's outputs to equal these,
+without torch. This script
 needs torch and timm (the ``bench`` extra) and is never imported by tljax or
 the tests:
 
@@ -136,6 +143,78 @@ def randomize(module, seed: int):
   return module.eval()
 
 
+def augreg_arrays(width=32, depth=2, heads=2, mlp=64, patch=8, tokens=16):
+  """Random arrays under the original ViT / AugReg names (one cls position)."""
+  rng = np.random.RandomState(7)
+
+  def normal(*shape, loc=0.0):
+    return (loc + 0.2 * rng.standard_normal(shape)).astype(np.float32)
+
+  arrays = {
+      "embedding/kernel": normal(patch, patch, 3, width),
+      "embedding/bias": normal(width),
+      "cls": normal(1, 1, width),
+      "Transformer/posembed_input/pos_embedding": normal(1, 1 + tokens, width),
+      "Transformer/encoder_norm/scale": normal(width, loc=1.0),
+      "Transformer/encoder_norm/bias": normal(width),
+      "head/kernel": normal(width, 10),
+      "head/bias": normal(10),
+  }
+  for index in range(depth):
+    block = f"Transformer/encoderblock_{index}"
+    for norm in ("LayerNorm_0", "LayerNorm_2"):
+      arrays[f"{block}/{norm}/scale"] = normal(width, loc=1.0)
+      arrays[f"{block}/{norm}/bias"] = normal(width)
+    attention = f"{block}/MultiHeadDotProductAttention_1"
+    for name in ("query", "key", "value"):
+      arrays[f"{attention}/{name}/kernel"] = normal(
+          width, heads, width // heads
+      )
+      arrays[f"{attention}/{name}/bias"] = normal(heads, width // heads)
+    arrays[f"{attention}/out/kernel"] = normal(heads, width // heads, width)
+    arrays[f"{attention}/out/bias"] = normal(width)
+    arrays[f"{block}/MlpBlock_3/Dense_0/kernel"] = normal(width, mlp)
+    arrays[f"{block}/MlpBlock_3/Dense_0/bias"] = normal(mlp)
+    arrays[f"{block}/MlpBlock_3/Dense_1/kernel"] = normal(mlp, width)
+    arrays[f"{block}/MlpBlock_3/Dense_1/bias"] = normal(width)
+  return arrays
+
+
+def write_augreg(out, images, scaled):
+  """The AugReg-layout fixture and timm's outputs for it (timm's npz loader)."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from timm.models import vision_transformer  # pylint: disable=import-outside-toplevel
+
+  path = os.path.join(out, "vit_augreg.checkpoint.npz")
+  np.savez(path, **augreg_arrays())
+  model = vision_transformer.VisionTransformer(
+      num_classes=10,
+      img_size=32,
+      patch_size=8,
+      embed_dim=32,
+      depth=2,
+      num_heads=2,
+      mlp_ratio=2.0,
+  )
+  vision_transformer._load_weights(model, path)  # pylint: disable=protected-access
+  model.eval()
+  inputs = torch.from_numpy(((scaled - 0.5) / 0.5).transpose(0, 3, 1, 2).copy())
+  with torch.no_grad():
+    features = model.forward_head(
+        model.forward_features(inputs), pre_logits=True
+    )
+    logits = model(inputs)
+  np.savez(
+      os.path.join(out, "vit_augreg.npz"),
+      images=images,
+      features=features.numpy(),
+      logits=logits.numpy(),
+      mean=np.full(3, 0.5),
+      std=np.full(3, 0.5),
+  )
+  print("vit_augreg", features.shape, logits.shape)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default=OUT)
@@ -174,6 +253,7 @@ def main(argv=None) -> int:
         torch_version=np.asarray(torch.__version__),
     )
     print(name, features.shape, logits.shape)
+  write_augreg(args.out, images, scaled)
   total = sum(
       os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out)
   )

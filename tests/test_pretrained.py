@@ -6,7 +6,9 @@ weights) hold each model's ``model.safetensors`` and, for fixed uint8 images,
 timm's pooled features and logits in eval mode. Each is converted by
 :func:`tljax.models.load_timm` and run by tljax without torch; the outputs
 must agree to 1e-5 relative (the largest absolute difference over the largest
-absolute upstream value) in float32. tests/test_pretrained_live.py compares
+absolute upstream value) in float32. The AugReg-layout ``.npz`` fixture is
+read by :func:`tljax.models.load_big_vision` and compared with timm's outputs
+after timm's own npz loader read it. tests/test_pretrained_live.py compares
 full-size models with the live upstream forward where torch and timm are
 installed.
 """
@@ -233,3 +235,100 @@ def test_headless_checkpoint():
   with pytest.raises(ValueError, match="num_classes"):
     converted.create_model()
   assert converted.create_model(num_classes=4).num_classes == 4
+
+
+def augreg():
+  with np.load(
+      os.path.join(FIXTURES, "vit_augreg.checkpoint.npz"), allow_pickle=False
+  ) as data:
+    arrays = {key: data[key] for key in data.files}
+  return arrays, np.load(os.path.join(FIXTURES, "vit_augreg.npz"))
+
+
+def run(converted, images):
+  model = converted.create_model()
+  apply = jax.jit(model.apply, static_argnames="train")
+  return apply(converted.params, converted.model_state, images, train=False)[0]
+
+
+def test_augreg_npz_matches_timms_loading_of_it():
+  _, reference = augreg()
+  converted = models.load_big_vision(
+      os.path.join(FIXTURES, "vit_augreg.checkpoint.npz"),
+      approximate_gelu=False,  # timm runs these weights with the exact GELU
+  )
+  assert converted.model_name == "vit"
+  assert {
+      "num_heads": 2,
+      "width": 32,
+      "mlp_dim": 64,
+      "pool_type": "tok",
+  }.items() <= (converted.model_options.items())
+  outputs = run(converted, reference["images"])
+  assert relative_error(outputs.backbone_features, reference["features"]) <= (
+      RTOL
+  )
+  assert relative_error(outputs.logits, reference["logits"]) <= RTOL
+  # big_vision's own GELU (tanh) is the default: close, not equal.
+  tanh = run(
+      models.load_big_vision(
+          os.path.join(FIXTURES, "vit_augreg.checkpoint.npz")
+      ),
+      reference["images"],
+  )
+  assert 0 < relative_error(tanh.logits, reference["logits"]) < 1e-2
+
+
+def test_big_vision_scan_layout_matches_too():
+  arrays, reference = augreg()
+  renames = {
+      "MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
+      "LayerNorm_2": "LayerNorm_1",
+      "MlpBlock_3": "MlpBlock_0",
+  }
+  pos = arrays.pop("Transformer/posembed_input/pos_embedding")
+  scan = {
+      "params/pos_embedding": pos[:, 1:],
+      "params/cls": arrays.pop("cls") + pos[:, :1],
+  }
+  blocks = {}
+  for key, value in arrays.items():
+    parts = key.split("/")
+    if parts[1:2] and parts[1].startswith("encoderblock_"):
+      index = int(parts[1].split("_")[1])
+      rest = "/".join([renames.get(parts[2], parts[2])] + parts[3:])
+      blocks.setdefault(rest, {})[index] = value
+    else:
+      scan[f"params/{key}"] = value
+  for rest, by_index in blocks.items():
+    scan[f"params/Transformer/encoderblock/{rest}"] = np.stack(
+        [by_index[i] for i in sorted(by_index)]
+    )
+  converted = models.convert_big_vision(scan, approximate_gelu=False)
+  outputs = run(converted, reference["images"])
+  assert relative_error(outputs.logits, reference["logits"]) <= RTOL
+
+
+def test_big_vision_errors(tmp_path):
+  arrays, _ = augreg()
+  with pytest.raises(ValueError, match="pre_logits"):
+    models.convert_big_vision(
+        {**arrays, "pre_logits/kernel": np.zeros((32, 32), np.float32)}
+    )
+  with pytest.raises(ValueError, match="MAPHead_0"):
+    models.convert_big_vision(
+        {**arrays, "MAPHead_0/probe": np.zeros((1, 1, 32), np.float32)}
+    )
+  with pytest.raises(ValueError, match="embedding/kernel"):
+    models.convert_big_vision({"head/kernel": np.zeros((2, 2), np.float32)})
+  extra = {
+      **arrays,
+      "Transformer/encoderblock_1/Extra_0/kernel": np.zeros(3, np.float32),
+  }
+  with pytest.raises(ValueError, match="Extra_0"):
+    models.convert_big_vision(extra)
+  with pytest.raises(ValueError, match="image_size"):
+    models.convert_big_vision(arrays, image_size=30)
+  np.savez(tmp_path / "objects.npz", kernel=np.array([{"a": 1}], dtype=object))
+  with pytest.raises(ValueError, match="npz"):
+    models.load_big_vision(tmp_path / "objects.npz")

@@ -37,7 +37,9 @@ from tljax.models.resnet import (
 from tljax.models.vit import VIT_VARIANTS, ViT, ViTBackbone, vit
 from tljax.models.convert import (
     Converted,
+    convert_big_vision,
     convert_timm,
+    load_big_vision,
     load_timm,
     load_torchvision,
     resample_posemb,
@@ -49,6 +51,7 @@ __all__ = [
     "BottleneckBlock",
     "Classifier",
     "Converted",
+    "convert_big_vision",
     "LeNet",
     "LeNetBackbone",
     "MLP",
@@ -60,6 +63,7 @@ __all__ = [
     "available_models",
     "convert_timm",
     "create_model",
+    "load_big_vision",
     "load_timm",
     "load_torchvision",
     "register_model",
