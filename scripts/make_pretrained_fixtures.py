@@ -21,6 +21,11 @@ also reads), random arrays loaded into a timm ViT by timm's own npz loader
 (``vision_transformer._load_weights``); ``vit_augreg.npz`` holds timm's
 outputs for it.
 
+``hf_vit.safetensors`` is a Hugging Face transformers
+``ViTForImageClassification`` (width 32, 2 layers) as ``save_pretrained``
+writes it; ``hf_vit.npz`` its outputs (features: the class token of
+``last_hidden_state``, after the final LayerNorm). Needs transformers.
+
 tests/test_pretrained.py converts each fixture with tljax.models.load_timm
 (load_big_vision for the npz) and requires tljax's outputs to equal these,
 without torch. This script
@@ -215,6 +220,47 @@ def write_augreg(out, images, scaled):
   print("vit_augreg", features.shape, logits.shape)
 
 
+def write_hugging_face(out, images, scaled):
+  """A small transformers ViT, saved by save_pretrained, and its outputs."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  import tempfile  # pylint: disable=import-outside-toplevel
+
+  import torch  # pylint: disable=import-outside-toplevel
+  import transformers  # pylint: disable=import-outside-toplevel
+
+  config = transformers.ViTConfig(
+      hidden_size=32,
+      num_hidden_layers=2,
+      num_attention_heads=2,
+      intermediate_size=64,
+      image_size=32,
+      patch_size=8,
+      num_labels=10,
+  )
+  model = randomize(transformers.ViTForImageClassification(config), 11)
+  inputs = torch.from_numpy(((scaled - 0.5) / 0.5).transpose(0, 3, 1, 2).copy())
+  with torch.no_grad():
+    features = model.vit(inputs).last_hidden_state[:, 0]
+    logits = model(inputs).logits
+  with tempfile.TemporaryDirectory() as directory:
+    model.save_pretrained(directory)
+    shutil.copyfile(
+        os.path.join(directory, "model.safetensors"),
+        os.path.join(out, "hf_vit.safetensors"),
+    )
+  np.savez(
+      os.path.join(out, "hf_vit.npz"),
+      images=images,
+      features=features.numpy(),
+      logits=logits.numpy(),
+      mean=np.full(3, 0.5),
+      std=np.full(3, 0.5),
+      layer_norm_eps=np.asarray(config.layer_norm_eps),
+      transformers_version=np.asarray(transformers.__version__),
+  )
+  print("hf_vit", features.shape, logits.shape)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default=OUT)
@@ -254,6 +300,7 @@ def main(argv=None) -> int:
     )
     print(name, features.shape, logits.shape)
   write_augreg(args.out, images, scaled)
+  write_hugging_face(args.out, images, scaled)
   total = sum(
       os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out)
   )

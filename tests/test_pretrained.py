@@ -332,3 +332,36 @@ def test_big_vision_errors(tmp_path):
   np.savez(tmp_path / "objects.npz", kernel=np.array([{"a": 1}], dtype=object))
   with pytest.raises(ValueError, match="npz"):
     models.load_big_vision(tmp_path / "objects.npz")
+
+
+def test_hugging_face_vit_matches_transformers():
+  path, reference = fixture("hf_vit")
+  converted = models.load_hugging_face(path, num_heads=2)
+  assert converted.model_options["layer_norm_epsilon"] == float(
+      reference["layer_norm_eps"]
+  )
+  assert not converted.model_options["approximate_gelu"]
+  outputs = run(converted, reference["images"])
+  assert relative_error(outputs.backbone_features, reference["features"]) <= (
+      RTOL
+  )
+  assert relative_error(outputs.logits, reference["logits"]) <= RTOL
+  arrays = load_file(path)
+  query = arrays.pop("vit.encoder.layer.1.attention.attention.query.weight")
+  # ViTModel: no classifier, a pooler that is not part of the features.
+  headless = {
+      k: v for k, v in arrays.items() if not k.startswith("classifier.")
+  }
+  headless["vit.pooler.dense.weight"] = np.zeros((32, 32), np.float32)
+  headless["vit.encoder.layer.1.attention.attention.query.weight"] = query
+  converted = models.convert_hugging_face(headless, num_heads=2)
+  assert converted.num_classes is None
+  # A missing query projection: its key and value are reported, not guessed.
+  with pytest.raises(ValueError) as error:
+    models.convert_hugging_face(arrays, num_heads=2)
+  assert "vit.encoder.layer.1.attention.attention.key.weight" in str(
+      error.value
+  )
+  assert "blocks.1.attn.qkv.weight" in str(error.value)
+  with pytest.raises(ValueError, match="layer_norm_epsilon"):
+    models.convert_hugging_face(headless, num_heads=2, layer_norm_epsilon=0)

@@ -170,6 +170,7 @@ def test_approximate_gelu_changes_the_function():
         ({"num_heads": 5}, (16, 16, 3), "num_heads"),
         ({"width": 0}, (16, 16, 3), "width"),
         ({"depth": 1.5}, (16, 16, 3), "depth"),
+        ({"layer_norm_epsilon": 0.0}, (16, 16, 3), "layer_norm_epsilon"),
         ({}, (20, 16, 3), "patch_size"),
         ({}, (16, 16), "input_shape"),
     ],

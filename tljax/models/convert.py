@@ -16,6 +16,9 @@ A big_vision or original ViT / AugReg ``.npz`` ViT loads with
 :func:`load_big_vision` (``allow_pickle=False``); its names are tljax's ViT
 names already.
 
+A Hugging Face transformers ViT (``ViTForImageClassification`` or
+``ViTModel``, ``model.safetensors``) loads with :func:`load_hugging_face`.
+
 A torchvision ``.pth`` (or any PyTorch state dict under the same names) loads
 with :func:`load_torchvision` where torch is installed
 (``torch.load(weights_only=True)``, never plain pickle).
@@ -72,8 +75,10 @@ from tljax.params.tree import flatten, unflatten
 __all__ = [
     "Converted",
     "convert_big_vision",
+    "convert_hugging_face",
     "convert_timm",
     "load_big_vision",
+    "load_hugging_face",
     "load_timm",
     "load_torchvision",
     "resample_posemb",
@@ -599,6 +604,19 @@ def convert_timm(
   return converted
 
 
+def _read_safetensors(path) -> dict:
+  if not isinstance(path, str | os.PathLike) or not os.path.isfile(path):
+    raise FileNotFoundError(f"path {path!r} is not a file.")
+  from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+
+  try:
+    return load_file(os.fspath(path))
+  except Exception as error:  # safetensors raises its own SafetensorError.
+    raise ValueError(
+        f"path {os.fspath(path)!r} is not a safetensors file: {error}"
+    ) from error
+
+
 def load_timm(
     path: str | os.PathLike,
     *,
@@ -616,16 +634,7 @@ def load_timm(
     FileNotFoundError: if ``path`` is not a file.
     ValueError: as :func:`convert_timm`, or a file that is not safetensors.
   """
-  if not isinstance(path, str | os.PathLike) or not os.path.isfile(path):
-    raise FileNotFoundError(f"path {path!r} is not a file.")
-  from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
-
-  try:
-    arrays = load_file(os.fspath(path))
-  except Exception as error:  # safetensors raises its own SafetensorError.
-    raise ValueError(
-        f"path {os.fspath(path)!r} is not a safetensors file: {error}"
-    ) from error
+  arrays = _read_safetensors(path)
   return convert_timm(
       arrays,
       image_size=image_size,
@@ -908,6 +917,158 @@ def load_big_vision(
   return convert_big_vision(
       arrays,
       image_size=image_size,
+      approximate_gelu=approximate_gelu,
+      input_mean=input_mean,
+      input_std=input_std,
+  )
+
+
+_HF_LAYER = re.compile(r"(?:encoder\.layer|layers)\.(\d+)\.(.+)")
+_HF_LAYER_NAMES = {
+    "layernorm_before": "norm1",
+    "layernorm_after": "norm2",
+    "attention.output.dense": "attn.proj",
+    "attention.o_proj": "attn.proj",
+    "intermediate.dense": "mlp.fc1",
+    "output.dense": "mlp.fc2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+_HF_QKV = {
+    "attention.attention.query": 0,
+    "attention.attention.key": 1,
+    "attention.attention.value": 2,
+    "attention.q_proj": 0,
+    "attention.k_proj": 1,
+    "attention.v_proj": 2,
+}
+_HF_NAMES = {
+    "embeddings.cls_token": "cls_token",
+    "embeddings.position_embeddings": "pos_embed",
+    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+    "layernorm.weight": "norm.weight",
+    "layernorm.bias": "norm.bias",
+    "classifier.weight": "head.weight",
+    "classifier.bias": "head.bias",
+}
+
+
+def _hugging_face_to_timm(arrays: Mapping[str, np.ndarray]) -> dict:
+  """Hugging Face ViT names (``vit.encoder.layer.N…``) to timm's.
+
+  The separate query, key and value projections are stacked into timm's
+  ``qkv`` (rows q, k, v); ``ViTModel``'s tanh ``pooler`` is dropped (it is
+  not part of the features). A name that does not fit is kept as it is, so
+  that it is reported as unexpected.
+  """
+  renamed, qkv = {}, {}
+  for key, value in arrays.items():
+    name = key[len("vit.") :] if key.startswith("vit.") else key
+    if name.startswith("pooler."):
+      continue
+    if name in _HF_NAMES:
+      renamed[_HF_NAMES[name]] = value
+      continue
+    match = _HF_LAYER.fullmatch(name)
+    if match:
+      index, rest = match[1], match[2]
+      module, _, leaf = rest.rpartition(".")
+      if module in _HF_QKV:
+        qkv.setdefault((index, leaf), {})[_HF_QKV[module]] = (key, value)
+        continue
+      if module in _HF_LAYER_NAMES:
+        renamed[f"blocks.{index}.{_HF_LAYER_NAMES[module]}.{leaf}"] = value
+        continue
+    renamed[key] = value
+  for (index, leaf), parts in qkv.items():
+    if sorted(parts) == [0, 1, 2]:
+      renamed[f"blocks.{index}.attn.qkv.{leaf}"] = np.concatenate(
+          [np.asarray(parts[i][1]) for i in range(3)], axis=0
+      )
+    else:
+      for key, value in parts.values():
+        renamed[key] = value
+  return renamed
+
+
+def convert_hugging_face(
+    arrays: Mapping[str, np.ndarray],
+    *,
+    image_size: int | None = None,
+    num_heads: int | None = None,
+    layer_norm_epsilon: float = 1e-12,
+    approximate_gelu: bool = False,
+    input_mean: tuple[float, ...] = INCEPTION_MEAN,
+    input_std: tuple[float, ...] = INCEPTION_STD,
+) -> Converted:
+  """Converts a Hugging Face transformers ViT state dict (``vit.encoder.layer…``).
+
+  ``ViTForImageClassification`` (with its ``classifier``) or ``ViTModel``
+  (its ``pooler`` is dropped), as ``save_pretrained`` writes them; the
+  renamed arrays go through :func:`convert_timm`'s ViT path. Hugging Face's
+  config says what the weights do not: pass its ``num_attention_heads``
+  (default: the standard width's), ``layer_norm_eps`` (default 1e-12, the
+  ``ViTConfig`` default; timm and big_vision use 1e-6) and ``hidden_act``
+  (``"gelu"``, exact: ``approximate_gelu=False``), and the image processor's
+  ``image_mean`` / ``image_std`` (0.5 for google/vit-*). Errors name the
+  keys in timm's naming after the renaming (unrenamed keys as they are).
+
+  Returns:
+    A :class:`Converted`; its options carry ``layer_norm_epsilon``.
+  """
+  if not isinstance(arrays, Mapping):
+    raise ValueError(
+        f"arrays must be a mapping of names to arrays, got {type(arrays).__name__}."
+    )
+  renamed = _hugging_face_to_timm(arrays)
+  if "patch_embed.proj.weight" not in renamed:
+    raise ValueError(
+        "arrays have no key 'vit.embeddings.patch_embeddings.projection.weight':"
+        f" not a Hugging Face ViT; keys: {sorted(arrays)[:20]}."
+    )
+  if (
+      isinstance(layer_norm_epsilon, bool)
+      or not isinstance(layer_norm_epsilon, float | int)
+      or not layer_norm_epsilon > 0
+  ):
+    raise ValueError(
+        "layer_norm_epsilon must be a positive number, got "
+        f"{layer_norm_epsilon!r}."
+    )
+  converted = convert_timm(
+      renamed,
+      image_size=image_size,
+      num_heads=num_heads,
+      input_mean=tuple(input_mean),
+      input_std=tuple(input_std),
+  )
+  options = dict(
+      converted.model_options,
+      layer_norm_epsilon=float(layer_norm_epsilon),
+      approximate_gelu=bool(approximate_gelu),
+  )
+  return dataclasses.replace(converted, model_options=options)
+
+
+def load_hugging_face(
+    path: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    num_heads: int | None = None,
+    layer_norm_epsilon: float = 1e-12,
+    approximate_gelu: bool = False,
+    input_mean: tuple[float, ...] = INCEPTION_MEAN,
+    input_std: tuple[float, ...] = INCEPTION_STD,
+) -> Converted:
+  """Reads a Hugging Face ViT ``model.safetensors`` (NumPy API, no torch) and
+  converts it (:func:`convert_hugging_face`, same arguments)."""
+  arrays = _read_safetensors(path)
+  return convert_hugging_face(
+      arrays,
+      image_size=image_size,
+      num_heads=num_heads,
+      layer_norm_epsilon=layer_norm_epsilon,
       approximate_gelu=approximate_gelu,
       input_mean=input_mean,
       input_std=input_std,

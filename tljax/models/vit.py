@@ -34,7 +34,8 @@ bottleneck has its own); GELU is exact by default (``approximate_gelu=False``,
 as the paper, timm and Hugging Face; big_vision's ``nn.gelu`` is the tanh
 approximation, so its checkpoints are run with ``approximate_gelu=True``); no
 ``map`` pooling, ``rep_size`` pre-logits or sin-cos position embedding.
-LayerNorm epsilon is 1e-6 (Flax's default, as big_vision and timm's ViT).
+LayerNorm epsilon is 1e-6 (Flax's default, as big_vision and timm's ViT;
+``layer_norm_epsilon`` sets it, e.g. 1e-12 for Hugging Face's ViT).
 
 Sizes (Table 1 of the paper, Ti from Touvron et al. 2021 as in big_vision's
 ``decode_variant``): width / depth / MLP / heads = Ti 192/12/768/3,
@@ -125,12 +126,15 @@ class Encoder1DBlock(nnx.Module):
       num_heads: int,
       *,
       approximate_gelu: bool,
+      layer_norm_epsilon: float,
       dtype: Dtype,
       param_dtype: Dtype,
       rngs: nnx.Rngs,
   ):
     common = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.LayerNorm_0 = nnx.LayerNorm(width, epsilon=1e-6, **common)
+    self.LayerNorm_0 = nnx.LayerNorm(
+        width, epsilon=layer_norm_epsilon, **common
+    )
     self.MultiHeadDotProductAttention_0 = nnx.MultiHeadAttention(
         num_heads,
         width,
@@ -139,7 +143,9 @@ class Encoder1DBlock(nnx.Module):
         deterministic=True,
         **common,
     )
-    self.LayerNorm_1 = nnx.LayerNorm(width, epsilon=1e-6, **common)
+    self.LayerNorm_1 = nnx.LayerNorm(
+        width, epsilon=layer_norm_epsilon, **common
+    )
     self.MlpBlock_0 = MlpBlock(
         width, mlp_dim, approximate_gelu=approximate_gelu, **common
     )
@@ -161,6 +167,7 @@ class Encoder(nnx.Module):
       num_heads: int,
       *,
       approximate_gelu: bool,
+      layer_norm_epsilon: float,
       dtype: Dtype,
       param_dtype: Dtype,
       rngs: nnx.Rngs,
@@ -175,11 +182,14 @@ class Encoder(nnx.Module):
               mlp_dim,
               num_heads,
               approximate_gelu=approximate_gelu,
+              layer_norm_epsilon=layer_norm_epsilon,
               **common,
           ),
       )
     self.depth = depth
-    self.encoder_norm = nnx.LayerNorm(width, epsilon=1e-6, **common)
+    self.encoder_norm = nnx.LayerNorm(
+        width, epsilon=layer_norm_epsilon, **common
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     for index in range(self.depth):
@@ -207,6 +217,7 @@ class ViTBackbone(nnx.Module):
       num_heads: int,
       pool_type: PoolType = "tok",
       approximate_gelu: bool = False,
+      layer_norm_epsilon: float = 1e-6,
       dtype: Dtype = jnp.float32,
       param_dtype: Dtype = jnp.float32,
       rngs: nnx.Rngs,
@@ -226,6 +237,8 @@ class ViTBackbone(nnx.Module):
         tokens).
       approximate_gelu: the tanh approximation of GELU (big_vision's
         checkpoints) instead of the exact one (timm, Hugging Face).
+      layer_norm_epsilon: every LayerNorm's epsilon: 1e-6 (big_vision, timm);
+        Hugging Face's ViT uses 1e-12.
       dtype: computation dtype.
       param_dtype: parameter dtype.
       rngs: random streams used for parameter initialisation.
@@ -244,6 +257,15 @@ class ViTBackbone(nnx.Module):
         )
     if width % num_heads:
       raise ValueError(f"num_heads ({num_heads}) must divide width ({width}).")
+    if (
+        isinstance(layer_norm_epsilon, bool)
+        or not isinstance(layer_norm_epsilon, float | int)
+        or not layer_norm_epsilon > 0
+    ):
+      raise ValueError(
+          "layer_norm_epsilon must be a positive number, got "
+          f"{layer_norm_epsilon!r}."
+      )
     if pool_type not in POOL_TYPES:
       raise ValueError(
           f"pool_type must be one of {list(POOL_TYPES)}, got {pool_type!r}."
@@ -286,6 +308,7 @@ class ViTBackbone(nnx.Module):
         mlp_dim,
         num_heads,
         approximate_gelu=approximate_gelu,
+        layer_norm_epsilon=layer_norm_epsilon,
         **common,
     )
     self.pool_type = pool_type
@@ -337,6 +360,7 @@ class ViT(Classifier):
       num_heads: int,
       pool_type: PoolType = "tok",
       approximate_gelu: bool = False,
+      layer_norm_epsilon: float = 1e-6,
       bottleneck_dim: int | None = 256,
       bottleneck_batch_norm: bool = True,
       bottleneck_dropout: float = 0.0,
@@ -357,6 +381,7 @@ class ViT(Classifier):
         num_heads=num_heads,
         pool_type=pool_type,
         approximate_gelu=approximate_gelu,
+        layer_norm_epsilon=layer_norm_epsilon,
         dtype=dtype,
         param_dtype=param_dtype,
         rngs=rngs,
@@ -386,6 +411,7 @@ def vit(
     num_heads: int,
     pool_type: PoolType = "tok",
     approximate_gelu: bool = False,
+    layer_norm_epsilon: float = 1e-6,
     bottleneck_dim: int | None = 256,
     bottleneck_batch_norm: bool = True,
     bottleneck_dropout: float = 0.0,
@@ -405,6 +431,7 @@ def vit(
       num_heads=num_heads,
       pool_type=pool_type,
       approximate_gelu=approximate_gelu,
+      layer_norm_epsilon=layer_norm_epsilon,
       bottleneck_dim=bottleneck_dim,
       bottleneck_batch_norm=bottleneck_batch_norm,
       bottleneck_dropout=bottleneck_dropout,
@@ -426,6 +453,7 @@ def standard_vit(variant: str, patch_size: int):
       *,
       pool_type: PoolType = "tok",
       approximate_gelu: bool = False,
+      layer_norm_epsilon: float = 1e-6,
       bottleneck_dim: int | None = 256,
       bottleneck_batch_norm: bool = True,
       bottleneck_dropout: float = 0.0,
@@ -444,6 +472,7 @@ def standard_vit(variant: str, patch_size: int):
         num_heads=num_heads,
         pool_type=pool_type,
         approximate_gelu=approximate_gelu,
+        layer_norm_epsilon=layer_norm_epsilon,
         bottleneck_dim=bottleneck_dim,
         bottleneck_batch_norm=bottleneck_batch_norm,
         bottleneck_dropout=bottleneck_dropout,
