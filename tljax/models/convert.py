@@ -25,7 +25,14 @@ with :func:`load_torchvision` where torch is installed
 
 For another task, build the model with its own head and merge the converted
 backbone with :func:`tljax.params.merge_pretrained` (``dont_load`` keeps the
-new ``head`` and ``bottleneck``).
+new ``head`` and ``bottleneck``)::
+
+    model = converted.create_model(num_classes=31, bottleneck_dim=256)
+    params, model_state = model.init(key)
+    params, model_state = merge_pretrained(
+        params, converted.params, dont_load=("head/.*", "bottleneck/.*"),
+        init_model_state=model_state,
+        loaded_model_state=converted.model_state)
 
 What the conversion does, following the upstream definitions (timm's
 ``resnet.py`` and ``vision_transformer.py``; big_vision's ``vit.py``):
