@@ -26,6 +26,11 @@ outputs for it.
 writes it; ``hf_vit.npz`` its outputs (features: the class token of
 ``last_hidden_state``, after the final LayerNorm). Needs transformers.
 
+``clip_vision.safetensors`` is a transformers
+``CLIPVisionModelWithProjection`` (width 32, 2 layers); ``clip_vision.npz``
+its ``pooler_output`` (features) and ``image_embeds`` (the projection of
+the features).
+
 tests/test_pretrained.py converts each fixture with tljax.models.load_timm
 (load_big_vision for the npz) and requires tljax's outputs to equal these,
 without torch. This script
@@ -261,6 +266,52 @@ def write_hugging_face(out, images, scaled):
   print("hf_vit", features.shape, logits.shape)
 
 
+def write_clip(out, images, scaled):
+  """A small transformers CLIP image tower, saved by save_pretrained."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  import tempfile  # pylint: disable=import-outside-toplevel
+
+  import torch  # pylint: disable=import-outside-toplevel
+  import transformers  # pylint: disable=import-outside-toplevel
+
+  config = transformers.CLIPVisionConfig(
+      hidden_size=32,
+      intermediate_size=64,
+      num_hidden_layers=2,
+      num_attention_heads=2,
+      image_size=32,
+      patch_size=8,
+      projection_dim=16,
+  )
+  model = randomize(transformers.CLIPVisionModelWithProjection(config), 13)
+  mean = np.float32((0.48145466, 0.4578275, 0.40821073))
+  std = np.float32((0.26862954, 0.26130258, 0.27577711))
+  inputs = torch.from_numpy(
+      ((scaled - mean) / std).transpose(0, 3, 1, 2).copy()
+  )
+  with torch.no_grad():
+    result = model(pixel_values=inputs)
+    features = model.vision_model(pixel_values=inputs).pooler_output
+  with tempfile.TemporaryDirectory() as directory:
+    model.save_pretrained(directory)
+    shutil.copyfile(
+        os.path.join(directory, "model.safetensors"),
+        os.path.join(out, "clip_vision.safetensors"),
+    )
+  np.savez(
+      os.path.join(out, "clip_vision.npz"),
+      images=images,
+      features=features.numpy(),
+      image_embeds=result.image_embeds.numpy(),
+      mean=mean.astype(np.float64),
+      std=std.astype(np.float64),
+      layer_norm_eps=np.asarray(config.layer_norm_eps),
+      hidden_act=np.asarray(config.hidden_act),
+      transformers_version=np.asarray(transformers.__version__),
+  )
+  print("clip_vision", features.shape, result.image_embeds.shape)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default=OUT)
@@ -301,6 +352,7 @@ def main(argv=None) -> int:
     print(name, features.shape, logits.shape)
   write_augreg(args.out, images, scaled)
   write_hugging_face(args.out, images, scaled)
+  write_clip(args.out, images, scaled)
   total = sum(
       os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out)
   )

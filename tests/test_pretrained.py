@@ -365,3 +365,41 @@ def test_hugging_face_vit_matches_transformers():
   assert "blocks.1.attn.qkv.weight" in str(error.value)
   with pytest.raises(ValueError, match="layer_norm_epsilon"):
     models.convert_hugging_face(headless, num_heads=2, layer_norm_epsilon=0)
+
+
+def test_clip_image_tower_matches_transformers():
+  path, reference = fixture("clip_vision")
+  converted = models.load_clip_vision(
+      path,
+      num_heads=2,
+      input_mean=tuple(reference["mean"]),
+      input_std=tuple(reference["std"]),
+  )
+  assert converted.num_classes is None and "head" not in converted.params
+  assert str(reference["hidden_act"]) == "quick_gelu"
+  assert converted.model_options["quick_gelu"]
+  assert converted.model_options["layer_norm_epsilon"] == float(
+      reference["layer_norm_eps"]
+  )
+  model = converted.create_model(num_classes=3)
+  params, _ = jax.tree.map(
+      lambda leaf: np.zeros(leaf.shape, leaf.dtype),
+      jax.eval_shape(model.init, jax.random.key(0)),
+  )
+  params, state = (
+      merge_pretrained(params, converted.params, dont_load=("head/.*",)),
+      {},
+  )
+  apply = jax.jit(model.apply, static_argnames="train")
+  outputs, _ = apply(params, state, reference["images"], train=False)
+  # backbone_features are CLIP's pooler_output; its projection the embeds.
+  assert relative_error(outputs.backbone_features, reference["features"]) <= (
+      RTOL
+  )
+  projection = load_file(path)["visual_projection.weight"]
+  embeds = np.asarray(outputs.backbone_features) @ projection.T
+  assert relative_error(embeds, reference["image_embeds"]) <= RTOL
+  arrays = load_file(path)
+  del arrays["vision_model.pre_layrnorm.bias"]
+  with pytest.raises(ValueError, match="pre_layrnorm.bias"):
+    models.convert_clip_vision(arrays, num_heads=2)

@@ -216,3 +216,32 @@ def test_generic_resnet_with_narrow_stages():
         block="wide",
         stage_sizes=(1, 1, 1, 1),
     )
+
+
+def test_clip_options():
+  model = models.create_model(
+      "vit",
+      num_classes=3,
+      input_shape=(16, 16, 3),
+      quick_gelu=True,
+      pre_norm=True,
+      patch_bias=False,
+      bottleneck_dim=None,
+      **TINY,
+  )
+  params, state = init(model)
+  flat = flatten(params)
+  assert "backbone/norm_pre/scale" in flat
+  assert "backbone/embedding/bias" not in flat
+  images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
+  plain = models.create_model(
+      "vit", num_classes=3, input_shape=(16, 16, 3), bottleneck_dim=None, **TINY
+  )
+  plain_params = dict(params, backbone=dict(params["backbone"]))
+  del plain_params["backbone"]["norm_pre"]
+  plain_params["backbone"]["embedding"] = dict(
+      params["backbone"]["embedding"], bias=np.zeros(32, np.float32)
+  )
+  a = apply(model, params, state, images)
+  b = apply(plain, plain_params, state, images)
+  assert not np.allclose(a.logits, b.logits)

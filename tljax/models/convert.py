@@ -19,6 +19,10 @@ names already.
 A Hugging Face transformers ViT (``ViTForImageClassification`` or
 ``ViTModel``, ``model.safetensors``) loads with :func:`load_hugging_face`.
 
+A Hugging Face CLIP image tower (``CLIPVisionModel``,
+``CLIPVisionModelWithProjection`` or a whole ``CLIPModel``'s
+``model.safetensors``) loads with :func:`load_clip_vision`.
+
 A torchvision ``.pth`` (or any PyTorch state dict under the same names) loads
 with :func:`load_torchvision` where torch is installed
 (``torch.load(weights_only=True)``, never plain pickle).
@@ -82,9 +86,11 @@ from tljax.params.tree import flatten, unflatten
 __all__ = [
     "Converted",
     "convert_big_vision",
+    "convert_clip_vision",
     "convert_hugging_face",
     "convert_timm",
     "load_big_vision",
+    "load_clip_vision",
     "load_hugging_face",
     "load_timm",
     "load_torchvision",
@@ -96,6 +102,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # The original ViT checkpoints and timm's AugReg ones: inputs in [-1, 1].
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
+# OpenAI CLIP's image normalisation.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _STANDARD_RESNETS = {
     ("basic", (2, 2, 2, 2)): "resnet18",
@@ -1077,6 +1086,247 @@ def load_hugging_face(
       num_heads=num_heads,
       layer_norm_epsilon=layer_norm_epsilon,
       approximate_gelu=approximate_gelu,
+      input_mean=input_mean,
+      input_std=input_std,
+  )
+
+
+_CLIP_IGNORED = re.compile(
+    r"(text_model\..*|text_projection\..*|visual_projection\..*|logit_scale)"
+)
+
+
+def convert_clip_vision(
+    arrays: Mapping[str, np.ndarray],
+    *,
+    image_size: int | None = None,
+    num_heads: int | None = None,
+    layer_norm_epsilon: float = 1e-5,
+    input_mean: tuple[float, ...] = CLIP_MEAN,
+    input_std: tuple[float, ...] = CLIP_STD,
+) -> Converted:
+  """Converts a Hugging Face CLIP image tower (``vision_model.*``) to a tljax ViT.
+
+  CLIP's ViT (Radford et al., 2021) differs from the classifier ViT in four
+  ways, which the converted model's options say: a LayerNorm before the
+  encoder (``pre_layrnorm`` → ``norm_pre``, ``pre_norm=True``), QuickGELU
+  (``quick_gelu=True``), no bias in the patch embedding
+  (``patch_bias=False``), LayerNorm epsilon 1e-5. Its ``post_layernorm`` of
+  the class token is the encoder's final norm, so ``backbone_features`` are
+  CLIP's ``pooler_output``; its ``visual_projection`` (to the joint
+  image-text space), the text tower and ``logit_scale`` are left out.
+
+  Args:
+    arrays: ``name → array`` (``vision_model.`` prefix optional).
+    image_size: the input side; the position embedding is resized
+      bilinearly (:func:`resample_posemb`); default the checkpoint's.
+    num_heads: the config's ``num_attention_heads`` (default: the standard
+      width's; CLIP ViT-B uses 12, ViT-L 16).
+    layer_norm_epsilon: the config's ``layer_norm_eps``.
+    input_mean, input_std: CLIP's normalisation by default.
+
+  Returns:
+    A :class:`Converted` of ``vit`` without a head (``num_classes`` None).
+
+  Raises:
+    ValueError: a missing or unexpected key or a wrong shape (listing the
+      keys), or an invalid argument (named).
+  """
+  if not isinstance(arrays, Mapping):
+    raise ValueError(
+        f"arrays must be a mapping of names to arrays, got {type(arrays).__name__}."
+    )
+  vision = {
+      (
+          key[len("vision_model.") :]
+          if key.startswith("vision_model.")
+          else key
+      ): (value)
+      for key, value in arrays.items()
+      if not _CLIP_IGNORED.fullmatch(key)
+  }
+  patch_key = "embeddings.patch_embedding.weight"
+  if patch_key not in vision:
+    raise ValueError(
+        f"arrays have no key 'vision_model.{patch_key}': not a CLIP image "
+        f"tower; keys: {sorted(arrays)[:20]}."
+    )
+  mapper = _Mapper(vision)
+  kernel = np.asarray(vision[patch_key])
+  _check_rank(patch_key, kernel, 4)
+  width, patch = int(kernel.shape[0]), int(kernel.shape[2])
+  depth = 1 + max(
+      (
+          int(m[1])
+          for k in vision
+          if (m := re.match(r"encoder\.layers\.(\d+)\.", k))
+      ),
+      default=-1,
+  )
+  if num_heads is None:
+    if width not in _HEADS_BY_WIDTH:
+      raise ValueError(
+          f"num_heads is required for a ViT of width {width} (the checkpoint "
+          "does not say)."
+      )
+    num_heads = _HEADS_BY_WIDTH[width]
+  if (
+      isinstance(num_heads, bool)
+      or not isinstance(num_heads, int)
+      or num_heads < 1
+      or width % num_heads
+  ):
+    raise ValueError(
+        f"num_heads must be a positive divisor of the width {width}, got "
+        f"{num_heads!r}."
+    )
+  head_dim = width // num_heads
+  mapper.put("backbone/embedding/kernel", patch_key, _conv_kernel)
+  cls = mapper.get("embeddings.class_embedding")
+  pos = mapper.get("embeddings.position_embedding.weight")
+  if cls is None or pos is None:
+    mapper.finish()
+  if cls.shape != (width,) or pos.ndim != 2 or pos.shape[1] != width:
+    raise ValueError(
+        "checkpoint keys embeddings.class_embedding and "
+        f"embeddings.position_embedding.weight have shapes {cls.shape} and "
+        f"{pos.shape}; expected ({width},) and (1 + tokens, {width})."
+    )
+  side = int(round(np.sqrt(pos.shape[0] - 1)))
+  if side * side + 1 != pos.shape[0]:
+    raise ValueError(
+        "checkpoint key embeddings.position_embedding.weight has shape "
+        f"{pos.shape}: not a class token and a square patch grid."
+    )
+  if image_size is None:
+    image_size = side * patch
+  if (
+      isinstance(image_size, bool)
+      or not isinstance(image_size, int | np.integer)
+      or image_size < 1
+      or image_size % patch
+  ):
+    raise ValueError(
+        f"image_size must be a positive multiple of the patch size {patch}, "
+        f"got {image_size!r}."
+    )
+  grid = image_size // patch
+  # CLIP adds the position embedding after prepending the class token.
+  mapper.params["backbone/cls"] = (cls + pos[0]).reshape(1, 1, width)
+  mapper.sources["backbone/cls"] = "embeddings.class_embedding"
+  mapper.params["backbone/pos_embedding"] = resample_posemb(
+      pos[None, 1:], (grid, grid)
+  )
+  mapper.sources["backbone/pos_embedding"] = (
+      "embeddings.position_embedding.weight"
+  )
+  mapper.put("backbone/norm_pre/scale", "pre_layrnorm.weight", rank=1)
+  mapper.put("backbone/norm_pre/bias", "pre_layrnorm.bias", rank=1)
+  for index in range(depth):
+    key = f"encoder.layers.{index}"
+    path = f"backbone/Transformer/encoderblock_{index}"
+    for norm, name in (
+        ("layer_norm1", "LayerNorm_0"),
+        ("layer_norm2", "LayerNorm_1"),
+    ):
+      mapper.put(f"{path}/{name}/scale", f"{key}.{norm}.weight", rank=1)
+      mapper.put(f"{path}/{name}/bias", f"{key}.{norm}.bias", rank=1)
+    attention = f"{path}/MultiHeadDotProductAttention_0"
+    for projection, name in (
+        ("q_proj", "query"),
+        ("k_proj", "key"),
+        ("v_proj", "value"),
+    ):
+      mapper.put(
+          f"{attention}/{name}/kernel",
+          f"{key}.self_attn.{projection}.weight",
+          lambda w: w.T.reshape(width, num_heads, head_dim),
+          rank=2,
+      )
+      mapper.put(
+          f"{attention}/{name}/bias",
+          f"{key}.self_attn.{projection}.bias",
+          lambda b: b.reshape(num_heads, head_dim),
+          rank=1,
+      )
+    mapper.put(
+        f"{attention}/out/kernel",
+        f"{key}.self_attn.out_proj.weight",
+        lambda w: w.T.reshape(num_heads, head_dim, width),
+        rank=2,
+    )
+    mapper.put(
+        f"{attention}/out/bias", f"{key}.self_attn.out_proj.bias", rank=1
+    )
+    for fc, name in (("fc1", "Dense_0"), ("fc2", "Dense_1")):
+      mapper.put(
+          f"{path}/MlpBlock_0/{name}/kernel",
+          f"{key}.mlp.{fc}.weight",
+          _linear_kernel,
+          rank=2,
+      )
+      mapper.put(
+          f"{path}/MlpBlock_0/{name}/bias", f"{key}.mlp.{fc}.bias", rank=1
+      )
+  mapper.put(
+      "backbone/Transformer/encoder_norm/scale", "post_layernorm.weight", rank=1
+  )
+  mapper.put(
+      "backbone/Transformer/encoder_norm/bias", "post_layernorm.bias", rank=1
+  )
+  mapper.finish()
+  if (
+      isinstance(layer_norm_epsilon, bool)
+      or not isinstance(layer_norm_epsilon, float | int)
+      or not layer_norm_epsilon > 0
+  ):
+    raise ValueError(
+        "layer_norm_epsilon must be a positive number, got "
+        f"{layer_norm_epsilon!r}."
+    )
+  mlp_key = "encoder.layers.0.mlp.fc1.weight"
+  converted = Converted(
+      model_name="vit",
+      model_options={
+          "bottleneck_dim": None,
+          "pool_type": "tok",
+          "patch_size": patch,
+          "width": width,
+          "depth": depth,
+          "mlp_dim": int(vision[mlp_key].shape[0]),
+          "num_heads": num_heads,
+          "quick_gelu": True,
+          "pre_norm": True,
+          "patch_bias": False,
+          "layer_norm_epsilon": float(layer_norm_epsilon),
+      },
+      num_classes=None,
+      input_shape=(grid * patch, grid * patch, int(kernel.shape[1])),
+      input_mean=tuple(input_mean),
+      input_std=tuple(input_std),
+      params=unflatten(mapper.params),
+      model_state={},
+  )
+  _check_against_model(converted, mapper.sources)
+  return converted
+
+
+def load_clip_vision(
+    path: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    num_heads: int | None = None,
+    layer_norm_epsilon: float = 1e-5,
+    input_mean: tuple[float, ...] = CLIP_MEAN,
+    input_std: tuple[float, ...] = CLIP_STD,
+) -> Converted:
+  """Reads a Hugging Face CLIP ``model.safetensors`` (NumPy API, no torch) and
+  converts its image tower (:func:`convert_clip_vision`, same arguments)."""
+  return convert_clip_vision(
+      _read_safetensors(path),
+      image_size=image_size,
+      num_heads=num_heads,
+      layer_norm_epsilon=layer_norm_epsilon,
       input_mean=input_mean,
       input_std=input_std,
   )

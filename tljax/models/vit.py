@@ -34,6 +34,10 @@ bottleneck has its own); GELU is exact by default (``approximate_gelu=False``,
 as the paper, timm and Hugging Face; big_vision's ``nn.gelu`` is the tanh
 approximation, so its checkpoints are run with ``approximate_gelu=True``); no
 ``map`` pooling, ``rep_size`` pre-logits or sin-cos position embedding.
+For CLIP's image tower (Radford et al., 2021) the options ``quick_gelu``,
+``pre_norm`` and ``patch_bias=False`` add its differences; its final
+``post_layernorm`` of the class token is ``encoder_norm`` (a LayerNorm acts
+per token), and its ``visual_projection`` is not part of the backbone.
 LayerNorm epsilon is 1e-6 (Flax's default, as big_vision and timm's ViT;
 ``layer_norm_epsilon`` sets it, e.g. 1e-12 for Hugging Face's ViT).
 
@@ -88,14 +92,18 @@ def _positive_int(value) -> bool:
 
 
 class MlpBlock(nnx.Module):
-  """``Dense_0`` (width → mlp_dim) → GELU → ``Dense_1`` (mlp_dim → width)."""
+  """``Dense_0`` (width → mlp_dim) → GELU → ``Dense_1`` (mlp_dim → width).
+
+  ``activation``: ``"gelu"`` (exact), ``"gelu_tanh"`` (the tanh
+  approximation) or ``"quick_gelu"`` (CLIP's ``x * sigmoid(1.702 x)``).
+  """
 
   def __init__(
       self,
       width: int,
       mlp_dim: int,
       *,
-      approximate_gelu: bool,
+      activation: str,
       dtype: Dtype,
       param_dtype: Dtype,
       rngs: nnx.Rngs,
@@ -109,10 +117,14 @@ class MlpBlock(nnx.Module):
     )
     self.Dense_0 = nnx.Linear(width, mlp_dim, **layer)
     self.Dense_1 = nnx.Linear(mlp_dim, width, **layer)
-    self.approximate_gelu = approximate_gelu
+    self.activation = activation
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = nnx.gelu(self.Dense_0(x), approximate=self.approximate_gelu)
+    x = self.Dense_0(x)
+    if self.activation == "quick_gelu":
+      x = x * nnx.sigmoid(1.702 * x)  # CLIP's
+    else:
+      x = nnx.gelu(x, approximate=self.activation == "gelu_tanh")
     return self.Dense_1(x)
 
 
@@ -125,7 +137,7 @@ class Encoder1DBlock(nnx.Module):
       mlp_dim: int,
       num_heads: int,
       *,
-      approximate_gelu: bool,
+      activation: str,
       layer_norm_epsilon: float,
       dtype: Dtype,
       param_dtype: Dtype,
@@ -146,9 +158,7 @@ class Encoder1DBlock(nnx.Module):
     self.LayerNorm_1 = nnx.LayerNorm(
         width, epsilon=layer_norm_epsilon, **common
     )
-    self.MlpBlock_0 = MlpBlock(
-        width, mlp_dim, approximate_gelu=approximate_gelu, **common
-    )
+    self.MlpBlock_0 = MlpBlock(width, mlp_dim, activation=activation, **common)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = self.LayerNorm_0(x)
@@ -166,7 +176,7 @@ class Encoder(nnx.Module):
       mlp_dim: int,
       num_heads: int,
       *,
-      approximate_gelu: bool,
+      activation: str,
       layer_norm_epsilon: float,
       dtype: Dtype,
       param_dtype: Dtype,
@@ -181,7 +191,7 @@ class Encoder(nnx.Module):
               width,
               mlp_dim,
               num_heads,
-              approximate_gelu=approximate_gelu,
+              activation=activation,
               layer_norm_epsilon=layer_norm_epsilon,
               **common,
           ),
@@ -218,6 +228,9 @@ class ViTBackbone(nnx.Module):
       pool_type: PoolType = "tok",
       approximate_gelu: bool = False,
       layer_norm_epsilon: float = 1e-6,
+      quick_gelu: bool = False,
+      pre_norm: bool = False,
+      patch_bias: bool = True,
       dtype: Dtype = jnp.float32,
       param_dtype: Dtype = jnp.float32,
       rngs: nnx.Rngs,
@@ -238,7 +251,11 @@ class ViTBackbone(nnx.Module):
       approximate_gelu: the tanh approximation of GELU (big_vision's
         checkpoints) instead of the exact one (timm, Hugging Face).
       layer_norm_epsilon: every LayerNorm's epsilon: 1e-6 (big_vision, timm);
-        Hugging Face's ViT uses 1e-12.
+        Hugging Face's ViT uses 1e-12, CLIP 1e-5.
+      quick_gelu: CLIP's ``x * sigmoid(1.702 x)`` instead of GELU.
+      pre_norm: a LayerNorm (``norm_pre``) on the tokens before the encoder
+        (CLIP's ``ln_pre`` / ``pre_layrnorm``).
+      patch_bias: a bias in the patch embedding (CLIP has none).
       dtype: computation dtype.
       param_dtype: parameter dtype.
       rngs: random streams used for parameter initialisation.
@@ -288,6 +305,7 @@ class ViTBackbone(nnx.Module):
         (patch_size, patch_size),
         strides=(patch_size, patch_size),
         padding="VALID",
+        use_bias=patch_bias,
         **common,
     )
     self.pos_embedding = nnx.Param(
@@ -302,12 +320,19 @@ class ViTBackbone(nnx.Module):
         if pool_type == "tok"
         else None
     )
+    self.norm_pre = (
+        nnx.LayerNorm(width, epsilon=layer_norm_epsilon, **common)
+        if pre_norm
+        else None
+    )
     self.Transformer = Encoder(
         width,
         depth,
         mlp_dim,
         num_heads,
-        approximate_gelu=approximate_gelu,
+        activation="quick_gelu"
+        if quick_gelu
+        else ("gelu_tanh" if approximate_gelu else "gelu"),
         layer_norm_epsilon=layer_norm_epsilon,
         **common,
     )
@@ -333,6 +358,8 @@ class ViTBackbone(nnx.Module):
     if self.pool_type == "tok":
       cls = jnp.broadcast_to(self.cls[...].astype(x.dtype), (n, 1, c))
       x = jnp.concatenate([cls, x], axis=1)
+    if self.norm_pre is not None:
+      x = self.norm_pre(x)
     x = self.Transformer(x)
     if self.pool_type == "tok":
       features, tokens = x[:, 0], x[:, 1:]
@@ -361,6 +388,9 @@ class ViT(Classifier):
       pool_type: PoolType = "tok",
       approximate_gelu: bool = False,
       layer_norm_epsilon: float = 1e-6,
+      quick_gelu: bool = False,
+      pre_norm: bool = False,
+      patch_bias: bool = True,
       bottleneck_dim: int | None = 256,
       bottleneck_batch_norm: bool = True,
       bottleneck_dropout: float = 0.0,
@@ -382,6 +412,9 @@ class ViT(Classifier):
         pool_type=pool_type,
         approximate_gelu=approximate_gelu,
         layer_norm_epsilon=layer_norm_epsilon,
+        quick_gelu=quick_gelu,
+        pre_norm=pre_norm,
+        patch_bias=patch_bias,
         dtype=dtype,
         param_dtype=param_dtype,
         rngs=rngs,
@@ -412,6 +445,9 @@ def vit(
     pool_type: PoolType = "tok",
     approximate_gelu: bool = False,
     layer_norm_epsilon: float = 1e-6,
+    quick_gelu: bool = False,
+    pre_norm: bool = False,
+    patch_bias: bool = True,
     bottleneck_dim: int | None = 256,
     bottleneck_batch_norm: bool = True,
     bottleneck_dropout: float = 0.0,
@@ -432,6 +468,9 @@ def vit(
       pool_type=pool_type,
       approximate_gelu=approximate_gelu,
       layer_norm_epsilon=layer_norm_epsilon,
+      quick_gelu=quick_gelu,
+      pre_norm=pre_norm,
+      patch_bias=patch_bias,
       bottleneck_dim=bottleneck_dim,
       bottleneck_batch_norm=bottleneck_batch_norm,
       bottleneck_dropout=bottleneck_dropout,
