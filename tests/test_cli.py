@@ -233,7 +233,13 @@ def test_config_argument_and_missing_config_are_errors(capsys, tmp_path):
 
 def test_configs_resolve_in_the_cwd_then_in_the_package(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)  # no configs/ here: the packaged ones
-  assert cli.available_configs() == ["digits.py", "moons.py", "unsupervised.py"]
+  assert cli.available_configs() == [
+      "digits.py",
+      "images.py",
+      "mnist_m.py",
+      "moons.py",
+      "unsupervised.py",
+  ]
   assert cli.load_config_file("configs/moons.py:method=jan").method == "jan"
   assert cli.load_config_file("moons.py").method == "dann"
   assert cli.load_config_file(None).model.name == "lenet"  # digits.py
