@@ -226,17 +226,23 @@ def median_seconds(function, repeats: int) -> float:
   return statistics.median(times)
 
 
-def interleaved_medians(functions, repeats: int) -> list[float]:
+def interleaved_medians(
+    functions, repeats: int, pause: float = 0.0
+) -> list[float]:
   """The median wall times of ``repeats`` rounds that call each function once.
 
   Calling the contenders in turn, round after round, exposes them to the
   same machine load: a burst of other work slows one round of each, not all
   calls of one. Use it for ratios of fast calls (milliseconds), where
-  back-to-back blocks of calls would each catch a different load.
+  back-to-back blocks of calls would each catch a different load. ``pause``
+  seconds of sleep before each call let the previous contender's thread
+  pool go idle: OpenBLAS's and XLA's worker threads spin for a while after
+  a call, and would otherwise take cores from the next one.
   """
   times = [[] for _ in functions]
   for _ in range(repeats):
     for function, record in zip(functions, times):
+      time.sleep(pause)
       start = time.perf_counter()
       function()
       record.append(time.perf_counter() - start)

@@ -131,7 +131,9 @@ def section_logme(args, ctx) -> Section:
       f"compilation, then the median of {repeats} warm calls); NumPy: "
       "`logme_numpy` of this script (float64, the paper's fixed point per "
       "class, run to convergence), median of the same number of calls, "
-      "the two called in turns so that both see the same machine load. "
+      "the two called in turns so that both see the same machine load, "
+      "each after 0.2 s of sleep (the other's BLAS threads spin for a while "
+      "after a call). "
       "Ratio: NumPy's time ÷ tljax's warm time (above 1: tljax faster)."
   ]
   table = Table(
@@ -155,7 +157,7 @@ def section_logme(args, ctx) -> Section:
 
     first = median_seconds(ours, 1)
     warm, reference = interleaved_medians(
-        [ours, lambda: logme_numpy(features, labels)], repeats
+        [ours, lambda: logme_numpy(features, labels)], repeats, pause=0.2
     )
     difference = abs(float(ours()) - logme_numpy(features, labels))
     points.append((n, warm, reference))
