@@ -34,7 +34,7 @@ from tljax.models.resnet import (
     resnet18,
     resnet50,
 )
-from tljax.models.vit import VIT_VARIANTS, ViT, ViTBackbone, vit
+from tljax.models.vit import VIT_VARIANTS, ViT, ViTBackbone
 from tljax.models.convert import (
     Converted,
     convert_big_vision,
@@ -82,5 +82,4 @@ __all__ = [
     "VIT_VARIANTS",
     "ViT",
     "ViTBackbone",
-    "vit",
 ]

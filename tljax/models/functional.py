@@ -47,7 +47,7 @@ from tljax.params.tree import flatten, unflatten
 from tljax.models.lenet import LeNet
 from tljax.models.mlp import MLP
 from tljax.models.resnet import resnet, resnet18, resnet50
-from tljax.models.vit import STANDARD_VITS, vit
+from tljax.models.vit import STANDARD_VITS, ViT
 
 __all__ = [
     "Model",
@@ -120,7 +120,7 @@ register_model("lenet")(LeNet)
 register_model("resnet18")(resnet18)
 register_model("resnet50")(resnet50)
 register_model("resnet")(resnet)
-register_model("vit")(vit)
+register_model("vit")(ViT)
 for _name, _builder in STANDARD_VITS.items():
   register_model(_name)(_builder)
 

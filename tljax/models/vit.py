@@ -66,7 +66,6 @@ __all__ = [
     "VIT_VARIANTS",
     "ViT",
     "ViTBackbone",
-    "vit",
 ]
 
 PoolType = Literal["tok", "gap"]
@@ -431,54 +430,6 @@ class ViT(Classifier):
         param_dtype=param_dtype,
         rngs=rngs,
     )
-
-
-def vit(
-    input_shape: Sequence[int],
-    num_classes: int,
-    *,
-    patch_size: int,
-    width: int,
-    depth: int,
-    mlp_dim: int,
-    num_heads: int,
-    pool_type: PoolType = "tok",
-    approximate_gelu: bool = False,
-    layer_norm_epsilon: float = 1e-6,
-    quick_gelu: bool = False,
-    pre_norm: bool = False,
-    patch_bias: bool = True,
-    bottleneck_dim: int | None = 256,
-    bottleneck_batch_norm: bool = True,
-    bottleneck_dropout: float = 0.0,
-    batch_norm_momentum: float = 0.9,
-    dtype: Dtype = jnp.float32,
-    param_dtype: Dtype = jnp.float32,
-    rngs: nnx.Rngs,
-) -> ViT:
-  """A ViT of any size (``vit`` in the registry); arguments as for :class:`ViT`."""
-  return ViT(
-      input_shape,
-      num_classes,
-      patch_size=patch_size,
-      width=width,
-      depth=depth,
-      mlp_dim=mlp_dim,
-      num_heads=num_heads,
-      pool_type=pool_type,
-      approximate_gelu=approximate_gelu,
-      layer_norm_epsilon=layer_norm_epsilon,
-      quick_gelu=quick_gelu,
-      pre_norm=pre_norm,
-      patch_bias=patch_bias,
-      bottleneck_dim=bottleneck_dim,
-      bottleneck_batch_norm=bottleneck_batch_norm,
-      bottleneck_dropout=bottleneck_dropout,
-      batch_norm_momentum=batch_norm_momentum,
-      dtype=dtype,
-      param_dtype=param_dtype,
-      rngs=rngs,
-  )
 
 
 def standard_vit(variant: str, patch_size: int):

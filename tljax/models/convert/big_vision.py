@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from tljax.models.convert.common import (
+    vit_model,
     INCEPTION_MEAN,
     INCEPTION_STD,
     Converted,
     _check_against_model,
     resample_posemb,
 )
-from tljax.models.vit import VIT_VARIANTS
 from tljax.params.tree import unflatten
 
 # The auto-numbered names of the original ViT code (google-research/
@@ -197,19 +197,14 @@ def convert_big_vision(
       "pool_type": pool_type,
       "approximate_gelu": bool(approximate_gelu),
   }
-  name = None
-  for variant, sizes in VIT_VARIANTS.items():
-    if sizes == (width, depth, mlp_dim, num_heads) and patch in (16, 32):
-      name = f"vit_{variant.lower()}{patch}"
-  if name is None:
-    name = "vit"
-    options.update(
-        patch_size=patch,
-        width=width,
-        depth=depth,
-        mlp_dim=mlp_dim,
-        num_heads=num_heads,
-    )
+  name, options = vit_model(
+      options,
+      patch=patch,
+      width=width,
+      depth=depth,
+      mlp_dim=mlp_dim,
+      num_heads=num_heads,
+  )
   converted = Converted(
       model_name=name,
       model_options=options,

@@ -35,6 +35,58 @@ INCEPTION_STD = (0.5, 0.5, 0.5)
 _HEADS_BY_WIDTH = {width: heads for width, _, _, heads in VIT_VARIANTS.values()}
 
 
+def resolve_num_heads(width: int, num_heads: int | None) -> int:
+  """``num_heads``, or the standard ViT's for ``width`` when None (checked).
+
+  A checkpoint's arrays give the width but not the number of heads.
+  """
+  if num_heads is None:
+    if width not in _HEADS_BY_WIDTH:
+      raise ValueError(
+          f"num_heads is required for a ViT of width {width} (the checkpoint "
+          f"does not say; the standard widths are {sorted(_HEADS_BY_WIDTH)})."
+      )
+    num_heads = _HEADS_BY_WIDTH[width]
+  if (
+      isinstance(num_heads, bool)
+      or not isinstance(num_heads, int)
+      or num_heads < 1
+      or width % num_heads
+  ):
+    raise ValueError(
+        f"num_heads must be a positive divisor of the width {width}, got "
+        f"{num_heads!r}."
+    )
+  return num_heads
+
+
+def vit_model(
+    options: dict[str, Any],
+    *,
+    patch: int,
+    width: int,
+    depth: int,
+    mlp_dim: int,
+    num_heads: int,
+) -> tuple[str, dict[str, Any]]:
+  """The registered ViT name for these sizes, and ``options`` completed.
+
+  A standard size (``VIT_VARIANTS``, patch 16 or 32) is ``vit_<variant><patch>``;
+  any other is ``vit`` with every size among the options.
+  """
+  for variant, sizes in VIT_VARIANTS.items():
+    if sizes == (width, depth, mlp_dim, num_heads) and patch in (16, 32):
+      return f"vit_{variant.lower()}{patch}", options
+  return "vit", dict(
+      options,
+      patch_size=patch,
+      width=width,
+      depth=depth,
+      mlp_dim=mlp_dim,
+      num_heads=num_heads,
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class Converted:
   """A converted checkpoint: the tljax model it fits, its variables, its inputs.

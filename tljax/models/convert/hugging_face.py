@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from tljax.models.convert.common import (
-    _HEADS_BY_WIDTH,
+    resolve_num_heads,
     INCEPTION_MEAN,
     INCEPTION_STD,
     Converted,
@@ -268,23 +268,7 @@ def convert_clip_vision(
       ),
       default=-1,
   )
-  if num_heads is None:
-    if width not in _HEADS_BY_WIDTH:
-      raise ValueError(
-          f"num_heads is required for a ViT of width {width} (the checkpoint "
-          "does not say)."
-      )
-    num_heads = _HEADS_BY_WIDTH[width]
-  if (
-      isinstance(num_heads, bool)
-      or not isinstance(num_heads, int)
-      or num_heads < 1
-      or width % num_heads
-  ):
-    raise ValueError(
-        f"num_heads must be a positive divisor of the width {width}, got "
-        f"{num_heads!r}."
-    )
+  num_heads = resolve_num_heads(width, num_heads)
   head_dim = width // num_heads
   mapper.put("backbone/embedding/kernel", patch_key, _conv_kernel)
   cls = mapper.get("embeddings.class_embedding")

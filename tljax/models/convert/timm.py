@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 
 from tljax.models.convert.common import (
-    _HEADS_BY_WIDTH,
+    vit_model,
+    resolve_num_heads,
     IMAGENET_MEAN,
     IMAGENET_STD,
     INCEPTION_MEAN,
@@ -58,7 +59,6 @@ from tljax.models.convert.common import (
     _read_safetensors,
     resample_posemb,
 )
-from tljax.models.vit import VIT_VARIANTS
 from tljax.params.tree import unflatten
 
 _STANDARD_RESNETS = {
@@ -172,23 +172,7 @@ def _convert_vit(arrays, image_size, num_heads):
   )
   if depth < 1:
     raise ValueError("checkpoint has no keys blocks.<index>.*")
-  if num_heads is None:
-    if width not in _HEADS_BY_WIDTH:
-      raise ValueError(
-          f"num_heads is required for a ViT of width {width} (the checkpoint "
-          f"does not say; the standard widths are {sorted(_HEADS_BY_WIDTH)})."
-      )
-    num_heads = _HEADS_BY_WIDTH[width]
-  if (
-      isinstance(num_heads, bool)
-      or not isinstance(num_heads, int)
-      or num_heads < 1
-      or width % num_heads
-  ):
-    raise ValueError(
-        f"num_heads must be a positive divisor of the width {width}, got "
-        f"{num_heads!r}."
-    )
+  num_heads = resolve_num_heads(width, num_heads)
   head_dim = width // num_heads
   mlp_key = "blocks.0.mlp.fc1.weight"
   if mlp_key not in arrays:
@@ -286,19 +270,14 @@ def _convert_vit(arrays, image_size, num_heads):
       "pool_type": pool_type,
       "approximate_gelu": False,
   }
-  name = None
-  for variant, sizes in VIT_VARIANTS.items():
-    if sizes == (width, depth, mlp_dim, num_heads) and patch in (16, 32):
-      name = f"vit_{variant.lower()}{patch}"
-  if name is None:
-    name = "vit"
-    options.update(
-        patch_size=patch,
-        width=width,
-        depth=depth,
-        mlp_dim=mlp_dim,
-        num_heads=num_heads,
-    )
+  name, options = vit_model(
+      options,
+      patch=patch,
+      width=width,
+      depth=depth,
+      mlp_dim=mlp_dim,
+      num_heads=num_heads,
+  )
   return mapper, options, name, num_classes, image_size
 
 
