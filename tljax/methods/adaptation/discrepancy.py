@@ -23,19 +23,30 @@ from tljax.methods.registry import register_method
 JAN_PREDICTION_SIGMA = 0.92  # JAN's fixed kernel on the softmax predictions
 
 
-def discrepancy_method(
-    name: str, discrepancy, model, trade_off: float
-) -> Method:
+def discrepancy_method(name: str, terms, model, trade_off: float) -> Method:
+  """The source cross-entropy plus ``trade_off`` times a term of the batch.
+
+  ``terms(source_features, target_features, source_logits, target_logits)``
+  gives ``(term, metrics)``: the term and what to log with it.
+  """
 
   def loss_fn(params, model_state, batch, key, extras, *, hparams):
     del extras
-    loss, model_state, source_features, target_features, _, _, metrics = (
-        joint_forward(model, params, model_state, batch, key)
+    (
+        loss,
+        model_state,
+        source_features,
+        target_features,
+        source_logits,
+        target_logits,
+        metrics,
+    ) = joint_forward(model, params, model_state, batch, key)
+    term, term_metrics = terms(
+        source_features, target_features, source_logits, target_logits
     )
-    term = discrepancy(source_features, target_features)
     return loss + hparams["trade_off"] * term, (
         model_state,
-        {**metrics, name: term},
+        {**metrics, **term_metrics},
     )
 
   return Method(
@@ -48,10 +59,24 @@ def discrepancy_method(
   )
 
 
+def feature_discrepancy_method(
+    name: str, discrepancy, model, trade_off: float
+) -> Method:
+  """:func:`discrepancy_method` of ``discrepancy(source_features,
+  target_features)``, logged under ``name``."""
+
+  def terms(source_features, target_features, source_logits, target_logits):
+    del source_logits, target_logits
+    term = discrepancy(source_features, target_features)
+    return term, {name: term}
+
+  return discrepancy_method(name, terms, model, trade_off)
+
+
 @register_method("dan", defaults=dict(trade_off=1.0), check=check_trade_off)
 def build_dan(config, model, *, trade_off) -> Method:
   del config
-  return discrepancy_method("dan", align.mmd, model, trade_off)
+  return feature_discrepancy_method("dan", align.mmd, model, trade_off)
 
 
 def check_coral(settings):
@@ -73,7 +98,7 @@ def build_deep_coral(config, model, *, trade_off, coral_convention) -> Method:
   # "paper" (Sun & Saenko) or "tllib" (TLlib's code: 4x the covariance term
   # plus a mean term); see align.coral.
   del config
-  return discrepancy_method(
+  return feature_discrepancy_method(
       "deep_coral",
       functools.partial(align.coral, convention=coral_convention),
       model,
@@ -86,35 +111,15 @@ def build_jan(config, model, *, trade_off) -> Method:
   """JAN: joint MMD of the features and the softmax predictions."""
   del config
 
-  def loss_fn(params, model_state, batch, key, extras, *, hparams):
-    del extras
-    (
-        loss,
-        model_state,
-        source_features,
-        target_features,
-        source_logits,
-        target_logits,
-        metrics,
-    ) = joint_forward(model, params, model_state, batch, key)
+  def terms(source_features, target_features, source_logits, target_logits):
     term = align.jmmd(
         [source_features, jax.nn.softmax(source_logits)],
         [target_features, jax.nn.softmax(target_logits)],
         kernel_bandwidths=[None, [JAN_PREDICTION_SIGMA**2]],
     )
-    return loss + hparams["trade_off"] * term, (
-        model_state,
-        {**metrics, "jmmd": term},
-    )
+    return term, {"jmmd": term}
 
-  return Method(
-      name="jan",
-      loss_fn=loss_fn,
-      domains=("source", "target"),
-      labeled=("source",),
-      setting="transductive",
-      hparams={"trade_off": trade_off},
-  )
+  return discrepancy_method("jan", terms, model, trade_off)
 
 
 @register_method(
@@ -124,11 +129,8 @@ def build_afn(config, model, *, trade_off, delta_r) -> Method:
   """Stepwise AFN on the bottleneck features of both domains (``Δr`` = ``delta_r``)."""
   del config
 
-  def loss_fn(params, model_state, batch, key, extras, *, hparams):
-    del extras
-    loss, model_state, source_features, target_features, _, _, metrics = (
-        joint_forward(model, params, model_state, batch, key)
-    )
+  def terms(source_features, target_features, source_logits, target_logits):
+    del source_logits, target_logits
     term = align.stepwise_adaptive_feature_norm(
         source_features, delta_r=delta_r
     ) + align.stepwise_adaptive_feature_norm(target_features, delta_r=delta_r)
@@ -137,19 +139,9 @@ def build_afn(config, model, *, trade_off, delta_r) -> Method:
             jnp.concatenate([source_features, target_features]), axis=-1
         )
     )
-    return loss + hparams["trade_off"] * term, (
-        model_state,
-        {**metrics, "feature_norm_loss": term, "feature_norm": norm},
-    )
+    return term, {"feature_norm_loss": term, "feature_norm": norm}
 
-  return Method(
-      name="afn",
-      loss_fn=loss_fn,
-      domains=("source", "target"),
-      labeled=("source",),
-      setting="transductive",
-      hparams={"trade_off": trade_off},
-  )
+  return discrepancy_method("afn", terms, model, trade_off)
 
 
 @register_method(
@@ -159,22 +151,9 @@ def build_mcc(config, model, *, trade_off, temperature) -> Method:
   """Minimum class confusion of the target predictions (temperature ``temperature``)."""
   del config
 
-  def loss_fn(params, model_state, batch, key, extras, *, hparams):
-    del extras
-    loss, model_state, _, _, _, target_logits, metrics = joint_forward(
-        model, params, model_state, batch, key
-    )
+  def terms(source_features, target_features, source_logits, target_logits):
+    del source_features, target_features, source_logits
     term = align.minimum_class_confusion(target_logits, temperature=temperature)
-    return loss + hparams["trade_off"] * term, (
-        model_state,
-        {**metrics, "mcc": term},
-    )
+    return term, {"mcc": term}
 
-  return Method(
-      name="mcc",
-      loss_fn=loss_fn,
-      domains=("source", "target"),
-      labeled=("source",),
-      setting="transductive",
-      hparams={"trade_off": trade_off},
-  )
+  return discrepancy_method("mcc", terms, model, trade_off)
