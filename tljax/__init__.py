@@ -3,8 +3,10 @@
 Subpackages mirror what is transferred (see docs/design.md): ``tljax.params``
 (parameter transfer), ``tljax.align`` (feature-representation transfer),
 ``tljax.reweight`` (instance transfer: importance weights, TrAdaBoost),
-``tljax.select`` (what and whether to transfer: transferability scores), and
-the shared machinery ``tljax.data``, ``tljax.models``, ``tljax.train`` and
+``tljax.select`` (what and whether to transfer: transferability scores),
+``tljax.transport`` (optimal-transport alignment: Sinkhorn divergence, OTDA,
+linear Monge mapping), and the shared machinery ``tljax.data``,
+``tljax.models``, ``tljax.train`` and
 ``tljax.methods``.
 
 A subpackage is imported when it is first used (``tljax.train`` after
@@ -26,6 +28,7 @@ __all__ = [
     "reweight",
     "select",
     "train",
+    "transport",
 ]
 
 

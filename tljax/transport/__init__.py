@@ -1,0 +1,70 @@
+"""Feature-representation transfer by optimal transport, on ott-jax.
+
+Pure, jittable functions of arrays (source before target in every
+signature, as in :mod:`tljax.align`), and a scikit-learn-style facade:
+
+* the entropic plan — :func:`sinkhorn` (a cost matrix, as POT's
+  ``ot.sinkhorn``), :func:`entropic_plan` (squared Euclidean cost between
+  points), both returning a :class:`SinkhornResult`;
+* an alignment loss — :func:`sinkhorn_divergence`, the debiased Sinkhorn
+  divergence (Genevay et al. 2018; Feydy et al. 2019), differentiable and
+  usable wherever :func:`tljax.align.mmd` is;
+* OTDA (Courty et al., TPAMI 2017) — the class-regularised plans
+  :func:`sinkhorn_lpl1` and :func:`sinkhorn_l1l2`, the
+  :func:`barycentric_mapping` of the source onto the target, and the
+  out-of-sample maps :func:`nearest_neighbor_mapping` (Ferradans et al.
+  2014) and :func:`entropic_mapping` (Pooladian and Niles-Weed 2021);
+* the linear Monge mapping between Gaussian approximations —
+  :func:`linear_monge_mapping` (Knott and Smith 1984; Flamary et al. 2019);
+* the facade — :class:`SinkhornTransport` (``fit(Xs, ys, Xt)``, then
+  ``transform``; POT's ``SinkhornTransport``, ``SinkhornLpl1Transport`` and
+  ``SinkhornL1l2Transport``) and :class:`LinearMongeTransport` (POT's
+  ``LinearTransport``).
+
+Checks follow :mod:`tljax.align`: shapes and dtypes when traced, values
+(finiteness, non-negative weights, label ranges) when concrete, each error a
+``ValueError`` naming the argument. Every function holds ``n × m``
+matrices (ott's dense mode; its online mode fails with JAX >= 0.9 in
+ott-jax 0.6.0: see :mod:`tljax.transport.sinkhorn`).
+"""
+
+from tljax.transport.facade import (
+    CLASS_REGULARIZATIONS,
+    OUT_OF_SAMPLE_MAPS,
+    LinearMongeTransport,
+    SinkhornTransport,
+)
+from tljax.transport.linear_monge import LinearMapping, linear_monge_mapping
+from tljax.transport.otda import (
+    barycentric_mapping,
+    entropic_mapping,
+    nearest_neighbor_mapping,
+    sinkhorn_l1l2,
+    sinkhorn_lpl1,
+)
+from tljax.transport.sinkhorn import (
+    DEFAULT_RELATIVE_EPSILON,
+    SinkhornResult,
+    entropic_plan,
+    sinkhorn,
+    sinkhorn_divergence,
+)
+
+__all__ = [
+    "CLASS_REGULARIZATIONS",
+    "DEFAULT_RELATIVE_EPSILON",
+    "LinearMapping",
+    "LinearMongeTransport",
+    "OUT_OF_SAMPLE_MAPS",
+    "SinkhornResult",
+    "SinkhornTransport",
+    "barycentric_mapping",
+    "entropic_mapping",
+    "entropic_plan",
+    "linear_monge_mapping",
+    "nearest_neighbor_mapping",
+    "sinkhorn",
+    "sinkhorn_divergence",
+    "sinkhorn_l1l2",
+    "sinkhorn_lpl1",
+]

@@ -1,0 +1,331 @@
+"""A scikit-learn-style front end to OTDA and the linear Monge mapping: fit, then transform.
+
+Thin over the pure functions of :mod:`tljax.transport`, with the shape of
+POT's ``ot.da`` estimators (and of :mod:`tljax.reweight`'s facade):
+``fit(Xs, ys, Xt)`` learns the map from the source to the target, and
+``transform(X)`` moves source points; a classifier is then trained on the
+moved source and applied to the target as it is::
+
+  transport = SinkhornTransport("lpl1", epsilon=1.0).fit(Xs, ys, Xt)
+  classifier.fit(transport.transform(Xs), ys).predict(Xt)
+
+Results are NumPy arrays, computed in float32 (float64 under
+``jax.enable_x64``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+
+from tljax.align._arrays import check_hyperparameter, check_matrix
+from tljax.transport._checks import (
+    check_iterations,
+    check_pair,
+    check_threshold,
+)
+from tljax.transport.linear_monge import linear_monge_mapping
+from tljax.transport.otda import (
+    barycentric_mapping,
+    entropic_mapping,
+    nearest_neighbor_mapping,
+    sinkhorn_l1l2,
+    sinkhorn_lpl1,
+)
+from tljax.transport.sinkhorn import _squared_euclidean_cost, entropic_plan
+
+__all__ = [
+    "CLASS_REGULARIZATIONS",
+    "LinearMongeTransport",
+    "OUT_OF_SAMPLE_MAPS",
+    "SinkhornTransport",
+]
+
+#: ``class_regularization`` of :class:`SinkhornTransport`.
+CLASS_REGULARIZATIONS = (None, "lpl1", "l1l2")
+#: ``out_of_sample_map`` of :class:`SinkhornTransport`.
+OUT_OF_SAMPLE_MAPS = ("ferradans", "entropic")
+
+
+class SinkhornTransport:
+  """OTDA (Courty et al., TPAMI 2017): an entropic plan, then the barycentric mapping.
+
+  ``class_regularization`` picks the plan: ``None`` the entropic plan
+  (:func:`~tljax.transport.entropic_plan`; POT's ``SinkhornTransport``),
+  ``"lpl1"`` :func:`~tljax.transport.sinkhorn_lpl1` (POT's
+  ``SinkhornLpl1Transport``), ``"l1l2"`` :func:`~tljax.transport.sinkhorn_l1l2`
+  (POT's ``SinkhornL1l2Transport``); the cost is the squared Euclidean
+  distance and the weights uniform. ``transform`` moves the fitted source
+  points by :func:`~tljax.transport.barycentric_mapping` and other points
+  by ``out_of_sample_map``: ``"ferradans"``
+  (:func:`~tljax.transport.nearest_neighbor_mapping`, POT's
+  ``out_of_sample_map='ferradans'``, the only one of its class-regularised
+  estimators) or, without class regularisation, ``"entropic"``
+  (:func:`~tljax.transport.entropic_mapping`, POT's ``'continuous'``, the
+  default of its ``SinkhornTransport`` since 0.9.5).
+
+  Args:
+    class_regularization: ``None``, ``"lpl1"`` or ``"l1l2"``.
+    epsilon: the entropic ``ε > 0`` (POT's ``reg_e``, 1), in squared input
+      units.
+    eta: the class penalty's weight ``η >= 0`` (POT's ``reg_cl``, 0.1).
+    out_of_sample_map: ``"ferradans"`` or ``"entropic"``.
+    threshold: each Sinkhorn solve stops when ``‖Pᵀ 1 − b‖₁`` is below it
+      (POT's ``tol``, 1e-8, is for float64; the default suits float32).
+    max_iterations: the most Sinkhorn iterations without class
+      regularisation (POT's ``max_iter``, 1000).
+    outer_iterations: majorisation or conditional-gradient steps of the
+      class-regularised plans (POT's ``max_iter``, 10).
+    inner_iterations: the most Sinkhorn iterations of each of those steps
+      (POT's ``max_inner_iter``, 200).
+    cost_tolerance: ``"l1l2"`` stops when its objective changes by less
+      than this, relative (POT's ``SinkhornL1l2Transport`` uses its ``tol``,
+      1e-8, so).
+
+  Attributes (after ``fit``): ``plan_`` (the ``(n_s, n_t)`` plan),
+  ``transported_source_`` (the fitted source points moved),
+  ``source_inputs_``, ``target_inputs_``; without class regularisation also
+  ``target_potential_`` and ``converged_``.
+  """
+
+  def __init__(
+      self,
+      class_regularization: str | None = None,
+      *,
+      epsilon: float = 1.0,
+      eta: float = 0.1,
+      out_of_sample_map: str = "ferradans",
+      threshold: float = 1e-6,
+      max_iterations: int = 1000,
+      outer_iterations: int = 10,
+      inner_iterations: int = 200,
+      cost_tolerance: float = 1e-8,
+  ):
+    if class_regularization not in CLASS_REGULARIZATIONS:
+      raise ValueError(
+          f"class_regularization must be one of {CLASS_REGULARIZATIONS}, got "
+          f"{class_regularization!r}."
+      )
+    if out_of_sample_map not in OUT_OF_SAMPLE_MAPS:
+      raise ValueError(
+          f"out_of_sample_map must be one of {OUT_OF_SAMPLE_MAPS}, got "
+          f"{out_of_sample_map!r}."
+      )
+    if out_of_sample_map == "entropic" and class_regularization is not None:
+      raise ValueError(
+          "out_of_sample_map='entropic' needs the potentials of a plain "
+          "entropic plan; with class_regularization use 'ferradans'."
+      )
+    check_hyperparameter(epsilon, "epsilon", positive=True)
+    check_hyperparameter(eta, "eta")
+    self.class_regularization = class_regularization
+    self.epsilon = epsilon
+    self.eta = eta
+    self.out_of_sample_map = out_of_sample_map
+    self.threshold = check_threshold(threshold)
+    self.max_iterations = check_iterations(max_iterations, "max_iterations")
+    self.outer_iterations = check_iterations(
+        outer_iterations, "outer_iterations"
+    )
+    self.inner_iterations = check_iterations(
+        inner_iterations, "inner_iterations"
+    )
+    self.cost_tolerance = check_threshold(cost_tolerance, "cost_tolerance")
+
+  def get_params(self, deep: bool = True) -> dict:
+    del deep
+    return {
+        "class_regularization": self.class_regularization,
+        "epsilon": self.epsilon,
+        "eta": self.eta,
+        "out_of_sample_map": self.out_of_sample_map,
+        "threshold": self.threshold,
+        "max_iterations": self.max_iterations,
+        "outer_iterations": self.outer_iterations,
+        "inner_iterations": self.inner_iterations,
+        "cost_tolerance": self.cost_tolerance,
+    }
+
+  def fit(self, source_inputs, source_labels=None, target_inputs=None):
+    """Fits the plan from the source (with its labels) to the target.
+
+    Raises:
+      ValueError: on inputs that are not finite matrices of the same
+        number of columns, ``target_inputs`` missing, or, with class
+        regularisation, ``source_labels`` missing or not integers in
+        ``[0, num_classes)``, one per source row.
+    """
+    if target_inputs is None:
+      raise ValueError(
+          "target_inputs is required: fit(source_inputs, source_labels, "
+          "target_inputs)."
+      )
+    source, target = check_pair(
+        source_inputs, target_inputs, "source_inputs", "target_inputs"
+    )
+    if self.class_regularization is None:
+      result = entropic_plan(
+          source,
+          target,
+          epsilon=self.epsilon,
+          threshold=self.threshold,
+          max_iterations=self.max_iterations,
+      )
+      plan = result.plan
+      self.target_potential_ = np.asarray(result.target_potential)
+      self.converged_ = bool(result.converged)
+    else:
+      if source_labels is None:
+        raise ValueError(
+            f"source_labels is required with class_regularization="
+            f"{self.class_regularization!r}."
+        )
+      if self.class_regularization == "lpl1":
+        solver = sinkhorn_lpl1
+      else:
+        solver = functools.partial(
+            sinkhorn_l1l2, cost_tolerance=self.cost_tolerance
+        )
+      plan = solver(
+          _squared_euclidean_cost(source, target),
+          source_labels,
+          epsilon=self.epsilon,
+          class_regularization=self.eta,
+          outer_iterations=self.outer_iterations,
+          inner_iterations=self.inner_iterations,
+          threshold=self.threshold,
+      )
+    self.plan_ = np.asarray(plan)
+    self.source_inputs_ = np.asarray(source)
+    self.target_inputs_ = np.asarray(target)
+    self.transported_source_ = np.asarray(barycentric_mapping(plan, target))
+    return self
+
+  def transform(self, source_inputs) -> np.ndarray:
+    """The source points moved onto the target domain.
+
+    The fitted source points (the same array) by the barycentric mapping;
+    other points by ``out_of_sample_map``.
+
+    Raises:
+      ValueError: before ``fit``, or on inputs that are not a finite matrix
+        with the fitted number of columns.
+    """
+    if not hasattr(self, "plan_"):
+      raise ValueError(
+          "call fit(source_inputs, source_labels, target_inputs) before "
+          "transform."
+      )
+    _, inputs = check_pair(
+        self.source_inputs_,
+        source_inputs,
+        "the fitted source_inputs",
+        "source_inputs",
+    )
+    if np.array_equal(np.asarray(inputs), self.source_inputs_):
+      return self.transported_source_
+    if self.out_of_sample_map == "entropic":
+      return np.asarray(
+          entropic_mapping(
+              inputs,
+              self.target_inputs_,
+              self.target_potential_,
+              epsilon=self.epsilon,
+          )
+      )
+    return np.asarray(
+        nearest_neighbor_mapping(
+            inputs, self.source_inputs_, self.transported_source_
+        )
+    )
+
+  def fit_transform(
+      self, source_inputs, source_labels=None, target_inputs=None
+  ) -> np.ndarray:
+    """``fit``, then ``transform`` of the fitted source."""
+    return self.fit(source_inputs, source_labels, target_inputs).transform(
+        source_inputs
+    )
+
+
+class LinearMongeTransport:
+  """The linear Monge mapping (Knott and Smith; Flamary et al. 2019), POT's ``LinearTransport``.
+
+  See :func:`~tljax.transport.linear_monge_mapping`.
+
+  Args:
+    regularization: the ridge ``λ >= 0`` on both covariances (1e-8).
+    bias: an affine map between centred domains (``True``) or a linear one.
+
+  Attributes (after ``fit``): ``matrix_`` (``A``), ``offset_`` (``b``):
+  ``transform(X) = X @ A + b``.
+  """
+
+  def __init__(self, regularization: float = 1e-8, bias: bool = True):
+    check_hyperparameter(regularization, "regularization")
+    if not isinstance(bias, (bool, np.bool_)):
+      raise ValueError(f"bias must be True or False, got {bias!r}.")
+    self.regularization = regularization
+    self.bias = bool(bias)
+
+  def get_params(self, deep: bool = True) -> dict:
+    del deep
+    return {"regularization": self.regularization, "bias": self.bias}
+
+  def fit(self, source_inputs, source_labels=None, target_inputs=None):
+    """Fits the map from the source's Gaussian approximation to the target's.
+
+    ``source_labels`` is not used (accepted for the common signature).
+
+    Raises:
+      ValueError: on ``target_inputs`` missing, or as
+        :func:`~tljax.transport.linear_monge_mapping`.
+    """
+    del source_labels
+    if target_inputs is None:
+      raise ValueError(
+          "target_inputs is required: fit(source_inputs, source_labels, "
+          "target_inputs)."
+      )
+    mapping = linear_monge_mapping(
+        check_matrix(source_inputs, "source_inputs", finite=True),
+        check_matrix(target_inputs, "target_inputs", finite=True),
+        regularization=self.regularization,
+        bias=self.bias,
+    )
+    self.matrix_ = np.asarray(mapping.matrix)
+    self.offset_ = np.asarray(mapping.offset)
+    return self
+
+  def transform(self, source_inputs) -> np.ndarray:
+    """``source_inputs @ matrix_ + offset_``.
+
+    Raises:
+      ValueError: before ``fit``, or on inputs that are not a finite matrix
+        with the fitted number of columns.
+    """
+    if not hasattr(self, "matrix_"):
+      raise ValueError(
+          "call fit(source_inputs, source_labels, target_inputs) before "
+          "transform."
+      )
+    inputs = check_matrix(source_inputs, "source_inputs", finite=True)
+    if inputs.shape[1] != self.matrix_.shape[0]:
+      raise ValueError(
+          f"source_inputs must have {self.matrix_.shape[0]} columns, as the "
+          f"fitted inputs, got shape {inputs.shape}."
+      )
+    return np.asarray(
+        inputs @ jnp.asarray(self.matrix_, inputs.dtype)
+        + jnp.asarray(self.offset_, inputs.dtype)
+    )
+
+  def fit_transform(
+      self, source_inputs, source_labels=None, target_inputs=None
+  ) -> np.ndarray:
+    """``fit``, then ``transform`` of the source."""
+    return self.fit(source_inputs, source_labels, target_inputs).transform(
+        source_inputs
+    )
