@@ -34,6 +34,7 @@ MODULES = (
     "tljax.data",
     "tljax.models",
     "tljax.unsupervised",
+    "tljax.transport",
     "tljax.report",
 )
 _MAX_VALUE_CHARACTERS = 200

@@ -41,7 +41,7 @@ FLOORS = (
     ),
     # 1. The loss libraries: pure functions of arrays, what research users
     #    import into their own JAX code.
-    ("align", "select", "reweight", "relational", "unsupervised"),
+    ("align", "select", "reweight", "relational", "unsupervised", "transport"),
     # 2. Data, models and parameter trees.
     ("data", "models", "params"),
     # 3. Recipes: a loss built from the floors below, registered by name.

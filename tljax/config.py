@@ -42,7 +42,19 @@ Fields (defaults in :func:`base_config`):
   with a pretrain step, e.g. ``finetune``) start from instead of training
   ``source_only`` first (``{seed}`` in it is replaced by the run's seed), and
   the ``dont_load`` and ``zero_init`` patterns (see
-  :func:`tljax.params.load_pretrained`).
+  :func:`tljax.params.load_pretrained`). Or ``pretrained``, a converted
+  checkpoint, ``"<format>[:<arch>]=<path>"`` (e.g.
+  ``"timm:resnet50=/ckpt/model.safetensors"``; formats ``timm``,
+  ``torchvision``, ``big_vision``, ``hugging_face``, ``clip``: see
+  :mod:`tljax.models.convert.spec`), with its loader's
+  ``pretrained_options`` (e.g. ``num_heads``): then the checkpoint fixes the
+  architecture and its input convention (``model.name`` and the other
+  architecture options of ``model`` are not used; ``bottleneck_*``,
+  ``dtype``, ``param_dtype`` and ``batch_norm_momentum`` are), every run
+  starts from it (its ``bottleneck`` and the ``dont_load`` parameters new),
+  and it stands in for the ``source_only`` run of the transfer recipes
+  (``finetune``, ``l2_sp`` regularising towards it, ...). At most one of
+  ``workdir`` and ``pretrained``.
 * ``label_smoothing`` for the cross-entropy losses.
 * ``method_kwargs``: the hyper-parameters of ``config.method`` (free-form:
   each recipe declares its own, with their defaults, where it is registered,
@@ -94,6 +106,7 @@ _FREE_FORM = (
     "target.kwargs",
     "method_kwargs",
     "sweep.hparams",
+    "init_from.pretrained_options",
 )
 _POSITIVE_INTS = (
     "steps",
@@ -175,6 +188,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.init_from = ml_collections.ConfigDict(
       {
           "workdir": config_dict.placeholder(str),
+          "pretrained": config_dict.placeholder(str),
+          "pretrained_options": ml_collections.ConfigDict(),
           "dont_load": ("head/.*",),
           "zero_init": (),
           "allow_unverified": False,
@@ -312,6 +327,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
         f"config key 'augment.name' must be one of {list(AUGMENTATIONS)}, "
         f"got {augmentation!r}"
+    )
+  init_from = config.get("init_from") or {}
+  if init_from.get("workdir") and init_from.get("pretrained"):
+    raise ValueError(
+        "config keys 'init_from.workdir' and 'init_from.pretrained' are both "
+        "set; a run starts from one of them (a source run's directory, or a "
+        "converted checkpoint)"
     )
   limit = config.get("max_skipped_fraction", 0.05)
   if not 0 <= limit <= 1:

@@ -45,8 +45,10 @@ def add_rank_sources_arguments(parser: argparse.ArgumentParser) -> None:
       "--sources",
       type=comma_list,
       required=True,
-      metavar="RUN[,RUN...]",
-      help="source run dirs (WORKDIR/<method>/seed_<n>)",
+      metavar="SOURCE[,SOURCE...]",
+      help="source run dirs (WORKDIR/<method>/seed_<n>) and/or converted "
+      "checkpoints, <format>[:<arch>]=<path> (formats timm, torchvision, "
+      "big_vision, hugging_face, clip)",
   )
   add(
       "--names",
@@ -58,7 +60,16 @@ def add_rank_sources_arguments(parser: argparse.ArgumentParser) -> None:
   add(
       "--target",
       default="uci_digits",
-      help="target domain name " "(default: %(default)s)",
+      help="target domain: a source name (folder:<dir>, imagelist:<file>, "
+      "tfds:<name>, ...) or an image folder (default: %(default)s)",
+  )
+  add(
+      "--image_size",
+      type=int,
+      default=None,
+      metavar="PIXELS",
+      help="side of an image target's inputs (resized to 256/224 of it, "
+      "then center-cropped; default: the source's own, 224 for folders)",
   )
   add(
       "--labels_per_class",
@@ -249,6 +260,8 @@ examples:
   {PROG} rank-sources --sources workdirs/a/source_only/seed_0,workdirs/b/source_only/seed_0 \\
       --labels_per_class 10
   {PROG} rank-sources --sources ... --verify --seeds 0,1,2 --workdir workdirs/rank_sources
+  {PROG} rank-sources --sources timm=ckpt/resnet50.a1_in1k/model.safetensors,\
+timm=ckpt/resnet50.tv_in1k/model.safetensors --target /data/my_images --labels_per_class 0
   {PROG} report workdirs/rank_sources      # its pictures, after --verify
 """
 

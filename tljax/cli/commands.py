@@ -98,9 +98,10 @@ def rank_sources(args: argparse.Namespace) -> int:
   )
   try:
     target = ranking.TargetSpec(
-        name=args.target,
+        name=ranking.target_name(args.target),
         labels_per_class=args.labels_per_class or None,
         validation_per_class=args.validation_per_class,
+        kwargs=ranking.image_target_kwargs(args.image_size),
         data_dir=args.data_dir,
     )
     settings = ranking.TrainSettings(

@@ -143,6 +143,9 @@ class PriorRun:
     dont_load: for ``"pretrain"``: the ``dont_load`` patterns used when
       starting from it (``None``: ``config.init_from.dont_load``); LP-FT keeps
       the probe's head with ``()``.
+    pretrained: for ``"pretrain"``: a converted checkpoint,
+      ``"<format>[:<arch>]=<path>"`` (``config.init_from.pretrained``), that
+      stands in for the run: nothing is trained first.
   """
 
   role: str
@@ -150,6 +153,7 @@ class PriorRun:
   workdir: str | None = None
   model: Mapping[str, Any] | None = None
   dont_load: tuple[str, ...] | None = None
+  pretrained: str | None = None
 
 
 def pretrain_run(
@@ -160,12 +164,20 @@ def pretrain_run(
   """The ``"pretrain"`` :class:`PriorRun` of a transfer recipe.
 
   ``config.init_from.workdir`` stands in for a ``source_only`` pretrain run
-  (a source run shared by several experiments); any other pretrain recipe
-  (LP-FT's ``linear_probe``) is trained by the runner.
+  (a source run shared by several experiments), and so does a converted
+  checkpoint, ``config.init_from.pretrained`` (an ImageNet ResNet-50, say);
+  any other pretrain recipe (LP-FT's ``linear_probe``) is trained by the
+  runner (from the converted checkpoint, if one is set).
   """
-  workdir = config.init_from.get("workdir") if method == "source_only" else None
+  stands_in = method == "source_only"
+  workdir = config.init_from.get("workdir") if stands_in else None
+  pretrained = config.init_from.get("pretrained") if stands_in else None
   return PriorRun(
-      PRETRAIN, method, workdir=workdir or None, dont_load=dont_load
+      PRETRAIN,
+      method,
+      workdir=workdir or None,
+      dont_load=dont_load,
+      pretrained=pretrained or None,
   )
 
 
@@ -182,6 +194,9 @@ class TransferContext:
     source_params: the source checkpoint's full parameters as saved (its own
       head included), or ``None`` when training from scratch.
     source_model_state: the source checkpoint's model state, or ``None``.
+    source_model: the model ``source_params`` fit, head included: ``model``
+      for a source run's checkpoint; for a converted checkpoint its upstream
+      architecture (no bottleneck, its own head; ``None`` without a head).
     model: the :class:`tljax.models.Model`.
     domains: the data, ``{domain: {split: source}}``.
     config: the experiment config.
@@ -200,6 +215,7 @@ class TransferContext:
   config: Any
   seed: int
   prior_runs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  source_model: Any = None
 
 
 MethodBuilder = Callable[..., Method]  # builder(config, model, **settings)

@@ -49,7 +49,7 @@ def _require_source(context, method: str) -> None:
     raise ValueError(
         f"method {method!r} regularizes towards a source model; "
         "it needs a source run (config.init_from.workdir or its "
-        "pretrain run)"
+        "pretrain run) or a converted checkpoint (config.init_from.pretrained)"
     )
 
 
@@ -284,13 +284,35 @@ def build_delta(config, model, *, alpha, beta, layer, attention) -> Method:
 
 
 def _source_probabilities(context, source) -> np.ndarray:
-  outputs, _ = context.model.apply(
-      context.source_params,
-      context.source_model_state,
-      jnp.asarray(source.inputs),
-      train=False,
-  )
-  return np.asarray(jax.nn.softmax(outputs.logits.astype(jnp.float32)))
+  """The source head's class probabilities on every example of ``source``.
+
+  The source model with its own head: the target model for a source run's
+  checkpoint, the upstream architecture for a converted one; inference mode,
+  in batches of ``config.eval_batch_size`` (any source: arrays or images).
+  """
+  model = context.source_model or context.model
+
+  @jax.jit
+  def probabilities(inputs):
+    outputs, _ = model.apply(
+        context.source_params, context.source_model_state, inputs, train=False
+    )
+    return jax.nn.softmax(outputs.logits.astype(jnp.float32))
+
+  size = int(context.config.get("eval_batch_size") or 512)
+  chunks = [
+      np.asarray(
+          probabilities(
+              jnp.asarray(
+                  source.get_batch(
+                      np.arange(start, min(start + size, len(source)))
+                  )["input"]
+              )
+          )
+      )
+      for start in range(0, len(source), size)
+  ]
+  return np.concatenate(chunks)
 
 
 @register_method(
@@ -301,8 +323,24 @@ def _source_probabilities(context, source) -> np.ndarray:
 def build_co_tuning(config, model, *, trade_off) -> Method:
   target_loss = _target_loss(model, config)
 
+  # Where the source head sits: on the bottleneck features when the source
+  # model has a bottleneck (a tljax source run), else on the backbone
+  # features (a converted checkpoint; the target may add a bottleneck).
+  head_input = {}
+
   def init_params(context):
     _require_source(context, "co_tuning")
+    if "head" not in context.source_params:
+      raise ValueError(
+          "method 'co_tuning' learns the relationship between the source "
+          "head's classes and the target's; the source checkpoint has no "
+          "head (a headless converted checkpoint, such as a CLIP tower)"
+      )
+    head_input["name"] = (
+        "features"
+        if "bottleneck" in context.source_params
+        else "backbone_features"
+    )
     return {SOURCE_HEAD: context.source_params["head"]}
 
   def init_extras(context):
@@ -336,8 +374,9 @@ def build_co_tuning(config, model, *, trade_off) -> Method:
         model_params, model_state, batch, key
     )
     source_head = params[SOURCE_HEAD]
+    features = getattr(outputs, head_input.get("name", "features"))
     source_logits = (
-        outputs.features.astype(jnp.float32) @ source_head["kernel"]
+        features.astype(jnp.float32) @ source_head["kernel"]
         + source_head["bias"]
     )
     term = regularizers.cotuning_loss(

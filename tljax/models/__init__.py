@@ -10,9 +10,12 @@ The rest of tljax uses them through :func:`create_model`, which returns a
 dicts of arrays.
 
 Architectures: ``mlp`` (:class:`MLP`), ``lenet`` (:class:`LeNet`; LeCun et al.,
-1998), ``resnet18``, ``resnet50`` and ``resnet`` (:class:`ResNet`; He et al., 2016),
+1998), ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101`` and ``resnet``
+(:class:`ResNet`; He et al., 2016),
 ``vit`` and ``vit_{ti,s,b,l}{16,32}`` (:class:`ViT`; Dosovitskiy et al., 2021).
-Pretrained timm ResNets and ViTs load with :func:`load_timm`
+Pretrained ResNets and ViTs from timm, torchvision, big_vision and Hugging
+Face (ViT, CLIP) load with :func:`load_timm` and its siblings, or from one
+``"<format>[:<arch>]=<path>"`` string with :func:`load_converted`
 (:mod:`tljax.models.convert`).
 """
 
@@ -32,7 +35,9 @@ from tljax.models.resnet import (
     ResNetBackbone,
     resnet,
     resnet18,
+    resnet34,
     resnet50,
+    resnet101,
 )
 from tljax.models.vit import VIT_VARIANTS, ViT, ViTBackbone
 from tljax.models.convert import (
@@ -45,7 +50,9 @@ from tljax.models.convert import (
     load_clip_vision,
     load_hugging_face,
     load_timm,
+    load_converted,
     load_torchvision,
+    parse_pretrained,
     resample_posemb,
 )
 
@@ -73,11 +80,15 @@ __all__ = [
     "load_clip_vision",
     "load_hugging_face",
     "load_timm",
+    "load_converted",
     "load_torchvision",
+    "parse_pretrained",
     "register_model",
     "resnet",
     "resnet18",
+    "resnet34",
     "resnet50",
+    "resnet101",
     "resample_posemb",
     "VIT_VARIANTS",
     "ViT",

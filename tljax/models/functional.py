@@ -24,7 +24,8 @@ reads the BatchNorm statistics back. The module holds no random state, so the
 same graph definition serves training and evaluation.
 
 Architectures are registered by name with :func:`register_model`; the built-in
-ones are ``mlp``, ``lenet``, ``resnet18``, ``resnet50``, ``resnet`` (any block,
+ones are ``mlp``, ``lenet``, ``resnet18``, ``resnet34``, ``resnet50``,
+``resnet101``, ``resnet`` (any block,
 stage sizes and widths), ``vit`` (any size) and the standard ViTs ``vit_ti16``,
 ``vit_s16``, ``vit_b16``, ``vit_l16`` and their ``…32`` patch-32 variants.
 """
@@ -46,7 +47,7 @@ from tljax.models.classifier import ModelOutput
 from tljax.params.tree import flatten, unflatten
 from tljax.models.lenet import LeNet
 from tljax.models.mlp import MLP
-from tljax.models.resnet import resnet, resnet18, resnet50
+from tljax.models.resnet import resnet, resnet18, resnet34, resnet50, resnet101
 from tljax.models.vit import STANDARD_VITS, ViT
 
 __all__ = [
@@ -118,7 +119,9 @@ def available_models() -> list[str]:
 register_model("mlp")(MLP)
 register_model("lenet")(LeNet)
 register_model("resnet18")(resnet18)
+register_model("resnet34")(resnet34)
 register_model("resnet50")(resnet50)
+register_model("resnet101")(resnet101)
 register_model("resnet")(resnet)
 register_model("vit")(ViT)
 for _name, _builder in STANDARD_VITS.items():

@@ -58,7 +58,9 @@ __all__ = [
     "ResNetBackbone",
     "resnet",
     "resnet18",
+    "resnet34",
     "resnet50",
+    "resnet101",
 ]
 
 Stem = Literal["imagenet", "small"]
@@ -472,7 +474,9 @@ def _standard_resnet(
 
 
 resnet18 = _standard_resnet("resnet18", BasicBlock, (2, 2, 2, 2), 512)
+resnet34 = _standard_resnet("resnet34", BasicBlock, (3, 4, 6, 3), 512)
 resnet50 = _standard_resnet("resnet50", BottleneckBlock, (3, 4, 6, 3), 2048)
+resnet101 = _standard_resnet("resnet101", BottleneckBlock, (3, 4, 23, 3), 2048)
 
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckBlock}

@@ -191,6 +191,10 @@ def plot_rank_sources(results, directory=None) -> list[str]:
   score_names = list(results.get("scores") or sources[0]["scores"])
   reference = results.get("reference") or {}
   target_only = verification.get("target_only")
+  by_source = verification.get("target_only_by_source") or {}
+  if len({tuple(values) for values in by_source.values()}) > 1:
+    # One reference per architecture (a zoo): no single line to draw.
+    target_only = None
   paths = []
   for method, accuracy in verification["accuracy"].items():
     missing = [name for name in names if name not in accuracy]

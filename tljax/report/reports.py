@@ -105,7 +105,11 @@ def config_rows(run_config: dict, summary: dict) -> list[tuple[str, str]]:
   rows.append(
       (
           "initialised from",
-          f"`{init_from['workdir']}`" if init_from else "scratch",
+          (
+              f"`{init_from.get('workdir') or init_from.get('pretrained')}`"
+              if init_from
+              else "scratch"
+          ),
       )
   )
   if "wall_seconds" in summary:

@@ -29,6 +29,7 @@ from tljax.train.run_setup import (
     TRAIN_EVERYTHING,
     build_model,
     pretrain_init_from,
+    pretrained_init_from,
 )
 
 CONFIG_JSON = rundir_format.EXPERIMENT_CONFIG_FILE
@@ -68,6 +69,15 @@ def check_experiment_config(config) -> None:
         f"config key 'model.name': model {config.model.name!r} is "
         f"unknown; registered models: {models}"
     )
+  pretrained = config.init_from.get("pretrained")
+  if pretrained:
+    key = "config key 'init_from.pretrained'"
+    spec = models_lib.parse_pretrained(pretrained, key)
+    models_lib.convert.spec.check_loader_options(
+        spec.format,
+        config.init_from.get("pretrained_options") or {},
+        f"{key} (init_from.pretrained_options)",
+    )
   for domain in ("source", "target"):
     try:
       data_lib.check_source_name(config[domain].name)
@@ -89,6 +99,8 @@ def prior_run_config(config, prior):
   prior_config.baselines = ()
   if prior.model:
     prior_config.model = ml_collections.ConfigDict(dict(prior.model))
+    # Another architecture than the experiment's: not the checkpoint's.
+    prior_config.init_from.pretrained = None
   prior_config.trainable_rules = TRAIN_EVERYTHING
   return prior_config
 
@@ -110,7 +122,10 @@ def run_experiment(config, workdir: str) -> dict:
   baselines; any other (``distill``'s ``"teacher"``) to
   ``workdir/<role>/<method>/seed_<seed>``, with
   :func:`prior_run_config`. Methods that need none (``source_only``,
-  ``target_only``) train from scratch. Existing runs in ``workdir`` resume.
+  ``target_only``, the domain-adaptation recipes) train from scratch, or
+  from ``config.init_from.pretrained`` where it is set; that converted
+  checkpoint also stands in for a ``source_only`` pretrain run. Existing
+  runs in ``workdir`` resume.
 
   Returns:
     ``{"runs": [summary, ...], "table": [row, ...]}``, each row aggregating one
@@ -154,6 +169,9 @@ def _run_experiment(config, workdir: str) -> dict:
     ) or methods_lib.build_method(name, cfg, run_model)
     init_from, prior_runs = None, {}
     for prior in method.needs:
+      if prior.pretrained:  # a converted checkpoint stands in for the run
+        init_from = pretrained_init_from(method, cfg)
+        continue
       if prior.workdir:
         directory = prior.workdir.format(seed=seed)
       elif prior.role == methods_lib.PRETRAIN:

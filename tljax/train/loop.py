@@ -116,7 +116,11 @@ def train_and_evaluate(
     seed: the run's seed; it fixes initialisation, data order and step keys.
     init_from: ``{"workdir", "dont_load", "zero_init"[, "allow_unverified"]}``
       to start from a source run's parameters (see
-      :func:`tljax.params.load_pretrained`); ``None`` trains from scratch.
+      :func:`tljax.params.load_pretrained`), or ``{"pretrained",
+      "pretrained_options", "dont_load", "zero_init"}`` from a converted
+      checkpoint (:func:`tljax.train.run_setup.pretrained_init_from`);
+      ``None`` trains from scratch, or from ``config.init_from.pretrained``
+      where it is set.
       :func:`tljax.train.experiment.run_experiment` decides it from the
       method's ``pretrain`` and ``config.init_from``.
     prior_runs: ``{role: directory}`` of the other runs the method needs
@@ -149,7 +153,7 @@ def train_and_evaluate(
         run,
         method_name,
         seed,
-        init_from,
+        run.init_from,
         prior_runs,
         start_time,
     )

@@ -14,7 +14,11 @@ Given a labeled target task (k labeled examples per class of the target's
 training split, drawn per seed exactly as
 :func:`tljax.train.domains.select_target_labels` draws them for training) and
 several source runs (tljax run directories, ``WORKDIR/<method>/seed_<n>``,
-each with a checkpoint and ``run_config.json``):
+each with a checkpoint and ``run_config.json``) and/or converted pretrained
+checkpoints of the ecosystem (``"timm:resnet50=/ckpt/model.safetensors"``,
+:mod:`tljax.models.convert.spec`: a zoo, as in the LogME paper; their own
+upstream heads give LEEP and NCE, and a converted source's verification
+fine-tunes from the checkpoint on the target alone):
 
 1. rebuild each run's model from its ``run_config.json`` and checkpoint, and
    compute on the labeled target examples its features (``layer``:
@@ -76,12 +80,14 @@ from tljax.train.source_scores import (
     TargetSpec,
     extract,
     format_scores,
+    image_target_kwargs,
     load_source_runs,
     load_target,
     score_model,
     score_sources,
     score_untrained,
     target_config,
+    target_name,
     untrained_params,
 )
 
@@ -99,6 +105,7 @@ __all__ = [
     "extract",
     "format_scores",
     "format_verification",
+    "image_target_kwargs",
     "load_source_runs",
     "load_target",
     "mean_std",
@@ -110,8 +117,10 @@ __all__ = [
     "score_sources",
     "score_untrained",
     "target_config",
+    "target_name",
     "transfer_config",
     "untrained_params",
+    "verification_gaps",
     "verify",
 ]
 
@@ -168,11 +177,13 @@ def transfer_config(
     seeds: Sequence[int],
     settings: TrainSettings,
     model: Mapping | None = None,
+    source_from_target: bool = False,
 ) -> ml_collections.ConfigDict:
   """The config of ``method`` on the target from ``run`` (None: no source).
 
   The model is the source run's (``model`` when ``run`` is None); the source
-  domain is the run's (read for its test accuracy only); the target and its
+  domain is the run's (read for its test accuracy only), or the target's for
+  a converted checkpoint or with ``source_from_target``; the target and its
   labeled draws follow ``target``; optimizer and schedule are the library's
   defaults (SGD, momentum 0.9, Nesterov, weight decay 5e-4, cosine) with
   ``settings``' learning rate, steps and batch size (at most 10 k).
@@ -184,7 +195,15 @@ def transfer_config(
   config.model = ml_collections.ConfigDict(
       model_config(run.config) if run is not None else dict(model)
   )
-  if run is not None:
+  if source_from_target or (run is not None and run.pretrained):
+    # A converted checkpoint has no source domain: the target stands in
+    # (read for the model's classes and inputs; finetune never trains on it).
+    config.source = ml_collections.ConfigDict(config.target.to_dict())
+    config.source.labels_per_class = None
+    config.source.validation_per_class = 0
+  if run is not None and run.pretrained:
+    config.init_from.pretrained = run.pretrained
+  elif run is not None:
     config.source = ml_collections.ConfigDict(run.config.source.to_dict())
     # str.format in run_experiment fills {seed}; other braces are literal.
     config.init_from.workdir = run.run_dir.replace("{", "{{").replace("}", "}}")
@@ -248,36 +267,43 @@ def verify(
 
   Runs go to ``workdir/<method>/<source name>/`` and
   ``workdir/target_only/`` (one :func:`run_experiment` each, over ``seeds``;
-  existing runs resume).
+  existing runs resume). Sources of different architectures (a zoo of
+  converted checkpoints) get one target-only reference each, under
+  ``workdir/target_only/<i>_<first source's name>/``.
 
   Returns:
-    ``{"target_only": [accuracy per seed], "accuracy": {method: {source:
-    [target test accuracy per seed]}}, "seeds"}``.
+    ``{"target_only": [accuracy per seed] (the first source's reference),
+    "target_only_by_source": {source: [accuracy per seed]}, "accuracy":
+    {method: {source: [target test accuracy per seed]}}, "seeds"}``.
   """
   if not runs:
     raise ValueError("no source runs to verify")
   methods = check_methods(methods, runs[0])
-  models = {
-      json.dumps(model_config(run.config), sort_keys=True) for run in runs
-  }
-  if len(models) != 1:
-    raise ValueError(
-        "--verify compares the sources against one target-only "
-        "reference, so every source run must have the same model "
-        f"config; got {sorted(models)}"
-    )
   seeds = [int(seed) for seed in seeds]
-  reference = run_experiment(
-      transfer_config(
-          None,
-          "target_only",
-          target,
-          seeds,
-          settings,
-          model=model_config(runs[0].config),
-      ),
-      os.path.join(workdir, "target_only"),
-  )
+  # One target-only reference per architecture (a zoo of converted
+  # checkpoints may hold several), trained from scratch as its sources'
+  # models are built.
+  groups: dict[str, list[SourceRun]] = {}
+  for run in runs:
+    groups.setdefault(_model_key(run), []).append(run)
+  references = {}
+  for index, (key, members) in enumerate(groups.items()):
+    directory = os.path.join(workdir, "target_only")
+    if len(groups) > 1:
+      directory = os.path.join(directory, f"{index}_{members[0].name}")
+    reference = run_experiment(
+        transfer_config(
+            None,
+            "target_only",
+            target,
+            seeds,
+            settings,
+            model=model_config(members[0].config),
+            source_from_target=members[0].pretrained is not None,
+        ),
+        directory,
+    )
+    references[key] = _accuracies(reference, "target_only", seeds)
   accuracy = {}
   for method in methods:
     accuracy[method] = {}
@@ -288,9 +314,28 @@ def verify(
       )
       accuracy[method][run.name] = _accuracies(results, method, seeds)
   return {
-      "target_only": _accuracies(reference, "target_only", seeds),
+      "target_only": references[_model_key(runs[0])],
+      "target_only_by_source": {
+          run.name: references[_model_key(run)] for run in runs
+      },
       "accuracy": accuracy,
       "seeds": seeds,
+  }
+
+
+def _model_key(run: SourceRun) -> str:
+  return json.dumps(model_config(run.config), sort_keys=True)
+
+
+def verification_gaps(verification: Mapping, method: str) -> dict[str, dict]:
+  """ε(method) − ε(target_only) per source, against its architecture's reference."""
+  by_source = verification.get("target_only_by_source") or {}
+  return {
+      name: transfer_gaps(
+          {name: values},
+          by_source.get(name, verification["target_only"]),
+      )[name]
+      for name, values in verification["accuracy"][method].items()
   }
 
 
@@ -313,8 +358,13 @@ def format_verification(
 ) -> str:
   """Markdown: measured accuracy and gap per source, then τ per score."""
   accuracy = verification["accuracy"][method]
-  gaps = transfer_gaps(accuracy, verification["target_only"])
-  reference = mean_std(verification["target_only"])
+  gaps = verification_gaps(verification, method)
+  by_source = verification.get("target_only_by_source") or {
+      name: verification["target_only"] for name in accuracy
+  }
+  references: dict[tuple, list[str]] = {}
+  for name in accuracy:
+    references.setdefault(tuple(by_source[name]), []).append(name)
   lines = [
       f"| source | target test acc (%) | ε({method}) − ε(target_only) "
       "(points) | 95% CI | verdict |",
@@ -329,10 +379,13 @@ def format_verification(
         f"{100 * gap['gap']:+.1f} | [{100 * gap['low']:+.1f}, "
         f"{100 * gap['high']:+.1f}] | {gap['verdict']} |"
     )
-  lines.append(
-      f"| *target_only (reference)* | {100 * reference[0]:.1f} ± "
-      f"{100 * reference[1]:.1f} | | | |"
-  )
+  for values, names in references.items():
+    mean, std = mean_std(values)
+    of = f" of {', '.join(names)}" if len(references) > 1 else ""
+    lines.append(
+        f"| *target_only (reference{of})* | {100 * mean:.1f} ± "
+        f"{100 * std:.1f} | | | |"
+    )
   taus = correlations(rows, accuracy, scores)
   lines += [
       "",
@@ -378,8 +431,8 @@ def results_dict(
         for method, accuracy in verification["accuracy"].items()
     }
     results["gaps"] = {
-        method: transfer_gaps(accuracy, verification["target_only"])
-        for method, accuracy in verification["accuracy"].items()
+        method: verification_gaps(verification, method)
+        for method in verification["accuracy"]
     }
   return metrics_lib.to_python(results)
 

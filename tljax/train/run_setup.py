@@ -3,9 +3,10 @@
 :func:`setup_run` builds, from a config, a recipe's name and a seed, the
 run's data (:mod:`tljax.train.domains`), its model (:func:`build_model`), the
 recipe (:func:`tljax.methods.build_method`), the initial parameters (fresh,
-or merged from a source run's checkpoint by ``init_from``;
-:func:`pretrain_init_from` makes it for a recipe that starts from its
-pretrain run), the optimizer (one per parameter group for a staged recipe)
+or merged from a source run's checkpoint or a converted pretrained one by
+``init_from``; :func:`pretrain_init_from` makes it for a recipe that starts
+from its pretrain run, :func:`pretrained_init_from` for one that starts from
+``config.init_from.pretrained``), the optimizer (one per parameter group for a staged recipe)
 and the unjitted, guarded step. :func:`tljax.train.loop.train_and_evaluate`
 runs it; a sweep (:mod:`tljax.train.sweep`) calls it once per member.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,18 +41,157 @@ from tljax.train.step import (
 # The trainable rules of a run whose recipe and config name none (the
 # references, a recipe's prior runs).
 TRAIN_EVERYTHING = ((".*", 1.0),)
+# The options of config.model that a converted checkpoint leaves to the
+# config (the rest of the architecture is the checkpoint's).
+PRETRAINED_MODEL_OPTIONS = (
+    "bottleneck_dim",
+    "bottleneck_batch_norm",
+    "bottleneck_dropout",
+    "batch_norm_momentum",
+    "dtype",
+    "param_dtype",
+)
+# Upstream checkpoints have no bottleneck: a model with one starts it fresh.
+PRETRAINED_DONT_LOAD = ("bottleneck/.*",)
+_PRETRAINED_KEY = "config key 'init_from.pretrained'"
+
+
+@functools.lru_cache(maxsize=4)
+def _read_converted(spec: str, options: tuple, _file_version: tuple):
+  # One read and conversion per file (and version) however many runs use it.
+  return models_lib.load_converted(
+      spec, argument=_PRETRAINED_KEY, **dict(options)
+  )
+
+
+def converted_checkpoint(config, input_shape) -> models_lib.Converted:
+  """``config.init_from.pretrained`` read and converted for ``input_shape``.
+
+  The loader's ``image_size`` is the inputs' side (a ViT's position
+  embedding is resized to it) unless ``init_from.pretrained_options`` sets
+  it. Cached per file and version.
+  """
+  spec = models_lib.parse_pretrained(
+      config.init_from.pretrained, _PRETRAINED_KEY
+  )
+  options = dict(config.init_from.get("pretrained_options") or {})
+  if len(input_shape) == 3 and input_shape[0] == input_shape[1]:
+    options.setdefault("image_size", int(input_shape[0]))
+  stat = os.stat(spec.path)
+  converted = _read_converted(
+      str(spec),
+      tuple(
+          sorted(
+              (key, tuple(value) if isinstance(value, list) else value)
+              for key, value in options.items()
+          )
+      ),
+      (stat.st_mtime_ns, stat.st_size),
+  )
+  channels = converted.input_shape[-1]
+  if tuple(input_shape)[-1:] != (channels,):
+    raise ValueError(
+        f"{_PRETRAINED_KEY}: the checkpoint takes {channels}-channel images "
+        f"of shape {converted.input_shape}; the data's inputs have shape "
+        f"{tuple(input_shape)}"
+    )
+  return converted
+
+
+def pretrained_model(config, num_classes: int, input_shape) -> models_lib.Model:
+  """The model of ``config.init_from.pretrained``, for this task's data.
+
+  The checkpoint's architecture and input convention; the config's
+  :data:`PRETRAINED_MODEL_OPTIONS` (a bottleneck, the compute dtype); a new
+  ``num_classes`` head.
+  """
+  converted = converted_checkpoint(config, input_shape)
+  options = {
+      key: value
+      for key, value in config.model.items()
+      if key in PRETRAINED_MODEL_OPTIONS
+  }
+  ignored = sorted(
+      key
+      for key in config.model.keys()
+      if key not in PRETRAINED_MODEL_OPTIONS and key != "name"
+  )
+  if ignored or config.model.name != converted.model_name:
+    logging.info(
+        "model: %s%s from %s (config.model's name %r and options %s are the "
+        "checkpoint's to decide)",
+        converted.model_name,
+        converted.model_options,
+        config.init_from.pretrained,
+        config.model.name,
+        ignored,
+    )
+  return converted.create_model(
+      num_classes=num_classes, input_shape=tuple(input_shape), **options
+  )
 
 
 def build_model(config, domains) -> models_lib.Model:
-  """The config's model for the domains' input shape and number of classes."""
-  kwargs = {key: value for key, value in config.model.items() if key != "name"}
+  """The config's model for the domains' input shape and number of classes.
+
+  With ``config.init_from.pretrained``: the checkpoint's
+  (:func:`pretrained_model`).
+  """
   train = domains["source"]["train"]
+  if config.init_from.get("pretrained"):
+    return pretrained_model(config, train.num_classes, tuple(train.input_shape))
+  kwargs = {key: value for key, value in config.model.items() if key != "name"}
   return models_lib.create_model(
       config.model.name,
       num_classes=train.num_classes,
       input_shape=tuple(train.input_shape),
       **kwargs,
   )
+
+
+def _options(block) -> dict:
+  return dict(block.to_dict() if hasattr(block, "to_dict") else block or {})
+
+
+def _pretrained_config(config, init_from: Mapping):
+  # The config whose init_from.pretrained is init_from's (a caller may pass
+  # another checkpoint than the config names).
+  if init_from.get("pretrained") == config.init_from.get("pretrained") and (
+      _options(init_from.get("pretrained_options"))
+      == _options(config.init_from.get("pretrained_options"))
+  ):
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.init_from.pretrained = init_from["pretrained"]
+    config.init_from.pretrained_options = _options(
+        init_from.get("pretrained_options")
+    )
+  return config
+
+
+def pretrained_init_from(method, config) -> dict:
+  """``init_from`` for ``method`` started from ``config.init_from.pretrained``.
+
+  The ``dont_load`` rules of the method's ``"pretrain"``
+  :class:`tljax.methods.PriorRun` when the checkpoint stands in for it,
+  else the config's ``init_from.dont_load``; the config's
+  ``init_from.zero_init`` and the loader's ``pretrained_options``.
+  """
+  prior = method.prior_run(methods_lib.base.PRETRAIN)
+  dont_load = (
+      prior.dont_load
+      if prior is not None and prior.pretrained and prior.dont_load is not None
+      else config.init_from.dont_load
+  )
+  return {
+      "pretrained": config.init_from.pretrained,
+      "pretrained_options": _options(
+          config.init_from.get("pretrained_options")
+      ),
+      "dont_load": list(dont_load),
+      "zero_init": list(config.init_from.zero_init),
+  }
 
 
 def pretrain_init_from(method, config, source_dir: str) -> dict:
@@ -95,6 +237,7 @@ class RunSetup:
   train_key: jax.Array
   model_keys: frozenset
   schedule: Any
+  init_from: dict | None = None
 
 
 def setup_run(
@@ -111,7 +254,9 @@ def setup_run(
 
   The part of :func:`tljax.train.loop.train_and_evaluate` before the loop;
   a sweep (:func:`tljax.train.sweep.run_sweep`) calls it once per member.
-  ``prior_runs``: ``{role: directory}`` of the runs the method needs (see
+  ``init_from`` None with ``config.init_from.pretrained`` set: the run starts
+  from that checkpoint (:func:`pretrained_init_from`; the result's
+  ``init_from`` says so). ``prior_runs``: ``{role: directory}`` of the runs the method needs (see
   :attr:`tljax.methods.Method.needs`; the ``"pretrain"`` one arrives as
   ``init_from``). With ``inject_learning_rate`` the learning rate lives in
   the optimizer state (:func:`tljax.train.optim.set_learning_rate`).
@@ -125,12 +270,32 @@ def setup_run(
   init_key, train_key = jax.random.split(jax.random.key(seed))
   params, model_state = _jitted_init(model)(init_key)
   transferred, source_params, source_model_state = frozenset(), None, None
+  source_model = model
+  if init_from is None and config.init_from.get("pretrained"):
+    init_from = pretrained_init_from(method, config)
   if init_from is not None:
     dont_load = tuple(init_from.get("dont_load") or ())
-    source_params, source_model_state = params_lib.read_checkpoint(
-        init_from["workdir"],
-        allow_unverified=bool(init_from.get("allow_unverified")),
-    )
+    if init_from.get("pretrained"):
+      converted = converted_checkpoint(
+          _pretrained_config(config, init_from), model.input_shape
+      )
+      source_params, source_model_state = (
+          converted.params,
+          converted.model_state,
+      )
+      if "bottleneck" in params and "bottleneck" not in source_params:
+        dont_load += PRETRAINED_DONT_LOAD
+      # The model the checkpoint's own head fits (None: it has none).
+      source_model = (
+          converted.create_model(input_shape=model.input_shape)
+          if converted.num_classes is not None
+          else None
+      )
+    else:
+      source_params, source_model_state = params_lib.read_checkpoint(
+          init_from["workdir"],
+          allow_unverified=bool(init_from.get("allow_unverified")),
+      )
     params, model_state = params_lib.merge_pretrained(
         params,
         source_params,
@@ -146,6 +311,7 @@ def setup_run(
       transferred=transferred,
       source_params=source_params,
       source_model_state=source_model_state,
+      source_model=source_model,
       model=model,
       domains=domains,
       config=config,
@@ -260,4 +426,5 @@ def setup_run(
       train_key=train_key,
       model_keys=model_keys,
       schedule=schedule,
+      init_from=dict(init_from) if init_from is not None else None,
   )

@@ -39,7 +39,7 @@ from tljax.rundir_format import (
     seed_of_dir,
 )
 from tljax.train.domains import load_domains
-from tljax.train.run_setup import build_model
+from tljax.train.run_setup import build_model, pretrained_model
 
 __all__ = ["Run"]
 
@@ -247,6 +247,13 @@ class Run:
     built for the target's ``input_shape`` (one example's) and
     ``num_classes``.
     """
+    if self.config.get("init_from", {}).get("pretrained"):
+      # The converted checkpoint's architecture (config.model does not say).
+      return pretrained_model(
+          self.config,
+          int(num_classes),
+          tuple(int(size) for size in input_shape),
+      )
     model = self.config.model
     options = {key: value for key, value in model.items() if key != "name"}
     return models_lib.create_model(

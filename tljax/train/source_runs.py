@@ -1,4 +1,4 @@
-"""Source runs: a trained tljax run rebuilt as a model and its parameters.
+"""Source runs: a trained tljax run (or a converted checkpoint) as a model and its parameters.
 
 A source run is a run directory (``WORKDIR/<method>/seed_<n>``, with
 ``run_config.json`` and a checkpoint) whose model is to be reused on a target
@@ -6,6 +6,10 @@ task: :func:`load_source_run` rebuilds the architecture from the run's config
 for the target's input shape, reads the latest checkpoint and keeps only the
 model's parameters (``backbone``, ``bottleneck``, ``head``; not what a method
 trained next to them, such as a domain discriminator), checking every shape.
+A pretrained checkpoint of the ecosystem, ``"<format>[:<arch>]=<path>"``
+(:mod:`tljax.models.convert.spec`), is a source too
+(:func:`load_converted_source`): its upstream architecture and head, for the
+target's input shape.
 :mod:`tljax.train.source_scores` scores such runs and
 :mod:`tljax.train.rank_sources` fine-tunes from them.
 """
@@ -22,6 +26,7 @@ import ml_collections
 import numpy as np
 
 from tljax import models as models_lib
+from tljax.config import base_config
 from tljax.params import flatten, unflatten
 from tljax.train.rundir import Run
 
@@ -39,6 +44,9 @@ class SourceRun:
     params: its parameters (only the model's: ``backbone``, ``bottleneck``,
       ``head``).
     model_state: its BatchNorm statistics.
+    pretrained: for a converted checkpoint, its ``"<format>[:<arch>]=<path>"``
+      (then ``run_dir`` is the same string and ``method`` is
+      ``"pretrained"``); None for a run.
   """
 
   name: str
@@ -48,10 +56,21 @@ class SourceRun:
   model: models_lib.Model
   params: dict
   model_state: dict
+  pretrained: str | None = None
 
 
 def default_name(run_dir: str) -> str:
-  """``.../zoo/rot90/source_only/seed_0`` → ``rot90``; else the dir's name."""
+  """``.../zoo/rot90/source_only/seed_0`` → ``rot90``; else the dir's name.
+
+  A converted checkpoint's spec: its ``arch``, else the file's directory
+  (``timm=/ckpt/resnet50.a1_in1k/model.safetensors`` → ``resnet50.a1_in1k``).
+  """
+  if models_lib.convert.is_pretrained_spec(run_dir):
+    spec = models_lib.parse_pretrained(run_dir, "source")
+    if spec.arch:
+      return spec.arch
+    directory = os.path.basename(os.path.dirname(os.path.abspath(spec.path)))
+    return directory or os.path.splitext(os.path.basename(spec.path))[0]
   parts = os.path.normpath(os.path.abspath(run_dir)).split(os.sep)
   if len(parts) >= 3 and re.fullmatch(r"seed_\d+", parts[-1]):
     return parts[-3]
@@ -125,4 +144,59 @@ def load_source_run(
       model=model,
       params=unflatten(flatten(params)),
       model_state=unflatten(flatten(model_state)),
+  )
+
+
+def load_converted_source(
+    spec: str, *, input_shape: Sequence[int], name: str | None = None
+) -> SourceRun:
+  """A converted checkpoint (``"<format>[:<arch>]=<path>"``) as a source.
+
+  Its upstream architecture, input convention and head (the upstream
+  classes), built for the target's ``input_shape`` (a ViT's position
+  embedding resized to it). Its ``config`` is a base config whose ``model``
+  is that architecture and whose ``init_from.pretrained`` is ``spec``, so a
+  verification run fine-tunes from the checkpoint.
+
+  Raises:
+    ValueError: a bad spec, a file the converter refuses, a checkpoint
+      without a classification head (a CLIP tower: its source-head scores,
+      LEEP and NCE, have no classes to read), or inputs that are not RGB.
+    FileNotFoundError: no such file.
+  """
+  input_shape = tuple(int(size) for size in input_shape)
+  options = {}
+  if len(input_shape) == 3 and input_shape[0] == input_shape[1]:
+    options["image_size"] = input_shape[0]
+  converted = models_lib.load_converted(spec, argument="source", **options)
+  if converted.num_classes is None:
+    raise ValueError(
+        f"source {spec!r} has no classification head; rank-sources reads "
+        "every source's head (LEEP, NCE), so rank only checkpoints with one"
+    )
+  if input_shape[-1:] != converted.input_shape[-1:]:
+    raise ValueError(
+        f"source {spec!r} takes images of shape {converted.input_shape}; the "
+        f"target's inputs have shape {input_shape}"
+    )
+  model = converted.create_model(input_shape=input_shape)
+  config = base_config()
+  config.model = ml_collections.ConfigDict(
+      {
+          "name": converted.model_name,
+          **converted.model_options,
+          "input_mean": tuple(converted.input_mean),
+          "input_std": tuple(converted.input_std),
+      }
+  )
+  config.init_from.pretrained = str(spec)
+  return SourceRun(
+      name=name or default_name(spec),
+      run_dir=str(spec),
+      config=config,
+      method="pretrained",
+      model=model,
+      params=converted.params,
+      model_state=converted.model_state,
+      pretrained=str(spec),
   )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
@@ -36,6 +37,7 @@ from tljax.train.domains import select_target_labels
 from tljax.train.source_runs import (
     SourceRun,
     default_name,
+    load_converted_source,
     load_source_run,
 )
 
@@ -52,7 +54,11 @@ def load_source_runs(
     input_shape: Sequence[int],
     names: Sequence[str] | None = None,
 ) -> list[SourceRun]:
-  """:func:`load_source_run` for each directory; names must be unique."""
+  """:func:`load_source_run` for each directory; names must be unique.
+
+  An entry ``"<format>[:<arch>]=<path>"`` is a converted checkpoint instead
+  (:func:`load_converted_source`).
+  """
   if not run_dirs:
     raise ValueError("no source run dirs given")
   if names is not None and len(names) != len(run_dirs):
@@ -70,7 +76,11 @@ def load_source_runs(
         "reference; rename that source"
     )
   return [
-      load_source_run(run_dir, input_shape=input_shape, name=name)
+      (
+          load_converted_source(run_dir, input_shape=input_shape, name=name)
+          if models_lib.convert.is_pretrained_spec(run_dir)
+          else load_source_run(run_dir, input_shape=input_shape, name=name)
+      )
       for run_dir, name in zip(run_dirs, names)
   ]
 
@@ -88,6 +98,28 @@ class TargetSpec:
   validation_per_class: int = 0
   kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   data_dir: str | None = None
+
+
+def target_name(target: str) -> str:
+  """``target`` as a source name: an existing directory is an image folder."""
+  if ":" not in target and os.path.isdir(target):
+    return f"folder:{target}"
+  return target
+
+
+def image_target_kwargs(image_size: int | None) -> dict:
+  """``TargetSpec.kwargs`` of an image target ``image_size`` pixels wide.
+
+  TLlib's evaluation view: resized to ``256/224`` of it, center-cropped.
+  ``None``: the source's defaults (``{}``).
+  """
+  if image_size is None:
+    return {}
+  if isinstance(image_size, bool) or not isinstance(image_size, int):
+    raise ValueError(f"image_size must be an integer, got {image_size!r}")
+  if image_size < 1:
+    raise ValueError(f"image_size must be >= 1, got {image_size}")
+  return {"image_size": image_size, "resize": image_size * 256 // 224}
 
 
 def target_config(target: TargetSpec) -> ml_collections.ConfigDict:

@@ -61,7 +61,12 @@ from tljax.train.interrupt import StopSignals
 from tljax.train import workdir as workdir_lib
 from tljax.train.domains import load_domains, training_batches
 from tljax.train.loop import _evaluate_domains
-from tljax.train.run_setup import build_model, pretrain_init_from, setup_run
+from tljax.train.run_setup import (
+    build_model,
+    pretrain_init_from,
+    pretrained_init_from,
+    setup_run,
+)
 from tljax.train.optim import set_learning_rate
 from tljax.train.step import keyed_by_step
 
@@ -156,6 +161,9 @@ def _prior_runs(config, method) -> tuple[dict | None, dict]:
   """
   init_from, prior_runs = None, {}
   for prior in method.needs:
+    if prior.pretrained:  # a converted checkpoint stands in for the run
+      init_from = pretrained_init_from(method, config)
+      continue
     if not prior.workdir:
       if prior.role == methods_lib.PRETRAIN:
         raise ValueError(

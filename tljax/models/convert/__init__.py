@@ -21,6 +21,9 @@ Each checkpoint format has its module; every public name is re-exported here
   loads with :func:`load_hugging_face`, and a CLIP image tower
   (``CLIPVisionModel``, ``CLIPVisionModelWithProjection`` or a whole
   ``CLIPModel``'s ``model.safetensors``) with :func:`load_clip_vision`;
+* :mod:`~tljax.models.convert.spec`: a checkpoint named in one string,
+  ``"<format>[:<arch>]=<path>"`` (``config.init_from.pretrained``,
+  ``tljax rank-sources --sources``), read by :func:`load_converted`;
 * :mod:`~tljax.models.convert.common`: what they share, the result
   (:class:`Converted`: the model's name, options and input convention with
   the variables), the check of every key and shape against the model, and
@@ -67,11 +70,21 @@ from tljax.models.convert.hugging_face import (  # noqa: F401
     load_clip_vision,
     load_hugging_face,
 )
+from tljax.models.convert.spec import (
+    PretrainedSpec,
+    is_pretrained_spec,
+    load_converted,
+    parse_pretrained,
+)
 from tljax.models.convert.timm import convert_timm, load_timm
 from tljax.models.convert.torchvision import load_torchvision
 
 __all__ = [
     "Converted",
+    "PretrainedSpec",
+    "is_pretrained_spec",
+    "load_converted",
+    "parse_pretrained",
     "convert_big_vision",
     "convert_clip_vision",
     "convert_hugging_face",

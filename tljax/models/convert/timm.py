@@ -63,7 +63,9 @@ from tljax.params.tree import unflatten
 
 _STANDARD_RESNETS = {
     ("basic", (2, 2, 2, 2)): "resnet18",
+    ("basic", (3, 4, 6, 3)): "resnet34",
     ("bottleneck", (3, 4, 6, 3)): "resnet50",
+    ("bottleneck", (3, 4, 23, 3)): "resnet101",
 }
 
 
