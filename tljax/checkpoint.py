@@ -40,6 +40,7 @@ import gc
 import hashlib
 import logging
 import os
+import pathlib
 import re
 import sys
 from typing import Any
@@ -84,11 +85,19 @@ def _leaf_names(tree) -> list[str]:
 
 
 def _host_leaves(tree) -> list:
-  """The leaves as NumPy arrays; ``None`` for arrays spread over other hosts."""
+  """The leaves as NumPy arrays; ``None`` for arrays spread over other hosts.
+
+  An array replicated over several processes is whole in each: its local
+  copy is read, so a multi-process checkpoint records its digest too.
+  """
   leaves = []
   for leaf in jax.tree.leaves(tree):
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-      leaves.append(None)
+      leaves.append(
+          np.asarray(leaf.addressable_data(0))
+          if leaf.is_fully_replicated
+          else None
+      )
     else:
       leaves.append(np.asarray(jax.device_get(leaf)))
   return leaves
@@ -339,8 +348,26 @@ class Checkpointer:
     Used to read another run's parameters without knowing its optimizer.
     Same errors and ``allow_unverified`` as :meth:`restore`.
     """
+    step = self._step_for(step)
+    try:
+      return self._restore(step, ocp.args.StandardRestore(), allow_unverified)
+    except CheckpointError as error:
+      if "topology mismatch" not in str(error).lower():
+        raise
+    # Saved by another set of devices (a multi-process run read by one
+    # process): every array whole on this process's first device.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    metadata = ocp.StandardCheckpointHandler().metadata(
+        pathlib.Path(self.directory, str(step), STATE_ITEM)
+    )
+    target = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(
+            leaf.shape, leaf.dtype, sharding=device
+        ),
+        metadata.tree,
+    )
     return self._restore(
-        self._step_for(step), ocp.args.StandardRestore(), allow_unverified
+        step, ocp.args.StandardRestore(target), allow_unverified
     )
 
   def wait(self) -> None:

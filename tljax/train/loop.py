@@ -323,6 +323,11 @@ def _train_and_evaluate(
           checkpointer.save(done, state, force=True)
         if stopping:
           break
+  except jax.errors.JaxRuntimeError as error:
+    if jax.process_count() == 1:
+      raise
+    # Another process died: say so, and where the rerun resumes.
+    raise parallel.peer_failure(error, checkpointer.latest_step()) from error
   finally:
     progress.close()
     batches.close()

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from tljax.rundir_format import METRICS_FILE, SUMMARY_FILE
+from tljax.train import parallel
 
 TENSORBOARD_SUBDIR = "tensorboard"
 
@@ -66,9 +67,13 @@ class MetricWriter:
       tensorboard: bool = False,
       resume_step: int | None = None,
   ):
-    os.makedirs(workdir, exist_ok=True)
+    # In a multi-process run only process 0 writes (every process logs the
+    # same values).
+    self.enabled = parallel.is_primary()
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, METRICS_FILE)
-    if resume_step is not None and os.path.exists(self.path):
+    if self.enabled and resume_step is not None and os.path.exists(self.path):
       self._drop_after(int(resume_step))
     self.tensorboard_dir = (
         os.path.join(workdir, TENSORBOARD_SUBDIR) if tensorboard else None
@@ -103,6 +108,8 @@ class MetricWriter:
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     """Appends ``metrics`` at ``step`` (and, with TensorBoard, their scalars)."""
+    if not self.enabled:
+      return
     record = {"step": int(step), **to_python(dict(metrics))}
     with open(self.path, "a", encoding="utf-8") as stream:
       stream.write(json.dumps(record) + "\n")
@@ -186,8 +193,10 @@ def write_json_atomically(path: str | os.PathLike, payload: Any) -> None:
 def write_summary(
     workdir: str | os.PathLike, summary: Mapping[str, Any]
 ) -> str:
+  """Writes ``workdir/summary.json`` (in a multi-process run: process 0 only)."""
   path = os.path.join(workdir, SUMMARY_FILE)
-  write_json_atomically(path, summary)
+  if parallel.is_primary():
+    write_json_atomically(path, summary)
   return path
 
 

@@ -16,21 +16,36 @@ axis does not divide falls back to replication.
 Multi-host (one process per host, all hosts running the same command): set
 ``config.parallel.distributed`` (or the ``TLJAX_DISTRIBUTED=1`` environment
 variable) to call :func:`jax.distributed.initialize` before the first use of
-JAX; on Cloud TPU and SLURM it finds the coordinator itself, elsewhere pass
-the environment variables JAX reads (``JAX_COORDINATOR_ADDRESS``,
-``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``)::
+JAX (:func:`maybe_initialize_distributed`); on Cloud TPU and SLURM it finds
+the coordinator itself, elsewhere set ``JAX_COORDINATOR_ADDRESS``,
+``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (JAX itself reads only the
+first; tljax passes the other two)::
 
   # on host i of N (i = 0 … N−1), the same command everywhere:
   JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=N JAX_PROCESS_ID=i \\
     TLJAX_DISTRIBUTED=1 tljax train --workdir /shared/run \\
     --config configs/digits.py --set parallel.data_parallel=true
 
+Several processes on one machine (``scripts/launch_local.py``, the tested
+case) use a coordinator on ``127.0.0.1``: the coordinator then listens on
+that address only, not on every interface as JAX's default does. On CPU the
+processes' collectives go through gloo (JAX's default CPU collectives).
+
 Every host draws the same global batch (the streams are pure functions of
 seed and step) and feeds only its own devices' rows
-(:func:`jax.make_array_from_process_local_data`), so the data order, and
+(:func:`jax.make_array_from_callback`), so the data order, and
 therefore the result, does not depend on the number of hosts. The work dir
 must be on a file system all hosts see (orbax writes sharded checkpoints
-collectively).
+collectively); only process 0 writes the run's other files (metrics,
+summary, provenance, the config record: :func:`is_primary`).
+
+When a process dies (SIGKILL, a lost host), the others stop instead of
+waiting for it forever: their next collective fails (the loop raises
+:class:`DistributedError`, naming the latest complete checkpoint, from which
+the same command rerun in every process resumes), or the coordination
+service stops hearing its heartbeats and JAX ends them, after
+``TLJAX_DISTRIBUTED_TIMEOUT`` seconds (default 100, JAX's). See
+docs/multihost.md.
 """
 
 from __future__ import annotations
@@ -45,18 +60,116 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 _INITIALIZED = False
+DISTRIBUTED_ENV = "TLJAX_DISTRIBUTED"
+TIMEOUT_ENV = "TLJAX_DISTRIBUTED_TIMEOUT"
+_LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
+
+
+class DistributedError(ConnectionError):
+  """A process of a multi-process run stopped or cannot be reached."""
+
+
+def _env_int(name: str, minimum: int) -> int | None:
+  text = os.environ.get(name, "").strip()
+  if not text:
+    return None
+  try:
+    value = int(text)
+  except ValueError:
+    value = None
+  if value is None or value < minimum:
+    raise ValueError(
+        f"environment variable {name} must be an integer >= {minimum}, "
+        f"got {text!r}"
+    )
+  return value
+
+
+def _is_loopback(address: str) -> bool:
+  host = address.rsplit(":", 1)[0]
+  return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def distributed_arguments() -> dict[str, Any]:
+  """The keyword arguments of :func:`jax.distributed.initialize` from the environment.
+
+  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (which JAX does not read), a
+  bind address equal to a loopback ``JAX_COORDINATOR_ADDRESS`` (unless
+  ``JAX_COORDINATOR_BIND_ADDRESS`` says otherwise) and the heartbeat
+  timeout ``TLJAX_DISTRIBUTED_TIMEOUT``; what is unset is left to JAX.
+
+  Raises:
+    ValueError: naming the environment variable that is not a valid value.
+  """
+  arguments = {}
+  processes = _env_int("JAX_NUM_PROCESSES", 1)
+  process_id = _env_int("JAX_PROCESS_ID", 0)
+  if processes is not None:
+    arguments["num_processes"] = processes
+  if process_id is not None:
+    if processes is not None and process_id >= processes:
+      raise ValueError(
+          f"environment variable JAX_PROCESS_ID ({process_id}) must be "
+          f"below JAX_NUM_PROCESSES ({processes})"
+      )
+    arguments["process_id"] = process_id
+  coordinator = os.environ.get("JAX_COORDINATOR_ADDRESS", "")
+  if (
+      _is_loopback(coordinator)
+      and ":" in coordinator
+      and not os.environ.get("JAX_COORDINATOR_BIND_ADDRESS")
+  ):
+    arguments["coordinator_bind_address"] = coordinator
+  timeout = _env_int(TIMEOUT_ENV, 1)
+  if timeout is not None:
+    arguments["heartbeat_timeout_seconds"] = timeout
+  return arguments
 
 
 def maybe_initialize_distributed(config=None) -> bool:
-  """Calls :func:`jax.distributed.initialize` once when asked to; whether it did."""
+  """Calls :func:`jax.distributed.initialize` once when asked to; whether it did.
+
+  Asked by ``TLJAX_DISTRIBUTED=1`` or ``config.parallel.distributed``; the
+  arguments come from :func:`distributed_arguments`.
+  """
   global _INITIALIZED
-  wanted = os.environ.get("TLJAX_DISTRIBUTED", "") in ("1", "true", "True")
+  wanted = os.environ.get(DISTRIBUTED_ENV, "") in ("1", "true", "True")
   if config is not None:
     wanted = wanted or bool(config.get("parallel", {}).get("distributed"))
   if wanted and not _INITIALIZED:
-    jax.distributed.initialize()
+    jax.distributed.initialize(**distributed_arguments())
     _INITIALIZED = True
   return _INITIALIZED
+
+
+def is_primary() -> bool:
+  """Whether this process writes the run's files: process 0 (or the only one)."""
+  return jax.process_index() == 0
+
+
+def peer_failure(
+    error: BaseException, latest_step: int | None
+) -> DistributedError:
+  """A failed computation of a multi-process run, as a :class:`DistributedError`.
+
+  ``latest_step``: the run's latest complete checkpoint, where a rerun
+  resumes.
+  """
+  lines = str(error).strip().splitlines()
+  cause = (
+      lines[0].rsplit("Error dispatching computation: ", 1)[-1] if lines else ""
+  )
+  resume = (
+      f"from its latest complete checkpoint (step {latest_step})"
+      if latest_step is not None
+      else "from the start (no checkpoint was completed)"
+  )
+  return DistributedError(
+      f"process {jax.process_index()} of {jax.process_count()}: a "
+      f"collective operation failed ({cause[:200]}); another process of "
+      "this run has probably stopped. Rerun the same command in every "
+      f"process: the run resumes {resume}"
+  )
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -152,7 +265,9 @@ def batch_transfer(mesh: Mesh):
   """A function placing a host batch on ``mesh``: arrays split along their first axis.
 
   Scalars (the step) are replicated. With several processes, every process
-  holds the same global batch and contributes the rows of its own devices.
+  holds the same global batch and gives each of its own devices that
+  device's rows, wherever the mesh places the device (its rows need not be
+  one contiguous block per process).
   """
   data = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
   replicated = NamedSharding(mesh, PartitionSpec())
@@ -164,10 +279,8 @@ def batch_transfer(mesh: Mesh):
       return jax.make_array_from_callback((), replicated, lambda _: leaf)
     if processes == 1:
       return jax.device_put(leaf, data)
-    rows = leaf.shape[0] // processes
-    index = jax.process_index()
-    return jax.make_array_from_process_local_data(
-        data, leaf[index * rows : (index + 1) * rows], leaf.shape
+    return jax.make_array_from_callback(
+        leaf.shape, data, lambda index: leaf[index]
     )
 
   return lambda batch: jax.tree.map(place, batch)

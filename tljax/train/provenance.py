@@ -19,6 +19,7 @@ from typing import Any
 import jax
 
 from tljax.train import metrics as metrics_lib
+from tljax.train import parallel
 
 PROVENANCE_FILE = "provenance.json"
 PACKAGES = (
@@ -140,7 +141,8 @@ def record_session(
       record = None
   record = record or fresh
   record["sessions"].append(session_record(start_step))
-  metrics_lib.write_json_atomically(path, record)
+  if parallel.is_primary():  # its session record gives the process count
+    metrics_lib.write_json_atomically(path, record)
   return record
 
 

@@ -43,6 +43,7 @@ from tljax.config import base_config
 from tljax.errors import WorkdirBusyError
 from tljax.rundir_format import RUN_CONFIG_FILE
 from tljax.train import metrics as metrics_lib
+from tljax.train import parallel
 
 try:  # POSIX
   import fcntl
@@ -320,7 +321,9 @@ def check_claim(
 
 
 def write_claim(path: str, claim: dict) -> None:
-  metrics_lib.write_json_atomically(path, as_json(claim))
+  """Writes the claim (in a multi-process run: process 0; the others check it)."""
+  if parallel.is_primary():
+    metrics_lib.write_json_atomically(path, as_json(claim))
 
 
 def has_checkpoint(checkpoint_dir: str) -> bool:
