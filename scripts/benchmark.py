@@ -44,6 +44,19 @@ default all; each is a function of :data:`SECTIONS`, in its own module of
 * ``compile`` — the tljax DANN step's compile time (``.lower()`` and
   ``.compile()``) and memory (``compiled.memory_analysis()``, else the
   resident-memory growth), next to ``torch.compile``'s first call.
+* ``features`` — feature extraction on the CPU: timm's ``resnet50``
+  (``--features_model``) with random weights, saved as ``model.safetensors``
+  and converted by :func:`tljax.models.load_timm`, its pooled features
+  (jitted ``model.apply(..., train=False)``, uint8 NHWC in) next to the same
+  timm module in PyTorch (``reset_classifier(0)``, ``inference_mode``,
+  normalised float32 NCHW in, also channels_last) at
+  ``--features_batch_sizes``; images/s, tljax ÷ PyTorch, and the features'
+  relative difference (at most 1e-4). Needs torch and timm, else "Not run".
+
+Run with only some sections and an existing ``--output``, the script
+replaces those sections of the page (matched by their ``##`` titles, a new
+one appended), each with a line saying when it was measured on its own, and
+keeps the rest; a run of every section writes the whole page.
 
 PyTorch and ``adapt`` are optional benchmark dependencies (``pip install
 -e ".[bench]"``), never imported by tljax; without them their rows read
@@ -51,6 +64,7 @@ PyTorch and ``adapt`` are optional benchmark dependencies (``pip install
 
   nice -n 15 python scripts/benchmark.py --note "2 cores shared with 2 jobs"
   python scripts/benchmark.py --sections dann,compile --steps 20
+  python scripts/benchmark.py --sections features
 """
 
 from __future__ import annotations
@@ -81,6 +95,16 @@ from benchmarks.sweep import section_sweep  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def section_features(args, ctx):
+  """The ``features`` section, loaded when it runs: its module imports tljax
+  and JAX at its top, and this script must load without them (the
+  ``--adapt_worker`` process may run in an environment of its own,
+  ``--adapt_python``, with adapt but no JAX)."""
+  from benchmarks import features  # noqa: PLC0415
+
+  return features.section_features(args, ctx)
+
+
 SECTIONS = {
     "dann": section_dann,
     "resnet": section_resnet,
@@ -89,7 +113,10 @@ SECTIONS = {
     "logme": section_logme,
     "compile": section_compile,
     "sweep": section_sweep,
+    "features": section_features,
 }
+# Every section, in the order of a full run.
+ALL_SECTIONS = (*SECTION_ORDER, "features")
 
 
 # --- Main -------------------------------------------------------------------
@@ -103,7 +130,7 @@ def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
       "--sections",
-      default=",".join(SECTION_ORDER),
+      default=",".join(ALL_SECTIONS),
       help=f"comma-separated, from {list(SECTIONS)}",
   )
   parser.add_argument(
@@ -213,12 +240,52 @@ def parse_args(argv=None):
       default=None,
       help="TFDS data dir of the digits (default: tljax's)",
   )
+  parser.add_argument(
+      "--features_model",
+      default="resnet50",
+      help="the timm ResNet of the features section",
+  )
+  parser.add_argument("--features_batch_sizes", type=int_list, default=[16, 64])
+  parser.add_argument("--features_image_size", type=int, default=224)
+  parser.add_argument(
+      "--features_rounds",
+      type=int,
+      default=5,
+      help="interleaved timed rounds per batch size (features)",
+  )
   args = parser.parse_args(argv)
   args.sections = [name for name in args.sections.split(",") if name]
   unknown = sorted(set(args.sections) - set(SECTIONS))
   if unknown:
     parser.error(f"unknown sections {unknown}; known: {list(SECTIONS)}")
   return args
+
+
+def splice_sections(page: str, sections, stamp: str) -> str:
+  """``page`` with ``sections`` in place of their namesakes, the rest untouched.
+
+  A section replaces the block of ``page`` under the same ``## `` title (up
+  to the next ``## `` line), or is appended when the page has none; ``stamp``
+  (when and how it was measured) opens its text below the title.
+  """
+  head, *blocks = re.split(r"(?m)^(?=## )", page)
+  titles = [block.split("\n", 1)[0] for block in blocks]
+  for section in sections:
+    lines = section.markdown()
+    lines[2:2] = [stamp, ""]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip("\n")
+    if lines[0] in titles:
+      index = titles.index(lines[0])
+      old = blocks[index]
+      blocks[index] = text + old[len(old.rstrip("\n")) :]
+    else:
+      if blocks:
+        blocks[-1] = blocks[-1].rstrip("\n") + "\n\n"
+      else:
+        head = head.rstrip("\n") + "\n\n"
+      blocks.append(text + "\n")
+      titles.append(lines[0])
+  return head + "".join(blocks)
 
 
 def main(argv=None) -> str | None:
@@ -256,11 +323,32 @@ def main(argv=None) -> str | None:
     elif value.startswith("--note="):
       given[index] = "--note=…"
   command = shlex.join(["scripts/benchmark.py", *given])
+  now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+  write = args.output and args.output != "-"
+  if (
+      write
+      and set(args.sections) != set(SECTIONS)
+      and os.path.exists(args.output)
+  ):
+    with open(args.output, encoding="utf-8") as stream:
+      page = stream.read()
+    report = splice_sections(
+        page,
+        sections,
+        f"Measured on its own on {now} by `{command}` in "
+        f"{elapsed / 60:.1f} minutes; the other sections are from the "
+        "invocation in the header, unless they say otherwise."
+        + (f" Note: {args.note}" if args.note else ""),
+    )
+    with open(args.output, "w", encoding="utf-8") as stream:
+      stream.write(report)
+    print(report)
+    return report
   lines = [
       "# tljax benchmarks: side by side with PyTorch, NumPy and `adapt`",
       "",
       f"Generated by `{command}` on "
-      f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} in "
+      f"{now} in "
       f"{elapsed / 60:.1f} minutes. Every figure that compares is a ratio of "
       "two implementations measured in this one invocation, in turn, on the "
       "same inputs; absolute numbers depend on the machine and its load.",
@@ -273,7 +361,7 @@ def main(argv=None) -> str | None:
     lines += section.markdown()
   report = "\n".join(lines).rstrip() + "\n"
   report = re.sub(r"\n{3,}", "\n\n", report)
-  if args.output and args.output != "-":
+  if write:
     directory = os.path.dirname(args.output)
     if directory:
       os.makedirs(directory, exist_ok=True)
