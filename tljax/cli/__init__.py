@@ -59,6 +59,7 @@ from tljax.cli.config_file import (
     CommandError,
     apply_override,
     available_configs,
+    check_workdir,
     config_errors,
     convert_value,
     load_config,
@@ -70,12 +71,14 @@ __all__ = [
     "CONFIGS_DIR",
     "DEFAULT_CONFIG",
     "FEATURE_LAYERS",
+    "INTERRUPTED_STATUS",
     "PROG",
     "TRACEBACK_ENV",
     "CommandError",
     "apply_override",
     "available_configs",
     "build_parser",
+    "check_workdir",
     "config_errors",
     "convert_value",
     "load_config",
@@ -189,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+# The shell's status for a process ended by SIGINT (128 + 2).
+INTERRUPTED_STATUS = 130
+
+
 def _one_line_warning(message, category, filename, lineno, line=None):
   del filename, lineno, line
   return f"{PROG}: warning ({category.__name__}): {message}\n"
@@ -199,11 +206,25 @@ def main(argv=None) -> int:
 
   0: done. 1: the run failed (a work dir in use, a diverged run, an
   untrustworthy checkpoint, unreadable data, a disk error), said in one
-  line. 2: a bad command line or config value, said in one line. With
-  ``--traceback`` (or ``TLJAX_TRACEBACK=1``) the full stack is shown too.
+  line. 2: a bad command line, config value or work dir (a file, or not
+  writable), said in one line. 130: interrupted (Ctrl-C), after the
+  training loop saved a checkpoint of the step it was in; the same command
+  resumes. With ``--traceback`` (or ``TLJAX_TRACEBACK=1``) the full stack is
+  shown too.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  for item in argv:
+    if item == "--":
+      break
+    if item.startswith("--config."):
+      # big_vision's --config.key=value: one syntax, --set, in tljax.
+      field, _, value = item[len("--config.") :].partition("=")
+      parser.error(
+          f"{item}: config fields are set with --set {field}={value or '...'}"
+          " (--config names the config file)"
+      )
+  args = parser.parse_args(argv)
   show_traceback = (
       getattr(args, "traceback", False)
       or os.environ.get(TRACEBACK_ENV, "").lower() in TRUE_WORDS
@@ -213,6 +234,13 @@ def main(argv=None) -> int:
     _mute_background_failures()
   try:
     return args.run(args)
+  except KeyboardInterrupt as error:
+    if show_traceback:
+      traceback.print_exc()
+    print(
+        f"{PROG} {args.command}: {_interrupted_message(error)}", file=sys.stderr
+    )
+    return INTERRUPTED_STATUS
   except CommandError as error:
     if show_traceback:
       traceback.print_exc()
@@ -231,6 +259,27 @@ def main(argv=None) -> int:
           file=sys.stderr,
       )
     return 1
+
+
+def _interrupted_message(error: KeyboardInterrupt) -> str:
+  """Ctrl-C in one line: where the run stopped, when the loop saved it.
+
+  The training loop answers the first SIGINT by finishing its step, saving
+  it and raising :class:`tljax.train.interrupt.Interrupted` (its ``step``);
+  a Ctrl-C anywhere else (loading data, compiling, writing the report) is
+  Python's bare ``KeyboardInterrupt``, and the finished runs and saved
+  checkpoints are what the rerun starts from.
+  """
+  step = getattr(error, "step", None)
+  if step is None:
+    return (
+        "interrupted; run the same command to resume (from the finished "
+        "runs and the last checkpoints)"
+    )
+  return (
+      f"interrupted at step {step}; checkpoint saved; run the same command "
+      "to resume"
+  )
 
 
 def _mute_background_failures() -> None:

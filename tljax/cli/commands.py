@@ -18,6 +18,7 @@ from tljax.cli.arguments import PROG
 from tljax.cli.config_file import (
     DEFAULT_CONFIG,
     CommandError,
+    check_workdir,
     config_errors,
     load_config,
 )
@@ -41,6 +42,7 @@ def train(args: argparse.Namespace) -> int:
   """``tljax train``: the experiment, its table and gaps, then its report."""
   config = load_config(args.config, args.set)
   workdir = args.workdir or _default_workdir(args.config)
+  check_workdir(workdir)
   import jax
   from tljax.train import parallel
   from tljax.train.experiment import format_gaps, format_table, run_experiment
@@ -48,7 +50,7 @@ def train(args: argparse.Namespace) -> int:
   _quiet_logging()
   # Multi-host: before JAX touches a device (see tljax.train.parallel).
   parallel.maybe_initialize_distributed(config)
-  with config_errors():
+  with config_errors(config):
     results = run_experiment(config, workdir)
   print()
   print(format_table(results["table"]))
@@ -75,12 +77,13 @@ def sweep(args: argparse.Namespace) -> int:
   """``tljax sweep``: the config's sweep grid trained as one vmapped program."""
   config = load_config(args.config, args.set)
   workdir = args.workdir or _default_workdir(args.config, "_sweep")
+  check_workdir(workdir)
   from tljax.train import parallel
   from tljax.train.sweep import format_sweep, run_sweep
 
   _quiet_logging()
   parallel.maybe_initialize_distributed(config)
-  with config_errors():
+  with config_errors(config):
     results = run_sweep(config, workdir)
   print()
   print(format_sweep(results))
@@ -90,6 +93,7 @@ def sweep(args: argparse.Namespace) -> int:
 
 def rank_sources(args: argparse.Namespace) -> int:
   """``tljax rank-sources``: scores (and with --verify, transfers) the sources."""
+  check_workdir(args.workdir)
   from tljax.train import rank_sources as ranking
 
   _quiet_logging()

@@ -8,7 +8,8 @@ configs packaged with tljax (``tljax.configs``, the repository's
 runs. Each ``--set key=value`` is converted to the field's type
 (:func:`apply_override`), and the result is checked by
 :func:`tljax.config.check_config` (keys, types, values) without importing
-JAX. A bad file, argument or value is a :class:`CommandError`.
+JAX. A bad file, argument or value is a :class:`CommandError`, and so is a
+``--workdir`` that cannot be one (:func:`check_workdir`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import ast
 import contextlib
 import importlib.util
 import os
+import re
 
 from ml_collections import ConfigDict
 
 from tljax import configs as packaged_configs
 from tljax import errors
+from tljax.config import _FREE_FORM as FREE_FORM_GROUPS
 from tljax.config import check_config  # keys, types, values: no JAX
 
 CONFIGS_DIR = os.path.dirname(os.path.abspath(packaged_configs.__file__))
@@ -116,8 +119,15 @@ def _sequence(text: str) -> tuple:
   value = _literal(text)
   if isinstance(value, (tuple, list)):
     return tuple(value)
-  if isinstance(value, str) and "," in value:
-    return tuple(_literal(item.strip()) for item in value.split(","))
+  if isinstance(value, str):
+    # Not a Python literal (bare words): (a, b), [a, b] or a,b.
+    inner = value.strip()
+    if inner[:1] + inner[-1:] in ("()", "[]"):
+      inner = inner[1:-1]
+    if "," in inner or inner != value.strip():
+      return tuple(
+          _literal(item.strip()) for item in inner.split(",") if item.strip()
+      )
   return (value,)
 
 
@@ -175,7 +185,22 @@ def apply_override(config: ConfigDict, item: str) -> None:
         f"--set {item}: config key {'.'.join(parents)!r} is a "
         "value, not a group of keys"
     )
+  count = _literal(text.strip())
+  if key == "seeds" and isinstance(count, int) and not isinstance(count, bool):
+    # configs/x.py:seeds=3 counts seeds (0, 1, 2); this field lists them.
+    raise CommandError(
+        f"--set {item}: seeds is a list of seed numbers: --set seeds=0,1,2 "
+        f"(this one alone: --set seeds={count},); a config file's argument "
+        f"counts them: configs/<file>.py:seeds={count} runs seeds "
+        f"0..{count - 1}"
+    )
   if last in node:
+    value = _literal(text)
+    if key in FREE_FORM_GROUPS and isinstance(value, dict):
+      # A free-form group (a source's kwargs, ...) is replaced whole:
+      # --set target.kwargs={} clears what the config gave another source.
+      node[last] = ConfigDict(value)
+      return
     if isinstance(node[last], ConfigDict):
       raise CommandError(
           f"--set {item}: config key {key!r} is a group; set "
@@ -202,14 +227,86 @@ def load_config(spec: str | None, overrides=()) -> ConfigDict:
   return config
 
 
+def check_workdir(path: str, flag: str = "--workdir") -> None:
+  """Refuses a ``path`` that is not, and cannot become, a writable directory.
+
+  Checked before anything is imported or trained: an existing file there
+  (or above it), or a directory that cannot be written, is a bad argument
+  (exit status 2), not a failure found minutes later. Nothing is created.
+  """
+  absolute = os.path.abspath(path)
+  existing = absolute
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise CommandError(
+        f"{flag} {path}: {existing} is a file, not a directory; give a new "
+        "or existing directory"
+    )
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise CommandError(
+        f"{flag} {path}: permission denied: {existing} cannot be written; "
+        f"give a writable work dir ({flag})"
+    )
+
+
+def _kwargs_mismatch(config: ConfigDict, error: TypeError) -> str | None:
+  """The config keys behind a source's "unexpected keyword argument", if any.
+
+  A config's ``source.kwargs`` / ``target.kwargs`` are written for its own
+  sources (``configs/moons.py``: ``num_examples``, ``rotation_degrees``);
+  ``--set target.name=...`` to another source keeps them, and the source
+  refuses the first it does not take.
+  """
+  found = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+  if found is None:
+    return None
+  option = found.group(1)
+  domains = [
+      domain
+      for domain in ("source", "target")
+      if option in (config[domain].get("kwargs") or {})
+  ]
+  refusing = _refusing_source(error)
+  if refusing is not None and len(domains) > 1:
+    domains = [d for d in domains if config[d].name == refusing] or domains
+  if not domains:
+    return None
+  keys = " and ".join(f"'{domain}.kwargs.{option}'" for domain in domains)
+  names = " / ".join(repr(config[domain].name) for domain in domains)
+  given = "; ".join(
+      f"{domain}.kwargs: {sorted(config[domain].kwargs)}" for domain in domains
+  )
+  clear = " ".join(f"--set {domain}.kwargs={{}}" for domain in domains)
+  return (
+      f"config key {keys}: {names} takes no option {option!r} ({given}); "
+      "fix the key, or, when the config wrote them for another source, "
+      f"clear them: {clear}"
+  )
+
+
+def _refusing_source(error: BaseException) -> str | None:
+  """The ``name`` of the innermost :func:`tljax.data.get_source` call ``error`` left."""
+  name = None
+  trace = error.__traceback__
+  while trace is not None:
+    frame = trace.tb_frame
+    if frame.f_code.co_name == "get_source" and "name" in frame.f_locals:
+      name = frame.f_locals["name"]
+    trace = trace.tb_next
+  return name if isinstance(name, str) else None
+
+
 @contextlib.contextmanager
-def config_errors():
+def config_errors(config: ConfigDict | None = None):
   """A ``ValueError`` raised while running becomes a :class:`CommandError`.
 
   Some values are checked only where they are used (a model option by the
   model, an optimizer setting by its builder), after the run has started;
   tljax raises a ``ValueError`` naming the key for them, which the command
-  prints as one line with exit status 2 like the checks made up front.
+  prints as one line with exit status 2 like the checks made up front. So
+  does a ``TypeError`` from a data source given an option of
+  ``config``'s ``source.kwargs`` / ``target.kwargs`` that it does not take.
   """
   try:
     yield
@@ -217,3 +314,8 @@ def config_errors():
     raise  # not a config value: reported by main() with exit status 1
   except ValueError as error:
     raise CommandError(str(error)) from error
+  except TypeError as error:
+    message = None if config is None else _kwargs_mismatch(config, error)
+    if message is None:
+      raise
+    raise CommandError(message) from error

@@ -6,8 +6,9 @@ handlers while a training loop runs: the first signal only sets
 :attr:`StopSignals.received`; the loop finishes its current step, saves a
 checkpoint and leaves; :meth:`StopSignals.resend` then delivers the signal
 again with the handler that was there before, so the process ends the way
-it would have (SIGINT: ``KeyboardInterrupt``; SIGTERM: terminated). A
-second signal while the checkpoint is being written is delivered at once.
+it would have (SIGINT: ``KeyboardInterrupt``, as :class:`Interrupted`, which
+names the saved step; SIGTERM: terminated). A second signal while the
+checkpoint is being written is delivered at once.
 
 A signal that is ignored when the loop starts stays ignored: under
 ``nohup`` or in a background job of a non-interactive shell SIGINT is
@@ -25,6 +26,21 @@ import threading
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+class Interrupted(KeyboardInterrupt):
+  """A run stopped by a signal after saving a checkpoint of ``step``.
+
+  A ``KeyboardInterrupt``, as Python's own SIGINT handler raises, so code
+  that handles Ctrl-C handles it; ``tljax train`` reports it in one line.
+  """
+
+  def __init__(self, signum: int, step: int):
+    super().__init__(
+        f"stopped by signal {signum} after step {step}; checkpoint saved"
+    )
+    self.signum = signum
+    self.step = step
+
+
 class StopSignals:
   """Context manager recording SIGTERM/SIGINT instead of acting on them."""
 
@@ -32,6 +48,7 @@ class StopSignals:
     self.signals = tuple(signals)
     self.received: int | None = None
     self._previous: dict[int, object] = {}
+    self._found: dict[int, object] = {}
 
   def _handle(self, signum, frame):
     del frame
@@ -56,6 +73,7 @@ class StopSignals:
           # could not be put back.
           continue
         self._previous[signum] = previous
+        self._found[signum] = previous
         signal.signal(signum, self._handle)
     return self
 
@@ -65,14 +83,14 @@ class StopSignals:
   def resend(self, step: int) -> None:
     """Delivers the recorded signal again (call after leaving the context).
 
-    If the previous handler returns (SIGINT's raises ``KeyboardInterrupt``
-    itself; SIGTERM's default ends the process), raises
-    ``KeyboardInterrupt`` so that the caller never goes on as if finished.
+    Python's own SIGINT handler would raise a bare ``KeyboardInterrupt``;
+    :class:`Interrupted` (one) is raised in its place, naming ``step``. If
+    another previous handler returns (SIGTERM's default ends the process),
+    :class:`Interrupted` is raised too, so that the caller never goes on as
+    if finished.
     """
     if self.received is None:
       return
-    signal.raise_signal(self.received)
-    raise KeyboardInterrupt(
-        f"stopped by signal {self.received} after step "
-        f"{step}; checkpoint saved"
-    )
+    if self._found.get(self.received) is not signal.default_int_handler:
+      signal.raise_signal(self.received)
+    raise Interrupted(self.received, step)
