@@ -185,12 +185,6 @@ def _check_only_process_0_writes(workdir, writes, processes):
         for event, path in logged[index]
         if os.sep + "checkpoints" + os.sep not in path
         and not path.endswith(own_lock)
-        # Written by tljax.train.experiment in every process, until it too
-        # asks parallel.is_primary().
-        and os.path.relpath(path, workdir) not in ("results.json", "results.md")
-        and not re.fullmatch(
-            r"results\.json\.tmp\d+", os.path.relpath(path, workdir)
-        )
     ]
     assert not others, f"process {index} wrote {others[:5]}"
 

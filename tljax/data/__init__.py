@@ -13,7 +13,9 @@ Domains (see :func:`get_source`; a source is registered by name with
 * ``folder:<directory>`` and ``imagelist:<file>``: the user's images (an
   image folder ``root/<class>/<image>``, or TLlib's image-list file),
   prepared once into ArrayRecord as encoded bytes and decoded per batch
-  (:mod:`.image_files`, :mod:`.images`, :mod:`.image_sources`).
+  (:mod:`.image_files`, :mod:`.images`, :mod:`.image_sources`);
+* ``npz:<file>``: arrays the user saved with ``np.savez`` (``x_train``,
+  ``y_train``, ``x_test``, ``y_test``; :mod:`.array_files`).
 
 Variants of any of them (rotated, inverted, noisy, relabelled; a source zoo
 for transferability experiments): ``get_source(..., transform={...})``, see
@@ -37,6 +39,7 @@ import pkgutil
 # Each public name and the module of tljax.data that defines it.
 _EXPORTS = {
     "ArraySource": "base",
+    "npz_source": "array_files",
     "Source": "base",
     "binarize": "digits",
     "block_counts": "digits",

@@ -33,8 +33,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-# image_sources registers "folder:" and "imagelist:" when it is imported.
-from tljax.data import augment, digits, image_sources, images, toy, transforms
+# image_sources registers "folder:" and "imagelist:" when it is imported,
+# array_files "npz:".
+from tljax.data import (
+    array_files,
+    augment,
+    digits,
+    image_sources,
+    images,
+    toy,
+    transforms,
+)
 from tljax.data.base import SPLITS, ArraySource, Source
 from tljax.data.registry import (
     DATA_DIR_ENV,

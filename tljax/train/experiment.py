@@ -222,6 +222,8 @@ def _run_experiment(config, workdir: str) -> dict:
       "table": table,
       "negative_transfer": gaps,
   }
+  if not parallel.is_primary():  # one writer per experiment: process 0
+    return results
   metrics_lib.write_json_atomically(
       os.path.join(workdir, RESULTS_JSON), results
   )
