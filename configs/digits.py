@@ -37,7 +37,7 @@ def get_config(arg=None):
 
   config.steps = 1500
   config.batch_size = 64
-  config.eval_every = 500
+  config.eval_every = 100
   config.log_every = 100
   config.checkpoint_every = 500
   return config

@@ -50,7 +50,7 @@ def get_config(arg=None):
 
   config.steps = 1000
   config.batch_size = 256
-  config.eval_every = 0
+  config.eval_every = 100
   config.log_every = 100
   config.checkpoint_every = 1000
   return config

@@ -1,5 +1,6 @@
 """Pictures and reports: valid PNGs, tables that match the runs' summaries, clear errors."""
 
+import argparse
 import importlib.util
 import json
 import os
@@ -12,6 +13,7 @@ from matplotlib import image as mpl_image
 from threadpoolctl import threadpool_limits
 
 from tljax import report
+from tljax.report import command_line
 from tljax.train.experiment import run_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -433,3 +435,52 @@ def test_bad_inputs_are_errors_naming_the_argument(tmp_path, experiment):
   for call, message in cases:
     with pytest.raises(ValueError, match=message):
       call()
+
+
+def test_tsne_report_keeps_the_pca_picture(experiment, tmp_path, monkeypatch):
+  copy = str(tmp_path / "copy")
+  shutil.copytree(experiment, copy, ignore=shutil.ignore_patterns("*.png"))
+  run_dir = os.path.join(copy, "dann", "seed_0")
+  drawn = []
+
+  def plot_features(run_dir, path, *, method, **unused):
+    # The projection itself is test_tsne_feature_picture's; here, which
+    # file each one goes to.
+    drawn.append((method, os.path.basename(path)))
+    with open(path, "w", encoding="utf-8") as stream:
+      stream.write(method)
+    return path
+
+  monkeypatch.setattr(report.reports, "plot_features", plot_features)
+  monkeypatch.setattr(report.reports, "plot_training_curves", lambda *a: a[1])
+  report.run_report(run_dir, features="pca")
+  report.run_report(run_dir, features="tsne")
+  assert drawn == [("pca", "features.png"), ("tsne", "features_tsne.png")]
+  for name, method in (("features.png", "pca"), ("features_tsne.png", "tsne")):
+    with open(os.path.join(run_dir, name), encoding="utf-8") as stream:
+      assert stream.read() == method
+  with open(os.path.join(run_dir, "report.md"), encoding="utf-8") as stream:
+    markdown = stream.read()
+  assert "### Features (PCA)" in markdown and "](features.png)" in markdown
+  assert "### Features (t-SNE)" in markdown
+  assert "](features_tsne.png)" in markdown
+
+
+def test_relative_output_goes_under_the_experiment_dir(tmp_path, monkeypatch):
+  fake = fake_experiment(tmp_path / "fake", {"dann": [(0.9, 0.8)]})
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  monkeypatch.chdir(elsewhere)
+  for output in ("comparison.md", os.path.join("compared", "c.md")):
+    args = argparse.Namespace(
+        workdirs=[fake], features="none", max_points=500, output=output
+    )
+    assert command_line.run(args, "tljax report") == 0
+    assert os.path.isfile(os.path.join(fake, output))
+  assert not os.listdir(elsewhere)
+  absolute = str(tmp_path / "absolute.md")
+  args = argparse.Namespace(
+      workdirs=[fake], features="none", max_points=500, output=absolute
+  )
+  assert command_line.run(args, "tljax report") == 0
+  assert os.path.isfile(absolute)

@@ -25,7 +25,10 @@ Fields (defaults in :func:`base_config`):
 * ``optimizer``: see :mod:`tljax.train.optim`.
 * ``steps``, ``batch_size`` (per domain), ``eval_every``, ``eval_batch_size``,
   ``log_every``, ``checkpoint_every``, ``keep_checkpoints``, ``prefetch``,
-  ``progress_bar``.
+  ``progress_bar``. ``eval_every`` (0: only at the end) evaluates the test
+  and validation splits every that many steps, for the training curves; its
+  default, every ``log_every`` steps, costs about 2 % of a digits or moons
+  run.
 * ``data_workers``: processes that read, decode and augment training batches
   (grain; 0: the training process itself).
 * ``augment``: the training augmentation of image domains (``folder:``,
@@ -167,7 +170,7 @@ def base_config() -> ml_collections.ConfigDict:
   )
   config.steps = 1000
   config.batch_size = 64
-  config.eval_every = 0
+  config.eval_every = 100
   config.eval_batch_size = 512
   config.log_every = 100
   config.checkpoint_every = 500

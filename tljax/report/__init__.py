@@ -5,10 +5,12 @@ Everything reads what a run already wrote (``run_config.json``,
 training. Pictures are PNG files drawn on matplotlib's Agg canvas (no
 display needed, the process-wide backend untouched).
 
-* :func:`plot_training_curves` — loss terms, accuracies, adaptation
+* :func:`plot_training_curves` — the loss split into classification and
+  λ × transfer term, accuracies with the periodic evaluations, adaptation
   coefficient and learning rate over steps.
 * :func:`plot_features` — source and target test examples in the run's
-  feature space (PCA or t-SNE), next to the same seed's source-only model.
+  feature space (PCA or t-SNE; colour the class, marker the domain), next to
+  the same seed's source-only model.
 * :func:`plot_weights` — importance weights: histogram, weight against input.
 * :func:`plot_ranking` / :func:`plot_rank_sources` — transferability score
   against measured accuracy, with Kendall's τ.

@@ -2,8 +2,10 @@
 
 :func:`run` reports every ``WORKDIR`` by what it is (:func:`report_one`) and,
 with several experiment directories or ``--output``, writes and prints one
-comparison report. The arguments (``WORKDIR...``, ``--features``,
-``--max_points``, ``--output``) are defined with the other subcommands' in
+comparison report; a relative ``--output`` is a path under the first
+experiment directory (:func:`output_path`), not the current directory. The
+arguments (``WORKDIR...``, ``--features``, ``--max_points``, ``--output``)
+are defined with the other subcommands' in
 :func:`tljax.cli.arguments.add_report_arguments`, so that ``tljax --help``
 needs neither this package nor JAX.
 """
@@ -44,6 +46,20 @@ def report_one(workdir: str, features: str | None, max_points: int) -> str:
   )
 
 
+def output_path(output: str, workdir: str) -> str:
+  """Where ``--output`` is written: under ``workdir`` unless absolute.
+
+  A relative path is taken under the experiment directory ``workdir`` (its
+  folders made), so that a comparison stays with the runs it compares
+  instead of landing in whatever the current directory is.
+  """
+  if os.path.isabs(output):
+    return output
+  path = os.path.join(workdir, output)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  return path
+
+
 def run(args: argparse.Namespace, prog: str) -> int:
   """Reports ``args.workdirs``; returns the exit status (2 on bad input, named by ``prog``)."""
   features = None if args.features == "none" else args.features
@@ -58,11 +74,12 @@ def run(args: argparse.Namespace, prog: str) -> int:
         if kind == "experiment"
     ]
     if len(experiments) > 1 or (args.output and experiments):
-      markdown = experiment_report(experiments, args.output)
+      output = output_path(args.output, experiments[0]) if args.output else None
+      markdown = experiment_report(experiments, output)
       print()
       print(markdown, end="")
-      if args.output:
-        print(f"\ncomparison in {os.path.abspath(args.output)}")
+      if output:
+        print(f"\ncomparison in {os.path.abspath(output)}")
     elif args.output:
       raise ValueError(
           "--output needs at least one experiment directory to " "compare"

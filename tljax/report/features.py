@@ -12,7 +12,10 @@ import functools
 
 import jax
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import to_rgba_array
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from tljax.report import _figure
 from tljax.report.runs import sibling_run
@@ -20,8 +23,15 @@ from tljax.train.rundir import Run
 
 PROJECTIONS = ("pca", "tsne")
 LAYERS = ("bottleneck", "backbone")
+# Colour is the class; the marker is the domain: a filled disc and a
+# cross stay apart at any size and overlap, where twelve class markers
+# of a few pixels did not. Without classes the colour is the domain.
+DOMAIN_MARKERS = {
+    "source": dict(marker="o", s=16, alpha=0.45, linewidths=0),
+    "target": dict(marker="x", s=22, alpha=0.85, linewidths=1.1),
+}
 DOMAIN_COLOURS = {"source": "tab:blue", "target": "tab:orange"}
-CLASS_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p")
+MAX_LEGEND_CLASSES = 20
 BASELINE = "source_only"
 
 
@@ -156,25 +166,33 @@ def before_adaptation_run(run_dir) -> str | None:
   return baseline
 
 
+def class_colours(num_classes: int) -> np.ndarray:
+  """``(num_classes, 4)`` RGBA colours, one per class.
+
+  Matplotlib's qualitative ``tab10`` up to 10 classes, ``tab20`` up to 20;
+  beyond, evenly spaced colours of the ``turbo`` map (neighbouring classes
+  then look alike).
+  """
+  if num_classes <= 10:
+    colours = colormaps["tab10"].colors
+  elif num_classes <= 20:
+    colours = colormaps["tab20"].colors
+  else:
+    return colormaps["turbo"](np.linspace(0.0, 1.0, num_classes))
+  return to_rgba_array(colours[:num_classes])
+
+
 def _draw(axis, points, domain, labels, num_classes) -> None:
-  for name, colour in DOMAIN_COLOURS.items():
+  for name, style in DOMAIN_MARKERS.items():
     in_domain = domain == name
-    if num_classes is None:
-      axis.scatter(
-          *points[in_domain].T, s=10, c=colour, alpha=0.6, linewidths=0
-      )
+    if not in_domain.any():
       continue
-    for label in range(num_classes):
-      chosen = in_domain & (labels == label)
-      if chosen.any():
-        axis.scatter(
-            *points[chosen].T,
-            s=14,
-            c=colour,
-            alpha=0.6,
-            marker=CLASS_MARKERS[label % len(CLASS_MARKERS)],
-            linewidths=0,
-        )
+    colour = (
+        DOMAIN_COLOURS[name]
+        if num_classes is None
+        else class_colours(num_classes)[labels[in_domain]]
+    )
+    axis.scatter(*points[in_domain].T, c=colour, **style)
   axis.set_xticks([])
   axis.set_yticks([])
 
@@ -182,21 +200,22 @@ def _draw(axis, points, domain, labels, num_classes) -> None:
 def _legend_handles(num_classes) -> list:
   handles = [
       Line2D(
-          [], [], linestyle="", marker="o", color=colour, label=f"{name} test"
+          [],
+          [],
+          linestyle="",
+          marker=style["marker"],
+          markersize=7,
+          markeredgewidth=1.5,
+          color="black" if num_classes is not None else DOMAIN_COLOURS[name],
+          alpha=style["alpha"],
+          label=f"{name} test",
       )
-      for name, colour in DOMAIN_COLOURS.items()
+      for name, style in DOMAIN_MARKERS.items()
   ]
-  if num_classes is not None and num_classes <= len(CLASS_MARKERS):
+  if num_classes is not None and num_classes <= MAX_LEGEND_CLASSES:
     handles += [
-        Line2D(
-            [],
-            [],
-            linestyle="",
-            color="grey",
-            marker=CLASS_MARKERS[label],
-            label=f"class {label}",
-        )
-        for label in range(num_classes)
+        Patch(color=colour, label=f"class {label}")
+        for label, colour in enumerate(class_colours(num_classes))
     ]
   return handles
 
@@ -214,9 +233,11 @@ def plot_features(
 ) -> str:
   """Source and target test examples in a run's feature space, projected to 2-D.
 
-  Colour is the domain (source blue, target orange), the marker is the class
-  (markers repeat beyond 12 classes). Each run's features are projected on
-  their own (PCA axes or t-SNE embedding of both domains together).
+  Colour is the class (:func:`class_colours`), the marker the domain: source
+  examples are filled discs, target examples crosses (without class labels,
+  colour is the domain: source blue, target orange). Each run's features are
+  projected on their own (PCA axes or t-SNE embedding of both domains
+  together).
 
   **Before and after adaptation.** When ``compare`` is true, the run is not
   itself ``source_only`` and its experiment directory holds a finished
@@ -224,7 +245,7 @@ def plot_features(
   :func:`tljax.train.experiment.run_experiment` writes for the baselines),
   the figure has two panels: the source-only model's features (no
   adaptation) on the left, this run's on the right, on the same test
-  examples. Aligned domains show as orange and blue points of one class
+  examples. Aligned domains show as discs and crosses of one colour (class)
   sharing a cluster on the right that were apart on the left.
 
   Args:

@@ -40,7 +40,9 @@ from tljax.train.rundir import Run
 
 REPORT_FILE = "report.md"
 CURVES_FILE = "training_curves.png"
-FEATURES_FILE = "features.png"
+# One picture per projection, so a t-SNE picture does not replace the PCA one.
+FEATURES_FILES = {"pca": "features.png", "tsne": "features_tsne.png"}
+PROJECTION_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
 WEIGHTS_FILE = "importance_weights.png"
 BASELINES = ("source_only", "target_only")
 SPLITS = (
@@ -205,12 +207,14 @@ def run_report(
 
   Pictures (written next to ``report.md`` and embedded by relative path):
   ``training_curves.png`` (:func:`~tljax.report.plot_training_curves`, when
-  the run logged metrics), ``features.png``
-  (:func:`~tljax.report.plot_features`, with the same seed's
+  the run logged metrics), ``features.png`` (PCA) or ``features_tsne.png``
+  (t-SNE) (:func:`~tljax.report.plot_features`, with the same seed's
   ``source_only`` run as a "before adaptation" panel when the experiment has
-  one) and, for ``importance_weighting`` runs, ``importance_weights.png``
-  (:func:`~tljax.report.plot_weights` of the weights in the checkpoint
-  against the source training inputs' first principal component).
+  one; a picture of the other projection that an earlier report drew is
+  kept and shown too) and, for ``importance_weighting`` runs,
+  ``importance_weights.png`` (:func:`~tljax.report.plot_weights` of the
+  weights in the checkpoint against the source training inputs' first
+  principal component).
 
   The report holds a config summary, a results table (this run's source and
   target test accuracy, and target validation accuracy when there was a
@@ -259,31 +263,36 @@ def run_report(
         )
     )
   if features is not None and run.has_checkpoint:
-    domains = _domains_for(run_config, domains_cache)
-    path = plot_features(
+    plot_features(
         run_dir,
-        os.path.join(run_dir, FEATURES_FILE),
+        os.path.join(run_dir, FEATURES_FILES[features]),
         method=features,
         max_points=max_points,
-        domains=domains,
+        domains=_domains_for(run_config, domains_cache),
     )
     compared = before_adaptation_run(run_dir) is not None
-    pictures.append(
-        (
-            "Features",
-            path,
-            (
-                "Bottleneck features of source (blue) and target (orange) test "
-                "examples, the marker is the class"
-                + (
-                    "; left: the same seed's `source_only` model (before adaptation), "
-                    "right: this run."
-                    if compared
-                    else "."
-                )
-            ),
-        )
-    )
+    # A picture of the other projection, drawn by an earlier report of this
+    # finished run, is still this run's: both are shown.
+    for projection, name in FEATURES_FILES.items():
+      path = os.path.join(run_dir, name)
+      if not os.path.isfile(path):
+        continue
+      pictures.append(
+          (
+              f"Features ({PROJECTION_NAMES[projection]})",
+              path,
+              (
+                  "Bottleneck features of source (discs) and target (crosses) "
+                  "test examples, the colour is the class"
+                  + (
+                      "; left: the same seed's `source_only` model (before "
+                      "adaptation), right: this run."
+                      if compared
+                      else "."
+                  )
+              ),
+          )
+      )
   if method in REWEIGHTING_METHODS and run.has_checkpoint:
     weights = _importance_weights(run)
     if weights is not None:
