@@ -2,7 +2,8 @@
 
 The source cross-entropy plus ``λ`` times a discrepancy between the
 domains' bottleneck features (``dan``: MK-MMD; ``deep_coral``: CORAL;
-``jan``: JMMD of the features and the predictions) or a regulariser of the
+``sinkhorn``: the debiased Sinkhorn divergence; ``jan``: JMMD of the
+features and the predictions) or a regulariser of the
 features or predictions (``afn``: stepwise adaptive feature norm of both
 domains; ``mcc``: minimum class confusion of the target predictions); see
 :mod:`tljax.methods.adaptation`.
@@ -16,6 +17,12 @@ import jax
 import jax.numpy as jnp
 
 from tljax import align
+
+try:  # ott-jax: a dependency of tljax, but absent from some bare machines
+  from tljax import transport
+except ImportError as _error:  # (a GPU box with jax alone): the rest works
+  transport = None
+  _TRANSPORT_ERROR = str(_error)
 from tljax.methods.adaptation._base import check_trade_off, joint_forward
 from tljax.methods.base import Method
 from tljax.methods.registry import register_method
@@ -101,6 +108,45 @@ def build_deep_coral(config, model, *, trade_off, coral_convention) -> Method:
   return feature_discrepancy_method(
       "deep_coral",
       functools.partial(align.coral, convention=coral_convention),
+      model,
+      trade_off,
+  )
+
+
+def check_sinkhorn(settings):
+  check_trade_off(settings)
+  epsilon = settings["epsilon"]
+  if not epsilon >= 0:
+    raise ValueError(
+        "config key 'method_kwargs.epsilon' must be >= 0 (0: the default "
+        f"scale, 0.05 x the mean squared distance), got {epsilon}"
+    )
+
+
+@register_method(
+    "sinkhorn",
+    defaults=dict(trade_off=1.0, epsilon=0.0),
+    check=check_sinkhorn,
+)
+def build_sinkhorn(config, model, *, trade_off, epsilon) -> Method:
+  """Sinkhorn-divergence alignment of the bottleneck features.
+
+  ``CE(source) + λ · S_ε(source features, target features)``, the debiased
+  entropic OT divergence (Genevay et al., AISTATS 2018; Feydy et al.,
+  AISTATS 2019; :func:`tljax.transport.sinkhorn_divergence`) in the place
+  of DAN's MMD: Feydy et al. show it interpolates between OT (ε → 0) and an
+  MMD (ε → ∞). ``epsilon`` 0: the function's default, 0.05 × the batch's
+  mean squared source-target distance (gradient stopped).
+  """
+  del config
+  if transport is None:
+    raise ImportError(
+        f"method 'sinkhorn' needs ott-jax ({_TRANSPORT_ERROR}); pip install "
+        "ott-jax"
+    )
+  return feature_discrepancy_method(
+      "sinkhorn",
+      functools.partial(transport.sinkhorn_divergence, epsilon=epsilon or None),
       model,
       trade_off,
   )
