@@ -45,6 +45,7 @@ LOSS_TERMS = {
     "jan": (("jmmd", "trade_off", 1.0),),
     "afn": (("feature_norm_loss", "trade_off", 1.0),),
     "mcc": (("mcc", "trade_off", 1.0),),
+    "sinkhorn": (("sinkhorn", "trade_off", 1.0),),
     "dann": _ADVERSARIAL,
     "cdan": _ADVERSARIAL,
     "cdan_e": _ADVERSARIAL,
