@@ -2,9 +2,10 @@
 
 A work dir that is a file or cannot be written, a source given options its
 config wrote for another source, ``--set seeds=3``, big_vision's
-``--config.key=value`` and a typo in a config key are each one line with
-exit status 2, said before anything trains (the first three before JAX is
-imported); Ctrl-C during training saves the step and says so, status 130.
+``--config.key=value`` and a typo in a config key, a recipe's name or
+setting, or a model's name are each one line with exit status 2, said before
+anything trains (all but the source's options before JAX is imported);
+Ctrl-C during training saves the step and says so, status 130.
 """
 
 import os
@@ -17,6 +18,11 @@ import pytest
 
 from tljax import cli
 from tljax import data
+from tljax import methods
+from tljax import models
+from tljax.cli import registered
+from tljax.methods import registry as method_registry
+from tljax.models.functional import _REGISTRY as model_registry
 from tljax.train import interrupt
 from tljax.train import loop
 
@@ -291,6 +297,10 @@ def test_typos_and_bad_work_dirs_are_reported_before_jax_is_imported(
   cases = [
       ["--set", "typo=1"],
       ["--set", "optimizer.lr=1"],
+      ["--set", "method=jann"],
+      ["--set", "method_kwargs.trade_of=1"],
+      ["--set", "baselines=(source_only,target_onyl)"],
+      ["--set", "model.name=mpl"],
       ["--set", "steps=many"],
       ["--set", "seeds=3"],
       ["--workdir", str(afile)],
@@ -315,3 +325,55 @@ def test_typos_and_bad_work_dirs_are_reported_before_jax_is_imported(
   assert len(errors) == len(cases), completed.stderr
   assert all(line.startswith("tljax train: error: ") for line in errors)
   assert "'typo'" in errors[0] and "'optimizer.lr'" in errors[1]
+  # The registries' own messages (check_experiment_config's).
+  assert "config key 'method': method 'jann' is unknown" in errors[2]
+  assert (
+      "config key 'method_kwargs.trade_of' is unknown for method 'dann'; "
+      "allowed keys: ['bsp_weight', 'hidden_dim', 'trade_off']"
+  ) in errors[3]
+  assert "config key 'baselines[1]': method 'target_onyl'" in errors[4]
+  assert "config key 'model.name': model 'mpl' is unknown" in errors[5]
+
+
+def _tljax_builder(builder) -> bool:
+  """Registered by tljax itself (not by a test's plugin in this process)."""
+  builder = getattr(builder, "func", builder)  # a functools.partial
+  return getattr(builder, "__module__", "").startswith("tljax.")
+
+
+def test_the_names_checked_before_jax_are_the_registries():
+  builtin_methods = [
+      name
+      for name in methods.available_methods()
+      if _tljax_builder(methods.get_method(name))
+  ]
+  registry_methods = {
+      name: tuple(sorted(method_registry.method_defaults(name)))
+      for name in builtin_methods
+  }
+  # A recipe added or changed: write it out in tljax/cli/registered.py.
+  assert registered.METHODS == registry_methods, {
+      name: keys
+      for name, keys in registry_methods.items()
+      if registered.METHODS.get(name) != keys
+  }
+  builtin_models = [
+      name
+      for name in models.available_models()
+      if _tljax_builder(model_registry[name])
+  ]
+  assert list(registered.MODELS) == builtin_models
+
+
+def test_a_recipe_the_registry_knows_is_left_to_it(tmp_path, capsys):
+  # Here tljax.methods is imported (as a config registering a plugin recipe
+  # would): the registry, not the written-out list, decides.
+  assert "tljax.methods" in sys.modules
+  config = cli.load_config("configs/moons.py", ["method=jann"])
+  registered.check_registered_names(config)  # no error here
+  status, err = run_main(
+      ["train", *SMALL, "--set", "method=jann", "--workdir", str(tmp_path)],
+      capsys,
+  )
+  assert status == 2
+  assert_one_line(err, "config key 'method': method 'jann' is unknown")

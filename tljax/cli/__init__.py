@@ -19,11 +19,13 @@ call :func:`main` with their subcommand, and ``python -m tljax`` (or
 ``python -m tljax.cli``) is the same command.
 
 Modules: :mod:`tljax.cli.config_file` (finding, loading, overriding and
-checking a config file), :mod:`tljax.cli.arguments` (each subcommand's flags
-and help), :mod:`tljax.cli.commands` (what each subcommand runs; it imports
-what it runs only when it runs, so ``tljax --help`` and a config error answer
-without loading JAX) and this one (the parser, :func:`main` and how a failure
-is reported). Their public names are importable from here.
+checking a config file), :mod:`tljax.cli.registered` (the names of the
+recipes and models, checked before JAX is imported),
+:mod:`tljax.cli.arguments` (each subcommand's flags and help),
+:mod:`tljax.cli.commands` (what each subcommand runs; it imports what it runs
+only when it runs, so ``tljax --help`` and a config error answer without
+loading JAX) and this one (the parser, :func:`main` and how a failure is
+reported). Their public names are importable from here.
 """
 
 from __future__ import annotations

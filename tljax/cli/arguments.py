@@ -191,7 +191,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
       help="override a config field (repeatable); dotted keys reach into "
       "groups (optimizer.learning_rate=0.03) and the value is converted to "
       "the field's type: numbers, true/false, None, tuples as '(0, 1)' or "
-      "0,1 and '()' for empty. An unknown key is an error naming it.",
+      "0,1 and '()' for empty, and '{}' (a dict) replaces a free-form group "
+      "such as target.kwargs. seeds lists seed numbers (seeds=0,1,2; one: "
+      "seeds=3,), where the config argument seeds=3 counts them, so "
+      "--set seeds=3 is refused. An unknown key is an error naming it.",
   )
 
 
@@ -237,7 +240,8 @@ examples:
   {PROG} train --config configs/moons.py --set tensorboard=true --noreport
 
 Runs go to WORKDIR/<method>/seed_<n>; the table to WORKDIR/results.md and
-results.json. Running the same command again resumes every run.
+results.json. Running the same command again resumes every run. Ctrl-C
+stops after saving the step in progress (exit status 130).
 """
 
 REPORT_EPILOG = f"""\

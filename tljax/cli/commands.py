@@ -22,6 +22,7 @@ from tljax.cli.config_file import (
     config_errors,
     load_config,
 )
+from tljax.cli.registered import check_registered_names
 
 
 def _default_workdir(spec: str | None, suffix: str = "") -> str:
@@ -41,6 +42,7 @@ def _quiet_logging() -> None:
 def train(args: argparse.Namespace) -> int:
   """``tljax train``: the experiment, its table and gaps, then its report."""
   config = load_config(args.config, args.set)
+  check_registered_names(config)  # before JAX, as the registries would
   workdir = args.workdir or _default_workdir(args.config)
   check_workdir(workdir)
   import jax
@@ -76,6 +78,7 @@ def report(args: argparse.Namespace) -> int:
 def sweep(args: argparse.Namespace) -> int:
   """``tljax sweep``: the config's sweep grid trained as one vmapped program."""
   config = load_config(args.config, args.set)
+  check_registered_names(config)  # before JAX, as the registries would
   workdir = args.workdir or _default_workdir(args.config, "_sweep")
   check_workdir(workdir)
   from tljax.train import parallel
