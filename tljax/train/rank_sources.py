@@ -178,15 +178,19 @@ def transfer_config(
     settings: TrainSettings,
     model: Mapping | None = None,
     source_from_target: bool = False,
+    source: Mapping | None = None,
+    num_classes: int = 10,
 ) -> ml_collections.ConfigDict:
   """The config of ``method`` on the target from ``run`` (None: no source).
 
   The model is the source run's (``model`` when ``run`` is None); the source
   domain is the run's (read for its test accuracy only), or the target's for
-  a converted checkpoint or with ``source_from_target``; the target and its
+  a converted checkpoint or with ``source_from_target``, or ``source`` (a
+  source run's ``config.source``) when ``run`` is None; the target and its
   labeled draws follow ``target``; optimizer and schedule are the library's
   defaults (SGD, momentum 0.9, Nesterov, weight decay 5e-4, cosine) with
-  ``settings``' learning rate, steps and batch size (at most 10 k).
+  ``settings``' learning rate, steps and batch size (at most the
+  ``num_classes`` × k labelled examples).
   """
   config = target_config(target)
   config.method = method
@@ -201,6 +205,8 @@ def transfer_config(
     config.source = ml_collections.ConfigDict(config.target.to_dict())
     config.source.labels_per_class = None
     config.source.validation_per_class = 0
+  elif run is None and source is not None:
+    config.source = ml_collections.ConfigDict(dict(source))
   if run is not None and run.pretrained:
     config.init_from.pretrained = run.pretrained
   elif run is not None:
@@ -212,7 +218,7 @@ def transfer_config(
   config.batch_size = (
       settings.batch_size
       if target.labels_per_class is None
-      else min(settings.batch_size, 10 * target.labels_per_class)
+      else min(settings.batch_size, num_classes * target.labels_per_class)
   )
   config.optimizer.learning_rate = settings.learning_rate(method)
   config.progress_bar = False
@@ -262,6 +268,7 @@ def verify(
     workdir: str,
     methods: Sequence[str] = ("finetune",),
     settings: TrainSettings = TrainSettings(),
+    num_classes: int = 10,
 ) -> dict:
   """Transfers from every source with every method, and trains target-only.
 
@@ -300,6 +307,8 @@ def verify(
             settings,
             model=model_config(members[0].config),
             source_from_target=members[0].pretrained is not None,
+            source=members[0].config.source.to_dict(),
+            num_classes=num_classes,
         ),
         directory,
     )
@@ -309,7 +318,9 @@ def verify(
     accuracy[method] = {}
     for run in runs:
       results = run_experiment(
-          transfer_config(run, method, target, seeds, settings),
+          transfer_config(
+              run, method, target, seeds, settings, num_classes=num_classes
+          ),
           os.path.join(workdir, method, run.name),
       )
       accuracy[method][run.name] = _accuracies(results, method, seeds)
@@ -490,6 +501,7 @@ def rank_sources(
         workdir=workdir,
         methods=verify_methods,
         settings=settings,
+        num_classes=target_data["num_classes"],
     )
     for method in verify_methods:
       sections += [

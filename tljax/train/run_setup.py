@@ -296,13 +296,20 @@ def setup_run(
           init_from["workdir"],
           allow_unverified=bool(init_from.get("allow_unverified")),
       )
+    # What a recipe trained next to the source model (a DANN discriminator,
+    # MCD's second head) is not the model's: only the model's own top-level
+    # parts (backbone, bottleneck, head) are merged.
     params, model_state = params_lib.merge_pretrained(
         params,
-        source_params,
+        {key: value for key, value in source_params.items() if key in params},
         dont_load=dont_load,
         zero_init=tuple(init_from.get("zero_init") or ()),
         init_model_state=model_state,
-        loaded_model_state=source_model_state,
+        loaded_model_state={
+            key: value
+            for key, value in (source_model_state or {}).items()
+            if key in model_state
+        },
     )
     transferred = params_lib.transferred_names(params, dont_load)
   context = methods_lib.TransferContext(
