@@ -52,6 +52,8 @@ ADAPTATION_RECIPES = (
     "afn",
     "mcd",
     "mdd",
+    "sinkhorn",
+    "importance_weighting",  # its weights read the image files in chunks
 )
 
 

@@ -27,8 +27,23 @@ from tljax.methods.registry import register_method
 from tljax.reweight import facade, weighted_cross_entropy
 
 
-def _flat_inputs(source) -> np.ndarray:
-  inputs = np.asarray(source.inputs, np.float32)
+def _flat_inputs(source, chunk: int = 512) -> np.ndarray:
+  # Arrays in memory as they are; any other source (image files) read in
+  # chunks through get_batch, as the model sees its examples.
+  if hasattr(source, "inputs"):
+    inputs = np.asarray(source.inputs, np.float32)
+  else:
+    inputs = np.concatenate(
+        [
+            np.asarray(
+                source.get_batch(
+                    np.arange(start, min(start + chunk, len(source)))
+                )["input"],
+                np.float32,
+            )
+            for start in range(0, len(source), chunk)
+        ]
+    )
   return inputs.reshape(inputs.shape[0], -1)
 
 
