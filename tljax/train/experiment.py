@@ -159,6 +159,8 @@ def _run_experiment(config, workdir: str) -> dict:
       name: methods_lib.build_method(name, config, model) for name in names
   }
   summaries: dict[tuple[str, str, int], dict] = {}
+  total = planned_runs(names, methods, config, model)
+  started = [0]
 
   def run(name: str, seed: int, cfg=config, root: str = workdir) -> dict:
     if (root, name, seed) in summaries:
@@ -185,6 +187,7 @@ def _run_experiment(config, workdir: str) -> dict:
         init_from = pretrain_init_from(method, cfg, directory)
       else:
         prior_runs[prior.role] = directory
+    started[0] += 1
     summaries[(root, name, seed)] = train_and_evaluate(
         cfg,
         run_dir(root, name, seed),
@@ -193,6 +196,9 @@ def _run_experiment(config, workdir: str) -> dict:
         init_from=init_from,
         prior_runs=prior_runs,
         domains=domains,
+        description=(
+            f"run {started[0]} of {max(total, started[0])}: {name} seed {seed}"
+        ),
     )
     return summaries[(root, name, seed)]
 
@@ -234,6 +240,35 @@ def _run_experiment(config, workdir: str) -> dict:
     if gaps:
       f.write("\n" + format_gaps(gaps) + "\n")
   return results
+
+
+def planned_runs(names, methods, config, model) -> int:
+  """How many runs :func:`run_experiment` trains: every name and the runs it needs, per seed.
+
+  A prior run that names a finished one (``workdir``) or a converted
+  checkpoint (``pretrained``) is not trained; a pretrain run of a recipe
+  that is also a baseline is trained once.
+  """
+  planned = set()
+
+  def visit(name: str, role: str, method) -> None:
+    if (role, name) in planned:
+      return
+    planned.add((role, name))
+    for prior in method.needs:
+      if prior.workdir or prior.pretrained:
+        continue
+      prior_role = role if prior.role == methods_lib.PRETRAIN else prior.role
+      visit(
+          prior.method,
+          prior_role,
+          methods.get(prior.method)
+          or methods_lib.build_method(prior.method, config, model),
+      )
+
+  for name in names:
+    visit(name, "", methods[name])
+  return len(planned) * len(config.seeds)
 
 
 def transfer_gaps(

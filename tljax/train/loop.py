@@ -20,7 +20,6 @@ from collections.abc import Mapping
 
 import jax
 import numpy as np
-import tqdm
 
 from tljax import data as data_lib
 from tljax.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
@@ -43,6 +42,7 @@ from tljax.train.domains import (
 )
 from tljax.train.evaluate import evaluate
 from tljax.train.interrupt import StopSignals
+from tljax.train.progress import Progress
 from tljax.train.run_setup import (
     TRAIN_EVERYTHING,
     RunSetup,
@@ -103,6 +103,7 @@ def train_and_evaluate(
     init_from: Mapping | None = None,
     prior_runs: Mapping[str, str] | None = None,
     domains=None,
+    description: str | None = None,
 ) -> dict:
   """Trains one method with one seed into ``workdir`` and returns its summary.
 
@@ -126,6 +127,9 @@ def train_and_evaluate(
     prior_runs: ``{role: directory}`` of the other runs the method needs
       (a ``distill`` teacher; see :attr:`tljax.methods.Method.needs`).
     domains: pre-loaded data (from :func:`load_domains`), to share between runs.
+    description: what the progress shows (default ``"<method> seed
+      <seed>"``; an experiment's runs say ``"run 4 of 9: jan seed 0"``; see
+      :mod:`tljax.train.progress`).
 
   Raises:
     WorkdirBusyError: another process is writing ``workdir``.
@@ -156,6 +160,7 @@ def train_and_evaluate(
         run.init_from,
         prior_runs,
         start_time,
+        description,
     )
 
 
@@ -168,6 +173,7 @@ def _train_and_evaluate(
     init_from,
     prior_runs,
     start_time: float,
+    description: str | None = None,
 ) -> dict:
   """The body of :func:`train_and_evaluate`, with the work dir locked."""
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_SUBDIR)
@@ -259,23 +265,21 @@ def _train_and_evaluate(
       transfer=parallel.batch_transfer(mesh) if mesh is not None else None,
   )
   examples_per_step = config.batch_size * len(method.domains)
-  progress = tqdm.tqdm(
-      range(start_step, config.steps),
-      initial=start_step,
+  progress = Progress(
+      description or f"{method_name} seed {seed}",
+      start=start_step,
       total=config.steps,
-      desc=f"{method_name} seed {seed}",
-      disable=not config.progress_bar,
-      mininterval=2.0,
-      dynamic_ncols=True,
+      enabled=config.progress_bar,
   )
   window_start, window_steps = time.perf_counter(), 0
   signals = StopSignals()
   try:
     with signals:
-      for step in progress:
+      for step in range(start_step, config.steps):
         state, step_metrics = train_step(state, next(batches), train_key)
         window_steps += 1
         done = step + 1
+        progress.step(done)
         if done % config.log_every == 0 or done == config.steps:
           step_metrics = jax.device_get(step_metrics)
           elapsed = time.perf_counter() - window_start
@@ -298,10 +302,7 @@ def _train_and_evaluate(
                     if np.ndim(value) == 0
                 },
             )
-          progress.set_postfix(
-              loss=f"{float(step_metrics['loss']):.4f}",
-              ex_per_s=f"{throughput:,.0f}",
-          )
+          progress.log(done, float(step_metrics["loss"]), throughput)
           window_start, window_steps = time.perf_counter(), 0
         if config.eval_every and done % config.eval_every == 0:
           check_divergence(state, done)

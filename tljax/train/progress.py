@@ -1,0 +1,103 @@
+"""What a run shows while it trains: a bar on a terminal, a line per log step elsewhere.
+
+On a terminal, :class:`Progress` is a tqdm bar labelled with the run (``run
+4 of 9: jan seed 0``; ``(compiling)`` until the first step is done) whose
+rate and ETA count from the end of the first step, so the compilation does
+not inflate them. In a log file, a CI job or under ``nohup`` (standard error
+is not a terminal) a bar would be one line stuck at ``1/300``; there it
+prints one line every ``log_every`` steps instead: ``run 4 of 9: jan seed 0:
+step 300/1500, loss 0.1234, 12,345 examples/s, ETA 1m20s``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import tqdm
+
+
+def _is_terminal(stream) -> bool:
+  isatty = getattr(stream, "isatty", None)
+  try:
+    return bool(isatty and isatty())
+  except ValueError:  # a closed stream
+    return False
+
+
+def format_seconds(seconds: float) -> str:
+  """``75`` → ``"1m15s"``; ``3700`` → ``"1h01m"``."""
+  seconds = max(0, int(round(seconds)))
+  if seconds < 60:
+    return f"{seconds}s"
+  if seconds < 3600:
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress:
+  """A run's progress from ``start`` to ``total`` steps (see the module doc)."""
+
+  def __init__(
+      self,
+      description: str,
+      *,
+      start: int,
+      total: int,
+      enabled: bool = True,
+      stream=None,
+  ):
+    self.description = description
+    self.total = total
+    self.stream = stream if stream is not None else sys.stderr
+    interactive = enabled and _is_terminal(self.stream)
+    self.lines = enabled and not interactive
+    self._timed_from: tuple[int, float] | None = None
+    self.bar = tqdm.tqdm(
+        total=total,
+        initial=start,
+        desc=f"{description} (compiling)",
+        disable=not interactive,
+        mininterval=2.0,
+        dynamic_ncols=True,
+        smoothing=0,  # the average since the first step, not an EMA
+        file=self.stream,
+    )
+
+  def step(self, done: int) -> None:
+    """Step ``done`` finished; the first one ends the compilation."""
+    self.bar.update(1)
+    if self._timed_from is None:
+      self._timed_from = (done, time.perf_counter())
+      if not self.bar.disable:
+        # tqdm's rate is (n - initial) / (now - start_t): from this step on.
+        self.bar.initial = self.bar.n
+        self.bar.start_t = self.bar._time()  # pylint: disable=protected-access
+        self.bar.set_description(self.description, refresh=False)
+
+  def eta(self, done: int) -> float | None:
+    """Seconds left at the rate since the first step (None: no rate yet)."""
+    if self._timed_from is None or done <= self._timed_from[0]:
+      return None
+    first, since = self._timed_from
+    rate = (done - first) / max(time.perf_counter() - since, 1e-9)
+    return (self.total - done) / rate
+
+  def log(self, done: int, loss: float, examples_per_second: float) -> None:
+    """The metrics of a log step: the bar's postfix, or one line."""
+    if self.lines:
+      eta = self.eta(done)
+      left = f", ETA {format_seconds(eta)}" if eta is not None else ""
+      print(
+          f"{self.description}: step {done}/{self.total}, loss {loss:.4f}, "
+          f"{examples_per_second:,.0f} examples/s{left}",
+          file=self.stream,
+          flush=True,
+      )
+    else:
+      self.bar.set_postfix(
+          loss=f"{loss:.4f}", ex_per_s=f"{examples_per_second:,.0f}"
+      )
+
+  def close(self) -> None:
+    self.bar.close()
