@@ -7,16 +7,21 @@ test adds only what keeps the runs short (see the page's last section).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
 import shlex
-import subprocess
 import sys
+import types
+import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tljax import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(REPO, "docs", "tutorials", "pretrained.md")
@@ -70,9 +75,9 @@ def offline(command: str, variables: dict, tmp_path) -> list[str]:
   command = command.replace("--image_size 224", "--image_size 32")
   arguments = shlex.split(command)
   assert arguments[0] == "tljax"
-  arguments = [sys.executable, "-m", "tljax", *arguments[1:]]
+  arguments = arguments[1:]
   data_dir = str(tmp_path / "data")
-  if arguments[3] == "rank-sources":
+  if arguments[0] == "rank-sources":
     return arguments + ["--data_dir", data_dir]
   quick = [
       "steps=2",
@@ -108,20 +113,24 @@ def runs(tmp_path_factory):
       },
   }
   results = []
-  for command in page_commands():
-    arguments = offline(command, variables, tmp_path)
-    process = subprocess.run(
-        arguments,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_SECONDS,
-        env={**os.environ, "PYTHONPATH": REPO},
-    )
-    assert (
-        process.returncode == 0
-    ), f"{' '.join(arguments)} failed:\n{process.stderr[-3000:]}"
-    results.append((arguments, process))
+  # In this process, as `tljax` runs them (without a JAX import each); what
+  # main() changes for its command's lifetime is put back afterwards.
+  with pytest.MonkeyPatch.context() as patch:
+    patch.chdir(tmp_path)
+    patch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    patch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    for command in page_commands():
+      arguments = offline(command, variables, tmp_path)
+      out, err = io.StringIO(), io.StringIO()
+      with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(arguments)
+      process = types.SimpleNamespace(
+          returncode=status, stdout=out.getvalue(), stderr=err.getvalue()
+      )
+      assert (
+          status == 0
+      ), f"tljax {' '.join(arguments)} failed:\n{process.stderr[-3000:]}"
+      results.append((arguments, process))
   return tmp_path, variables, results
 
 
