@@ -2,7 +2,7 @@
 
 Each page's Python blocks are code of its script; each script runs with
 --quick and prints what its page says; own_data.md's ``tljax train`` command
-runs as written on the files the script saved (shortened to 100 steps and
+runs as written on the files the script saved (shortened to 30 steps and
 one seed).
 """
 
@@ -116,7 +116,7 @@ def test_own_data_from_python_and_from_the_command_line(tmp_path):
   ]
   arguments = shlex.split(command)
   arguments = [sys.executable, "-m", "tljax", *arguments[1:]]
-  arguments += ["--set", "steps=100", "--set", "seeds=(0,)", "--noreport"]
+  arguments += ["--set", "steps=30", "--set", "seeds=(0,)", "--noreport"]
   out = _run(arguments, workdir)
   rows = _rows(out)
   assert set(rows) >= {"dann", "source_only", "target_only"}
