@@ -25,33 +25,6 @@ def pytest_configure(config):
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
-# The files whose tests take longest, run first (in this order; the rest
-# keep their order after them): pytest-xdist hands tests out in collection
-# order, and a long test handed out last would leave the other worker idle
-# for its whole length at the end of the run.
-LONGEST_FIRST = (
-    "test_quickstart.py",
-    "test_tutorial_pretrained.py",
-    "test_tutorials.py",
-    "test_multiprocess.py",
-    "test_reliability.py",
-    "test_install.py",
-    "test_transfer_methods.py",
-    "test_newcomer_tutorials.py",
-    "test_adaptation_script.py",
-)
-
-
-def pytest_collection_modifyitems(session, config, items):
-  del session, config
-  rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
-  items.sort(
-      key=lambda item: rank.get(
-          os.path.basename(str(item.fspath)), len(LONGEST_FIRST)
-      )
-  )
-
-
 # Property-based tests: a fixed example budget and a derandomized search, so
 # the suite is reproducible and its cost bounded (each new shape compiles).
 hypothesis.settings.register_profile(
