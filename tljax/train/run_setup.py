@@ -64,17 +64,17 @@ def _read_converted(spec: str, options: tuple, _file_version: tuple):
   )
 
 
-def converted_checkpoint(config, input_shape) -> models_lib.Converted:
-  """``config.init_from.pretrained`` read and converted for ``input_shape``.
+def converted_checkpoint(
+    pretrained: str, pretrained_options, input_shape
+) -> models_lib.Converted:
+  """The checkpoint ``pretrained`` names, read and converted for ``input_shape``.
 
-  The loader's ``image_size`` is the inputs' side (a ViT's position
-  embedding is resized to it) unless ``init_from.pretrained_options`` sets
-  it. Cached per file and version.
+  ``pretrained`` and ``pretrained_options`` as ``config.init_from``'s. The
+  loader's ``image_size`` is the inputs' side (a ViT's position embedding is
+  resized to it) unless the options set it. Cached per file and version.
   """
-  spec = models_lib.parse_pretrained(
-      config.init_from.pretrained, _PRETRAINED_KEY
-  )
-  options = dict(config.init_from.get("pretrained_options") or {})
+  spec = models_lib.parse_pretrained(pretrained, _PRETRAINED_KEY)
+  options = _options(pretrained_options)
   if len(input_shape) == 3 and input_shape[0] == input_shape[1]:
     options.setdefault("image_size", int(input_shape[0]))
   stat = os.stat(spec.path)
@@ -105,7 +105,11 @@ def pretrained_model(config, num_classes: int, input_shape) -> models_lib.Model:
   :data:`PRETRAINED_MODEL_OPTIONS` (a bottleneck, the compute dtype); a new
   ``num_classes`` head.
   """
-  converted = converted_checkpoint(config, input_shape)
+  converted = converted_checkpoint(
+      config.init_from.pretrained,
+      config.init_from.get("pretrained_options"),
+      input_shape,
+  )
   options = {
       key: value
       for key, value in config.model.items()
@@ -151,23 +155,6 @@ def build_model(config, domains) -> models_lib.Model:
 
 def _options(block) -> dict:
   return dict(block.to_dict() if hasattr(block, "to_dict") else block or {})
-
-
-def _pretrained_config(config, init_from: Mapping):
-  # The config whose init_from.pretrained is init_from's (a caller may pass
-  # another checkpoint than the config names).
-  if init_from.get("pretrained") == config.init_from.get("pretrained") and (
-      _options(init_from.get("pretrained_options"))
-      == _options(config.init_from.get("pretrained_options"))
-  ):
-    return config
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.init_from.pretrained = init_from["pretrained"]
-    config.init_from.pretrained_options = _options(
-        init_from.get("pretrained_options")
-    )
-  return config
 
 
 def pretrained_init_from(method, config) -> dict:
@@ -277,7 +264,9 @@ def setup_run(
     dont_load = tuple(init_from.get("dont_load") or ())
     if init_from.get("pretrained"):
       converted = converted_checkpoint(
-          _pretrained_config(config, init_from), model.input_shape
+          init_from["pretrained"],
+          init_from.get("pretrained_options"),
+          model.input_shape,
       )
       source_params, source_model_state = (
           converted.params,
