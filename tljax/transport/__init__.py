@@ -35,12 +35,11 @@ from tljax.transport.facade import (
     SinkhornTransport,
 )
 from tljax.transport.linear_monge import LinearMapping, linear_monge_mapping
+from tljax.transport.class_regularized import sinkhorn_l1l2, sinkhorn_lpl1
 from tljax.transport.otda import (
     barycentric_mapping,
     entropic_mapping,
     nearest_neighbor_mapping,
-    sinkhorn_l1l2,
-    sinkhorn_lpl1,
 )
 from tljax.transport.sinkhorn import (
     DEFAULT_RELATIVE_EPSILON,

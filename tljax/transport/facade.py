@@ -26,13 +26,12 @@ from tljax.transport._checks import (
     check_pair,
     check_threshold,
 )
+from tljax.transport.class_regularized import sinkhorn_l1l2, sinkhorn_lpl1
 from tljax.transport.linear_monge import linear_monge_mapping
 from tljax.transport.otda import (
     barycentric_mapping,
     entropic_mapping,
     nearest_neighbor_mapping,
-    sinkhorn_l1l2,
-    sinkhorn_lpl1,
 )
 from tljax.transport.sinkhorn import _squared_euclidean_cost, entropic_plan
 
