@@ -14,26 +14,38 @@ signature, as in :mod:`tljax.align`), and a scikit-learn-style facade:
   :func:`barycentric_mapping` of the source onto the target, and the
   out-of-sample maps :func:`nearest_neighbor_mapping` (Ferradans et al.
   2014) and :func:`entropic_mapping` (Pooladian and Niles-Weed 2021);
+* the exact plan — :func:`exact_plan` (POT's ``ot.emd``: an assignment for
+  equal-size uniform problems, HiGHS otherwise; a constant for gradients);
+* JDOT (Courty et al., NeurIPS 2017) — :func:`jdot` and
+  :func:`jdot_predict` (kernel ridge regression refitted on the target
+  with the labels transported by the exact plan of the joint cost);
 * the linear Monge mapping between Gaussian approximations —
   :func:`linear_monge_mapping` (Knott and Smith 1984; Flamary et al. 2019);
 * the facade — :class:`SinkhornTransport` (``fit(Xs, ys, Xt)``, then
   ``transform``; POT's ``SinkhornTransport``, ``SinkhornLpl1Transport`` and
   ``SinkhornL1l2Transport``) and :class:`LinearMongeTransport` (POT's
-  ``LinearTransport``).
+  ``LinearTransport``), :class:`JDOTRegressor` and :class:`JDOTClassifier`
+  (``fit(Xs, ys, Xt)``, then ``predict``; skada's ``JDOTRegressor`` and
+  ``JDOTClassifier``).
 
 Checks follow :mod:`tljax.align`: shapes and dtypes when traced, values
 (finiteness, non-negative weights, label ranges) when concrete, each error a
 ``ValueError`` naming the argument. Every function holds ``n × m``
 matrices (ott's dense mode; its online mode fails with JAX >= 0.9 in
-ott-jax 0.6.0: see :mod:`tljax.transport.sinkhorn`).
+ott-jax 0.6.0: see :mod:`tljax.transport.sinkhorn`); :func:`exact_plan`
+solves on the host, with SciPy.
 """
 
+from tljax.transport.exact import exact_plan
 from tljax.transport.facade import (
     CLASS_REGULARIZATIONS,
     OUT_OF_SAMPLE_MAPS,
+    JDOTClassifier,
+    JDOTRegressor,
     LinearMongeTransport,
     SinkhornTransport,
 )
+from tljax.transport.jdot import JDOTResult, jdot, jdot_predict
 from tljax.transport.linear_monge import LinearMapping, linear_monge_mapping
 from tljax.transport.class_regularized import sinkhorn_l1l2, sinkhorn_lpl1
 from tljax.transport.otda import (
@@ -52,6 +64,9 @@ from tljax.transport.sinkhorn import (
 __all__ = [
     "CLASS_REGULARIZATIONS",
     "DEFAULT_RELATIVE_EPSILON",
+    "JDOTClassifier",
+    "JDOTRegressor",
+    "JDOTResult",
     "LinearMapping",
     "LinearMongeTransport",
     "OUT_OF_SAMPLE_MAPS",
@@ -60,6 +75,9 @@ __all__ = [
     "barycentric_mapping",
     "entropic_mapping",
     "entropic_plan",
+    "exact_plan",
+    "jdot",
+    "jdot_predict",
     "linear_monge_mapping",
     "nearest_neighbor_mapping",
     "sinkhorn",
