@@ -18,7 +18,9 @@ signature, as in :mod:`tljax.align`), and a scikit-learn-style facade:
   equal-size uniform problems, HiGHS otherwise; a constant for gradients);
 * JDOT (Courty et al., NeurIPS 2017) — :func:`jdot` and
   :func:`jdot_predict` (kernel ridge regression refitted on the target
-  with the labels transported by the exact plan of the joint cost);
+  with the labels transported by the exact plan of the joint cost), and
+  DeepJDOT's mini-batch term :func:`deepjdot_loss` (Damodaran et al., ECCV
+  2018; the ``deepjdot`` recipe);
 * the linear Monge mapping between Gaussian approximations —
   :func:`linear_monge_mapping` (Knott and Smith 1984; Flamary et al. 2019);
 * the facade — :class:`SinkhornTransport` (``fit(Xs, ys, Xt)``, then
@@ -45,7 +47,7 @@ from tljax.transport.facade import (
     LinearMongeTransport,
     SinkhornTransport,
 )
-from tljax.transport.jdot import JDOTResult, jdot, jdot_predict
+from tljax.transport.jdot import JDOTResult, deepjdot_loss, jdot, jdot_predict
 from tljax.transport.linear_monge import LinearMapping, linear_monge_mapping
 from tljax.transport.class_regularized import sinkhorn_l1l2, sinkhorn_lpl1
 from tljax.transport.otda import (
@@ -73,6 +75,7 @@ __all__ = [
     "SinkhornResult",
     "SinkhornTransport",
     "barycentric_mapping",
+    "deepjdot_loss",
     "entropic_mapping",
     "entropic_plan",
     "exact_plan",

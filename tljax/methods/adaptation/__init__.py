@@ -65,6 +65,7 @@ from tljax.methods.adaptation.adversarial import (
     build_mdd,
     init_discriminator,
 )
+from tljax.methods.adaptation.deepjdot import build_deepjdot
 from tljax.methods.adaptation.discrepancy import (
     JAN_PREDICTION_SIGMA,
     build_afn,
@@ -92,6 +93,7 @@ __all__ = [
     "build_dan",
     "build_dann",
     "build_deep_coral",
+    "build_deepjdot",
     "build_jan",
     "build_mcc",
     "build_mcd",
