@@ -41,8 +41,6 @@ __all__ = ["exact_plan"]
 
 # Relative tolerance on sum(a) == sum(b) (POT's ot.emd checks 6 decimals).
 _MASS_TOLERANCE = 1e-6
-# Entries of HiGHS's plan above this (relative to the mass) are its support.
-_SUPPORT_THRESHOLD = 1e-9
 
 
 def exact_plan(
@@ -191,27 +189,13 @@ def _linprog_plan(
   column_sums = scipy.sparse.kron(
       np.ones((1, num_source)), scipy.sparse.eye(num_target)
   )
-  constraints = scipy.sparse.vstack([row_sums, column_sums]).tocsc()
-  marginals = np.concatenate([source_weights, target_weights])
   result = scipy.optimize.linprog(
       cost.ravel(),
-      A_eq=constraints,
-      b_eq=marginals,
+      A_eq=scipy.sparse.vstack([row_sums, column_sums]).tocsr(),
+      b_eq=np.concatenate([source_weights, target_weights]),
       bounds=(0, None),
       method="highs",
   )
   if result.status != 0:
     raise ValueError(f"the transport LP failed: {result.message}")
-  plan = np.maximum(result.x, 0.0)
-  # HiGHS meets the marginals to its feasibility tolerance (~1e-9); a vertex
-  # is fixed by its support (a forest of the bipartite graph), so solving
-  # the marginal equations on that support gives it to rounding.
-  support = np.flatnonzero(plan > _SUPPORT_THRESHOLD * source_mass)
-  values, *_ = np.linalg.lstsq(
-      constraints[:, support].toarray(), marginals, rcond=None
-  )
-  residual = constraints[:, support] @ values - marginals
-  if np.all(values >= 0) and np.max(np.abs(residual)) < 1e-13 * source_mass:
-    plan = np.zeros_like(plan)
-    plan[support] = values
-  return plan.reshape(num_source, num_target)
+  return np.maximum(result.x, 0.0).reshape(num_source, num_target)
