@@ -8,7 +8,7 @@ from tljax import methods as methods_lib
 from tljax.config import base_config
 from tljax.models import create_model
 from tljax.train.experiment import planned_runs
-from tljax.train.progress import Progress, format_seconds
+from tljax.train.progress import Progress, Stages, format_seconds
 
 
 def test_outside_a_terminal_each_log_step_is_one_line_with_an_eta():
@@ -25,20 +25,45 @@ def test_outside_a_terminal_each_log_step_is_one_line_with_an_eta():
   progress.log(5, 0.12345, 12345.6)
   progress.close()
   lines = stream.getvalue().splitlines()
+  # The compilation is a stage of its own: said before the first step.
+  assert lines[0] == "run 2 of 3: jan seed 0: compiling (step 0/10)"
   assert (
-      lines[0]
+      lines[1]
       == "run 2 of 3: jan seed 0: step 1/10, loss 2.5000, 100 examples/s"
   )
   match = re.fullmatch(
       r"run 2 of 3: jan seed 0: step 5/10, loss 0\.1235, 12,346 "
       r"examples/s, ETA (\d+)s",
-      lines[1],
+      lines[2],
   )
   assert match, lines
   # 4 steps of ~0.01 s since the first: ~0.05 s for the 5 left, not the
   # ~0.3 s/step a rate including the first step would give.
   assert int(match[1]) <= 1
-  assert len(lines) == 2  # nothing else: no bar in a log file
+  assert len(lines) == 3  # nothing else: no bar in a log file
+
+
+def test_a_resumed_or_finished_run_says_where_it_starts():
+  stream = io.StringIO()
+  Progress("jan seed 1", start=500, total=1000, stream=stream).close()
+  Progress("jan seed 2", start=1000, total=1000, stream=stream).close()
+  # Resumed at 500; a finished run compiles nothing and says nothing.
+  assert stream.getvalue() == "jan seed 1: compiling (step 500/1000)\n"
+
+
+def test_stages_are_one_line_each_with_the_time_since_the_first():
+  stream = io.StringIO()
+  stages = Stages("report", stream=stream)
+  stages("run 1 of 2: jan/seed_0: training curves")
+  time.sleep(1.1)
+  stages("run 1 of 2: jan/seed_0: features (PCA)")
+  assert stream.getvalue().splitlines() == [
+      "report: run 1 of 2: jan/seed_0: training curves [0s]",
+      "report: run 1 of 2: jan/seed_0: features (PCA) [1s]",
+  ]
+  quiet = io.StringIO()
+  Stages("report", enabled=False, stream=quiet)("anything")
+  assert quiet.getvalue() == ""
 
 
 def test_disabled_progress_prints_nothing():
@@ -47,7 +72,7 @@ def test_disabled_progress_prints_nothing():
   progress.step(1)
   progress.log(1, 1.0, 1.0)
   progress.close()
-  assert stream.getvalue() == ""
+  assert stream.getvalue() == ""  # not even the compiling line
 
 
 def test_format_seconds():

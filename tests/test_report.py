@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from tljax import report
 from tljax.report import command_line
+from tljax.report import features as features_lib
 from tljax.train.experiment import run_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,6 +94,39 @@ def test_report_experiment_writes_valid_pictures_of_every_run(experiment):
   # DANN's picture has the source-only model next to it (before / after
   # adaptation): two panels, about twice as wide as source-only's one.
   assert 1.6 < widths["dann"] / widths["source_only"] < 2.4
+
+
+def test_report_says_each_picture_and_computes_each_runs_features_once(
+    experiment, monkeypatch
+):
+  computed = []
+  run_features = features_lib.run_features
+
+  def counted(run_dir, **kwargs):
+    computed.append(os.path.relpath(run_dir, experiment))
+    return run_features(run_dir, **kwargs)
+
+  monkeypatch.setattr(features_lib, "run_features", counted)
+  stream = io.StringIO()
+  report.report_experiment(experiment, progress=True, stream=stream)
+  stages = [
+      re.sub(r" \[\d+s\]$", "", line) for line in stream.getvalue().splitlines()
+  ]
+  assert stages == [
+      "report: run 1 of 2: dann/seed_0: training curves",
+      "report: run 1 of 2: dann/seed_0: features (PCA)",
+      "report: run 1 of 2: dann/seed_0: report.md",
+      "report: run 2 of 2: source_only/seed_0: training curves",
+      "report: run 2 of 2: source_only/seed_0: features (PCA)",
+      "report: run 2 of 2: source_only/seed_0: report.md",
+      "report: the experiment's report.md",
+  ]
+  # DANN's picture has the source-only panel: its features are reused for
+  # source-only's own picture, not restored from the checkpoint again.
+  assert sorted(computed) == ["dann/seed_0", "source_only/seed_0"]
+  quiet = io.StringIO()
+  report.report_experiment(experiment, stream=quiet)  # progress=False
+  assert quiet.getvalue() == ""
 
 
 def test_run_report_table_matches_the_summaries(experiment):

@@ -24,10 +24,20 @@ from tljax.report.reports import (
 )
 from tljax.report.runs import experiment_runs
 from tljax.rundir_format import is_run_dir
+from tljax.train.progress import Stages
 
 
-def report_one(workdir: str, features: str | None, max_points: int) -> str:
-  """Pictures and report of one directory; returns ``"run"``, ``"experiment"`` or ``"ranking"``."""
+def report_one(
+    workdir: str,
+    features: str | None,
+    max_points: int,
+    progress: bool = False,
+) -> str:
+  """Pictures and report of one directory; returns ``"run"``, ``"experiment"`` or ``"ranking"``.
+
+  With ``progress``, a line on standard error as each picture or table
+  starts (:class:`tljax.train.progress.Stages`).
+  """
   if os.path.isfile(workdir) or os.path.isfile(
       os.path.join(workdir, RANK_SOURCES_JSON)
   ):
@@ -35,10 +45,24 @@ def report_one(workdir: str, features: str | None, max_points: int) -> str:
       print(path)
     return "ranking"
   if is_run_dir(workdir):
-    print(run_report(workdir, features=features, max_points=max_points))
+    print(
+        run_report(
+            workdir,
+            features=features,
+            max_points=max_points,
+            progress=Stages("report", enabled=progress),
+        )
+    )
     return "run"
   if os.path.isdir(workdir) and experiment_runs(workdir):
-    print(report_experiment(workdir, features=features, max_points=max_points))
+    print(
+        report_experiment(
+            workdir,
+            features=features,
+            max_points=max_points,
+            progress=progress,
+        )
+    )
     return "experiment"
   raise ValueError(
       f"WORKDIR {workdir!r} is not a run directory, an "
@@ -65,7 +89,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
   features = None if args.features == "none" else args.features
   try:
     kinds = [
-        report_one(workdir, features, args.max_points)
+        report_one(workdir, features, args.max_points, progress=True)
         for workdir in args.workdirs
     ]
     experiments = [
@@ -75,6 +99,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
     ]
     if len(experiments) > 1 or (args.output and experiments):
       output = output_path(args.output, experiments[0]) if args.output else None
+      Stages("report")(f"comparing {len(experiments)} experiments")
       markdown = experiment_report(experiments, output)
       print()
       print(markdown, end="")

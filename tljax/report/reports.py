@@ -36,6 +36,7 @@ from tljax.report.runs import (
 )
 from tljax.report.weights import plot_weights
 from tljax.train.domains import load_domains
+from tljax.train.progress import Stages
 from tljax.train.rundir import Run
 
 REPORT_FILE = "report.md"
@@ -202,6 +203,8 @@ def run_report(
     features: str | None = "pca",
     max_points: int = 500,
     domains_cache: dict | None = None,
+    features_cache: dict | None = None,
+    progress=None,
 ) -> str:
   """Writes ``report.md`` and its pictures into a finished run directory.
 
@@ -231,6 +234,11 @@ def run_report(
     max_points: test examples per domain in the feature picture.
     domains_cache: a dict shared between calls, so runs on the same data
       load it once (:func:`report_experiment` passes one).
+    features_cache: a dict shared between calls, so a run's features are
+      computed once (:func:`~tljax.report.plot_features`'s ``cache``).
+    progress: called with each stage's name as it starts (``"training
+      curves"``, ``"features (PCA)"``, ...; see
+      :class:`tljax.train.progress.Stages`), or ``None``.
 
   Returns:
     The path of ``report.md``.
@@ -251,10 +259,12 @@ def run_report(
   run_dir = os.fspath(run_dir)
   method = str(run_config.get("method"))
   setting = str(summary.get("setting"))
+  say = progress or (lambda stage: None)
 
   # --- Pictures -------------------------------------------------------------
   pictures = []  # (title, path, caption)
   if run.has_metrics:
+    say("training curves")
     pictures.append(
         (
             "Training curves",
@@ -263,12 +273,14 @@ def run_report(
         )
     )
   if features is not None and run.has_checkpoint:
+    say(f"features ({PROJECTION_NAMES[features]})")
     plot_features(
         run_dir,
         os.path.join(run_dir, FEATURES_FILES[features]),
         method=features,
         max_points=max_points,
         domains=_domains_for(run_config, domains_cache),
+        cache=features_cache,
     )
     compared = before_adaptation_run(run_dir) is not None
     # A picture of the other projection, drawn by an earlier report of this
@@ -296,6 +308,7 @@ def run_report(
   if method in REWEIGHTING_METHODS and run.has_checkpoint:
     weights = _importance_weights(run)
     if weights is not None:
+      say("importance weights")
       domains = _domains_for(run_config, domains_cache)
       inputs = np.asarray(
           domains["source"]["train"].get_batch(np.arange(weights.size))[
@@ -321,6 +334,7 @@ def run_report(
       )
 
   # --- The report -----------------------------------------------------------
+  say("report.md")
   baselines = {
       name: Run.open(path).summary()
       for name in BASELINES
@@ -543,32 +557,55 @@ def experiment_report(workdirs, path) -> str:
 
 
 def report_experiment(
-    workdir, *, features: str | None = "pca", max_points: int = 500
+    workdir,
+    *,
+    features: str | None = "pca",
+    max_points: int = 500,
+    progress: bool = False,
+    stream=None,
 ) -> str:
   """Every run's :func:`run_report`, then ``workdir/report.md`` linking them.
 
   The hook for the end of :func:`tljax.train.experiment.run_experiment`:
-  the data are loaded once and shared by the runs' feature pictures.
+  the data are loaded once and shared by the runs' feature pictures, and
+  each run's features are computed once (the same seed's ``source_only``
+  panel is in several pictures).
 
   Args:
     workdir: an experiment directory.
     features: ``"pca"``, ``"tsne"`` or ``None`` (no feature pictures).
     max_points: test examples per domain in the feature pictures.
+    progress: print a line as each picture or table starts (``report: run
+      2 of 9: jan/seed_1: features (PCA) [4s]``; see
+      :class:`tljax.train.progress.Stages`) on ``stream`` (default standard
+      error).
 
   Returns:
     The path of ``workdir/report.md``.
   """
   workdir = check_experiment_dir(workdir)
+  say = Stages("report", enabled=progress, stream=stream)
   cache: dict = {}
-  for dirs in experiment_runs(workdir).values():
-    for run_dir in dirs:
-      if Run.open(run_dir).finished:
-        run_report(
-            run_dir,
-            features=features,
-            max_points=max_points,
-            domains_cache=cache,
-        )
+  features_cache: dict = {}
+  finished = [
+      run_dir
+      for dirs in experiment_runs(workdir).values()
+      for run_dir in dirs
+      if Run.open(run_dir).finished
+  ]
+  for index, run_dir in enumerate(finished):
+    label = f"run {index + 1} of {len(finished)}: " + os.path.relpath(
+        run_dir, workdir
+    )
+    run_report(
+        run_dir,
+        features=features,
+        max_points=max_points,
+        domains_cache=cache,
+        features_cache=features_cache,
+        progress=lambda stage, label=label: say(f"{label}: {stage}"),
+    )
   path = os.path.join(workdir, REPORT_FILE)
+  say(f"the experiment's {REPORT_FILE}")
   experiment_report([workdir], path)
   return path

@@ -5,8 +5,14 @@ On a terminal, :class:`Progress` is a tqdm bar labelled with the run (``run
 rate and ETA count from the end of the first step, so the compilation does
 not inflate them. In a log file, a CI job or under ``nohup`` (standard error
 is not a terminal) a bar would be one line stuck at ``1/300``; there it
-prints one line every ``log_every`` steps instead: ``run 4 of 9: jan seed 0:
-step 300/1500, loss 0.1234, 12,345 examples/s, ETA 1m20s``.
+prints ``run 4 of 9: jan seed 0: compiling (step 0/1000)`` when the run
+starts, then one line every ``log_every`` steps: ``run 4 of 9: jan seed 0:
+step 300/1000, loss 0.1234, 12,345 examples/s, ETA 1m20s``.
+
+Work without steps (a report's pictures, a sweep's set-up and evaluation)
+says each stage on one line as it starts, with :class:`Stages`: ``report:
+run 2 of 9: jan seed 1: features (PCA) [4s]``, the time since the first
+stage in brackets.
 """
 
 from __future__ import annotations
@@ -35,6 +41,33 @@ def format_seconds(seconds: float) -> str:
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+class Stages:
+  """One line per stage of ``job`` on ``stream`` (standard error), terminal or not.
+
+  ``stages("compiling")`` prints ``"<job>: compiling [12s]"``: the stage
+  that starts now, and the seconds since the first stage. Disabled
+  (``enabled=False``), it prints nothing.
+  """
+
+  def __init__(self, job: str, *, enabled: bool = True, stream=None):
+    self.job = job
+    self.enabled = enabled
+    self.stream = stream if stream is not None else sys.stderr
+    self._start: float | None = None
+
+  def __call__(self, stage: str) -> None:
+    if not self.enabled:
+      return
+    now = time.perf_counter()
+    if self._start is None:
+      self._start = now
+    print(
+        f"{self.job}: {stage} [{format_seconds(now - self._start)}]",
+        file=self.stream,
+        flush=True,
+    )
+
+
 class Progress:
   """A run's progress from ``start`` to ``total`` steps (see the module doc)."""
 
@@ -53,6 +86,12 @@ class Progress:
     interactive = enabled and _is_terminal(self.stream)
     self.lines = enabled and not interactive
     self._timed_from: tuple[int, float] | None = None
+    if self.lines and start < total:
+      print(
+          f"{description}: compiling (step {start}/{total})",
+          file=self.stream,
+          flush=True,
+      )
     self.bar = tqdm.tqdm(
         total=total,
         initial=start,

@@ -40,6 +40,13 @@ the member's seed); a sweep does not train those runs itself. Members are evalua
 end (``config.eval_every`` and ``config.tensorboard`` apply to single runs).
 Not supported: recipes updated in stages (``mcd``) and data parallelism (a
 sweep is the other way to use devices).
+
+With ``config.progress_bar`` the sweep says where it is on standard error
+(:mod:`tljax.train.progress`): a line as each member is set up and
+evaluated (``sweep: setting up member 2 of 6: seed_0_lr_0.003 [3s]``), and
+the steps as a single run shows them (a bar labelled ``(compiling)`` until
+the first step is done, or outside a terminal one line per log step with
+the members' mean loss and the ETA).
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from tljax.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 from tljax.train import metrics as metrics_lib
 from tljax.train.experiment import check_experiment_config
 from tljax.train.interrupt import StopSignals
+from tljax.train.progress import Progress, Stages
 from tljax.train import workdir as workdir_lib
 from tljax.train.domains import load_domains, training_batches
 from tljax.train.loop import _evaluate_domains
@@ -227,6 +235,7 @@ def run_sweep(config, workdir: str) -> dict:
   )
   members = sweep_members(config, method)
   init_from, prior_runs = _prior_runs(config, method)
+  say = Stages("sweep", enabled=config.progress_bar)
 
   def for_seed(template, seed):
     return (
@@ -238,32 +247,41 @@ def run_sweep(config, workdir: str) -> dict:
         }
     )
 
-  runs = [
-      setup_run(
-          config,
-          config.method,
-          member["seed"],
-          domains=base_domains,
-          inject_learning_rate=True,
-          init_from=for_seed(init_from, member["seed"]),
-          prior_runs={
-              role: directory.format(seed=member["seed"])
-              for role, directory in prior_runs.items()
-          },
-      )
-      for member in members
-  ]
+  def set_up(index, member):
+    say(
+        f"setting up member {index + 1} of {len(members)}: "
+        f"{member_name(member)}"
+    )
+    return setup_run(
+        config,
+        config.method,
+        member["seed"],
+        domains=base_domains,
+        inject_learning_rate=True,
+        init_from=for_seed(init_from, member["seed"]),
+        prior_runs={
+            role: directory.format(seed=member["seed"])
+            for role, directory in prior_runs.items()
+        },
+    )
+
+  runs = [set_up(index, member) for index, member in enumerate(members)]
   if runs[0].method.stages:
     raise ValueError(
         f"config key 'method': {config.method!r} updates in "
         "stages; sweeps support single-update recipes"
     )
   with workdir_lib.WorkdirLock(workdir):
-    return _train_sweep(config, workdir, members, runs, start_time)
+    return _train_sweep(config, workdir, members, runs, start_time, say)
 
 
 def _train_sweep(
-    config, workdir: str, members: list[dict], runs: list, start_time: float
+    config,
+    workdir: str,
+    members: list[dict],
+    runs: list,
+    start_time: float,
+    say: Stages,
 ) -> dict:
   """The body of :func:`run_sweep`, with the work dir locked."""
   method, model = runs[0].method, runs[0].model
@@ -328,14 +346,35 @@ def _train_sweep(
 
   batches = data_lib.prefetch(stacked_batches(), size=config.prefetch)
   writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
+  examples_per_step = len(members) * config.batch_size * len(method.domains)
+  progress = Progress(
+      f"sweep of {len(members)} members",
+      start=start_step,
+      total=config.steps,
+      enabled=config.progress_bar,
+  )
+  window_start, window_steps = time.perf_counter(), 0
   signals = StopSignals()
   try:
     with signals:
       for index in range(start_step, config.steps):
         state, step_metrics = train_step(state, next(batches), train_keys)
         done = index + 1
+        window_steps += 1
+        progress.step(done)
         if done % config.log_every == 0 or done == config.steps:
           step_metrics = jax.device_get(step_metrics)
+          elapsed = time.perf_counter() - window_start
+          losses = np.asarray(step_metrics["loss"], np.float64)
+          progress.log(
+              done,
+              # The members' mean loss (those still finite).
+              float(np.mean(losses[np.isfinite(losses)]))
+              if np.isfinite(losses).any()
+              else float("nan"),
+              window_steps * examples_per_step / max(elapsed, 1e-9),
+          )
+          window_start, window_steps = time.perf_counter(), 0
           writer.write(
               done,
               {
@@ -349,6 +388,7 @@ def _train_sweep(
         if stopping:
           break
   finally:
+    progress.close()
     batches.close()
     checkpointer.close()
     writer.close()
@@ -357,6 +397,10 @@ def _train_sweep(
 
   summaries = []
   for index, (run, member) in enumerate(zip(runs, members)):
+    say(
+        f"evaluating member {index + 1} of {len(members)}: "
+        f"{member_name(member)}"
+    )
     evaluation = _evaluate_domains(
         model,
         _member(state, index),
