@@ -69,6 +69,10 @@ def test_exact_plan_matches_pot(ot, num_source, num_target, weighted):
     b = RNG.random(num_target) + 0.1
     a, b = a / a.sum(), b / b.sum()
     plan = np.asarray(transport.exact_plan(cost, a, b))
+    # Traced weights (the values then reach the solver at run time).
+    np.testing.assert_array_equal(
+        jax.jit(transport.exact_plan)(cost, a, b), plan
+    )
   else:
     a = np.full(num_source, 1.0 / num_source)
     b = np.full(num_target, 1.0 / num_target)

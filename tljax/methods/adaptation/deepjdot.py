@@ -14,10 +14,10 @@ weighs the source loss and the term equally), ``α = 0.001`` and
 ``λ_t = 0.0001`` the paper's (its SVHN → MNIST script; skada's
 ``DeepJDOT`` defaults ``reg_dist = reg_cl = 1``). Deviations from the
 authors' Keras code: the plan comes from the training forward pass (theirs
-from a separate prediction pass before the step: the same features
-without dropout), and its label cost is the cross-entropy of the loss (theirs
+from a separate prediction pass before the step, in inference mode), and
+its label cost is the cross-entropy of the loss (theirs
 ``‖e_y − softmax‖²``); the mini-batches are the loop's (theirs are
-class-balanced, 50 source examples per class).
+class-balanced, 50 source examples per class, against 500 target ones).
 """
 
 from __future__ import annotations
