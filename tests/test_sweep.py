@@ -1,6 +1,7 @@
 """A vmapped sweep: each member equals its own single run."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -41,11 +42,33 @@ def member_params(workdir, index):
   }
 
 
-def test_each_member_equals_its_single_run(tmp_path):
+def test_each_member_equals_its_single_run(tmp_path, capsys):
   config = sweep_config()
   members = sweep_members(config, built(config))
   assert len(members) == 4  # 2 seeds × 2 learning rates × 1 λ
+  config.progress_bar = True  # standard error is not a terminal here
   results = run_sweep(config, str(tmp_path / "sweep"))
+  # Where the sweep is: a line per stage, the steps as a single run's.
+  lines = [
+      re.sub(r" \[\d+s\]$", "", line)
+      for line in capsys.readouterr().err.splitlines()
+      if line.startswith("sweep")
+  ]
+  names = [member_name(member) for member in members]
+  assert lines[:4] == [
+      f"sweep: setting up member {i + 1} of 4: {name}"
+      for i, name in enumerate(names)
+  ]
+  assert lines[4] == "sweep of 4 members: compiling (step 0/4)"
+  assert [line.split(",")[0] for line in lines[5:7]] == [
+      "sweep of 4 members: step 2/4",
+      "sweep of 4 members: step 4/4",
+  ]
+  assert lines[7:] == [
+      f"sweep: evaluating member {i + 1} of 4: {name}"
+      for i, name in enumerate(names)
+  ]
+  config.progress_bar = False
   assert len(results["members"]) == 4 and len(results["table"]) == 2
   for index in (3,):  # seed 1, lr 0.02, λ 0.3: none of them the config's
     member = members[index]
