@@ -35,7 +35,7 @@ def get_config(arg=None):
   config.optimizer.weight_decay = 5e-4
   config.optimizer.schedule = "cosine"
 
-  config.steps = 1500
+  config.steps = 1000
   config.batch_size = 64
   config.eval_every = 100
   config.log_every = 100
