@@ -32,10 +32,15 @@ signature, as in :mod:`tljax.align`), and a scikit-learn-style facade:
 
 Checks follow :mod:`tljax.align`: shapes and dtypes when traced, values
 (finiteness, non-negative weights, label ranges) when concrete, each error a
-``ValueError`` naming the argument. Every function holds ``n × m``
-matrices (ott's dense mode; its online mode fails with JAX >= 0.9 in
-ott-jax 0.6.0: see :mod:`tljax.transport.sinkhorn`); :func:`exact_plan`
-solves on the host, with SciPy.
+``ValueError`` naming the argument. Memory: :func:`entropic_plan` and
+:func:`sinkhorn_divergence` have an online mode (``batch_size=`` an int:
+the squared Euclidean cost recomputed in row blocks, no ``n × m`` array,
+the plan applied lazily by the returned
+:class:`~tljax.transport.sinkhorn.OnlineSinkhornResult`); every other
+function, and those two by default, holds ``n × m`` matrices (ott's dense
+mode; ott's own online mode fails with JAX >= 0.9 in ott-jax 0.6.0: see
+:mod:`tljax.transport.sinkhorn`); :func:`exact_plan` solves on the host,
+with SciPy.
 """
 
 from tljax.transport.exact import exact_plan
