@@ -34,6 +34,7 @@ METHODS = {
     "dan": ("trade_off",),
     "dann": ("bsp_weight", "hidden_dim", "trade_off"),
     "deep_coral": ("coral_convention", "trade_off"),
+    "deepjdot": ("alpha", "target_weight", "trade_off"),
     "delta": ("alpha", "attention", "beta", "layer"),
     "distill": (
         "base",
