@@ -14,7 +14,7 @@ from matplotlib import image as mpl_image
 from threadpoolctl import threadpool_limits
 
 from tljax import report
-from tljax.report import command_line
+from tljax.report import _figure, command_line
 from tljax.report import features as features_lib
 from tljax.train.experiment import run_experiment
 
@@ -107,6 +107,8 @@ def test_report_says_each_picture_and_computes_each_runs_features_once(
     return run_features(run_dir, **kwargs)
 
   monkeypatch.setattr(features_lib, "run_features", counted)
+  # Drawn but not rendered: the fixture's pictures stay, the test stays fast.
+  monkeypatch.setattr(_figure, "save", lambda figure, path: path)
   stream = io.StringIO()
   report.report_experiment(experiment, progress=True, stream=stream)
   stages = [
