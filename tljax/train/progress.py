@@ -11,7 +11,7 @@ step 300/1000, loss 0.1234, 12,345 examples/s, ETA 1m20s``.
 
 Work without steps (a report's pictures, a sweep's set-up and evaluation)
 says each stage on one line as it starts, with :class:`Stages`: ``report:
-run 2 of 9: jan seed 1: features (PCA) [4s]``, the time since the first
+run 2 of 9: jan/seed_1: features (PCA) [4s]``, the time since the first
 stage in brackets.
 """
 
