@@ -52,6 +52,13 @@ default all; each is a function of :data:`SECTIONS`, in its own module of
   normalised float32 NCHW in, also channels_last) at
   ``--features_batch_sizes``; images/s, tljax ÷ PyTorch, and the features'
   relative difference (at most 1e-4). Needs torch and timm, else "Not run".
+* ``transport`` — the entropic OT plan (:func:`tljax.transport.entropic_plan`,
+  dense and online modes) at ``--transport_sizes`` points (1,000, 5,000,
+  20,000) in ``--transport_dim`` (64) dimensions, next to POT's NumPy
+  ``ot.sinkhorn`` (methods ``'sinkhorn'`` and ``'sinkhorn_log'``) at the
+  same ``ε`` (``--transport_relative_epsilon`` × the mean squared
+  distance), threshold and iteration limit: seconds, iterations, POT ÷
+  tljax, the transport costs' difference. Needs POT, else tljax only.
 
 Run with only some sections and an existing ``--output``, the script
 replaces those sections of the page (matched by their ``##`` titles, a new
@@ -105,6 +112,13 @@ def section_features(args, ctx):
   return features.section_features(args, ctx)
 
 
+def section_transport(args, ctx):
+  """The ``transport`` section, loaded when it runs (it imports tljax)."""
+  from benchmarks import transport  # noqa: PLC0415
+
+  return transport.section_transport(args, ctx)
+
+
 SECTIONS = {
     "dann": section_dann,
     "resnet": section_resnet,
@@ -114,9 +128,10 @@ SECTIONS = {
     "compile": section_compile,
     "sweep": section_sweep,
     "features": section_features,
+    "transport": section_transport,
 }
 # Every section, in the order of a full run.
-ALL_SECTIONS = (*SECTION_ORDER, "features")
+ALL_SECTIONS = (*SECTION_ORDER, "features", "transport")
 
 
 # --- Main -------------------------------------------------------------------
@@ -252,6 +267,61 @@ def parse_args(argv=None):
       type=int,
       default=5,
       help="interleaved timed rounds per batch size (features)",
+  )
+  parser.add_argument(
+      "--transport_sizes", type=int_list, default=[1000, 5000, 20000]
+  )
+  parser.add_argument(
+      "--transport_memory_sizes",
+      type=int_list,
+      default=[1000, 5000, 20000],
+      help="n of the compiled-memory table (compiled, not run)",
+  )
+  parser.add_argument("--transport_dim", type=int, default=64)
+  parser.add_argument(
+      "--transport_relative_epsilon",
+      type=float,
+      default=0.02,
+      help="ε as a fraction of the mean squared distance",
+  )
+  parser.add_argument("--transport_threshold", type=float, default=1e-6)
+  parser.add_argument("--transport_max_iterations", type=int, default=1000)
+  parser.add_argument(
+      "--transport_batch_size",
+      type=int,
+      default=128,
+      help="rows per block of tljax's online mode",
+  )
+  parser.add_argument(
+      "--transport_dense_max",
+      type=int,
+      default=20000,
+      help="the largest n timed in tljax's dense mode",
+  )
+  parser.add_argument(
+      "--transport_online_min",
+      type=int,
+      default=5000,
+      help="the smallest n timed in tljax's online mode",
+  )
+  parser.add_argument(
+      "--transport_pot_methods",
+      type=lambda text: [name for name in text.split(",") if name],
+      default=["sinkhorn", "sinkhorn_log"],
+      help="POT's ot.sinkhorn methods ('' for none)",
+  )
+  parser.add_argument(
+      "--transport_pot_log_max",
+      type=int,
+      default=5000,
+      help="the largest n timed with POT's 'sinkhorn_log'",
+  )
+  parser.add_argument(
+      "--transport_repeats",
+      type=int,
+      default=3,
+      help="warm calls per implementation up to n = 5,000 (above: one "
+      "call, compilation included)",
   )
   args = parser.parse_args(argv)
   args.sections = [name for name in args.sections.split(",") if name]

@@ -30,7 +30,7 @@ floats, and ``n × n`` and ``m × m`` for the divergence) and online with an
 integer ``batch_size``: the log-sum-exp of every update recomputes the
 squared Euclidean cost ``batch_size`` rows at a time, so no ``n × m`` array
 exists (memory ``O((n + m) · batch_size)``; at ``n = m = 20,000`` in
-float32 a dense cost is 1.6 GB, a 1,024-row block 82 MB). The online plan is
+float32 a dense cost is 1.6 GB, a 128-row block 10 MB). The online plan is
 never formed: :class:`OnlineSinkhornResult` applies it to a matrix
 (:meth:`~OnlineSinkhornResult.apply_plan`, e.g. for the barycentric
 mapping). The online iterates are the dense ones (same updates from zero,
@@ -316,8 +316,11 @@ def entropic_plan(
     source_weights, target_weights, threshold, max_iterations: as
       :func:`sinkhorn`.
     batch_size: ``None`` for the dense mode, else the rows (an int >= 1)
-      of the cost recomputed at a time in the online mode (1,024 holds
-      ``1,024 × max(n, m)`` floats at once).
+      of the cost recomputed at a time in the online mode, which holds
+      a few ``batch_size × max(n, m)`` blocks at once. Blocks that fit
+      the CPU's cache run fastest: on 2 CPU cores at ``n = m = 5,000``,
+      ``dim = 64``, 128 rows made a pass as fast as the dense mode's, 1,024
+      rows 25 % slower.
 
   Returns:
     A :class:`SinkhornResult` (dense) or :class:`OnlineSinkhornResult`
