@@ -42,7 +42,11 @@ do the same, but fail on JAX >= 0.9 in ott-jax 0.6.0: ``utils.batched_vmap``
 calls ``jax.interpreters.batching.is_vmappable``, which JAX removed
 (``AttributeError`` at the first Sinkhorn update, whatever the cost
 function; ott-jax issue 700, fixed on its main branch by pull request 701,
-not yet released), hence the online mode here.
+not yet released), hence the online mode here. (Replacing ``ott.utils``'s
+``batching`` by an object whose ``is_vmappable`` returns ``False``, what
+JAX's returned for arrays, makes ott's mode run and agree with its dense
+one, but it patches another library's module for the whole process, so
+tljax does not.)
 """
 
 from __future__ import annotations
@@ -396,14 +400,15 @@ def sinkhorn_divergence(
   :func:`tljax.align.mmd`:
   ``cross_entropy + trade_off * sinkhorn_divergence(source, target)``.
 
-  Online mode (``batch_size`` an int): the three terms are solved as in
-  :func:`entropic_plan`'s online mode (plain alternating updates for the
-  symmetric terms too), memory ``O((n + m) · batch_size)``; each
-  ``OT_ε`` is differentiated by Danskin's theorem at the solved
-  potentials (``∂/∂x_i = 2 Σ_j P_ij (x_i − y_j)``, ``∂/∂a_i`` the
-  potential, ``∂/∂ε = KL(P | a bᵀ)``), applying the plan block by block,
-  so the gradient needs no ``n × m`` matrix either. The value agrees with
-  the dense mode's to the solvers' tolerance.
+  Online mode (``batch_size`` an int): the cross term is solved as in
+  :func:`entropic_plan`'s online mode, the symmetric terms with Feydy et
+  al.'s averaged updates (as ott's), memory ``O((n + m) · batch_size)``;
+  each ``OT_ε`` is the dual objective at the solved potentials (as ott's)
+  and is differentiated by Danskin's theorem there (``∂/∂x_i =
+  2 Σ_j P_ij (x_i − y_j)``, ``∂/∂a_i`` the potential, ``∂/∂ε =
+  KL(P | a bᵀ)``), applying the plan block by block, so the gradient needs
+  no ``n × m`` matrix either. Value and gradients agree with the dense
+  mode's to the solvers' tolerance.
 
   At a solver's threshold the value is exact only to the solvers'
   tolerance: identical inputs give ``|S| ≲ ε · threshold``, not exactly 0,
