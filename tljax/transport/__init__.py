@@ -36,7 +36,7 @@ Checks follow :mod:`tljax.align`: shapes and dtypes when traced, values
 :func:`sinkhorn_divergence` have an online mode (``batch_size=`` an int:
 the squared Euclidean cost recomputed in row blocks, no ``n × m`` array,
 the plan applied lazily by the returned
-:class:`~tljax.transport.sinkhorn.OnlineSinkhornResult`); every other
+:class:`OnlineSinkhornResult`, :mod:`tljax.transport.online`); every other
 function, and those two by default, holds ``n × m`` matrices (ott's dense
 mode; ott's own online mode fails with JAX >= 0.9 in ott-jax 0.6.0: see
 :mod:`tljax.transport.sinkhorn`); :func:`exact_plan` solves on the host,
@@ -55,6 +55,7 @@ from tljax.transport.facade import (
 from tljax.transport.jdot import JDOTResult, deepjdot_loss, jdot, jdot_predict
 from tljax.transport.linear_monge import LinearMapping, linear_monge_mapping
 from tljax.transport.class_regularized import sinkhorn_l1l2, sinkhorn_lpl1
+from tljax.transport.online import OnlineSinkhornResult
 from tljax.transport.otda import (
     barycentric_mapping,
     entropic_mapping,
@@ -77,6 +78,7 @@ __all__ = [
     "LinearMapping",
     "LinearMongeTransport",
     "OUT_OF_SAMPLE_MAPS",
+    "OnlineSinkhornResult",
     "SinkhornResult",
     "SinkhornTransport",
     "barycentric_mapping",
