@@ -99,7 +99,7 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir.")
 
 
 def zoo_config(name: str):
-  config = digits.get_config("seeds=1")
+  config = digits.get_config("method=source_only,seeds=1")
   config.baselines = ()
   config.data_dir = _DATA_DIR.value
   config.progress_bar = False
@@ -290,8 +290,9 @@ def report(summaries, results, markdown, *, seconds: float) -> str:
       "```",
       "",
       f"Wall time {seconds / 60:.1f} min on {os.cpu_count()} CPU cores "
-      f"({platform.machine()}, shared with another experiment), everything "
-      "included (zoo, scores, verification).",
+      f"({platform.machine()}; load average over the last 5 minutes "
+      f"{os.getloadavg()[1]:.1f} at the end), everything included (zoo, "
+      "scores, verification).",
       "",
       "## Protocol",
       "",
