@@ -165,32 +165,41 @@ def _map_row_blocks(function, arrays, batch_size: int):
   )
 
 
-def _block_exponent(
-    rows, row_norms, row_potential, columns, column_norms, column_potential
+def _map_exponent_blocks(
+    reduce, rows, row_potential, columns, column_potential, batch_size, *extra
 ):
-  """``(f_i + g_j − C_ij)`` for a block of rows (ε not yet divided), and ``C``."""
-  cost = jnp.maximum(
-      row_norms[:, None] + column_norms[None, :] - 2.0 * rows @ columns.T, 0.0
-  )
-  return row_potential[:, None] + column_potential[None, :] - cost, cost
+  """``reduce(exponent, cost, *extra_block)`` over blocks of ``batch_size`` rows.
+
+  ``exponent`` is the block's ``(f_i + g_j − C_ij)`` (ε not yet divided) and
+  ``cost`` its squared Euclidean ``C_ij``, recomputed per block; ``extra``
+  are per-row arrays cut into the same blocks.
+  """
+  column_norms = jnp.sum(jnp.square(columns), axis=1)
+
+  def block(block_rows, block_potential, *extra_block):
+    cost = jnp.maximum(
+        jnp.sum(jnp.square(block_rows), axis=1)[:, None]
+        + column_norms[None, :]
+        - 2.0 * block_rows @ columns.T,
+        0.0,
+    )
+    exponent = block_potential[:, None] + column_potential[None, :] - cost
+    return reduce(exponent, cost, *extra_block)
+
+  return _map_row_blocks(block, (rows, row_potential, *extra), batch_size)
 
 
 def _online_lse(rows, row_potential, columns, column_potential, epsilon, size):
   """``ε log Σ_j exp((f_i + g_j − C_ij) / ε)`` for every row ``i``."""
-  column_norms = jnp.sum(jnp.square(columns), axis=1)
-
-  def block(block_rows, block_potential):
-    exponent, _ = _block_exponent(
-        block_rows,
-        jnp.sum(jnp.square(block_rows), axis=1),
-        block_potential,
-        columns,
-        column_norms,
-        column_potential,
-    )
-    return epsilon * jax.nn.logsumexp(exponent / epsilon, axis=1)
-
-  return _map_row_blocks(block, (rows, row_potential), size)
+  return _map_exponent_blocks(
+      lambda exponent, _: epsilon
+      * jax.nn.logsumexp(exponent / epsilon, axis=1),
+      rows,
+      row_potential,
+      columns,
+      column_potential,
+      size,
+  )
 
 
 def _finite_or_zero(values):
@@ -298,17 +307,8 @@ def _online_costs(
 ):
   """``(⟨P, C⟩, KL(P | a bᵀ))`` summed block by block, as the dense path's."""
   log_target = jnp.log(target_weights)
-  target_norms = jnp.sum(jnp.square(target), axis=1)
 
-  def block(rows, row_potential, log_row_weights):
-    exponent, cost = _block_exponent(
-        rows,
-        jnp.sum(jnp.square(rows), axis=1),
-        row_potential,
-        target,
-        target_norms,
-        g,
-    )
+  def block(exponent, cost, log_row_weights):
     log_plan = exponent / epsilon
     plan = jnp.exp(log_plan)
     relative = jnp.where(
@@ -318,8 +318,8 @@ def _online_costs(
     )
     return jnp.sum(plan * cost, axis=1), jnp.sum(relative, axis=1)
 
-  transport, relative_entropy = _map_row_blocks(
-      block, (source, f, jnp.log(source_weights)), batch_size
+  transport, relative_entropy = _map_exponent_blocks(
+      block, source, f, target, g, batch_size, jnp.log(source_weights)
   )
   return jnp.sum(transport), jnp.sum(relative_entropy)
 
@@ -381,20 +381,14 @@ def _apply_online_plan(
     batch_size,
 ):
   """``P @ matrix`` with ``P_ij = exp((f_i + g_j − C_ij) / ε)``, by row blocks."""
-  column_norms = jnp.sum(jnp.square(columns), axis=1)
-
-  def block(block_rows, block_potential):
-    exponent, _ = _block_exponent(
-        block_rows,
-        jnp.sum(jnp.square(block_rows), axis=1),
-        block_potential,
-        columns,
-        column_norms,
-        column_potential,
-    )
-    return jnp.exp(exponent / epsilon) @ matrix
-
-  return _map_row_blocks(block, (rows, row_potential), batch_size)
+  return _map_exponent_blocks(
+      lambda exponent, _: jnp.exp(exponent / epsilon) @ matrix,
+      rows,
+      row_potential,
+      columns,
+      column_potential,
+      batch_size,
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
