@@ -60,6 +60,26 @@ CLASS_REGULARIZATIONS = (None, "lpl1", "l1l2")
 OUT_OF_SAMPLE_MAPS = ("ferradans", "entropic")
 
 
+def _check_fitted(estimator, attribute: str, method: str) -> None:
+  """Raises ``ValueError`` when ``estimator`` has no ``attribute`` (not fitted)."""
+  if not hasattr(estimator, attribute):
+    raise ValueError(
+        "call fit(source_inputs, source_labels, target_inputs) before "
+        f"{method}."
+    )
+
+
+def _check_new_inputs(inputs, argument: str, columns: int):
+  """``inputs`` as a finite matrix with the fitted number of ``columns``."""
+  inputs = check_matrix(inputs, argument, finite=True)
+  if inputs.shape[1] != columns:
+    raise ValueError(
+        f"{argument} must have {columns} columns, as the fitted inputs, got "
+        f"shape {inputs.shape}."
+    )
+  return inputs
+
+
 class SinkhornTransport:
   """OTDA (Courty et al., TPAMI 2017): an entropic plan, then the barycentric mapping.
 
@@ -224,11 +244,7 @@ class SinkhornTransport:
       ValueError: before ``fit``, or on inputs that are not a finite matrix
         with the fitted number of columns.
     """
-    if not hasattr(self, "plan_"):
-      raise ValueError(
-          "call fit(source_inputs, source_labels, target_inputs) before "
-          "transform."
-      )
+    _check_fitted(self, "plan_", "transform")
     _, inputs = check_pair(
         self.source_inputs_,
         source_inputs,
@@ -317,17 +333,10 @@ class LinearMongeTransport:
       ValueError: before ``fit``, or on inputs that are not a finite matrix
         with the fitted number of columns.
     """
-    if not hasattr(self, "matrix_"):
-      raise ValueError(
-          "call fit(source_inputs, source_labels, target_inputs) before "
-          "transform."
-      )
-    inputs = check_matrix(source_inputs, "source_inputs", finite=True)
-    if inputs.shape[1] != self.matrix_.shape[0]:
-      raise ValueError(
-          f"source_inputs must have {self.matrix_.shape[0]} columns, as the "
-          f"fitted inputs, got shape {inputs.shape}."
-      )
+    _check_fitted(self, "matrix_", "transform")
+    inputs = _check_new_inputs(
+        source_inputs, "source_inputs", self.matrix_.shape[0]
+    )
     return np.asarray(
         inputs @ jnp.asarray(self.matrix_, inputs.dtype)
         + jnp.asarray(self.offset_, inputs.dtype)
@@ -447,17 +456,8 @@ class JDOTRegressor:
     return self._fit(source_inputs, source_labels, target_inputs)
 
   def _decision(self, inputs) -> np.ndarray:
-    if not hasattr(self, "result_"):
-      raise ValueError(
-          "call fit(source_inputs, source_labels, target_inputs) before "
-          "predict."
-      )
-    inputs = check_matrix(inputs, "inputs", finite=True)
-    if inputs.shape[1] != self.target_inputs_.shape[1]:
-      raise ValueError(
-          f"inputs must have {self.target_inputs_.shape[1]} columns, as the "
-          f"fitted inputs, got shape {inputs.shape}."
-      )
+    _check_fitted(self, "result_", "predict")
+    inputs = _check_new_inputs(inputs, "inputs", self.target_inputs_.shape[1])
     return np.asarray(
         jdot_predict(
             self.result_,
