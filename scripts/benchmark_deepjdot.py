@@ -40,11 +40,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import train_state_and_step
 from tljax import methods, models
-from tljax import params as params_lib
 from tljax.config import base_config
-from tljax.train import create_train_state, keyed_by_step, make_train_step
-from tljax.train.optim import make_optimizer
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -77,24 +75,7 @@ def tljax_runner(batch_size: int, seed: int):
   method = methods.build_method("deepjdot", config, model)
   init_key, train_key = jax.random.split(jax.random.key(seed))
   params, model_state = jax.jit(model.init)(init_key)
-  rules = [tuple(rule) for rule in config.trainable_rules]
-  trainable, _ = params_lib.split(params, rules)
-  optimizer = params_lib.with_learning_rate_multipliers(
-      make_optimizer(dict(config.optimizer), config.steps),
-      trainable,
-      rules,
-      layer_decay=config.optimizer.get("layer_decay"),
-      depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules],
-  )
-  state = jax.jit(
-      lambda params, model_state: create_train_state(
-          params, model_state, optimizer, rules=rules, hparams=method.hparams
-      )
-  )(params, model_state)
-  step = jax.jit(
-      keyed_by_step(make_train_step(method.loss_fn, optimizer, jit=False)),
-      donate_argnums=0,
-  )
+  state, step = train_state_and_step(config, method, params, model_state)
   rng = np.random.default_rng(seed)
   source = jnp.asarray(rng.random((batch_size, *IMAGE_SHAPE), np.float32))
   target = jnp.asarray(rng.random((batch_size, *IMAGE_SHAPE), np.float32))

@@ -258,3 +258,39 @@ def resident_bytes() -> int | None:
   except OSError:
     pass
   return None
+
+
+def train_state_and_step(config, method, params, model_state):
+  """``(state, step)``: the loop's optimizer, train state and jitted step.
+
+  The optimizer as the training loop builds it from ``config`` (trainable
+  rules, learning-rate multipliers, layer decay), the initial train state
+  (jitted, so it compiles once rather than op by op: same values) and the
+  step jitted as the loop jits it, state donated, the per-step key folded
+  inside from the batch's step counter.
+  """
+  import jax
+
+  from tljax import params as params_lib
+  from tljax.train import create_train_state, keyed_by_step, make_train_step
+  from tljax.train.optim import make_optimizer
+
+  rules = [tuple(rule) for rule in config.trainable_rules]
+  trainable, _ = params_lib.split(params, rules)
+  optimizer = params_lib.with_learning_rate_multipliers(
+      make_optimizer(dict(config.optimizer), config.steps),
+      trainable,
+      rules,
+      layer_decay=config.optimizer.get("layer_decay"),
+      depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules],
+  )
+  state = jax.jit(
+      lambda params, model_state: create_train_state(
+          params, model_state, optimizer, rules=rules, hparams=method.hparams
+      )
+  )(params, model_state)
+  step = jax.jit(
+      keyed_by_step(make_train_step(method.loss_fn, optimizer, jit=False)),
+      donate_argnums=0,
+  )
+  return state, step

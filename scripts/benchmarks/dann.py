@@ -11,7 +11,7 @@ import types
 
 import numpy as np
 
-from benchmarks.common import NUM_DIGIT_CLASSES, Section, Table, XLA_CONV_ROW, fmt, interleaved_rates, ratio, short_error, warm_up
+from benchmarks.common import NUM_DIGIT_CLASSES, Section, Table, XLA_CONV_ROW, fmt, interleaved_rates, ratio, short_error, train_state_and_step, warm_up
 
 # --- tljax: the DANN step, built as tljax.train.loop builds it ---------------
 
@@ -48,10 +48,7 @@ def tljax_dann(
 
   from tljax import methods as methods_lib
   from tljax import models as models_lib
-  from tljax import params as params_lib
   from tljax.config import base_config
-  from tljax.train import create_train_state, keyed_by_step, make_train_step
-  from tljax.train.optim import make_optimizer
 
   config = base_config()  # the fields of configs/digits.py that matter here
   config.method = "dann"
@@ -95,26 +92,9 @@ def tljax_dann(
   )
   # Jitted so the set-up compiles once instead of op by op (same values).
   params = {**params, **jax.jit(lambda: method.init_params(context))()}
-  rules = [tuple(rule) for rule in config.trainable_rules]
-  trainable, _ = params_lib.split(params, rules)
-  optimizer = params_lib.with_learning_rate_multipliers(
-      make_optimizer(dict(config.optimizer), config.steps),
-      trainable,
-      rules,
-      layer_decay=config.optimizer.get("layer_decay"),
-      depth_rules=[tuple(rule) for rule in config.optimizer.depth_rules],
-  )
-  state = jax.jit(
-      lambda params, model_state: create_train_state(
-          params, model_state, optimizer, rules=rules, hparams=method.hparams
-      )
-  )(params, model_state)
   # As the loop jits it: the per-step key fold_in(train_key, step) is made
   # inside the step from the batch's step counter.
-  step = jax.jit(
-      keyed_by_step(make_train_step(method.loss_fn, optimizer, jit=False)),
-      donate_argnums=0,
-  )
+  state, step = train_state_and_step(config, method, params, model_state)
 
   source = jnp.asarray(rng.random((batch_size, *image_shape), dtype=np.float32))
   target = jnp.asarray(rng.random((batch_size, *image_shape), dtype=np.float32))
