@@ -29,11 +29,15 @@ def _config(data_dir, **kwargs):
   return config
 
 
-@pytest.mark.parametrize("epsilon", [0.0, 0.5])
+@pytest.mark.parametrize(
+    "epsilon, normalize", [(0.0, True), (0.5, True), (0.5, False)]
+)
 def test_the_loss_is_cross_entropy_plus_the_weighted_divergence(
-    data_dir, epsilon
+    data_dir, epsilon, normalize
 ):
-  config = _config(data_dir, trade_off=0.7, epsilon=epsilon)
+  config = _config(
+      data_dir, trade_off=0.7, epsilon=epsilon, normalize=normalize
+  )
   model = create_model(
       "mlp",
       num_classes=10,
@@ -64,11 +68,19 @@ def test_the_loss_is_cross_entropy_plus_the_weighted_divergence(
           np.arange(4), np.asarray(labels)
       ]
   )
+  source = np.asarray(outputs.features[:4], np.float64)
+  target = np.asarray(outputs.features[4:], np.float64)
+  # The recipe's scale: the mean of ||x_i - y_j||^2 over all pairs.
+  mean_squared = np.mean(
+      np.sum((source[:, None, :] - target[None, :, :]) ** 2, axis=-1)
+  )
   term = float(
       transport.sinkhorn_divergence(
-          outputs.features[:4], outputs.features[4:], epsilon=epsilon or None
+          outputs.features[:4],
+          outputs.features[4:],
+          epsilon=epsilon or 0.05 * mean_squared,
       )
-  )
+  ) / (mean_squared if normalize else 1.0)
   assert term > 1e-4  # shifted domains: a positive divergence
   np.testing.assert_allclose(float(metrics["sinkhorn"]), term, rtol=1e-4)
   np.testing.assert_allclose(
@@ -91,3 +103,8 @@ def test_sinkhorn_trains_and_logs_its_term(tmp_path, data_dir):
 def test_a_negative_epsilon_names_the_key():
   with pytest.raises(ValueError, match="method_kwargs.epsilon"):
     method_settings("sinkhorn", {"epsilon": -1.0})
+
+
+def test_a_non_boolean_normalize_names_the_key():
+  with pytest.raises(ValueError, match="method_kwargs.normalize"):
+    method_settings("sinkhorn", {"normalize": "yes"})

@@ -74,7 +74,7 @@ METHODS = {
         "projection_dim",
         "temperature",
     ),
-    "sinkhorn": ("epsilon", "trade_off"),
+    "sinkhorn": ("epsilon", "normalize", "trade_off"),
     "source_only": (),
     "surgical": ("blocks",),
     "target_only": (),

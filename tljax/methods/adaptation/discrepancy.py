@@ -121,14 +121,19 @@ def check_sinkhorn(settings):
         "config key 'method_kwargs.epsilon' must be >= 0 (0: the default "
         f"scale, 0.05 x the mean squared distance), got {epsilon}"
     )
+  if not isinstance(settings["normalize"], bool):
+    raise ValueError(
+        "config key 'method_kwargs.normalize' must be True or False, got "
+        f"{settings['normalize']!r}"
+    )
 
 
 @register_method(
     "sinkhorn",
-    defaults=dict(trade_off=1.0, epsilon=0.0),
+    defaults=dict(trade_off=1.0, epsilon=0.0, normalize=True),
     check=check_sinkhorn,
 )
-def build_sinkhorn(config, model, *, trade_off, epsilon) -> Method:
+def build_sinkhorn(config, model, *, trade_off, epsilon, normalize) -> Method:
   """Sinkhorn-divergence alignment of the bottleneck features.
 
   ``CE(source) + λ · S_ε(source features, target features)``, the debiased
@@ -137,6 +142,14 @@ def build_sinkhorn(config, model, *, trade_off, epsilon) -> Method:
   of DAN's MMD: Feydy et al. show it interpolates between OT (ε → 0) and an
   MMD (ε → ∞). ``epsilon`` 0: the function's default, 0.05 × the batch's
   mean squared source-target distance (gradient stopped).
+
+  ``normalize`` (default True; a deviation from the papers, whose inputs
+  have a fixed scale): the divergence over the batch's gradient-stopped
+  mean squared source-target distance, so that λ = 1 means the same for
+  any feature width or magnitude. Unnormalized, the divergence between
+  256-d LeNet features starts near 100 against a cross-entropy of 2.3;
+  the features then shrink to remove it and the classifier never learns
+  the source (MNIST→UCI: 23 % target accuracy at λ = 1, 2026-12-08).
   """
   del config
   if transport is None:
@@ -146,7 +159,11 @@ def build_sinkhorn(config, model, *, trade_off, epsilon) -> Method:
     )
   return feature_discrepancy_method(
       "sinkhorn",
-      functools.partial(transport.sinkhorn_divergence, epsilon=epsilon or None),
+      functools.partial(
+          transport.sinkhorn_divergence,
+          epsilon=epsilon or None,
+          normalize=normalize,
+      ),
       model,
       trade_off,
   )
