@@ -416,6 +416,30 @@ def test_sinkhorn_divergence_is_zero_for_identical_inputs_positive_otherwise():
   )
 
 
+def test_normalized_divergence_is_the_divergence_over_the_mean_squared_distance():
+  normalized = jax.jit(
+      jax.value_and_grad(
+          functools.partial(
+              transport.sinkhorn_divergence,
+              threshold=1e-12,
+              max_iterations=5000,
+              normalize=True,
+          )
+      )
+  )
+  value, gradient = normalized(SOURCE, TARGET)
+  raw, raw_gradient = DIVERGENCE(SOURCE, TARGET)
+  scale = squared_distances(SOURCE, TARGET).mean()
+  np.testing.assert_allclose(value, raw / scale, rtol=1e-10)
+  # The scale's gradient is stopped: the raw gradient over the scale.
+  np.testing.assert_allclose(gradient, raw_gradient / scale, rtol=1e-8)
+  # Scale-free: the same number for features 1000x larger (default ε).
+  np.testing.assert_allclose(
+      normalized(1e3 * SOURCE, 1e3 * TARGET)[0], value, rtol=1e-8
+  )
+  assert float(raw) > 10 * float(value)  # this pair's scale is ~ 20
+
+
 def test_float32_default_path():
   with jax.enable_x64(False):
     fitted = transport.SinkhornTransport().fit(

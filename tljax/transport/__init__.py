@@ -5,7 +5,10 @@ signature, as in :mod:`tljax.align`), and a scikit-learn-style facade:
 
 * the entropic plan — :func:`sinkhorn` (a cost matrix, as POT's
   ``ot.sinkhorn``), :func:`entropic_plan` (squared Euclidean cost between
-  points), both returning a :class:`SinkhornResult`;
+  points), both returning a :class:`SinkhornResult`, by ott-jax's
+  log-domain solver (differentiable) or ``solver="kernel"`` (scaling
+  iterations with absorption and over-relaxation, faster, a constant for
+  gradients; :mod:`tljax.transport.kernel`);
 * an alignment loss — :func:`sinkhorn_divergence`, the debiased Sinkhorn
   divergence (Genevay et al. 2018; Feydy et al. 2019), differentiable and
   usable wherever :func:`tljax.align.mmd` is;
@@ -63,6 +66,7 @@ from tljax.transport.otda import (
 )
 from tljax.transport.sinkhorn import (
     DEFAULT_RELATIVE_EPSILON,
+    SOLVERS,
     SinkhornResult,
     entropic_plan,
     sinkhorn,
@@ -79,6 +83,7 @@ __all__ = [
     "LinearMongeTransport",
     "OUT_OF_SAMPLE_MAPS",
     "OnlineSinkhornResult",
+    "SOLVERS",
     "SinkhornResult",
     "SinkhornTransport",
     "barycentric_mapping",
