@@ -146,3 +146,23 @@ def test_bad_solvers_name_the_argument():
     transport.entropic_plan(
         SOURCE, TARGET, epsilon=1.0, solver="kernel", batch_size=16
     )
+
+
+def test_the_facade_takes_the_solver():
+  source = SOURCE.astype(np.float32)
+  target = TARGET.astype(np.float32)
+  fitted = {
+      solver: transport.SinkhornTransport(
+          epsilon=2.0, threshold=1e-6, solver=solver
+      ).fit(source, None, target)
+      for solver in ("log", "kernel")
+  }
+  assert fitted["kernel"].get_params()["solver"] == "kernel"
+  assert fitted["kernel"].converged_
+  np.testing.assert_allclose(
+      fitted["kernel"].transform(source),
+      fitted["log"].transform(source),
+      atol=1e-4,
+  )
+  with pytest.raises(ValueError, match="solver must be one of"):
+    transport.SinkhornTransport(solver="exact")
