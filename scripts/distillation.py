@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Relational-knowledge transfer: a LeNet teacher distilled into an MLP student on the target digits.
 
-Task: configs/digits.py (MNIST-5k → UCI digits, 1,500 steps of SGD-Nesterov
+Task: configs/digits.py (MNIST-5k → UCI digits, 1,000 steps of SGD-Nesterov
 0.01 with cosine decay, batch 64 per domain). The teacher is a LeNet
 (bottleneck 256) trained
 
