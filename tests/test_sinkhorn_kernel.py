@@ -166,3 +166,16 @@ def test_the_facade_takes_the_solver():
   )
   with pytest.raises(ValueError, match="solver must be one of"):
     transport.SinkhornTransport(solver="exact")
+
+
+def test_an_unreachable_float32_threshold_stops_at_the_floor():
+  # 1e-12 is far below float32's rounding: the solve stops once the error
+  # stops falling (not converged), long before max_iterations, with the
+  # plan as good as float32 makes it.
+  cost = COST.astype(np.float32)
+  epsilon = 0.05 * float(COST.mean())
+  stalled = solve(cost, epsilon, "kernel", threshold=1e-12)
+  assert not bool(stalled.converged) and int(stalled.iterations) < 20_000
+  assert float(stalled.marginal_error) < 1e-6
+  reference = solve(cost, epsilon, "log", threshold=1e-6)
+  np.testing.assert_allclose(stalled.plan, reference.plan, atol=1e-6)
