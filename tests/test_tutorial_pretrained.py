@@ -144,7 +144,18 @@ def test_the_page_has_its_three_commands():
   assert "init_from.pretrained=timm:resnet50=$RESNET50" in commands[0]
 
 
-def test_dann_adapts_from_the_resnet_checkpoint(runs):
+def test_the_pages_commands_do_what_it_says(runs):
+  """One test for the three commands, so one xdist worker runs them once.
+
+  (Three tests sharing the module fixture could land on both workers, and
+  each worker would run all three commands.)
+  """
+  check_dann_adapts_from_the_resnet_checkpoint(runs)
+  check_l2_sp_fine_tunes_the_vit_with_no_source_run_first(runs)
+  check_rank_sources_scores_the_zoo(runs)
+
+
+def check_dann_adapts_from_the_resnet_checkpoint(runs):
   tmp_path, variables, results = runs
   _, process = results[0]
   assert re.search(r"^\| dann \|", process.stdout, flags=re.M), process.stdout
@@ -154,7 +165,7 @@ def test_dann_adapts_from_the_resnet_checkpoint(runs):
   assert record["init_from"]["pretrained"] == (f"timm={variables['RESNET50']}")
 
 
-def test_l2_sp_fine_tunes_the_vit_with_no_source_run_first(runs):
+def check_l2_sp_fine_tunes_the_vit_with_no_source_run_first(runs):
   tmp_path, variables, results = runs
   _, process = results[1]
   assert re.search(r"^\| l2_sp \|", process.stdout, flags=re.M), process.stdout
@@ -172,7 +183,7 @@ def test_l2_sp_fine_tunes_the_vit_with_no_source_run_first(runs):
   assert summary["target_test"]["num_examples"] == 3 * len(CLASSES)
 
 
-def test_rank_sources_scores_the_zoo(runs):
+def check_rank_sources_scores_the_zoo(runs):
   tmp_path, _, results = runs
   _, process = results[2]
   rows = [

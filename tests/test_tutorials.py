@@ -72,7 +72,20 @@ def percent(cell):
   return value
 
 
-def test_parameters_freezes_and_transfers(outputs):
+def test_each_tutorial_shows_what_its_page_claims(outputs):
+  """One test for the five scripts, so one xdist worker runs them once.
+
+  (Five tests sharing the module fixture could land on both workers, and
+  each worker would run all five scripts.)
+  """
+  check_parameters_freezes_and_transfers(outputs)
+  check_features_alignment_closes_the_gap(outputs)
+  check_instances_weights_lower_the_target_error(outputs)
+  check_relations_losses_and_distilled_student(outputs)
+  check_what_to_transfer_scores_and_gaps(outputs)
+
+
+def check_parameters_freezes_and_transfers(outputs):
   out = outputs["parameters"]
   assert "trainable: head/bias, head/kernel\n" in out
   frozen = re.search(r"^frozen: (.*)$", out, flags=re.M).group(1).split(", ")
@@ -91,7 +104,7 @@ def test_parameters_freezes_and_transfers(outputs):
   assert "one seed: no interval" in out
 
 
-def test_features_alignment_closes_the_gap(outputs):
+def check_features_alignment_closes_the_gap(outputs):
   out = outputs["features"]
   shifts = [
       float(value)
@@ -111,7 +124,7 @@ def test_features_alignment_closes_the_gap(outputs):
   assert mmd["mmd_alignment"] < 0.25 * mmd["source_only"]
 
 
-def test_instances_weights_lower_the_target_error(outputs):
+def check_instances_weights_lower_the_target_error(outputs):
   out = outputs["instances"]
   correlations = {
       name: float(value)
@@ -137,7 +150,7 @@ def test_instances_weights_lower_the_target_error(outputs):
     assert errors[name] < 0.8 * errors["uniform"], name
 
 
-def test_relations_losses_and_distilled_student(outputs):
+def check_relations_losses_and_distilled_student(outputs):
   out = outputs["relations"]
   losses = {
       name: [float(value) for value in values]
@@ -164,7 +177,7 @@ def test_relations_losses_and_distilled_student(outputs):
   assert 0.0 <= teacher <= 100.0
 
 
-def test_what_to_transfer_scores_and_gaps(outputs):
+def check_what_to_transfer_scores_and_gaps(outputs):
   out = outputs["what_to_transfer"]
   target_only = float(
       re.search(r"on pixels.*: (\S+) % over 5 draws", out).group(1)
