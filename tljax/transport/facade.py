@@ -44,8 +44,8 @@ from tljax.transport.otda import (
     nearest_neighbor_mapping,
 )
 from tljax.transport.sinkhorn import (
-    SOLVERS,
     _squared_euclidean_cost,
+    check_solver,
     entropic_plan,
 )
 
@@ -173,11 +173,7 @@ class SinkhornTransport:
         inner_iterations, "inner_iterations"
     )
     self.cost_tolerance = check_threshold(cost_tolerance, "cost_tolerance")
-    if solver not in SOLVERS:
-      raise ValueError(
-          f"solver must be one of {list(SOLVERS)}, got {solver!r}."
-      )
-    self.solver = solver
+    self.solver = check_solver(solver)
 
   def get_params(self, deep: bool = True) -> dict:
     del deep

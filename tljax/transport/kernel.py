@@ -110,20 +110,29 @@ def _relax(old, new, omega):
   return jnp.where(positive, relaxed, new)
 
 
-def _log_or_zero(x):
-  return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1.0)), 0.0)
+def _log(x, at_zero):
+  """``log x``, and ``at_zero`` where ``x`` is 0 (a zero-weight point)."""
+  return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1.0)), at_zero)
 
 
-def _log_or_minus_inf(x):
-  return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1.0)), -jnp.inf)
+def _absorbed(cost, f, g, u, v, epsilon) -> dict:
+  """The state's fields with potentials ``f``, ``g`` and unit scalings.
 
-
-def _build_kernel(cost, source_potential, target_potential, epsilon):
-  """The kernel and a transposed copy (see the module docstring)."""
-  kernel = jnp.exp(
-      (source_potential[:, None] + target_potential[None, :] - cost) / epsilon
+  The kernel and its transposed copy (module docstring) rebuilt from the
+  potentials; scalings 1, 0 at zero-weight points (where ``u``, ``v`` are 0).
+  """
+  kernel = jnp.exp((f[:, None] + g[None, :] - cost) / epsilon)
+  kernel_t = kernel.T
+  u = (u > 0).astype(cost.dtype)
+  return dict(
+      source_potential=f,
+      target_potential=g,
+      kernel=kernel,
+      kernel_t=kernel_t,
+      u=u,
+      v=(v > 0).astype(cost.dtype),
+      column_sums=kernel_t @ u,
   )
-  return kernel, kernel.T
 
 
 @functools.partial(jax.jit, static_argnames=("threshold", "max_iterations"))
@@ -147,8 +156,8 @@ def solve_kernel(
       (cost, source_weights, target_weights, jnp.asarray(epsilon, cost.dtype))
   )
   dtype = cost.dtype
-  log_a = _log_or_minus_inf(source_weights)
-  log_b = _log_or_minus_inf(target_weights)
+  log_a = _log(source_weights, -jnp.inf)
+  log_b = _log(target_weights, -jnp.inf)
   # Iteration 1 in the log domain: g then f from f = 0.
   g = epsilon * (log_b - jax.nn.logsumexp(-cost / epsilon, axis=0))
   f = epsilon * (
@@ -157,20 +166,9 @@ def solve_kernel(
   # Zero-weight points: potential 0 in the kernel, scaling 0 instead.
   f = jnp.where(source_weights > 0, f, 0.0)
   g = jnp.where(target_weights > 0, g, 0.0)
-  kernel, kernel_t = _build_kernel(cost, f, g, epsilon)
-  u = (source_weights > 0).astype(dtype)
-  v = (target_weights > 0).astype(dtype)
-  column_sums = kernel_t @ u
-  inf = jnp.asarray(jnp.inf, dtype)
   state = _State(
-      source_potential=f,
-      target_potential=g,
-      kernel=kernel,
-      kernel_t=kernel_t,
-      u=u,
-      v=v,
-      column_sums=column_sums,
-      error=inf,
+      **_absorbed(cost, f, g, source_weights, target_weights, epsilon),
+      error=jnp.asarray(jnp.inf, dtype),
       omega=jnp.ones((), dtype),
       increases=jnp.zeros((), jnp.int32),
       iterations=jnp.ones((), jnp.int32),
@@ -212,27 +210,23 @@ def solve_kernel(
         iterations=stop,
     )
     return jax.lax.cond(
-        (jnp.max(jnp.abs(_log_or_zero(state.u))) > ABSORB_LOG_SCALING)
-        | (jnp.max(jnp.abs(_log_or_zero(state.v))) > ABSORB_LOG_SCALING),
+        (jnp.max(jnp.abs(_log(state.u, 0.0))) > ABSORB_LOG_SCALING)
+        | (jnp.max(jnp.abs(_log(state.v, 0.0))) > ABSORB_LOG_SCALING),
         _absorb,
         lambda s: s,
         state,
     )
 
   def _absorb(state):
-    f = state.source_potential + epsilon * _log_or_zero(state.u)
-    g = state.target_potential + epsilon * _log_or_zero(state.v)
-    kernel, kernel_t = _build_kernel(cost, f, g, epsilon)
-    u = (state.u > 0).astype(dtype)
-    v = (state.v > 0).astype(dtype)
     return state._replace(
-        source_potential=f,
-        target_potential=g,
-        kernel=kernel,
-        kernel_t=kernel_t,
-        u=u,
-        v=v,
-        column_sums=kernel_t @ u,
+        **_absorbed(
+            cost,
+            state.source_potential + epsilon * _log(state.u, 0.0),
+            state.target_potential + epsilon * _log(state.v, 0.0),
+            state.u,
+            state.v,
+            epsilon,
+        )
     )
 
   def running(state):
@@ -245,8 +239,8 @@ def solve_kernel(
   state = jax.lax.while_loop(running, block, state)
   return sinkhorn_result(
       state.u[:, None] * state.kernel * state.v[None, :],
-      state.source_potential + epsilon * _log_or_minus_inf(state.u),
-      state.target_potential + epsilon * _log_or_minus_inf(state.v),
+      state.source_potential + epsilon * _log(state.u, -jnp.inf),
+      state.target_potential + epsilon * _log(state.v, -jnp.inf),
       cost,
       source_weights,
       target_weights,

@@ -243,7 +243,7 @@ def entropic_plan(
         solver=solver,
     )
   batch_size = check_int(batch_size, "batch_size", minimum=1)
-  if _dense_solver(solver) is not _solve:
+  if check_solver(solver) != "log":
     raise ValueError(
         f"solver={solver!r} is dense only; the online mode (batch_size="
         f"{batch_size}) has the log-domain solver: pass solver='log' or "
@@ -462,11 +462,15 @@ def _solve(
   )
 
 
-def _dense_solver(solver: Any):
-  solvers = {"log": _solve, "kernel": solve_kernel}
-  if not isinstance(solver, str) or solver not in solvers:
+def check_solver(solver: Any) -> str:
+  """``solver`` if it names one of :data:`SOLVERS`, else a ``ValueError``."""
+  if not isinstance(solver, str) or solver not in SOLVERS:
     raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
-  return solvers[solver]
+  return solver
+
+
+def _dense_solver(solver: Any):
+  return {"log": _solve, "kernel": solve_kernel}[check_solver(solver)]
 
 
 #: ``‖x_i − y_j‖²`` for every row pair, jitted (eagerly, each operation of
